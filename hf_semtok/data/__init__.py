@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hf_semtok.data.cooccurrence import build_cooccurrence_pairs
 from hf_semtok.data.formats import (
     Catalogue,
     compose_item_text,
@@ -12,9 +13,13 @@ from hf_semtok.data.formats import (
     load_sequence_text,
     parse_sid_strings,
 )
+from hf_semtok.data.synthetic import SyntheticCatalogue, make_synthetic_catalogue
 
 __all__ = [
     "Catalogue",
+    "SyntheticCatalogue",
+    "build_cooccurrence_pairs",
+    "make_synthetic_catalogue",
     "compose_item_text",
     "leave_one_out_split",
     "load_amazon2014",

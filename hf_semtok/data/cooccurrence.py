@@ -1,0 +1,86 @@
+"""Co-occurrence pairs from user histories: the collaborative signal for the RQ-VAE's contrastive loss.
+
+Two items co-occur when they appear within `window` positions of each other in one user's history (PLUM,
+arXiv 2510.07784, trains its item tokenizer with such pairs). Pass **training histories only** (the first output
+of `leave_one_out_split`): pairs built from full histories would leak validation and test targets into the
+Semantic IDs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["build_cooccurrence_pairs"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_cooccurrence_pairs(
+    histories: Mapping[str, Sequence[str]] | Sequence[Sequence[str]],
+    window: int = 3,
+    item_ids: Sequence[str] | None = None,
+    max_pairs: int | None = None,
+    seed: int = 42,
+    symmetric: bool = False,
+) -> np.ndarray:
+    """Build the index pairs of items that appear close together in a user's history.
+
+    For each history and each position `t`, every later item at position `t + 1 .. t + window` forms the pair
+    `(index(h[t]), index(h[t + d]))`. Pairs of an item with itself (a repeated item) are dropped; a pair that
+    occurs several times (across users) is kept several times, so frequent pairs weigh more.
+
+    Args:
+        histories: User id -> chronological item ids, or a list of histories. Use **training histories only**
+            (the `train` part of `leave_one_out_split`) so no validation or test target leaks into training.
+        window: How many following positions count as co-occurring (>= 1).
+        item_ids: The catalogue's item ids; pair values index into this list (row order of the embeddings).
+            When `None`, the sorted set of items in `histories` is used.
+        max_pairs: Keep a uniform random sample of at most this many pairs (seeded), or all when `None`.
+        seed: Seed of that sample.
+        symmetric: Also add each pair reversed.
+
+    Returns:
+        An int64 array `(n_pairs, 2)` of item indices; `(0, 2)` when no history has two items.
+
+    Raises:
+        ValueError: `window < 1`, `max_pairs < 1`, duplicate `item_ids`, or histories naming items missing from
+            `item_ids` (the message lists some of them).
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}.")
+    if max_pairs is not None and max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1 or None, got {max_pairs}.")
+    seqs = list(histories.values()) if isinstance(histories, Mapping) else list(histories)
+    if item_ids is None:
+        item_ids = sorted({str(i) for h in seqs for i in h})
+    index = {str(item): i for i, item in enumerate(item_ids)}
+    if len(index) != len(item_ids):
+        raise ValueError("item_ids has duplicates; pass the catalogue's unique item ids.")
+    unknown = sorted({str(i) for h in seqs for i in h if str(i) not in index})
+    if unknown:
+        raise ValueError(
+            f"Histories name {len(unknown)} items that are not in item_ids, e.g. {unknown[:10]}. Pass the full "
+            "catalogue's item_ids or filter the histories."
+        )
+    chunks = []
+    for seq in seqs:
+        if len(seq) < 2:
+            continue
+        idx = np.fromiter((index[str(i)] for i in seq), dtype=np.int64, count=len(seq))  # (len,)
+        for d in range(1, min(window, len(idx) - 1) + 1):
+            chunks.append(np.stack([idx[:-d], idx[d:]], axis=1))  # (len - d, 2)
+    if not chunks:
+        logger.warning("build_cooccurrence_pairs: no history has two items; returning no pairs.")
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.concatenate(chunks, axis=0)  # (n_pairs, 2)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    if symmetric:
+        pairs = np.concatenate([pairs, pairs[:, ::-1]], axis=0)
+    if max_pairs is not None and len(pairs) > max_pairs:
+        rng = np.random.default_rng(seed)
+        pairs = pairs[np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))]
+    logger.info("Built %d co-occurrence pairs (window %d) from %d histories", len(pairs), window, len(seqs))
+    return np.ascontiguousarray(pairs)
