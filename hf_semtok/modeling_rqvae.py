@@ -1,0 +1,421 @@
+"""RQ-VAE: item embeddings (one or several modalities) -> residual-quantized codes -> Semantic IDs.
+
+Importing this module registers `RQVAEConfig` / `RQVAEModel` with `AutoConfig` / `AutoModel`
+(model type `"semtok_rqvae"`).
+
+Missing-modality rule: in a modality matrix, a row that is all NaN or all zeros means "this item has no such
+modality". That block contributes a zero vector, the present modalities are rescaled so the concatenated input
+keeps the norm it would have with every modality present, and the reconstruction loss ignores the missing block.
+A row with only some NaN entries, any infinite value, or an item with no modality at all is a `ValueError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from hf_semtok.configuration_rqvae import RQVAEConfig
+from hf_semtok.quantization import ResidualQuantizer
+
+__all__ = ["RQVAEModel", "RQVAEOutput", "EmbeddingsInput", "concat_modalities"]
+
+logger = logging.getLogger(__name__)
+
+#: One `(n_items, dim)` matrix, or a dict of named modality matrices (numpy or torch).
+EmbeddingsInput = Union[np.ndarray, torch.Tensor, Mapping[str, Union[np.ndarray, torch.Tensor]]]
+
+
+def concat_modalities(embeddings: EmbeddingsInput, modality_dims: Mapping[str, int]) -> torch.Tensor:
+    """Check shapes and concatenate the modalities in `modality_dims` order, keeping NaN rows as they are.
+
+    Args:
+        embeddings: One `(n, sum(dims))` matrix or a dict name -> `(n, dim)` matrix.
+        modality_dims: Expected dimension of each modality (config order).
+
+    Returns:
+        A float32 tensor `(n, sum(dims))`.
+    """
+    if isinstance(embeddings, Mapping):
+        missing = [m for m in modality_dims if m not in embeddings]
+        extra = [m for m in embeddings if m not in modality_dims]
+        if missing or extra:
+            raise ValueError(
+                f"Embeddings have modalities {sorted(embeddings)} but the config expects "
+                f"{list(modality_dims)} (missing {missing}, unexpected {extra}); pass exactly the configured "
+                "modalities (a modality absent for some items is a row of NaN, not an absent key)."
+            )
+        parts = [_as_float_tensor(embeddings[m], m) for m in modality_dims]
+        rows = {p.shape[0] for p in parts}
+        if len(rows) != 1:
+            raise ValueError(f"Modality matrices have different numbers of rows {sorted(rows)}; align them.")
+        for (name, dim), part in zip(modality_dims.items(), parts):
+            if part.shape[1] != dim:
+                raise ValueError(
+                    f"Modality {name!r} has dimension {part.shape[1]} but the config says {dim}; "
+                    "fix `modality_dims` or the embeddings."
+                )
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    x = _as_float_tensor(embeddings, "embeddings")
+    total = sum(modality_dims.values())
+    if x.shape[1] != total:
+        raise ValueError(
+            f"Embeddings have dimension {x.shape[1]} but the config expects {total} "
+            f"({dict(modality_dims)}); fix `modality_dims` or pass a dict of modalities."
+        )
+    return x
+
+
+def _as_float_tensor(value: Any, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+    if t.dim() != 2:
+        raise ValueError(f"`{name}` must be a 2-D matrix (n_items, dim), got shape {tuple(t.shape)}.")
+    if not t.is_floating_point():
+        raise ValueError(f"`{name}` must hold floats, got dtype {t.dtype}.")
+    return t.float()
+
+
+@dataclass
+class RQVAEOutput(ModelOutput):
+    """Output of [`RQVAEModel.forward`].
+
+    Attributes:
+        loss: reconstruction + codebook_loss_weight * codebook + commitment_weight * commitment
+            + contrastive_weight * contrastive.
+        reconstruction_loss: Squared error summed over present input dims, mean over items.
+        quantization_loss: Weighted codebook + commitment loss.
+        codebook_loss: Codebook loss summed over levels.
+        commitment_loss: Commitment loss summed over levels.
+        contrastive_loss: In-batch InfoNCE between co-occurring items (0 without pairs).
+        codes: Codes `(batch, levels)`.
+        latents: Encoder outputs `(batch, latent_dim)`.
+        reconstruction: Decoder output `(batch, input_dim)`.
+        utilization: Fraction of each level's codes used in the batch, `(levels,)`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    quantization_loss: torch.FloatTensor | None = None
+    codebook_loss: torch.FloatTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    contrastive_loss: torch.FloatTensor | None = None
+    codes: torch.LongTensor | None = None
+    latents: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    utilization: torch.FloatTensor | None = None
+
+
+def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.SiLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class RQVAEPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading glue for the RQ-VAE."""
+
+    config_class = RQVAEConfig
+    base_model_prefix = "rqvae"
+    main_input_name = "embeddings"
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, a=5**0.5)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+class RQVAEModel(RQVAEPreTrainedModel):
+    """MLP encoder -> [`ResidualQuantizer`] -> MLP decoder over concatenated, normalised modalities.
+
+    Inputs are the modalities of `config.modality_dims`, each L2-normalised (if `normalize_inputs`), scaled by
+    `sqrt(weight / sum of present weights)` and concatenated, so every input row has unit norm. Missing modalities
+    follow the rule in the module docstring: zero block, the others rescaled, the block left out of the
+    reconstruction loss. `encode` maps embeddings to codes `(n, levels)`; `decode` maps codes (or a prefix of the
+    levels) back to the concatenated input space.
+
+    Args:
+        config: An [`RQVAEConfig`].
+    """
+
+    def __init__(self, config: RQVAEConfig) -> None:
+        super().__init__(config)
+        self.encoder = _mlp([config.input_dim, *config.hidden_sizes, config.latent_dim], config.dropout)
+        self.quantizer = ResidualQuantizer(
+            config.latent_dim,
+            config.codebook_sizes,
+            kmeans_init=config.kmeans_init,
+            kmeans_iters=config.kmeans_iters,
+            dead_code_threshold=config.dead_code_threshold,
+            reseed_interval=config.reseed_interval,
+        )
+        self.decoder = _mlp(
+            [config.latent_dim, *reversed(config.hidden_sizes), config.input_dim], config.dropout
+        )
+        self.post_init()
+
+    # ------------------------------------------------------------------------------------------
+    # Input preparation
+    def prepare_inputs(self, embeddings: EmbeddingsInput) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the normalisation and missing-modality rule.
+
+        Args:
+            embeddings: One `(n, input_dim)` matrix or a dict name -> `(n, dim)` matrix.
+
+        Returns:
+            `(inputs, present)`: the model input `(n, input_dim)` and a 0/1 mask `(n, input_dim)` of the
+            dimensions that belong to present modalities.
+        """
+        raw = concat_modalities(embeddings, self.config.modality_dims).to(self.device)  # (n, D)
+        if not torch.isfinite(raw.nan_to_num(0.0)).all():
+            bad = (~torch.isfinite(raw.nan_to_num(0.0))).any(1).nonzero().flatten()[:10].tolist()
+            raise ValueError(f"Embeddings contain infinite values (rows {bad}); remove or fix these items.")
+        weights = self.config.modality_weights or {}
+        blocks, presence, block_weights = [], [], []
+        start = 0
+        for name, dim in self.config.modality_dims.items():
+            block = raw[:, start : start + dim]  # (n, dim)
+            start += dim
+            nan = torch.isnan(block)
+            all_nan = nan.all(1)
+            partial = nan.any(1) & ~all_nan
+            if partial.any():
+                bad = partial.nonzero().flatten()[:10].tolist()
+                raise ValueError(
+                    f"Modality {name!r} has rows with some (not all) NaN values (rows {bad}); a missing modality "
+                    "must be a row of all NaN or all zeros. Fix or drop these rows."
+                )
+            block = block.nan_to_num(0.0)
+            present = ~all_nan & (block.abs().sum(1) > 0)  # (n,)
+            if self.config.normalize_inputs:
+                block = F.normalize(block, dim=1)
+            blocks.append(block)
+            presence.append(present)
+            block_weights.append(float(weights.get(name, 1.0)))
+        present_m = torch.stack(presence, dim=1).float()  # (n, modalities)
+        if not present_m.any(1).all():
+            bad = (~present_m.bool().any(1)).nonzero().flatten()[:10].tolist()
+            raise ValueError(
+                f"Items {bad} have no modality at all (every block NaN or zero); drop them or give an embedding."
+            )
+        w = torch.tensor(block_weights, device=raw.device)  # (modalities,)
+        total_w = (present_m * w).sum(1, keepdim=True)  # (n, 1)
+        full_w = w.sum()
+        # Unit-norm inputs: sqrt(w_m / W_present); without normalisation keep the full-data norm ratio.
+        if self.config.normalize_inputs:
+            scale = (w / total_w).sqrt() * present_m  # (n, modalities)
+        else:
+            scale = (w / w.max()).sqrt() * (full_w / total_w).sqrt() * present_m
+        dims = torch.tensor(list(self.config.modality_dims.values()), device=raw.device)
+        x = torch.cat(blocks, dim=1) * scale.repeat_interleave(dims, dim=1)  # (n, D)
+        mask = present_m.repeat_interleave(dims, dim=1)  # (n, D)
+        return x, mask
+
+    def _straight_through(self, z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Forward value `q`, gradient to the encoder through `z` (STE or the rotation trick)."""
+        if self.config.gradient_estimator == "rotation":
+            # Rotation trick (arXiv 2410.06424): q = sg(|q|/|z| R) z with R rotating z/|z| onto q/|q|.
+            eps = 1e-8
+            z_norm = z.norm(dim=-1, keepdim=True).clamp_min(eps)
+            q_norm = q.norm(dim=-1, keepdim=True).clamp_min(eps)
+            z_hat = (z / z_norm).detach()
+            q_hat = (q / q_norm).detach()
+            r = F.normalize(z_hat + q_hat, dim=-1, eps=eps).detach()
+            rotated = (
+                z - 2 * (z * r).sum(-1, keepdim=True) * r + 2 * (z * z_hat).sum(-1, keepdim=True) * q_hat
+            )
+            return rotated * (q_norm / z_norm).detach()
+        return z + (q - z).detach()
+
+    # ------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        embeddings: EmbeddingsInput,
+        pair_embeddings: torch.Tensor | tuple[EmbeddingsInput, EmbeddingsInput] | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> RQVAEOutput | tuple:
+        """Encode, quantize and reconstruct a batch; compute the loss and its breakdown.
+
+        Args:
+            embeddings: Batch of items, `(batch, input_dim)` (raw concatenation) or a dict of modalities.
+            pair_embeddings: Co-occurring item pairs for the contrastive loss: a tensor `(pairs, 2, input_dim)`
+                or a tuple `(anchors, positives)` in the format of `embeddings`. In-batch InfoNCE: the other
+                positives of the batch are the negatives.
+            return_dict: Return an [`RQVAEOutput`] (default) or a tuple.
+
+        Returns:
+            [`RQVAEOutput`].
+        """
+        cfg = self.config
+        x, mask = self.prepare_inputs(embeddings)  # (B, D), (B, D)
+        z = self.encoder(x)  # (B, latent)
+        qo = self.quantizer(z)
+        levels = qo.quantized_levels  # (B, L, latent)
+        if self.training and cfg.progressive_masking_prob > 0:
+            num_levels = levels.shape[1]
+            prefix = torch.full((z.shape[0],), num_levels, device=z.device)  # (B,)
+            masked = torch.rand(z.shape[0], device=z.device) < cfg.progressive_masking_prob
+            prefix = torch.where(masked, torch.randint(1, num_levels, prefix.shape, device=z.device), prefix)
+            keep = (torch.arange(num_levels, device=z.device) < prefix.unsqueeze(1)).unsqueeze(
+                -1
+            )  # (B, L, 1)
+            q = (levels * keep).sum(1)  # (B, latent)
+        else:
+            q = levels.sum(1)  # (B, latent)
+        z_q = self._straight_through(z, q)
+        recon = self.decoder(z_q)  # (B, D)
+        reconstruction_loss = ((recon - x).pow(2) * mask).sum(-1).mean()
+        quantization_loss = (
+            cfg.codebook_loss_weight * qo.codebook_loss + cfg.commitment_weight * qo.commitment_loss
+        )
+        contrastive_loss = z.new_zeros(())
+        if pair_embeddings is not None:
+            contrastive_loss = self.contrastive_loss(pair_embeddings)
+        loss = reconstruction_loss + quantization_loss + cfg.contrastive_weight * contrastive_loss
+        out = RQVAEOutput(
+            loss=loss,
+            reconstruction_loss=reconstruction_loss.detach(),
+            quantization_loss=quantization_loss.detach(),
+            codebook_loss=qo.codebook_loss.detach(),
+            commitment_loss=qo.commitment_loss.detach(),
+            contrastive_loss=contrastive_loss.detach(),
+            codes=qo.codes,
+            latents=z,
+            reconstruction=recon,
+            utilization=qo.utilization,
+        )
+        return out if return_dict is not False else out.to_tuple()
+
+    def contrastive_loss(
+        self, pair_embeddings: torch.Tensor | tuple[EmbeddingsInput, EmbeddingsInput]
+    ) -> torch.Tensor:
+        """Symmetric in-batch InfoNCE between the representations of co-occurring items (PLUM, arXiv 2510.07784).
+
+        The representation is the encoder latent (`config.contrastive_on="latent"`) or its straight-through
+        quantization (`"quantized"`), L2-normalised; the temperature is `config.contrastive_temperature`.
+        """
+        if isinstance(pair_embeddings, torch.Tensor):
+            if pair_embeddings.dim() != 3 or pair_embeddings.shape[1] != 2:
+                raise ValueError(
+                    f"`pair_embeddings` tensor must have shape (pairs, 2, dim), got {tuple(pair_embeddings.shape)}."
+                )
+            anchors, positives = pair_embeddings[:, 0], pair_embeddings[:, 1]
+        else:
+            anchors, positives = pair_embeddings
+        za = self.encoder(self.prepare_inputs(anchors)[0])  # (P, latent)
+        zb = self.encoder(self.prepare_inputs(positives)[0])  # (P, latent)
+        if self.config.contrastive_on == "quantized":
+            za = self._straight_through(za, self.quantizer.decode(self.quantizer.encode(za.detach())))
+            zb = self._straight_through(zb, self.quantizer.decode(self.quantizer.encode(zb.detach())))
+        za, zb = F.normalize(za, dim=-1), F.normalize(zb, dim=-1)
+        logits = za @ zb.t() / self.config.contrastive_temperature  # (P, P)
+        target = torch.arange(logits.shape[0], device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+    # ------------------------------------------------------------------------------------------
+    # Public inference API
+    @torch.no_grad()
+    def initialize_codebooks(
+        self, embeddings: EmbeddingsInput, max_samples: int = 20_000, seed: int = 42
+    ) -> None:
+        """k-means initialisation of every level's codebook on the latents of (a sample of) `embeddings`."""
+        x, _ = self.prepare_inputs(embeddings)
+        generator = torch.Generator().manual_seed(seed)
+        if x.shape[0] > max_samples:
+            x = x[torch.randperm(x.shape[0], generator=generator)[:max_samples].to(x.device)]
+        was_training = self.training
+        self.eval()
+        z = self.encoder(x)
+        self.train(was_training)
+        self.quantizer.initialize(z.cpu(), generator=generator)
+
+    @torch.inference_mode()
+    def encode(
+        self, embeddings: EmbeddingsInput, batch_size: int = 16384, return_distances: bool = False
+    ) -> torch.LongTensor | tuple[torch.LongTensor, torch.Tensor]:
+        """Map item embeddings to codes.
+
+        Args:
+            embeddings: `(n, input_dim)` matrix or dict of modalities (see the missing-modality rule).
+            batch_size: Items per batch.
+            return_distances: Also return the squared distances of every item to every code of the last level.
+
+        Returns:
+            Codes `(n, levels)` int64, and with `return_distances` the distances `(n, codebook_sizes[-1])`.
+        """
+        raw = concat_modalities(embeddings, self.config.modality_dims)  # (n, D)
+        was_training = self.training
+        self.eval()
+        codes, dists = [], []
+        for start in range(0, raw.shape[0], batch_size):
+            x, _ = self.prepare_inputs(raw[start : start + batch_size])
+            out = self.quantizer.encode(self.encoder(x), return_distances=return_distances)
+            if return_distances:
+                codes.append(out[0])
+                dists.append(out[1])
+            else:
+                codes.append(out)
+        self.train(was_training)
+        num_levels = self.config.num_levels
+        codes_t = torch.cat(codes) if codes else torch.empty(0, num_levels, dtype=torch.long)
+        if not return_distances:
+            return codes_t.cpu()
+        dists_t = torch.cat(dists) if dists else torch.empty(0, self.config.codebook_sizes[-1])
+        return codes_t.cpu(), dists_t.cpu()
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Reconstruct the (normalised, concatenated) input from codes.
+
+        Args:
+            codes: `(n, l)` with `1 <= l <= levels`: all levels, or a prefix (a coarser reconstruction).
+
+        Returns:
+            Reconstruction `(n, input_dim)`.
+        """
+        codes_t = torch.as_tensor(np.asarray(codes) if not isinstance(codes, torch.Tensor) else codes)
+        codes_t = codes_t.long().to(self.device)
+        return self.decoder(self.quantizer.decode(codes_t))
+
+    @torch.inference_mode()
+    def reconstruction_error_by_prefix(
+        self, embeddings: EmbeddingsInput, batch_size: int = 16384
+    ) -> list[float]:
+        """Mean squared reconstruction error (present dims, summed per item) decoding from each prefix length.
+
+        Returns:
+            A list of `levels` floats: entry `k - 1` is the error when decoding from the first `k` levels.
+        """
+        raw = concat_modalities(embeddings, self.config.modality_dims)
+        was_training = self.training
+        self.eval()
+        num_levels = self.config.num_levels
+        totals = torch.zeros(num_levels, dtype=torch.float64)
+        for start in range(0, raw.shape[0], batch_size):
+            x, mask = self.prepare_inputs(raw[start : start + batch_size])
+            codes = self.quantizer.encode(self.encoder(x))  # (b, L)
+            for k in range(1, num_levels + 1):
+                recon = self.decoder(self.quantizer.decode(codes[:, :k]))
+                totals[k - 1] += float(((recon - x).pow(2) * mask).sum())
+        self.train(was_training)
+        n = max(raw.shape[0], 1)
+        return [float(t) / n for t in totals]
+
+
+AutoConfig.register(RQVAEConfig.model_type, RQVAEConfig, exist_ok=True)
+AutoModel.register(RQVAEConfig, RQVAEModel, exist_ok=True)

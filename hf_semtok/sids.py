@@ -1,0 +1,645 @@
+"""Unique Semantic IDs: collision handling (`SIDTable`, `assign_unique_sids`) and the SID quality report.
+
+Two policies make every item's SID distinct:
+
+- `"extra_level"` (TIGER, arXiv 2305.05065): append one level whose code is the item's index among the items
+  sharing its semantic codes. Always appended, so every SID has `L + 1` levels.
+- `"reassign"`: an item that collides is moved to its next-best *free* code at the last semantic level (greedy by
+  distance, capacity one item per full code, within its prefix). The extra level is appended only if collisions
+  remain (a prefix whose last level is full) or if `extra_level_size` is given explicitly (room for items added
+  later).
+
+Fewer items than a codebook size is allowed here (the codes simply cannot all be used); `train_rqvae` is where it
+raises, since a codebook cannot be learned from fewer items than codes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SIDTable",
+    "assign_unique_sids",
+    "add_items_to_table",
+    "collision_stats",
+    "sid_quality_report",
+    "format_quality_table",
+]
+
+logger = logging.getLogger(__name__)
+
+_STRATEGIES = ("extra_level", "reassign")
+
+
+# ----------------------------------------------------------------------------------------------
+# The table
+@dataclass
+class SIDTable:
+    """Item -> Semantic ID, with unique rows.
+
+    Attributes:
+        item_ids: Item identifiers, in row order.
+        codes: `(n_items, L)` int64, one SID per row, all rows distinct.
+        codebook_sizes: Number of codes of each of the `L` levels (the dedup level included when present).
+        num_semantic_levels: Levels that come from the RQ-VAE (`L` or `L - 1`).
+        collision_strategy: `"extra_level"` or `"reassign"`.
+        stats: Collision statistics (see [`collision_stats`]) and assignment counts.
+    """
+
+    item_ids: list[str]
+    codes: np.ndarray
+    codebook_sizes: list[int]
+    num_semantic_levels: int
+    collision_strategy: str = "extra_level"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.item_ids = [str(i) for i in self.item_ids]
+        self.codes = np.asarray(self.codes, dtype=np.int64)
+        self.codebook_sizes = [int(k) for k in self.codebook_sizes]
+        self.num_semantic_levels = int(self.num_semantic_levels)
+        if self.codes.ndim != 2 or self.codes.shape[0] != len(self.item_ids):
+            raise ValueError(
+                f"`codes` must have shape (n_items={len(self.item_ids)}, levels), got {self.codes.shape}."
+            )
+        if self.codes.shape[1] != len(self.codebook_sizes):
+            raise ValueError(
+                f"`codes` has {self.codes.shape[1]} levels but `codebook_sizes` has {len(self.codebook_sizes)}."
+            )
+        if not 1 <= self.num_semantic_levels <= len(self.codebook_sizes):
+            raise ValueError(f"`num_semantic_levels` {self.num_semantic_levels} must lie in [1, L].")
+        _check_unique_ids(self.item_ids)
+        _check_code_range(self.codes, self.codebook_sizes)
+        if len(self.codes) and len(np.unique(self.codes, axis=0)) != len(self.codes):
+            raise ValueError("SIDTable rows must be unique; build the table with `assign_unique_sids`.")
+        self._index: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def num_levels(self) -> int:
+        """Length `L` of every SID (dedup level included)."""
+        return len(self.codebook_sizes)
+
+    @property
+    def has_extra_level(self) -> bool:
+        """Whether the last level is the dedup level."""
+        return self.num_levels > self.num_semantic_levels
+
+    def index_of(self, item_id: str) -> int:
+        """Row of `item_id` (KeyError if unknown)."""
+        if self._index is None or len(self._index) != len(self.item_ids):
+            self._index = {item: i for i, item in enumerate(self.item_ids)}
+        return self._index[item_id]
+
+    def as_dict(self) -> dict[str, tuple[int, ...]]:
+        """`{item_id: (code_0, ..., code_{L-1})}`."""
+        return {item: tuple(int(c) for c in row) for item, row in zip(self.item_ids, self.codes)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able representation (what `to_json` writes)."""
+        return {
+            "item_ids": list(self.item_ids),
+            "codes": self.codes.tolist(),
+            "codebook_sizes": list(self.codebook_sizes),
+            "num_semantic_levels": self.num_semantic_levels,
+            "collision_strategy": self.collision_strategy,
+            "stats": _jsonable(self.stats),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SIDTable:
+        """Inverse of [`to_dict`]."""
+        missing = {"item_ids", "codes", "codebook_sizes", "num_semantic_levels"} - set(data)
+        if missing:
+            raise ValueError(
+                f"SID table data lacks keys {sorted(missing)}; is this a file written by to_json?"
+            )
+        codes = np.asarray(data["codes"], dtype=np.int64).reshape(len(data["item_ids"]), -1)
+        return cls(
+            item_ids=list(data["item_ids"]),
+            codes=codes,
+            codebook_sizes=list(data["codebook_sizes"]),
+            num_semantic_levels=int(data["num_semantic_levels"]),
+            collision_strategy=data.get("collision_strategy", "extra_level"),
+            stats=dict(data.get("stats", {})),
+        )
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the table to `path` atomically (temporary file in the same directory, then rename)."""
+        write_json_atomic(self.to_dict(), path)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> SIDTable:
+        """Read a table written by [`to_json`]."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+
+def write_json_atomic(data: Any, path: str | os.PathLike) -> None:
+    """Write `data` as JSON to `path` through a temporary file + `os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation helpers
+def _check_unique_ids(item_ids: Sequence[str]) -> None:
+    if len(set(item_ids)) != len(item_ids):
+        seen: set[str] = set()
+        dups = [i for i in item_ids if i in seen or seen.add(i)][:5]
+        raise ValueError(f"Duplicate item ids {dups}; every item needs a distinct id.")
+
+
+def _check_code_range(codes: np.ndarray, codebook_sizes: Sequence[int]) -> None:
+    if not len(codes):
+        return
+    sizes = np.asarray(codebook_sizes)
+    bad = (codes < 0) | (codes >= sizes[None, : codes.shape[1]])
+    if bad.any():
+        row, level = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(
+            f"Code {int(codes[row, level])} of item row {row} at level {level} is outside "
+            f"[0, {sizes[level]}); check `codebook_sizes`."
+        )
+
+
+def _as_codes(codes: Any, name: str = "codes") -> np.ndarray:
+    arr = np.asarray(codes.cpu() if hasattr(codes, "cpu") else codes)
+    if arr.ndim != 2:
+        raise ValueError(f"`{name}` must be a 2-D array (n_items, levels), got shape {arr.shape}.")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"`{name}` must hold integers, got dtype {arr.dtype}.")
+    return arr.astype(np.int64)
+
+
+def _group(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group ids (n,) and group sizes per item (n,) of identical rows."""
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    return inverse, counts[inverse]
+
+
+def collision_stats(codes: np.ndarray) -> dict[str, float | int]:
+    """Collision statistics of semantic codes `(n, levels)`.
+
+    Returns:
+        `collision_rate` (fraction of items sharing their codes with another item), `num_colliding_items`,
+        `largest_group`, `num_unique_codes`.
+    """
+    codes = _as_codes(codes)
+    if not len(codes):
+        return {"collision_rate": 0.0, "num_colliding_items": 0, "largest_group": 0, "num_unique_codes": 0}
+    inverse, sizes = _group(codes)
+    colliding = int((sizes > 1).sum())
+    return {
+        "collision_rate": colliding / len(codes),
+        "num_colliding_items": colliding,
+        "largest_group": int(sizes.max()),
+        "num_unique_codes": int(inverse.max()) + 1,
+    }
+
+
+def _index_within_group(codes: np.ndarray) -> np.ndarray:
+    """Position of each item among the items sharing its row, in item order (n,)."""
+    inverse, _ = _group(codes)
+    order = np.argsort(inverse, kind="stable")
+    sorted_groups = inverse[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    position = np.empty(len(codes), dtype=np.int64)
+    position[order] = np.arange(len(order)) - run_start
+    return position
+
+
+# ----------------------------------------------------------------------------------------------
+# Assignment
+def assign_unique_sids(
+    codes: Any,
+    item_ids: Sequence[str],
+    codebook_sizes: Sequence[int],
+    strategy: str = "extra_level",
+    distances: Any = None,
+    extra_level_size: int | None = None,
+) -> SIDTable:
+    """Turn RQ-VAE codes into unique Semantic IDs.
+
+    Args:
+        codes: Semantic codes `(n_items, L)` (e.g. from `RQVAEModel.encode`).
+        item_ids: `n_items` distinct item ids.
+        codebook_sizes: The `L` codebook sizes of the RQ-VAE.
+        strategy: `"extra_level"` (TIGER) or `"reassign"` (see the module docstring).
+        distances: For `"reassign"`: distances of every item to every last-level code, `(n_items,
+            codebook_sizes[-1])` (`RQVAEModel.encode(..., return_distances=True)`).
+        extra_level_size: Size of the dedup level (default: the largest group). Must be at least the largest
+            group; give a larger value to leave room for items added later with [`add_items_to_table`].
+
+    Returns:
+        A [`SIDTable`]; `table.stats` holds `collision_rate_before` (fraction of items sharing their RQ-VAE codes
+        with another item), `collision_rate_after` (the same on the semantic levels after reassignment; equal to
+        the former for `"extra_level"`), `items_needing_extra_level` (items only told apart by the extra level),
+        `largest_group`, `reassigned_items`, `extra_level_size` (0 when no extra level) and
+        `final_collision_rate` (always 0).
+    """
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"`strategy` is {strategy!r}; use one of {_STRATEGIES}.")
+    codes = _as_codes(codes)
+    item_ids = [str(i) for i in item_ids]
+    codebook_sizes = [int(k) for k in codebook_sizes]
+    n = len(codes)
+    if n == 0:
+        raise ValueError("Empty catalogue: `codes` has no rows; give at least one item.")
+    if len(item_ids) != n:
+        raise ValueError(f"{len(item_ids)} item ids for {n} code rows; give one id per row.")
+    if codes.shape[1] != len(codebook_sizes):
+        raise ValueError(
+            f"`codes` has {codes.shape[1]} levels but `codebook_sizes` has {len(codebook_sizes)} entries."
+        )
+    _check_unique_ids(item_ids)
+    _check_code_range(codes, codebook_sizes)
+    if n < max(codebook_sizes):
+        logger.info(
+            "%d items for codebooks of up to %d codes: some codes stay unused.", n, max(codebook_sizes)
+        )
+    before = collision_stats(codes)
+    semantic = codes.copy()
+    reassigned = 0
+    if strategy == "reassign":
+        if distances is None:
+            raise ValueError(
+                "strategy='reassign' needs `distances` (n_items, codebook_sizes[-1]); get them with "
+                "`RQVAEModel.encode(embeddings, return_distances=True)`, or use strategy='extra_level'."
+            )
+        dist = _as_distances(distances, n, codebook_sizes[-1])
+        reassigned = _reassign_last_level(semantic, dist, codebook_sizes[-1])
+    after = collision_stats(semantic)
+    largest = after["largest_group"]
+    needs_extra = (
+        strategy == "extra_level" or after["num_colliding_items"] > 0 or extra_level_size is not None
+    )
+    stats: dict[str, Any] = {
+        "num_items": n,
+        "collision_rate_before": before["collision_rate"],
+        "collision_rate_after": after["collision_rate"],
+        "colliding_items_before": before["num_colliding_items"],
+        "largest_group_before": before["largest_group"],
+        "largest_group": largest,
+        "reassigned_items": reassigned,
+        "items_needing_extra_level": after["num_colliding_items"],
+        "final_collision_rate": 0.0,  # the extra level (when present) makes every SID distinct
+    }
+    if needs_extra:
+        size = int(extra_level_size) if extra_level_size is not None else largest
+        if size < largest:
+            raise ValueError(
+                f"`extra_level_size` {size} is smaller than the largest group of items sharing codes "
+                f"({largest}); use at least {largest} or leave it unset."
+            )
+        extra = _index_within_group(semantic)[:, None]
+        final = np.concatenate([semantic, extra], axis=1)
+        sizes = [*codebook_sizes, size]
+        stats["extra_level_size"] = size
+    else:
+        final, sizes = semantic, codebook_sizes
+        stats["extra_level_size"] = 0
+    if strategy == "reassign":
+        logger.info(
+            "SIDs: collision rate %.4f -> %.4f after reassigning %d items; %d items need the extra level.",
+            before["collision_rate"],
+            after["collision_rate"],
+            reassigned,
+            after["num_colliding_items"],
+        )
+    return SIDTable(item_ids, final, sizes, len(codebook_sizes), strategy, stats)
+
+
+def _as_distances(distances: Any, n: int, k: int) -> np.ndarray:
+    dist = np.asarray(distances.cpu() if hasattr(distances, "cpu") else distances, dtype=np.float64)
+    if dist.shape != (n, k):
+        raise ValueError(
+            f"`distances` must have shape ({n}, {k}) (items, last-level codes), got {dist.shape}."
+        )
+    if not np.isfinite(dist).all():
+        raise ValueError("`distances` contain NaN or inf; recompute them with RQVAEModel.encode.")
+    return dist
+
+
+def _reassign_last_level(codes: np.ndarray, dist: np.ndarray, k: int) -> int:
+    """Move colliding items (all but the closest of each group) to free last-level codes; in place."""
+    inverse, sizes = _group(codes)
+    if not (sizes > 1).any():
+        return 0
+    own = dist[np.arange(len(codes)), codes[:, -1]]  # (n,)
+    # Within each group of identical codes the item closest to the code keeps it.
+    order = np.lexsort((own, inverse))
+    first = np.r_[True, inverse[order][1:] != inverse[order][:-1]]
+    displaced = order[~first]
+    prefixes = [tuple(row) for row in codes[:, :-1].tolist()]
+    used: dict[tuple[int, ...], set[int]] = defaultdict(set)
+    for prefix, last in zip(prefixes, codes[:, -1].tolist()):
+        used[prefix].add(last)
+    by_prefix: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for i in displaced.tolist():
+        by_prefix[prefixes[i]].append(i)
+    moved = 0
+    for prefix, items in by_prefix.items():
+        taken = used[prefix]
+        free = np.array([c for c in range(k) if c not in taken], dtype=np.int64)
+        if not len(free):
+            continue
+        # Greedy matching: (item, free code) pairs by increasing distance, capacity one item per code.
+        sub = dist[np.asarray(items)][:, free]  # (items, free)
+        flat = np.argsort(sub, axis=None, kind="stable")
+        done_items: set[int] = set()
+        done_codes: set[int] = set()
+        for pos in flat.tolist():
+            r, c = divmod(pos, len(free))
+            if r in done_items or c in done_codes:
+                continue
+            codes[items[r], -1] = free[c]
+            done_items.add(r)
+            done_codes.add(c)
+            moved += 1
+            if len(done_items) == len(items) or len(done_codes) == len(free):
+                break
+    return moved
+
+
+def add_items_to_table(
+    table: SIDTable, new_item_ids: Sequence[str], new_codes: Any, distances: Any = None
+) -> SIDTable:
+    """Give SIDs to new items with the table's policy, without changing any existing SID (cold start).
+
+    Args:
+        table: The existing table.
+        new_item_ids: Ids of the new items (not already in the table).
+        new_codes: Their semantic codes `(m, table.num_semantic_levels)`.
+        distances: For `"reassign"` tables: last-level distances `(m, codebook_sizes[num_semantic_levels-1])`.
+            Without them colliding new items go straight to the extra level.
+
+    Returns:
+        A new [`SIDTable`] with the new items appended.
+
+    Raises:
+        ValueError: when a new item collides and cannot be placed: the extra level is full or absent. Rebuild
+            the table with a larger `extra_level_size` (`assign_unique_sids(..., extra_level_size=...)`).
+    """
+    new_item_ids = [str(i) for i in new_item_ids]
+    s = table.num_semantic_levels
+    new = _as_codes(new_codes, "new_codes")
+    if new.shape != (len(new_item_ids), s):
+        raise ValueError(
+            f"`new_codes` must have shape ({len(new_item_ids)}, {s}) (one row of semantic codes per new item), "
+            f"got {new.shape}."
+        )
+    _check_unique_ids(new_item_ids)
+    known = set(table.item_ids)
+    clash = [i for i in new_item_ids if i in known][:5]
+    if clash:
+        raise ValueError(f"Items {clash} are already in the table; new items need new ids.")
+    _check_code_range(new, table.codebook_sizes[:s])
+    dist = None
+    if distances is not None and table.collision_strategy == "reassign":
+        dist = _as_distances(distances, len(new), table.codebook_sizes[s - 1])
+    extra_size = table.codebook_sizes[-1] if table.has_extra_level else 0
+    used_extra: dict[tuple[int, ...], set[int]] = defaultdict(set)
+    used_last: dict[tuple[int, ...], set[int]] = defaultdict(set)
+    for row in table.codes.tolist():
+        sem = tuple(row[:s])
+        used_extra[sem].add(row[s] if table.has_extra_level else 0)
+        used_last[sem[:-1]].add(sem[-1])
+    rows, needing_extra, reassigned = [], 0, 0
+    for r, (item, code) in enumerate(zip(new_item_ids, new.tolist())):
+        sem = tuple(code)
+        if sem in used_extra and dist is not None:
+            taken = used_last[sem[:-1]]
+            for c in np.argsort(dist[r], kind="stable").tolist():
+                if c not in taken:
+                    sem = (*sem[:-1], int(c))
+                    reassigned += 1
+                    break
+        if sem in used_extra:
+            if not table.has_extra_level:
+                raise ValueError(
+                    f"New item {item!r} collides with existing SID {sem} and the table has no extra level; "
+                    "rebuild it with `assign_unique_sids(..., extra_level_size=N)` to keep room for new items."
+                )
+            free = [e for e in range(extra_size) if e not in used_extra[sem]]
+            if not free:
+                raise ValueError(
+                    f"New item {item!r}: the extra level is full for codes {sem} ({extra_size} items); rebuild the "
+                    "table with a larger `extra_level_size` (`assign_unique_sids(..., extra_level_size=N)`)."
+                )
+            extra = free[0]
+            needing_extra += 1
+        else:
+            extra = 0
+        used_extra[sem].add(extra)
+        used_last[sem[:-1]].add(sem[-1])
+        rows.append([*sem, extra] if table.has_extra_level else list(sem))
+    codes = np.concatenate([table.codes, np.asarray(rows, dtype=np.int64).reshape(-1, table.num_levels)])
+    stats = dict(table.stats)
+    stats["num_items"] = len(codes)
+    stats["added_items"] = stats.get("added_items", 0) + len(rows)
+    stats["added_items_needing_extra_level"] = stats.get("added_items_needing_extra_level", 0) + needing_extra
+    stats["added_items_reassigned"] = stats.get("added_items_reassigned", 0) + reassigned
+    return SIDTable(
+        [*table.item_ids, *new_item_ids],
+        codes,
+        list(table.codebook_sizes),
+        s,
+        table.collision_strategy,
+        stats,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Quality report
+def _unit_rows(embeddings: Any, model: Any = None) -> np.ndarray:
+    """Normalised item vectors for coherence: the model's input rule if a model is given."""
+    if model is not None:
+        import torch
+
+        chunks = []
+        from hf_semtok.modeling_rqvae import concat_modalities
+
+        raw = concat_modalities(embeddings, model.config.modality_dims)
+        with torch.no_grad():
+            for start in range(0, raw.shape[0], 16384):
+                chunks.append(model.prepare_inputs(raw[start : start + 16384])[0].cpu().numpy())
+        x = np.concatenate(chunks) if chunks else np.zeros((0, model.config.input_dim), np.float32)
+    elif isinstance(embeddings, dict):
+        parts = []
+        for value in embeddings.values():
+            block = np.nan_to_num(np.asarray(value, dtype=np.float32))
+            parts.append(block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12))
+        x = np.concatenate(parts, axis=1)
+    else:
+        x = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"`embeddings` must be (n_items, dim), got shape {x.shape}.")
+        if not np.isfinite(x).all():
+            raise ValueError("`embeddings` contain NaN or inf; fix them before the quality report.")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _coherence(x: np.ndarray, groups: np.ndarray, num_pairs: int, rng: np.random.Generator) -> float | None:
+    """Mean cosine similarity of random pairs of distinct items in the same group (None if no group has 2)."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
+    sizes = np.diff(np.r_[starts, len(order)])
+    run_start = np.repeat(starts, sizes)
+    run_size = np.repeat(sizes, sizes)
+    eligible = np.flatnonzero(run_size > 1)  # positions in `order`
+    if not len(eligible):
+        return None
+    pos = eligible[rng.integers(0, len(eligible), num_pairs)]
+    offset = rng.integers(1, run_size[pos])  # 1..size-1: a different member
+    partner = run_start[pos] + (pos - run_start[pos] + offset) % run_size[pos]
+    a, b = order[pos], order[partner]
+    return float((x[a] * x[b]).sum(1).mean())
+
+
+def sid_quality_report(
+    model: Any,
+    embeddings: Any,
+    sid_table: SIDTable,
+    num_pairs: int = 20_000,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Quality numbers of a set of Semantic IDs (JSON-able).
+
+    Works without a model (e.g. for published SIDs): then reconstruction error is left out.
+
+    Args:
+        model: A trained `RQVAEModel`, or `None`.
+        embeddings: Item embeddings aligned with `sid_table.item_ids` (matrix or dict of modalities), or `None`
+            to skip coherence and reconstruction.
+        sid_table: The SIDs to judge.
+        num_pairs: Random pairs sampled for each coherence number.
+        seed: Seed of that sampling.
+
+    Returns:
+        A dict with `num_items`, `levels` (per semantic level: `codebook_size`, `used_codes`, `utilization`,
+        `perplexity`, `normalized_perplexity`, `coherence` of items sharing the SID prefix up to that level),
+        `random_pair_similarity`, `coherence_first_level`, `collisions` (the table's stats plus the semantic
+        collision rate), and with a model `reconstruction_error` and `reconstruction_error_by_prefix`.
+    """
+    n = len(sid_table)
+    if n == 0:
+        raise ValueError("The SID table is empty; there is nothing to report on.")
+    rng = np.random.default_rng(seed)
+    s = sid_table.num_semantic_levels
+    semantic = sid_table.codes[:, :s]
+    x = None
+    if embeddings is not None:
+        x = _unit_rows(embeddings, model)
+        if len(x) != n:
+            raise ValueError(
+                f"`embeddings` have {len(x)} rows but the SID table has {n} items; pass embeddings in "
+                "`sid_table.item_ids` order."
+            )
+    levels = []
+    for level in range(s):
+        size = sid_table.codebook_sizes[level]
+        counts = np.bincount(semantic[:, level], minlength=size)
+        p = counts[counts > 0] / n
+        perplexity = float(math.exp(-(p * np.log(p)).sum()))
+        entry: dict[str, Any] = {
+            "level": level,
+            "codebook_size": size,
+            "used_codes": int((counts > 0).sum()),
+            "utilization": float((counts > 0).mean()),
+            "perplexity": perplexity,
+            "normalized_perplexity": perplexity / size,
+        }
+        if x is not None:
+            groups, _ = _group(semantic[:, : level + 1])
+            entry["coherence"] = _coherence(x, groups, num_pairs, rng)
+        levels.append(entry)
+    report: dict[str, Any] = {"num_items": n, "levels": levels}
+    if x is not None:
+        a, b = rng.integers(0, n, num_pairs), rng.integers(0, n, num_pairs)
+        keep = a != b
+        report["random_pair_similarity"] = (
+            float((x[a[keep]] * x[b[keep]]).sum(1).mean()) if keep.any() else None
+        )
+        report["coherence_first_level"] = levels[0].get("coherence")
+    collisions = dict(_jsonable(sid_table.stats))
+    collisions["semantic_collision_rate"] = collision_stats(semantic)["collision_rate"]
+    collisions["final_sids_unique"] = True  # guaranteed by SIDTable
+    report["collisions"] = collisions
+    if model is not None and embeddings is not None:
+        by_prefix = model.reconstruction_error_by_prefix(embeddings)
+        report["reconstruction_error"] = by_prefix[-1]
+        report["reconstruction_error_by_prefix"] = by_prefix
+    return report
+
+
+def format_quality_table(report: dict[str, Any]) -> str:
+    """Render a [`sid_quality_report`] as Markdown (a per-level table and a summary table)."""
+    lines = [
+        "| level | codes | used | utilization | perplexity | coherence (shared prefix) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lv in report["levels"]:
+        coherence = lv.get("coherence")
+        lines.append(
+            f"| {lv['level']} | {lv['codebook_size']} | {lv['used_codes']} | {lv['utilization']:.3f} "
+            f"| {lv['perplexity']:.1f} | {'-' if coherence is None else f'{coherence:.3f}'} |"
+        )
+    col = report.get("collisions", {})
+    summary = [("items", report["num_items"])]
+    if report.get("random_pair_similarity") is not None:
+        summary.append(("random-pair cosine", f"{report['random_pair_similarity']:.3f}"))
+    if "collision_rate_before" in col:
+        summary.append(("collision rate before", f"{col['collision_rate_before']:.4f}"))
+    summary.append(("semantic collision rate after", f"{col.get('semantic_collision_rate', 0.0):.4f}"))
+    for key, label in (
+        ("items_needing_extra_level", "items needing the extra level"),
+        ("largest_group", "largest group"),
+        ("reassigned_items", "reassigned items"),
+    ):
+        if key in col:
+            summary.append((label, col[key]))
+    if "reconstruction_error" in report:
+        summary.append(("reconstruction error", f"{report['reconstruction_error']:.4f}"))
+        by_prefix = ", ".join(f"{e:.4f}" for e in report["reconstruction_error_by_prefix"])
+        summary.append(("reconstruction error by prefix length", by_prefix))
+    lines += ["", "| statistic | value |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in summary]
+    return "\n".join(lines)
