@@ -1,0 +1,551 @@
+"""Constrained decoding of Semantic IDs and top-k recommendation with `generate()`.
+
+`SIDLogitsProcessor` is a stock transformers `LogitsProcessor`: pass it to `model.generate(logits_processor=...)`
+and every SID the model writes is a real catalogue item, under greedy search, sampling and beam search, for
+left-padded batches of mixed prompt lengths. `recommend()` wraps it: histories in, ranked items out.
+
+How the constraint works. The catalogue's SIDs (`(n_items, L)` codes) are turned once into a prefix index: for
+every level `l` and every SID prefix of length `l` that occurs in the catalogue, a row of a boolean mask over the
+level-`l` codebook says which codes may follow. Prefixes are packed into one int64 key each (mixed radix over the
+codebook sizes, offset per level) and kept sorted, so one call costs one `searchsorted` plus one gather and one
+scatter, whatever the batch size or the number of beams; no Python runs per beam. Where a row is inside its SID is
+read from `input_ids` on every call (the processor keeps no state between calls).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+
+__all__ = ["SIDLogitsProcessor", "recommend", "DEAD_END_SCORE"]
+
+logger = logging.getLogger(__name__)
+
+#: Score given to EOS in a row where no SID continuation exists (see `SIDLogitsProcessor`). Finite, so sampling and
+#: beam search still have one token to pick, and low enough that such a beam ranks below every real one.
+DEAD_END_SCORE = -1.0e4
+
+# Beam search pads unused or never-finished beams with scores of about -1e9; anything below this is not a result.
+_MIN_VALID_BEAM_SCORE = -1.0e8
+
+
+class SIDLogitsProcessor(LogitsProcessor):
+    """Restricts generation so that every Semantic ID written is the (prefix of a) SID of a catalogue item.
+
+    Two modes:
+
+    - `mode="sid"` (recommendation): the prompt (`prompt_length` tokens, left padding included) ends right before
+      the SID. The processor forces `<|sid_start|>`, then `L` code tokens (`num_levels_to_generate` of them if
+      given) that form a catalogue prefix at every step, then `<|sid_end|>`, then EOS for as long as generation
+      runs. `prompt_length` is required: it is `input_ids.shape[1]` of the (padded) batch given to `generate()`.
+    - `mode="free"` (mixed text): the model writes text, SID code tokens and `<|sid_end|>` are banned outside a
+      SID, and whenever the last `<|sid_start|>` of a row is not yet closed, the next `L` tokens are restricted to
+      a catalogue item and `<|sid_end|>` is forced after them; then text resumes. The span is found from the last
+      `<|sid_start|>` anywhere in the row, so a prompt may end with an opened SID.
+
+    Scores of allowed code tokens are left as they are (no renormalisation, as with `prefix_allowed_tokens_fn`);
+    a forced single token (start, end, EOS) gets score 0, i.e. probability 1, as in transformers' forced-token
+    processors. All other tokens get `-inf`.
+
+    Dead ends: a row whose SID so far is not a catalogue prefix (it can only come from the prompt, e.g. a prompt
+    that ends with a malformed SID, or from tokens the processor did not choose) has no valid continuation. The
+    processor never drops the constraint for it: it allows only EOS, with score `DEAD_END_SCORE` (-1e4), so the
+    sequence ends at once and ranks below every valid beam; `recommend()` and `tokenizer.parse_items` drop it.
+
+    Memory: the mask holds one row of `max(codebook_sizes)` booleans per distinct prefix (at most
+    `n_items * (L - 1) + 1` rows), e.g. about 50 MB for 100k items and 256-code levels. Index tensors are copied to
+    each device on first use and cached, so the processor works on CUDA scores as well as CPU.
+
+    Args:
+        sid_codes: `(n_items, L)` integer codes of the catalogue, one row per item.
+        sid_token_ids: Per level, the token id of each code (`sid_token_ids[l][c]`).
+        sid_start_token_id: Id of `<|sid_start|>`.
+        sid_end_token_id: Id of `<|sid_end|>`.
+        eos_token_id: EOS id (or a list; the first one is forced after `<|sid_end|>` in `"sid"` mode).
+        mode: `"sid"` or `"free"`, see above.
+        prompt_length: Padded prompt length; required in `"sid"` mode, not accepted in `"free"` mode.
+        num_levels_to_generate: In `"sid"` mode, stop the SID after this many levels (a coarse prefix, for
+            category-level retrieval); `<|sid_end|>` is still forced after it. Defaults to all `L` levels.
+    """
+
+    def __init__(
+        self,
+        sid_codes: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
+        sid_token_ids: Sequence[Sequence[int]],
+        sid_start_token_id: int,
+        sid_end_token_id: int,
+        eos_token_id: int | Sequence[int],
+        mode: Literal["sid", "free"] = "sid",
+        prompt_length: int | None = None,
+        num_levels_to_generate: int | None = None,
+    ) -> None:
+        codes = np.asarray(
+            sid_codes.detach().cpu().numpy() if isinstance(sid_codes, torch.Tensor) else sid_codes,
+            dtype=np.int64,
+        )
+        if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
+            raise ValueError(
+                f"sid_codes must be a non-empty (n_items, num_levels) array; got shape {codes.shape}. "
+                "Pass tokenizer.sid_codes or SIDTable.codes."
+            )
+        num_levels = codes.shape[1]
+        if len(sid_token_ids) != num_levels:
+            raise ValueError(
+                f"sid_token_ids has {len(sid_token_ids)} levels but sid_codes has {num_levels} columns; "
+                "pass one list of token ids per SID level."
+            )
+        sizes = [len(level_ids) for level_ids in sid_token_ids]
+        if codes.min() < 0 or any(int(codes[:, lv].max()) >= sizes[lv] for lv in range(num_levels)):
+            raise ValueError(
+                f"sid_codes contain codes outside the codebooks (sizes {sizes}); codes must lie in "
+                "[0, codebook_size) at each level."
+            )
+        if mode not in ("sid", "free"):
+            raise ValueError(f"mode must be 'sid' or 'free'; got {mode!r}.")
+        if mode == "sid" and prompt_length is None:
+            raise ValueError(
+                "mode='sid' needs prompt_length, the padded length of the prompts given to generate() "
+                "(input_ids.shape[1]); use mode='free' to constrain SIDs opened anywhere in the text."
+            )
+        if mode == "free" and prompt_length is not None:
+            raise ValueError(
+                "prompt_length is only used in mode='sid'; in mode='free' the SID span is found from the last "
+                "<|sid_start|> token, so drop prompt_length."
+            )
+        if prompt_length is not None and prompt_length < 0:
+            raise ValueError(f"prompt_length must be >= 0; got {prompt_length}.")
+        if num_levels_to_generate is not None:
+            if mode != "sid":
+                raise ValueError("num_levels_to_generate is only supported in mode='sid'.")
+            if not 1 <= num_levels_to_generate <= num_levels:
+                raise ValueError(
+                    f"num_levels_to_generate must be between 1 and {num_levels}; got {num_levels_to_generate}."
+                )
+        eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+        if not eos_ids:
+            raise ValueError("eos_token_id is required (the token that ends a finished or dead-end row).")
+
+        self.mode = mode
+        self.prompt_length = prompt_length
+        self.num_levels = num_levels
+        self.codebook_sizes = sizes
+        self.levels_to_generate = num_levels_to_generate or num_levels
+        self.sid_start_token_id = int(sid_start_token_id)
+        self.sid_end_token_id = int(sid_end_token_id)
+        self.eos_token_id = int(eos_ids[0])
+        self._build_index(codes, sid_token_ids)
+        self._device_cache: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+
+    @classmethod
+    def from_tokenizer(
+        cls,
+        tokenizer: Any,
+        mode: Literal["sid", "free"] = "sid",
+        prompt_length: int | None = None,
+        num_levels_to_generate: int | None = None,
+        eos_token_id: int | Sequence[int] | None = None,
+    ) -> SIDLogitsProcessor:
+        """Build the processor from a `SemanticIDTokenizer` (its item table and SID token ids).
+
+        Args:
+            tokenizer: A `SemanticIDTokenizer` (anything with `sid_codes`, `sid_token_ids`, `sid_start_token_id`,
+                `sid_end_token_id` and `eos_token_id`).
+            mode: `"sid"` or `"free"`.
+            prompt_length: Padded prompt length (`"sid"` mode).
+            num_levels_to_generate: Generate only this many levels (`"sid"` mode).
+            eos_token_id: Overrides `tokenizer.eos_token_id`.
+
+        Returns:
+            A `SIDLogitsProcessor`.
+        """
+        eos = eos_token_id if eos_token_id is not None else tokenizer.eos_token_id
+        if eos is None:
+            raise ValueError("The tokenizer has no eos_token; pass eos_token_id= explicitly.")
+        return cls(
+            sid_codes=tokenizer.sid_codes,
+            sid_token_ids=tokenizer.sid_token_ids,
+            sid_start_token_id=tokenizer.sid_start_token_id,
+            sid_end_token_id=tokenizer.sid_end_token_id,
+            eos_token_id=eos,
+            mode=mode,
+            prompt_length=prompt_length,
+            num_levels_to_generate=num_levels_to_generate,
+        )
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Index construction (numpy, once)
+    # ----------------------------------------------------------------------------------------------------------
+    def _build_index(self, codes: np.ndarray, sid_token_ids: Sequence[Sequence[int]]) -> None:
+        num_levels, sizes = self.num_levels, self.codebook_sizes
+        max_size = max(sizes)
+        # Keys of level-l prefixes live in [offset[l], offset[l] + prod(sizes[:l])): one sorted array for all levels.
+        spans = [math.prod(sizes[:lv]) for lv in range(num_levels)]
+        offsets = np.concatenate([[0], np.cumsum(spans)]).astype(np.int64)
+        if sum(spans) >= 2**62:
+            raise ValueError(
+                f"Codebook sizes {sizes} are too large to pack SID prefixes into int64 keys; "
+                "use fewer or smaller levels."
+            )
+        # radix[l, j] = prod(sizes[j+1:l]) for j < l, else 0: key of a level-l prefix = sum_j code_j * radix[l, j].
+        radix = np.zeros((num_levels, num_levels), dtype=np.int64)
+        for lv in range(num_levels):
+            for j in range(lv):
+                radix[lv, j] = math.prod(sizes[j + 1 : lv])
+        keys_per_level, mask_rows = [], []
+        for lv in range(num_levels):
+            item_keys = codes[:, :lv] @ radix[lv, :lv] + offsets[lv]  # (n_items,)
+            unique_keys, inverse = np.unique(item_keys, return_inverse=True)
+            mask = np.zeros((len(unique_keys), max_size), dtype=bool)
+            mask[inverse.reshape(-1), codes[:, lv]] = True
+            keys_per_level.append(unique_keys)
+            mask_rows.append(mask)
+        self._prefix_keys = np.concatenate(keys_per_level)  # (n_prefixes,) sorted
+        self._prefix_mask = np.concatenate(mask_rows)  # (n_prefixes, max_size)
+        self._radix = radix
+        self._offsets = offsets[:num_levels]
+
+        all_ids = [int(t) for level_ids in sid_token_ids for t in level_ids]
+        top = max([*all_ids, self.sid_start_token_id, self.sid_end_token_id]) + 1
+        # Token id -> (level, code); ids beyond the table (and at index `top`) map to -1.
+        token_level = np.full(top + 1, -1, dtype=np.int64)
+        token_code = np.full(top + 1, -1, dtype=np.int64)
+        # (L, max_size) code -> token id; codes beyond a level's size point at a dummy column (filled in per call).
+        code_token = np.full((num_levels, max_size), -1, dtype=np.int64)
+        for lv, level_ids in enumerate(sid_token_ids):
+            ids = np.asarray(level_ids, dtype=np.int64)
+            if len(np.unique(ids)) != len(ids) or (token_level[ids] >= 0).any():
+                raise ValueError(f"sid_token_ids must be distinct token ids; level {lv} repeats an id.")
+            token_level[ids] = lv
+            token_code[ids] = np.arange(len(ids))
+            code_token[lv, : len(ids)] = ids
+        self._token_level = token_level
+        self._token_code = token_code
+        self._code_token = code_token
+        self._sid_token_ids = np.asarray(all_ids, dtype=np.int64)
+        self.num_prefixes = len(self._prefix_keys)
+
+    def _tensors(self, device: torch.device, vocab_size: int) -> dict[str, torch.Tensor]:
+        """Index tensors on `device` for a score width of `vocab_size` (cached; constant, so calls stay stateless)."""
+        key = (str(device), vocab_size)
+        cached = self._device_cache.get(key)
+        if cached is not None:
+            return cached
+        if int(self._sid_token_ids.max()) >= vocab_size or max(
+            self.sid_start_token_id, self.sid_end_token_id
+        ) >= (vocab_size):
+            raise ValueError(
+                f"The scores have {vocab_size} columns but SID token ids go up to {int(self._sid_token_ids.max())}: "
+                "the model's vocabulary lacks the SID tokens. Resize its embeddings with "
+                "hf_semtok.extend_model(model, tokenizer) (or model.resize_token_embeddings(len(tokenizer)))."
+            )
+        code_token = self._code_token.copy()
+        code_token[code_token < 0] = vocab_size  # dummy column, dropped after the scatter
+        free_allowed = np.ones(vocab_size, dtype=bool)
+        free_allowed[self._sid_token_ids] = False
+        free_allowed[self.sid_end_token_id] = False
+        t = {
+            "keys": torch.as_tensor(self._prefix_keys, device=device),
+            "mask": torch.as_tensor(self._prefix_mask, device=device),
+            "radix": torch.as_tensor(self._radix, device=device),
+            "offsets": torch.as_tensor(self._offsets, device=device),
+            "token_level": torch.as_tensor(self._token_level, device=device),
+            "token_code": torch.as_tensor(self._token_code, device=device),
+            "code_token": torch.as_tensor(code_token, device=device),
+            "free_allowed": torch.as_tensor(free_allowed, device=device),
+            "level_range": torch.arange(self.num_levels, device=device),
+        }
+        self._device_cache[key] = t
+        return t
+
+    # ----------------------------------------------------------------------------------------------------------
+    # The per-step call (torch, vectorised, stateless)
+    # ----------------------------------------------------------------------------------------------------------
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """Mask `scores` so that only tokens that keep every SID valid remain.
+
+        Args:
+            input_ids: `(rows, cur_len)` tokens so far (rows = batch x beams / return sequences).
+            scores: `(rows, vocab)` next-token scores (log-probs in beam search, logits otherwise).
+
+        Returns:
+            A new `(rows, vocab)` tensor; `scores` is not modified.
+        """
+        rows, cur_len = input_ids.shape
+        vocab = scores.shape[-1]
+        device = scores.device
+        t = self._tensors(device, vocab)
+        input_ids = input_ids.to(device)
+        num_levels = self.num_levels
+
+        # Per row: where the SID span starts (index of <|sid_start|>) and how far into it we are.
+        if self.mode == "sid":
+            if cur_len < self.prompt_length:
+                raise ValueError(
+                    f"input_ids has {cur_len} tokens, fewer than prompt_length={self.prompt_length}; build the "
+                    "processor with prompt_length=input_ids.shape[1] of the batch passed to generate()."
+                )
+            offset = cur_len - self.prompt_length  # same for every row
+            start_pos = torch.full((rows,), self.prompt_length, device=device)  # (rows,)
+            step = torch.full((rows,), offset, device=device)  # (rows,)
+            in_span = torch.ones(rows, dtype=torch.bool, device=device)
+            span_opened = (
+                input_ids[:, self.prompt_length] == self.sid_start_token_id
+                if offset > 0
+                else torch.ones(rows, dtype=torch.bool, device=device)
+            )
+            levels_here = self.levels_to_generate
+        else:
+            positions = torch.arange(cur_len, device=device)  # (cur_len,)
+            last_start = torch.where(input_ids == self.sid_start_token_id, positions, -1).amax(
+                dim=1
+            )  # (rows,)
+            last_end = torch.where(input_ids == self.sid_end_token_id, positions, -1).amax(dim=1)  # (rows,)
+            start_pos = last_start.clamp(min=0)
+            step = cur_len - last_start  # >= 1 inside a span
+            in_span = (last_start >= 0) & (last_end < last_start) & (step <= num_levels + 1)
+            span_opened = torch.ones(
+                rows, dtype=torch.bool, device=device
+            )  # spans start at a marker by definition
+            levels_here = num_levels
+
+        # Codes written so far in the span: (rows, L) window after the start marker.
+        window = start_pos[:, None] + 1 + t["level_range"][None, :]  # (rows, L)
+        window_tokens = input_ids.gather(1, window.clamp(max=cur_len - 1))  # (rows, L)
+        window_tokens = window_tokens.clamp(min=0, max=len(self._token_level) - 1)
+        window_levels = t["token_level"][window_tokens]  # (rows, L)
+        window_codes = t["token_code"][window_tokens].clamp(min=0)  # (rows, L)
+
+        level = (step - 1).clamp(min=0, max=num_levels - 1)  # (rows,) level of the next code
+        written = t["level_range"][None, :] < level[:, None]  # (rows, L) codes already written
+        codes_ok = ((window_levels == t["level_range"][None, :]) | ~written).all(dim=1)  # (rows,)
+        prefix_key = (window_codes * t["radix"][level]).sum(dim=1) + t["offsets"][level]  # (rows,)
+        idx = torch.searchsorted(t["keys"], prefix_key).clamp(max=len(self._prefix_keys) - 1)  # (rows,)
+        found = (t["keys"][idx] == prefix_key) & codes_ok & span_opened  # (rows,)
+        allowed_codes = t["mask"][idx] & found[:, None]  # (rows, max_codebook)
+        code_allowed = torch.zeros(rows, vocab + 1, dtype=torch.bool, device=device)
+        code_allowed.scatter_(1, t["code_token"][level], allowed_codes)  # local tensor, not `scores`
+        code_allowed = code_allowed[:, :vocab]  # (rows, vocab)
+
+        # Row states: forced token (start / end / eos), code step, or free text.
+        is_code = in_span & (step >= 1) & (step <= levels_here)
+        forced = torch.full((rows,), -1, device=device)  # (rows,) forced token id or -1
+        forced_value = torch.zeros(rows, dtype=scores.dtype, device=device)
+        if self.mode == "sid":
+            if offset == 0:
+                forced.fill_(self.sid_start_token_id)
+            elif offset == levels_here + 1:
+                forced.fill_(self.sid_end_token_id)
+            elif offset > levels_here + 1:
+                forced.fill_(self.eos_token_id)
+        else:
+            forced = torch.where(in_span & (step == num_levels + 1), self.sid_end_token_id, forced)
+        # Dead end: a code step with no valid continuation, or a "sid" span that does not start with the marker.
+        dead = (is_code & ~found) | (~span_opened & (forced != self.sid_start_token_id))
+        forced = torch.where(dead, self.eos_token_id, forced)
+        forced_value = torch.where(dead, torch.full_like(forced_value, DEAD_END_SCORE), forced_value)
+        is_code = is_code & ~dead
+        is_free = ~in_span & (forced < 0)
+
+        vocab_range = torch.arange(vocab, device=device)
+        forced_onehot = vocab_range[None, :] == forced[:, None]  # (rows, vocab)
+        allowed = torch.where(is_code[:, None], code_allowed, forced_onehot)
+        allowed = allowed | (is_free[:, None] & t["free_allowed"][None, :])
+        out = scores.masked_fill(~allowed, float("-inf"))  # new tensor
+        return torch.where(forced_onehot, forced_value[:, None], out)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# recommend()
+# --------------------------------------------------------------------------------------------------------------
+def _check_model_vocab(model: Any, tokenizer: Any) -> None:
+    num_embeddings = model.get_input_embeddings().num_embeddings
+    if num_embeddings < len(tokenizer):
+        raise ValueError(
+            f"The model has {num_embeddings} embedding rows but the tokenizer has {len(tokenizer)} tokens: the "
+            "model's vocabulary lacks the SID tokens. Call hf_semtok.extend_model(model, tokenizer) before "
+            "training, or load the fine-tuned model that was trained with this tokenizer."
+        )
+
+
+def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> None:
+    if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
+        raise ValueError("histories must be a list of per-user item id lists, e.g. [['i1', 'i7'], ['i3']].")
+    for user, history in enumerate(histories):
+        if isinstance(history, (str, bytes)):
+            raise ValueError(
+                f"histories[{user}] is a string ({history!r}); each history must be a list of item ids."
+            )
+        if len(history) == 0:
+            raise ValueError(
+                f"histories[{user}] is empty; recommend() needs at least one item per user (use "
+                "hf_semtok.metrics.popularity_baseline for users with no history)."
+            )
+        unknown = [item for item in history if item not in known]
+        if unknown:
+            shown = ", ".join(repr(i) for i in unknown[:5])
+            raise ValueError(
+                f"histories[{user}] contains {len(unknown)} item(s) unknown to the tokenizer: {shown}. Add them "
+                "with tokenizer.add_items(...) (cold start) or drop them from the history."
+            )
+
+
+@torch.no_grad()
+def recommend(
+    model: Any,
+    tokenizer: Any,
+    histories: Sequence[Sequence[str]],
+    k: int = 10,
+    num_beams: int | None = None,
+    prefix_level: int | None = None,
+    exclude_seen: bool = False,
+    batch_size: int = 16,
+    titles: Mapping[str, str] | None = None,
+    max_history: int | None = 20,
+    progress: bool = True,
+) -> list[list[tuple[Any, ...]]]:
+    """Recommend the next items for each user by constrained beam search over Semantic IDs.
+
+    Each history becomes a prompt (`hf_semtok.prompts.history_prompt`, the same text the model was fine-tuned on);
+    users go through `model.generate()` in left-padded batches of `batch_size`, with beam search
+    (`num_return_sequences=num_beams`) under a `SIDLogitsProcessor`, so every output is a catalogue SID. Outputs are
+    ranked by beam score, which is the sum of the log-probabilities of the SID's code tokens (forced markers count
+    0; `length_penalty=0`), de-duplicated and cut to `k`.
+
+    Fewer than `k` results: beam search returns at most `num_beams` distinct SIDs, and beams that never reached a
+    real SID (e.g. a level with fewer valid codes than beams) are dropped; `exclude_seen` drops more. A user can
+    therefore get fewer than `k` items; evaluation counts the missing ranks as misses. Raise `num_beams` to get
+    closer to `k`.
+
+    Args:
+        model: A causal LM whose vocabulary includes the tokenizer's SID tokens.
+        tokenizer: The `SemanticIDTokenizer` the model was trained with.
+        histories: Per user, the item ids in chronological order (non-empty, all known to the tokenizer).
+        k: Items (or prefixes) to return per user; at most the catalogue size.
+        num_beams: Beam width, at least `k`. Defaults to `max(k, 20)`, or `max(2 * k, 20)` with `exclude_seen`.
+        prefix_level: If given (1 <= prefix_level < num_levels), retrieve SID prefixes of that many levels (coarse
+            categories) instead of items; each result is then `(prefix_codes, score, [item_ids under it])`.
+        exclude_seen: Drop items already in the user's history (for `prefix_level`: nothing is dropped).
+        batch_size: Users per `generate()` call.
+        titles: Optional item id -> title, passed to the prompt builder.
+        max_history: Most recent items kept in the prompt (same default as the prompt builder).
+        progress: Show a progress bar over batches.
+
+    Returns:
+        Per user, a list of `(item_id, score)` sorted by decreasing score (no duplicates), or with `prefix_level`,
+        `(prefix_codes: tuple[int, ...], score, item_ids: list[str])`.
+    """
+    from tqdm.auto import tqdm
+
+    from hf_semtok.prompts import history_prompt
+
+    num_items = int(tokenizer.num_items)
+    num_levels = int(tokenizer.num_levels)
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}.")
+    if prefix_level is None and k > num_items:
+        raise ValueError(f"k={k} is larger than the catalogue ({num_items} items); use k <= {num_items}.")
+    if prefix_level is not None and not 1 <= prefix_level < num_levels:
+        raise ValueError(
+            f"prefix_level must be between 1 and {num_levels - 1} (the SIDs have {num_levels} levels; use "
+            "prefix_level=None for whole items); got {prefix_level}."
+        )
+    if num_beams is None:
+        num_beams = max(2 * k if exclude_seen else k, 20)
+    if num_beams < k:
+        raise ValueError(
+            f"num_beams={num_beams} is smaller than k={k}; beam search returns at most num_beams."
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    _check_model_vocab(model, tokenizer)
+    _check_histories(histories, set(tokenizer.item_ids))
+
+    codes_to_item = {tuple(row): item for item, row in zip(tokenizer.item_ids, tokenizer.sid_codes.tolist())}
+    token_to_code = {int(t): c for level_ids in tokenizer.sid_token_ids for c, t in enumerate(level_ids)}
+    levels_out = prefix_level or num_levels
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sid_end_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+
+    results: list[list[tuple[Any, ...]]] = []
+    starts = range(0, len(histories), batch_size)
+    for first in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
+        batch = histories[first : first + batch_size]
+        prompts = [history_prompt(tokenizer, list(h), titles=titles, max_history=max_history) for h in batch]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
+        input_ids = enc["input_ids"].to(device)  # (batch, prompt_len)
+        attention_mask = enc["attention_mask"].to(device)
+        prompt_len = input_ids.shape[1]
+        processor = SIDLogitsProcessor.from_tokenizer(
+            tokenizer,
+            mode="sid",
+            prompt_length=prompt_len,
+            num_levels_to_generate=prefix_level,
+            eos_token_id=eos,
+        )
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            logits_processor=[processor],
+            max_new_tokens=levels_out + 2,  # <|sid_start|>, codes, <|sid_end|>
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            do_sample=False,
+            length_penalty=0.0,
+            early_stopping=True,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=pad,
+            eos_token_id=eos,
+        )
+        sequences = out.sequences[:, prompt_len:].view(len(batch), num_beams, -1).tolist()
+        scores = out.sequences_scores.view(len(batch), num_beams).tolist()
+        for user, history in enumerate(batch):
+            seen = set(history) if exclude_seen else set()
+            ranked: list[tuple[Any, ...]] = []
+            taken: set[Any] = set()
+            for seq, score in sorted(zip(sequences[user], scores[user]), key=lambda pair: -pair[1]):
+                if not math.isfinite(score) or score < _MIN_VALID_BEAM_SCORE:
+                    continue
+                sid = _parse_generated_sid(seq, levels_out, tokenizer, token_to_code)
+                if sid is None or sid in taken:
+                    continue
+                if prefix_level is None:
+                    item = codes_to_item.get(sid)
+                    if item is None or item in seen:
+                        continue
+                    ranked.append((item, float(score)))
+                else:
+                    ranked.append((sid, float(score), list(tokenizer.items_with_prefix(sid))))
+                taken.add(sid)
+                if len(ranked) == k:
+                    break
+            results.append(ranked)
+    if was_training:
+        model.train()
+    return results
+
+
+def _parse_generated_sid(
+    tokens: Sequence[int], levels: int, tokenizer: Any, token_to_code: Mapping[int, int]
+) -> tuple[int, ...] | None:
+    """Codes of `<|sid_start|> c_0 .. c_{levels-1} <|sid_end|>` at the start of `tokens`, or None if malformed."""
+    if len(tokens) < levels + 2 or tokens[0] != tokenizer.sid_start_token_id:
+        return None
+    if tokens[levels + 1] != tokenizer.sid_end_token_id:
+        return None
+    codes = []
+    for level, token in enumerate(tokens[1 : levels + 1]):
+        code = token_to_code.get(int(token))
+        if code is None or int(tokenizer.sid_token_ids[level][code]) != int(token):
+            return None
+        codes.append(code)
+    return tuple(codes)

@@ -1,0 +1,218 @@
+"""Top-K metrics with one relevant item, the evaluation loop, and a popularity baseline.
+
+Semantics follow TIGER (Rajput et al., 2023, arXiv 2305.05065) and LC-Rec (Zheng et al., 2024, arXiv 2311.09049):
+leave-one-out, the held-out next item is the only relevant item, Recall@K is 1 if it appears in the top K,
+NDCG@K is `1 / log2(rank + 1)` at its 1-based rank (0 beyond K; the ideal DCG is 1). A model that returns fewer
+than K valid items is not padded or penalised otherwise: the missing ranks simply cannot hit, so they count as
+misses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["recall_at_k", "ndcg_at_k", "evaluate_recommender", "popularity_baseline", "ranking_metrics"]
+
+logger = logging.getLogger(__name__)
+
+
+def _item_ids(ranked: Sequence[Any]) -> list[Any]:
+    """Item ids of a ranking given as ids or as `(item_id, score, ...)` tuples."""
+    return [entry[0] if isinstance(entry, tuple) else entry for entry in ranked]
+
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer; got {k!r}.")
+
+
+def recall_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
+    """Recall@K with one relevant item (= HitRate@K).
+
+    Args:
+        ranked: Recommended item ids, best first (or `(item_id, score)` tuples as returned by `recommend`).
+        target: The held-out item.
+        k: Cut-off.
+
+    Returns:
+        1.0 if `target` is among the first `k` entries, else 0.0 (a ranking shorter than `k` is not padded).
+    """
+    _check_k(k)
+    return 1.0 if target in _item_ids(ranked)[:k] else 0.0
+
+
+def ndcg_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
+    """NDCG@K with one relevant item: `1 / log2(rank + 1)` for a hit at 1-based `rank <= k`, else 0.
+
+    Args:
+        ranked: Recommended item ids, best first (or `(item_id, score)` tuples).
+        target: The held-out item.
+        k: Cut-off.
+
+    Returns:
+        The NDCG value in [0, 1].
+    """
+    _check_k(k)
+    ids = _item_ids(ranked)[:k]
+    if target not in ids:
+        return 0.0
+    rank = ids.index(target) + 1
+    return 1.0 / math.log2(rank + 1)
+
+
+def ranking_metrics(
+    rankings: Sequence[Sequence[Any]], targets: Sequence[Any], ks: Iterable[int] = (5, 10)
+) -> dict[str, float]:
+    """Mean Recall@K and NDCG@K over users.
+
+    Args:
+        rankings: Per user, the ranked items.
+        targets: Per user, the held-out item.
+        ks: Cut-offs.
+
+    Returns:
+        `{"recall@K": ..., "ndcg@K": ...}` for each K, plus `"num_examples"`.
+    """
+    ks = sorted(set(ks))
+    if len(rankings) != len(targets):
+        raise ValueError(
+            f"Got {len(rankings)} rankings for {len(targets)} targets; pass one ranking per target."
+        )
+    if not rankings:
+        raise ValueError("No examples to evaluate; pass at least one (history, target) pair.")
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"recall@{k}"] = sum(recall_at_k(r, t, k) for r, t in zip(rankings, targets)) / len(targets)
+        out[f"ndcg@{k}"] = sum(ndcg_at_k(r, t, k) for r, t in zip(rankings, targets)) / len(targets)
+    out["num_examples"] = len(targets)
+    return out
+
+
+def _split_examples(test_examples: Sequence[tuple[Sequence[str], str]]) -> tuple[list[list[str]], list[str]]:
+    histories, targets = [], []
+    for i, example in enumerate(test_examples):
+        if not isinstance(example, (tuple, list)) or len(example) != 2:
+            raise ValueError(
+                f"test_examples[{i}] must be a (history, target) pair, e.g. (['i1', 'i2'], 'i3'); got {example!r}."
+            )
+        history, target = example
+        histories.append(list(history))
+        targets.append(target)
+    return histories, targets
+
+
+def evaluate_recommender(
+    model: Any,
+    tokenizer: Any,
+    test_examples: Sequence[tuple[Sequence[str], str]],
+    ks: Iterable[int] = (5, 10),
+    num_beams: int | None = None,
+    batch_size: int = 16,
+    exclude_seen: bool = False,
+    titles: Mapping[str, str] | None = None,
+    max_history: int | None = 20,
+    progress: bool = True,
+    return_rankings: bool = False,
+) -> dict[str, Any]:
+    """Leave-one-out Recall@K / NDCG@K of a generative recommender (TIGER / LC-Rec semantics).
+
+    Every user's history is ranked once with `hf_semtok.generation.recommend(k=max(ks))` (constrained beam search,
+    batched, with a progress bar); each K is then read off the same ranking. Users for whom beam search returns
+    fewer than K valid items count the missing ranks as misses (see the module docstring). Targets unknown to the
+    tokenizer are kept and can never be hit (a cold item the tokenizer was not told about).
+
+    Args:
+        model: The fine-tuned causal LM.
+        tokenizer: Its `SemanticIDTokenizer`.
+        test_examples: `(history, target)` pairs, e.g. the test split of `leave_one_out_split`.
+        ks: Cut-offs (at least 5 and 10 in the papers).
+        num_beams: Beam width (defaults to `recommend`'s, `max(max(ks), 20)`).
+        batch_size: Users per `generate()` call.
+        exclude_seen: Drop history items from the rankings (off by default, as in TIGER / LC-Rec).
+        titles: Optional item id -> title for the prompts.
+        max_history: Most recent items kept in a prompt.
+        progress: Show a progress bar.
+        return_rankings: Also return `"rankings"`: per user, the ranked `(item_id, score)` list.
+
+    Returns:
+        `{"recall@K", "ndcg@K" for each K, "num_examples", "mean_num_results"}` (+ `"rankings"`).
+    """
+    from hf_semtok.generation import recommend
+
+    ks = sorted(set(ks))
+    for k in ks:
+        _check_k(k)
+    histories, targets = _split_examples(test_examples)
+    if not histories:
+        raise ValueError("test_examples is empty; pass at least one (history, target) pair.")
+    rankings = recommend(
+        model,
+        tokenizer,
+        histories,
+        k=max(ks),
+        num_beams=num_beams,
+        exclude_seen=exclude_seen,
+        batch_size=batch_size,
+        titles=titles,
+        max_history=max_history,
+        progress=progress,
+    )
+    out: dict[str, Any] = ranking_metrics(rankings, targets, ks)
+    out["mean_num_results"] = sum(len(r) for r in rankings) / len(rankings)
+    if return_rankings:
+        out["rankings"] = rankings
+    logger.info("evaluation: %s", {key: value for key, value in out.items() if key != "rankings"})
+    return out
+
+
+def popularity_baseline(
+    train_histories: Mapping[Any, Sequence[str]] | Sequence[Sequence[str]],
+    test_examples: Sequence[tuple[Sequence[str], str]],
+    ks: Iterable[int] = (5, 10),
+    exclude_seen: bool = False,
+) -> dict[str, Any]:
+    """Recall@K / NDCG@K of recommending the most frequent training items to everyone.
+
+    Items are ranked by how often they occur in the training histories (every occurrence counts); ties are broken
+    by item id, so the ranking is deterministic. By default (`exclude_seen=False`, the same default as
+    `evaluate_recommender`) every user gets the same list; with `exclude_seen=True` a user's history items are
+    skipped and the list is filled from further down the popularity order.
+
+    Args:
+        train_histories: Training histories, as `{user: [item, ...]}` or a list of lists (training split only,
+            so that test targets do not leak into the counts).
+        test_examples: `(history, target)` pairs.
+        ks: Cut-offs.
+        exclude_seen: Skip items already in the user's history.
+
+    Returns:
+        `{"recall@K", "ndcg@K" for each K, "num_examples", "top_items"}` (`top_items`: the `max(ks)` most popular).
+    """
+    ks = sorted(set(ks))
+    for k in ks:
+        _check_k(k)
+    histories_iter = train_histories.values() if isinstance(train_histories, Mapping) else train_histories
+    counts: Counter[Any] = Counter()
+    for history in histories_iter:
+        counts.update(history)
+    if not counts:
+        raise ValueError("train_histories contain no items; pass the training split of the interactions.")
+    order = [item for item, _ in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))]
+    histories, targets = _split_examples(test_examples)
+    if not histories:
+        raise ValueError("test_examples is empty; pass at least one (history, target) pair.")
+    top = max(ks)
+    rankings = []
+    for history in histories:
+        if exclude_seen:
+            seen = set(history)
+            rankings.append([item for item in order if item not in seen][:top])
+        else:
+            rankings.append(order[:top])
+    out: dict[str, Any] = ranking_metrics(rankings, targets, ks)
+    out["top_items"] = order[:top]
+    return out

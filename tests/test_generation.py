@@ -1,0 +1,296 @@
+"""SIDLogitsProcessor and recommend(): every generated SID is a catalogue item, under every decoding mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from hf_semtok.base_models import build_causal_lm
+from hf_semtok.generation import DEAD_END_SCORE, SIDLogitsProcessor
+
+PAD, EOS, FIRST_SID = 0, 2, 20  # token ids below FIRST_SID are "text"
+
+
+class Catalogue:
+    """A random catalogue laid out in a toy vocabulary: text ids [3, 20), then SID tokens, start, end."""
+
+    def __init__(self, sizes: tuple[int, ...], n_items: int, seed: int, shared_prefix: bool = False):
+        rng = np.random.default_rng(seed)
+        self.sizes = list(sizes)
+        self.num_levels = len(sizes)
+        if shared_prefix:  # heavy prefix sharing: few coarse codes, the last level tells items apart
+            first = [min(2, s) for s in sizes[:-1]] + [sizes[-1]]
+            codes = np.stack([rng.integers(0, s, 4 * n_items) for s in first], axis=1)
+        else:
+            codes = np.stack([rng.integers(0, s, 4 * n_items) for s in sizes], axis=1)
+        codes = np.unique(codes, axis=0)
+        self.codes = codes[rng.permutation(len(codes))[:n_items]]
+        self.sid_token_ids, nxt = [], FIRST_SID
+        for s in sizes:
+            self.sid_token_ids.append(list(range(nxt, nxt + s)))
+            nxt += s
+        self.start, self.end = nxt, nxt + 1
+        self.vocab = nxt + 2
+        self.items = {tuple(row) for row in self.codes.tolist()}
+        self.prefixes = {tuple(row[:lv]) for row in self.codes.tolist() for lv in range(self.num_levels + 1)}
+
+    def processor(self, **kwargs) -> SIDLogitsProcessor:
+        return SIDLogitsProcessor(self.codes, self.sid_token_ids, self.start, self.end, EOS, **kwargs)
+
+    def sid_tokens(self, codes) -> list[int]:
+        return [self.start, *[self.sid_token_ids[lv][c] for lv, c in enumerate(codes)], self.end]
+
+    def decode_sid(self, tokens: list[int]) -> tuple[int, ...] | None:
+        """Codes of a `start c0 .. end` span, or None if any token is at the wrong place."""
+        if len(tokens) != self.num_levels + 2 or tokens[0] != self.start or tokens[-1] != self.end:
+            return None
+        out = []
+        for lv, t in enumerate(tokens[1:-1]):
+            if t not in self.sid_token_ids[lv]:
+                return None
+            out.append(self.sid_token_ids[lv].index(t))
+        return tuple(out)
+
+
+CATALOGUES = {
+    "3x(4,3,5)": ((4, 3, 5), 30, False),
+    "2x(8,8)": ((8, 8), 40, False),
+    "4x(3,4,2,6)": ((3, 4, 2, 6), 60, False),
+    "shared(6,6,9)": ((6, 6, 9), 15, True),
+}
+
+
+@pytest.fixture(scope="module", params=list(CATALOGUES))
+def setup(request):
+    sizes, n, shared = CATALOGUES[request.param]
+    cat = Catalogue(sizes, n, seed=len(sizes) * 7 + n, shared_prefix=shared)
+    model = build_causal_lm(
+        cat.vocab + 3, hidden_size=32, num_layers=1, num_heads=2, seed=0, pad_token_id=PAD, eos_token_id=EOS
+    ).eval()
+    return cat, model
+
+
+def _mixed_batch(seed: int, batch: int = 3):
+    """Left-padded prompts of different lengths made of text tokens."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 7, batch)
+    width = int(lengths.max())
+    ids = torch.full((batch, width), PAD)
+    mask = torch.zeros((batch, width), dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, width - n :] = torch.as_tensor(rng.integers(3, FIRST_SID, n))
+        mask[i, width - n :] = 1
+    return ids, mask
+
+
+def _generate(model, cat, ids, mask, **kwargs):
+    proc = cat.processor(mode="sid", prompt_length=ids.shape[1])
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        logits_processor=LogitsProcessorList([proc]),
+        max_new_tokens=cat.num_levels + 3,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        **kwargs,
+    )
+    return out[:, ids.shape[1] :].tolist()
+
+
+@pytest.mark.parametrize(
+    "decoding",
+    [
+        dict(do_sample=False),
+        dict(do_sample=True, top_k=0, temperature=3.0),
+        dict(do_sample=True, num_return_sequences=4, temperature=2.0),
+        dict(num_beams=8, num_return_sequences=8, do_sample=False),
+        dict(num_beams=4, num_return_sequences=2, do_sample=True),
+    ],
+    ids=["greedy", "sample", "sample_nrs", "beam", "beam_sample"],
+)
+def test_every_generated_sid_is_a_catalogue_item(setup, decoding):
+    cat, model = setup
+    for seed in range(2):
+        torch.manual_seed(seed)
+        ids, mask = _mixed_batch(seed)
+        for row in _generate(model, cat, ids, mask, **decoding):
+            sid = cat.decode_sid(row[: cat.num_levels + 2])
+            assert sid in cat.items, row
+            assert row[cat.num_levels + 2] == EOS  # EOS forced after <|sid_end|>
+
+
+def test_beam_search_returns_distinct_items_and_is_repeatable(setup):
+    cat, model = setup
+    ids, mask = _mixed_batch(5, batch=2)
+    beams = min(6, len(cat.items))
+    first = _generate(model, cat, ids, mask, num_beams=beams, num_return_sequences=beams)
+    again = _generate(model, cat, ids, mask, num_beams=beams, num_return_sequences=beams)
+    assert first == again
+    for user in range(2):
+        sids = [cat.decode_sid(r[: cat.num_levels + 2]) for r in first[user * beams : (user + 1) * beams]]
+        assert all(s in cat.items for s in sids)
+
+
+def _reference_allowed(cat: Catalogue, written: list[int]) -> set[int]:
+    """Brute force: token ids that extend the written codes to a catalogue prefix."""
+    level = len(written)
+    return {
+        cat.sid_token_ids[level][row[level]]
+        for row in cat.codes.tolist()
+        if list(row[:level]) == written and level < cat.num_levels
+    }
+
+
+def test_allowed_sets_match_brute_force(setup):
+    cat, _ = setup
+    rng = np.random.default_rng(0)
+    prompt = [5, 6, 7]
+    rows, expected = [], []
+    for _ in range(40):
+        item = cat.codes[rng.integers(len(cat.codes))].tolist()
+        level = int(rng.integers(0, cat.num_levels))
+        written = item[:level]
+        rows.append(prompt + [cat.start] + [cat.sid_token_ids[lv][c] for lv, c in enumerate(written)])
+        expected.append(_reference_allowed(cat, written))
+    width = max(len(r) for r in rows)
+    for mode in ("sid", "free"):
+        for r, exp in zip(rows, expected):
+            ids = torch.tensor([r])
+            proc = (
+                cat.processor(mode="sid", prompt_length=len(prompt))
+                if mode == "sid"
+                else cat.processor(mode="free")
+            )
+            out = proc(ids, torch.zeros(1, cat.vocab + 3))
+            assert set(torch.nonzero(torch.isfinite(out[0])).flatten().tolist()) == exp
+    # the same rows as one left-padded free-mode batch (different positions in the SID per row)
+    batch = torch.tensor([[PAD] * (width - len(r)) + r for r in rows])
+    out = cat.processor(mode="free")(batch, torch.randn(len(rows), cat.vocab + 3))
+    for i, exp in enumerate(expected):
+        assert set(torch.nonzero(torch.isfinite(out[i])).flatten().tolist()) == exp
+
+
+def test_scores_not_modified_in_place_and_allowed_scores_kept():
+    cat = Catalogue((4, 3, 5), 30, seed=1)
+    proc = cat.processor(mode="sid", prompt_length=2)
+    ids = torch.tensor([[4, 5, cat.start], [4, 5, cat.start]])
+    scores = torch.randn(2, cat.vocab)
+    before = scores.clone()
+    out = proc(ids, scores)
+    assert torch.equal(scores, before)
+    finite = torch.isfinite(out)
+    assert torch.equal(out[finite], scores[finite])  # code scores are not renormalised
+
+
+def test_forced_markers_and_eos_in_sid_mode():
+    cat = Catalogue((4, 3), 8, seed=2)
+    proc = cat.processor(mode="sid", prompt_length=2)
+    item = cat.codes[0].tolist()
+    steps = [[4, 5], [4, 5, *cat.sid_tokens(item)[:-1]], [4, 5, *cat.sid_tokens(item)]]
+    for ids, forced in zip(steps, [cat.start, cat.end, EOS]):
+        out = proc(torch.tensor([ids]), torch.randn(1, cat.vocab))
+        assert torch.nonzero(torch.isfinite(out[0])).flatten().tolist() == [forced]
+        assert out[0, forced] == 0.0
+
+
+def test_prefix_generation_forces_end_after_the_prefix():
+    cat = Catalogue((4, 3, 5), 30, seed=3)
+    proc = cat.processor(mode="sid", prompt_length=1, num_levels_to_generate=1)
+    code = int(cat.codes[0, 0])
+    out = proc(torch.tensor([[4, cat.start, cat.sid_token_ids[0][code]]]), torch.randn(1, cat.vocab))
+    assert torch.nonzero(torch.isfinite(out[0])).flatten().tolist() == [cat.end]
+
+
+def test_dead_end_row_allows_only_eos():
+    cat = Catalogue((4, 3, 5), 10, seed=4)
+    used = {tuple(r[:2]) for r in cat.codes.tolist()}
+    missing = next((a, b) for a in range(4) for b in range(3) if (a, b) not in used)
+    bad = [4, cat.start, cat.sid_token_ids[0][missing[0]], cat.sid_token_ids[1][missing[1]]]
+    wrong_level = [4, cat.start, cat.sid_token_ids[1][0]]  # a level-1 token where level 0 belongs
+    no_marker = [4, 5, 6]  # "sid" mode: the token after the prompt is not <|sid_start|>
+    for ids, proc in [
+        (bad, cat.processor(mode="free")),
+        (bad, cat.processor(mode="sid", prompt_length=1)),
+        (wrong_level, cat.processor(mode="free")),
+        (no_marker, cat.processor(mode="sid", prompt_length=1)),
+    ]:
+        out = proc(torch.tensor([ids]), torch.randn(1, cat.vocab))
+        assert torch.nonzero(torch.isfinite(out[0])).flatten().tolist() == [EOS]
+        assert out[0, EOS] == DEAD_END_SCORE
+
+
+class _OpenSIDs(LogitsProcessor):
+    """Pushes the model to open a SID (before the constraint runs), so free mode is exercised often."""
+
+    def __init__(self, start: int):
+        self.start = start
+
+    def __call__(self, input_ids, scores):
+        bias = torch.zeros_like(scores)
+        bias[:, self.start] = 4.0
+        return scores + bias
+
+
+def test_free_mode_text_with_constrained_sids(setup):
+    cat, model = setup
+    ids, mask = _mixed_batch(3, batch=4)
+    torch.manual_seed(0)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        logits_processor=LogitsProcessorList([_OpenSIDs(cat.start), cat.processor(mode="free")]),
+        max_new_tokens=4 * (cat.num_levels + 2),
+        do_sample=True,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+    )
+    n_spans = 0
+    sid_tokens = {t for level in cat.sid_token_ids for t in level} | {cat.end}
+    for row in out[:, ids.shape[1] :].tolist():
+        if EOS in row:
+            row = row[: row.index(EOS)]
+        i = 0
+        while i < len(row):
+            if row[i] == cat.start:
+                span = row[i : i + cat.num_levels + 2]
+                if len(span) == cat.num_levels + 2:  # completed span
+                    assert cat.decode_sid(span) in cat.items, row
+                    n_spans += 1
+                else:  # generation stopped inside the span: still a valid prefix
+                    codes = [cat.sid_token_ids[lv].index(t) for lv, t in enumerate(span[1:])]
+                    assert tuple(codes) in cat.prefixes
+                i += cat.num_levels + 2
+            else:
+                assert row[i] not in sid_tokens, row  # no SID code or end marker outside a span
+                i += 1
+    assert n_spans > 0
+
+
+def test_bad_construction_arguments():
+    cat = Catalogue((4, 3), 8, seed=5)
+    with pytest.raises(ValueError, match="prompt_length"):
+        cat.processor(mode="sid")
+    with pytest.raises(ValueError, match="only used in mode='sid'"):
+        cat.processor(mode="free", prompt_length=3)
+    with pytest.raises(ValueError, match="one list of token ids per SID level"):
+        SIDLogitsProcessor(cat.codes, cat.sid_token_ids[:1], cat.start, cat.end, EOS, prompt_length=1)
+    with pytest.raises(ValueError, match="outside the codebooks"):
+        SIDLogitsProcessor(cat.codes + 10, cat.sid_token_ids, cat.start, cat.end, EOS, prompt_length=1)
+    with pytest.raises(ValueError, match="num_levels_to_generate"):
+        cat.processor(mode="sid", prompt_length=1, num_levels_to_generate=3)
+    proc = cat.processor(mode="sid", prompt_length=1)
+    with pytest.raises(ValueError, match="lacks the SID tokens"):
+        proc(torch.tensor([[4]]), torch.randn(1, FIRST_SID))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_scores():
+    cat = Catalogue((4, 3, 5), 30, seed=6)
+    proc = cat.processor(mode="free")
+    ids = torch.tensor([[4, cat.start, cat.sid_token_ids[0][int(cat.codes[0, 0])]]])
+    cpu = proc(ids, torch.zeros(1, cat.vocab))
+    gpu = proc(ids.cuda(), torch.zeros(1, cat.vocab, device="cuda"))
+    assert gpu.device.type == "cuda"
+    assert torch.equal(cpu, gpu.cpu())
