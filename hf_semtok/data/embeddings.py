@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["embed_texts", "resolve_model_name", "embedding_cache_key"]
+__all__ = ["embed_texts", "resolve_model_name", "embedding_cache_key", "load_embedding_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,3 +171,46 @@ def embed_texts(
         }
         _atomic_write(meta_file, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
     return out
+
+
+def load_embedding_file(path: str | Path, key: str | None = None, num_items: int | None = None) -> np.ndarray:
+    """Read one modality's item embeddings from a `.npy` or `.safetensors` file.
+
+    Args:
+        path: A `.npy` file holding `(n_items, dim)`, or a `.safetensors` file holding one tensor (or several, with
+            `key` naming the one to read). Rows must follow the catalogue's `item_ids` order.
+        key: Tensor name inside a `.safetensors` file with several tensors (e.g. the modality name).
+        num_items: Expected number of rows, checked when given.
+
+    Returns:
+        A float32 array `(n_items, dim)`. NaN rows (missing modality) are kept; the RQ-VAE handles them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Embedding file {str(path)!r} does not exist.")
+    if path.suffix == ".npy":
+        array = np.load(path, allow_pickle=False)
+    elif path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(path))
+        if key is not None and key in tensors:
+            array = tensors[key]
+        elif len(tensors) == 1:
+            array = next(iter(tensors.values()))
+        else:
+            raise ValueError(
+                f"{str(path)!r} holds tensors {sorted(tensors)}; name the one to read (key=...), or save one "
+                "tensor per file."
+            )
+    else:
+        raise ValueError(f"Embedding file {str(path)!r}: use a .npy or .safetensors file.")
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"Embeddings in {str(path)!r} must be 2-d (n_items, dim), got shape {array.shape}.")
+    if num_items is not None and array.shape[0] != num_items:
+        raise ValueError(
+            f"Embeddings in {str(path)!r} have {array.shape[0]} rows but the catalogue has {num_items} items; "
+            "write one row per item, in item_ids order."
+        )
+    return array
