@@ -260,7 +260,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         prefix = filename_prefix + "-" if filename_prefix else ""
         table_path = os.path.join(save_directory, prefix + SID_TABLE_FILE)
         with open(table_path, "w", encoding="utf-8") as f:
-            json.dump(self._table.to_json_dict(), f)
+            json.dump(self._table.to_json_dict(), f, default=_json_default)
         file_names = file_names + (table_path,)
         cfg_path = os.path.join(save_directory, prefix + RQVAE_CONFIG_FILE)
         weights_path = os.path.join(save_directory, prefix + RQVAE_WEIGHTS_FILE)
@@ -453,7 +453,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         t = self._table
         return SIDTable(
             item_ids=list(t.item_ids), codes=np.array(t.codes), codebook_sizes=list(t.codebook_sizes),
-            num_semantic_levels=t.num_semantic_levels, collision_strategy=t.collision_strategy or "none",
+            num_semantic_levels=t.num_semantic_levels, collision_strategy=t.collision_strategy or "extra_level",
             stats=dict(t.stats),
         )  # fmt: skip
 
@@ -711,6 +711,15 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             )
         self._table = new_table
         return {i: self.item_to_sid(i) for i in item_ids}
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars / arrays in collision statistics -> plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _to_numpy(x: Any) -> np.ndarray:

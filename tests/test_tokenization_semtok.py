@@ -1,0 +1,360 @@
+"""SemanticIDTokenizer: tokens, table API, round trips, batching, pickling, save/load and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import AddedToken
+
+from hf_semtok.base_models import train_base_tokenizer
+from hf_semtok.constants import (
+    RQVAE_CONFIG_FILE,
+    RQVAE_WEIGHTS_FILE,
+    SID_END_TOKEN,
+    SID_START_TOKEN,
+    SID_TABLE_FILE,
+    SID_TOKEN_TEMPLATE,
+)
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+
+TEXTS = [
+    "matte rose lipstick 12ml for evening wear",
+    "blue running shoes size 9 with soft sole",
+    "hello world this is a user who likes shoes",
+    "the user bought a lipstick and then shoes",
+    "organic green tea 20 bags, caffeine free",
+] * 20
+SIZES = [8, 4, 3]  # multi-resolution: every level has its own size
+CHAT_TEMPLATE = "{% for m in messages %}<|bos|>{{ m['role'] }}: {{ m['content'] }}<|eos|>{% endfor %}"
+
+
+def make_table(n: int = 60, sizes=SIZES, seed: int = 0) -> dict[str, tuple[int, ...]]:
+    rng = np.random.default_rng(seed)
+    all_codes = np.stack(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij"), -1).reshape(
+        -1, len(sizes)
+    )
+    picked = all_codes[rng.choice(len(all_codes), size=n, replace=False)]
+    return {f"item_{i:03d}": tuple(int(c) for c in row) for i, row in enumerate(picked)}
+
+
+def make_base(kind: str):
+    base = train_base_tokenizer(TEXTS, vocab_size=300, kind=kind, model_max_length=64)
+    base.add_tokens([AddedToken("<|im_start|>", special=True, normalized=False)], special_tokens=True)
+    base.chat_template = CHAT_TEMPLATE
+    return base
+
+
+@pytest.fixture(scope="module", params=["byte_bpe", "unigram", "wordpiece"])
+def built(request):
+    base = make_base(request.param)
+    table = make_table()
+    tok = SemanticIDTokenizer.from_base(base, sid_table=table, codebook_sizes=SIZES)
+    return request.param, base, table, tok
+
+
+@pytest.fixture(scope="module")
+def bpe(request):
+    base = make_base("byte_bpe")
+    table = make_table()
+    return base, table, SemanticIDTokenizer.from_base(base, sid_table=table, codebook_sizes=SIZES)
+
+
+def test_sid_tokens_added_and_named(built):
+    kind, base, table, tok = built
+    assert len(tok) == len(base) + 2 + sum(SIZES)
+    assert tok.num_levels == 3 and tok.codebook_sizes == SIZES and tok.num_items == len(table)
+    assert [len(ids) for ids in tok.sid_token_ids] == SIZES
+    for level, ids in enumerate(tok.sid_token_ids):
+        assert tok.convert_ids_to_tokens(ids) == [
+            SID_TOKEN_TEMPLATE.format(level=level, code=c) for c in range(len(ids))
+        ]
+    assert tok.convert_ids_to_tokens(tok.sid_start_token_id) == SID_START_TOKEN
+    assert tok.convert_ids_to_tokens(tok.sid_end_token_id) == SID_END_TOKEN
+    assert tok.sid_start_token == SID_START_TOKEN  # named special token
+    all_ids = tok.all_sid_token_ids
+    assert len(all_ids) == sum(SIZES) + 2 and min(all_ids) >= len(base)
+    # SID tokens survive skip_special_tokens, markers do not
+    ids = tok.encode_items(["item_000"])
+    assert tok.decode(ids, skip_special_tokens=True).replace(" ", "") == tok.items_to_text(
+        ["item_000"]
+    ).replace(SID_START_TOKEN, "").replace(SID_END_TOKEN, "")
+
+
+def test_base_tokenizer_preserved(built):
+    kind, base, _, tok = built
+    text = "hello world, the user bought a lipstick"
+    assert tok(text)["input_ids"] == base(text)["input_ids"]
+    assert tok.chat_template == base.chat_template
+    assert tok.model_max_length == base.model_max_length == 64
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
+        assert getattr(tok, name) == getattr(base, name)
+    assert tok.convert_tokens_to_ids("<|im_start|>") == base.convert_tokens_to_ids("<|im_start|>")
+    messages = [{"role": "user", "content": "shoes " + tok.items_to_text(["item_001"])}]
+    rendered = tok.apply_chat_template(messages, tokenize=False)
+    assert tok.items_to_text(["item_001"]) in rendered
+    assert tok.parse_items(tok.apply_chat_template(messages, tokenize=True, return_dict=False)) == [
+        "item_001"
+    ]
+
+
+def test_text_and_item_round_trips(built):
+    kind, _, table, tok = built
+    items = ["item_004", "item_017", "item_042"]
+    sid_text = tok.items_to_text(items)
+    assert sid_text == "".join(
+        SID_START_TOKEN
+        + "".join(SID_TOKEN_TEMPLATE.format(level=lv, code=c) for lv, c in enumerate(table[i]))
+        + SID_END_TOKEN
+        for i in items
+    )
+    assert tok.encode(sid_text, add_special_tokens=False) == tok.encode_items(items)
+    assert tok.parse_items(tok.encode_items(items)) == items
+    assert tok.parse_items(sid_text) == items
+    text = f"the user bought {tok.items_to_text(items[:2])} and then {tok.items_to_text(items[2:])}"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    decoded = tok.decode(ids)
+    if kind == "wordpiece":  # lower-cases and joins tokens with spaces: ids are the invariant
+        assert tok(decoded, add_special_tokens=False)["input_ids"] == ids
+    else:
+        assert decoded == text
+    assert tok.parse_items(ids) == items and tok.parse_items(decoded) == items
+    assert tok.parse_items(tok.decode(ids, skip_special_tokens=True)) == items  # markers are optional
+    for item, sid in table.items():
+        assert tok.item_to_sid(item) == sid and tok.sid_to_item(sid) == item
+    assert tok.sid_to_item(tok.items_to_text(["item_009"])) == "item_009"
+
+
+def test_table_views_and_prefix(bpe):
+    _, table, tok = bpe
+    assert tok.item_ids == list(table)
+    assert tok.sid_codes.shape == (len(table), 3) and tok.sid_codes.dtype == np.int64
+    np.testing.assert_array_equal(tok.sid_codes, np.array(list(table.values())))
+    assert tok.sid_table_dict() == table
+    for prefix in [(), (3,), (3, 1), tuple(table["item_005"])]:
+        expected = [i for i, sid in table.items() if sid[: len(prefix)] == prefix]
+        assert tok.items_with_prefix(prefix) == expected
+    sid_table = tok.sid_table
+    assert sid_table.as_dict() == table and sid_table.codebook_sizes == SIZES
+
+
+def test_token_ids_to_codes_numpy_and_torch(bpe):
+    _, table, tok = bpe
+    ids = np.array([[tok.sid_token_ids[0][5], tok.sid_token_ids[2][1], 3, tok.sid_start_token_id]])
+    levels, codes = tok.token_ids_to_codes(ids)
+    np.testing.assert_array_equal(levels, [[0, 2, -1, -1]])
+    np.testing.assert_array_equal(codes, [[5, 1, -1, -1]])
+    lv_t, code_t = tok.token_ids_to_codes(torch.as_tensor(ids))
+    assert (
+        isinstance(lv_t, torch.Tensor)
+        and lv_t.tolist() == levels.tolist()
+        and code_t.tolist() == codes.tolist()
+    )
+    np.testing.assert_array_equal(
+        tok.codes_to_token_ids([[5, 1]]), [[tok.sid_token_ids[0][5], tok.sid_token_ids[1][1]]]
+    )
+
+
+def test_parse_items_invalid_modes(bpe):
+    _, table, tok = bpe
+    start, end = tok.sid_start_token_id, tok.sid_end_token_id
+    good = tok.encode_items(["item_002"])
+    cut = [start, tok.sid_token_ids[0][1], tok.sid_token_ids[1][0], end]  # missing level 2
+    unused = next(s for s in np.ndindex(*SIZES) if s not in set(table.values()))
+    unknown = [start, *[tok.sid_token_ids[lv][c] for lv, c in enumerate(unused)], end]
+    swapped = [start, tok.sid_token_ids[1][0], tok.sid_token_ids[0][1], tok.sid_token_ids[2][0], end]
+    ids = good + cut + unknown + swapped + good
+    assert tok.parse_items(ids) == ["item_002", "item_002"]
+    # a level-0 token always starts a new SID, so the swapped one yields two invalid pieces
+    assert tok.parse_items(ids, on_invalid="none") == ["item_002", None, None, None, None, "item_002"]
+    kept = tok.parse_items(ids, on_invalid="keep_prefix")
+    assert kept[1] == (1, 0) and kept[2] == tuple(unused) and kept[-1] == "item_002"
+    with pytest.raises(ValueError, match="cut short"):
+        tok.parse_items(ids, on_invalid="raise")
+    with pytest.raises(ValueError, match="on_invalid"):
+        tok.parse_items(ids, on_invalid="ignore")
+    # text with a code outside the codebook (no such token exists)
+    bad_text = SID_START_TOKEN + "<|sid_0_99|><|sid_1_0|><|sid_2_0|>" + SID_END_TOKEN
+    with pytest.raises(ValueError, match="out of range"):
+        tok.parse_items(bad_text, on_invalid="raise")
+    # batches: 2-D tensor and list of strings give one list per row
+    batch = torch.tensor([good + good, good + cut + [tok.pad_token_id]])
+    assert tok.parse_items(batch) == [["item_002", "item_002"], ["item_002"]]
+    assert tok.parse_items([tok.decode(good), "no items here"]) == [["item_002"], []]
+
+
+def test_batch_encoding_padding_truncation_tensors(built):
+    kind, _, _, tok = built
+    texts = [
+        "user history " + tok.items_to_text(["item_001", "item_002"]),
+        tok.items_to_text(["item_003"]),
+        "a much longer text about shoes and lipstick " * 3 + tok.items_to_text(["item_004"]),
+    ]
+    enc = tok(texts, padding=True, truncation=True, max_length=20, return_tensors="pt")
+    assert enc["input_ids"].shape == enc["attention_mask"].shape
+    assert enc["input_ids"].shape[0] == 3 and enc["input_ids"].shape[1] <= 20
+    lengths = enc["attention_mask"].sum(1).tolist()
+    singles = [tok(t, truncation=True, max_length=20)["input_ids"] for t in texts]
+    assert lengths == [len(s) for s in singles]
+    for row, single, n in zip(enc["input_ids"].tolist(), singles, lengths):
+        kept = row[:n] if tok.padding_side == "right" else row[len(row) - n :]
+        assert kept == single
+        assert all(
+            t == tok.pad_token_id for t in (row[n:] if tok.padding_side == "right" else row[: len(row) - n])
+        )
+    assert tok.parse_items(enc["input_ids"][1]) == ["item_003"]
+    tok.padding_side = "left"
+    try:
+        left = tok(texts[:2], padding="max_length", max_length=24, return_tensors="np")
+        assert left["input_ids"].shape == (2, 24) and left["attention_mask"][0, 0] == 0
+        assert tok.parse_items(left["input_ids"]) == [["item_001", "item_002"], ["item_003"]]
+    finally:
+        tok.padding_side = "right"
+
+
+def test_pickle_round_trip(bpe):
+    _, table, tok = bpe
+    text = "bought " + tok.items_to_text(["item_010", "item_011"])
+    clone = pickle.loads(pickle.dumps(tok))
+    assert clone(text)["input_ids"] == tok(text)["input_ids"]
+    assert clone.sid_table_dict() == table and clone.sid_token_ids == tok.sid_token_ids
+    assert clone.parse_items(clone(text)["input_ids"]) == ["item_010", "item_011"]
+
+
+def test_save_load_identical(built, tmp_path):
+    kind, _, table, tok = built
+    files = tok.save_pretrained(tmp_path / "tok")
+    names = set(os.listdir(tmp_path / "tok"))
+    assert {SID_TABLE_FILE, "tokenizer.json", "tokenizer_config.json", "tokenization_semtok.py"} <= names
+    assert all(os.path.exists(f) for f in files)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temporary directory left
+    data = json.loads((tmp_path / "tok" / SID_TABLE_FILE).read_text())
+    assert data["codebook_sizes"] == SIZES and len(data["item_ids"]) == len(table)
+    loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    text = "the user bought " + tok.items_to_text(list(table)[:5])
+    assert loaded(text)["input_ids"] == tok(text)["input_ids"]
+    assert loaded.sid_table_dict() == table and loaded.sid_token_ids == tok.sid_token_ids
+    assert loaded.chat_template == tok.chat_template and loaded.model_max_length == tok.model_max_length
+    assert len(loaded) == len(tok)
+    assert loaded.decode(loaded(text)["input_ids"], skip_special_tokens=False) == tok.decode(
+        tok(text)["input_ids"]
+    )
+
+
+def test_save_into_existing_model_directory(bpe, tmp_path):
+    _, table, tok = bpe
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "config.json").write_text('{"model_type": "qwen2"}')
+    tok.save_pretrained(target)
+    assert (target / "config.json").read_text() == '{"model_type": "qwen2"}'  # the LM's files are kept
+    assert SemanticIDTokenizer.from_pretrained(target).sid_table_dict() == table
+
+
+def test_failed_save_leaves_nothing(bpe, tmp_path, monkeypatch):
+    _, _, tok = bpe
+    import hf_semtok.tokenization_semtok as mod
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mod.json, "dump", boom)
+    with pytest.raises(OSError, match="disk full"):
+        tok.save_pretrained(tmp_path / "new")
+    assert os.listdir(tmp_path) == []  # neither the target nor a temporary directory
+    existing = tmp_path / "old"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("x")
+    with pytest.raises(OSError, match="disk full"):
+        tok.save_pretrained(existing)
+    assert os.listdir(existing) == ["keep.txt"] and sorted(os.listdir(tmp_path)) == ["old"]
+
+
+# ------------------------------------------------------------------------------------------- bad input
+def test_unknown_item_malformed_and_out_of_range(bpe):
+    _, table, tok = bpe
+    with pytest.raises(ValueError, match="Unknown item id 'nope'"):
+        tok.item_to_sid("nope")
+    with pytest.raises(ValueError, match="Unknown item id 'nope'"):
+        tok.items_to_text(["item_000", "nope"])
+    with pytest.raises(ValueError, match="Unknown item id"):
+        tok.encode_items(["nope"])
+    with pytest.raises(ValueError, match="Malformed SID string"):
+        tok.sid_to_item("<|sid_start|><|sid_0_1|>junk<|sid_end|>")
+    with pytest.raises(ValueError, match="Malformed SID string"):
+        tok.sid_to_item("<|sid_1_1|><|sid_0_1|><|sid_2_1|>")
+    with pytest.raises(ValueError, match="out of range"):
+        tok.sid_to_item((0, 9, 0))
+    with pytest.raises(ValueError, match="a full SID has 3"):
+        tok.sid_to_item((0, 1))
+    with pytest.raises(ValueError, match="out of range"):
+        tok.items_with_prefix((8,))
+    with pytest.raises(ValueError, match="out of range"):
+        tok.codes_to_token_ids([[0, 4]])
+
+
+def test_bad_tables(bpe):
+    base, table, _ = bpe
+    with pytest.raises(ValueError, match="out of range"):
+        SemanticIDTokenizer.from_base(base, sid_table={"a": (0, 0, 3)}, codebook_sizes=SIZES)
+    with pytest.raises(ValueError, match="same length"):
+        SemanticIDTokenizer.from_base(base, sid_table={"a": (0, 0, 1), "b": (0, 1)}, codebook_sizes=SIZES)
+    with pytest.raises(ValueError, match="share the SID"):
+        SemanticIDTokenizer.from_base(base, sid_table={"a": (0, 0, 1), "b": (0, 0, 1)}, codebook_sizes=SIZES)
+    with pytest.raises(ValueError, match="codebook_sizes is required"):
+        SemanticIDTokenizer.from_base(base, sid_table=table)
+    with pytest.raises(ValueError, match="3 codes but 'codebook_sizes' lists 2"):
+        SemanticIDTokenizer.from_base(base, sid_table=table, codebook_sizes=[8, 4])
+
+
+def test_clashing_base_token(bpe):
+    base, table, tok = bpe
+    clashing = make_base("byte_bpe")
+    clashing.add_tokens(["<|sid_0_3|>"])
+    with pytest.raises(ValueError, match=r"already holds token '<\|sid_0_3\|>'"):
+        SemanticIDTokenizer.from_base(clashing, sid_table=table, codebook_sizes=SIZES)
+    with pytest.raises(ValueError, match="clashes"):  # a SemanticIDTokenizer is not a base
+        SemanticIDTokenizer.from_base(tok, sid_table=table, codebook_sizes=SIZES)
+
+
+def test_table_disagreeing_with_tokens_on_load(bpe, tmp_path):
+    _, table, tok = bpe
+    tok.save_pretrained(tmp_path / "tok")
+    path = tmp_path / "tok" / SID_TABLE_FILE
+    data = json.loads(path.read_text())
+    data["codebook_sizes"] = [*SIZES, 2]
+    data["codes"] = [[*row, 0] for row in data["codes"]]
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        ValueError, match=r"sid_table.json: field 'codebook_sizes' = \[8, 4, 3, 2\] \(4 levels\)"
+    ):
+        SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    data["codebook_sizes"], data["codes"] = [8, 4, 2], [row[:3] for row in data["codes"]]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="codebook_sizes"):
+        SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+
+
+def test_missing_files_are_named(bpe, tmp_path):
+    _, _, tok = bpe
+    tok.save_pretrained(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    os.remove(tmp_path / "a" / SID_TABLE_FILE)
+    with pytest.raises(ValueError, match=f"missing {SID_TABLE_FILE}"):
+        SemanticIDTokenizer.from_pretrained(tmp_path / "a")
+    os.remove(tmp_path / "b" / "tokenizer.json")
+    with pytest.raises(ValueError, match="missing tokenizer.json"):
+        SemanticIDTokenizer.from_pretrained(tmp_path / "b")
+    (tmp_path / "a" / SID_TABLE_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match=f"{SID_TABLE_FILE} is not valid JSON"):
+        SemanticIDTokenizer.from_pretrained(tmp_path / "a")
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    tok.save_pretrained(tmp_path / "c")
+    (tmp_path / "c" / RQVAE_CONFIG_FILE).write_text("{}")
+    with pytest.raises(ValueError, match=f"missing {RQVAE_WEIGHTS_FILE}"):
+        SemanticIDTokenizer.from_pretrained(tmp_path / "c")
