@@ -358,3 +358,66 @@ def test_missing_files_are_named(bpe, tmp_path):
     (tmp_path / "c" / RQVAE_CONFIG_FILE).write_text("{}")
     with pytest.raises(ValueError, match=f"missing {RQVAE_WEIGHTS_FILE}"):
         SemanticIDTokenizer.from_pretrained(tmp_path / "c")
+
+
+# ------------------------------------------------------------------------------------------- cold start
+@pytest.fixture(scope="module")
+def with_rqvae():
+    from hf_semtok.configuration_rqvae import RQVAEConfig
+    from hf_semtok.modeling_rqvae import RQVAEModel
+    from hf_semtok.sids import assign_unique_sids
+
+    torch.manual_seed(0)
+    model = RQVAEModel(
+        RQVAEConfig(modality_dims=8, hidden_sizes=[16], latent_dim=4, codebook_sizes=[4, 4, 3])
+    )
+    emb = np.random.default_rng(0).normal(size=(60, 8)).astype("float32")
+    codes = model.encode(emb)
+    table = assign_unique_sids(codes, [f"i{i}" for i in range(60)], [4, 4, 3], extra_level_size=40)
+    tok = SemanticIDTokenizer.from_base(make_base("byte_bpe"), sid_table=table, rqvae=model)
+    return tok, model, table, emb
+
+
+def test_from_base_with_sidtable_and_rqvae(with_rqvae):
+    tok, model, table, emb = with_rqvae
+    assert tok.codebook_sizes == table.codebook_sizes == [4, 4, 3, 40]
+    assert tok.num_semantic_levels == 3 and tok.collision_strategy == "extra_level"
+    assert tok.collision_stats["collision_rate_before"] == table.stats["collision_rate_before"]
+    assert tok.sid_table_dict() == table.as_dict()
+    np.testing.assert_array_equal(tok.sids_for_embeddings(emb), model.encode(emb).numpy())
+    # a plain dict + rqvae: codebook_sizes from the RQ-VAE, the dedup level sized from the data
+    from_dict = SemanticIDTokenizer.from_base(make_base("byte_bpe"), sid_table=table.as_dict(), rqvae=model)
+    assert from_dict.codebook_sizes[:3] == [4, 4, 3] and from_dict.num_semantic_levels == 3
+
+
+def test_add_items_unique_and_saved(with_rqvae, tmp_path):
+    tok, model, table, emb = with_rqvae
+    tok = pickle.loads(pickle.dumps(tok))  # leave the module fixture untouched
+    new_emb = np.concatenate([emb[:5], np.random.default_rng(1).normal(size=(5, 8)).astype("float32")])
+    new_ids = [f"new{i}" for i in range(10)]
+    added = tok.add_items(new_ids, new_emb)
+    assert list(added) == new_ids and tok.num_items == 70
+    sids = list(tok.sid_table_dict().values())
+    assert len(set(sids)) == 70  # unique, including the 5 copies of existing embeddings
+    semantic = model.encode(new_emb).numpy()
+    for row, item in zip(semantic, new_ids):
+        assert added[item][:3] == tuple(row)  # extra_level keeps the semantic codes
+        assert tok.parse_items(tok.encode_items([item])) == [item]
+    assert all(tok.item_to_sid(i) == sid for i, sid in table.as_dict().items())  # old SIDs unchanged
+    with pytest.raises(ValueError, match="already in the table"):
+        tok.add_items(["new0"], new_emb[:1])
+    tok.save_pretrained(tmp_path / "tok")
+    assert {RQVAE_CONFIG_FILE, RQVAE_WEIGHTS_FILE} <= set(os.listdir(tmp_path / "tok"))
+    loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    assert loaded.sid_table_dict() == tok.sid_table_dict()
+    np.testing.assert_array_equal(loaded.sids_for_embeddings(new_emb), semantic)  # RQ-VAE reloaded exactly
+    more = loaded.add_items(["later"], codes=semantic[:1])
+    assert more["later"][:3] == tuple(semantic[0]) and len(set(loaded.sid_table_dict().values())) == 71
+
+
+def test_cold_start_needs_rqvae(bpe):
+    _, _, tok = bpe
+    with pytest.raises(ValueError, match="carries no RQ-VAE"):
+        tok.sids_for_embeddings(np.zeros((1, 8), dtype="float32"))
+    with pytest.raises(ValueError, match="exactly one of"):
+        tok.add_items(["x"])
