@@ -16,11 +16,20 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["embed_texts", "resolve_model_name", "embedding_cache_key", "load_embedding_file"]
+if TYPE_CHECKING:
+    from hf_semtok.data.formats import Catalogue
+
+__all__ = [
+    "catalogue_embeddings",
+    "embed_texts",
+    "embedding_cache_key",
+    "load_embedding_file",
+    "resolve_model_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -214,3 +223,56 @@ def load_embedding_file(path: str | Path, key: str | None = None, num_items: int
             "write one row per item, in item_ids order."
         )
     return array
+
+
+def catalogue_embeddings(
+    catalogue: Catalogue,
+    source: str = "auto",
+    embedding_files: dict[str, str] | None = None,
+    text_model: str = DEFAULT_TEXT_MODEL,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Item embeddings of a catalogue, rows in `catalogue.item_ids` order, from the source the user picks.
+
+    Args:
+        catalogue: The catalogue.
+        source: `"files"` (one `.npy` / `.safetensors` file per modality), `"catalogue"` (the views a
+            `SyntheticCatalogue` carries), `"text"` (embed `catalogue.item_texts()` with `text_model`), or
+            `"auto"`: files when given, else the catalogue's own views, else text.
+        embedding_files: Modality name -> file path, for `"files"`.
+        text_model: Sentence-transformers model name or path, for `"text"`.
+        cache_dir: Embedding cache folder for `"text"` (`None`: no cache).
+        batch_size: Encoding batch size for `"text"`.
+        progress: Show a progress bar while encoding.
+
+    Returns:
+        Modality name -> float32 `(num_items, dim)` matrix (`{"text": ...}` for text embeddings).
+    """
+    own = getattr(catalogue, "embeddings", None) or {}
+    if source == "auto":
+        source = "files" if embedding_files else ("catalogue" if own else "text")
+    if source == "files":
+        if not embedding_files:
+            raise ValueError(
+                "source='files' needs embedding_files, e.g. {'text': 'text.npy', 'image': 'img.npy'}."
+            )
+        return {
+            mod: load_embedding_file(path, key=mod, num_items=catalogue.num_items)
+            for mod, path in embedding_files.items()
+        }
+    if source == "catalogue":
+        if not own:
+            raise ValueError(
+                f"Catalogue {catalogue.name!r} carries no embeddings; use source='text' or source='files'."
+            )
+        return {mod: np.asarray(arr, dtype=np.float32) for mod, arr in own.items()}
+    if source == "text":
+        texts = catalogue.item_texts()
+        return {
+            "text": embed_texts(
+                texts, text_model, cache_dir=cache_dir, batch_size=batch_size, progress=progress
+            )
+        }
+    raise ValueError(f"Unknown embedding source {source!r}; use auto, files, catalogue or text.")
