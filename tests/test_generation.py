@@ -294,3 +294,25 @@ def test_cuda_scores():
     gpu = proc(ids.cuda(), torch.zeros(1, cat.vocab, device="cuda"))
     assert gpu.device.type == "cuda"
     assert torch.equal(cpu, gpu.cpu())
+
+
+def test_sid_fast_path_matches_general_path(setup):
+    """`"sid"` mode has a specialised path; it must give exactly what the general (per-row) path gives."""
+    cat, _ = setup
+    rng = np.random.default_rng(1)
+    prompt_length = 3
+    for step in range(cat.num_levels + 3):
+        rows = []
+        for r in range(12):
+            item = cat.codes[rng.integers(len(cat.codes))].tolist()
+            gen = cat.sid_tokens(item) + [EOS]
+            row = [4, 5, 6, *gen[:step]]
+            if r % 4 == 3 and step > 1:  # corrupt one written token: a dead end
+                row[prompt_length + 1 + int(rng.integers(0, min(step - 1, cat.num_levels)))] = 7
+            rows.append(row)
+        ids = torch.tensor(rows)
+        scores = torch.randn(len(rows), cat.vocab + 3)
+        fast = cat.processor(mode="sid", prompt_length=prompt_length)
+        general = cat.processor(mode="sid", prompt_length=prompt_length)
+        general._fast_sid_path = False
+        assert torch.equal(fast(ids, scores), general(ids, scores)), step
