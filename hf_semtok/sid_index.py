@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from .constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN, SID_TOKEN_TEMPLATE
 
-__all__ = ["ItemIndex", "parse_sid_string", "scan_sid_text", "group_sid_events"]
+__all__ = ["ItemIndex", "SIDTokenLookup", "parse_sid_string", "scan_sid_text", "group_sid_events"]
 
 TABLE_FORMAT = "hf_semtok.sid_table"
 TABLE_VERSION = 1
@@ -211,6 +212,123 @@ class ItemIndex:
         hi = lo + (int(self.strides[k - 1]) if k else int(self.strides[0]) * self.codebook_sizes[0])
         a, b = np.searchsorted(self.sorted_keys, [lo, hi])
         return np.sort(self.order[a:b])
+
+    def resolve(self, events: Sequence[tuple[int, int, int]], on_invalid: str) -> list[Any]:
+        """Item ids of the SIDs in `events`; invalid ones handled per `on_invalid` (see `parse_items`)."""
+        segments = group_sid_events(events, self.codebook_sizes)
+        good = [i for i, (_, reason) in enumerate(segments) if not reason]
+        rows = np.full(len(segments), -1, dtype=np.int64)
+        if good:
+            rows[good] = self.rows_of_keys(self.keys_of(np.asarray([segments[i][0] for i in good])))
+        result: list[Any] = []
+        for (codes, reason), row in zip(segments, rows.tolist()):
+            if row >= 0:
+                result.append(self.item_ids[row])
+                continue
+            reason = reason or "names no item in the catalogue"
+            if on_invalid == "raise":
+                raise ValueError(f"Invalid SID {tuple(codes)} in the output: {reason}.")
+            if on_invalid == "none":
+                result.append(None)
+            elif on_invalid == "keep_prefix":
+                result.append(tuple(codes))
+        return result
+
+
+class SIDTokenLookup:
+    """Token id <-> (level, code) for the SID tokens of one tokenizer, checked against the table's sizes.
+
+    Args:
+        added_vocab: The tokenizer's added tokens (`get_added_vocab()`).
+        codebook_sizes: The table's codes per level.
+        source: File or field named in errors.
+
+    Raises:
+        ValueError: when the SID tokens do not match `codebook_sizes` or a marker is missing.
+    """
+
+    def __init__(self, added_vocab: Mapping[str, int], codebook_sizes: Sequence[int], source: str) -> None:
+        found: dict[int, list[int]] = {}
+        for token in added_vocab:
+            m = SID_RE.fullmatch(token)
+            if m:
+                found.setdefault(int(m.group(1)), []).append(int(m.group(2)))
+        found_sizes = [len(found.get(level, [])) for level in range(max(found) + 1)] if found else []
+        expected = [int(s) for s in codebook_sizes]
+        complete = all(sorted(found.get(lv, [])) == list(range(s)) for lv, s in enumerate(expected))
+        if found_sizes != expected or not complete:
+            raise ValueError(
+                f"{source}: field 'codebook_sizes' = {expected} ({len(expected)} levels) disagrees with the "
+                f"tokenizer's SID tokens ({len(found_sizes)} levels, codes per level {found_sizes}). The table and "
+                "tokenizer.json come from different tokenizers; save them together with save_pretrained()."
+            )
+        for marker in (SID_START_TOKEN, SID_END_TOKEN):
+            if marker not in added_vocab:
+                raise ValueError(
+                    f"{source}: the tokenizer has no {marker} token; rebuild it with from_base()."
+                )
+        self.codebook_sizes = expected
+        self.per_level = [
+            np.array(
+                [added_vocab[SID_TOKEN_TEMPLATE.format(level=lv, code=c)] for c in range(k)], dtype=np.int64
+            )
+            for lv, k in enumerate(expected)
+        ]
+        self.per_level_lists = [ids.tolist() for ids in self.per_level]
+        self.start, self.end = int(added_vocab[SID_START_TOKEN]), int(added_vocab[SID_END_TOKEN])
+        all_ids = np.concatenate(self.per_level)
+        self.offset = int(all_ids.min())
+        span = int(all_ids.max()) - self.offset + 1
+        self.id_level = np.full(span, -1, dtype=np.int64)  # (span,) level of token offset + i, -1 if not SID
+        self.id_code = np.full(span, -1, dtype=np.int64)
+        for lv, ids in enumerate(self.per_level):
+            self.id_level[ids - self.offset] = lv
+            self.id_code[ids - self.offset] = np.arange(len(ids))
+        self._torch: dict[str, tuple[Any, Any]] = {}  # device -> (id_level, id_code) tensors
+
+    def codes_to_ids(self, codes: Any) -> np.ndarray:
+        """`(n, k)` codes (k <= levels) -> `(n, k)` token ids."""
+        codes = np.asarray(codes, dtype=np.int64)
+        codes = codes[None, :] if codes.ndim == 1 else codes
+        if codes.shape[1] > len(self.per_level):
+            raise ValueError(f"Codes have {codes.shape[1]} levels; the tokenizer has {len(self.per_level)}.")
+        for lv in range(codes.shape[1]):
+            bad = (codes[:, lv] < 0) | (codes[:, lv] >= self.codebook_sizes[lv])
+            if bad.any():
+                raise ValueError(
+                    f"Code {int(codes[bad, lv][0])} at level {lv} is out of range [0, {self.codebook_sizes[lv]})."
+                )
+        return np.stack([self.per_level[lv][codes[:, lv]] for lv in range(codes.shape[1])], axis=1)  # (n, k)
+
+    def ids_to_codes(self, token_ids: Any) -> tuple[Any, Any]:
+        """Any-shaped token ids (numpy / list / torch) -> `(levels, codes)`, -1 for non-SID tokens."""
+        if type(token_ids).__module__.startswith("torch"):
+            torch = sys.modules["torch"]  # already imported: the input is a tensor
+            key = str(token_ids.device)
+            if key not in self._torch:
+                self._torch[key] = (
+                    torch.as_tensor(self.id_level, device=token_ids.device),
+                    torch.as_tensor(self.id_code, device=token_ids.device),
+                )
+            lv_t, code_t = self._torch[key]
+            rel = token_ids.long() - self.offset
+            inside = (rel >= 0) & (rel < lv_t.numel())
+            rel = rel.clamp(0, lv_t.numel() - 1)
+            minus = torch.full_like(rel, -1)
+            return torch.where(inside, lv_t[rel], minus), torch.where(inside, code_t[rel], minus)
+        rel = np.asarray(token_ids, dtype=np.int64) - self.offset
+        inside = (rel >= 0) & (rel < len(self.id_level))
+        rel = np.clip(rel, 0, len(self.id_level) - 1)
+        return np.where(inside, self.id_level[rel], -1), np.where(inside, self.id_code[rel], -1)
+
+    def scan_ids(self, ids: Any) -> list[tuple[int, int, int]]:
+        """Events `(kind, level, code)` of a 1-D sequence of token ids (see `group_sid_events`)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        levels, codes = self.ids_to_codes(ids)
+        kinds = np.where(levels >= 0, EV_SID, EV_OTHER)
+        kinds[ids == self.start] = EV_START
+        kinds[ids == self.end] = EV_END
+        return list(zip(kinds.tolist(), levels.tolist(), codes.tolist()))
 
 
 def parse_sid_string(text: str) -> tuple[int, ...]:

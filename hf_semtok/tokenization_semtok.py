@@ -36,13 +36,9 @@ from .constants import (
     SID_TOKEN_TEMPLATE,
 )
 from .sid_index import (
-    EV_END,
-    EV_OTHER,
-    EV_SID,
-    EV_START,
     SID_RE,
     ItemIndex,
-    group_sid_events,
+    SIDTokenLookup,
     parse_sid_string,
     scan_sid_text,
 )
@@ -135,9 +131,8 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         self._rqvae_files = (rqvae_config_file, rqvae_weights_file) if rqvae_config_file else None
         if add_sid_tokens:
             self._add_sid_tokens(table.codebook_sizes)
-        self._sid_lookup = self._build_sid_lookup(table.codebook_sizes, SID_TABLE_FILE)
+        self._sid_lookup = SIDTokenLookup(self.get_added_vocab(), table.codebook_sizes, SID_TABLE_FILE)
         self._table = table
-        self._torch_lookups: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- construction and (de)serialisation
     @classmethod
@@ -205,49 +200,6 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             for code in range(size)
         ]
         self.add_tokens(tokens)
-
-    def _build_sid_lookup(self, codebook_sizes: Sequence[int], source: str) -> dict[str, Any]:
-        """Check the SID tokens against the table and build id lookups (per level ids, id -> (level, code))."""
-        added = self.get_added_vocab()
-        found: dict[int, list[int]] = {}
-        for token in added:
-            m = SID_RE.fullmatch(token)
-            if m:
-                found.setdefault(int(m.group(1)), []).append(int(m.group(2)))
-        found_sizes = [len(found.get(level, [])) for level in range(max(found) + 1)] if found else []
-        expected = [int(s) for s in codebook_sizes]
-        complete = all(sorted(found.get(lv, [])) == list(range(s)) for lv, s in enumerate(expected))
-        if found_sizes != expected or not complete:
-            raise ValueError(
-                f"{source}: field 'codebook_sizes' = {expected} ({len(expected)} levels) disagrees with the "
-                f"tokenizer's SID tokens ({len(found_sizes)} levels, codes per level {found_sizes}). The table and "
-                f"{TOKENIZER_FILE} come from different tokenizers; save them together with save_pretrained()."
-            )
-        for marker in (SID_START_TOKEN, SID_END_TOKEN):
-            if marker not in added:
-                raise ValueError(
-                    f"{source}: the tokenizer has no {marker} token; rebuild it with from_base()."
-                )
-        per_level = [
-            np.array([added[SID_TOKEN_TEMPLATE.format(level=lv, code=c)] for c in range(s)], dtype=np.int64)
-            for lv, s in enumerate(expected)
-        ]
-        all_ids = np.concatenate(per_level)
-        offset, top = int(all_ids.min()), int(all_ids.max())
-        id_level = np.full(top - offset + 1, -1, dtype=np.int64)
-        id_code = np.full(top - offset + 1, -1, dtype=np.int64)
-        for lv, ids in enumerate(per_level):
-            id_level[ids - offset] = lv
-            id_code[ids - offset] = np.arange(len(ids))
-        return {
-            "per_level": per_level,
-            "per_level_lists": [ids.tolist() for ids in per_level],
-            "offset": offset,
-            "id_level": id_level,
-            "id_code": id_code,
-            "start": added[SID_START_TOKEN],
-            "end": added[SID_END_TOKEN],
-        }
 
     def _save_pretrained(
         self,
@@ -421,25 +373,23 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
     @property
     def sid_token_ids(self) -> list[list[int]]:
         """Token ids of the SID tokens: `sid_token_ids[level][code]` (cached; do not modify)."""
-        return self._sid_lookup["per_level_lists"]
+        return self._sid_lookup.per_level_lists
 
     @property
     def all_sid_token_ids(self) -> list[int]:
         """Every SID token id plus the two markers, sorted (the rows `extend_model` initialises)."""
-        ids = np.concatenate(
-            [*self._sid_lookup["per_level"], [self.sid_start_token_id, self.sid_end_token_id]]
-        )
+        ids = np.concatenate([*self._sid_lookup.per_level, [self.sid_start_token_id, self.sid_end_token_id]])
         return sorted(int(i) for i in ids)
 
     @property
     def sid_start_token_id(self) -> int:
         """Id of `<|sid_start|>`."""
-        return self._sid_lookup["start"]
+        return self._sid_lookup.start
 
     @property
     def sid_end_token_id(self) -> int:
         """Id of `<|sid_end|>`."""
-        return self._sid_lookup["end"]
+        return self._sid_lookup.end
 
     @property
     def sid_table(self) -> Any:
@@ -525,16 +475,8 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         return "".join(parts)
 
     def codes_to_token_ids(self, codes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
-        """Token ids of SID codes: `(n, k)` codes (k <= num_levels) -> `(n, k)` ids."""
-        codes = np.asarray(codes, dtype=np.int64)
-        if codes.ndim == 1:
-            codes = codes[None, :]
-        for level in range(codes.shape[1]):
-            self._check_codes([0] * level + [int(codes[:, level].max(initial=0))])
-            if codes.size and codes[:, level].min() < 0:
-                raise ValueError(f"Negative code at level {level}.")
-        per_level = self._sid_lookup["per_level"]
-        return np.stack([per_level[lv][codes[:, lv]] for lv in range(codes.shape[1])], axis=1)  # (n, k)
+        """Token ids of SID codes: `(n, k)` codes (k <= num_levels) -> `(n, k)` ids (ValueError if out of range)."""
+        return self._sid_lookup.codes_to_ids(codes)
 
     def encode_items(self, item_ids: str | Iterable[str]) -> list[int]:
         """Token ids of `items_to_text(item_ids)`: `[start, sid_0, ..., sid_{L-1}, end]` per item."""
@@ -558,27 +500,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         Returns:
             `(levels, codes)`, same shape and kind as the input.
         """
-        lk = self._sid_lookup
-        if type(token_ids).__module__.startswith("torch"):
-            import torch
-
-            key = str(token_ids.device)
-            if key not in self._torch_lookups:
-                self._torch_lookups[key] = (
-                    torch.as_tensor(lk["id_level"], device=token_ids.device),
-                    torch.as_tensor(lk["id_code"], device=token_ids.device),
-                )
-            lv_t, code_t = self._torch_lookups[key]
-            rel = token_ids.long() - lk["offset"]
-            inside = (rel >= 0) & (rel < lv_t.numel())
-            rel = rel.clamp(0, lv_t.numel() - 1)
-            minus = torch.full_like(rel, -1)
-            return torch.where(inside, lv_t[rel], minus), torch.where(inside, code_t[rel], minus)
-        ids = np.asarray(token_ids, dtype=np.int64)
-        rel = ids - lk["offset"]
-        inside = (rel >= 0) & (rel < len(lk["id_level"]))
-        rel = np.clip(rel, 0, len(lk["id_level"]) - 1)
-        return np.where(inside, lk["id_level"][rel], -1), np.where(inside, lk["id_code"][rel], -1)
+        return self._sid_lookup.ids_to_codes(token_ids)
 
     # ---------------------------------------------------------------- parsing generated output
     def parse_items(self, text_or_token_ids: Any, on_invalid: str = "skip") -> list[Any]:
@@ -603,46 +525,17 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         if isinstance(x, str):
-            return self._resolve(scan_sid_text(x), on_invalid)
+            return self._table.resolve(scan_sid_text(x), on_invalid)
         if isinstance(x, np.ndarray):
             if x.ndim == 2:
-                return [self._resolve(self._scan_ids(row), on_invalid) for row in x]
-            return self._resolve(self._scan_ids(x), on_invalid)
+                return [self._table.resolve(self._sid_lookup.scan_ids(row), on_invalid) for row in x]
+            return self._table.resolve(self._sid_lookup.scan_ids(x), on_invalid)
         x = list(x)
         if x and isinstance(x[0], str):
-            return [self._resolve(scan_sid_text(s), on_invalid) for s in x]
+            return [self._table.resolve(scan_sid_text(s), on_invalid) for s in x]
         if x and not np.isscalar(x[0]):
             return [self.parse_items(row, on_invalid) for row in x]
-        return self._resolve(self._scan_ids(np.asarray(x, dtype=np.int64)), on_invalid)
-
-    def _scan_ids(self, ids: np.ndarray) -> list[tuple[int, int, int]]:
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        levels, codes = self.token_ids_to_codes(ids)
-        kinds = np.where(levels >= 0, EV_SID, EV_OTHER)
-        kinds[ids == self.sid_start_token_id] = EV_START
-        kinds[ids == self.sid_end_token_id] = EV_END
-        return list(zip(kinds.tolist(), levels.tolist(), codes.tolist()))
-
-    def _resolve(self, events: list[tuple[int, int, int]], on_invalid: str) -> list[Any]:
-        segments = group_sid_events(events, self._table.codebook_sizes)
-        good = [i for i, (codes, reason) in enumerate(segments) if not reason]
-        rows = np.full(len(segments), -1, dtype=np.int64)
-        if good:
-            keys = self._table.keys_of(np.asarray([segments[i][0] for i in good], dtype=np.int64))
-            rows[good] = self._table.rows_of_keys(keys)
-        result: list[Any] = []
-        for (codes, reason), row in zip(segments, rows.tolist()):
-            if row >= 0:
-                result.append(self._table.item_ids[row])
-                continue
-            reason = reason or "names no item in the catalogue"
-            if on_invalid == "raise":
-                raise ValueError(f"Invalid SID {tuple(codes)} in the output: {reason}.")
-            if on_invalid == "none":
-                result.append(None)
-            elif on_invalid == "keep_prefix":
-                result.append(tuple(codes))
-        return result
+        return self._table.resolve(self._sid_lookup.scan_ids(np.asarray(x, dtype=np.int64)), on_invalid)
 
     # ---------------------------------------------------------------- cold start
     @property
