@@ -98,6 +98,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
