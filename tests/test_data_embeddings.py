@@ -119,3 +119,26 @@ def test_bad_input():
         embed_texts([])
     with pytest.raises(ValueError, match="needs strings; positions \\[1\\]"):
         embed_texts(["a", None])
+
+
+def test_catalogue_embeddings_sources(tmp_path):
+    from hf_semtok.data.embeddings import catalogue_embeddings
+    from hf_semtok.data.formats import Catalogue
+    from hf_semtok.data.synthetic import make_synthetic_catalogue
+
+    cat = make_synthetic_catalogue(n_items=80, n_users=10, seed=0)
+    own = catalogue_embeddings(cat)  # auto -> the catalogue's own views
+    assert set(own) == {"text", "image", "audio"}
+    np.testing.assert_array_equal(own["image"], cat.embeddings["image"])
+    np.save(tmp_path / "v.npy", cat.embeddings["text"][:, :5])
+    files = catalogue_embeddings(cat, embedding_files={"vision": str(tmp_path / "v.npy")})  # auto -> files
+    assert list(files) == ["vision"] and files["vision"].shape == (80, 5)
+    plain = Catalogue(item_ids=["a", "b"], titles={"a": "A"})
+    with pytest.raises(ValueError, match="carries no embeddings"):
+        catalogue_embeddings(plain, source="catalogue")
+    with pytest.raises(ValueError, match="needs embedding_files"):
+        catalogue_embeddings(plain, source="files")
+    with pytest.raises(ValueError, match="Unknown embedding source"):
+        catalogue_embeddings(plain, source="audio")
+    with pytest.raises(ValueError, match="80 rows but the catalogue has 2 items"):
+        catalogue_embeddings(plain, embedding_files={"t": str(tmp_path / "v.npy")})

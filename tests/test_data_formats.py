@@ -215,3 +215,16 @@ def test_real_scientific_dataset():
     train, valid, test = leave_one_out_split(cat.histories)
     assert len(test) == len(valid) == 8317  # 5-core: every user has >= 3 items
     assert sum(len(h) for h in train.values()) == cat.num_interactions - 2 * 8317
+
+
+def test_load_catalogue_dispatch(lcrec_dir):
+    from hf_semtok.data.formats import load_catalogue
+    from hf_semtok.data.synthetic import SyntheticCatalogue
+
+    syn = load_catalogue("synthetic", synthetic_items=100, synthetic_users=20, seed=1)
+    assert isinstance(syn, SyntheticCatalogue) and syn.num_items == 100 and len(syn.histories) == 20
+    assert load_catalogue("lcrec", lcrec_dir).item_ids == ["0", "1", "2", "3", "4"]
+    with pytest.raises(ValueError, match="needs data_dir"):
+        load_catalogue("lcrec")
+    with pytest.raises(ValueError, match="Unknown dataset_format 'csv'"):
+        load_catalogue("csv", lcrec_dir)
