@@ -1,0 +1,275 @@
+"""Benchmark on real Amazon data beside TIGER's published table (issue 6).
+
+Item features -> RQ-VAE Semantic IDs (or published SIDs) -> a small decoder-only LM trained from scratch ->
+leave-one-out Recall@5/10 and NDCG@5/10 with 20-beam constrained decoding, beside TIGER's published row and a
+popularity baseline. Writes `benchmarks/results/amazon_<dataset>_<run_name>.json`, a curve plot `.png`, and
+regenerates `benchmarks/results/amazon.md` from every `amazon_*.json` there.
+
+Usage:
+    python benchmarks/amazon.py --config benchmarks/configs/amazon_scientific.yaml
+    python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --generator.max_train_minutes 25
+    python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --sids published:letter/Beauty
+    python benchmarks/amazon.py --config benchmarks/configs/amazon_gpu.yaml --dataset toys   # on a GPU
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as `python benchmarks/amazon.py` without `pip install -e .`
+    sys.path.insert(0, str(REPO))
+
+from hf_semtok.config_utils import config_to_dict, parse_recipe_args  # noqa: E402
+from hf_semtok.pipeline import GeneratorConfig, SIDStageConfig  # noqa: E402
+
+logger = logging.getLogger("benchmarks.amazon")
+RESULTS = REPO / "benchmarks" / "results"
+
+#: Dataset folder, loader, default features, and TIGER's Table 1 row (Rajput et al., NeurIPS 2023).
+DATASETS: dict[str, dict[str, Any]] = {
+    "scientific": {"folder": "amazon18-scientific", "loader": "lcrec", "features": "text", "tiger": None},
+    "beauty": {
+        "folder": "amazon-beauty",
+        "loader": "amazon2014",
+        "features": "text",
+        "tiger": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
+    },
+    "sports": {
+        "folder": "amazon-sports",
+        "loader": "amazon2014",
+        "features": "attributes+collab",
+        "tiger": {"recall@5": 0.0264, "ndcg@5": 0.0181, "recall@10": 0.0400, "ndcg@10": 0.0225},
+    },
+    "toys": {
+        "folder": "amazon-toys",
+        "loader": "amazon2014",
+        "features": "text",
+        "tiger": {"recall@5": 0.0521, "ndcg@5": 0.0371, "recall@10": 0.0712, "ndcg@10": 0.0432},
+    },
+}
+FEATURE_NAMES = {
+    "text": "item text (title, brand, categories) embedded with all-MiniLM-L6-v2",
+    "attributes": "multi-hot attribute ids (item2attributes.json)",
+    "collab": "co-occurrence SVD of training histories",
+}
+
+
+@dataclass
+class AmazonBenchConfig:
+    """Settings of one benchmark run.
+
+    Args:
+        dataset: One of scientific, beauty, sports, toys.
+        data_root: Folder holding the dataset folders (relative paths are taken from the repository root).
+        sids: `"rqvae"` (train an RQ-VAE on the features) or `"published:<set>"` (e.g. `published:letter/Beauty`).
+        features: `"auto"` (the dataset's default) or `+`-joined names from text, attributes, collab.
+        text_fields: Item fields joined into the text that is embedded.
+        run_name: Name of the result files (default: made from the SID setting).
+        cache_dir: Embedding cache (relative to the repository root).
+        results_dir: Where the JSON, plot and Markdown table go (relative to the repository root).
+        sid: RQ-VAE settings (`--sid.codebook_sizes "[1024,512,256]"`).
+        generator: Generator settings (`--generator.max_train_minutes 20`).
+    """
+
+    dataset: str = "scientific"
+    data_root: str = "../shared/data"
+    sids: str = "rqvae"
+    features: str = "auto"
+    text_fields: list[str] = field(default_factory=lambda: ["title", "brand", "categories"])
+    run_name: str | None = None
+    cache_dir: str = "benchmarks/cache"
+    results_dir: str = "benchmarks/results"
+    sid: SIDStageConfig = field(default_factory=SIDStageConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+
+def _load(cfg: AmazonBenchConfig) -> Any:
+    from hf_semtok.data import load_amazon2014, load_lcrec_dataset
+
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {cfg.dataset!r}; choose one of {sorted(DATASETS)}.")
+    info = DATASETS[cfg.dataset]
+    folder = (REPO / cfg.data_root / info["folder"]).resolve()
+    if not folder.is_dir():
+        raise ValueError(f"Dataset folder {folder} not found; pass --data_root pointing at shared/data.")
+    if info["loader"] == "lcrec":
+        return load_lcrec_dataset(folder, text_fields=cfg.text_fields)
+    return load_amazon2014(folder, text_fields=cfg.text_fields)
+
+
+def _features(cfg: AmazonBenchConfig, catalogue: Any, names: list[str]) -> dict[str, np.ndarray]:
+    from hf_semtok.data.embeddings import embed_texts
+    from hf_semtok.data.formats import leave_one_out_split
+    from hf_semtok.pipeline import cooccurrence_features, multi_hot_features
+
+    out = {}
+    for name in names:
+        if name == "text":
+            if not catalogue.texts:
+                raise ValueError(f"{cfg.dataset} has no item text; use --features attributes+collab.")
+            out["text"] = embed_texts(catalogue.item_texts(), cache_dir=REPO / cfg.cache_dir / "embeddings")
+        elif name == "attributes":
+            out["attributes"] = multi_hot_features(catalogue.item_ids, catalogue.categories)
+        elif name == "collab":
+            train, _, _ = leave_one_out_split(catalogue.histories)
+            out["collab"] = cooccurrence_features(catalogue.item_ids, train, seed=cfg.generator.seed)
+        else:
+            raise ValueError(f"Unknown feature {name!r}; use text, attributes or collab joined by '+'.")
+    return out
+
+
+def _run_name(cfg: AmazonBenchConfig) -> str:
+    if cfg.run_name:
+        return cfg.run_name
+    if cfg.sids.startswith("published:"):
+        return "published-" + cfg.sids.split(":", 1)[1].replace("/", "-").replace(
+            "sids_collisiongenrec-", "cgr-"
+        )
+    sizes = "-".join(str(s) for s in cfg.sid.codebook_sizes)
+    return f"rqvae-{sizes}" + ("-contrastive" if cfg.sid.contrastive_weight > 0 else "")
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "hf_semtok"], cwd=REPO, capture_output=True, text=True
+        )
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _write_json(data: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    curve = result["curve"]
+    if not curve:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [r["train_seconds"] / 60 for r in curve]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("recall@10", "ndcg@10", "recall@5", "ndcg@5"):
+        ax.plot(minutes, [r[key] for r in curve], marker="o", ms=3, label=f"valid {key}")
+    for key, style in (("recall@10", "--"), ("ndcg@10", ":")):
+        if result["tiger"]:
+            ax.axhline(result["tiger"][key], color="grey", ls=style, lw=1, label=f"TIGER test {key}")
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("metric")
+    ax.set_title(f"{result['dataset']} / {result['run_name']} (validation subsample)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_markdown(results_dir: Path = RESULTS) -> str:
+    """Regenerate `amazon.md` from every `amazon_*.json` in `results_dir` and return its text."""
+    rows = []
+    for path in sorted(results_dir.glob("amazon_*.json")):
+        rows.append(json.loads(path.read_text(encoding="utf-8")))
+    lines = [
+        "# Amazon benchmark (leave-one-out, 20-beam constrained decoding, history <= 20 items)",
+        "",
+        "| dataset | SIDs | features | R@5 | N@5 | R@10 | N@10 | TIGER R@10 / N@10 | popularity R@10 | params | "
+        "tokens seen | train min | test users | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["run_name"])):
+        m, t, p = r["metrics"], r["tiger"], r["popularity"]
+        tiger = f"{t['recall@10']:.4f} / {t['ndcg@10']:.4f}" if t else "n/a"
+        lines.append(
+            f"| {r['dataset']} | {r['sids']} | {r['features']} | {m['recall@5']:.4f} | {m['ndcg@5']:.4f} | "
+            f"{m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {tiger} | {p['recall@10']:.4f} | "
+            f"{r['model']['num_parameters'] / 1e6:.1f}M | {r['training']['tokens_seen'] / 1e6:.1f}M | "
+            f"{r['training']['train_seconds'] / 60:.1f} | {r['evaluation']['test_users']} | `{r['command']}` |"
+        )
+    text = "\n".join(lines) + "\n"
+    (results_dir / "amazon.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run one benchmark and write its results; returns the result dict."""
+    from hf_semtok.pipeline import run_pipeline
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse_recipe_args(AmazonBenchConfig, argv)
+    began = time.perf_counter()
+    catalogue = _load(cfg)
+    info = DATASETS[cfg.dataset]
+    names = (info["features"] if cfg.features == "auto" else cfg.features).split("+")
+    sid_table, embeddings = None, None
+    if cfg.sids.startswith("published:"):
+        key = cfg.sids.split(":", 1)[1]
+        if key not in catalogue.published_sids:
+            raise ValueError(
+                f"No published SID set {key!r} for {cfg.dataset}; have {sorted(catalogue.published_sids)}."
+            )
+        sid_table = catalogue.published_sids[key]
+        features = f"published SIDs {key}"
+    elif cfg.sids == "rqvae":
+        embeddings = _features(cfg, catalogue, names)
+        features = " + ".join(FEATURE_NAMES[n] for n in names)
+    else:
+        raise ValueError(f"--sids must be 'rqvae' or 'published:<set>', got {cfg.sids!r}.")
+    run_name = _run_name(cfg)
+    out_dir = REPO / "benchmarks" / "runs" / f"amazon_{cfg.dataset}_{run_name}"  # gitignored
+    result = run_pipeline(
+        catalogue,
+        sid_table=sid_table,
+        embeddings=embeddings,
+        sid_config=cfg.sid,
+        config=cfg.generator,
+        output_dir=out_dir,
+    ).to_dict()
+    result = {
+        "dataset": cfg.dataset,
+        "run_name": run_name,
+        "sids": cfg.sids
+        if sid_table is not None
+        else f"rqvae {cfg.sid.codebook_sizes}"
+        + (f", contrastive {cfg.sid.contrastive_weight}" if cfg.sid.contrastive_weight > 0 else ""),
+        "features": features,
+        "tiger": info["tiger"],
+        **result,
+        "bench_config": config_to_dict(cfg),
+        "command": "python benchmarks/amazon.py " + " ".join(argv),
+        "git_commit": _git_commit(),
+        "total_seconds": round(time.perf_counter() - began, 1),
+    }
+    results_dir = REPO / cfg.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"amazon_{cfg.dataset}_{run_name}"
+    _write_json(result, results_dir / f"{stem}.json")
+    _plot(result, results_dir / f"{stem}.png")
+    print(write_markdown(results_dir))
+    return result
+
+
+if __name__ == "__main__":
+    main()
