@@ -421,3 +421,44 @@ def test_cold_start_needs_rqvae(bpe):
         tok.sids_for_embeddings(np.zeros((1, 8), dtype="float32"))
     with pytest.raises(ValueError, match="exactly one of"):
         tok.add_items(["x"])
+
+
+class _Texts(torch.utils.data.Dataset):
+    def __init__(self, texts):
+        self.texts = texts
+
+    def __len__(self):
+        return len(self.texts)
+
+    def __getitem__(self, i):
+        return self.texts[i]
+
+
+class _Collate:
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, batch):
+        return self.tokenizer(batch, padding=True, return_tensors="pt")["input_ids"]
+
+
+def test_dataloader_spawn_worker_pickles_tokenizer(bpe):
+    """A spawned DataLoader worker receives the tokenizer by pickle and encodes exactly as the parent."""
+    _, _, tok = bpe
+    texts = [
+        f"user {i} bought " + tok.items_to_text([f"item_{i:03d}", f"item_{i + 1:03d}"]) for i in range(6)
+    ]
+    loader = torch.utils.data.DataLoader(
+        _Texts(texts), batch_size=3, num_workers=1, multiprocessing_context="spawn", collate_fn=_Collate(tok)
+    )
+    batches = list(loader)
+    expected = [_Collate(tok)(texts[:3]), _Collate(tok)(texts[3:])]
+    assert all(torch.equal(a, b) for a, b in zip(batches, expected))
+
+
+def test_from_base_path(bpe, tmp_path):
+    base, table, tok = bpe
+    base.save_pretrained(tmp_path / "base")
+    from_path = SemanticIDTokenizer.from_base(str(tmp_path / "base"), sid_table=table, codebook_sizes=SIZES)
+    text = "hello " + tok.items_to_text(["item_007"])
+    assert from_path(text)["input_ids"] == tok(text)["input_ids"] and len(from_path) == len(tok)
