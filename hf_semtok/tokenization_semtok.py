@@ -6,9 +6,10 @@ catalogue: the table item id <-> SID (saved beside the tokenizer as JSON) and, o
 the SIDs (saved beside as safetensors) so new items get SIDs without retraining.
 
 This file is copied next to a saved tokenizer so `AutoTokenizer.from_pretrained(dir, trust_remote_code=True)`
-works where hf_semtok is not installed. It must therefore stay self-contained: its only relative import is
-`.constants` (copied with it), and every `hf_semtok` import sits inside a `try` block (which
-transformers' remote-code import check skips), used only for the RQ-VAE, cold start and model cards.
+works where hf_semtok is not installed. It must therefore stay self-contained: its only imports from the package
+are the relative `.constants` and `.sid_index` (transformers copies them with it), and every `hf_semtok` import
+sits inside a `try` block (which transformers' remote-code import check skips), used only for the RQ-VAE, cold
+start, the `SIDTable` view and model cards.
 """
 
 from __future__ import annotations
@@ -74,7 +75,16 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
     length, padding side) is kept.
 
     Files beside `tokenizer.json`: `sid_table.json` (item ids, codes, codebook sizes, collision statistics) and,
-    when the tokenizer carries its RQ-VAE, `rqvae_config.json` + `rqvae.safetensors`.
+    when the tokenizer carries its RQ-VAE, `rqvae_config.json` + `rqvae.safetensors`; plus this module's source
+    (`auto_map` in `tokenizer_config.json`) for remote code.
+
+    Loading a saved directory with `AutoTokenizer.from_pretrained`:
+    - with hf_semtok imported: a `SemanticIDTokenizer` (registered with the Auto classes on import);
+    - `trust_remote_code=True` without hf_semtok: a `SemanticIDTokenizer` from the copied source (cold start and
+      model cards still need hf_semtok);
+    - neither, in a model directory (the LM's `config.json` beside the tokenizer, as inference servers load it):
+      a plain fast tokenizer with every SID token and the markers, no item table. A tokenizer-only directory
+      without hf_semtok asks for `trust_remote_code`, as for any repository with custom code.
     """
 
     vocab_files_names = {
