@@ -59,8 +59,9 @@ class SIDLogitsProcessor(LogitsProcessor):
     sequence ends at once and ranks below every valid beam; `recommend()` and `tokenizer.parse_items` drop it.
 
     Memory: the mask holds one row of `max(codebook_sizes)` booleans per distinct prefix (at most
-    `n_items * (L - 1) + 1` rows), e.g. about 50 MB for 100k items and 256-code levels. Index tensors are copied to
-    each device on first use and cached, so the processor works on CUDA scores as well as CPU.
+    `n_items * (L - 1) + 1` rows): 13 MB for 100k random items with 3 levels of 256 codes. Index tensors are copied
+    to each device on first use and cached (they are constants, so calls stay stateless); the processor works on
+    CUDA scores as well as CPU.
 
     Args:
         sid_codes: `(n_items, L)` integer codes of the catalogue, one row per item.

@@ -316,3 +316,134 @@ def test_sid_fast_path_matches_general_path(setup):
         general = cat.processor(mode="sid", prompt_length=prompt_length)
         general._fast_sid_path = False
         assert torch.equal(fast(ids, scores), general(ids, scores)), step
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# recommend() with a real SemanticIDTokenizer
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rec_setup():
+    from hf_semtok.base_models import train_base_tokenizer
+    from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+
+    rng = np.random.default_rng(0)
+    n_items = 24
+    all_codes = np.array([(a, b, c) for a in range(3) for b in range(4) for c in range(5)])
+    codes = all_codes[rng.permutation(len(all_codes))[:n_items]]
+    table = {f"item{i:02d}": tuple(int(c) for c in row) for i, row in enumerate(codes)}
+    base = train_base_tokenizer(["a small catalogue of things to buy", "books and games"] * 5, vocab_size=300)
+    tok = SemanticIDTokenizer.from_base(base, sid_table=table, codebook_sizes=[3, 4, 5])
+    model = build_causal_lm(
+        len(tok),
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        seed=0,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    ).eval()
+    items = list(table)
+    histories = [[items[(u * 5 + j) % n_items] for j in range(1 + u % 4)] for u in range(7)]
+    return tok, model, table, histories
+
+
+def test_recommend_returns_ranked_distinct_catalogue_items(rec_setup):
+    from hf_semtok.generation import recommend
+
+    tok, model, table, histories = rec_setup
+    out = recommend(model, tok, histories, k=5, num_beams=8, batch_size=3, progress=False)
+    assert len(out) == len(histories)
+    for ranked in out:
+        items = [item for item, _ in ranked]
+        scores = [score for _, score in ranked]
+        assert 1 <= len(items) <= 5
+        assert all(item in table for item in items)
+        assert len(set(items)) == len(items)
+        assert scores == sorted(scores, reverse=True)
+    again = recommend(model, tok, histories, k=5, num_beams=8, batch_size=3, progress=False)
+    assert again == out
+    # the same users one by one (no padding) get the same items
+    single = recommend(model, tok, histories, k=5, num_beams=8, batch_size=1, progress=False)
+    assert [[i for i, _ in r] for r in single] == [[i for i, _ in r] for r in out]
+
+
+def test_recommend_scores_are_exact_sid_log_probs(rec_setup):
+    """With as many beams as items, beam search is exhaustive: every item comes back, scored by the sum of its
+    code tokens' log-probabilities under the model (the forced markers count 0)."""
+    from hf_semtok.generation import recommend
+    from hf_semtok.prompts import history_prompt
+
+    tok, model, table, histories = rec_setup
+    history = histories[2]
+    ranked = recommend(model, tok, [history], k=len(table), num_beams=len(table), progress=False)[0]
+    assert sorted(item for item, _ in ranked) == sorted(table)
+    prompt = tok(history_prompt(tok, history), return_tensors="pt")["input_ids"][0]
+    for item, score in ranked[:: max(1, len(ranked) // 6)]:
+        sid_ids = tok.encode_items([item])  # start, codes, end
+        ids = torch.cat([prompt, torch.tensor(sid_ids)])[None]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+        n = len(prompt)
+        exact = sum(logp[n + j, sid_ids[j + 1]].item() for j in range(tok.num_levels))  # code tokens only
+        assert score == pytest.approx(exact, abs=1e-4)
+
+
+def test_recommend_exclude_seen_and_prefix_level(rec_setup):
+    from hf_semtok.generation import recommend
+
+    tok, model, table, histories = rec_setup
+    for history, ranked in zip(
+        histories, recommend(model, tok, histories, k=4, exclude_seen=True, progress=False)
+    ):
+        assert not {item for item, _ in ranked} & set(history)
+    by_prefix = recommend(model, tok, histories[:2], k=3, prefix_level=1, num_beams=6, progress=False)
+    for ranked in by_prefix:
+        prefixes = [p for p, _, _ in ranked]
+        assert len(set(prefixes)) == len(prefixes) and 1 <= len(prefixes) <= 3  # 3 level-0 codes at most
+        for prefix, _, items in ranked:
+            assert len(prefix) == 1
+            assert items == tok.items_with_prefix(prefix) and items
+
+
+def test_recommend_bad_input(rec_setup):
+    from hf_semtok.generation import recommend
+
+    tok, model, table, histories = rec_setup
+    with pytest.raises(ValueError, match="unknown to the tokenizer: 'nope'"):
+        recommend(model, tok, [["nope"]], progress=False)
+    with pytest.raises(ValueError, match="is empty"):
+        recommend(model, tok, [[]], progress=False)
+    with pytest.raises(ValueError, match="larger than the catalogue"):
+        recommend(model, tok, histories, k=len(table) + 1, progress=False)
+    with pytest.raises(ValueError, match="smaller than k"):
+        recommend(model, tok, histories, k=10, num_beams=5, progress=False)
+    with pytest.raises(ValueError, match="prefix_level"):
+        recommend(model, tok, histories, k=2, prefix_level=3, progress=False)
+    with pytest.raises(ValueError, match="a list of item ids"):
+        recommend(model, tok, ["item01"], progress=False)
+    small = build_causal_lm(len(tok) - 10, hidden_size=16, num_layers=1, num_heads=2)
+    with pytest.raises(ValueError, match="lacks the SID tokens"):
+        recommend(small, tok, histories, progress=False)
+
+
+def test_processor_from_tokenizer_parse_items_round_trip(rec_setup):
+    """Free-mode generation through the real tokenizer: `parse_items` finds only catalogue items."""
+    tok, model, table, _ = rec_setup
+    ids = tok(["books and games"], return_tensors="pt")["input_ids"]
+    torch.manual_seed(0)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        logits_processor=LogitsProcessorList(
+            [_OpenSIDs(tok.sid_start_token_id), SIDLogitsProcessor.from_tokenizer(tok, mode="free")]
+        ),
+        max_new_tokens=25,
+        do_sample=True,
+        pad_token_id=tok.pad_token_id,
+    )
+    generated = out[0, ids.shape[1] :].tolist()
+    starts = [i for i, t in enumerate(generated) if t == tok.sid_start_token_id]
+    if starts and tok.sid_end_token_id not in generated[starts[-1] :]:
+        generated = generated[: starts[-1]]  # drop a SID cut short by max_new_tokens
+    found = tok.parse_items(generated, on_invalid="raise")
+    assert found and all(item in table for item in found)

@@ -1,0 +1,132 @@
+"""recipes/evaluate.py: loads a saved model (+ adapter) and tokenizer, writes the metrics JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hf_semtok.base_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.data.formats import leave_one_out_split
+from hf_semtok.data.synthetic import make_synthetic_catalogue
+from hf_semtok.metrics import evaluate_recommender
+
+_spec = importlib.util.spec_from_file_location(
+    "recipe_evaluate", Path(__file__).resolve().parents[1] / "recipes" / "evaluate.py"
+)
+evaluate_recipe = importlib.util.module_from_spec(_spec)
+sys.modules["recipe_evaluate"] = evaluate_recipe  # dataclasses look the module up while building the config
+_spec.loader.exec_module(evaluate_recipe)
+
+N_ITEMS, N_USERS, SEED = 64, 24, 3
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+
+    root = tmp_path_factory.mktemp("eval")
+    catalogue = make_synthetic_catalogue(n_items=N_ITEMS, n_users=N_USERS, seed=SEED)
+    rng = np.random.default_rng(0)
+    combos = np.array([(a, b, c) for a in range(4) for b in range(4) for c in range(8)])
+    codes = combos[rng.permutation(len(combos))[:N_ITEMS]]
+    table = {item: tuple(int(c) for c in row) for item, row in zip(catalogue.item_ids, codes)}
+    base = train_base_tokenizer(list(catalogue.titles.values()), vocab_size=300)
+    tok = SemanticIDTokenizer.from_base(base, sid_table=table, codebook_sizes=[4, 4, 8])
+    model = build_causal_lm(
+        len(tok), hidden_size=32, num_layers=1, num_heads=2, seed=0, pad_token_id=tok.pad_token_id
+    ).eval()
+    model_dir = root / "model"
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    return root, model_dir, catalogue, tok, model
+
+
+def _args(model_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model_name_or_path",
+        str(model_dir),
+        "--synthetic_items",
+        str(N_ITEMS),
+        "--synthetic_users",
+        str(N_USERS),
+        "--seed",
+        str(SEED),
+        "--max_users",
+        "6",
+        "--ks",
+        "[1, 5]",
+        "--num_beams",
+        "6",
+        "--batch_size",
+        "4",
+        "--output_file",
+        str(out),
+        "--progress",
+        "false",
+        *extra,
+    ]
+
+
+def _examples(catalogue, max_users: int, seed: int):
+    _, _, test = leave_one_out_split(catalogue.histories, max_history=20)
+    users = sorted(random.Random(seed).sample(sorted(test), max_users))
+    return [test[u] for u in users]
+
+
+def test_main_writes_metrics_matching_the_library(saved):
+    root, model_dir, catalogue, tok, model = saved
+    out = root / "metrics.json"
+    result = evaluate_recipe.main(_args(model_dir, out, "--save_rankings", "true"))
+    written = json.loads(out.read_text())
+    assert written["metrics"] == pytest.approx(result["metrics"])
+    assert written["num_users"] == 6 and written["split"] == "test"
+    assert set(written["popularity"]) >= {"recall@1", "recall@5", "ndcg@5"}
+    assert len(written["rankings"]) == 6
+    for ranked in written["rankings"].values():
+        assert all(item in catalogue.item_ids for item, _ in ranked)
+    direct = evaluate_recommender(
+        model, tok, _examples(catalogue, 6, SEED), ks=(1, 5), num_beams=6, batch_size=4, progress=False
+    )
+    for key in ("recall@1", "recall@5", "ndcg@5", "mean_num_results"):
+        assert written["metrics"][key] == pytest.approx(direct[key])
+
+
+def test_main_merges_a_lora_adapter(saved):
+    from peft import LoraConfig, get_peft_model
+
+    root, model_dir, catalogue, tok, _ = saved
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    lora = get_peft_model(
+        base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False, lora_alpha=64)
+    )
+    adapter_dir = root / "adapter"
+    lora.save_pretrained(adapter_dir)
+    tok.save_pretrained(adapter_dir)
+    merged = lora.merge_and_unload().eval()
+    out = root / "metrics_lora.json"
+    result = evaluate_recipe.main(
+        _args(model_dir, out, "--adapter_path", str(adapter_dir), "--split", "valid")
+    )
+    _, valid, _ = leave_one_out_split(catalogue.histories, max_history=20)
+    users = sorted(random.Random(SEED).sample(sorted(valid), 6))
+    direct = evaluate_recommender(
+        merged, tok, [valid[u] for u in users], ks=(1, 5), num_beams=6, batch_size=4, progress=False
+    )
+    for key in ("recall@1", "recall@5", "ndcg@5", "mean_num_results"):
+        assert result["metrics"][key] == pytest.approx(direct[key])
+
+
+def test_main_bad_config(saved):
+    root, model_dir, *_ = saved
+    with pytest.raises(ValueError, match="model_name_or_path is required"):
+        evaluate_recipe.main(["--output_file", str(root / "x.json")])
+    with pytest.raises(ValueError, match="Unknown config key"):
+        evaluate_recipe.main(_args(model_dir, root / "y.json", "--num_beam", "4"))
