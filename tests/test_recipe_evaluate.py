@@ -130,3 +130,12 @@ def test_main_bad_config(saved):
         evaluate_recipe.main(["--output_file", str(root / "x.json")])
     with pytest.raises(ValueError, match="Unknown config key"):
         evaluate_recipe.main(_args(model_dir, root / "y.json", "--num_beam", "4"))
+
+
+@pytest.mark.parametrize("name", ["evaluate_synthetic.yaml", "evaluate_scientific.yaml"])
+def test_shipped_configs_parse(name):
+    from hf_semtok.config_utils import parse_recipe_args
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "configs" / name
+    cfg = parse_recipe_args(evaluate_recipe.EvaluateConfig, ["--config", str(path)])
+    assert cfg.model_name_or_path and cfg.ks == [5, 10] and cfg.split == "test"
