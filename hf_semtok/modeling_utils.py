@@ -188,8 +188,11 @@ def extend_model(
                 output.bias.data[torch.tensor(sid_ids)] = output.bias.data[:num_base_rows].mean()
     logger.info(
         "extend_model: %d embedding rows, %d SID rows initialised with %r (tied: %s).",
-        model.get_input_embeddings().weight.shape[0], len(sid_ids), init, was_tied,
-    )  # fmt: skip
+        model.get_input_embeddings().weight.shape[0],
+        len(sid_ids),
+        init,
+        was_tied,
+    )
     return sid_ids
 
 

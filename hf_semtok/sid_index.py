@@ -1,6 +1,6 @@
 """The item table behind a SemanticIDTokenizer: validated item id <-> SID lookups and SID-text parsing.
 
-Pure numpy and dicts (picklable, no torch). Imported relatively by `tokenization_semtok.py` and copied beside a
+Pure numpy and dicts (picklable; torch is used only on tensors the caller passes in). Imported relatively by `tokenization_semtok.py` and copied beside a
 saved tokenizer for `trust_remote_code=True`, so it must not import hf_semtok.
 """
 
@@ -116,8 +116,14 @@ class ItemIndex:
         """Build from a `ItemIndex`, a `hf_semtok.sids.SIDTable` (or any object with its fields) or a mapping."""
         if isinstance(table, ItemIndex):
             if codebook_sizes is not None and list(codebook_sizes) != table.codebook_sizes:
-                return cls(table.item_ids, table.codes, codebook_sizes, table.num_semantic_levels,
-                           table.collision_strategy, table.stats)  # fmt: skip
+                return cls(
+                    table.item_ids,
+                    table.codes,
+                    codebook_sizes,
+                    table.num_semantic_levels,
+                    table.collision_strategy,
+                    table.stats,
+                )
             return table
         if all(hasattr(table, name) for name in ("item_ids", "codes", "codebook_sizes")):
             return cls(
@@ -161,6 +167,7 @@ class ItemIndex:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> ItemIndex:
+        """Read `sid_table.json` (or a `SIDTable.to_json` file); errors name the file and field."""
         name = os.path.basename(str(path))
         try:
             with open(path, encoding="utf-8") as f:
@@ -176,11 +183,17 @@ class ItemIndex:
         if codes.size == 0:
             codes = codes.reshape(0, len(data["codebook_sizes"]))
         return cls(
-            data["item_ids"], codes, data["codebook_sizes"], data.get("num_semantic_levels"),
-            data.get("collision_strategy"), data.get("stats"), source=name,
-        )  # fmt: skip
+            data["item_ids"],
+            codes,
+            data["codebook_sizes"],
+            data.get("num_semantic_levels"),
+            data.get("collision_strategy"),
+            data.get("stats"),
+            source=name,
+        )
 
     def to_json_dict(self) -> dict[str, Any]:
+        """What `sid_table.json` holds (the fields of `hf_semtok.sids.SIDTable.to_dict`, plus format/version)."""
         return {
             "format": TABLE_FORMAT,
             "version": TABLE_VERSION,
@@ -193,20 +206,19 @@ class ItemIndex:
         }
 
     def keys_of(self, codes: np.ndarray) -> np.ndarray:
+        """Packed int64 key of each row of `(n, L)` codes."""
         return np.asarray(codes, dtype=np.int64) @ self.strides
 
     def rows_of_keys(self, keys: np.ndarray) -> np.ndarray:
         """Row index of each packed key, -1 where no item has it."""
-        pos = np.searchsorted(self.sorted_keys, keys)
-        pos_c = np.minimum(pos, max(len(self.sorted_keys) - 1, 0))
-        found = (
-            (pos < len(self.sorted_keys)) & (self.sorted_keys[pos_c] == keys)
-            if len(self.sorted_keys)
-            else pos < 0
-        )
-        return np.where(found, self.order[pos_c] if len(self.order) else -1, -1)
+        keys = np.asarray(keys, dtype=np.int64)
+        if not len(self.sorted_keys):
+            return np.full(keys.shape, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.sorted_keys, keys), len(self.sorted_keys) - 1)
+        return np.where(self.sorted_keys[pos] == keys, self.order[pos], -1)
 
     def rows_with_prefix(self, prefix: Sequence[int]) -> np.ndarray:
+        """Rows (ascending) of the items whose SID starts with `prefix`: one key range of the sorted keys."""
         k = len(prefix)
         lo = int(np.dot(np.asarray(prefix, dtype=np.int64), self.strides[:k])) if k else 0
         hi = lo + (int(self.strides[k - 1]) if k else int(self.strides[0]) * self.codebook_sizes[0])

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,8 +199,11 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             tok.init_kwargs.pop(key, None)
         logger.info(
             "Built SemanticIDTokenizer: %d items, codebook sizes %s, %d tokens (base %d).",
-            table.codes.shape[0], table.codebook_sizes, len(tok), len(base),
-        )  # fmt: skip
+            table.codes.shape[0],
+            table.codebook_sizes,
+            len(tok),
+            len(base),
+        )
         return tok
 
     def _add_sid_tokens(self, codebook_sizes: Sequence[int]) -> None:
@@ -289,29 +292,14 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             self.push_to_hub(repo_id, **kwargs)
         return files
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: bool | str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        tags: list[str] | None = None,
-        api: Any = None,
-        model_card_kwargs: Mapping[str, Any] | None = None,
-        **unused: Any,
-    ) -> Any:
-        """Upload tokenizer, item table, RQ-VAE and a model card (`README.md`) to the Hub in one commit.
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload tokenizer, item table, RQ-VAE, remote code and a model card (`README.md`) in one commit.
 
         Args:
             repo_id: `"org/name"`; the repository is created if needed.
-            commit_message, commit_description, private, token, revision, create_pr: As in `HfApi`.
-            tags: Extra tags for the model card.
-            api: A `huggingface_hub.HfApi` (default: the one transformers uses).
-            model_card_kwargs: Extra template variables for the card (see `hf_semtok.hub.render_tokenizer_card`).
+            **kwargs: `commit_message`, `commit_description`, `private`, `token`, `revision`, `create_pr`,
+                `tags`, `api` (a `huggingface_hub.HfApi`) and `model_card_kwargs`; see
+                `hf_semtok.hub.push_tokenizer_to_hub`.
 
         Returns:
             The `CommitInfo` of the upload.
@@ -320,11 +308,8 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             from hf_semtok.hub import push_tokenizer_to_hub
         except ImportError as err:
             raise ImportError("push_to_hub needs hf_semtok installed (pip install hf-semtok).") from err
-        return push_tokenizer_to_hub(
-            self, repo_id, commit_message=commit_message, commit_description=commit_description,
-            private=private, token=token, revision=revision, create_pr=create_pr, tags=tags, api=api,
-            model_card_kwargs=model_card_kwargs,
-        )  # fmt: skip
+        kwargs.pop("max_shard_size", None)  # PushToHubMixin's argument; a tokenizer is never sharded
+        return push_tokenizer_to_hub(self, repo_id, **kwargs)
 
     def model_card(self, repo_id: str | None = None, tags: list[str] | None = None, **kwargs: Any) -> Any:
         """Render the tokenizer's model card (`huggingface_hub.ModelCard`) from `model_cards/tokenizer_card.md`.
@@ -412,10 +397,13 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             ) from err
         t = self._table
         return SIDTable(
-            item_ids=list(t.item_ids), codes=np.array(t.codes), codebook_sizes=list(t.codebook_sizes),
-            num_semantic_levels=t.num_semantic_levels, collision_strategy=t.collision_strategy or "extra_level",
+            item_ids=list(t.item_ids),
+            codes=np.array(t.codes),
+            codebook_sizes=list(t.codebook_sizes),
+            num_semantic_levels=t.num_semantic_levels,
+            collision_strategy=t.collision_strategy or "extra_level",
             stats=dict(t.stats),
-        )  # fmt: skip
+        )
 
     def sid_table_dict(self) -> dict[str, tuple[int, ...]]:
         """The catalogue as a plain `dict[item_id, tuple[int, ...]]`."""
