@@ -105,7 +105,7 @@ def render_tokenizer_card(
         vocab_size=len(tokenizer),
         collision_strategy=tokenizer.collision_strategy or "none",
         collision_stats=stats,
-        has_rqvae=tokenizer._rqvae is not None or tokenizer._rqvae_files is not None,
+        has_rqvae=tokenizer.has_rqvae,
         example_item=example_item,
         example_text=tokenizer.items_to_text([example_item]),
     )

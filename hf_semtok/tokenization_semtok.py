@@ -144,6 +144,21 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         self._sid_lookup = SIDTokenLookup(self.get_added_vocab(), table.codebook_sizes, SID_TABLE_FILE)
         self._table = table
 
+    def __repr__(self) -> str:
+        # The stock repr lists every added token: thousands of SID tokens. Summarise them instead.
+        lookup = self.__dict__.get("_sid_lookup")
+        sid = (
+            f", sid_tokens=[{lookup.per_level_lists[0][0]}..{lookup.per_level_lists[-1][-1]}], "
+            f"num_items={self.num_items}, codebook_sizes={self.codebook_sizes}"
+            if lookup is not None and "_table" in self.__dict__
+            else ""
+        )
+        return (
+            f"{type(self).__name__}(name_or_path='{self.name_or_path}', vocab_size={self.vocab_size}, "
+            f"len={len(self)}, model_max_length={self.model_max_length}, padding_side='{self.padding_side}', "
+            f"special_tokens={self.special_tokens_map}{sid})"
+        )
+
     # ---------------------------------------------------------------- construction and (de)serialisation
     @classmethod
     def convert_to_native_format(cls, trust_remote_code: bool = False, **kwargs: Any) -> dict[str, Any]:
@@ -536,6 +551,11 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         return self._table.resolve(self._sid_lookup.scan_ids(np.asarray(x, dtype=np.int64)), on_invalid)
 
     # ---------------------------------------------------------------- cold start
+    @property
+    def has_rqvae(self) -> bool:
+        """Whether the tokenizer carries an RQ-VAE (loaded or still on disk)."""
+        return self._rqvae is not None or self._rqvae_files is not None
+
     @property
     def rqvae(self) -> Any:
         """The RQ-VAE carried by the tokenizer (loaded on first use), or None."""

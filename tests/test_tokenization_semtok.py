@@ -77,6 +77,7 @@ def test_sid_tokens_added_and_named(built):
     assert tok.convert_ids_to_tokens(tok.sid_start_token_id) == SID_START_TOKEN
     assert tok.convert_ids_to_tokens(tok.sid_end_token_id) == SID_END_TOKEN
     assert tok.sid_start_token == SID_START_TOKEN  # named special token
+    assert "codebook_sizes=[8, 4, 3]" in repr(tok) and len(repr(tok)) < 1000  # SID tokens summarised
     all_ids = tok.all_sid_token_ids
     assert len(all_ids) == sum(SIZES) + 2 and min(all_ids) >= len(base)
     # SID tokens survive skip_special_tokens, markers do not
