@@ -28,32 +28,32 @@ def _sid_ids(tokenizer: Any) -> list[int]:
 
 
 def _gaussian_rows(
-    reference: torch.Tensor, n: int, noise_scale: float, generator: torch.Generator
+    mean: torch.Tensor, std: torch.Tensor, n: int, noise_scale: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """`n` rows: the mean of `reference` plus Gaussian noise of `noise_scale` times its per-dimension std."""
-    mean, std = reference.mean(0), reference.std(0)  # (hidden,)
-    noise = torch.randn(n, reference.shape[1], generator=generator, dtype=reference.dtype)  # (n, hidden)
+    """`n` rows: `mean` plus Gaussian noise of `noise_scale * std` per dimension. Returns `(n, hidden)`."""
+    noise = torch.randn(n, mean.shape[0], generator=generator, dtype=mean.dtype)  # (n, hidden)
     return mean + noise_scale * std * noise
 
 
 def _codebook_rows(
-    codebooks: list[torch.Tensor], reference: torch.Tensor, scale: float, generator: torch.Generator
+    codebooks: list[torch.Tensor],
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    scale: float,
+    generator: torch.Generator,
 ) -> list[torch.Tensor]:
-    """Project every level's codebook into the embedding space, matched to the reference rows' statistics.
+    """Project every level's codebook into the embedding space, matched to the base rows' statistics.
 
     A random Gaussian projection `(latent_dim, hidden)` keeps the codebook geometry (Johnson-Lindenstrauss:
     codes close in the RQ-VAE latent space get close embeddings); the affine part is fitted so the projected
     rows of all levels together have the per-dimension mean of the base rows and `scale` times their std.
     """
-    latent_dim, hidden = codebooks[0].shape[1], reference.shape[1]
-    projection = torch.randn(
-        latent_dim, hidden, generator=generator, dtype=reference.dtype
-    )  # (latent, hidden)
-    projected = [cb.to(reference.dtype) @ projection for cb in codebooks]  # each (k_l, hidden)
+    latent_dim, hidden = codebooks[0].shape[1], mean.shape[0]
+    projection = torch.randn(latent_dim, hidden, generator=generator, dtype=mean.dtype)  # (latent, hidden)
+    projected = [cb.to(mean.dtype) @ projection for cb in codebooks]  # each (k_l, hidden)
     stacked = torch.cat(projected)  # (sum k_l, hidden)
     mu, sd = stacked.mean(0), stacked.std(0).clamp_min(1e-8)
-    ref_mean, ref_std = reference.mean(0), reference.std(0)
-    return [(p - mu) / sd * (scale * ref_std) + ref_mean for p in projected]
+    return [(p - mu) / sd * (scale * std) + mean for p in projected]
 
 
 def _init_rows(
@@ -67,23 +67,25 @@ def _init_rows(
     generator: torch.Generator,
 ) -> None:
     """Write the SID and marker rows of one embedding matrix (in place, no grad)."""
-    reference = weight[:num_base_rows].detach().float()  # (n_base, hidden)
+    base_rows = weight[:num_base_rows].detach()  # (n_base, hidden), on the model's device
+    mean = base_rows.mean(0, dtype=torch.float32).cpu()  # (hidden,)
+    std = base_rows.float().std(0).cpu()  # (hidden,)
     per_level = tokenizer.sid_token_ids
     markers = [tokenizer.sid_start_token_id, tokenizer.sid_end_token_id]
     fill: dict[int, torch.Tensor] = {}
     levels_from_codebook = 0
     if init == "codebook":
-        rows = _codebook_rows(codebooks, reference, codebook_scale, generator)
+        rows = _codebook_rows(codebooks, mean, std, codebook_scale, generator)
         for level, level_rows in enumerate(rows):
             for code, token_id in enumerate(per_level[level]):
                 fill[token_id] = level_rows[code]
         levels_from_codebook = len(rows)
     rest = markers + [t for ids in per_level[levels_from_codebook:] for t in ids]
-    for token_id, row in zip(rest, _gaussian_rows(reference, len(rest), noise_scale, generator)):
+    for token_id, row in zip(rest, _gaussian_rows(mean, std, len(rest), noise_scale, generator)):
         fill[token_id] = row
     ids = torch.tensor(sorted(fill), dtype=torch.long)
-    values = torch.stack([fill[i] for i in ids.tolist()]).to(weight.dtype)  # (n_sid, hidden)
-    weight.data[ids.to(weight.device)] = values.to(weight.device)
+    values = torch.stack([fill[i] for i in ids.tolist()])  # (n_sid, hidden)
+    weight.data[ids.to(weight.device)] = values.to(device=weight.device, dtype=weight.dtype)
 
 
 def extend_model(
@@ -185,7 +187,9 @@ def extend_model(
                 generator,
             )
             if getattr(output, "bias", None) is not None:
-                output.bias.data[torch.tensor(sid_ids)] = output.bias.data[:num_base_rows].mean()
+                output.bias.data[torch.tensor(sid_ids, device=output.bias.device)] = output.bias.data[
+                    :num_base_rows
+                ].mean()
     logger.info(
         "extend_model: %d embedding rows, %d SID rows initialised with %r (tied: %s).",
         model.get_input_embeddings().weight.shape[0],
