@@ -205,6 +205,19 @@ class ItemIndex:
             "codes": self.codes.tolist(),
         }
 
+    def sid_texts(self) -> list[str]:
+        """Per row, the item's SID string `<|sid_start|><|sid_0_a|>...<|sid_end|>` (built once, then cached)."""
+        if getattr(self, "_sid_texts", None) is None:
+            tokens = [
+                [SID_TOKEN_TEMPLATE.format(level=lv, code=c) for c in range(k)]
+                for lv, k in enumerate(self.codebook_sizes)
+            ]
+            self._sid_texts = [
+                SID_START_TOKEN + "".join(tokens[lv][c] for lv, c in enumerate(row)) + SID_END_TOKEN
+                for row in self.codes.tolist()
+            ]
+        return self._sid_texts
+
     def keys_of(self, codes: np.ndarray) -> np.ndarray:
         """Packed int64 key of each row of `(n, L)` codes."""
         return np.asarray(codes, dtype=np.int64) @ self.strides

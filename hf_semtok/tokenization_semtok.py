@@ -480,12 +480,8 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         """The SID token string of items (markers included, no separator between items)."""
         if isinstance(item_ids, str):
             item_ids = [item_ids]
-        parts = []
-        for item in item_ids:
-            codes = self._table.codes[self._row(str(item))]
-            body = "".join(SID_TOKEN_TEMPLATE.format(level=lv, code=int(c)) for lv, c in enumerate(codes))
-            parts.append(f"{SID_START_TOKEN}{body}{SID_END_TOKEN}")
-        return "".join(parts)
+        texts = self._table.sid_texts()
+        return "".join(texts[self._row(str(item))] for item in item_ids)
 
     def codes_to_token_ids(self, codes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """Token ids of SID codes: `(n, k)` codes (k <= num_levels) -> `(n, k)` ids (ValueError if out of range)."""
