@@ -166,7 +166,14 @@ class RQVAEModel(RQVAEPreTrainedModel):
         self.decoder = _mlp(
             [config.latent_dim, *reversed(config.hidden_sizes), config.input_dim], config.dropout
         )
+        # Training forwards seen so far (saved, so a reloaded model does not warm up again).
+        self.register_buffer("num_training_steps", torch.zeros((), dtype=torch.long))
         self.post_init()
+
+    @property
+    def in_warmup(self) -> bool:
+        """Whether the next training step is an autoencoder warm-up step (no quantization)."""
+        return int(self.num_training_steps) < self.config.autoencoder_warmup_steps
 
     # ------------------------------------------------------------------------------------------
     # Input preparation
@@ -177,52 +184,64 @@ class RQVAEModel(RQVAEPreTrainedModel):
             embeddings: One `(n, input_dim)` matrix or a dict name -> `(n, dim)` matrix.
 
         Returns:
-            `(inputs, present)`: the model input `(n, input_dim)` and a 0/1 mask `(n, input_dim)` of the
-            dimensions that belong to present modalities.
+            `(inputs, mask)`: the model input `(n, input_dim)` and a 0/1 mask of the dimensions that belong to
+            present modalities, `(n, input_dim)` (or `(n, 1)` of ones with a single modality).
         """
         raw = concat_modalities(embeddings, self.config.modality_dims).to(self.device)  # (n, D)
-        if not torch.isfinite(raw.nan_to_num(0.0)).all():
-            bad = (~torch.isfinite(raw.nan_to_num(0.0))).any(1).nonzero().flatten()[:10].tolist()
-            raise ValueError(f"Embeddings contain infinite values (rows {bad}); remove or fix these items.")
-        weights = self.config.modality_weights or {}
-        blocks, presence, block_weights = [], [], []
-        start = 0
-        for name, dim in self.config.modality_dims.items():
-            block = raw[:, start : start + dim]  # (n, dim)
-            start += dim
-            nan = torch.isnan(block)
-            all_nan = nan.all(1)
-            partial = nan.any(1) & ~all_nan
-            if partial.any():
-                bad = partial.nonzero().flatten()[:10].tolist()
+        cfg = self.config
+        dims = list(cfg.modality_dims.values())
+        blocks = list(torch.split(raw, dims, dim=1)) if len(dims) > 1 else [raw]
+        presence = []
+        for i, (name, block) in enumerate(zip(cfg.modality_dims, blocks)):
+            norm = block.norm(dim=1, keepdim=True)  # (n, 1); NaN/inf anywhere in a row shows here
+            if not bool(torch.isfinite(norm).all()):
+                inf_rows = torch.isinf(block).any(1)  # (n,)
+                if inf_rows.any():
+                    bad = inf_rows.nonzero().flatten()[:10].tolist()
+                    raise ValueError(
+                        f"Modality {name!r} has infinite values (rows {bad}); fix or drop these items."
+                    )
+                nan = torch.isnan(block)
+                if not nan.any():
+                    raise ValueError(f"Modality {name!r} has values too large for float32 norms; rescale it.")
+                all_nan = nan.all(1)
+                partial = nan.any(1) & ~all_nan
+                if partial.any():
+                    bad = partial.nonzero().flatten()[:10].tolist()
+                    raise ValueError(
+                        f"Modality {name!r} has rows with some (not all) NaN values (rows {bad}); a missing "
+                        "modality must be a row of all NaN or all zeros. Fix or drop these rows."
+                    )
+                block = block.nan_to_num(0.0)
+                norm = block.norm(dim=1, keepdim=True)  # (n, 1)
+            presence.append(norm > 0)
+            blocks[i] = block / norm.clamp_min(1e-12) if cfg.normalize_inputs else block
+        present = torch.cat(presence, dim=1)  # (n, modalities) bool
+        if len(dims) == 1:
+            if not bool(present.all()):
+                bad = (~present[:, 0]).nonzero().flatten()[:10].tolist()
                 raise ValueError(
-                    f"Modality {name!r} has rows with some (not all) NaN values (rows {bad}); a missing modality "
-                    "must be a row of all NaN or all zeros. Fix or drop these rows."
+                    f"Items {bad} have an all-zero or NaN embedding; drop them or give an embedding."
                 )
-            block = block.nan_to_num(0.0)
-            present = ~all_nan & (block.abs().sum(1) > 0)  # (n,)
-            if self.config.normalize_inputs:
-                block = F.normalize(block, dim=1)
-            blocks.append(block)
-            presence.append(present)
-            block_weights.append(float(weights.get(name, 1.0)))
-        present_m = torch.stack(presence, dim=1).float()  # (n, modalities)
-        if not present_m.any(1).all():
-            bad = (~present_m.bool().any(1)).nonzero().flatten()[:10].tolist()
+            return blocks[0], raw.new_ones(raw.shape[0], 1)
+        if not bool(present.any(1).all()):
+            bad = (~present.any(1)).nonzero().flatten()[:10].tolist()
             raise ValueError(
                 f"Items {bad} have no modality at all (every block NaN or zero); drop them or give an embedding."
             )
-        w = torch.tensor(block_weights, device=raw.device)  # (modalities,)
-        total_w = (present_m * w).sum(1, keepdim=True)  # (n, 1)
-        full_w = w.sum()
-        # Unit-norm inputs: sqrt(w_m / W_present); without normalisation keep the full-data norm ratio.
-        if self.config.normalize_inputs:
-            scale = (w / total_w).sqrt() * present_m  # (n, modalities)
+        weights = cfg.modality_weights or {}
+        w = torch.tensor([float(weights.get(m, 1.0)) for m in cfg.modality_dims], device=raw.device)
+        present_f = present.float()  # (n, modalities)
+        total_w = (present_f * w).sum(1, keepdim=True)  # (n, 1)
+        # Unit-norm inputs: sqrt(w_m / W_present); without normalisation the present blocks are scaled up by
+        # sqrt(W_all / W_present) so the expected norm matches an item with every modality.
+        if cfg.normalize_inputs:
+            scale = (w / total_w).sqrt() * present_f  # (n, modalities)
         else:
-            scale = (w / w.max()).sqrt() * (full_w / total_w).sqrt() * present_m
-        dims = torch.tensor(list(self.config.modality_dims.values()), device=raw.device)
-        x = torch.cat(blocks, dim=1) * scale.repeat_interleave(dims, dim=1)  # (n, D)
-        mask = present_m.repeat_interleave(dims, dim=1)  # (n, D)
+            scale = (w / w.max()).sqrt() * (w.sum() / total_w).sqrt() * present_f
+        dims_t = torch.tensor(dims, device=raw.device)
+        x = torch.cat([b * scale[:, i : i + 1] for i, b in enumerate(blocks)], dim=1)  # (n, D)
+        mask = present_f.repeat_interleave(dims_t, dim=1)  # (n, D)
         return x, mask
 
     def _straight_through(self, z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -264,6 +283,11 @@ class RQVAEModel(RQVAEPreTrainedModel):
         cfg = self.config
         x, mask = self.prepare_inputs(embeddings)  # (B, D), (B, D)
         z = self.encoder(x)  # (B, latent)
+        if self.training:
+            warmup = self.in_warmup
+            self.num_training_steps += 1
+            if warmup:
+                return self._warmup_forward(x, mask, z, pair_embeddings, return_dict)
         qo = self.quantizer(z)
         levels = qo.quantized_levels  # (B, L, latent)
         if self.training and cfg.progressive_masking_prob > 0:
@@ -298,6 +322,25 @@ class RQVAEModel(RQVAEPreTrainedModel):
             latents=z,
             reconstruction=recon,
             utilization=qo.utilization,
+        )
+        return out if return_dict is not False else out.to_tuple()
+
+    def _warmup_forward(self, x, mask, z, pair_embeddings, return_dict) -> RQVAEOutput | tuple:
+        """Autoencoder step without quantization (the `autoencoder_warmup_steps` before codebook init)."""
+        recon = self.decoder(z)  # (B, D)
+        reconstruction_loss = ((recon - x).pow(2) * mask).sum(-1).mean()
+        zero = z.new_zeros(())
+        contrastive_loss = zero if pair_embeddings is None else self.contrastive_loss(pair_embeddings)
+        loss = reconstruction_loss + self.config.contrastive_weight * contrastive_loss
+        out = RQVAEOutput(
+            loss=loss,
+            reconstruction_loss=reconstruction_loss.detach(),
+            quantization_loss=zero,
+            codebook_loss=zero,
+            commitment_loss=zero,
+            contrastive_loss=contrastive_loss.detach(),
+            latents=z,
+            reconstruction=recon,
         )
         return out if return_dict is not False else out.to_tuple()
 

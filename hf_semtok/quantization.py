@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ResidualQuantizer", "QuantizerOutput", "kmeans", "squared_distances"]
+__all__ = ["ResidualQuantizer", "QuantizerOutput", "kmeans", "nearest_code", "squared_distances"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,13 @@ def squared_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     x_sq = x.pow(2).sum(-1, keepdim=True)  # (n, 1)
     c_sq = codebook.pow(2).sum(-1)  # (k,)
     return torch.addmm(c_sq.unsqueeze(0) + x_sq, x, codebook.t(), alpha=-2.0).clamp_min_(0.0)  # (n, k)
+
+
+def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest row of `codebook` (k, d) for each row of `x` (n, d) -> (n,) int64."""
+    # argmin ||x - c||^2 = argmin (||c||^2 - 2 x.c); `min().indices` is ~3x faster than argmin on CPU.
+    scores = torch.addmm(codebook.pow(2).sum(-1), x, codebook.t(), alpha=-2.0)  # (n, k)
+    return scores.min(dim=1).indices
 
 
 @torch.no_grad()
@@ -68,7 +75,7 @@ def kmeans(
         centroids[j] = sample[pick]
         closest = torch.minimum(closest, squared_distances(sample, centroids[j : j + 1]).squeeze(1))
     for _ in range(num_iters):
-        assign = squared_distances(x, centroids).argmin(1)  # (n,)
+        assign = nearest_code(x, centroids)  # (n,)
         sums = torch.zeros_like(centroids).index_add_(0, assign, x)  # (k, d)
         counts = torch.bincount(assign, minlength=num_clusters).float()  # (k,)
         empty = counts == 0
@@ -157,20 +164,21 @@ class ResidualQuantizer(nn.Module):
         for codebook in self.codebooks:
             centroids = kmeans(residual, codebook.shape[0], self.kmeans_iters, generator=generator)
             codebook.data.copy_(centroids.to(codebook))
-            codes = squared_distances(residual, codebook).argmin(1)  # (n,)
-            residual = residual - codebook[codes]
+            residual = residual - codebook[nearest_code(residual, codebook)]
         self.initialized.fill_(True)
 
     def utilization_counts(self) -> list[torch.Tensor]:
         """Per level, how often each code was chosen in training since the counters were last reset."""
         return [self._usage(level, "total").clone() for level in range(self.num_levels)]
 
-    def reset_usage(self) -> None:
-        """Zero the training usage counters."""
+    def reset_usage(self, include_recent: bool = True) -> None:
+        """Zero the training usage counters (`include_recent=False`: only the totals, not the reseed window)."""
         for level in range(self.num_levels):
             self._usage(level, "total").zero_()
-            self._usage(level, "recent").zero_()
-        self.steps_since_reseed.zero_()
+            if include_recent:
+                self._usage(level, "recent").zero_()
+        if include_recent:
+            self.steps_since_reseed.zero_()
 
     @torch.no_grad()
     def _reseed_dead_codes(self, level: int, residual: torch.Tensor) -> int:
@@ -202,7 +210,7 @@ class ResidualQuantizer(nn.Module):
             if reseed:
                 self.num_reseeded += self._reseed_dead_codes(level, residual)
             with torch.no_grad():
-                idx = squared_distances(residual.detach(), codebook).argmin(1)  # (batch,)
+                idx = nearest_code(residual.detach(), codebook)  # (batch,)
             q = codebook[idx]  # (batch, dim), differentiable w.r.t. the codebook
             codebook_loss = codebook_loss + (q - residual.detach()).pow(2).mean()
             commitment_loss = commitment_loss + (residual - q.detach()).pow(2).mean()
@@ -229,14 +237,15 @@ class ResidualQuantizer(nn.Module):
         """Codes of `latents` `(n, dim)` -> `(n, levels)` int64 (and the last level's distances `(n, k_L)`)."""
         residual = latents
         codes = []
-        dist = None
-        for codebook in self.codebooks:
-            dist = squared_distances(residual, codebook)  # (n, k)
-            idx = dist.argmin(1)  # (n,)
+        for level, codebook in enumerate(self.codebooks):
+            idx = nearest_code(residual, codebook)  # (n,)
             codes.append(idx)
-            residual = residual - codebook[idx]
+            if level < self.num_levels - 1:
+                residual = residual - codebook[idx]
         codes_t = torch.stack(codes, dim=1)  # (n, levels)
-        return (codes_t, dist) if return_distances else codes_t
+        if not return_distances:
+            return codes_t
+        return codes_t, squared_distances(residual, self.codebooks[-1])  # (n, k_last)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Sum of the codebook vectors of `codes` `(n, prefix_len <= levels)` -> `(n, dim)`."""

@@ -1,0 +1,392 @@
+"""`train_rqvae`: item embeddings (+ optional co-occurrence) -> trained RQ-VAE, unique SIDs and a quality report.
+
+Training runs on the stock `transformers.Trainer`: the model's `forward` returns the loss and its breakdown,
+a collator gathers rows (and co-occurring pairs) from the in-memory matrix, k-means initialisation runs in a
+callback at the start of training, and dead-code re-seeding happens inside the quantizer's training forward.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from hf_semtok.configuration_rqvae import RQVAEConfig
+from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FILE
+from hf_semtok.modeling_rqvae import EmbeddingsInput, RQVAEModel, concat_modalities
+from hf_semtok.sids import (
+    SIDTable,
+    assign_unique_sids,
+    format_quality_table,
+    sid_quality_report,
+    write_json_atomic,
+)
+
+__all__ = ["train_rqvae", "RQVAETrainingResult"]
+
+logger = logging.getLogger(__name__)
+
+TRAINING_HISTORY_FILE = "training_history.json"
+QUALITY_TABLE_FILE = "sid_quality.md"
+_BREAKDOWN = (
+    "reconstruction_loss",
+    "quantization_loss",
+    "commitment_loss",
+    "codebook_loss",
+    "contrastive_loss",
+)
+
+
+@dataclass
+class RQVAETrainingResult:
+    """What [`train_rqvae`] returns.
+
+    Attributes:
+        model: The trained `RQVAEModel` (eval mode).
+        sid_table: Unique SIDs of the training items.
+        report: The [`sid_quality_report`] plus training facts (`training_time_s`, `steps`, `reseeded_codes`).
+        history: Logged training records (loss, its breakdown, per-level utilisation, learning rate, step).
+    """
+
+    model: RQVAEModel
+    sid_table: SIDTable
+    report: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _RowDataset(torch.utils.data.Dataset):
+    """Item indices; the collator gathers the rows (one tensor index instead of n small tensors)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+class _RowCollator:
+    """Gather a batch of item rows and, with pairs, as many random co-occurring pairs (seeded)."""
+
+    def __init__(
+        self, raw: torch.Tensor, pairs: torch.Tensor | None, pairs_per_batch: int, seed: int
+    ) -> None:
+        self.raw = raw  # (n, D)
+        self.pairs = pairs  # (P, 2) or None
+        self.pairs_per_batch = pairs_per_batch
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        batch = {"embeddings": self.raw[torch.as_tensor(indices)]}  # (B, D)
+        if self.pairs is not None:
+            pick = torch.randint(0, len(self.pairs), (self.pairs_per_batch,), generator=self.generator)
+            batch["pair_embeddings"] = self.raw[self.pairs[pick]]  # (P, 2, D)
+        return batch
+
+
+class _CodebookCallback(TrainerCallback):
+    """k-means initialisation of the codebooks on a data sample, once the autoencoder warm-up is over."""
+
+    def __init__(self, embeddings: torch.Tensor, seed: int, max_samples: int) -> None:
+        self.embeddings = embeddings
+        self.seed = seed
+        self.max_samples = max_samples
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):  # noqa: D102
+        if model is None or not model.config.kmeans_init or bool(model.quantizer.initialized):
+            return
+        if not model.in_warmup:
+            model.initialize_codebooks(self.embeddings, max_samples=self.max_samples, seed=self.seed)
+            logger.info(
+                "step %d: k-means initialised %d codebooks", state.global_step, model.config.num_levels
+            )
+
+
+class _RQVAETrainer(Trainer):
+    """`Trainer` that also logs the loss breakdown and per-level code utilisation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sums: dict[str, float] = defaultdict(float)
+        self._count = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        outputs = model(**inputs)
+        for key in _BREAKDOWN:
+            self._sums[key] += float(getattr(outputs, key))
+        self._count += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        if self._count and "loss" in logs:
+            for key in _BREAKDOWN:
+                logs[key] = round(self._sums[key] / self._count, 6)
+            quantizer = self.accelerator.unwrap_model(self.model).quantizer
+            for level, counts in enumerate(quantizer.utilization_counts()):
+                logs[f"utilization_{level}"] = round(float((counts > 0).float().mean()), 4)
+            logs["reseeded_codes"] = quantizer.num_reseeded
+            quantizer.reset_usage(include_recent=False)
+            self._sums.clear()
+            self._count = 0
+            logger.info("step %d: %s", self.state.global_step, logs)
+        super().log(logs, *args, **kwargs)
+
+
+def _resolve_pairs(
+    cooccurrence_pairs: Any,
+    histories: Any,
+    window: int,
+    item_ids: list[str],
+) -> np.ndarray | None:
+    n = len(item_ids)
+    if cooccurrence_pairs is None and histories is not None:
+        from hf_semtok.data.cooccurrence import build_cooccurrence_pairs
+
+        return build_cooccurrence_pairs(histories, window=window, item_ids=item_ids)
+    if cooccurrence_pairs is None:
+        return None
+    arr = np.asarray(cooccurrence_pairs, dtype=object if _has_strings(cooccurrence_pairs) else None)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"`cooccurrence_pairs` must be (n_pairs, 2), got shape {arr.shape}.")
+    if arr.dtype == object:  # item ids
+        index = {item: i for i, item in enumerate(item_ids)}
+        unknown = sorted({str(v) for v in arr.ravel() if str(v) not in index})
+        if unknown:
+            raise ValueError(
+                f"`cooccurrence_pairs` name {len(unknown)} unknown items, e.g. {unknown[:5]}; pairs must use the "
+                "ids of `item_ids` (or row indices)."
+            )
+        return np.array([[index[str(a)], index[str(b)]] for a, b in arr], dtype=np.int64).reshape(-1, 2)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"`cooccurrence_pairs` must hold item indices or item ids, got dtype {arr.dtype}.")
+    bad = (arr < 0) | (arr >= n)
+    if bad.any():
+        raise ValueError(
+            f"`cooccurrence_pairs` name unknown items: index {int(arr[bad][0])} is outside [0, {n}); "
+            "indices refer to rows of `embeddings`."
+        )
+    return arr.astype(np.int64)
+
+
+def _has_strings(pairs: Any) -> bool:
+    try:
+        return len(pairs) > 0 and isinstance(pairs[0][0], str)
+    except (TypeError, IndexError, KeyError):
+        return False
+
+
+def train_rqvae(
+    embeddings: EmbeddingsInput,
+    config: RQVAEConfig | None = None,
+    item_ids: Sequence[str] | None = None,
+    cooccurrence_pairs: Any = None,
+    histories: Mapping[str, Sequence[str]] | Sequence[Sequence[str]] | None = None,
+    window: int = 3,
+    epochs: float = 100.0,
+    max_steps: int = -1,
+    batch_size: int = 1024,
+    learning_rate: float = 2e-3,
+    weight_decay: float = 0.0,
+    lr_scheduler_type: str = "cosine",
+    warmup_ratio: float = 0.1,
+    seed: int = DEFAULT_SEED,
+    output_dir: str | os.PathLike | None = None,
+    collision_strategy: str = "extra_level",
+    extra_level_size: int | None = None,
+    kmeans_samples: int = 20_000,
+    logging_steps: int = 50,
+    progress: bool = True,
+    use_cpu: bool | None = None,
+    report: bool = True,
+) -> RQVAETrainingResult:
+    """Train an RQ-VAE on item embeddings and assign every item a unique Semantic ID.
+
+    Args:
+        embeddings: `(n_items, dim)` matrix or dict name -> `(n_items, dim_m)` (numpy or torch). Missing
+            modalities follow the rule of `hf_semtok.modeling_rqvae` (a row of NaN or zeros).
+        config: An `RQVAEConfig`; default: the default config with `modality_dims` taken from `embeddings`.
+        item_ids: One id per row (default: `"0"`, `"1"`, ...).
+        cooccurrence_pairs: Co-occurring items for the contrastive loss: `(n_pairs, 2)` row indices or item ids.
+        histories: User histories (use training histories only); turned into pairs with
+            `build_cooccurrence_pairs(histories, window)` when `cooccurrence_pairs` is not given.
+        window: Co-occurrence window for `histories`.
+        epochs: Training epochs (ignored when `max_steps > 0`).
+        max_steps: Training steps; overrides `epochs` when > 0.
+        batch_size: Items per step (and co-occurring pairs per step).
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        lr_scheduler_type: A `transformers` scheduler name.
+        warmup_ratio: When `config.autoencoder_warmup_steps` is 0, this fraction of the training steps trains the
+            encoder and decoder as a plain autoencoder before the k-means codebook initialisation (0 disables).
+        seed: Seed of weights, batches, pair sampling and k-means: the same seed gives the same SIDs.
+        output_dir: If set, write `config.json` + `model.safetensors`, the SID table, the quality report (JSON
+            and Markdown) and the training history there, atomically (temporary directory, then rename).
+        collision_strategy: `"extra_level"` or `"reassign"` (see `hf_semtok.sids`).
+        extra_level_size: Size of the dedup level (default: the largest group).
+        kmeans_samples: Items sampled for the k-means codebook initialisation.
+        logging_steps: Steps between two logged records.
+        progress: Show a progress bar.
+        use_cpu: Force CPU (default: CPU unless CUDA is available).
+        report: Compute the quality report (coherence, reconstruction by prefix).
+
+    Returns:
+        An [`RQVAETrainingResult`].
+    """
+    raw = concat_modalities(
+        embeddings,
+        config.modality_dims if config is not None else _infer_modality_dims(embeddings),
+    )  # (n, D)
+    n = raw.shape[0]
+    if n == 0:
+        raise ValueError("Empty catalogue: `embeddings` has no rows.")
+    if config is None:
+        config = RQVAEConfig(modality_dims=_infer_modality_dims(embeddings))
+    if n < max(config.codebook_sizes):
+        raise ValueError(
+            f"{n} items are fewer than the largest codebook ({max(config.codebook_sizes)} codes): a codebook "
+            "cannot be learned from fewer items than codes. Use smaller `codebook_sizes` (e.g. "
+            f"[{max(2, n // 8)}] * {config.num_levels}) or more items."
+        )
+    item_ids = [str(i) for i in range(n)] if item_ids is None else [str(i) for i in item_ids]
+    if len(item_ids) != n:
+        raise ValueError(f"{len(item_ids)} item ids for {n} embedding rows; give one id per row.")
+    if len(set(item_ids)) != n:
+        raise ValueError("Duplicate item ids; every item needs a distinct id.")
+    pairs = _resolve_pairs(cooccurrence_pairs, histories, window, item_ids)
+    if pairs is not None and not len(pairs):
+        logger.warning("No co-occurrence pairs: training without the contrastive loss.")
+        pairs = None
+    if pairs is None and config.contrastive_weight > 0:
+        logger.warning(
+            "contrastive_weight=%s but no co-occurrence pairs were given.", config.contrastive_weight
+        )
+
+    total_steps = max_steps if max_steps > 0 else int(math.ceil(n / batch_size) * epochs)
+    if config.autoencoder_warmup_steps == 0 and warmup_ratio > 0 and config.kmeans_init:
+        config = copy.deepcopy(config)
+        config.autoencoder_warmup_steps = int(warmup_ratio * total_steps)
+    set_seed(seed)
+    model = RQVAEModel(config)
+    model.prepare_inputs(raw)  # validates NaN / inf / all-missing rows before any training
+    if use_cpu is None:
+        use_cpu = not torch.cuda.is_available()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rqvae-trainer-") as trainer_dir:
+        args = TrainingArguments(
+            output_dir=trainer_dir,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            lr_scheduler_type=lr_scheduler_type,
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            seed=seed,
+            data_seed=seed,
+            logging_steps=logging_steps,
+            save_strategy="no",
+            report_to="none",
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            disable_tqdm=not progress,
+            use_cpu=use_cpu,
+        )
+        trainer = _RQVAETrainer(
+            model=model,
+            args=args,
+            train_dataset=_RowDataset(n),
+            data_collator=_RowCollator(
+                raw, None if pairs is None else torch.from_numpy(pairs), batch_size, seed
+            ),
+            callbacks=[_CodebookCallback(raw, seed, kmeans_samples)],
+        )
+        trainer.train()
+        steps = trainer.state.global_step
+        history = [dict(rec) for rec in trainer.state.log_history]
+    elapsed = time.perf_counter() - start
+    model = model.cpu().eval()
+    codes, distances = model.encode(raw, return_distances=True)
+    table = assign_unique_sids(
+        codes,
+        item_ids,
+        config.codebook_sizes,
+        strategy=collision_strategy,
+        distances=distances,
+        extra_level_size=extra_level_size,
+    )
+    quality = sid_quality_report(model, raw, table, seed=seed) if report else {}
+    quality.update(
+        {
+            "training_time_s": round(elapsed, 2),
+            "steps": steps,
+            "reseeded_codes": model.quantizer.num_reseeded,
+            "num_pairs": 0 if pairs is None else len(pairs),
+        }
+    )
+    logger.info("RQ-VAE trained in %.1f s (%d steps)", elapsed, steps)
+    result = RQVAETrainingResult(model=model, sid_table=table, report=quality, history=history)
+    if output_dir is not None:
+        save_training_result(result, output_dir)
+    return result
+
+
+def _infer_modality_dims(embeddings: EmbeddingsInput) -> dict[str, int]:
+    if isinstance(embeddings, Mapping):
+        dims = {}
+        for name, value in embeddings.items():
+            shape = np.shape(value)
+            if len(shape) != 2:
+                raise ValueError(f"Modality {name!r} must be (n_items, dim), got shape {shape}.")
+            dims[str(name)] = int(shape[1])
+        return dims
+    shape = np.shape(embeddings)
+    if len(shape) != 2:
+        raise ValueError(f"`embeddings` must be (n_items, dim), got shape {shape}.")
+    return {"text": int(shape[1])}
+
+
+def save_training_result(result: RQVAETrainingResult, output_dir: str | os.PathLike) -> Path:
+    """Write model, SID table, quality report and history to `output_dir` atomically.
+
+    Everything goes to a temporary sibling directory first, which then replaces `output_dir`, so a failure
+    never leaves a half-written directory.
+    """
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        result.model.save_pretrained(tmp)
+        result.sid_table.to_json(tmp / SID_TABLE_FILE)
+        write_json_atomic(result.report, tmp / QUALITY_REPORT_FILE)
+        write_json_atomic(result.history, tmp / TRAINING_HISTORY_FILE)
+        if result.report.get("levels"):
+            (tmp / QUALITY_TABLE_FILE).write_text(
+                format_quality_table(result.report) + "\n", encoding="utf-8"
+            )
+        old = None
+        if output_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
+            os.rmdir(old)
+            os.replace(output_dir, old)
+        os.replace(tmp, output_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("Saved RQ-VAE, SID table and quality report to %s", output_dir)
+    return output_dir
