@@ -22,6 +22,11 @@ _GENERIC_CONFIG_KEYS = {
     "use_return_dict",
     "tie_word_embeddings",
     "attn_implementation",
+    # set by `Trainer` / generation utilities on any model config
+    "use_cache",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
 }
 
 

@@ -1,0 +1,172 @@
+"""train_rqvae: reproducibility, outputs on disk, co-occurrence inputs, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel
+
+from hf_semtok.configuration_rqvae import RQVAEConfig
+from hf_semtok.constants import QUALITY_REPORT_FILE, SID_TABLE_FILE
+from hf_semtok.sids import SIDTable
+from hf_semtok.training import train_rqvae
+
+N, DIM = 300, 16
+
+
+def small_config(**kwargs) -> RQVAEConfig:
+    base = {"modality_dims": DIM, "hidden_sizes": [32], "latent_dim": 8, "codebook_sizes": [16, 8]}
+    base.update(kwargs)
+    return RQVAEConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def emb():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(12, DIM))
+    return (centers[rng.integers(0, 12, N)] + 0.3 * rng.normal(size=(N, DIM))).astype(np.float32)
+
+
+def run(emb, **kwargs):
+    defaults = {
+        "config": small_config(),
+        "max_steps": 30,
+        "batch_size": 64,
+        "progress": False,
+        "logging_steps": 10,
+    }
+    defaults.update(kwargs)
+    return train_rqvae(emb, **defaults)
+
+
+@pytest.fixture(scope="module")
+def result(emb):
+    return run(emb, item_ids=[f"i{i}" for i in range(N)])
+
+
+def test_result_and_history(result, emb):
+    table = result.sid_table
+    assert len(table) == N and table.item_ids[0] == "i0"
+    assert len(np.unique(table.codes, axis=0)) == N
+    assert not result.model.training
+    np.testing.assert_array_equal(table.codes[:, :2], result.model.encode(emb).numpy())
+    logged = [h for h in result.history if "reconstruction_loss" in h]
+    assert len(logged) == 3
+    assert {"commitment_loss", "codebook_loss", "contrastive_loss", "utilization_0", "utilization_1"} <= set(
+        logged[0]
+    )
+    assert logged[-1]["loss"] < logged[0]["loss"]
+    assert result.report["steps"] == 30 and result.report["training_time_s"] > 0
+    # k-means ran after the default 10% autoencoder warm-up
+    assert result.model.config.autoencoder_warmup_steps == 3 and bool(result.model.quantizer.initialized)
+    assert "coherence_first_level" in result.report
+
+
+def test_same_seed_same_sids(result, emb):
+    again = run(emb, item_ids=[f"i{i}" for i in range(N)])
+    np.testing.assert_array_equal(again.sid_table.codes, result.sid_table.codes)
+    other = run(emb, item_ids=[f"i{i}" for i in range(N)], seed=7)
+    assert not np.array_equal(other.sid_table.codes, result.sid_table.codes)
+
+
+def test_output_dir_written_atomically(emb, tmp_path):
+    out = tmp_path / "rqvae"
+    out.mkdir()
+    (out / "stale.txt").write_text("old run")
+    result = run(emb, output_dir=out, collision_strategy="reassign")
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        SID_TABLE_FILE,
+        QUALITY_REPORT_FILE,
+        "sid_quality.md",
+    } <= names
+    assert "stale.txt" not in names  # replaced as a whole
+    assert [p.name for p in tmp_path.iterdir()] == ["rqvae"]  # no temporary directories left
+    table = SIDTable.from_json(out / SID_TABLE_FILE)
+    assert table.as_dict() == result.sid_table.as_dict() and table.collision_strategy == "reassign"
+    model = AutoModel.from_pretrained(out)
+    np.testing.assert_array_equal(model.encode(emb).numpy(), result.model.encode(emb).numpy())
+    report = json.loads((out / QUALITY_REPORT_FILE).read_text())
+    assert report["collisions"]["collision_rate_before"] == result.sid_table.stats["collision_rate_before"]
+
+
+def test_failed_save_leaves_nothing(emb, tmp_path, monkeypatch):
+    def boom(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SIDTable, "to_json", boom)
+    with pytest.raises(OSError, match="disk full"):
+        run(emb, output_dir=tmp_path / "rqvae", max_steps=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cooccurrence_pairs_by_id_and_histories(emb):
+    ids = [f"i{i}" for i in range(N)]
+    config = small_config(contrastive_weight=0.5)
+    by_id = run(
+        emb,
+        config=config,
+        item_ids=ids,
+        cooccurrence_pairs=[("i0", "i1"), ("i2", "i3")],
+        max_steps=6,
+        logging_steps=2,
+    )
+    assert by_id.report["num_pairs"] == 2
+    assert any(h.get("contrastive_loss", 0) > 0 for h in by_id.history)
+    histories = {"u1": ["i0", "i1", "i2", "i3"], "u2": ["i5", "i4"]}
+    from_hist = run(emb, config=config, item_ids=ids, histories=histories, window=2, max_steps=6)
+    assert from_hist.report["num_pairs"] == 6  # (0,1) (1,2) (2,3) (0,2) (1,3) (5,4)
+
+
+def test_multimodal_with_missing_rows():
+    rng = np.random.default_rng(1)
+    text = rng.normal(size=(200, 8)).astype(np.float32)
+    image = rng.normal(size=(200, 4)).astype(np.float32)
+    image[:20] = np.nan  # items without an image
+    config = RQVAEConfig(
+        modality_dims={"text": 8, "image": 4}, hidden_sizes=[16], latent_dim=4, codebook_sizes=[8, 4]
+    )
+    result = train_rqvae(
+        {"text": text, "image": image}, config=config, max_steps=10, batch_size=50, progress=False
+    )
+    assert len(np.unique(result.sid_table.codes, axis=0)) == 200
+    assert np.isfinite(result.report["reconstruction_error"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cooccurrence_pairs": [("i0", "nope")]}, "unknown items"),
+        ({"cooccurrence_pairs": np.array([[0, N]])}, "outside \\[0, 300\\)"),
+        ({"cooccurrence_pairs": np.array([0, 1])}, "\\(n_pairs, 2\\)"),
+        ({"histories": {"u": ["i0", "ghost"]}}, "not in item_ids"),
+        ({"item_ids": ["x"] * N}, "Duplicate item ids"),
+        ({"item_ids": ["x"]}, "1 item ids for 300"),
+        ({"config": small_config(codebook_sizes=[512, 8])}, "fewer than the largest codebook"),
+        ({"config": small_config(modality_dims=10)}, "dimension 16 but the config expects 10"),
+    ],
+)
+def test_bad_inputs_raise(emb, kwargs, message):
+    kwargs.setdefault("item_ids", [f"i{i}" for i in range(N)])
+    with pytest.raises(ValueError, match=message):
+        run(emb, **kwargs)
+
+
+def test_bad_embeddings_raise(emb):
+    with pytest.raises(ValueError, match="Empty catalogue"):
+        train_rqvae(np.zeros((0, DIM), np.float32), config=small_config())
+    bad = emb.copy()
+    bad[3, 2] = np.inf
+    with pytest.raises(ValueError, match="infinite"):
+        run(bad)
+    bad = emb.copy()
+    bad[4, :3] = np.nan
+    with pytest.raises(ValueError, match="some \\(not all\\) NaN"):
+        run(bad)
+    with pytest.raises(ValueError, match="must be \\(n_items, dim\\)"):
+        train_rqvae(torch.zeros(5))
