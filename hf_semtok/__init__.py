@@ -33,6 +33,10 @@ _EXPORTS: dict[str, str] = {
     "embed_texts": "data.embeddings",
     # tokenizer
     "SemanticIDTokenizer": "tokenization_semtok",
+    "SemanticIDTokenizerConfig": "tokenization_semtok",
+    "sid_lora_config": "modeling_utils",
+    "render_tokenizer_card": "hub",
+    "push_tokenizer_to_hub": "hub",
     "extend_model": "modeling_utils",
     "train_base_tokenizer": "base_models",
     "build_causal_lm": "base_models",
