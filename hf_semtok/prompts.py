@@ -1,0 +1,99 @@
+"""The text formats shared by training and inference.
+
+A training example and a recommendation prompt must be tokenised the same way, so both are built here:
+
+- `history_prompt(tokenizer, history)`: the text the model reads before it writes the next item. It ends
+  right before `<|sid_start|>`, with no trailing space, so the first generated token is the SID start marker.
+- `target_text(tokenizer, item_id)`: what the model should write: the item's SID string then the EOS token.
+
+Without a chat template the prompt is `"User history: <sid><sid>...\\nNext item:"` (each SID optionally
+followed by its title); with one (and `use_chat_template` not False) the same content is the user message and
+the template's generation prompt follows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["history_prompt", "target_text", "HISTORY_PREFIX", "NEXT_ITEM_SUFFIX"]
+
+HISTORY_PREFIX = "User history:"
+NEXT_ITEM_SUFFIX = "\nNext item:"
+_TITLE_SEPARATOR = "; "
+
+
+def _history_body(
+    tokenizer: Any, history: Sequence[str], titles: Mapping[str, str] | None, max_history: int | None
+) -> str:
+    if isinstance(history, str):
+        raise ValueError("history must be a sequence of item ids, not one string; wrap it in a list.")
+    if max_history is not None:
+        if max_history < 1:
+            raise ValueError(f"max_history must be >= 1 or None, got {max_history}.")
+        history = list(history)[-max_history:]
+    parts = []
+    for item_id in history:
+        sid = tokenizer.items_to_text([item_id])
+        title = titles.get(item_id) if titles else None
+        parts.append(f"{sid} {title}{_TITLE_SEPARATOR}" if title else sid)
+    return HISTORY_PREFIX + " " + "".join(parts).rstrip()
+
+
+def history_prompt(
+    tokenizer: Any,
+    history: Sequence[str],
+    titles: Mapping[str, str] | None = None,
+    max_history: int | None = 20,
+    use_chat_template: bool | None = None,
+) -> str:
+    """Build the prompt that precedes the next item's SID.
+
+    Args:
+        tokenizer: A `SemanticIDTokenizer` (anything with `items_to_text` and, optionally, a chat template).
+        history: The user's item ids, oldest first.
+        titles: Optional item id -> title; titles are written after each SID.
+        max_history: Keep only the most recent `max_history` items (TIGER uses 20); `None` keeps all.
+        use_chat_template: `None` uses the tokenizer's chat template when it has one; `False` never does;
+            `True` requires one.
+
+    Returns:
+        The prompt text. It ends right before `<|sid_start|>` with no trailing space.
+    """
+    body = _history_body(tokenizer, history, titles, max_history)
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if use_chat_template and not has_template:
+        raise ValueError(
+            "use_chat_template=True but the tokenizer has no chat template; set tokenizer.chat_template or "
+            "pass use_chat_template=None/False."
+        )
+    if has_template and use_chat_template is not False:
+        messages = [{"role": "user", "content": body + NEXT_ITEM_SUFFIX}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text.rstrip(" ")
+    return body + NEXT_ITEM_SUFFIX
+
+
+def target_text(tokenizer: Any, item_id: str, prefix_levels: int | None = None) -> str:
+    """The completion for `item_id`: its SID string (markers included) followed by the EOS token.
+
+    Args:
+        tokenizer: A `SemanticIDTokenizer`.
+        item_id: The next item.
+        prefix_levels: If given, only the first `prefix_levels` codes are written (then `<|sid_end|>`): a
+            coarse target for progressive-prefix training.
+
+    Returns:
+        The target text.
+    """
+    eos = tokenizer.eos_token or ""
+    if prefix_levels is None:
+        return tokenizer.items_to_text([item_id]) + eos
+    num_levels = tokenizer.num_levels
+    if not 1 <= prefix_levels <= num_levels:
+        raise ValueError(f"prefix_levels must be in [1, {num_levels}], got {prefix_levels}.")
+    from .constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
+
+    codes = tokenizer.item_to_sid(item_id)[:prefix_levels]
+    sid = "".join(SID_TOKEN_TEMPLATE.format(level=lvl, code=c) for lvl, c in enumerate(codes))
+    return SID_START_TOKEN + sid + SID_END_TOKEN + eos
