@@ -540,11 +540,17 @@ def recommend(
     was_training = model.training
     model.eval()
 
-    results: list[list[tuple[Any, ...]]] = []
+    all_prompts = [
+        history_prompt(tokenizer, list(h), titles=titles, max_history=max_history) for h in histories
+    ]
+    # Users with prompts of similar length share a batch (less padding); results go back in input order.
+    order = sorted(range(len(histories)), key=lambda i: len(all_prompts[i]))
+    results: list[list[tuple[Any, ...]]] = [[] for _ in histories]
     starts = range(0, len(histories), batch_size)
     for first in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
-        batch = histories[first : first + batch_size]
-        prompts = [history_prompt(tokenizer, list(h), titles=titles, max_history=max_history) for h in batch]
+        users = order[first : first + batch_size]
+        batch = [histories[i] for i in users]
+        prompts = [all_prompts[i] for i in users]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
         input_ids = enc["input_ids"].to(device)  # (batch, prompt_len)
         attention_mask = enc["attention_mask"].to(device)
@@ -593,7 +599,7 @@ def recommend(
                 taken.add(sid)
                 if len(ranked) == k:
                     break
-            results.append(ranked)
+            results[users[user]] = ranked
     if was_training:
         model.train()
     return results

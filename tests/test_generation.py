@@ -365,6 +365,9 @@ def test_recommend_returns_ranked_distinct_catalogue_items(rec_setup):
     # the same users one by one (no padding) get the same items
     single = recommend(model, tok, histories, k=5, num_beams=8, batch_size=1, progress=False)
     assert [[i for i, _ in r] for r in single] == [[i for i, _ in r] for r in out]
+    # results come back in input order whatever the batching (users are grouped by prompt length inside)
+    backwards = recommend(model, tok, histories[::-1], k=5, num_beams=8, batch_size=3, progress=False)
+    assert [[i for i, _ in r] for r in backwards[::-1]] == [[i for i, _ in r] for r in out]
 
 
 def test_recommend_scores_are_exact_sid_log_probs(rec_setup):
