@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "--num_threads", type=int, default=1, help="torch threads (1: stable timings on a shared machine)"
     )
     args = parser.parse_args(argv)
-    repeats = 3 if args.quick else 7
+    repeats = 3 if args.quick else 11
     torch.set_num_threads(args.num_threads)
     torch.manual_seed(0)
     _, _, _, vocab = token_layout()
