@@ -92,7 +92,11 @@ def ranking_metrics(
     return out
 
 
-def _split_examples(test_examples: Sequence[tuple[Sequence[str], str]]) -> tuple[list[list[str]], list[str]]:
+def _split_examples(
+    test_examples: Sequence[tuple[Sequence[str], str]] | Mapping[Any, tuple[Sequence[str], str]],
+) -> tuple[list[list[str]], list[str]]:
+    if isinstance(test_examples, Mapping):  # {user: (history, target)}, as leave_one_out_split returns
+        test_examples = [test_examples[user] for user in sorted(test_examples)]
     histories, targets = [], []
     for i, example in enumerate(test_examples):
         if not isinstance(example, (tuple, list)) or len(example) != 2:
@@ -108,7 +112,7 @@ def _split_examples(test_examples: Sequence[tuple[Sequence[str], str]]) -> tuple
 def evaluate_recommender(
     model: Any,
     tokenizer: Any,
-    test_examples: Sequence[tuple[Sequence[str], str]],
+    test_examples: Sequence[tuple[Sequence[str], str]] | Mapping[Any, tuple[Sequence[str], str]],
     ks: Iterable[int] = (5, 10),
     num_beams: int | None = None,
     batch_size: int = 16,
@@ -128,7 +132,8 @@ def evaluate_recommender(
     Args:
         model: The fine-tuned causal LM.
         tokenizer: Its `SemanticIDTokenizer`.
-        test_examples: `(history, target)` pairs, e.g. the test split of `leave_one_out_split`.
+        test_examples: `(history, target)` pairs, or `{user: (history, target)}` as the test split of
+            `leave_one_out_split` (users in sorted order).
         ks: Cut-offs (at least 5 and 10 in the papers).
         num_beams: Beam width (defaults to `recommend`'s, `max(max(ks), 20)`).
         batch_size: Users per `generate()` call.
@@ -171,7 +176,7 @@ def evaluate_recommender(
 
 def popularity_baseline(
     train_histories: Mapping[Any, Sequence[str]] | Sequence[Sequence[str]],
-    test_examples: Sequence[tuple[Sequence[str], str]],
+    test_examples: Sequence[tuple[Sequence[str], str]] | Mapping[Any, tuple[Sequence[str], str]],
     ks: Iterable[int] = (5, 10),
     exclude_seen: bool = False,
 ) -> dict[str, Any]:
@@ -185,7 +190,7 @@ def popularity_baseline(
     Args:
         train_histories: Training histories, as `{user: [item, ...]}` or a list of lists (training split only,
             so that test targets do not leak into the counts).
-        test_examples: `(history, target)` pairs.
+        test_examples: `(history, target)` pairs, or `{user: (history, target)}`.
         ks: Cut-offs.
         exclude_seen: Skip items already in the user's history.
 

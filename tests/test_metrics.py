@@ -56,6 +56,8 @@ def test_popularity_baseline_hand_computed():
     assert out["recall@1"] == 0.0
     assert out["recall@3"] == pytest.approx(2 / 3)
     assert out["ndcg@3"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(4)) / 3)
+    as_dict = popularity_baseline(train, {f"u{i}": ex for i, ex in enumerate(tests)}, ks=(1, 3))
+    assert as_dict == out
     seen = popularity_baseline(list(train.values()), tests, ks=(1, 3), exclude_seen=True)
     # user 1 gets c, d; user 2 gets a, b, d; user 3 gets b, c, d
     assert seen["recall@1"] == 0.0
