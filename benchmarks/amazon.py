@@ -154,6 +154,14 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
 def _write_json(data: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -186,27 +194,44 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _fmt(m: dict[str, Any]) -> str:
+    return " | ".join(f"{m[k]:.4f}" for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"))
+
+
 def write_markdown(results_dir: Path = RESULTS) -> str:
     """Regenerate `amazon.md` from every `amazon_*.json` in `results_dir` and return its text."""
-    rows = []
-    for path in sorted(results_dir.glob("amazon_*.json")):
-        rows.append(json.loads(path.read_text(encoding="utf-8")))
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("amazon_*.json"))]
     lines = [
-        "# Amazon benchmark (leave-one-out, 20-beam constrained decoding, history <= 20 items)",
+        "# Amazon benchmark: generative retrieval with Semantic IDs vs TIGER",
         "",
-        "| dataset | SIDs | features | R@5 | N@5 | R@10 | N@10 | TIGER R@10 / N@10 | popularity R@10 | params | "
-        "tokens seen | train min | test users | command |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Leave-one-out (last item = test), history cut to the last 20 items, full-catalogue ranking by 20-beam "
+        "constrained decoding; a decoder-only generator trained from scratch (device in each JSON). Popularity: the most "
+        "frequent training items, on the same test users. Written by `benchmarks/amazon.py`; one JSON per row.",
     ]
-    for r in sorted(rows, key=lambda r: (r["dataset"], r["run_name"])):
-        m, t, p = r["metrics"], r["tiger"], r["popularity"]
-        tiger = f"{t['recall@10']:.4f} / {t['ndcg@10']:.4f}" if t else "n/a"
-        lines.append(
-            f"| {r['dataset']} | {r['sids']} | {r['features']} | {m['recall@5']:.4f} | {m['ndcg@5']:.4f} | "
-            f"{m['recall@10']:.4f} | {m['ndcg@10']:.4f} | {tiger} | {p['recall@10']:.4f} | "
-            f"{r['model']['num_parameters'] / 1e6:.1f}M | {r['training']['tokens_seen'] / 1e6:.1f}M | "
-            f"{r['training']['train_seconds'] / 60:.1f} | {r['evaluation']['test_users']} | `{r['command']}` |"
-        )
+    for dataset in [d for d in DATASETS if any(r["dataset"] == d for r in runs)]:
+        rows = sorted((r for r in runs if r["dataset"] == dataset), key=lambda r: r["run_name"])
+        lines += [
+            "",
+            f"## {dataset}",
+            "",
+            "| run | SIDs | features | R@5 | N@5 | R@10 | N@10 | params | tokens seen | train min | test users |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        if rows[0]["tiger"]:
+            lines.append(
+                f"| TIGER (Table 1, published) | RQ-VAE 3x256 + dedup | Sentence-T5 text | {_fmt(rows[0]['tiger'])} | ~13M | | | all |"
+            )
+        for r in rows:
+            lines.append(
+                f"| {r['run_name']} | {r['sids']} | {r['features']} | {_fmt(r['metrics'])} | "
+                f"{r['model']['num_parameters'] / 1e6:.1f}M | {r['training']['tokens_seen'] / 1e6:.1f}M | "
+                f"{r['training']['train_seconds'] / 60:.1f} | {r['evaluation']['test_users']} |"
+            )
+        for r in rows:
+            lines.append(
+                f"| popularity ({r['run_name']} users) | | | {_fmt(r['popularity'])} | | | | {r['evaluation']['test_users']} |"
+            )
+        lines += ["", "Commands:", ""] + [f"- {r['run_name']}: `{r['command']}`" for r in rows]
     text = "\n".join(lines) + "\n"
     (results_dir / "amazon.md").write_text(text, encoding="utf-8")
     return text
@@ -260,6 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bench_config": config_to_dict(cfg),
         "command": "python benchmarks/amazon.py " + " ".join(argv),
         "git_commit": _git_commit(),
+        "device": _device(),
         "total_seconds": round(time.perf_counter() - began, 1),
     }
     results_dir = REPO / cfg.results_dir

@@ -8,6 +8,10 @@ training histories written as SID sequences. The next-item loss on every SID pos
 every prefix of it in one pass. Evaluation is leave-one-out: the history is cut to the last `max_history` items,
 and constrained beam search over the catalogue's SIDs gives the ranking (`hf_semtok.metrics.evaluate_recommender`).
 
+Prompts: the generator reads bare SID sequences. `build_sid_tokenizer` gives the tokenizer a chat template
+(`sid_only_chat_template`) that renders `hf_semtok.prompts.history_prompt` as the concatenated SIDs of the history,
+so training and `recommend()` see the same tokens.
+
 Training sequences: a user's training history `[i_1, ..., i_n]` (validation and test targets removed by
 `leave_one_out_split`) is cut into windows of at most `max_history + 1` items. The first window starts at `i_1`
 and every item in it is a target. Later windows start `window_stride` items further on, and only their items
@@ -18,6 +22,7 @@ window_stride` and `max_history` items of context once the history is long enoug
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -40,6 +45,7 @@ __all__ = [
     "sid_table_from_codes",
     "build_sids",
     "build_sid_tokenizer",
+    "sid_only_chat_template",
     "history_sequences",
     "train_generator",
     "run_pipeline",
@@ -358,8 +364,34 @@ def build_sids(
     return result.sid_table, result.report
 
 
+def sid_only_chat_template() -> str:
+    """A chat template that renders a history prompt as the bare concatenation of the items' SIDs.
+
+    `hf_semtok.prompts.history_prompt` writes `"User history: <sids>\\nNext item:"`, or, when the tokenizer has a
+    chat template, passes that text through it. A TIGER-style generator trained from scratch reads nothing but
+    SIDs, so this template drops the two text markers: the prompt for `[i_1, ..., i_k]` is then exactly
+    `SID(i_1)...SID(i_k)`, and one training sequence `SID(i_1)...SID(i_n)` trains every prefix at once.
+    The template is saved with the tokenizer, so `recommend()` on the reloaded tokenizer builds the same prompts.
+
+    Returns:
+        The Jinja template string.
+    """
+    from hf_semtok.prompts import HISTORY_PREFIX, NEXT_ITEM_SUFFIX
+
+    return (
+        "{%- for message in messages -%}{{ message['content'] | replace("
+        + json.dumps(HISTORY_PREFIX + " ")
+        + ", '') | replace("
+        + json.dumps(NEXT_ITEM_SUFFIX)
+        + ", '') }}{%- endfor -%}"
+    )
+
+
 def build_sid_tokenizer(
-    sid_table: Any, base_texts: Sequence[str] | None = None, vocab_size: int = 300
+    sid_table: Any,
+    base_texts: Sequence[str] | None = None,
+    vocab_size: int = 300,
+    sid_only_prompt: bool = True,
 ) -> Any:
     """A `SemanticIDTokenizer` on a tiny byte-level BPE base tokenizer, for a generator trained from scratch.
 
@@ -367,6 +399,7 @@ def build_sid_tokenizer(
         sid_table: A `SIDTable` or `{item_id: codes}`.
         base_texts: Text the base tokenizer is trained on (default: a few words; only SID tokens matter here).
         vocab_size: Base vocabulary size (the 256 byte symbols and 4 special tokens are always in).
+        sid_only_prompt: Give the tokenizer `sid_only_chat_template()`, so history prompts are bare SID sequences.
 
     Returns:
         The tokenizer.
@@ -378,7 +411,10 @@ def build_sid_tokenizer(
         sid_table = sid_table_from_codes(sid_table, list(sid_table))
     texts = list(base_texts) if base_texts else ["the user bought these items next"]
     base = train_base_tokenizer(texts, vocab_size=vocab_size, kind="byte_bpe")
-    return SemanticIDTokenizer.from_base(base, sid_table=sid_table)
+    tokenizer = SemanticIDTokenizer.from_base(base, sid_table=sid_table)
+    if sid_only_prompt:
+        tokenizer.chat_template = sid_only_chat_template()
+    return tokenizer
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -389,14 +425,13 @@ def _check_prompt_is_sid_sequence(tokenizer: Any, history: Sequence[str]) -> Non
     """The efficient training layout needs the inference prompt to be the plain concatenation of the items' SIDs."""
     from hf_semtok.prompts import history_prompt
 
-    prompt_ids = tokenizer(
-        history_prompt(tokenizer, list(history), max_history=None), add_special_tokens=True
-    )["input_ids"]
+    prompt = history_prompt(tokenizer, list(history), max_history=None)
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     if list(prompt_ids) != list(tokenizer.encode_items(list(history))):
         raise ValueError(
-            "The tokenizer's history prompt is not the plain concatenation of the items' SIDs (a chat template or "
-            "text around the SIDs?), so training on whole SID sequences would not match inference. Use a "
-            "tokenizer without a chat template (build_sid_tokenizer) or the SFT corpus of hf_semtok.corpus."
+            f"The tokenizer's history prompt ({prompt[:60]!r}...) is not the bare concatenation of the items' "
+            "SIDs, so training on whole SID sequences would not match inference. Build the tokenizer with "
+            "build_sid_tokenizer(..., sid_only_prompt=True), or train on the SFT corpus of hf_semtok.corpus."
         )
 
 

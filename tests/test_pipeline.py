@@ -116,6 +116,22 @@ def test_training_windows_cover_every_training_item_once_without_leaks(catalogue
         assert len(targets) == len(catalogue.histories[user]) - 2
 
 
+def test_prompts_are_bare_sid_sequences_and_survive_save(tmp_path):
+    from transformers import AutoTokenizer
+
+    from hf_semtok.prompts import history_prompt
+
+    tok = build_sid_tokenizer({"a": (0, 1), "b": (1, 0), "c": (1, 1)})
+    prompt = history_prompt(tok, ["a", "b"])
+    assert prompt == tok.items_to_text(["a", "b"])
+    assert tok(prompt)["input_ids"] == tok.encode_items(["a", "b"])
+    tok.save_pretrained(tmp_path)
+    assert history_prompt(AutoTokenizer.from_pretrained(tmp_path), ["a", "b"]) == prompt
+    plain = build_sid_tokenizer({"a": (0, 1), "b": (1, 0)}, sid_only_prompt=False)
+    with pytest.raises(ValueError, match="bare concatenation"):
+        train_generator(plain, {"u": ["a", "b", "a"]}, GeneratorConfig(max_steps=1))
+
+
 def test_time_budget_stops_training(catalogue):
     train, valid, _ = leave_one_out_split(catalogue.histories)
     table = {item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)}
