@@ -314,16 +314,14 @@ class SIDLogitsProcessor(LogitsProcessor):
             levels_here = self.levels_to_generate
         else:
             positions = torch.arange(cur_len, device=device)  # (cur_len,)
-            last_start = torch.where(input_ids == self.sid_start_token_id, positions, -1).amax(
-                dim=1
-            )  # (rows,)
-            last_end = torch.where(input_ids == self.sid_end_token_id, positions, -1).amax(dim=1)  # (rows,)
+            # (rows,) index of the last start / end marker, -1 if none
+            last_start = torch.where(input_ids == self.sid_start_token_id, positions, -1).amax(dim=1)
+            last_end = torch.where(input_ids == self.sid_end_token_id, positions, -1).amax(dim=1)
             start_pos = last_start.clamp(min=0)
             step = cur_len - last_start  # >= 1 inside a span
             in_span = (last_start >= 0) & (last_end < last_start) & (step <= num_levels + 1)
-            span_opened = torch.ones(
-                rows, dtype=torch.bool, device=device
-            )  # spans start at a marker by definition
+            # a free-mode span starts at a marker by definition
+            span_opened = torch.ones(rows, dtype=torch.bool, device=device)
             levels_here = num_levels
 
         # Codes written so far in the span: (rows, L) window after the start marker.
@@ -394,10 +392,8 @@ class SIDLogitsProcessor(LogitsProcessor):
             level = offset - 1
             size = self.codebook_sizes[level]
             ok = opened
-            if level == 0:
-                allowed = (
-                    t["mask"][0, :size][None, :] & ok[:, None]
-                )  # (rows, size): the empty prefix is key 0
+            if level == 0:  # the empty prefix is key 0, the first mask row
+                allowed = t["mask"][0, :size][None, :] & ok[:, None]  # (rows, size)
             else:
                 written = input_ids[:, prompt_length + 1 : prompt_length + 1 + level]  # (rows, level)
                 written = written.clamp(min=0, max=len(self._token_level) - 1)
