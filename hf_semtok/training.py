@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from hf_semtok.configuration_rqvae import RQVAEConfig
 from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FILE
@@ -314,6 +314,9 @@ def train_rqvae(
             ),
             callbacks=[_CodebookCallback(raw, seed, kmeans_samples)],
         )
+        if not progress:
+            # Without a progress bar the stock Trainer prints every log record; keep them in the history only.
+            trainer.remove_callback(PrinterCallback)
         trainer.train()
         steps = trainer.state.global_step
         history = [dict(rec) for rec in trainer.state.log_history]
