@@ -9,6 +9,7 @@ import torch
 from hf_semtok.data import leave_one_out_split, make_synthetic_catalogue
 from hf_semtok.pipeline import (
     GeneratorConfig,
+    PrefillOnceLM,
     SIDStageConfig,
     build_sid_tokenizer,
     cooccurrence_features,
@@ -139,6 +140,20 @@ def test_prompts_are_bare_sid_sequences_and_survive_save(tmp_path):
     plain = build_sid_tokenizer({"a": (0, 1), "b": (1, 0)}, sid_only_prompt=False)
     with pytest.raises(ValueError, match="bare concatenation"):
         train_generator(plain, {"u": ["a", "b", "a"]}, GeneratorConfig(max_steps=1))
+
+
+def test_prefill_once_gives_the_same_rankings(catalogue):
+    from hf_semtok.base_models import build_causal_lm
+    from hf_semtok.generation import recommend
+
+    tok = build_sid_tokenizer({item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)})
+    model = build_causal_lm(len(tok), hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, seed=0)
+    _, _, test = leave_one_out_split(catalogue.histories, max_history=20)
+    histories = [test[u][0] for u in list(test)[:12]]  # mixed lengths: left padding inside a batch
+    plain = recommend(model, tok, histories, k=10, num_beams=12, batch_size=6, progress=False)
+    fast = recommend(PrefillOnceLM(model), tok, histories, k=10, num_beams=12, batch_size=6, progress=False)
+    assert [[i for i, _ in r] for r in plain] == [[i for i, _ in r] for r in fast]
+    assert np.allclose([s for r in plain for _, s in r], [s for r in fast for _, s in r], atol=1e-4)
 
 
 def test_time_budget_stops_training(catalogue):
