@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import pytest
+
+from hf_semtok.base_models import train_base_tokenizer
+from hf_semtok.corpus import (
+    PaddingCollator,
+    check_histories,
+    cpt_documents,
+    sft_examples,
+    tokenize_cpt,
+    tokenize_sft,
+)
+from hf_semtok.data.formats import leave_one_out_split
+from hf_semtok.prompts import history_prompt
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+
+ITEMS = [f"i{n}" for n in range(16)]
+TABLE = {item: (n // 4, n % 4) for n, item in enumerate(ITEMS)}
+TITLES = {item: f"thing {n}" for n, item in enumerate(ITEMS)}
+CATS = {item: ["top", f"sub{n // 4}"] for n, item in enumerate(ITEMS)}
+# Items i12..i15 only ever appear as the last two items of a history: the validation and test targets.
+HISTORIES = {
+    "u0": ["i0", "i1", "i2", "i3", "i12", "i13"],
+    "u1": ["i4", "i5", "i6", "i7", "i8", "i14", "i15"],
+    "u2": ["i9", "i10", "i11", "i0", "i1", "i2", "i3", "i4", "i5", "i15", "i12"],
+}
+SENTINELS = {"i12", "i13", "i14", "i15"}
+
+
+@pytest.fixture(scope="module")
+def tok():
+    base = train_base_tokenizer(
+        list(TITLES.values()) * 3 + ["a user bought has ID category is"], vocab_size=300
+    )
+    return SemanticIDTokenizer.from_base(base, sid_table=TABLE, codebook_sizes=[4, 4])
+
+
+def _label_items(tok, rows):
+    found = set()
+    for row in rows:
+        labelled = [t for t in row["labels"] if t != -100]
+        found.update(tok.parse_items(labelled))
+    return found
+
+
+def test_sft_examples_windows_and_completion_only_labels(tok):
+    train, _, _ = leave_one_out_split(HISTORIES)
+    examples = sft_examples(tok, train, max_history=3)
+    u2 = [ex for ex in examples if ex["user"] == "u2"]
+    assert [ex["target"] for ex in u2] == train["u2"][1:]
+    last = u2[-1]
+    assert last["prompt"] == history_prompt(tok, train["u2"][-4:-1], max_history=None)
+    assert last["completion"] == tok.items_to_text([train["u2"][-1]]) + tok.eos_token
+    rows = tokenize_sft(tok, examples)
+    for ex, row in zip(examples, rows, strict=True):
+        prompt_len = len(tok(ex["prompt"])["input_ids"])
+        assert row["labels"][:prompt_len] == [-100] * prompt_len
+        assert row["labels"][prompt_len:] == row["input_ids"][prompt_len:]
+        assert tok.parse_items(row["labels"][prompt_len:]) == [ex["target"]]
+        assert row["labels"][-1] == tok.eos_token_id
+
+
+def test_no_validation_or_test_target_is_ever_a_label(tok):
+    """Leak test: the held-out targets (only ever at the end of histories) never reach a training label."""
+    train, valid, test = leave_one_out_split(HISTORIES)
+    assert {t for _, t in valid.values()} | {t for _, t in test.values()} == SENTINELS
+    sft = tokenize_sft(tok, sft_examples(tok, train, titles=TITLES, prefix_prob=0.0))
+    cpt = tokenize_cpt(
+        tok, cpt_documents(tok, train, TITLES, kinds=("histories", "sequences"), max_history=3)
+    )
+    assert _label_items(tok, sft) and _label_items(tok, cpt)
+    assert not _label_items(tok, sft) & SENTINELS
+    assert not _label_items(tok, cpt) & SENTINELS
+
+
+def test_prefix_targets_are_sid_prefixes_and_deterministic(tok):
+    train, _, _ = leave_one_out_split(HISTORIES)
+    a = sft_examples(tok, train, prefix_prob=0.5, seed=3)
+    b = sft_examples(tok, train, prefix_prob=0.5, seed=3)
+    assert a == b
+    coarse = [ex for ex in a if ex["completion"] != tok.items_to_text([ex["target"]]) + tok.eos_token]
+    assert coarse, "some targets should be cut to a prefix"
+    for ex in coarse:
+        code = TABLE[ex["target"]][0]
+        assert ex["completion"] == f"<|sid_start|><|sid_0_{code}|><|sid_end|>" + tok.eos_token
+
+
+def test_cpt_documents_and_packing(tok):
+    train, _, _ = leave_one_out_split(HISTORIES)
+    docs = cpt_documents(tok, train, TITLES, CATS, max_history=4, seed=0)
+    assert docs == cpt_documents(tok, train, TITLES, CATS, max_history=4, seed=0)
+    assert f"thing 5 (category: top > sub1) has ID {tok.items_to_text(['i5'])}." in docs
+    assert f"{tok.items_to_text(['i5'])} is thing 5, category top > sub1." in docs
+    assert tok.items_to_text(train["u2"][:4]) in docs
+    rows = tokenize_cpt(tok, docs, max_length=32)
+    assert all(len(r["input_ids"]) == 32 for r in rows[:-1])
+    stream = [t for r in rows for t in r["input_ids"]]
+    assert stream.count(tok.eos_token_id) == len(docs)
+    assert all(r["labels"] == r["input_ids"] for r in rows)
+
+
+def test_collator_pads_right(tok):
+    rows = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
+    batch = PaddingCollator(pad_token_id=0)(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+
+
+def test_bad_inputs(tok):
+    with pytest.raises(ValueError, match="histories are empty"):
+        check_histories(tok, {"u": []})
+    with pytest.raises(ValueError, match="no SID in the tokenizer"):
+        sft_examples(tok, {"u": ["i0", "nope"]})
+    with pytest.raises(ValueError, match="no Semantic IDs"):
+        check_histories(train_base_tokenizer(["x y"], vocab_size=270), {"u": ["i0"]})
+    with pytest.raises(ValueError, match="Unknown CPT document kinds"):
+        cpt_documents(tok, {"u": ["i0", "i1"]}, kinds=("poems",))
