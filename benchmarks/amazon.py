@@ -37,6 +37,8 @@ from hf_semtok.pipeline import GeneratorConfig, SIDStageConfig  # noqa: E402
 logger = logging.getLogger("benchmarks.amazon")
 RESULTS = REPO / "benchmarks" / "results"
 
+#: Runs whose name starts with this form the SID-ablation table (same generator config, different SIDs).
+ABLATION_PREFIX = "abl-"
 #: Dataset folder, loader, default features, and TIGER's Table 1 row (Rajput et al., NeurIPS 2023).
 DATASETS: dict[str, dict[str, Any]] = {
     "scientific": {"folder": "amazon18-scientific", "loader": "lcrec", "features": "text", "tiger": None},
@@ -210,11 +212,19 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
         "constrained decoding; a decoder-only generator trained from scratch (device in each JSON). Popularity: the most "
         "frequent training items, on the same test users. Written by `benchmarks/amazon.py`; one JSON per row.",
     ]
+    groups = []
     for dataset in [d for d in DATASETS if any(r["dataset"] == d for r in runs)]:
-        rows = sorted((r for r in runs if r["dataset"] == dataset), key=lambda r: r["run_name"])
+        ours = sorted((r for r in runs if r["dataset"] == dataset), key=lambda r: r["run_name"])
+        main_rows = [r for r in ours if not r["run_name"].startswith(ABLATION_PREFIX)]
+        ablation = [r for r in ours if r["run_name"].startswith(ABLATION_PREFIX)]
+        if main_rows:
+            groups.append((f"## {dataset}", main_rows))
+        if ablation:
+            groups.append((f"## {dataset}: SID ablation (one fixed generator config, same steps)", ablation))
+    for title, rows in groups:
         lines += [
             "",
-            f"## {dataset}",
+            title,
             "",
             "| run | SIDs | features | R@5 | N@5 | R@10 | N@10 | params | tokens seen | train min | test users |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
