@@ -1,0 +1,45 @@
+"""Fine-tune a causal LM on "history -> next item's SID" with LoRA (SID embedding rows trainable) or fully.
+
+Examples:
+    python recipes/finetune_lora.py --config recipes/configs/lora_synthetic.yaml
+    accelerate launch --config_file recipes/accelerate_configs/ddp.yaml recipes/finetune_lora.py \
+        --config recipes/configs/lora_qwen2.5-0.5b.yaml
+
+`model_name_or_path` is usually the CPT stage's `output_dir` (SID rows already trained). With
+`train_mode: lora` the output is a peft adapter (LoRA + `trainable_token_indices` for the SID rows); with
+`train_mode: full` a full model. Resumes from the last checkpoint in `output_dir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from hf_semtok.config_utils import parse_recipe_args
+from hf_semtok.lm_training import LMStageConfig, LMStageResult, run_lm_stage
+
+
+@dataclass
+class LoRAConfig(LMStageConfig):
+    """Supervised fine-tuning: `LMStageConfig` with SFT + LoRA defaults."""
+
+    data: Literal["cpt", "sft"] = "sft"
+    train_mode: Literal["sid_embeddings", "full", "lora"] = "lora"
+    output_dir: str = "outputs/lora"
+
+
+def main(argv: list[str] | None = None) -> LMStageResult:
+    """Run the recipe; `argv` as on the command line (`--config x.yaml --key value ...`)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = parse_recipe_args(LoRAConfig, argv)
+    if cfg.data != "sft":
+        raise ValueError(
+            "finetune_lora.py trains on SFT examples; use continued_pretraining.py for data: cpt."
+        )
+    return run_lm_stage(cfg)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
