@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from hf_semtok.base_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.data.formats import Catalogue
+from hf_semtok.lm_training import (
+    EXTENDED_FLAG,
+    LMStageConfig,
+    load_sid_tokenizer,
+    prepare_model,
+    run_lm_stage,
+)
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+
+ITEMS = [f"i{n}" for n in range(16)]
+TABLE = {item: (n // 4, n % 4) for n, item in enumerate(ITEMS)}
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    histories = {f"u{u}": [ITEMS[(u + 3 * k) % 16] for k in range(6)] for u in range(12)}
+    return Catalogue(
+        item_ids=ITEMS,
+        titles={i: f"thing {n}" for n, i in enumerate(ITEMS)},
+        categories={i: ["top", f"sub{n // 4}"] for n, i in enumerate(ITEMS)},
+        histories=histories,
+    )
+
+
+@pytest.fixture(scope="module")
+def tok(catalogue):
+    base = train_base_tokenizer(
+        list(catalogue.titles.values()) * 2 + ["user history next item"], vocab_size=300
+    )
+    return SemanticIDTokenizer.from_base(base, sid_table=TABLE, codebook_sizes=[4, 4])
+
+
+def _base_model(tok):
+    base_rows = min(tok.sid_start_token_id, *[t for lvl in tok.sid_token_ids for t in lvl])
+    model = build_causal_lm(
+        base_rows, hidden_size=32, num_layers=1, num_heads=2, pad_token_id=tok.pad_token_id, seed=0
+    )
+    return model, base_rows
+
+
+def _cfg(tmp_path, **kw):
+    defaults = dict(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        save_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        progress=False,
+        logging_steps=1,
+    )
+    return LMStageConfig(**{**defaults, **kw})
+
+
+def test_sid_embeddings_stage_trains_only_sid_rows(tok, catalogue, tmp_path):
+    model, base_rows = _base_model(tok)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    res = run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="sid_embeddings"), tok, catalogue, model)
+    after = dict(res.model.named_parameters())
+    emb = after["model.embed_tokens.weight"]
+    assert emb.shape[0] == len(tok)
+    assert torch.equal(emb[:base_rows], before["model.embed_tokens.weight"][:base_rows])  # base rows frozen
+    for name, p in after.items():
+        if name != "model.embed_tokens.weight":
+            assert torch.equal(p, before[name]), name
+    # SID rows were initialised by extend_model, then trained: a second run from the same init differs.
+    assert res.model.get_output_embeddings().weight is emb  # still tied
+    assert res.global_step == 3 and getattr(res.model.config, EXTENDED_FLAG)
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "README.md").is_file()
+    reloaded = SemanticIDTokenizer.from_pretrained(tmp_path)
+    assert reloaded.item_to_sid("i5") == TABLE["i5"]
+
+
+def test_sid_rows_change_during_cpt(tok, catalogue, tmp_path):
+    model, _ = _base_model(tok)
+    cfg = _cfg(tmp_path, data="cpt", train_mode="sid_embeddings")
+    prepare_model(
+        model, tok, dataclasses.replace(cfg, train_mode="full")
+    )  # initialise rows, train nothing yet
+    init = model.get_input_embeddings().weight.detach().clone()
+    res = run_lm_stage(cfg, tok, catalogue, model)  # flag set: rows are not re-initialised
+    sid_ids = [t for lvl in tok.sid_token_ids for t in lvl]
+    assert not torch.equal(res.model.get_input_embeddings().weight[sid_ids], init[sid_ids])
+
+
+def test_lora_stage_adapter_reloads_with_identical_logits(tok, catalogue, tmp_path):
+    from peft import PeftModel
+
+    model, base_rows = _base_model(tok)
+    prepare_model(model, tok, _cfg(tmp_path, train_mode="full"))
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters()}
+    base_copy = build_causal_lm(
+        base_rows, hidden_size=32, num_layers=1, num_heads=2, pad_token_id=tok.pad_token_id
+    )
+    base_copy.resize_token_embeddings(len(tok), mean_resizing=False)
+    base_copy.load_state_dict({k: v.clone() for k, v in model.state_dict().items()})
+    res = run_lm_stage(_cfg(tmp_path, data="sft", train_mode="lora", lora_r=4), tok, catalogue, model)
+    peft_model = res.model.eval()
+    changed = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n in changed) and any("token_adapter" in n for n in changed)
+    for name, p in peft_model.base_model.model.named_parameters():
+        if name in frozen and "lora_" not in name:
+            assert torch.equal(p, frozen[name]), name
+    assert (tmp_path / "adapter_model.safetensors").is_file()
+    ids = torch.tensor([tok.encode_items(["i1", "i2", "i3"])])
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+        reloaded = PeftModel.from_pretrained(base_copy, tmp_path).eval()
+        got = reloaded(input_ids=ids).logits
+    assert torch.allclose(expected, got, atol=1e-6)
+    sid_ids = [t for lvl in tok.sid_token_ids for t in lvl]
+    with torch.no_grad():
+        merged = reloaded.merge_and_unload()
+    assert not torch.equal(
+        merged.get_input_embeddings().weight[sid_ids], frozen["model.embed_tokens.weight"][sid_ids]
+    )
+
+
+def test_resume_from_last_checkpoint(tok, catalogue, tmp_path):
+    model, _ = _base_model(tok)
+    first = run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=2), tok, catalogue, model)
+    assert first.resumed_from is None and (tmp_path / "checkpoint-2").is_dir()
+    model2, _ = _base_model(tok)  # a fresh process would rebuild the model; the checkpoint restores it
+    second = run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=4), tok, catalogue, model2)
+    assert second.resumed_from.endswith("checkpoint-2")
+    assert second.global_step == 4 and (tmp_path / "checkpoint-4").is_dir()
+
+
+def test_bad_inputs_fail_before_training(tok, catalogue, tmp_path):
+    small = build_causal_lm(50, hidden_size=16, num_layers=1, num_heads=2)
+    with pytest.raises(ValueError, match="does not match the tokenizer"):
+        run_lm_stage(_cfg(tmp_path), tok, catalogue, small)
+    with pytest.raises(ValueError, match="No tokenizer"):
+        load_sid_tokenizer()
+    plain = train_base_tokenizer(["a b c"], vocab_size=270)
+    plain.save_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match="no Semantic IDs"):
+        run_lm_stage(_cfg(tmp_path), plain, catalogue, small)
+    empty = Catalogue(item_ids=ITEMS, histories={"u": []})
+    with pytest.raises(ValueError, match="histories are empty"):
+        run_lm_stage(_cfg(tmp_path), tok, empty, small)
+    unknown = Catalogue(item_ids=[*ITEMS, "zz"], histories={"u": ["i1", "zz", "i2"]})
+    with pytest.raises(ValueError, match="no SID in the tokenizer"):
+        run_lm_stage(_cfg(tmp_path), tok, unknown, small)
+    assert not list(tmp_path.glob("checkpoint-*"))
