@@ -52,13 +52,15 @@ class DemoConfig:
     base_vocab_size: int = 600
     max_history: int = 20
     # CPT (full training: the model is built from scratch)
-    cpt_epochs: float = 6.0
+    cpt_kinds: list[str] = field(default_factory=lambda: ["item_to_sid", "sequences"])
+    cpt_epochs: float = 10.0
     cpt_learning_rate: float = 5e-3
-    cpt_max_length: int = 256
+    cpt_max_length: int = 128
+    cpt_batch_size: int = 16
     # LoRA fine-tuning
     sft_epochs: float = 1.0
     sft_learning_rate: float = 2e-3
-    sft_examples_per_user: int | None = 4
+    sft_examples_per_user: int | None = 2
     lora_r: int = 16
     batch_size: int = 32
     # evaluation
@@ -73,10 +75,10 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "n_items": 120,
     "n_users": 300,
     "codebook_sizes": [8, 8],
-    "rqvae_epochs": 20.0,
+    "rqvae_epochs": 30.0,
     "model_config": {"hidden_size": 64, "num_layers": 2, "num_heads": 4},
     "base_vocab_size": 400,
-    "cpt_epochs": 6.0,
+    "cpt_epochs": 10.0,
     "sft_epochs": 1.0,
     "test_users": 60,
     "num_beams": 10,
@@ -127,7 +129,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
         train,
         SIDStageConfig(
             codebook_sizes=list(cfg.codebook_sizes),
-            hidden_sizes=[128, 64],
+            hidden_sizes=[64, 32],
             latent_dim=16,
             epochs=cfg.rqvae_epochs,
             batch_size=256,
@@ -158,7 +160,6 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     _line(out, f"[3/6] Tokenizer: {len(tokenizer)} tokens; Qwen2-style LM: {n_params / 1e6:.2f}M parameters")
 
     common = dict(
-        per_device_train_batch_size=cfg.batch_size,
         max_history=cfg.max_history,
         seed=cfg.seed,
         progress=cfg.progress,
@@ -175,7 +176,8 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
             learning_rate=cfg.cpt_learning_rate,
             num_train_epochs=cfg.cpt_epochs,
             max_length=cfg.cpt_max_length,
-            window_stride=cfg.max_history // 2,
+            cpt_kinds=list(cfg.cpt_kinds),
+            per_device_train_batch_size=cfg.cpt_batch_size,
             weight_decay=0.01,
             resume=False,
             **common,
@@ -196,6 +198,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
             learning_rate=cfg.sft_learning_rate,
             num_train_epochs=cfg.sft_epochs,
             max_examples_per_user=cfg.sft_examples_per_user,
+            per_device_train_batch_size=cfg.batch_size,
             lora_r=cfg.lora_r,
             lora_alpha=2 * cfg.lora_r,
             lora_dropout=0.0,

@@ -58,7 +58,8 @@ class LMStageConfig:
     Model: `model_name_or_path` (a Hub name such as `Qwen/Qwen2.5-0.5B`, or the previous stage's `output_dir`), or
     `model_config` (`hf_semtok.base_models.build_causal_lm` arguments) for a small model built from scratch.
     Tokenizer: `tokenizer_name_or_path` (a saved `SemanticIDTokenizer`), or `base_tokenizer` + `sid_table`
-    (a `sid_table.json` from `recipes/train_rqvae.py`).
+    (a `sid_table.json` from `recipes/train_rqvae.py`; `base_tokenizer: train` trains a small byte-level BPE on the
+    catalogue's titles, for a model built from scratch).
     """
 
     # model and tokenizer
@@ -66,6 +67,7 @@ class LMStageConfig:
     model_config: dict[str, Any] = field(default_factory=dict)
     tokenizer_name_or_path: str | None = None
     base_tokenizer: str | None = None
+    base_vocab_size: int = 600
     sid_table: str | None = None
     sid_init: Literal["mean", "codebook"] = "mean"
     # data
@@ -131,9 +133,16 @@ class LMStageResult:
 
 
 def load_sid_tokenizer(
-    tokenizer_name_or_path: str | None = None, base_tokenizer: str | None = None, sid_table: str | None = None
+    tokenizer_name_or_path: str | None = None,
+    base_tokenizer: str | None = None,
+    sid_table: str | None = None,
+    catalogue: Any = None,
+    base_vocab_size: int = 600,
 ) -> Any:
     """Load a saved `SemanticIDTokenizer`, or build one from a base tokenizer and a `sid_table.json`.
+
+    `base_tokenizer="train"` trains a small byte-level BPE on the catalogue's titles (offline, for a model built
+    from scratch); any other value is a path or Hub name for `AutoTokenizer`.
 
     Raises:
         ValueError: When neither is given, or the loaded tokenizer has no SIDs.
@@ -147,10 +156,17 @@ def load_sid_tokenizer(
 
         from hf_semtok.sids import SIDTable
 
-        table = SIDTable.from_json(Path(sid_table).read_text())
-        tokenizer = SemanticIDTokenizer.from_base(
-            AutoTokenizer.from_pretrained(base_tokenizer), sid_table=table
-        )
+        table = SIDTable.from_json(Path(sid_table))
+        if base_tokenizer == "train":
+            from hf_semtok.base_models import train_base_tokenizer
+
+            if catalogue is None or not catalogue.titles:
+                raise ValueError("base_tokenizer='train' needs a catalogue with titles to train on.")
+            texts = [*catalogue.titles.values(), "User history:", "Next item:", "A user bought:", "has ID"]
+            base = train_base_tokenizer(texts, vocab_size=base_vocab_size)
+        else:
+            base = AutoTokenizer.from_pretrained(base_tokenizer)
+        tokenizer = SemanticIDTokenizer.from_base(base, sid_table=table)
     else:
         raise ValueError(
             "No tokenizer: set tokenizer_name_or_path (a saved SemanticIDTokenizer) or base_tokenizer + sid_table "
@@ -424,8 +440,6 @@ def run_lm_stage(
     from hf_semtok.data.formats import load_catalogue
 
     set_seed(cfg.seed)
-    if tokenizer is None:
-        tokenizer = load_sid_tokenizer(cfg.tokenizer_name_or_path, cfg.base_tokenizer, cfg.sid_table)
     if catalogue is None:
         catalogue = load_catalogue(
             cfg.dataset_format,
@@ -434,6 +448,10 @@ def run_lm_stage(
             seed=cfg.seed,
             synthetic_items=cfg.synthetic_items,
             synthetic_users=cfg.synthetic_users,
+        )
+    if tokenizer is None:
+        tokenizer = load_sid_tokenizer(
+            cfg.tokenizer_name_or_path, cfg.base_tokenizer, cfg.sid_table, catalogue, cfg.base_vocab_size
         )
     rows = build_train_rows(tokenizer, catalogue, cfg)  # checks histories before any model is loaded
     if model is None:
