@@ -36,8 +36,8 @@ class DemoConfig:
     output_dir: str = "outputs/demo"
     seed: int = 42
     # catalogue
-    n_items: int = 400
-    n_users: int = 1500
+    n_items: int = 300
+    n_users: int = 1200
     # Semantic IDs
     modalities: list[str] = field(default_factory=lambda: ["text"])
     codebook_sizes: list[int] = field(default_factory=lambda: [8, 8, 8])
@@ -53,14 +53,14 @@ class DemoConfig:
     max_history: int = 20
     # CPT (full training: the model is built from scratch)
     cpt_kinds: list[str] = field(default_factory=lambda: ["item_to_sid", "sequences"])
-    cpt_epochs: float = 10.0
+    cpt_epochs: float = 8.0
     cpt_learning_rate: float = 5e-3
     cpt_max_length: int = 128
     cpt_batch_size: int = 16
     # LoRA fine-tuning
     sft_epochs: float = 1.0
     sft_learning_rate: float = 2e-3
-    sft_examples_per_user: int | None = 2
+    sft_examples_per_user: int | None = 3
     lora_r: int = 16
     batch_size: int = 32
     # evaluation
