@@ -32,8 +32,15 @@ _EXPORTS: dict[str, str] = {
     "load_lcrec_dataset": "data.formats",
     "load_sequence_text": "data.formats",
     "leave_one_out_split": "data.formats",
+    "load_catalogue": "data.formats",
+    "load_amazon2014": "data.formats",
+    "load_lcrec_index": "data.formats",
     "make_synthetic_catalogue": "data.synthetic",
+    "SyntheticCatalogue": "data.synthetic",
     "embed_texts": "data.embeddings",
+    "catalogue_embeddings": "data.embeddings",
+    "load_config": "config_utils",
+    "parse_recipe_args": "config_utils",
     # tokenizer
     "SemanticIDTokenizer": "tokenization_semtok",
     "SemanticIDTokenizerConfig": "tokenization_semtok",
@@ -50,6 +57,19 @@ _EXPORTS: dict[str, str] = {
     "ndcg_at_k": "metrics",
     "evaluate_recommender": "metrics",
     "popularity_baseline": "metrics",
+    "ranking_metrics": "metrics",
+    # language-model side: prompts, corpora, training stages, demo
+    "history_prompt": "prompts",
+    "target_text": "prompts",
+    "cpt_documents": "corpus",
+    "sft_examples": "corpus",
+    "tokenize_sft": "corpus",
+    "tokenize_cpt": "corpus",
+    "PaddingCollator": "corpus",
+    "LMStageConfig": "lm_training",
+    "run_lm_stage": "lm_training",
+    "DemoConfig": "demo",
+    "run_demo": "demo",
 }
 
 __all__ = ["__version__", *_EXPORTS]
