@@ -239,10 +239,9 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
                 f"{r['model']['num_parameters'] / 1e6:.1f}M | {r['training']['tokens_seen'] / 1e6:.1f}M | "
                 f"{r['training']['train_seconds'] / 60:.1f} | {r['evaluation']['test_users']} |"
             )
-        for r in rows:
-            lines.append(
-                f"| popularity ({r['run_name']} users) | | | {_fmt(r['popularity'])} | | | | {r['evaluation']['test_users']} |"
-            )
+        popularity = {(r["evaluation"]["test_users"], _fmt(r["popularity"])) for r in rows}
+        for users, metrics in sorted(popularity):
+            lines.append(f"| popularity (same {users} test users) | | | {metrics} | | | | {users} |")
         lines += ["", "Commands:", ""] + [f"- {r['run_name']}: `{r['command']}`" for r in rows]
     text = "\n".join(lines) + "\n"
     (results_dir / "amazon.md").write_text(text, encoding="utf-8")
