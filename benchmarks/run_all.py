@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Order: cheap, synthetic-data benchmarks first; the long real-data pipeline last.
-BENCHMARKS = ["tokenizer_speed", "generation_speed", "sid_quality", "amazon"]
+BENCHMARKS = ["encode_speed", "tokenizer_speed", "generation_speed", "sid_quality", "amazon"]
 
 
 def main(argv: list[str] | None = None) -> int:
