@@ -18,14 +18,20 @@ def _load(name):
 
 def test_encode_speed_writes_results_and_matches_reference(tmp_path):
     bench = _load("encode_speed")
-    assert bench.main(["--num_items", "3000", "--rounds", "1", "--threads", "1", "--output_dir", str(tmp_path)]) == 0
+    assert (
+        bench.main(["--num_items", "3000", "--rounds", "1", "--threads", "1", "--output_dir", str(tmp_path)])
+        == 0
+    )
     result = json.loads((tmp_path / "encode_speed.json").read_text())
     assert len(result["rows"]) == len(bench.SHAPES)
     for row in result["rows"]:
         assert row["same_codes_as_reference"] is True  # the fast path gives exactly the naive path's codes
         assert row["encode_items_per_s"] > 0 and row["items"] == 3000
     table = (tmp_path / "encode_speed.md").read_text()
-    assert table.count("\n| text") == len(bench.SHAPES) and "Command: `python benchmarks/encode_speed.py`" in table
+    assert (
+        table.count("\n| text") == len(bench.SHAPES)
+        and "Command: `python benchmarks/encode_speed.py`" in table
+    )
 
 
 def test_run_all_rejects_unknown_names(capsys):
@@ -34,6 +40,8 @@ def test_run_all_rejects_unknown_names(capsys):
     assert "no_such_benchmark" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["encode_speed", "tokenizer_speed", "generation_speed", "sid_quality", "amazon"])
+@pytest.mark.parametrize(
+    "name", ["encode_speed", "tokenizer_speed", "generation_speed", "sid_quality", "amazon"]
+)
 def test_every_listed_benchmark_exists(name):
     assert name in _load("run_all").BENCHMARKS and (ROOT / "benchmarks" / f"{name}.py").exists()

@@ -11,7 +11,8 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), 
 
 def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
     assert len(BLOCKS) >= 3, "README.md should show the quick start, tokenizer and generation examples"
-    monkeypatch.chdir(tmp_path)  # the examples write relative paths (later blocks read what earlier ones saved)
+    # The examples write relative paths (later blocks read what earlier ones saved).
+    monkeypatch.chdir(tmp_path)
     for index, block in enumerate(BLOCKS):
         exec(compile(block, f"README.md[python block {index}]", "exec"), {"__name__": "__readme__"})
     assert (tmp_path / "my-catalogue-tokenizer" / "sid_table.json").is_file()
