@@ -460,7 +460,7 @@ def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> Non
 def recommend(
     model: Any,
     tokenizer: Any,
-    histories: Sequence[Sequence[str]],
+    histories: Sequence[Sequence[str]] | Mapping[Any, Sequence[str]],
     k: int = 10,
     num_beams: int | None = None,
     prefix_level: int | None = None,
@@ -469,7 +469,7 @@ def recommend(
     titles: Mapping[str, str] | None = None,
     max_history: int | None = 20,
     progress: bool = True,
-) -> list[list[tuple[Any, ...]]]:
+) -> list[list[tuple[Any, ...]]] | dict[Any, list[tuple[Any, ...]]]:
     """Recommend the next items for each user by constrained beam search over Semantic IDs.
 
     Each history becomes a prompt (`hf_semtok.prompts.history_prompt`, the same text the model was fine-tuned on);
@@ -486,7 +486,8 @@ def recommend(
     Args:
         model: A causal LM whose vocabulary includes the tokenizer's SID tokens.
         tokenizer: The `SemanticIDTokenizer` the model was trained with.
-        histories: Per user, the item ids in chronological order (non-empty, all known to the tokenizer).
+        histories: Per user, the item ids in chronological order (non-empty, all known to the tokenizer): a list
+            of histories, or a mapping user id -> history (as `evaluate_recommender` takes).
         k: Items (or prefixes) to return per user; at most the catalogue size.
         num_beams: Beam width, at least `k`. Defaults to `max(k, 20)`, or `max(2 * k, 20)` with `exclude_seen`.
         prefix_level: If given (1 <= prefix_level < num_levels), retrieve SID prefixes of that many levels (coarse
@@ -499,11 +500,29 @@ def recommend(
 
     Returns:
         Per user, a list of `(item_id, score)` sorted by decreasing score (no duplicates), or with `prefix_level`,
-        `(prefix_codes: tuple[int, ...], score, item_ids: list[str])`.
+        `(prefix_codes: tuple[int, ...], score, item_ids: list[str])`. A list in the order of `histories`, or a
+        dict user id -> that list when `histories` is a mapping.
     """
     from tqdm.auto import tqdm
 
     from hf_semtok.prompts import history_prompt
+
+    if isinstance(histories, Mapping):
+        users = list(histories)
+        ranked = recommend(
+            model,
+            tokenizer,
+            [histories[u] for u in users],
+            k=k,
+            num_beams=num_beams,
+            prefix_level=prefix_level,
+            exclude_seen=exclude_seen,
+            batch_size=batch_size,
+            titles=titles,
+            max_history=max_history,
+            progress=progress,
+        )
+        return dict(zip(users, ranked))
 
     num_items = int(tokenizer.num_items)
     num_levels = int(tokenizer.num_levels)
@@ -514,7 +533,7 @@ def recommend(
     if prefix_level is not None and not 1 <= prefix_level < num_levels:
         raise ValueError(
             f"prefix_level must be between 1 and {num_levels - 1} (the SIDs have {num_levels} levels; use "
-            "prefix_level=None for whole items); got {prefix_level}."
+            f"prefix_level=None for whole items); got {prefix_level}."
         )
     if num_beams is None:
         num_beams = max(2 * k if exclude_seen else k, 20)

@@ -439,6 +439,8 @@ def run_lm_stage(
 
     from hf_semtok.data.formats import load_catalogue
 
+    if cfg.push_to_hub and not cfg.hub_model_id:  # fail before hours of training, not after
+        raise ValueError("push_to_hub needs hub_model_id (e.g. 'my-org/qwen2.5-0.5b-semtok-lora').")
     set_seed(cfg.seed)
     if catalogue is None:
         catalogue = load_catalogue(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -26,7 +27,12 @@ def _item_ids(ranked: Sequence[Any]) -> list[Any]:
 
 
 def _check_k(k: int) -> None:
-    if not isinstance(k, int) or k < 1:
+    # operator.index accepts int and numpy integers (e.g. from np.arange), rejects floats and bools' look-alikes
+    try:
+        value = operator.index(k)
+    except TypeError:
+        value = None
+    if value is None or isinstance(k, bool) or value < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}.")
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "COLLISION_STRATEGIES",
     "SIDTable",
     "assign_unique_sids",
     "add_items_to_table",
@@ -39,7 +40,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_STRATEGIES = ("extra_level", "reassign")
+COLLISION_STRATEGIES = ("extra_level", "reassign")
+_STRATEGIES = COLLISION_STRATEGIES
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,7 +417,8 @@ def add_items_to_table(
 
     Raises:
         ValueError: when a new item collides and cannot be placed: the extra level is full or absent. Rebuild
-            the table with a larger `extra_level_size` (`assign_unique_sids(..., extra_level_size=...)`).
+            the table with a larger `extra_level_size` (`train_rqvae(..., extra_level_size=N)` or
+            `assign_unique_sids(..., extra_level_size=N)`).
     """
     new_item_ids = [str(i) for i in new_item_ids]
     s = table.num_semantic_levels
@@ -455,13 +458,15 @@ def add_items_to_table(
             if not table.has_extra_level:
                 raise ValueError(
                     f"New item {item!r} collides with existing SID {sem} and the table has no extra level; "
-                    "rebuild it with `assign_unique_sids(..., extra_level_size=N)` to keep room for new items."
+                    "rebuild it with `extra_level_size=N` (`train_rqvae`, `recipes/train_rqvae.py` or "
+                    "`assign_unique_sids`) to keep room for new items."
                 )
             free = [e for e in range(extra_size) if e not in used_extra[sem]]
             if not free:
                 raise ValueError(
                     f"New item {item!r}: the extra level is full for codes {sem} ({extra_size} items); rebuild the "
-                    "table with a larger `extra_level_size` (`assign_unique_sids(..., extra_level_size=N)`)."
+                    "table with a larger `extra_level_size` (`train_rqvae(..., extra_level_size=N)`, "
+                    "`recipes/train_rqvae.py --extra_level_size N` or `assign_unique_sids(..., extra_level_size=N)`)."
                 )
             extra = free[0]
             needing_extra += 1

@@ -179,8 +179,9 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
 
         Args:
             base_tokenizer_or_path: A fast tokenizer, or a path / Hub id loaded with `AutoTokenizer`.
-            sid_table: `dict[item_id, tuple[int, ...]]` or a `hf_semtok.sids.SIDTable`. All SIDs have the same
-                number of levels and are unique.
+            sid_table: `dict[item_id, tuple[int, ...]]`, a `hf_semtok.sids.SIDTable`, or what
+                `hf_semtok.train_rqvae` returns (its trained RQ-VAE is then carried too, unless `rqvae` is given).
+                All SIDs have the same number of levels and are unique.
             codebook_sizes: Codes per level (one token per level and code is added). Taken from the `SIDTable`
                 or the RQ-VAE when omitted (the dedup level of a plain dict is then sized from the data).
             rqvae: Optional trained `RQVAEModel`, carried for `add_items` / `sids_for_embeddings`.
@@ -202,6 +203,9 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
                 f"The base tokenizer already holds token {clashes[0]!r} (id {vocab[clashes[0]]}), which clashes "
                 f"with the SID tokens ({len(clashes)} clash(es)); start from the plain base tokenizer."
             )
+        if hasattr(sid_table, "sid_table") and hasattr(sid_table, "model"):  # an RQVAETrainingResult
+            rqvae = rqvae if rqvae is not None else sid_table.model
+            sid_table = sid_table.sid_table
         table = ItemIndex.from_any(sid_table, codebook_sizes, rqvae)
         base_name = base.init_kwargs.get("base_tokenizer_name") or base.name_or_path or None
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from hf_semtok.configuration_rqvae import RQVAEConfig
 from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FILE
 from hf_semtok.modeling_rqvae import EmbeddingsInput, RQVAEModel, concat_modalities
 from hf_semtok.sids import (
+    COLLISION_STRATEGIES,
     SIDTable,
     assign_unique_sids,
     format_quality_table,
@@ -41,6 +42,11 @@ logger = logging.getLogger(__name__)
 
 TRAINING_HISTORY_FILE = "training_history.json"
 QUALITY_TABLE_FILE = "sid_quality.md"
+_EMPTY_CATALOGUE = (
+    "Empty catalogue: `embeddings` has no rows. Pass one embedding row per item, e.g. a (n_items, dim) array or "
+    "{'text': (n_items, 384), 'image': (n_items, 512)}; `hf_semtok.data.embeddings.catalogue_embeddings` builds them from a "
+    "catalogue."
+)
 _BREAKDOWN = (
     "reconstruction_loss",
     "quantization_loss",
@@ -247,13 +253,29 @@ def train_rqvae(
     Returns:
         An [`RQVAETrainingResult`].
     """
+    # Cheap checks first: a bad argument must fail before minutes of training, not after.
+    if collision_strategy not in COLLISION_STRATEGIES:
+        raise ValueError(
+            f"`collision_strategy` is {collision_strategy!r}; use one of {COLLISION_STRATEGIES}."
+        )
+    if extra_level_size is not None and (
+        isinstance(extra_level_size, bool)
+        or not isinstance(extra_level_size, (int, np.integer))
+        or extra_level_size < 1
+    ):
+        raise ValueError(
+            f"`extra_level_size` is {extra_level_size!r}; give a positive int (room in the dedup level for items "
+            "sharing codes, including ones added later with `add_items`) or None for the largest group."
+        )
+    if len(embeddings) == 0:  # [] or an empty dict: nothing to infer dimensions from
+        raise ValueError(_EMPTY_CATALOGUE)
     raw = concat_modalities(
         embeddings,
         config.modality_dims if config is not None else _infer_modality_dims(embeddings),
     )  # (n, D)
     n = raw.shape[0]
     if n == 0:
-        raise ValueError("Empty catalogue: `embeddings` has no rows.")
+        raise ValueError(_EMPTY_CATALOGUE)
     if config is None:
         config = RQVAEConfig(modality_dims=_infer_modality_dims(embeddings))
     if n < max(config.codebook_sizes):
@@ -266,7 +288,12 @@ def train_rqvae(
     if len(item_ids) != n:
         raise ValueError(f"{len(item_ids)} item ids for {n} embedding rows; give one id per row.")
     if len(set(item_ids)) != n:
-        raise ValueError("Duplicate item ids; every item needs a distinct id.")
+        counts = Counter(item_ids)
+        dupes = sorted(i for i, c in counts.items() if c > 1)
+        raise ValueError(
+            f"Duplicate item ids: {dupes[:5]}{' ...' if len(dupes) > 5 else ''} ({len(dupes)} id(s) appear more than "
+            "once); every row needs a distinct id. Merge or drop the repeated rows first."
+        )
     pairs = _resolve_pairs(cooccurrence_pairs, histories, window, item_ids)
     if pairs is not None and not len(pairs):
         logger.warning("No co-occurrence pairs: training without the contrastive loss.")

@@ -66,6 +66,9 @@ class TrainRQVAEConfig:
     batch_size: int = 1024
     learning_rate: float = 2e-3
     collision_strategy: Literal["extra_level", "reassign"] = "extra_level"
+    # Room in the dedup level for items sharing codes; set it above the largest group to keep room for items
+    # added later with `SemanticIDTokenizer.add_items` (cold start). Default: the largest group.
+    extra_level_size: int | None = None
     seed: int = DEFAULT_SEED
     output_dir: str = "outputs/rqvae"
     progress: bool = True
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         seed=cfg.seed,
         output_dir=output_dir,
         collision_strategy=cfg.collision_strategy,
+        extra_level_size=cfg.extra_level_size,
         progress=cfg.progress,
     )
     (output_dir / "recipe_config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -94,6 +94,13 @@ def test_load_lcrec_index_offsets_and_errors(tmp_path):
         load_lcrec_index(path)
     with pytest.raises(ValueError, match="does not exist"):
         load_lcrec_index(tmp_path / "nope.json")
+    _write_json(path, {"0": ["<a_5>", "<b_7>"], "x9": ["<a_1>", "<b_2>"]})
+    with pytest.raises(ValueError, match="a.index.json.*item id 'x9' is not an integer.*id_offset=0"):
+        load_lcrec_index(path, id_offset=1)
+    assert load_lcrec_index(path)["x9"] == (1, 2)
+    _write_json(path, {"0": "<a_5><b_7>"})
+    with pytest.raises(ValueError, match="item '0' has str .*expected a list of SID tokens"):
+        load_lcrec_index(path)
     assert parse_sid_strings(["<a_12>", "<b_3>", "<c_0>", "<d_9>"]) == (12, 3, 0, 9)
 
 

@@ -420,13 +420,23 @@ def test_recommend_bad_input(rec_setup):
         recommend(model, tok, histories, k=len(table) + 1, progress=False)
     with pytest.raises(ValueError, match="smaller than k"):
         recommend(model, tok, histories, k=10, num_beams=5, progress=False)
-    with pytest.raises(ValueError, match="prefix_level"):
+    with pytest.raises(ValueError, match="between 1 and 2 .*got 3\\."):
         recommend(model, tok, histories, k=2, prefix_level=3, progress=False)
     with pytest.raises(ValueError, match="a list of item ids"):
         recommend(model, tok, ["item01"], progress=False)
     small = build_causal_lm(len(tok) - 10, hidden_size=16, num_layers=1, num_heads=2)
     with pytest.raises(ValueError, match="lacks the SID tokens"):
         recommend(small, tok, histories, progress=False)
+
+
+def test_recommend_accepts_a_user_mapping(rec_setup):
+    from hf_semtok.generation import recommend
+
+    tok, model, _, histories = rec_setup
+    as_list = recommend(model, tok, histories, k=3, progress=False)
+    by_user = recommend(model, tok, {f"u{n}": h for n, h in enumerate(histories)}, k=3, progress=False)
+    assert list(by_user) == [f"u{n}" for n in range(len(histories))]
+    assert [[i for i, _ in r] for r in by_user.values()] == [[i for i, _ in r] for r in as_list]
 
 
 def test_processor_from_tokenizer_parse_items_round_trip(rec_setup):

@@ -150,4 +150,7 @@ def test_bad_inputs_fail_before_training(tok, catalogue, tmp_path):
     unknown = Catalogue(item_ids=[*ITEMS, "zz"], histories={"u": ["i1", "zz", "i2"]})
     with pytest.raises(ValueError, match="no SID in the tokenizer"):
         run_lm_stage(_cfg(tmp_path), tok, unknown, small)
+    with pytest.raises(ValueError, match="push_to_hub needs hub_model_id"):
+        run_lm_stage(_cfg(tmp_path, push_to_hub=True), tok, catalogue, _base_model(tok))
     assert not list(tmp_path.glob("checkpoint-*"))
+    assert not (tmp_path / "adapter_config.json").exists()

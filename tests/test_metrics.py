@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from hf_semtok.metrics import ndcg_at_k, popularity_baseline, ranking_metrics, recall_at_k
@@ -43,6 +44,11 @@ def test_ranking_metrics_means():
 def test_bad_k_and_mismatched_lengths():
     with pytest.raises(ValueError, match="positive integer"):
         recall_at_k(["a"], "a", 0)
+    for bad in (2.0, True, "5", np.int64(0)):
+        with pytest.raises(ValueError, match="positive integer"):
+            recall_at_k(["a"], "a", bad)
+    assert recall_at_k(["b", "a"], "a", np.int64(2)) == 1.0  # numpy integers, e.g. from np.arange
+    assert ndcg_at_k(["b", "a"], "a", np.int32(1)) == 0.0
     with pytest.raises(ValueError, match="one ranking per target"):
         ranking_metrics([["a"]], ["a", "b"])
 

@@ -391,6 +391,17 @@ def test_from_base_with_sidtable_and_rqvae(with_rqvae):
     assert from_dict.codebook_sizes[:3] == [4, 4, 3] and from_dict.num_semantic_levels == 3
 
 
+def test_from_base_with_train_rqvae_result(with_rqvae):
+    from hf_semtok.training import RQVAETrainingResult
+
+    tok, model, table, emb = with_rqvae
+    result = RQVAETrainingResult(model=model, sid_table=table, report={})
+    from_result = SemanticIDTokenizer.from_base(make_base("byte_bpe"), sid_table=result)
+    assert from_result.sid_table_dict() == tok.sid_table_dict()
+    assert from_result.codebook_sizes == [4, 4, 3, 40]
+    np.testing.assert_array_equal(from_result.sids_for_embeddings(emb), model.encode(emb).numpy())
+
+
 def test_add_items_unique_and_saved(with_rqvae, tmp_path):
     tok, model, table, emb = with_rqvae
     tok = pickle.loads(pickle.dumps(tok))  # leave the module fixture untouched

@@ -145,7 +145,8 @@ def test_multimodal_with_missing_rows():
         ({"cooccurrence_pairs": np.array([[0, N]])}, "outside \\[0, 300\\)"),
         ({"cooccurrence_pairs": np.array([0, 1])}, "\\(n_pairs, 2\\)"),
         ({"histories": {"u": ["i0", "ghost"]}}, "not in item_ids"),
-        ({"item_ids": ["x"] * N}, "Duplicate item ids"),
+        ({"item_ids": ["x"] * N}, "Duplicate item ids: \\['x'\\] \\(1 id"),
+        ({"item_ids": ["a", "b", *(f"i{i}" for i in range(N - 4)), "b", "a"]}, "\\['a', 'b'\\] \\(2 id"),
         ({"item_ids": ["x"]}, "1 item ids for 300"),
         ({"config": small_config(codebook_sizes=[512, 8])}, "fewer than the largest codebook"),
         ({"config": small_config(modality_dims=10)}, "dimension 16 but the config expects 10"),
@@ -157,9 +158,48 @@ def test_bad_inputs_raise(emb, kwargs, message):
         run(emb, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"collision_strategy": "greedy"}, "`collision_strategy` is 'greedy'; use one of"),
+        ({"extra_level_size": 0}, "`extra_level_size` is 0; give a positive int"),
+        ({"extra_level_size": 2.5}, "`extra_level_size` is 2.5"),
+    ],
+)
+def test_bad_arguments_fail_before_training(emb, monkeypatch, kwargs, message):
+    from hf_semtok import training
+
+    def no_training(*args, **kw):
+        raise AssertionError("training started before the arguments were checked")
+
+    monkeypatch.setattr(training._RQVAETrainer, "train", no_training)
+    with pytest.raises(ValueError, match=message):
+        run(emb, **kwargs)
+
+
+def test_extra_level_size_keeps_room_for_new_items(emb):
+    from hf_semtok.sids import add_items_to_table
+
+    ids = [f"i{i}" for i in range(N)]
+    tight = run(emb, item_ids=ids)
+    roomy = run(emb, item_ids=ids, extra_level_size=tight.sid_table.stats["largest_group"] + 4)
+    assert roomy.sid_table.codebook_sizes[-1] == tight.sid_table.stats["largest_group"] + 4
+    # The fullest code group: one more item with those codes only fits where there is headroom.
+    full = tight.sid_table.codes[:, :-1]
+    _, inverse, counts = np.unique(full, axis=0, return_inverse=True, return_counts=True)
+    crowded = full[np.flatnonzero(counts[inverse.ravel()] == counts.max())[0]][None]
+    with pytest.raises(ValueError, match="extra level is full.*train_rqvae\\(..., extra_level_size=N\\)"):
+        add_items_to_table(tight.sid_table, ["new"], crowded)
+    grown = add_items_to_table(roomy.sid_table, ["new"], crowded)
+    assert grown.item_ids[-1] == "new" and len(set(map(tuple, grown.codes.tolist()))) == N + 1
+
+
 def test_bad_embeddings_raise(emb):
-    with pytest.raises(ValueError, match="Empty catalogue"):
+    with pytest.raises(ValueError, match="Empty catalogue.*one embedding row per item"):
         train_rqvae(np.zeros((0, DIM), np.float32), config=small_config())
+    for empty in ([], {}):
+        with pytest.raises(ValueError, match="Empty catalogue.*one embedding row per item"):
+            train_rqvae(empty)
     bad = emb.copy()
     bad[3, 2] = np.inf
     with pytest.raises(ValueError, match="infinite"):

@@ -252,7 +252,21 @@ def load_lcrec_index(path: str | Path, id_offset: int = 0) -> dict[str, tuple[in
         raise ValueError(f"{str(path)!r} is not an LC-Rec index: expected a JSON object {{item: [tokens]}}.")
     out = {}
     for item, tokens in raw.items():
-        key = str(int(item) + id_offset) if id_offset else str(item)
+        if id_offset:
+            try:
+                key = str(int(item) + id_offset)
+            except ValueError:
+                raise ValueError(
+                    f"{str(path)!r}: item id {item!r} is not an integer, so id_offset={id_offset} cannot be added; "
+                    "use id_offset=0 for string ids."
+                ) from None
+        else:
+            key = str(item)
+        if isinstance(tokens, str) or not isinstance(tokens, (list, tuple)):
+            raise ValueError(
+                f"{str(path)!r}: item {item!r} has {type(tokens).__name__} {tokens!r:.60}; expected a list of SID "
+                'tokens, one per level, e.g. ["<a_12>", "<b_3>", "<c_7>"].'
+            )
         out[key] = parse_sid_strings(tokens, item=str(item))
     lengths = {len(c) for c in out.values()}
     if len(lengths) > 1:
