@@ -5,7 +5,7 @@ is trained, only on its shape, so the models here are randomly initialised with 
 (`benchmarks/sid_quality.py`): text 384-d -> MLP [512, 256, 128] -> latent 32, codebooks `[256, 256, 256]` and
 `[1024, 512, 256]`, and a multimodal input (text 384 + image 512 + audio 128). The reference is what one writes
 first: the same encoder, then `torch.cdist` + `argmin` per level, on the same batches. Both give the same codes
-(checked). Variants run round-robin so machine load hits all alike; the best of the rounds is reported.
+up to float near-ties (checked: `compare_codes`). Variants run round-robin so machine load hits all alike; the best of the rounds is reported.
 
 Usage:
     python benchmarks/encode_speed.py            # writes benchmarks/results/encode_speed.{json,md}
@@ -63,6 +63,37 @@ def reference_encode(model: RQVAEModel, embeddings, batch_size: int = BATCH) -> 
     return torch.cat(out)
 
 
+@torch.inference_mode()
+def compare_codes(model: RQVAEModel, embeddings, codes: torch.Tensor, reference: torch.Tensor) -> dict:
+    """Share of items whose codes equal the reference's, and how close the disagreements are to ties.
+
+    The fast path computes distances as `|x|^2 - 2 x.c + |c|^2`, `cdist` directly; the two round differently, so
+    when two codes are (nearly) equally close they can pick different ones. For every item that differs, at its
+    first differing level, this measures `(d(fast code) - d(reference code)) / d(reference code)` on the reference
+    residual: float rounding gives ~1e-6, a real error would give far more.
+    """
+    differs = (codes != reference).any(dim=1)
+    gap = 0.0
+    if differs.any():
+        rows = torch.nonzero(differs).squeeze(1)
+        chunk = (
+            {k: v[rows] for k, v in embeddings.items()} if isinstance(embeddings, dict) else embeddings[rows]
+        )
+        x, _ = model.prepare_inputs(chunk)
+        residual = model.encoder(x)
+        pending = torch.ones(len(rows), dtype=torch.bool)
+        for level, codebook in enumerate(model.quantizer.codebooks):
+            fast, ref = codes[rows, level], reference[rows, level]
+            first = pending & (fast != ref)
+            if first.any():
+                d_fast = (residual[first] - codebook[fast[first]]).norm(dim=1)
+                d_ref = (residual[first] - codebook[ref[first]]).norm(dim=1)
+                gap = max(gap, float(((d_fast - d_ref) / d_ref.clamp_min(1e-12)).max()))
+            pending &= ~first
+            residual = residual - codebook[ref]
+    return {"code_agreement": round(1.0 - float(differs.float().mean()), 6), "max_relative_gap": gap}
+
+
 def run(num_items: int, rounds: int, threads: list[int]) -> dict:
     rows = []
     for name, (dims, sizes) in SHAPES.items():
@@ -71,7 +102,7 @@ def run(num_items: int, rounds: int, threads: list[int]) -> dict:
         gen = torch.Generator().manual_seed(1)
         emb = {k: torch.randn(num_items, d, generator=gen) for k, d in dims.items()}
         emb = emb["text"] if len(emb) == 1 else emb
-        same = bool(torch.equal(model.encode(emb), reference_encode(model, emb)))
+        agreement = compare_codes(model, emb, model.encode(emb), reference_encode(model, emb))
         for n_threads in threads:
             torch.set_num_threads(n_threads)
             model.encode(emb)  # warm-up
@@ -91,7 +122,7 @@ def run(num_items: int, rounds: int, threads: list[int]) -> dict:
                 "encode_items_per_s": round(num_items / best["encode"]),
                 "reference_items_per_s": round(num_items / best["reference"]),
                 "speedup_vs_reference": round(best["reference"] / best["encode"], 2),
-                "same_codes_as_reference": same,
+                **agreement,
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -115,15 +146,28 @@ def to_markdown(result: dict) -> str:
         f"load average at start {result['load_average_at_start'][0]}. Reference: the same encoder with "
         "`torch.cdist` + `argmin` per level. Target: >= 100,000 items/s on 2 cores.",
         "",
-        "| model | threads | encode items/s | reference items/s | speed-up | same codes |",
-        "|---|---:|---:|---:|---:|---|",
+        "| model | threads | encode items/s | reference items/s | speed-up | codes equal to reference |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['model']} | {r['threads']} | {r['encode_items_per_s']:,} | {r['reference_items_per_s']:,} | "
-            f"{r['speedup_vs_reference']:.2f}x | {r['same_codes_as_reference']} |"
+            f"{r['speedup_vs_reference']:.2f}x | {100 * r['code_agreement']:.3f}% |"
         )
-    lines += ["", f"Command: `python benchmarks/encode_speed.py` ({result['seconds']:.0f} s)."]
+    gap = max(r["max_relative_gap"] for r in result["rows"])
+    lines += [
+        "",
+        "Every code equals the reference's."
+        if all(r["code_agreement"] == 1.0 for r in result["rows"])
+        else (
+            "Codes that differ from the reference are float near-ties"
+            if gap < 1e-4
+            else "WARNING: some codes differ from the reference by more than float rounding"
+        )
+        + f" (largest relative distance gap between the two codes: {gap:.1e}; see `compare_codes`).",
+        "",
+        f"Command: `python benchmarks/encode_speed.py` ({result['seconds']:.0f} s).",
+    ]
     return "\n".join(lines) + "\n"
 
 
