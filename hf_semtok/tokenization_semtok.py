@@ -84,7 +84,8 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
       model cards still need hf_semtok);
     - neither, in a model directory (the LM's `config.json` beside the tokenizer, as inference servers load it):
       a plain fast tokenizer with every SID token and the markers, no item table. A tokenizer-only directory
-      without hf_semtok asks for `trust_remote_code`, as for any repository with custom code.
+      without hf_semtok asks for `trust_remote_code`, as for any repository with custom code (transformers needs
+      the model's config to choose a local class); `PreTrainedTokenizerFast.from_pretrained(dir)` loads it plain.
     """
 
     vocab_files_names = {

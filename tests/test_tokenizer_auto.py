@@ -83,6 +83,10 @@ try:
     out["tok_plain_error"] = ""
 except ValueError as err:
     out["tok_plain_error"] = str(err)
+# ... and loads plain through the fast tokenizer class itself.
+from transformers import PreTrainedTokenizerFast
+fast = PreTrainedTokenizerFast.from_pretrained(tok_dir)
+out["tok_fast"] = {"ids": fast(text)["input_ids"], "len": len(fast)}
 print(json.dumps(out))
 """
 
@@ -119,3 +123,4 @@ def test_remote_code_and_plain_paths_without_hf_semtok(saved, tmp_path):
         assert out[key]["ids"] == expected
         assert out[key]["sid_start"] == "<|sid_start|>" and out[key]["len"] == len(tok)
     assert "trust_remote_code=True" in out["tok_plain_error"]
+    assert out["tok_fast"] == {"ids": expected, "len": len(tok)}
