@@ -16,16 +16,33 @@ PAD, EOS, FIRST_SID = 0, 2, 20  # token ids below FIRST_SID are "text"
 class Catalogue:
     """A random catalogue laid out in a toy vocabulary: text ids [3, 20), then SID tokens, start, end."""
 
-    def __init__(self, sizes: tuple[int, ...], n_items: int, seed: int, shared_prefix: bool = False):
+    def __init__(
+        self,
+        sizes: tuple[int, ...],
+        n_items: int,
+        seed: int,
+        shared_prefix: bool = False,
+        collisions: bool = False,
+    ):
         rng = np.random.default_rng(seed)
+        if collisions:  # items share semantic codes; TIGER's extra level (hf_semtok.sids) tells them apart
+            from hf_semtok.sids import assign_unique_sids
+
+            semantic = np.stack([rng.integers(0, s, n_items) for s in sizes], axis=1)
+            table = assign_unique_sids(semantic, [str(i) for i in range(n_items)], list(sizes))
+            assert table.stats["colliding_items_before"] > 0  # the catalogue really has collisions
+            sizes = tuple(table.codebook_sizes)
         self.sizes = list(sizes)
         self.num_levels = len(sizes)
-        if shared_prefix:  # heavy prefix sharing: few coarse codes, the last level tells items apart
+        if collisions:
+            codes = table.codes
+        elif shared_prefix:  # heavy prefix sharing: few coarse codes, the last level tells items apart
             first = [min(2, s) for s in sizes[:-1]] + [sizes[-1]]
             codes = np.stack([rng.integers(0, s, 4 * n_items) for s in first], axis=1)
         else:
             codes = np.stack([rng.integers(0, s, 4 * n_items) for s in sizes], axis=1)
-        codes = np.unique(codes, axis=0)
+        if not collisions:
+            codes = np.unique(codes, axis=0)
         self.codes = codes[rng.permutation(len(codes))[:n_items]]
         self.sid_token_ids, nxt = [], FIRST_SID
         for s in sizes:
@@ -54,18 +71,19 @@ class Catalogue:
         return tuple(out)
 
 
-CATALOGUES = {
-    "3x(4,3,5)": ((4, 3, 5), 30, False),
-    "2x(8,8)": ((8, 8), 40, False),
-    "4x(3,4,2,6)": ((3, 4, 2, 6), 60, False),
-    "shared(6,6,9)": ((6, 6, 9), 15, True),
+CATALOGUES = {  # sizes, items, heavy prefix sharing, collisions (+ extra level)
+    "3x(4,3,5)": ((4, 3, 5), 30, False, False),
+    "2x(8,8)": ((8, 8), 40, False, False),
+    "4x(3,4,2,6)": ((3, 4, 2, 6), 60, False, False),
+    "shared(6,6,9)": ((6, 6, 9), 15, True, False),
+    "collisions(3,2,2)+extra": ((3, 2, 2), 40, False, True),
 }
 
 
 @pytest.fixture(scope="module", params=list(CATALOGUES))
 def setup(request):
-    sizes, n, shared = CATALOGUES[request.param]
-    cat = Catalogue(sizes, n, seed=len(sizes) * 7 + n, shared_prefix=shared)
+    sizes, n, shared, collisions = CATALOGUES[request.param]
+    cat = Catalogue(sizes, n, seed=len(sizes) * 7 + n, shared_prefix=shared, collisions=collisions)
     model = build_causal_lm(
         cat.vocab + 3, hidden_size=32, num_layers=1, num_heads=2, seed=0, pad_token_id=PAD, eos_token_id=EOS
     ).eval()
