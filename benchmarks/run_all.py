@@ -17,7 +17,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Order: cheap, synthetic-data benchmarks first; the long real-data pipeline last.
-BENCHMARKS = ["encode_speed", "tokenizer_speed", "generation_speed", "sid_quality", "amazon"]
+BENCHMARKS = [
+    "encode_speed",
+    "tokenizer_speed",
+    "generation_speed",
+    "sid_quality",
+    "rqvae_convergence",
+    "amazon",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
