@@ -66,7 +66,8 @@ class ItemIndex:
             )
         if codes.size and not np.issubdtype(codes.dtype, np.integer):
             raise ValueError(f"{source}: 'codes' must be integers; got dtype {codes.dtype}.")
-        codes = codes.astype(np.int64, copy=False).reshape(len(item_ids), len(sizes))
+        # A private copy: the caller's array (e.g. a SIDTable's) may change later; the index must not.
+        codes = np.array(codes, dtype=np.int64).reshape(len(item_ids), len(sizes))
         for level, size in enumerate(sizes):
             bad = np.flatnonzero((codes[:, level] < 0) | (codes[:, level] >= size))
             if bad.size:
@@ -142,7 +143,12 @@ class ItemIndex:
         if not table:
             raise ValueError("sid_table is empty; the tokenizer needs at least one item.")
         item_ids = [str(k) for k in table]
-        rows = [tuple(int(c) for c in v) for v in table.values()]
+        rows = []
+        for item, value in zip(item_ids, table.values()):
+            row = tuple(int(c) for c in value)
+            if any(c != v for c, v in zip(row, value)):
+                raise ValueError(f"sid_table: the SID of item {item!r} has non-integer codes {tuple(value)!r}.")
+            rows.append(row)
         lengths = {len(r) for r in rows}
         if len(lengths) != 1:
             by_len = {len(r): item for item, r in zip(item_ids, rows)}
@@ -174,14 +180,19 @@ class ItemIndex:
                 data = json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"{name} is not valid JSON ({err}); re-save the tokenizer.") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{name} holds a JSON {type(data).__name__}, not an object; it is not a SID table.")
         for field in ("item_ids", "codes", "codebook_sizes"):
             if field not in data:
                 raise ValueError(
                     f"{name} has no field {field!r}; it is not a SID table written by hf_semtok."
                 )
-        codes = np.asarray(data["codes"], dtype=np.int64)
+        try:
+            codes = np.asarray(data["codes"])  # no dtype: __init__ rejects non-integer codes instead of truncating
+        except ValueError as err:
+            raise ValueError(f"{name}: 'codes' must be a list of equal-length integer lists ({err}).") from None
         if codes.size == 0:
-            codes = codes.reshape(0, len(data["codebook_sizes"]))
+            codes = codes.astype(np.int64).reshape(0, len(data["codebook_sizes"]))
         return cls(
             data["item_ids"],
             codes,
@@ -233,6 +244,8 @@ class ItemIndex:
     def rows_with_prefix(self, prefix: Sequence[int]) -> np.ndarray:
         """Rows (ascending) of the items whose SID starts with `prefix`: one key range of the sorted keys."""
         k = len(prefix)
+        if k > len(self.codebook_sizes) or any(not 0 <= int(c) < s for c, s in zip(prefix, self.codebook_sizes)):
+            return np.zeros(0, dtype=np.int64)  # no SID has an out-of-range code
         lo = int(np.dot(np.asarray(prefix, dtype=np.int64), self.strides[:k])) if k else 0
         hi = lo + (int(self.strides[k - 1]) if k else int(self.strides[0]) * self.codebook_sizes[0])
         a, b = np.searchsorted(self.sorted_keys, [lo, hi])

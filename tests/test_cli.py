@@ -1,0 +1,202 @@
+"""The `hf-semtok` console script: argument errors, help, and the DemoConfig its options build."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+
+import hf_semtok.demo
+from hf_semtok.cli import main
+from hf_semtok.demo import QUICK_OVERRIDES, DemoConfig
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """Replace `run_demo` with a recorder of `(config, out)`; the real demo never runs."""
+    calls: list[tuple[DemoConfig, object]] = []
+
+    def fake_run_demo(config=None, out=None):
+        calls.append((config, out))
+        return {}
+
+    monkeypatch.setattr(hf_semtok.demo, "run_demo", fake_run_demo)
+    return calls
+
+
+def run_cli(runs, argv) -> DemoConfig:
+    assert main(argv) == 0
+    assert len(runs) == 1
+    config, out = runs[0]
+    assert isinstance(config, DemoConfig)
+    assert out is sys.stdout
+    return config
+
+
+def changed_fields(config: DemoConfig) -> dict:
+    default = DemoConfig()
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(DemoConfig)
+        if getattr(config, f.name) != getattr(default, f.name)
+    }
+
+
+# ---------------------------------------------------------------- argparse
+
+
+def test_no_command_is_an_argparse_error(runs, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: hf-semtok" in err and "required: command" in err
+    assert runs == []
+
+
+def test_unknown_command_is_an_argparse_error(runs, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'train'" in capsys.readouterr().err
+    assert runs == []
+
+
+@pytest.mark.parametrize("argv", [["demo", "--seed", "abc"], ["demo", "--n_items", "5"]])
+def test_bad_demo_options_are_argparse_errors(runs, capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+    assert runs == []
+
+
+def test_demo_help_lists_the_options(runs, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: hf-semtok demo")
+    for option in ("--output_dir", "--seed", "--quick", "--config", "--no_progress", "overrides"):
+        assert option in out
+    assert runs == []
+
+
+def test_top_level_help_lists_demo(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "Semantic IDs for generative recommendation." in out
+
+
+# ---------------------------------------------------------------- DemoConfig from the options
+
+
+def test_plain_demo_uses_the_defaults(runs, capsys):
+    config = run_cli(runs, ["demo"])
+    assert config == DemoConfig()
+    assert capsys.readouterr().out == f"hf-semtok demo (full) -> {DemoConfig().output_dir}\n"
+
+
+def test_argv_none_reads_sys_argv(runs, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["hf-semtok", "demo", "--seed", "5"])
+    assert run_cli(runs, None).seed == 5
+
+
+def test_quick_applies_quick_overrides(runs, capsys):
+    config = run_cli(runs, ["demo", "--quick"])
+    assert {key: getattr(config, key) for key in QUICK_OVERRIDES} == QUICK_OVERRIDES
+    assert set(changed_fields(config)) <= set(QUICK_OVERRIDES)  # nothing else moves
+    assert changed_fields(config)  # and --quick does change something
+    assert isinstance(config.rqvae_epochs, float) and isinstance(config.n_items, int)
+    assert capsys.readouterr().out.startswith("hf-semtok demo (quick) -> ")
+
+
+def test_user_overrides_win_over_quick(runs):
+    config = run_cli(runs, ["demo", "--quick", "n_items=50", "codebook_sizes=[4, 4, 4]"])
+    assert config.n_items == 50
+    assert config.codebook_sizes == [4, 4, 4]
+    assert config.n_users == QUICK_OVERRIDES["n_users"]  # the other quick values stay
+
+
+def test_seed_output_dir_and_no_progress(runs, tmp_path, capsys):
+    out_dir = tmp_path / "demo out"
+    config = run_cli(runs, ["demo", "--seed", "7", "--output_dir", str(out_dir), "--no_progress"])
+    assert changed_fields(config) == {"seed": 7, "output_dir": str(out_dir), "progress": False}
+    assert capsys.readouterr().out == f"hf-semtok demo (full) -> {out_dir}\n"
+
+
+def test_key_value_overrides_are_typed(runs):
+    config = run_cli(
+        runs,
+        [
+            "demo",
+            "cpt_epochs=2.5",
+            "lora_r=4",
+            "modalities=[text, image]",
+            "sft_examples_per_user=none",
+            "model_config={hidden_size: 32, num_layers: 1, num_heads: 2}",
+            "sid_only_prompts=false",
+        ],
+    )
+    assert changed_fields(config) == {
+        "cpt_epochs": 2.5,
+        "lora_r": 4,
+        "modalities": ["text", "image"],
+        "sft_examples_per_user": None,
+        "model_config": {"hidden_size": 32, "num_layers": 1, "num_heads": 2},
+        "sid_only_prompts": False,
+    }
+
+
+def test_yaml_config_is_read_and_options_win(runs, tmp_path):
+    path = tmp_path / "demo.yaml"
+    path.write_text("n_items: 77\nseed: 1\nlora_r: 2\noutput_dir: from_yaml\ncodebook_sizes: [16, 4]\n")
+    config = run_cli(runs, ["demo", "--config", str(path)])
+    assert changed_fields(config) == {
+        "n_items": 77,
+        "seed": 1,
+        "lora_r": 2,
+        "output_dir": "from_yaml",
+        "codebook_sizes": [16, 4],
+    }
+    runs.clear()
+    config = run_cli(runs, ["demo", "--config", str(path), "--seed", "9", "lora_r=8", "--quick"])
+    assert (config.seed, config.lora_r, config.output_dir) == (9, 8, "from_yaml")
+    # --quick overrides the file too (it is applied as command-line overrides)
+    assert config.n_items == QUICK_OVERRIDES["n_items"]
+
+
+def test_unknown_override_key_is_a_clear_error(runs):
+    with pytest.raises(ValueError, match=r"Unknown config key 'n_itmes'.*Did you mean 'n_items'\?") as err:
+        main(["demo", "n_itmes=5"])
+    assert "Valid keys:" in str(err.value) and "output_dir" in str(err.value)
+    assert runs == []
+
+
+def test_override_without_equals_is_a_clear_error(runs):
+    with pytest.raises(ValueError, match=r"Cannot read the argument 'fast'.*key=value"):
+        main(["demo", "fast"])
+    assert runs == []
+
+
+def test_bad_override_value_names_the_key(runs):
+    with pytest.raises(ValueError, match=r"Config key 'lora_r': expected an integer, got 'many'"):
+        main(["demo", "lora_r=many"])
+    assert runs == []
+
+
+def test_unknown_key_in_yaml_names_the_file(runs, tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("num_beam: 3\n")
+    with pytest.raises(ValueError, match=r"Unknown config key 'num_beam' in the config file .*typo\.yaml"):
+        main(["demo", "--config", str(path)])
+    assert runs == []
+
+
+def test_missing_yaml_file_is_a_clear_error(runs, tmp_path):
+    with pytest.raises(ValueError, match=r"nope\.yaml' does not exist"):
+        main(["demo", "--config", str(tmp_path / "nope.yaml")])
+    assert runs == []

@@ -1,0 +1,634 @@
+"""ItemIndex, SIDTokenLookup and the SID-text helpers of hf_semtok.sid_index, checked against brute force."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pickle
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
+from hf_semtok.sid_index import (
+    EV_END,
+    EV_OTHER,
+    EV_SID,
+    EV_START,
+    TABLE_FORMAT,
+    TABLE_VERSION,
+    ItemIndex,
+    SIDTokenLookup,
+    group_sid_events,
+    parse_sid_string,
+    scan_sid_text,
+)
+from hf_semtok.sids import SIDTable
+
+SIZES = [5, 3, 4]  # multi-resolution: 60 possible SIDs
+
+
+def sid(*codes: int, markers: bool = True) -> str:
+    body = "".join(SID_TOKEN_TEMPLATE.format(level=lv, code=c) for lv, c in enumerate(codes))
+    return SID_START_TOKEN + body + SID_END_TOKEN if markers else body
+
+
+def random_catalogue(n: int = 25, sizes=SIZES, seed: int = 0) -> dict[str, tuple[int, ...]]:
+    rng = np.random.default_rng(seed)
+    every = list(itertools.product(*[range(s) for s in sizes]))
+    picked = rng.choice(len(every), size=n, replace=False)
+    return {f"item_{i:02d}": every[j] for i, j in enumerate(picked)}
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return random_catalogue()
+
+
+@pytest.fixture(scope="module")
+def index(catalogue):
+    return ItemIndex.from_any(catalogue, SIZES)
+
+
+# ---------------------------------------------------------------- construction
+
+
+def test_from_dict_keeps_order_codes_and_sizes(catalogue, index):
+    assert index.item_ids == list(catalogue)
+    assert index.codes.tolist() == [list(c) for c in catalogue.values()]
+    assert index.codes.dtype == np.int64
+    assert index.codebook_sizes == SIZES
+    assert index.num_semantic_levels == 3
+    assert index.index == {item: row for row, item in enumerate(catalogue)}
+    assert not index.codes.flags.writeable
+
+
+def test_from_sid_table_keeps_metadata(catalogue):
+    table = SIDTable(
+        item_ids=list(catalogue),
+        codes=np.array(list(catalogue.values())),
+        codebook_sizes=SIZES,
+        num_semantic_levels=2,
+        collision_strategy="extra_level",
+        stats={"collisions": 3},
+    )
+    idx = ItemIndex.from_any(table)
+    assert idx.item_ids == table.item_ids
+    np.testing.assert_array_equal(idx.codes, table.codes)
+    assert idx.codebook_sizes == SIZES
+    assert idx.num_semantic_levels == 2
+    assert idx.collision_strategy == "extra_level"
+    assert idx.stats == {"collisions": 3}
+    # The index keeps its own copy: changing the table's array afterwards does not corrupt lookups.
+    before = idx.codes.copy()
+    table.codes[0] = table.codes[1]
+    np.testing.assert_array_equal(idx.codes, before)
+    assert idx.rows_of_keys(idx.keys_of(before[:1])).tolist() == [0]
+
+
+def test_from_dict_rejects_non_integer_codes():
+    with pytest.raises(ValueError, match=r"item 'a' has non-integer codes \(0, 1\.7\)"):
+        ItemIndex.from_any({"a": (0, 1.7), "b": (1, 0)}, codebook_sizes=[2, 2])
+    assert ItemIndex.from_any({"a": (0, 1.0)}, codebook_sizes=[2, 2]).codes.tolist() == [[0, 1]]
+
+
+def test_from_duck_typed_object_with_sidtable_fields():
+    obj = SimpleNamespace(item_ids=[1, 2], codes=[[0, 1], [1, 0]], codebook_sizes=[2, 2])
+    idx = ItemIndex.from_any(obj)
+    assert idx.item_ids == ["1", "2"]  # ids are stored as strings
+    assert idx.num_semantic_levels == 2 and idx.collision_strategy is None and idx.stats == {}
+
+
+def test_from_item_index_is_identity_unless_sizes_change(index):
+    assert ItemIndex.from_any(index) is index
+    assert ItemIndex.from_any(index, list(SIZES)) is index
+    wider = ItemIndex.from_any(index, [6, 3, 4])
+    assert wider is not index
+    assert wider.codebook_sizes == [6, 3, 4]
+    assert wider.item_ids == index.item_ids
+    np.testing.assert_array_equal(wider.codes, index.codes)
+    with pytest.raises(ValueError, match=r"out of range \[0, 2\)"):
+        ItemIndex.from_any(index, [2, 3, 4])
+
+
+def test_from_dict_with_rqvae_sizes_and_dedup_level():
+    rqvae = SimpleNamespace(config=SimpleNamespace(codebook_sizes=[4, 4]))
+    idx = ItemIndex.from_any({"a": (1, 2), "b": (3, 0)}, rqvae=rqvae)
+    assert idx.codebook_sizes == [4, 4] and idx.num_semantic_levels == 2
+    # A third column the RQ-VAE does not know is a dedup level sized from the data.
+    dedup = ItemIndex.from_any({"a": (1, 2, 0), "b": (1, 2, 1), "c": (1, 2, 4)}, rqvae=rqvae)
+    assert dedup.codebook_sizes == [4, 4, 5]
+    assert dedup.num_semantic_levels == 2
+    # Explicit sizes win over the RQ-VAE's.
+    assert ItemIndex.from_any({"a": (1, 2)}, [2, 3], rqvae=rqvae).codebook_sizes == [2, 3]
+
+
+def test_from_any_rejects_other_types():
+    with pytest.raises(ValueError, match="must be a dict item_id -> tuple of codes.*got list"):
+        ItemIndex.from_any([("a", (0, 1))], [2, 2])
+
+
+def test_empty_table_is_rejected():
+    with pytest.raises(ValueError, match="sid_table is empty"):
+        ItemIndex.from_any({}, [2, 2])
+
+
+def test_missing_codebook_sizes_is_explained():
+    with pytest.raises(ValueError, match="codebook_sizes is required.*pass codebook_sizes="):
+        ItemIndex.from_any({"a": (0, 1)})
+
+
+def test_mixed_lengths_are_rejected():
+    with pytest.raises(ValueError, match=r"same length; found lengths \[2, 3\]") as err:
+        ItemIndex.from_any({"a": (0, 1), "b": (0, 1, 2)}, [3, 3, 3])
+    assert "'a'" in str(err.value) and "'b'" in str(err.value)  # an example item of each length
+
+
+def test_duplicate_sids_name_both_items():
+    with pytest.raises(ValueError, match=r"share the SID \(1, 2\); SIDs must be unique") as err:
+        ItemIndex.from_any({"a": (0, 0), "b": (1, 2), "c": (1, 2)}, [3, 3])
+    assert "'b'" in str(err.value) and "'c'" in str(err.value)
+    assert "'a'" not in str(err.value)
+
+
+def test_duplicate_item_ids_are_rejected():
+    with pytest.raises(ValueError, match=r"duplicate item ids in 'item_ids': \['x'\]"):
+        ItemIndex(["x", "y", "x"], np.array([[0], [1], [2]]), [3])
+
+
+@pytest.mark.parametrize(
+    "codes, sizes, message",
+    [
+        (
+            np.zeros((2, 2), dtype=int),
+            [3, 3],
+            r"must have shape \(num_items, num_levels\) = \(3, L\); got \(2, 2\)",
+        ),
+        (np.zeros(3, dtype=int), [3], r"must have shape .*got \(3,\)"),
+        (
+            np.zeros((3, 2), dtype=int),
+            [],
+            r"'codebook_sizes' must be a non-empty list of positive ints; got \[\]",
+        ),
+        (np.zeros((3, 2), dtype=int), [3, 0], r"positive ints; got \[3, 0\]"),
+        (
+            np.zeros((3, 2), dtype=int),
+            [3, 3, 3],
+            r"every SID has 2 codes but 'codebook_sizes' lists 3 levels",
+        ),
+        (
+            np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]),
+            [3, 3],
+            r"'codes' must be integers; got dtype float64",
+        ),
+        (
+            np.array([[0, 1], [1, 3], [2, 3]]),
+            [3, 3],
+            r"code 3 of item 'b' at level 1 is out of range \[0, 3\).*2 item",
+        ),
+        (np.array([[0, 1], [-1, 0], [2, 2]]), [3, 3], r"code -1 of item 'b' at level 0 is out of range"),
+        (np.array([[0, 0], [0, 1], [1, 0]]), [2**31, 2**31], r"more than 2\*\*62 SIDs"),
+    ],
+)
+def test_constructor_validation_messages(codes, sizes, message):
+    with pytest.raises(ValueError, match=message) as err:
+        ItemIndex(["a", "b", "c"], codes, sizes, source="my_table.json")
+    assert str(err.value).startswith("my_table.json: ")
+
+
+def test_an_index_without_items_answers_every_lookup_with_nothing():
+    idx = ItemIndex([], np.zeros((0, 2), dtype=np.int64), [3, 3])
+    assert idx.rows_of_keys(np.array([0, 4, 8])).tolist() == [-1, -1, -1]
+    assert idx.rows_with_prefix([1]).tolist() == []
+    assert idx.resolve(scan_sid_text(sid(1, 1)), "none") == [None]
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def test_json_round_trip(tmp_path, catalogue):
+    table = SIDTable(
+        item_ids=list(catalogue),
+        codes=np.array(list(catalogue.values())),
+        codebook_sizes=SIZES,
+        num_semantic_levels=2,
+        collision_strategy="reassign",
+        stats={"max_bucket": 2},
+    )
+    idx = ItemIndex.from_any(table)
+    data = idx.to_json_dict()
+    assert data["format"] == TABLE_FORMAT and data["version"] == TABLE_VERSION
+    assert data["codes"] == table.codes.tolist()
+    assert data["codebook_sizes"] == SIZES and data["num_semantic_levels"] == 2
+    # what SIDTable.to_dict writes is a subset of ItemIndex.to_json_dict
+    assert {k: data[k] for k in table.to_dict()} == table.to_dict()
+    path = tmp_path / "sid_table.json"
+    path.write_text(json.dumps(data))
+    back = ItemIndex.from_json(path)
+    assert back.to_json_dict() == data
+    assert back.rows_of_keys(back.keys_of(idx.codes)).tolist() == list(range(len(idx.item_ids)))
+    # a SIDTable.to_json file reads too
+    table.to_json(tmp_path / "table.json")
+    assert ItemIndex.from_json(tmp_path / "table.json").to_json_dict() == data
+
+
+def test_json_round_trip_of_an_empty_table(tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps({"item_ids": [], "codes": [], "codebook_sizes": [4, 2]}))
+    idx = ItemIndex.from_json(path)
+    assert idx.codes.shape == (0, 2) and idx.codebook_sizes == [4, 2]
+
+
+def test_from_json_invalid_json_names_the_file(tmp_path):
+    path = tmp_path / "broken_table.json"
+    path.write_text('{"item_ids": [')
+    with pytest.raises(ValueError, match=r"broken_table\.json is not valid JSON"):
+        ItemIndex.from_json(path)
+
+
+@pytest.mark.parametrize("missing", ["item_ids", "codes", "codebook_sizes"])
+def test_from_json_missing_field_names_file_and_field(tmp_path, missing):
+    data = {"item_ids": ["a"], "codes": [[0, 1]], "codebook_sizes": [2, 2]}
+    del data[missing]
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=rf"partial\.json has no field '{missing}'"):
+        ItemIndex.from_json(path)
+
+
+def test_from_json_validation_errors_name_the_file(tmp_path):
+    path = tmp_path / "dups.json"
+    path.write_text(json.dumps({"item_ids": ["a", "b"], "codes": [[0, 1], [0, 1]], "codebook_sizes": [2, 2]}))
+    with pytest.raises(ValueError, match=r"^dups\.json: items 'a' and 'b' share the SID \(0, 1\)"):
+        ItemIndex.from_json(path)
+    path.write_text(json.dumps({"item_ids": ["a"], "codes": [[0, 1]], "codebook_sizes": [2, 2, 2]}))
+    with pytest.raises(ValueError, match=r"^dups\.json: every SID has 2 codes"):
+        ItemIndex.from_json(path)
+    path.write_text(json.dumps({"item_ids": ["a"], "codes": [[0, 1.5]], "codebook_sizes": [2, 2]}))
+    with pytest.raises(ValueError, match=r"^dups\.json: 'codes' must be integers"):
+        ItemIndex.from_json(path)  # not silently truncated to (0, 1)
+    path.write_text(json.dumps({"item_ids": ["a", "b"], "codes": [[0, 1], [1]], "codebook_sizes": [2, 2]}))
+    with pytest.raises(ValueError, match=r"^dups\.json: 'codes' must be a list of equal-length"):
+        ItemIndex.from_json(path)
+    path.write_text("3")
+    with pytest.raises(ValueError, match=r"^dups\.json holds a JSON int, not an object"):
+        ItemIndex.from_json(path)
+
+
+# ---------------------------------------------------------------- lookups vs brute force
+
+
+def test_keys_are_mixed_radix_and_ordered_like_the_codes(index):
+    keys = index.keys_of(index.codes)
+    assert keys.tolist() == np.ravel_multi_index(index.codes.T, SIZES).tolist()
+    assert np.all(np.diff(index.sorted_keys) > 0)
+    # lexicographic order of the codes is the order of the keys
+    assert [tuple(index.codes[r]) for r in index.order] == sorted(map(tuple, index.codes.tolist()))
+
+
+def test_rows_of_keys_matches_brute_force(catalogue, index):
+    row_of = {codes: row for row, codes in enumerate(catalogue.values())}
+    every = np.array(list(itertools.product(*[range(s) for s in SIZES])))  # present and absent SIDs
+    rows = index.rows_of_keys(index.keys_of(every))
+    assert rows.tolist() == [row_of.get(tuple(c), -1) for c in every.tolist()]
+    assert (rows >= 0).sum() == len(catalogue)
+    # keys beyond the last / before the first possible key
+    assert index.rows_of_keys(np.array([-1, 60, 10**12])).tolist() == [-1, -1, -1]
+    # any shape in, the same shape out
+    assert index.rows_of_keys(index.keys_of(every).reshape(3, 20)).shape == (3, 20)
+
+
+def test_rows_with_prefix_matches_brute_force(catalogue, index):
+    codes = list(catalogue.values())
+    checked = 0
+    for k in range(len(SIZES) + 1):
+        for prefix in itertools.product(*[range(s) for s in SIZES[:k]]):
+            expected = [r for r, c in enumerate(codes) if c[:k] == prefix]
+            got = index.rows_with_prefix(list(prefix))
+            assert got.tolist() == expected, prefix
+            checked += bool(expected)
+    assert checked > len(catalogue)  # non-empty answers at every level were compared
+    assert index.rows_with_prefix([]).tolist() == list(range(len(catalogue)))
+    # Out-of-range codes or too long a prefix match nothing (no wrap-around into a neighbouring key range).
+    for prefix in ([0, SIZES[1]], [1, -1], [SIZES[0]], [0, 0, 0, 0]):
+        assert index.rows_with_prefix(prefix).tolist() == [], prefix
+
+
+def test_sid_texts_parse_back_to_the_codes(index):
+    texts = index.sid_texts()
+    assert texts[0] == sid(*index.codes[0].tolist())
+    assert [parse_sid_string(t) for t in texts] == [tuple(c) for c in index.codes.tolist()]
+    assert index.sid_texts() is texts  # cached
+
+
+def test_resolve_random_texts_against_the_catalogue(catalogue):
+    idx = ItemIndex.from_any(catalogue, SIZES)
+    rng = np.random.default_rng(7)
+    known = set(catalogue.values())
+    absent = [c for c in itertools.product(*[range(s) for s in SIZES]) if c not in known]
+    item_of = {c: item for item, c in catalogue.items()}
+    for _ in range(20):
+        parts, expected, sids = [], [], []
+        for _ in range(int(rng.integers(1, 6))):
+            if rng.random() < 0.7:
+                codes = list(catalogue.values())[int(rng.integers(len(catalogue)))]
+            else:
+                codes = absent[int(rng.integers(len(absent)))]
+            parts.append(sid(*codes, markers=bool(rng.random() < 0.5)))
+            sids.append(codes)
+            expected.append(item_of.get(codes))
+            if rng.random() < 0.5:
+                parts.append(" then ")
+        text = "".join(parts)
+        events = scan_sid_text(text)
+        assert idx.resolve(events, "none") == expected
+        assert idx.resolve(events, "skip") == [e for e in expected if e is not None]
+        assert idx.resolve(events, "keep_prefix") == [
+            e if e is not None else c for e, c in zip(expected, sids)
+        ]
+
+
+def test_resolve_invalid_sids_per_policy(index):
+    codes0 = tuple(index.codes[0].tolist())
+    known = set(map(tuple, index.codes.tolist()))
+    unknown = next(c for c in itertools.product(*[range(s) for s in SIZES]) if c not in known)
+    text = (
+        sid(*codes0)
+        + sid(codes0[0], codes0[1], markers=False)  # cut short by the next level-0 token
+        + sid(*unknown)  # well formed, names no item
+        + SID_START_TOKEN
+        + sid(0, 2, 9, markers=False)  # code 9 out of range at level 2
+    )
+    events = scan_sid_text(text)
+    assert index.resolve(events, "skip") == [index.item_ids[0]]
+    assert index.resolve(events, "none") == [index.item_ids[0], None, None, None]
+    assert index.resolve(events, "keep_prefix") == [index.item_ids[0], codes0[:2], unknown, (0, 2, 9)]
+    with pytest.raises(ValueError, match=rf"Invalid SID \({codes0[0]}, {codes0[1]}\) .*cut short"):
+        index.resolve(events, "raise")
+    with pytest.raises(ValueError, match=r"names no item in the catalogue"):
+        index.resolve(scan_sid_text(sid(*unknown)), "raise")
+    with pytest.raises(ValueError, match=r"code 9 out of range \[0, 4\) at level 2"):
+        index.resolve(scan_sid_text(sid(0, 2, 9)), "raise")
+
+
+def test_index_pickles(index):
+    back = pickle.loads(pickle.dumps(index))
+    assert back.item_ids == index.item_ids
+    every = np.array(list(itertools.product(*[range(s) for s in SIZES])))
+    assert (
+        back.rows_of_keys(back.keys_of(every)).tolist() == index.rows_of_keys(index.keys_of(every)).tolist()
+    )
+
+
+# ---------------------------------------------------------------- SIDTokenLookup
+
+
+def make_vocab(sizes=SIZES, seed: int = 0) -> dict[str, int]:
+    """Added vocab with the SID tokens at shuffled ids, markers and other tokens among them."""
+    tokens = [SID_TOKEN_TEMPLATE.format(level=lv, code=c) for lv, k in enumerate(sizes) for c in range(k)]
+    tokens += [SID_START_TOKEN, SID_END_TOKEN, "<|im_start|>", "<|pad|>"]
+    ids = np.random.default_rng(seed).permutation(len(tokens)) + 100
+    return {t: int(i) for t, i in zip(tokens, ids)}
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return make_vocab()
+
+
+@pytest.fixture(scope="module")
+def lookup(vocab):
+    return SIDTokenLookup(vocab, SIZES, "sid_table.json")
+
+
+def test_codes_to_ids_uses_the_vocab(vocab, lookup):
+    codes = np.array([[4, 2, 3], [0, 0, 0], [1, 1, 2]])
+    ids = lookup.codes_to_ids(codes)
+    expected = [
+        [vocab[SID_TOKEN_TEMPLATE.format(level=lv, code=c)] for lv, c in enumerate(row)] for row in codes
+    ]
+    assert ids.tolist() == expected
+    assert lookup.codes_to_ids([4, 2]).tolist() == [expected[0][:2]]  # 1-D prefix -> one row
+    assert (lookup.start, lookup.end) == (vocab[SID_START_TOKEN], vocab[SID_END_TOKEN])
+
+
+def test_ids_to_codes_round_trip_and_non_sid_ids(vocab, lookup):
+    rng = np.random.default_rng(1)
+    codes = np.stack([rng.integers(0, s, size=30) for s in SIZES], axis=1)
+    levels, back = lookup.ids_to_codes(lookup.codes_to_ids(codes))
+    assert levels.tolist() == [[0, 1, 2]] * 30
+    np.testing.assert_array_equal(back, codes)
+    others = [vocab[SID_START_TOKEN], vocab[SID_END_TOKEN], vocab["<|pad|>"], 0, 99, 10**6]
+    levels, back = lookup.ids_to_codes(others)
+    assert levels.tolist() == [-1] * 6 and back.tolist() == [-1] * 6
+
+
+def test_ids_to_codes_accepts_tensors_and_keeps_shape(vocab, lookup):
+    ids = lookup.codes_to_ids(np.array([[1, 2, 3], [4, 0, 1]]))
+    # a marker, an id below every SID id and one above them all
+    ids = np.concatenate(
+        [ids, [[vocab[SID_END_TOKEN], 5], [10**6, vocab[SID_START_TOKEN]]]], axis=1
+    )  # (2, 5)
+    levels_np, codes_np = lookup.ids_to_codes(ids)
+    levels_t, codes_t = lookup.ids_to_codes(torch.as_tensor(ids, dtype=torch.int32))
+    assert isinstance(levels_t, torch.Tensor) and levels_t.shape == (2, 5)
+    assert levels_t.tolist() == levels_np.tolist() == [[0, 1, 2, -1, -1], [0, 1, 2, -1, -1]]
+    assert codes_t.tolist() == codes_np.tolist() == [[1, 2, 3, -1, -1], [4, 0, 1, -1, -1]]
+
+
+def test_codes_to_ids_rejects_bad_codes(lookup):
+    with pytest.raises(ValueError, match=r"Code 3 at level 1 is out of range \[0, 3\)"):
+        lookup.codes_to_ids([[0, 3]])
+    with pytest.raises(ValueError, match=r"Code -1 at level 0"):
+        lookup.codes_to_ids([[-1, 0]])
+    with pytest.raises(ValueError, match="Codes have 4 levels; the tokenizer has 3"):
+        lookup.codes_to_ids([[0, 0, 0, 0]])
+
+
+def test_scan_ids_events(vocab, lookup):
+    sid_ids = lookup.codes_to_ids([2, 1, 0])[0].tolist()
+    ids = [7, vocab[SID_START_TOKEN], *sid_ids, vocab[SID_END_TOKEN], vocab["<|pad|>"]]
+    assert lookup.scan_ids(ids) == [
+        (EV_OTHER, -1, -1),
+        (EV_START, -1, -1),
+        (EV_SID, 0, 2),
+        (EV_SID, 1, 1),
+        (EV_SID, 2, 0),
+        (EV_END, -1, -1),
+        (EV_OTHER, -1, -1),
+    ]
+    assert lookup.scan_ids(np.array([[vocab[SID_START_TOKEN]]])) == [(EV_START, -1, -1)]  # flattened
+    # the events of a token sequence and of its text agree
+    text = SID_START_TOKEN + "".join(
+        SID_TOKEN_TEMPLATE.format(level=lv, code=c) for lv, c in enumerate([2, 1, 0])
+    )
+    assert lookup.scan_ids(ids[1:-2]) == scan_sid_text(text)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v: v.pop(SID_TOKEN_TEMPLATE.format(level=1, code=2)), r"codes per level \[5, 2, 4\]"),
+        (lambda v: v.pop(SID_TOKEN_TEMPLATE.format(level=2, code=0)), r"codes per level \[5, 3, 3\]"),
+        (
+            lambda v: v.update({SID_TOKEN_TEMPLATE.format(level=3, code=0): 999}),
+            r"\(4 levels, codes per level",
+        ),
+        # right count per level, but a code is missing (a gap): still a mismatch
+        (
+            lambda v: v.update(
+                {
+                    SID_TOKEN_TEMPLATE.format(level=0, code=7): v.pop(
+                        SID_TOKEN_TEMPLATE.format(level=0, code=1)
+                    )
+                }
+            ),
+            r"codes per level \[5, 3, 4\]",
+        ),
+    ],
+)
+def test_lookup_rejects_tokens_that_disagree_with_the_sizes(vocab, change, message):
+    bad = dict(vocab)
+    change(bad)
+    with pytest.raises(
+        ValueError, match=r"^tok\.json: field 'codebook_sizes' = \[5, 3, 4\] \(3 levels\) disagrees"
+    ) as err:
+        SIDTokenLookup(bad, SIZES, "tok.json")
+    assert err.match(message)
+
+
+@pytest.mark.parametrize("marker", [SID_START_TOKEN, SID_END_TOKEN])
+def test_lookup_requires_both_markers(vocab, marker):
+    bad = {t: i for t, i in vocab.items() if t != marker}
+    with pytest.raises(ValueError, match=rf"tok\.json: the tokenizer has no {re.escape(marker)} token"):
+        SIDTokenLookup(bad, SIZES, "tok.json")
+
+
+def test_lookup_without_sid_tokens_is_rejected():
+    with pytest.raises(ValueError, match=r"\(0 levels, codes per level \[\]\)"):
+        SIDTokenLookup({SID_START_TOKEN: 0, SID_END_TOKEN: 1}, [2], "tok.json")
+
+
+# ---------------------------------------------------------------- parse_sid_string
+
+
+@pytest.mark.parametrize(
+    "text, codes",
+    [
+        (sid(3, 0, 2), (3, 0, 2)),
+        (sid(3, 0, 2, markers=False), (3, 0, 2)),
+        (sid(12), (12,)),
+        ("  " + sid(1, 2) + "\n", (1, 2)),
+        (SID_START_TOKEN + " <|sid_0_4|>  <|sid_1_10|>\t" + SID_END_TOKEN, (4, 10)),
+    ],
+)
+def test_parse_sid_string(text, codes):
+    assert parse_sid_string(text) == codes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "hello",
+        SID_START_TOKEN + SID_END_TOKEN,
+        sid(1, 2) + " extra",
+        "x" + sid(1, 2, markers=False),
+        sid(1, 2, markers=False) + sid(3, markers=False),  # two SIDs: level 0 after level 1
+        SID_START_TOKEN + sid(1, 2, markers=False),  # one marker only
+        sid(1, 2, markers=False) + SID_END_TOKEN,
+        sid(1, 2) + sid(3, 4),
+        "<|sid_0_1|><|sid_1_x|>",
+        "<|sid_0_-1|>",
+    ],
+)
+def test_parse_sid_string_rejects_malformed_strings(text):
+    with pytest.raises(ValueError, match="Malformed SID string"):
+        parse_sid_string(text)
+
+
+@pytest.mark.parametrize(
+    "text, levels", [("<|sid_1_0|><|sid_2_0|>", "[1, 2]"), ("<|sid_0_0|><|sid_2_1|>", "[0, 2]")]
+)
+def test_parse_sid_string_names_levels_out_of_order(text, levels):
+    with pytest.raises(ValueError, match=rf"levels \{levels[:-1]}\] are not 0, 1, 2, \.\.\. in order"):
+        parse_sid_string(text)
+
+
+# ---------------------------------------------------------------- scan_sid_text / group_sid_events
+
+
+def test_scan_sid_text_events():
+    text = f"buy {SID_START_TOKEN}<|sid_0_3|> <|sid_1_1|>{SID_END_TOKEN} and <|sid_0_2|>"
+    assert scan_sid_text(text) == [
+        (EV_OTHER, -1, -1),
+        (EV_START, -1, -1),
+        (EV_SID, 0, 3),
+        (EV_SID, 1, 1),  # whitespace between tokens is not "other text"
+        (EV_END, -1, -1),
+        (EV_OTHER, -1, -1),
+        (EV_SID, 0, 2),
+    ]
+    assert scan_sid_text("") == []
+    assert scan_sid_text("<|sid_start|><|sid_start|>") == [(EV_START, -1, -1)] * 2
+
+
+def test_scan_sid_text_reads_markers_as_markers_and_rejects_lookalikes():
+    # near misses of a SID token are other text
+    assert scan_sid_text("<|sid_0_a|><|sid_0_1|>") == [(EV_OTHER, -1, -1), (EV_SID, 0, 1)]
+    assert scan_sid_text("<|sid_x|> <|sid_1_2|>") == [(EV_OTHER, -1, -1), (EV_SID, 1, 2)]
+
+
+def ev(*codes_by_level):
+    return [(EV_SID, lv, c) for lv, c in codes_by_level]
+
+
+@pytest.mark.parametrize(
+    "events, expected",
+    [
+        (ev((0, 1), (1, 2)), [([1, 2], "")]),
+        (ev((0, 1), (1, 2), (0, 3), (1, 0)), [([1, 2], ""), ([3, 0], "")]),
+        ([(EV_START, -1, -1), *ev((0, 1), (1, 2)), (EV_END, -1, -1)], [([1, 2], "")]),
+        (ev((0, 1)), [([1], "cut short")]),
+        (ev((0, 1), (0, 2), (1, 2)), [([1], "cut short"), ([2, 2], "")]),
+        (
+            [*ev((0, 1)), (EV_OTHER, -1, -1), *ev((1, 2))],
+            [([1], "cut short"), ([2], "level 1 where level 0 was expected")],
+        ),
+        ([*ev((0, 1)), (EV_END, -1, -1)], [([1], "cut short")]),
+        (ev((0, 4), (1, 0)), [([4, 0], "code 4 out of range [0, 4) at level 0")]),
+        (ev((0, 1), (1, 3)), [([1, 3], "code 3 out of range [0, 3) at level 1")]),
+        (ev((0, 1), (2, 1)), [([1, 1], "level 2 where level 1 was expected")]),
+        # the first problem is kept; the broken SID runs on until the next level-0 token
+        (
+            ev((0, 9), (2, 1), (1, 0), (0, 0), (1, 0)),
+            [([9, 1, 0], "code 9 out of range [0, 4) at level 0"), ([0, 0], "")],
+        ),
+        ([(EV_OTHER, -1, -1), (EV_START, -1, -1), (EV_END, -1, -1)], []),
+        ([], []),
+    ],
+)
+def test_group_sid_events(events, expected):
+    assert group_sid_events(events, [4, 3]) == expected
+
+
+def test_group_sid_events_with_one_level():
+    # every level-0 token is a whole SID; a level-1 token then follows nothing
+    assert group_sid_events(ev((0, 1), (1, 0), (0, 0)), [2]) == [
+        ([1], ""),
+        ([0], "level 1 where level 0 was expected"),
+        ([0], ""),
+    ]
+    # a broken SID is not closed by reaching L tokens, only by a level-0 token, a marker or other text
+    assert group_sid_events(ev((0, 5), (1, 0)), [2]) == [([5, 0], "code 5 out of range [0, 2) at level 0")]
+
+
+def test_group_sid_events_from_text_round_trips_random_sids():
+    rng = np.random.default_rng(3)
+    sizes = [6, 2, 5, 3]
+    codes = np.stack([rng.integers(0, s, size=15) for s in sizes], axis=1)
+    text = " ".join(sid(*row, markers=bool(i % 2)) for i, row in enumerate(codes.tolist()))
+    assert group_sid_events(scan_sid_text(text), sizes) == [(row, "") for row in codes.tolist()]
