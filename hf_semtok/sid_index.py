@@ -147,7 +147,9 @@ class ItemIndex:
         for item, value in zip(item_ids, table.values()):
             row = tuple(int(c) for c in value)
             if any(c != v for c, v in zip(row, value)):
-                raise ValueError(f"sid_table: the SID of item {item!r} has non-integer codes {tuple(value)!r}.")
+                raise ValueError(
+                    f"sid_table: the SID of item {item!r} has non-integer codes {tuple(value)!r}."
+                )
             rows.append(row)
         lengths = {len(r) for r in rows}
         if len(lengths) != 1:
@@ -181,16 +183,21 @@ class ItemIndex:
         except json.JSONDecodeError as err:
             raise ValueError(f"{name} is not valid JSON ({err}); re-save the tokenizer.") from err
         if not isinstance(data, dict):
-            raise ValueError(f"{name} holds a JSON {type(data).__name__}, not an object; it is not a SID table.")
+            raise ValueError(
+                f"{name} holds a JSON {type(data).__name__}, not an object; it is not a SID table."
+            )
         for field in ("item_ids", "codes", "codebook_sizes"):
             if field not in data:
                 raise ValueError(
                     f"{name} has no field {field!r}; it is not a SID table written by hf_semtok."
                 )
         try:
-            codes = np.asarray(data["codes"])  # no dtype: __init__ rejects non-integer codes instead of truncating
+            # No dtype: __init__ then rejects non-integer codes instead of truncating them.
+            codes = np.asarray(data["codes"])
         except ValueError as err:
-            raise ValueError(f"{name}: 'codes' must be a list of equal-length integer lists ({err}).") from None
+            raise ValueError(
+                f"{name}: 'codes' must be a list of equal-length integer lists ({err})."
+            ) from None
         if codes.size == 0:
             codes = codes.astype(np.int64).reshape(0, len(data["codebook_sizes"]))
         return cls(
@@ -244,7 +251,9 @@ class ItemIndex:
     def rows_with_prefix(self, prefix: Sequence[int]) -> np.ndarray:
         """Rows (ascending) of the items whose SID starts with `prefix`: one key range of the sorted keys."""
         k = len(prefix)
-        if k > len(self.codebook_sizes) or any(not 0 <= int(c) < s for c, s in zip(prefix, self.codebook_sizes)):
+        if k > len(self.codebook_sizes) or any(
+            not 0 <= int(c) < s for c, s in zip(prefix, self.codebook_sizes)
+        ):
             return np.zeros(0, dtype=np.int64)  # no SID has an out-of-range code
         lo = int(np.dot(np.asarray(prefix, dtype=np.int64), self.strides[:k])) if k else 0
         hi = lo + (int(self.strides[k - 1]) if k else int(self.strides[0]) * self.codebook_sizes[0])

@@ -43,9 +43,9 @@ logger = logging.getLogger(__name__)
 TRAINING_HISTORY_FILE = "training_history.json"
 QUALITY_TABLE_FILE = "sid_quality.md"
 _EMPTY_CATALOGUE = (
-    "Empty catalogue: `embeddings` has no rows. Pass one embedding row per item, e.g. a (n_items, dim) array or "
-    "{'text': (n_items, 384), 'image': (n_items, 512)}; `hf_semtok.data.embeddings.catalogue_embeddings` builds them from a "
-    "catalogue."
+    "Empty catalogue: `embeddings` has no rows. Pass one embedding row per item, e.g. a (n_items, dim) array "
+    "or {'text': (n_items, 384), 'image': (n_items, 512)}; "
+    "`hf_semtok.data.embeddings.catalogue_embeddings` builds them from a catalogue."
 )
 _BREAKDOWN = (
     "reconstruction_loss",
