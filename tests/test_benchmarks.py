@@ -56,19 +56,31 @@ def test_rqvae_convergence_plateau_and_table():
     assert bench.plateau_step(history, tolerance=0.05) == 150
     assert bench.plateau_step(history[:2]) is None  # too few records
     run = {"steps": 400, "reconstruction_error": 0.4, "collision_rate": 0.1, "utilization": [1.0, 0.5]}
-    result = {
-        "meta": {
-            "dataset": "beauty", "num_items": 12101, "num_pairs": 10, "threads": 2, "cpu_count": 2, "torch": "x",
-            "load_average": [1.0], "target_seconds": 300.0, "fewest_epochs_converged": 50.0,
-            "seconds_to_converge": 61.0, "meets_target": True, "baseline_plateaued": False,
-            "baseline_plateau_seconds": 90.0, "command": "python benchmarks/rqvae_convergence.py", "total_time_s": 5,
-        },
-        "runs": [
-            {**run, "epochs": 50.0, "training_time_s": 61.0, "coherence_first_level": 0.5, "converged": True},
-            {**run, "epochs": 100.0, "training_time_s": 120.0, "coherence_first_level": 0.5, "converged": True},
-        ],
-    }  # fmt: skip
-    table = bench.to_markdown(result)
+    meta = {
+        "dataset": "beauty",
+        "num_items": 12101,
+        "num_pairs": 10,
+        "threads": 2,
+        "cpu_count": 2,
+        "torch": "x",
+        "load_average": [1.0],
+        "target_seconds": 300.0,
+        "reference_epochs": 100.0,
+        "reference_seconds": 120.0,
+        "fewest_epochs_converged": 50.0,
+        "seconds_to_converge": 61.0,
+        "meets_target": True,
+        "command": "python benchmarks/rqvae_convergence.py",
+        "total_time_s": 5,
+    }
+    runs = [
+        {**run, "epochs": 50.0, "training_time_s": 61.0, "coherence_first_level": 0.5, "converged": True},
+        {**run, "epochs": 100.0, "training_time_s": 120.0, "coherence_first_level": 0.5, "converged": None},
+    ]  # fmt: skip
+    table = bench.to_markdown({"meta": meta, "runs": runs})
     assert "| 50 | 400 | 61.0 | 0.4000 | 0.1000 | 1.00 / 0.50 | 0.500 | yes |" in table
-    assert "50 in 61 s, which meets the 300 s target" in table and "about 90 s" in table
-    assert "WARNING: the longest run's loss had not flattened" in table
+    assert "| 100 | 400 | 120.0 | 0.4000 | 0.1000 | 1.00 / 0.50 | 0.500 | reference |" in table
+    assert "50 in 61 s (reference: 100 epochs, 120 s), which meets the 300 s target" in table
+    unconverged = {**meta, "fewest_epochs_converged": None, "seconds_to_converge": None, "meets_target": None}
+    table = bench.to_markdown({"meta": unconverged, "runs": [{**runs[0], "converged": False}, runs[1]]})
+    assert "Convergence not shown: every shorter budget is off the 100-epoch reference (120 s)" in table
