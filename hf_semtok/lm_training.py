@@ -299,6 +299,26 @@ def build_train_rows(tokenizer: Any, catalogue: Any, cfg: LMStageConfig) -> list
     return tokenize_sft(tokenizer, examples, max_length=cfg.max_length)
 
 
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` in `output_dir` that was written to the end, or `None`.
+
+    The `Trainer` writes `trainer_state.json` last, so a checkpoint without it was cut short (a run killed while
+    saving); it is skipped, with a warning, and the previous complete one is used instead.
+    """
+    found = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        suffix = path.name.split("-", 1)[1]
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    for _, path in sorted(found, reverse=True):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        logger.warning(
+            "Skipping %s: it has no trainer_state.json (the run was stopped while saving it).", path
+        )
+    return None
+
+
 def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]]], cfg: LMStageConfig):
     """Train with the stock `Trainer`, resuming from the last `checkpoint-N` in `cfg.output_dir` when present.
 
@@ -306,7 +326,6 @@ def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]
         `(trainer, resumed_from)`; `resumed_from` is the checkpoint path or `None`.
     """
     from transformers import Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     from hf_semtok.corpus import PaddingCollator, TokenizedDataset
 
@@ -340,7 +359,7 @@ def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]
     )
     resumed_from = None
     if cfg.resume and os.path.isdir(cfg.output_dir):
-        resumed_from = get_last_checkpoint(cfg.output_dir)
+        resumed_from = last_complete_checkpoint(cfg.output_dir)
         if resumed_from:
             logger.info("Resuming from %s", resumed_from)
     trainer = Trainer(

@@ -10,6 +10,7 @@ from hf_semtok.data.formats import Catalogue
 from hf_semtok.lm_training import (
     EXTENDED_FLAG,
     LMStageConfig,
+    last_complete_checkpoint,
     load_sid_tokenizer,
     prepare_model,
     run_lm_stage,
@@ -132,6 +133,21 @@ def test_resume_from_last_checkpoint(tok, catalogue, tmp_path):
     second = run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=4), tok, catalogue, model2)
     assert second.resumed_from.endswith("checkpoint-2")
     assert second.global_step == 4 and (tmp_path / "checkpoint-4").is_dir()
+
+
+def test_resume_skips_a_checkpoint_cut_short(tok, catalogue, tmp_path):
+    """A run killed while saving leaves `checkpoint-N` without trainer_state.json: resume from the one before."""
+    model, _ = _base_model(tok)
+    run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=2), tok, catalogue, model)
+    (tmp_path / "checkpoint-3").mkdir()  # half-written: the directory exists, the files never came
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "checkpoint-10" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "checkpoint-x").mkdir()  # not a step number
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    model2, _ = _base_model(tok)
+    second = run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=3), tok, catalogue, model2)
+    assert second.resumed_from.endswith("checkpoint-2") and second.global_step == 3
+    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
 
 
 def test_bad_inputs_fail_before_training(tok, catalogue, tmp_path):
