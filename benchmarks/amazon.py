@@ -19,7 +19,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ if str(REPO) not in sys.path:  # run as `python benchmarks/amazon.py` without `p
 
 from hf_semtok.config_utils import config_to_dict, parse_recipe_args  # noqa: E402
 from hf_semtok.pipeline import GeneratorConfig, SIDStageConfig  # noqa: E402
+from hf_semtok.sids import write_json_atomic, write_text_atomic  # noqa: E402
 
 logger = logging.getLogger("benchmarks.amazon")
 RESULTS = REPO / "benchmarks" / "results"
@@ -166,14 +166,6 @@ def _device() -> str:
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
-def _write_json(data: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-    os.replace(tmp, path)
-
-
 def _plot(result: dict[str, Any], path: Path) -> None:
     curve = result["curve"]
     if not curve:
@@ -245,7 +237,7 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
             lines.append(f"| popularity (same {users} test users) | | | {metrics} | | | | {users} |")
         lines += ["", "Commands:", ""] + [f"- {r['run_name']}: `{r['command']}`" for r in rows]
     text = "\n".join(lines) + "\n"
-    (results_dir / "amazon.md").write_text(text, encoding="utf-8")
+    write_text_atomic(text, results_dir / "amazon.md")
     return text
 
 
@@ -307,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results_dir = REPO / cfg.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
     stem = f"amazon_{cfg.dataset}_{run_name}"
-    _write_json(result, results_dir / f"{stem}.json")
+    write_json_atomic(result, results_dir / f"{stem}.json", indent=2)
     _plot(result, results_dir / f"{stem}.png")
     print(write_markdown(results_dir))
     return result

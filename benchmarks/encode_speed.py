@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
 from hf_semtok import RQVAEConfig, RQVAEModel  # noqa: E402
+from hf_semtok.sids import write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BATCH = 16384
@@ -171,14 +171,6 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -193,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     result = run(num_items, rounds, args.threads)
     result["seconds"] = round(time.perf_counter() - start, 1)
-    write_atomic(args.output_dir / "encode_speed.json", json.dumps(result, indent=2) + "\n")
-    write_atomic(args.output_dir / "encode_speed.md", to_markdown(result))
+    write_text_atomic(json.dumps(result, indent=2) + "\n", args.output_dir / "encode_speed.json")
+    write_text_atomic(to_markdown(result), args.output_dir / "encode_speed.md")
     print(to_markdown(result))
     return 0
 

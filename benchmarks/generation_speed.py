@@ -21,7 +21,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
 
 from hf_semtok.base_models import build_causal_lm  # noqa: E402
 from hf_semtok.generation import SIDLogitsProcessor  # noqa: E402
+from hf_semtok.sids import write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SIZES = (256, 256, 256)
@@ -213,13 +213,6 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -253,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.perf_counter() - start,
         "runs": runs,
     }
-    write_atomic(args.output_dir / "generation_speed.json", json.dumps(result, indent=2) + "\n")
-    write_atomic(args.output_dir / "generation_speed.md", to_markdown(result))
+    write_text_atomic(json.dumps(result, indent=2) + "\n", args.output_dir / "generation_speed.json")
+    write_text_atomic(to_markdown(result), args.output_dir / "generation_speed.md")
     print(to_markdown(result))
     return 0
 

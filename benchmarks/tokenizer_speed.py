@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from hf_semtok.base_models import train_base_tokenizer  # noqa: E402
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN  # noqa: E402
+from hf_semtok.sids import write_text_atomic  # noqa: E402
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -149,12 +150,6 @@ def run_family(name: str, base, table: dict, sizes: list[int], titles: dict, his
     return result
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def to_markdown(report: dict) -> str:
     lines = [
         "# Tokenizer encoding throughput",
@@ -221,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_atomic(RESULTS / "tokenizer_speed.json", json.dumps(report, indent=1) + "\n")
-    write_atomic(RESULTS / "tokenizer_speed.md", to_markdown(report))
+    write_text_atomic(json.dumps(report, indent=1) + "\n", RESULTS / "tokenizer_speed.json")
+    write_text_atomic(to_markdown(report), RESULTS / "tokenizer_speed.md")
     print(to_markdown(report))
     return 0
 
