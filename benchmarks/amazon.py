@@ -31,8 +31,8 @@ if str(REPO) not in sys.path:  # run as `python benchmarks/amazon.py` without `p
     sys.path.insert(0, str(REPO))
 
 from hf_semtok.config_utils import config_to_dict, parse_recipe_args  # noqa: E402
+from hf_semtok.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
 from hf_semtok.pipeline import GeneratorConfig, SIDStageConfig  # noqa: E402
-from hf_semtok.sids import write_json_atomic, write_text_atomic  # noqa: E402
 
 logger = logging.getLogger("benchmarks.amazon")
 RESULTS = REPO / "benchmarks" / "results"

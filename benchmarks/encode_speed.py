@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
 from hf_semtok import RQVAEConfig, RQVAEModel  # noqa: E402
-from hf_semtok.sids import write_text_atomic  # noqa: E402
+from hf_semtok.io_utils import write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BATCH = 16384

@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
 
 from hf_semtok.base_models import build_causal_lm  # noqa: E402
 from hf_semtok.generation import SIDLogitsProcessor  # noqa: E402
-from hf_semtok.sids import write_text_atomic  # noqa: E402
+from hf_semtok.io_utils import write_text_atomic  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SIZES = (256, 256, 256)

@@ -35,7 +35,7 @@ from hf_semtok.configuration_rqvae import RQVAEConfig  # noqa: E402
 from hf_semtok.data.cooccurrence import build_cooccurrence_pairs  # noqa: E402
 from hf_semtok.data.embeddings import embed_texts  # noqa: E402
 from hf_semtok.data.formats import leave_one_out_split, load_amazon2014  # noqa: E402
-from hf_semtok.sids import write_json_atomic, write_text_atomic  # noqa: E402
+from hf_semtok.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
 from hf_semtok.training import train_rqvae  # noqa: E402
 
 logger = logging.getLogger("rqvae_convergence")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from hf_semtok.base_models import train_base_tokenizer  # noqa: E402
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN  # noqa: E402
-from hf_semtok.sids import write_text_atomic  # noqa: E402
+from hf_semtok.io_utils import write_text_atomic  # noqa: E402
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

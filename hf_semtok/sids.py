@@ -19,14 +19,14 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hf_semtok.io_utils import write_json_atomic  # noqa: F401  (was defined here; still importable)
 
 __all__ = [
     "COLLISION_STRATEGIES",
@@ -148,30 +148,6 @@ class SIDTable:
         """Read a table written by [`to_json`]."""
         with open(path, encoding="utf-8") as f:
             return cls.from_dict(json.load(f))
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write `text` to `path` through a temporary file in the same folder + `os.replace`.
-
-    A reader sees the old file or the new one, never half of one, even if the writer is killed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(data: Any, path: str | os.PathLike, indent: int | None = None) -> None:
-    """Write `data` as JSON to `path` atomically (see [`write_text_atomic`])."""
-    write_text_atomic(json.dumps(data, indent=indent), path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -26,6 +26,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from hf_semtok.configuration_rqvae import RQVAEConfig
 from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FILE
+from hf_semtok.io_utils import write_json_atomic
 from hf_semtok.modeling_rqvae import EmbeddingsInput, RQVAEModel, concat_modalities
 from hf_semtok.sids import (
     COLLISION_STRATEGIES,
@@ -33,7 +34,6 @@ from hf_semtok.sids import (
     assign_unique_sids,
     format_quality_table,
     sid_quality_report,
-    write_json_atomic,
 )
 
 __all__ = ["train_rqvae", "RQVAETrainingResult"]

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from hf_semtok.config_utils import config_to_dict, parse_recipe_args
 from hf_semtok.constants import DEFAULT_SEED
+from hf_semtok.io_utils import write_text_atomic
 
 logger = logging.getLogger("evaluate")
 
@@ -140,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["popularity"] = {k: v for k, v in popularity.items() if k != "top_items"}
     if rankings is not None:
         result["rankings"] = {u: [[item, score] for item, score in r] for u, r in zip(users, rankings)}
-    write_json(Path(cfg.output_file), result)
+    write_text_atomic(json.dumps(result, indent=2) + "\n", cfg.output_file)
     for key in sorted(k for k in metrics if "@" in k):
         baseline = result.get("popularity", {}).get(key)
         print(
@@ -149,17 +146,3 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print(f"Wrote {cfg.output_file}")
     return result
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(f.name, path)
-
-
-if __name__ == "__main__":
-    main()
-    sys.exit(0)

@@ -224,22 +224,3 @@ def test_quality_report_with_model():
     assert len(report["reconstruction_error_by_prefix"]) == 2
     assert report["reconstruction_error"] == report["reconstruction_error_by_prefix"][-1]
     assert "reconstruction error by prefix length" in format_quality_table(report)
-
-
-def test_write_text_atomic_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
-    import os
-
-    from hf_semtok import sids
-
-    path = tmp_path / "results" / "table.md"
-    sids.write_text_atomic("old\n", path)  # makes the folder
-    assert path.read_text() == "old\n" and (path.stat().st_mode & 0o777) == 0o644
-
-    def failing_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
-        sids.write_json_atomic({"new": 1}, path)
-    assert path.read_text() == "old\n"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["table.md"]  # no temporary file left behind

@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hf_semtok.io_utils import atomic_write
 
 if TYPE_CHECKING:
     from hf_semtok.data.formats import Catalogue
@@ -92,19 +92,6 @@ def _load_model(model_name_or_path: str, device: str | None) -> Any:
     return _MODELS[key]
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call `write(handle)` on a temporary file beside `path`, then rename it onto `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def embed_texts(
     texts: Sequence[str],
     model_name_or_path: str = DEFAULT_TEXT_MODEL,
@@ -171,7 +158,7 @@ def embed_texts(
         "Embedded %d texts in %.1f s (%.0f texts/s)", len(texts), seconds, len(texts) / max(seconds, 1e-9)
     )
     if cache_file is not None and meta_file is not None:
-        _atomic_write(cache_file, lambda handle: np.save(handle, out, allow_pickle=False))
+        atomic_write(cache_file, lambda handle: np.save(handle, out, allow_pickle=False))
         meta = {
             "model": _model_identity(model_name_or_path),
             "normalize": normalize,
@@ -179,7 +166,7 @@ def embed_texts(
             "dim": int(out.shape[1]),
             "seconds": round(seconds, 3),
         }
-        _atomic_write(meta_file, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
+        atomic_write(meta_file, lambda handle: handle.write(json.dumps(meta, indent=2).encode()))
     return out
 
 
