@@ -32,7 +32,8 @@ if str(REPO) not in sys.path:  # run as `python benchmarks/amazon.py` without `p
 
 from hf_semtok.config_utils import config_to_dict, parse_recipe_args  # noqa: E402
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
-from hf_semtok.pipeline import GeneratorConfig, SIDStageConfig  # noqa: E402
+from hf_semtok.lm.generator import GeneratorConfig  # noqa: E402
+from hf_semtok.rqvae.training import SIDStageConfig  # noqa: E402
 
 logger = logging.getLogger("benchmarks.amazon")
 RESULTS = REPO / "benchmarks" / "results"
@@ -114,9 +115,9 @@ def _load(cfg: AmazonBenchConfig) -> Any:
 
 
 def _features(cfg: AmazonBenchConfig, catalogue: Any, names: list[str]) -> dict[str, np.ndarray]:
+    from hf_semtok.data import leave_one_out_split
     from hf_semtok.data.embeddings import embed_texts
-    from hf_semtok.data.formats import leave_one_out_split
-    from hf_semtok.pipeline import cooccurrence_features, multi_hot_features
+    from hf_semtok.data.features import cooccurrence_features, multi_hot_features
 
     out = {}
     for name in names:

@@ -34,9 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hf_semtok.base_models import train_base_tokenizer  # noqa: E402
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN  # noqa: E402
 from hf_semtok.io_utils import write_text_atomic  # noqa: E402
+from hf_semtok.small_models import train_base_tokenizer  # noqa: E402
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -52,7 +52,7 @@ def load_data(data_root: Path, seed: int) -> tuple[str, dict, dict, list[int], d
     """(name, titles, histories, codebook_sizes, sid_table)."""
     scientific = data_root / "amazon18-scientific"
     if scientific.is_dir():
-        from hf_semtok.data.formats import load_lcrec_dataset
+        from hf_semtok.data import load_lcrec_dataset
 
         cat = load_lcrec_dataset(scientific)
         table = cat.published_sids["sids_collisiongenrec/mql4grec"]

@@ -1,102 +1,135 @@
 """hf_semtok: Semantic IDs for generative recommendation with Hugging Face models.
 
-`import hf_semtok` registers the RQ-VAE and the SemanticIDTokenizer with the transformers Auto classes.
-Everything else is imported lazily on first attribute access, so the import stays fast.
+`import hf_semtok` registers `RQVAEModel` and `SemanticIDTokenizer` with the transformers Auto classes.
+
+Layout (imports run one way, down):
+
+- `rqvae/`: the item tokenizer model (config, quantizer, model) and `train_rqvae` / `build_sids`.
+- `sids/`: unique-SID assignment (collision policies) and the SID quality report.
+- `sid_table.py`, `tokenization_semtok.py`, `constants.py`: the item <-> SID table and the tokenizer.
+- `lm/`: prompts, CPT/SFT corpora, extending an LM for SID tokens, Trainer stages, the from-scratch generator.
+- `generation.py`, `evaluation.py`: constrained decoding and `recommend()`; Recall/NDCG.
+- `data/`: the catalogue, one reader per file format, the synthetic catalogue, item features.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 __version__ = "0.1.0"
 
-# public name -> module that defines it
-_EXPORTS: dict[str, str] = {
-    # SID engine
-    "RQVAEConfig": "configuration_rqvae",
-    "RQVAEModel": "modeling_rqvae",
-    "RQVAEOutput": "modeling_rqvae",
-    "ResidualQuantizer": "quantization",
-    "SIDTable": "sids",
-    "assign_unique_sids": "sids",
-    "add_items_to_table": "sids",
-    "collision_stats": "sids",
-    "RQVAETrainingResult": "training",
-    "sid_quality_report": "sids",
-    "format_quality_table": "sids",
-    "train_rqvae": "training",
-    "build_cooccurrence_pairs": "data.cooccurrence",
+from hf_semtok.data import (
+    Catalogue,
+    SyntheticCatalogue,
+    build_cooccurrence_pairs,
+    catalogue_embeddings,
+    embed_texts,
+    leave_one_out_split,
+    load_amazon2014,
+    load_catalogue,
+    load_lcrec_dataset,
+    load_lcrec_index,
+    load_sequence_text,
+    make_synthetic_catalogue,
+)
+from hf_semtok.demo import DemoConfig, run_demo
+from hf_semtok.evaluation import (
+    evaluate_recommender,
+    ndcg_at_k,
+    popularity_baseline,
+    ranking_metrics,
+    recall_at_k,
+)
+from hf_semtok.generation import PrefillOnceLM, SIDLogitsProcessor, recommend
+from hf_semtok.lm import (
+    GeneratorConfig,
+    LMStageConfig,
+    cpt_documents,
+    extend_model,
+    run_lm_stage,
+    sft_examples,
+    sid_lora_config,
+    train_generator,
+)
+from hf_semtok.pipeline import PipelineResult, run_pipeline
+from hf_semtok.prompts import history_prompt, target_text
+from hf_semtok.rqvae import (
+    ResidualQuantizer,
+    RQVAEConfig,
+    RQVAEModel,
+    RQVAEOutput,
+    RQVAETrainingResult,
+    SIDStageConfig,
+    build_sids,
+    format_quality_table,
+    sid_quality_report,
+    train_rqvae,
+)
+from hf_semtok.sids import (
+    add_items_to_table,
+    assign_unique_sids,
+    collision_stats,
+    sid_table_from_codes,
+)
+from hf_semtok.sids.assignment import SIDTable
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer, SemanticIDTokenizerConfig
+
+__all__ = [
+    "__version__",
+    # Semantic IDs
+    "RQVAEConfig",
+    "RQVAEModel",
+    "RQVAEOutput",
+    "ResidualQuantizer",
+    "RQVAETrainingResult",
+    "SIDStageConfig",
+    "train_rqvae",
+    "build_sids",
+    "SIDTable",
+    "assign_unique_sids",
+    "add_items_to_table",
+    "collision_stats",
+    "sid_table_from_codes",
+    "sid_quality_report",
+    "format_quality_table",
     # data
-    "Catalogue": "data.formats",
-    "load_lcrec_dataset": "data.formats",
-    "load_sequence_text": "data.formats",
-    "leave_one_out_split": "data.formats",
-    "load_catalogue": "data.formats",
-    "load_amazon2014": "data.formats",
-    "load_lcrec_index": "data.formats",
-    "make_synthetic_catalogue": "data.synthetic",
-    "SyntheticCatalogue": "data.synthetic",
-    "embed_texts": "data.embeddings",
-    "catalogue_embeddings": "data.embeddings",
-    "load_config": "config_utils",
-    "parse_recipe_args": "config_utils",
-    # tokenizer
-    "SemanticIDTokenizer": "tokenization_semtok",
-    "SemanticIDTokenizerConfig": "tokenization_semtok",
-    "sid_lora_config": "modeling_utils",
-    "render_tokenizer_card": "hub",
-    "push_tokenizer_to_hub": "hub",
-    "extend_model": "modeling_utils",
-    "train_base_tokenizer": "base_models",
-    "build_causal_lm": "base_models",
+    "Catalogue",
+    "SyntheticCatalogue",
+    "make_synthetic_catalogue",
+    "load_catalogue",
+    "load_lcrec_dataset",
+    "load_lcrec_index",
+    "load_sequence_text",
+    "load_amazon2014",
+    "leave_one_out_split",
+    "build_cooccurrence_pairs",
+    "embed_texts",
+    "catalogue_embeddings",
+    # tokenizer and language models
+    "SemanticIDTokenizer",
+    "SemanticIDTokenizerConfig",
+    "train_base_tokenizer",
+    "build_causal_lm",
+    "extend_model",
+    "sid_lora_config",
+    "history_prompt",
+    "target_text",
+    "cpt_documents",
+    "sft_examples",
+    "LMStageConfig",
+    "run_lm_stage",
+    "GeneratorConfig",
+    "train_generator",
     # generation and evaluation
-    "SIDLogitsProcessor": "generation",
-    "recommend": "generation",
-    "recall_at_k": "metrics",
-    "ndcg_at_k": "metrics",
-    "evaluate_recommender": "metrics",
-    "popularity_baseline": "metrics",
-    "ranking_metrics": "metrics",
-    # language-model side: prompts, corpora, training stages, demo
-    "history_prompt": "prompts",
-    "target_text": "prompts",
-    "cpt_documents": "corpus",
-    "sft_examples": "corpus",
-    "tokenize_sft": "corpus",
-    "tokenize_cpt": "corpus",
-    "PaddingCollator": "corpus",
-    "LMStageConfig": "lm_training",
-    "run_lm_stage": "lm_training",
-    "DemoConfig": "demo",
-    "run_demo": "demo",
-}
-
-__all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'hf_semtok' has no attribute {name!r}")
-    module = importlib.import_module(f".{module_name}", __name__)
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-def _register_auto_classes() -> None:
-    """Import the modules whose import registers classes with transformers' Auto classes."""
-    for module_name in ("modeling_rqvae", "tokenization_semtok"):
-        try:
-            importlib.import_module(f".{module_name}", __name__)
-        except ModuleNotFoundError as err:  # module not written yet during development
-            if err.name != f"{__name__}.{module_name}":
-                raise
-
-
-_register_auto_classes()
+    "SIDLogitsProcessor",
+    "PrefillOnceLM",
+    "recommend",
+    "recall_at_k",
+    "ndcg_at_k",
+    "ranking_metrics",
+    "evaluate_recommender",
+    "popularity_baseline",
+    "PipelineResult",
+    "run_pipeline",
+    "DemoConfig",
+    "run_demo",
+]

@@ -14,12 +14,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from hf_semtok.config_utils import load_config
+from hf_semtok.demo import QUICK_OVERRIDES, DemoConfig, run_demo
+
 __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from hf_semtok.config_utils import load_config
-    from hf_semtok.demo import QUICK_OVERRIDES, DemoConfig, run_demo
 
     overrides = list(args.overrides)
     if args.quick:

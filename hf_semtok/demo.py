@@ -24,6 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from hf_semtok.data.catalogue import leave_one_out_split
+from hf_semtok.data.synthetic import make_synthetic_catalogue
+from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
+from hf_semtok.generation import PrefillOnceLM, recommend
+from hf_semtok.lm.generator import sid_only_chat_template
+from hf_semtok.lm.stages import LMStageConfig, run_lm_stage
+from hf_semtok.rqvae.training import SIDStageConfig, build_sids
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+
 __all__ = ["DemoConfig", "run_demo", "QUICK_OVERRIDES"]
 
 logger = logging.getLogger(__name__)
@@ -103,14 +113,6 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
         A JSON-able dict: metrics, popularity baseline, example recommendations, wall times (also saved as
         `output_dir/demo_results.json`).
     """
-    from hf_semtok.base_models import build_causal_lm, train_base_tokenizer
-    from hf_semtok.data.formats import leave_one_out_split
-    from hf_semtok.data.synthetic import make_synthetic_catalogue
-    from hf_semtok.generation import recommend
-    from hf_semtok.lm_training import LMStageConfig, run_lm_stage
-    from hf_semtok.metrics import evaluate_recommender, popularity_baseline
-    from hf_semtok.pipeline import PrefillOnceLM, SIDStageConfig, build_sids, sid_only_chat_template
-    from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
     cfg = config or DemoConfig()
     began = time.perf_counter()

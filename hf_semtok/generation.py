@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from hf_semtok.prompts import history_prompt
+
 __all__ = ["SIDLogitsProcessor", "recommend", "DEAD_END_SCORE"]
 
 logger = logging.getLogger(__name__)
@@ -445,7 +447,7 @@ def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> Non
         if len(history) == 0:
             raise ValueError(
                 f"histories[{user}] is empty; recommend() needs at least one item per user (use "
-                "hf_semtok.metrics.popularity_baseline for users with no history)."
+                "hf_semtok.evaluation.popularity_baseline for users with no history)."
             )
         unknown = [item for item in history if item not in known]
         if unknown:
@@ -504,8 +506,6 @@ def recommend(
         dict user id -> that list when `histories` is a mapping.
     """
     from tqdm.auto import tqdm
-
-    from hf_semtok.prompts import history_prompt
 
     if isinstance(histories, Mapping):
         users = list(histories)
@@ -635,3 +635,49 @@ def _parse_generated_sid(
             return None
         codes.append(code)
     return tuple(codes)
+
+
+class PrefillOnceLM:
+    """Wrap a causal LM so beam search computes each prompt's KV cache once instead of once per beam.
+
+    `generate(num_beams=B)` copies every prompt `B` times *before* the prefill, so the prompt's forward pass runs
+    `B` times (20x for TIGER's 20 beams). This wrapper runs the prompt minus its last token once, repeats the
+    cache `B` times and lets `generate` continue from it. The rankings are the same up to float rounding (checked
+    in the tests); on 2 CPU cores evaluation is ~4x faster. Every other attribute is the wrapped model's, so
+    `hf_semtok.generation.recommend` and `evaluate_recommender` accept it in place of the model.
+
+    Args:
+        model: A decoder-only `PreTrainedModel` with a `DynamicCache`.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    @torch.no_grad()
+    def generate(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> Any:
+        """`model.generate` with the prompt prefilled once and its cache repeated for every beam."""
+        expand = max(kwargs.get("num_beams") or 1, kwargs.get("num_return_sequences") or 1)
+        if expand == 1 or input_ids.shape[1] < 2 or kwargs.get("past_key_values") is not None:
+            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(
+            0
+        )  # (batch, prompt_len), left padding
+        out = self.model(
+            input_ids=input_ids[:, :-1],
+            attention_mask=attention_mask[:, :-1],
+            position_ids=position_ids[:, :-1],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(expand)  # (batch * expand, ...) in generate's beam order
+        return self.model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kwargs
+        )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
+from transformers.utils import hub as transformers_hub
 
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN
 
@@ -141,8 +142,6 @@ def push_tokenizer_to_hub(
         The `CommitInfo` returned by `upload_folder`.
     """
     if api is None:
-        from transformers.utils import hub as transformers_hub
-
         api = transformers_hub.hf_api()
     repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as tmp:

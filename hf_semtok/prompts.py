@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
+
 __all__ = ["history_prompt", "target_text", "HISTORY_PREFIX", "NEXT_ITEM_SUFFIX"]
 
 HISTORY_PREFIX = "User history:"
@@ -92,7 +94,6 @@ def target_text(tokenizer: Any, item_id: str, prefix_levels: int | None = None) 
     num_levels = tokenizer.num_levels
     if not 1 <= prefix_levels <= num_levels:
         raise ValueError(f"prefix_levels must be in [1, {num_levels}], got {prefix_levels}.")
-    from .constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
 
     codes = tokenizer.item_to_sid(item_id)[:prefix_levels]
     sid = "".join(SID_TOKEN_TEMPLATE.format(level=lvl, code=c) for lvl, c in enumerate(codes))

@@ -36,7 +36,7 @@ from .constants import (
     SID_TABLE_FILE,
     SID_TOKEN_TEMPLATE,
 )
-from .sid_index import (
+from .sid_table import (
     SID_RE,
     ItemIndex,
     SIDTokenLookup,
@@ -642,7 +642,7 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 def _load_rqvae(config_file: str, weights_file: str) -> Any:
     try:
-        from hf_semtok.modeling_rqvae import RQVAEModel
+        from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
     except ImportError as err:
         raise ImportError("Loading the RQ-VAE needs hf_semtok installed (pip install hf-semtok).") from err
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hf_semtok.config_utils import parse_recipe_args
-from hf_semtok.lm_training import LMStageConfig, LMStageResult, run_lm_stage
+from hf_semtok.lm.stages import LMStageConfig, LMStageResult, run_lm_stage
 
 
 @dataclass

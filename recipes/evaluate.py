@@ -83,8 +83,8 @@ def load_model_and_tokenizer(cfg: EvaluateConfig):
 def main(argv: list[str] | None = None) -> dict:
     """Run the evaluation. Returns the JSON-ready result (also written to `output_file`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from hf_semtok.data.formats import leave_one_out_split, load_catalogue
-    from hf_semtok.metrics import evaluate_recommender, popularity_baseline
+    from hf_semtok.data import leave_one_out_split, load_catalogue
+    from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
 
     cfg = parse_recipe_args(EvaluateConfig, argv)
     model, tokenizer = load_model_and_tokenizer(cfg)

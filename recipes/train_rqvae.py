@@ -20,13 +20,13 @@ from typing import Literal
 import yaml
 
 from hf_semtok.config_utils import config_to_dict, parse_recipe_args
-from hf_semtok.configuration_rqvae import RQVAEConfig
 from hf_semtok.constants import DEFAULT_SEED, EMBEDDINGS_CACHE_DIRNAME
-from hf_semtok.data.cooccurrence import build_cooccurrence_pairs
+from hf_semtok.data import leave_one_out_split, load_catalogue
 from hf_semtok.data.embeddings import catalogue_embeddings
-from hf_semtok.data.formats import leave_one_out_split, load_catalogue
-from hf_semtok.sids import format_quality_table
-from hf_semtok.training import train_rqvae
+from hf_semtok.data.features import build_cooccurrence_pairs
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.quality import format_quality_table
+from hf_semtok.rqvae.training import train_rqvae
 
 logger = logging.getLogger("train_rqvae")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_semtok.base_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 
 CORPUS = ["matte rose lipstick 12ml", "argan oil shampoo for dry hair", "pink glitter nail polish"] * 20
 

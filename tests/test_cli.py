@@ -21,7 +21,7 @@ def runs(monkeypatch):
         calls.append((config, out))
         return {}
 
-    monkeypatch.setattr(hf_semtok.demo, "run_demo", fake_run_demo)
+    monkeypatch.setattr(hf_semtok.cli, "run_demo", fake_run_demo)
     return calls
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoConfig
 
-from hf_semtok.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 
 
 def test_defaults_and_int_modality():
@@ -19,7 +19,7 @@ def test_defaults_and_int_modality():
 
 
 def test_save_load_keeps_modality_order(tmp_path):
-    import hf_semtok.modeling_rqvae  # noqa: F401  (registers the Auto classes)
+    import hf_semtok.rqvae.modeling_rqvae  # noqa: F401  (registers the Auto classes)
 
     cfg = RQVAEConfig(
         modality_dims={"text": 8, "image": 4, "audio": 2},

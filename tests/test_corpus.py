@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from hf_semtok.base_models import train_base_tokenizer
-from hf_semtok.corpus import (
+from hf_semtok.data import leave_one_out_split
+from hf_semtok.lm.corpus import (
     PaddingCollator,
     check_histories,
     cpt_documents,
@@ -11,8 +11,8 @@ from hf_semtok.corpus import (
     tokenize_cpt,
     tokenize_sft,
 )
-from hf_semtok.data.formats import leave_one_out_split
 from hf_semtok.prompts import history_prompt
+from hf_semtok.small_models import train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 ITEMS = [f"i{n}" for n in range(16)]

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hf_semtok.data.cooccurrence import build_cooccurrence_pairs
-from hf_semtok.data.formats import leave_one_out_split
+from hf_semtok.data import leave_one_out_split
+from hf_semtok.data.features import build_cooccurrence_pairs
 
 ITEMS = ["a", "b", "c", "d", "e"]
 

@@ -122,8 +122,8 @@ def test_bad_input():
 
 
 def test_catalogue_embeddings_sources(tmp_path):
+    from hf_semtok.data import Catalogue
     from hf_semtok.data.embeddings import catalogue_embeddings
-    from hf_semtok.data.formats import Catalogue
     from hf_semtok.data.synthetic import make_synthetic_catalogue
 
     cat = make_synthetic_catalogue(n_items=80, n_users=10, seed=0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_semtok.data.formats import (
+from hf_semtok.data import (
     Catalogue,
     compose_item_text,
     leave_one_out_split,
@@ -225,7 +225,7 @@ def test_real_scientific_dataset():
 
 
 def test_load_catalogue_dispatch(lcrec_dir):
-    from hf_semtok.data.formats import load_catalogue
+    from hf_semtok.data import load_catalogue
     from hf_semtok.data.synthetic import SyntheticCatalogue
 
     syn = load_catalogue("synthetic", synthetic_items=100, synthetic_users=20, seed=1)

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from hf_semtok.data.formats import Catalogue, leave_one_out_split
+from hf_semtok.data import Catalogue, leave_one_out_split
 from hf_semtok.data.synthetic import SyntheticCatalogue, make_synthetic_catalogue
 
 

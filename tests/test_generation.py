@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from hf_semtok.base_models import build_causal_lm
 from hf_semtok.generation import DEAD_END_SCORE, SIDLogitsProcessor
+from hf_semtok.small_models import build_causal_lm
 
 PAD, EOS, FIRST_SID = 0, 2, 20  # token ids below FIRST_SID are "text"
 
@@ -341,7 +341,7 @@ def test_sid_fast_path_matches_general_path(setup):
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rec_setup():
-    from hf_semtok.base_models import train_base_tokenizer
+    from hf_semtok.small_models import train_base_tokenizer
     from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
     rng = np.random.default_rng(0)

@@ -5,9 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from hf_semtok.base_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.data.formats import Catalogue
-from hf_semtok.lm_training import (
+from hf_semtok.data import Catalogue
+from hf_semtok.lm.stages import (
     EXTENDED_FLAG,
     LMStageConfig,
     last_complete_checkpoint,
@@ -15,6 +14,7 @@ from hf_semtok.lm_training import (
     prepare_model,
     run_lm_stage,
 )
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 ITEMS = [f"i{n}" for n in range(16)]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hf_semtok.metrics import ndcg_at_k, popularity_baseline, ranking_metrics, recall_at_k
+from hf_semtok.evaluation import ndcg_at_k, popularity_baseline, ranking_metrics, recall_at_k
 
 
 def test_recall_hand_computed():

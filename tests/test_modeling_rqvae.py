@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel
 
-from hf_semtok.configuration_rqvae import RQVAEConfig
-from hf_semtok.modeling_rqvae import RQVAEModel, RQVAEOutput
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel, RQVAEOutput
 
 DIM = 32
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_semtok.base_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.modeling_utils import extend_model, input_embedding_module_name, sid_lora_config
+from hf_semtok.lm.sid_embeddings import extend_model, input_embedding_module_name, sid_lora_config
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 TEXTS = ["matte rose lipstick 12ml", "blue running shoes size 9", "the user bought a lipstick"] * 10
@@ -15,8 +15,8 @@ TEXTS = ["matte rose lipstick 12ml", "blue running shoes size 9", "the user boug
 
 @pytest.fixture(scope="module")
 def setup():
-    from hf_semtok.configuration_rqvae import RQVAEConfig
-    from hf_semtok.modeling_rqvae import RQVAEModel
+    from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+    from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
     from hf_semtok.sids import assign_unique_sids
 
     torch.manual_seed(0)

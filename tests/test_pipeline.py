@@ -7,18 +7,12 @@ import pytest
 import torch
 
 from hf_semtok.data import leave_one_out_split, make_synthetic_catalogue
-from hf_semtok.pipeline import (
-    GeneratorConfig,
-    PrefillOnceLM,
-    SIDStageConfig,
-    build_sid_tokenizer,
-    cooccurrence_features,
-    history_sequences,
-    multi_hot_features,
-    run_pipeline,
-    sid_table_from_codes,
-    train_generator,
-)
+from hf_semtok.data.features import cooccurrence_features, multi_hot_features
+from hf_semtok.generation import PrefillOnceLM
+from hf_semtok.lm.generator import GeneratorConfig, build_sid_tokenizer, history_sequences, train_generator
+from hf_semtok.pipeline import run_pipeline
+from hf_semtok.rqvae.training import SIDStageConfig
+from hf_semtok.sids import sid_table_from_codes
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -143,8 +137,8 @@ def test_prompts_are_bare_sid_sequences_and_survive_save(tmp_path):
 
 
 def test_prefill_once_gives_the_same_rankings(catalogue):
-    from hf_semtok.base_models import build_causal_lm
     from hf_semtok.generation import recommend
+    from hf_semtok.small_models import build_causal_lm
 
     tok = build_sid_tokenizer({item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)})
     model = build_causal_lm(len(tok), hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, seed=0)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from hf_semtok.base_models import train_base_tokenizer
 from hf_semtok.prompts import history_prompt, target_text
+from hf_semtok.small_models import train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 TABLE = {"a": (0, 1, 0), "b": (1, 0, 0), "c": (1, 0, 1)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_semtok.quantization import ResidualQuantizer, kmeans, nearest_code, squared_distances
+from hf_semtok.rqvae.quantization import ResidualQuantizer, kmeans, nearest_code, squared_distances
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def test_cpt_recipe_trains_only_sid_rows_and_saves(sid_table_path, tmp_path):
     checkpoint = load_file(out / "checkpoint-3" / "model.safetensors")
     assert torch.equal(trained["model.embed_tokens.weight"], checkpoint["model.embed_tokens.weight"])
     # the frozen base rows equal a fresh model's rows built from the same seed
-    from hf_semtok.base_models import build_causal_lm
+    from hf_semtok.small_models import build_causal_lm
 
     ids = {
         "pad_token_id": tok.pad_token_id,
@@ -69,7 +69,7 @@ def test_cpt_recipe_trains_only_sid_rows_and_saves(sid_table_path, tmp_path):
         trained["model.embed_tokens.weight"][:base_rows], fresh.model.embed_tokens.weight[:base_rows]
     )
     assert torch.equal(trained["model.layers.0.mlp.up_proj.weight"], fresh.model.layers[0].mlp.up_proj.weight)
-    from hf_semtok.modeling_utils import extend_model
+    from hf_semtok.lm.sid_embeddings import extend_model
 
     extend_model(fresh, tok, init="mean", seed=42)  # the SID rows the recipe started from
     emb = trained["model.embed_tokens.weight"]

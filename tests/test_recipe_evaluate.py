@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hf_semtok.base_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.data.formats import leave_one_out_split
+from hf_semtok.data import leave_one_out_split
 from hf_semtok.data.synthetic import make_synthetic_catalogue
-from hf_semtok.metrics import evaluate_recommender
+from hf_semtok.evaluation import evaluate_recommender
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 
 _spec = importlib.util.spec_from_file_location(
     "recipe_evaluate", Path(__file__).resolve().parents[1] / "recipes" / "evaluate.py"

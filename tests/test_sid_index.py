@@ -1,4 +1,4 @@
-"""ItemIndex, SIDTokenLookup and the SID-text helpers of hf_semtok.sid_index, checked against brute force."""
+"""ItemIndex, SIDTokenLookup and the SID-text helpers of hf_semtok.sid_table, checked against brute force."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
-from hf_semtok.sid_index import (
+from hf_semtok.sid_table import (
     EV_END,
     EV_OTHER,
     EV_SID,

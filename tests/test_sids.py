@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_semtok.sids import (
-    SIDTable,
-    add_items_to_table,
-    assign_unique_sids,
-    collision_stats,
-    format_quality_table,
-    sid_quality_report,
-)
+from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
+from hf_semtok.sids import SIDTable, add_items_to_table, assign_unique_sids, collision_stats
 
 
 def colliding_codes(n: int = 400, sizes=(4, 4, 8), seed: int = 0):
@@ -212,8 +206,8 @@ def test_quality_report_without_model():
 
 
 def test_quality_report_with_model():
-    from hf_semtok.configuration_rqvae import RQVAEConfig
-    from hf_semtok.modeling_rqvae import RQVAEModel
+    from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+    from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 
     torch.manual_seed(0)
     emb = torch.randn(200, 12)

@@ -12,7 +12,6 @@ import pytest
 import torch
 from tokenizers import AddedToken
 
-from hf_semtok.base_models import train_base_tokenizer
 from hf_semtok.constants import (
     RQVAE_CONFIG_FILE,
     RQVAE_WEIGHTS_FILE,
@@ -21,6 +20,7 @@ from hf_semtok.constants import (
     SID_TABLE_FILE,
     SID_TOKEN_TEMPLATE,
 )
+from hf_semtok.small_models import train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 TEXTS = [
@@ -364,8 +364,8 @@ def test_missing_files_are_named(bpe, tmp_path):
 # ------------------------------------------------------------------------------------------- cold start
 @pytest.fixture(scope="module")
 def with_rqvae():
-    from hf_semtok.configuration_rqvae import RQVAEConfig
-    from hf_semtok.modeling_rqvae import RQVAEModel
+    from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+    from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
     from hf_semtok.sids import assign_unique_sids
 
     torch.manual_seed(0)
@@ -392,7 +392,7 @@ def test_from_base_with_sidtable_and_rqvae(with_rqvae):
 
 
 def test_from_base_with_train_rqvae_result(with_rqvae):
-    from hf_semtok.training import RQVAETrainingResult
+    from hf_semtok.rqvae.training import RQVAETrainingResult
 
     tok, model, table, emb = with_rqvae
     result = RQVAETrainingResult(model=model, sid_table=table, report={})

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 from transformers import AutoTokenizer, Qwen2Config
 
-from hf_semtok.base_models import train_base_tokenizer
+from hf_semtok.small_models import train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 TEXTS = ["matte rose lipstick 12ml", "blue running shoes size 9", "the user bought a lipstick"] * 10

@@ -13,9 +13,9 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoTokenizer
 
-from hf_semtok.base_models import train_base_tokenizer
 from hf_semtok.constants import RQVAE_CONFIG_FILE, RQVAE_WEIGHTS_FILE, SID_TABLE_FILE
 from hf_semtok.hub import render_tokenizer_card, tokenizer_card_template_path
+from hf_semtok.small_models import train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 TEXTS = ["matte rose lipstick 12ml", "blue running shoes size 9", "the user bought a lipstick"] * 10
@@ -43,8 +43,8 @@ class FakeApi:
 
 @pytest.fixture(scope="module")
 def tok():
-    from hf_semtok.configuration_rqvae import RQVAEConfig
-    from hf_semtok.modeling_rqvae import RQVAEModel
+    from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+    from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
     from hf_semtok.sids import assign_unique_sids
 
     torch.manual_seed(0)
@@ -96,7 +96,7 @@ def test_push_to_hub_with_fake_api(tok, tmp_path, monkeypatch):
         RQVAE_CONFIG_FILE,
         RQVAE_WEIGHTS_FILE,
         "tokenization_semtok.py",
-        "sid_index.py",
+        "sid_table.py",
         "constants.py",
         "README.md",
     } <= files

@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from hf_semtok.configuration_rqvae import RQVAEConfig
 from hf_semtok.constants import QUALITY_REPORT_FILE, SID_TABLE_FILE
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.training import train_rqvae
 from hf_semtok.sids import SIDTable
-from hf_semtok.training import train_rqvae
 
 N, DIM = 300, 16
 
@@ -167,7 +167,7 @@ def test_bad_inputs_raise(emb, kwargs, message):
     ],
 )
 def test_bad_arguments_fail_before_training(emb, monkeypatch, kwargs, message):
-    from hf_semtok import training
+    from hf_semtok.rqvae import training
 
     def no_training(*args, **kw):
         raise AssertionError("training started before the arguments were checked")

@@ -1,32 +1,28 @@
-"""Data for hf_semtok: catalogue formats, the synthetic default catalogue, co-occurrence pairs, text embeddings."""
+"""Data for hf_semtok: the catalogue, one reader per file format, the synthetic default catalogue, item features."""
 
 from __future__ import annotations
 
-from hf_semtok.data.cooccurrence import build_cooccurrence_pairs
-from hf_semtok.data.embeddings import embed_texts
-from hf_semtok.data.formats import (
-    Catalogue,
-    compose_item_text,
-    leave_one_out_split,
-    load_amazon2014,
-    load_lcrec_dataset,
-    load_lcrec_index,
-    load_sequence_text,
-    parse_sid_strings,
-)
+from hf_semtok.data.amazon2014 import load_amazon2014, load_sequence_text
+from hf_semtok.data.catalogue import Catalogue, compose_item_text, leave_one_out_split
+from hf_semtok.data.embeddings import catalogue_embeddings, embed_texts
+from hf_semtok.data.features import build_cooccurrence_pairs
+from hf_semtok.data.lcrec import load_lcrec_dataset, load_lcrec_index, parse_sid_strings
+from hf_semtok.data.loading import load_catalogue
 from hf_semtok.data.synthetic import SyntheticCatalogue, make_synthetic_catalogue
 
 __all__ = [
     "Catalogue",
     "SyntheticCatalogue",
     "build_cooccurrence_pairs",
-    "embed_texts",
-    "make_synthetic_catalogue",
+    "catalogue_embeddings",
     "compose_item_text",
+    "embed_texts",
     "leave_one_out_split",
     "load_amazon2014",
+    "load_catalogue",
     "load_lcrec_dataset",
     "load_lcrec_index",
     "load_sequence_text",
+    "make_synthetic_catalogue",
     "parse_sid_strings",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 from hf_semtok.io_utils import atomic_write
 
 if TYPE_CHECKING:
-    from hf_semtok.data.formats import Catalogue
+    from hf_semtok.data.catalogue import Catalogue
 
 __all__ = [
     "catalogue_embeddings",

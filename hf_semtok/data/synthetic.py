@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hf_semtok.data.formats import Catalogue, compose_item_text
+from hf_semtok.data.catalogue import Catalogue, compose_item_text
 
 __all__ = ["SyntheticCatalogue", "make_synthetic_catalogue", "DEFAULT_MODALITY_DIMS"]
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 
 __all__ = ["build_cooccurrence_pairs"]
 
@@ -84,3 +85,78 @@ def build_cooccurrence_pairs(
         pairs = pairs[np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))]
     logger.info("Built %d co-occurrence pairs (window %d) from %d histories", len(pairs), window, len(seqs))
     return np.ascontiguousarray(pairs)
+
+
+def multi_hot_features(
+    item_ids: Sequence[str], attributes: Mapping[str, Sequence[str]], min_count: int = 1
+) -> np.ndarray:
+    """Encode each item's attribute set (categories, tags, opaque attribute ids) as a multi-hot row.
+
+    Args:
+        item_ids: Items in row order.
+        attributes: Item id -> its attributes (items absent get an all-zero row, i.e. "missing" for the RQ-VAE).
+        min_count: Drop attributes held by fewer items.
+
+    Returns:
+        A float32 array `(len(item_ids), n_attributes)`.
+    """
+    counts: dict[str, int] = {}
+    for item in item_ids:
+        for attr in set(attributes.get(item, ())):
+            counts[attr] = counts.get(attr, 0) + 1
+    vocab = {a: j for j, a in enumerate(sorted(a for a, c in counts.items() if c >= min_count))}
+    if not vocab:
+        raise ValueError(
+            "No item has an attribute (after min_count); give attributes for the catalogue's items."
+        )
+    out = np.zeros((len(item_ids), len(vocab)), dtype=np.float32)  # (n_items, n_attributes)
+    for row, item in enumerate(item_ids):
+        cols = [vocab[a] for a in attributes.get(item, ()) if a in vocab]
+        out[row, cols] = 1.0
+    return out
+
+
+def cooccurrence_features(
+    item_ids: Sequence[str],
+    train_histories: Mapping[str, Sequence[str]],
+    dim: int = 64,
+    window: int = 3,
+    seed: int = 42,
+) -> np.ndarray:
+    """Collaborative item vectors: a truncated SVD of the item-item co-occurrence matrix (PPMI-weighted).
+
+    Build it from **training** histories only. Items that never co-occur get an all-zero row ("missing").
+
+    Args:
+        item_ids: Items in row order.
+        train_histories: User -> training items.
+        dim: Output dimension.
+        window: Co-occurrence window (see `hf_semtok.data.features.build_cooccurrence_pairs`).
+        seed: Seed of the randomised SVD.
+
+    Returns:
+        A float32 array `(len(item_ids), dim)`.
+    """
+    from hf_semtok.data.features import build_cooccurrence_pairs
+
+    pairs = build_cooccurrence_pairs(train_histories, window=window, item_ids=item_ids, symmetric=True)
+    n = len(item_ids)
+    if not len(pairs):
+        raise ValueError(
+            "The training histories hold no co-occurring items; cooccurrence_features needs some."
+        )
+    idx = torch.from_numpy(pairs.T.copy())  # (2, n_pairs)
+    mat = torch.sparse_coo_tensor(
+        idx, torch.ones(idx.shape[1]), (n, n), check_invariants=True
+    ).coalesce()  # (n, n) counts
+    rows, vals = mat.indices(), mat.values()
+    row_sum = torch.zeros(n).index_add_(0, rows[0], vals)
+    total = vals.sum()
+    pmi = torch.log(vals * total / (row_sum[rows[0]] * row_sum[rows[1]]))
+    ppmi = torch.sparse_coo_tensor(rows, pmi.clamp_min(0), (n, n), check_invariants=True).coalesce()
+    torch.manual_seed(seed)
+    u, s, _ = torch.svd_lowrank(ppmi, q=min(dim, n - 1), niter=4)  # (n, dim), (dim,)
+    out = (u * s.sqrt()).numpy().astype(np.float32)
+    if out.shape[1] < dim:
+        out = np.pad(out, ((0, 0), (0, dim - out.shape[1])))
+    return out

@@ -23,8 +23,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from hf_semtok.configuration_rqvae import RQVAEConfig
-from hf_semtok.quantization import ResidualQuantizer
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.quantization import ResidualQuantizer
 
 __all__ = ["RQVAEModel", "RQVAEOutput", "EmbeddingsInput", "concat_modalities"]
 

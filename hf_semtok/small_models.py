@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 __all__ = ["train_base_tokenizer", "build_causal_lm"]
 
@@ -111,8 +112,6 @@ def build_causal_lm(
     Returns:
         A `Qwen2ForCausalLM` or `LlamaForCausalLM`.
     """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     kwargs = dict(
         vocab_size=vocab_size,

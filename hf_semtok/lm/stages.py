@@ -2,10 +2,10 @@
 
 Stages (PLUM, arXiv 2510.07784; LC-Rec, arXiv 2311.09049):
 
-1. Continued pretraining (`data="cpt"`) on documents where SIDs and text meet (`hf_semtok.corpus.cpt_documents`).
+1. Continued pretraining (`data="cpt"`) on documents where SIDs and text meet (`hf_semtok.lm.corpus.cpt_documents`).
    `train_mode="sid_embeddings"` trains only the new SID rows of the embeddings (tied LM head included) with the
    base frozen; `"full"` trains everything (a model built from scratch needs it).
-2. Fine-tuning (`data="sft"`) on "history -> next item" (`hf_semtok.corpus.sft_examples`, completion-only labels)
+2. Fine-tuning (`data="sft"`) on "history -> next item" (`hf_semtok.lm.corpus.sft_examples`, completion-only labels)
    with `train_mode="lora"` (peft LoRA plus the SID rows through `trainable_token_indices`) or `"full"`.
 
 `run_lm_stage(config)` loads (or builds) the base model and the `SemanticIDTokenizer`, checks them, builds the
@@ -28,8 +28,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
 from hf_semtok.constants import DEFAULT_SEED
+from hf_semtok.data.catalogue import leave_one_out_split
+from hf_semtok.data.loading import load_catalogue
+from hf_semtok.lm.corpus import (
+    PaddingCollator,
+    TokenizedDataset,
+    check_histories,
+    cpt_documents,
+    sft_examples,
+    tokenize_cpt,
+    tokenize_sft,
+)
+from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config
+from hf_semtok.sids.assignment import SIDTable
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 __all__ = [
     "LMStageConfig",
@@ -56,7 +72,7 @@ class LMStageConfig:
     """One training stage of a causal LM on Semantic IDs (the YAML keys of both recipes).
 
     Model: `model_name_or_path` (a Hub name such as `Qwen/Qwen2.5-0.5B`, or the previous stage's `output_dir`), or
-    `model_config` (`hf_semtok.base_models.build_causal_lm` arguments) for a small model built from scratch.
+    `model_config` (`hf_semtok.small_models.build_causal_lm` arguments) for a small model built from scratch.
     Tokenizer: `tokenizer_name_or_path` (a saved `SemanticIDTokenizer`), or `base_tokenizer` + `sid_table`
     (a `sid_table.json` from `recipes/train_rqvae.py`; `base_tokenizer: train` trains a small byte-level BPE on the
     catalogue's titles, for a model built from scratch).
@@ -147,19 +163,12 @@ def load_sid_tokenizer(
     Raises:
         ValueError: When neither is given, or the loaded tokenizer has no SIDs.
     """
-    from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
     if tokenizer_name_or_path:
         tokenizer = SemanticIDTokenizer.from_pretrained(tokenizer_name_or_path)
     elif base_tokenizer and sid_table:
-        from transformers import AutoTokenizer
-
-        from hf_semtok.sids import SIDTable
-
         table = SIDTable.from_json(Path(sid_table))
         if base_tokenizer == "train":
-            from hf_semtok.base_models import train_base_tokenizer
-
             if catalogue is None or not catalogue.titles:
                 raise ValueError("base_tokenizer='train' needs a catalogue with titles to train on.")
             texts = [*catalogue.titles.values(), "User history:", "Next item:", "A user bought:", "has ID"]
@@ -187,10 +196,7 @@ def load_base_model(
 ) -> Any:
     """Load a causal LM (local dir or Hub name), or build a small one from `model_config` for `len(tokenizer)`."""
     if model_name_or_path:
-        from transformers import AutoModelForCausalLM
-
         return AutoModelForCausalLM.from_pretrained(model_name_or_path)
-    from hf_semtok.base_models import build_causal_lm
 
     kwargs = dict(model_config or {})
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
@@ -231,7 +237,6 @@ def prepare_model(model: Any, tokenizer: Any, cfg: LMStageConfig) -> Any:
     Returns:
         The model to train (a `PeftModel` for `train_mode="lora"`).
     """
-    from hf_semtok.modeling_utils import extend_model, sid_lora_config
 
     _check_vocab(model, tokenizer)
     if not getattr(model.config, EXTENDED_FLAG, False):
@@ -269,8 +274,6 @@ def prepare_model(model: Any, tokenizer: Any, cfg: LMStageConfig) -> Any:
 
 def build_train_rows(tokenizer: Any, catalogue: Any, cfg: LMStageConfig) -> list[dict[str, list[int]]]:
     """Tokenised CPT or SFT rows from the catalogue's **training** split (leave-one-out)."""
-    from hf_semtok.corpus import check_histories, cpt_documents, sft_examples, tokenize_cpt, tokenize_sft
-    from hf_semtok.data.formats import leave_one_out_split
 
     check_histories(tokenizer, catalogue.histories)
     train, _, _ = leave_one_out_split(catalogue.histories)
@@ -325,9 +328,6 @@ def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]
     Returns:
         `(trainer, resumed_from)`; `resumed_from` is the checkpoint path or `None`.
     """
-    from transformers import Trainer, TrainingArguments
-
-    from hf_semtok.corpus import PaddingCollator, TokenizedDataset
 
     if not rows:
         raise ValueError("The training corpus is empty; check the histories and max_length.")
@@ -454,9 +454,6 @@ def run_lm_stage(
     Returns:
         An `LMStageResult`.
     """
-    from transformers import set_seed
-
-    from hf_semtok.data.formats import load_catalogue
 
     if cfg.push_to_hub and not cfg.hub_model_id:  # fail before hours of training, not after
         raise ValueError("push_to_hub needs hub_model_id (e.g. 'my-org/qwen2.5-0.5b-semtok-lora').")

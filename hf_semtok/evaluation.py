@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from hf_semtok.generation import recommend
+
 __all__ = ["recall_at_k", "ndcg_at_k", "evaluate_recommender", "popularity_baseline", "ranking_metrics"]
 
 logger = logging.getLogger(__name__)
@@ -152,7 +154,6 @@ def evaluate_recommender(
     Returns:
         `{"recall@K", "ndcg@K" for each K, "num_examples", "mean_num_results"}` (+ `"rankings"`).
     """
-    from hf_semtok.generation import recommend
 
     ks = sorted(set(ks))
     for k in ks:

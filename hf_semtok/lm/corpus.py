@@ -1,7 +1,7 @@
 """Training corpora that teach a causal LM to speak Semantic IDs.
 
 Two kinds of data, both built from **training** histories only (the first output of
-`hf_semtok.data.formats.leave_one_out_split`), so validation and test targets never become labels:
+`hf_semtok.data.leave_one_out_split`), so validation and test targets never become labels:
 
 - Continued pretraining (CPT) documents, where SIDs and text meet (PLUM, arXiv 2510.07784; LC-Rec, arXiv
   2311.09049): item -> SID and SID -> title/category alignment sentences, user histories written as SIDs

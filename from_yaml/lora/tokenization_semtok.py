@@ -1,0 +1,660 @@
+"""SemanticIDTokenizer: a catalogue of items as a Hugging Face fast tokenizer.
+
+The tokenizer is the base LM's own fast tokenizer plus one added token per Semantic-ID level and code
+(`<|sid_{level}_{code}|>`) and two boundary markers (`<|sid_start|>`, `<|sid_end|>`). It also carries the
+catalogue: the table item id <-> SID (saved beside the tokenizer as JSON) and, optionally, the RQ-VAE that made
+the SIDs (saved beside as safetensors) so new items get SIDs without retraining.
+
+This file is copied next to a saved tokenizer so `AutoTokenizer.from_pretrained(dir, trust_remote_code=True)`
+works where hf_semtok is not installed. It must therefore stay self-contained: its only imports from the package
+are the relative `.constants` and `.sid_index` (transformers copies them with it), and every `hf_semtok` import
+sits inside a `try` block (which transformers' remote-code import check skips), used only for the RQ-VAE, cold
+start, the `SIDTable` view and model cards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import AddedToken
+from transformers import AutoConfig, AutoTokenizer, PreTrainedConfig, PreTrainedTokenizerFast
+
+# Relative on purpose: the remote-code copy of this file ships `constants.py` beside it.
+from .constants import (
+    RQVAE_CONFIG_FILE,
+    RQVAE_WEIGHTS_FILE,
+    SID_END_TOKEN,
+    SID_START_TOKEN,
+    SID_TABLE_FILE,
+    SID_TOKEN_TEMPLATE,
+)
+from .sid_table import (
+    SID_RE,
+    ItemIndex,
+    SIDTokenLookup,
+    parse_sid_string,
+    scan_sid_text,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SemanticIDTokenizer", "SemanticIDTokenizerConfig"]
+
+TOKENIZER_FILE = "tokenizer.json"
+_ON_INVALID = ("skip", "raise", "none", "keep_prefix")
+
+
+class SemanticIDTokenizerConfig(PreTrainedConfig):
+    """Small config class that lets `AutoTokenizer` map the name `SemanticIDTokenizer` to its class.
+
+    Nothing is stored in it; a model directory's `config.json` belongs to the language model.
+    """
+
+    model_type = "semantic_id_tokenizer"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The tokenizer
+# ----------------------------------------------------------------------------------------------------------
+class SemanticIDTokenizer(PreTrainedTokenizerFast):
+    """A base LM's fast tokenizer extended with Semantic-ID tokens and the item catalogue.
+
+    Build one with [`SemanticIDTokenizer.from_base`]; load one with `from_pretrained` or `AutoTokenizer`.
+    One item's text is `<|sid_start|><|sid_0_a|><|sid_1_b|>...<|sid_end|>` with no spaces; several items are
+    concatenated with no separator. SID tokens are added tokens that are not special (they survive
+    `decode(skip_special_tokens=True)`); the two markers are named special tokens (`sid_start_token`,
+    `sid_end_token`). Everything the base tokenizer had (special and added tokens, chat template, maximum
+    length, padding side) is kept.
+
+    Files beside `tokenizer.json`: `sid_table.json` (item ids, codes, codebook sizes, collision statistics) and,
+    when the tokenizer carries its RQ-VAE, `rqvae_config.json` + `rqvae.safetensors`; plus this module's source
+    (`auto_map` in `tokenizer_config.json`) for remote code.
+
+    Loading a saved directory with `AutoTokenizer.from_pretrained`:
+    - with hf_semtok imported: a `SemanticIDTokenizer` (registered with the Auto classes on import);
+    - `trust_remote_code=True` without hf_semtok: a `SemanticIDTokenizer` from the copied source (cold start and
+      model cards still need hf_semtok);
+    - neither, in a model directory (the LM's `config.json` beside the tokenizer, as inference servers load it):
+      a plain fast tokenizer with every SID token and the markers, no item table. A tokenizer-only directory
+      without hf_semtok asks for `trust_remote_code`, as for any repository with custom code (transformers needs
+      the model's config to choose a local class); `PreTrainedTokenizerFast.from_pretrained(dir)` loads it plain.
+    """
+
+    vocab_files_names = {
+        "tokenizer_file": TOKENIZER_FILE,
+        "sid_table_file": SID_TABLE_FILE,
+        "rqvae_config_file": RQVAE_CONFIG_FILE,
+        "rqvae_weights_file": RQVAE_WEIGHTS_FILE,
+    }
+    slow_tokenizer_class = None
+
+    def __init__(
+        self,
+        *args: Any,
+        sid_table_file: str | None = None,
+        rqvae_config_file: str | None = None,
+        rqvae_weights_file: str | None = None,
+        sid_table: Any = None,
+        codebook_sizes: Sequence[int] | None = None,
+        rqvae: Any = None,
+        base_tokenizer_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        add_sid_tokens = kwargs.pop("_add_sid_tokens", False)
+        source = kwargs.get("name_or_path") or "the tokenizer directory"
+        if kwargs.get("tokenizer_object") is None and not (
+            kwargs.get("tokenizer_file") and os.path.isfile(kwargs["tokenizer_file"])
+        ):
+            raise ValueError(
+                f"{source}: missing {TOKENIZER_FILE}; a SemanticIDTokenizer is saved with save_pretrained() or "
+                "built with SemanticIDTokenizer.from_base(base_tokenizer, sid_table=...)."
+            )
+        if sid_table is None and sid_table_file is None:
+            raise ValueError(
+                f"{source}: missing {SID_TABLE_FILE} (the item table); save the tokenizer with save_pretrained() "
+                "or pass sid_table=... ."
+            )
+        if (rqvae_config_file is None) != (rqvae_weights_file is None):
+            missing = RQVAE_CONFIG_FILE if rqvae_config_file is None else RQVAE_WEIGHTS_FILE
+            raise ValueError(
+                f"{source}: missing {missing}; the RQ-VAE is saved as {RQVAE_CONFIG_FILE} + {RQVAE_WEIGHTS_FILE}. "
+                "Copy the missing file or delete the other one to load without cold start."
+            )
+        kwargs.setdefault("sid_start_token", AddedToken(SID_START_TOKEN, special=True, normalized=False))
+        kwargs.setdefault("sid_end_token", AddedToken(SID_END_TOKEN, special=True, normalized=False))
+        super().__init__(*args, **kwargs)
+        if base_tokenizer_name is not None:
+            self.init_kwargs["base_tokenizer_name"] = base_tokenizer_name
+        table = (
+            ItemIndex.from_any(sid_table, codebook_sizes, rqvae)
+            if sid_table is not None
+            else ItemIndex.from_json(sid_table_file)
+        )
+        self._rqvae = rqvae
+        self._rqvae_files = (rqvae_config_file, rqvae_weights_file) if rqvae_config_file else None
+        if add_sid_tokens:
+            self._add_sid_tokens(table.codebook_sizes)
+        self._sid_lookup = SIDTokenLookup(self.get_added_vocab(), table.codebook_sizes, SID_TABLE_FILE)
+        self._table = table
+
+    def __repr__(self) -> str:
+        # The stock repr lists every added token: thousands of SID tokens. Summarise them instead.
+        lookup = self.__dict__.get("_sid_lookup")
+        sid = (
+            f", sid_tokens=[{lookup.per_level_lists[0][0]}..{lookup.per_level_lists[-1][-1]}], "
+            f"num_items={self.num_items}, codebook_sizes={self.codebook_sizes}"
+            if lookup is not None and "_table" in self.__dict__
+            else ""
+        )
+        return (
+            f"{type(self).__name__}(name_or_path='{self.name_or_path}', vocab_size={self.vocab_size}, "
+            f"len={len(self)}, model_max_length={self.model_max_length}, padding_side='{self.padding_side}', "
+            f"special_tokens={self.special_tokens_map}{sid})"
+        )
+
+    # ---------------------------------------------------------------- construction and (de)serialisation
+    @classmethod
+    def convert_to_native_format(cls, trust_remote_code: bool = False, **kwargs: Any) -> dict[str, Any]:
+        # Load tokenizer.json as is. Without this, transformers rebuilds a bare BPE for any subclass that defines
+        # __init__ (pre-tokenizer, normalizer and decoder lost); see HF_NOTES.
+        return super().convert_to_native_format(trust_remote_code=True, **kwargs)
+
+    @classmethod
+    def from_base(
+        cls,
+        base_tokenizer_or_path: PreTrainedTokenizerFast | str | os.PathLike,
+        sid_table: Any,
+        codebook_sizes: Sequence[int] | None = None,
+        rqvae: Any = None,
+        **base_kwargs: Any,
+    ) -> SemanticIDTokenizer:
+        """Build a SemanticIDTokenizer from a base LM's fast tokenizer and an item table.
+
+        Args:
+            base_tokenizer_or_path: A fast tokenizer, or a path / Hub id loaded with `AutoTokenizer`.
+            sid_table: `dict[item_id, tuple[int, ...]]`, a `hf_semtok.sids.SIDTable`, or what
+                `hf_semtok.train_rqvae` returns (its trained RQ-VAE is then carried too, unless `rqvae` is given).
+                All SIDs have the same number of levels and are unique.
+            codebook_sizes: Codes per level (one token per level and code is added). Taken from the `SIDTable`
+                or the RQ-VAE when omitted (the dedup level of a plain dict is then sized from the data).
+            rqvae: Optional trained `RQVAEModel`, carried for `add_items` / `sids_for_embeddings`.
+            **base_kwargs: Passed to `AutoTokenizer.from_pretrained` when a path is given.
+
+        Returns:
+            The new tokenizer. `len(tokenizer)` = base length + 2 markers + `sum(codebook_sizes)`.
+        """
+        if isinstance(base_tokenizer_or_path, (str, os.PathLike)):
+            base = AutoTokenizer.from_pretrained(str(base_tokenizer_or_path), **base_kwargs)
+        else:
+            base = base_tokenizer_or_path
+        if not getattr(base, "is_fast", False):
+            raise ValueError(f"from_base needs a fast tokenizer; got {type(base).__name__}.")
+        vocab = base.get_vocab()
+        clashes = sorted(t for t in vocab if t in (SID_START_TOKEN, SID_END_TOKEN) or SID_RE.fullmatch(t))
+        if clashes:
+            raise ValueError(
+                f"The base tokenizer already holds token {clashes[0]!r} (id {vocab[clashes[0]]}), which clashes "
+                f"with the SID tokens ({len(clashes)} clash(es)); start from the plain base tokenizer."
+            )
+        if hasattr(sid_table, "sid_table") and hasattr(sid_table, "model"):  # an RQVAETrainingResult
+            rqvae = rqvae if rqvae is not None else sid_table.model
+            sid_table = sid_table.sid_table
+        table = ItemIndex.from_any(sid_table, codebook_sizes, rqvae)
+        base_name = base.init_kwargs.get("base_tokenizer_name") or base.name_or_path or None
+        with tempfile.TemporaryDirectory() as tmp:
+            base.save_pretrained(tmp)
+            tok = cls.from_pretrained(
+                tmp, sid_table=table, rqvae=rqvae, base_tokenizer_name=base_name, _add_sid_tokens=True
+            )
+        tok.name_or_path = base.name_or_path
+        for key in ("is_local", "local_files_only", "name_or_path"):  # artefacts of the temporary directory
+            tok.init_kwargs.pop(key, None)
+        logger.info(
+            "Built SemanticIDTokenizer: %d items, codebook sizes %s, %d tokens (base %d).",
+            table.codes.shape[0],
+            table.codebook_sizes,
+            len(tok),
+            len(base),
+        )
+        return tok
+
+    def _add_sid_tokens(self, codebook_sizes: Sequence[int]) -> None:
+        tokens = [
+            AddedToken(SID_TOKEN_TEMPLATE.format(level=level, code=code), special=False, normalized=False)
+            for level, size in enumerate(codebook_sizes)
+            for code in range(size)
+        ]
+        self.add_tokens(tokens)
+
+    def _save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        file_names: tuple[str, ...],
+        legacy_format: bool | None = None,
+        filename_prefix: str | None = None,
+    ) -> tuple[str, ...]:
+        file_names = super()._save_pretrained(save_directory, file_names, legacy_format, filename_prefix)
+        prefix = filename_prefix + "-" if filename_prefix else ""
+        table_path = os.path.join(save_directory, prefix + SID_TABLE_FILE)
+        with open(table_path, "w", encoding="utf-8") as f:
+            json.dump(self._table.to_json_dict(), f, default=_json_default)
+        file_names = file_names + (table_path,)
+        cfg_path = os.path.join(save_directory, prefix + RQVAE_CONFIG_FILE)
+        weights_path = os.path.join(save_directory, prefix + RQVAE_WEIGHTS_FILE)
+        if self._rqvae is not None:
+            with tempfile.TemporaryDirectory(dir=save_directory) as tmp:
+                self._rqvae.save_pretrained(tmp)
+                shutil.move(os.path.join(tmp, "config.json"), cfg_path)
+                shutil.move(os.path.join(tmp, "model.safetensors"), weights_path)
+            file_names = file_names + (cfg_path, weights_path)
+        elif self._rqvae_files is not None:  # never loaded: copy the files as they are
+            shutil.copyfile(self._rqvae_files[0], cfg_path)
+            shutil.copyfile(self._rqvae_files[1], weights_path)
+            file_names = file_names + (cfg_path, weights_path)
+        return file_names
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        legacy_format: bool | None = None,
+        filename_prefix: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> tuple[str, ...]:
+        """Save tokenizer, item table and RQ-VAE atomically.
+
+        Every file is written to a temporary directory beside `save_directory` first; the directory is then
+        renamed into place (or, when it already exists, e.g. a model directory, each file is moved in with an
+        atomic `os.replace`). A failure leaves `save_directory` untouched.
+
+        Args:
+            save_directory: Target directory.
+            legacy_format, filename_prefix: As in `PreTrainedTokenizerFast.save_pretrained`.
+            push_to_hub: Also call `push_to_hub(repo_id)` (repo id from `repo_id=` or the directory name).
+            **kwargs: `repo_id` and the other `push_to_hub` arguments.
+
+        Returns:
+            The paths of the saved files.
+        """
+        target = Path(save_directory)
+        if target.is_file():
+            raise ValueError(f"save_directory {str(target)!r} is a file; pass a directory.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            saved = super().save_pretrained(tmp, legacy_format=legacy_format, filename_prefix=filename_prefix)
+            names = sorted(os.listdir(tmp))
+            if not target.exists():
+                os.replace(tmp, target)
+            else:
+                for name in names:
+                    dest = target / name
+                    if dest.is_dir() and not (tmp / name).is_dir():
+                        raise ValueError(f"Cannot save {name!r}: {str(dest)!r} is a directory.")
+                    if (tmp / name).is_dir():
+                        shutil.rmtree(dest, ignore_errors=True)
+                    os.replace(tmp / name, dest)
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        files = tuple(str(target / Path(p).relative_to(tmp)) for p in saved if Path(p).is_relative_to(tmp))
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", target.name)
+            self.push_to_hub(repo_id, **kwargs)
+        return files
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload tokenizer, item table, RQ-VAE, remote code and a model card (`README.md`) in one commit.
+
+        Args:
+            repo_id: `"org/name"`; the repository is created if needed.
+            **kwargs: `commit_message`, `commit_description`, `private`, `token`, `revision`, `create_pr`,
+                `tags`, `api` (a `huggingface_hub.HfApi`) and `model_card_kwargs`; see
+                `hf_semtok.hub.push_tokenizer_to_hub`.
+
+        Returns:
+            The `CommitInfo` of the upload.
+        """
+        try:
+            from hf_semtok.hub import push_tokenizer_to_hub
+        except ImportError as err:
+            raise ImportError("push_to_hub needs hf_semtok installed (pip install hf-semtok).") from err
+        kwargs.pop("max_shard_size", None)  # PushToHubMixin's argument; a tokenizer is never sharded
+        return push_tokenizer_to_hub(self, repo_id, **kwargs)
+
+    def model_card(self, repo_id: str | None = None, tags: list[str] | None = None, **kwargs: Any) -> Any:
+        """Render the tokenizer's model card (`huggingface_hub.ModelCard`) from `model_cards/tokenizer_card.md`.
+
+        Needs hf_semtok installed (the template ships with it).
+        """
+        try:
+            from hf_semtok.hub import render_tokenizer_card
+        except ImportError as err:
+            raise ImportError(
+                "Rendering the model card needs hf_semtok installed (pip install hf-semtok)."
+            ) from err
+        return render_tokenizer_card(self, repo_id=repo_id, tags=tags, **kwargs)
+
+    # ---------------------------------------------------------------- table properties
+    @property
+    def num_levels(self) -> int:
+        """Codes per SID (dedup level included)."""
+        return len(self._table.codebook_sizes)
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        """Number of codes at each level."""
+        return list(self._table.codebook_sizes)
+
+    @property
+    def num_items(self) -> int:
+        """Number of items in the catalogue."""
+        return len(self._table.item_ids)
+
+    @property
+    def item_ids(self) -> list[str]:
+        """Item ids in table order."""
+        return list(self._table.item_ids)
+
+    @property
+    def sid_codes(self) -> np.ndarray:
+        """Read-only `(num_items, num_levels)` int64 codes in `item_ids` order."""
+        return self._table.codes
+
+    @property
+    def num_semantic_levels(self) -> int:
+        """Levels that come from the RQ-VAE (the rest is the dedup level)."""
+        return self._table.num_semantic_levels
+
+    @property
+    def collision_stats(self) -> dict[str, Any]:
+        """Collision statistics stored with the table (empty for a plain dict table)."""
+        return dict(self._table.stats)
+
+    @property
+    def collision_strategy(self) -> str | None:
+        """How colliding items were given unique SIDs (`"extra_level"`, `"reassign"`, or None if unknown)."""
+        return self._table.collision_strategy
+
+    @property
+    def sid_token_ids(self) -> list[list[int]]:
+        """Token ids of the SID tokens: `sid_token_ids[level][code]` (cached; do not modify)."""
+        return self._sid_lookup.per_level_lists
+
+    @property
+    def all_sid_token_ids(self) -> list[int]:
+        """Every SID token id plus the two markers, sorted (the rows `extend_model` initialises)."""
+        ids = np.concatenate([*self._sid_lookup.per_level, [self.sid_start_token_id, self.sid_end_token_id]])
+        return sorted(int(i) for i in ids)
+
+    @property
+    def sid_start_token_id(self) -> int:
+        """Id of `<|sid_start|>`."""
+        return self._sid_lookup.start
+
+    @property
+    def sid_end_token_id(self) -> int:
+        """Id of `<|sid_end|>`."""
+        return self._sid_lookup.end
+
+    @property
+    def sid_table(self) -> Any:
+        """The catalogue as a `hf_semtok.sids.SIDTable` (needs hf_semtok installed)."""
+        try:
+            from hf_semtok.sids import SIDTable
+        except ImportError as err:
+            raise ImportError(
+                "sid_table needs hf_semtok installed; use item_ids / sid_codes instead."
+            ) from err
+        t = self._table
+        return SIDTable(
+            item_ids=list(t.item_ids),
+            codes=np.array(t.codes),
+            codebook_sizes=list(t.codebook_sizes),
+            num_semantic_levels=t.num_semantic_levels,
+            collision_strategy=t.collision_strategy or "extra_level",
+            stats=dict(t.stats),
+        )
+
+    def sid_table_dict(self) -> dict[str, tuple[int, ...]]:
+        """The catalogue as a plain `dict[item_id, tuple[int, ...]]`."""
+        return {
+            item: tuple(int(c) for c in row) for item, row in zip(self._table.item_ids, self._table.codes)
+        }
+
+    # ---------------------------------------------------------------- lookups
+    def _row(self, item_id: str) -> int:
+        try:
+            return self._table.index[item_id]
+        except KeyError:
+            raise ValueError(
+                f"Unknown item id {item_id!r}: not in the tokenizer's item table ({self.num_items} items). "
+                "Give new items SIDs with add_items(...)."
+            ) from None
+
+    def _check_codes(self, codes: Sequence[int]) -> tuple[int, ...]:
+        codes = tuple(int(c) for c in codes)
+        sizes = self._table.codebook_sizes
+        if len(codes) > len(sizes):
+            raise ValueError(f"SID {codes} has {len(codes)} codes but the tokenizer has {len(sizes)} levels.")
+        for level, (code, size) in enumerate(zip(codes, sizes)):
+            if not 0 <= code < size:
+                raise ValueError(f"Code {code} at level {level} of SID {codes} is out of range [0, {size}).")
+        return codes
+
+    def item_to_sid(self, item_id: str) -> tuple[int, ...]:
+        """The SID (tuple of codes, one per level) of an item.
+
+        Raises:
+            ValueError: if the item id is not in the table.
+        """
+        return tuple(int(c) for c in self._table.codes[self._row(str(item_id))])
+
+    def sid_to_item(self, codes: Sequence[int] | str) -> str:
+        """The item whose SID is `codes` (a tuple of ints, or the SID token string of one item).
+
+        Raises:
+            ValueError: for a malformed SID string, a wrong number of codes, a code out of range, or a SID that
+                names no item.
+        """
+        if isinstance(codes, str):
+            codes = parse_sid_string(codes)
+        codes = self._check_codes(codes)
+        if len(codes) != self.num_levels:
+            raise ValueError(f"SID {codes} has {len(codes)} codes; a full SID has {self.num_levels}.")
+        row = int(self._table.rows_of_keys(self._table.keys_of(np.asarray([codes])))[0])
+        if row < 0:
+            raise ValueError(f"No item has the SID {codes}.")
+        return self._table.item_ids[row]
+
+    def items_with_prefix(self, codes_prefix: Sequence[int]) -> list[str]:
+        """Items whose SID starts with `codes_prefix` (table order). An empty prefix gives every item."""
+        prefix = self._check_codes(codes_prefix)
+        return [self._table.item_ids[int(r)] for r in self._table.rows_with_prefix(prefix)]
+
+    def items_to_text(self, item_ids: str | Iterable[str]) -> str:
+        """The SID token string of items (markers included, no separator between items)."""
+        if isinstance(item_ids, str):
+            item_ids = [item_ids]
+        texts = self._table.sid_texts()
+        return "".join(texts[self._row(str(item))] for item in item_ids)
+
+    def codes_to_token_ids(self, codes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Token ids of SID codes: `(n, k)` codes (k <= num_levels) -> `(n, k)` ids (ValueError if out of range)."""
+        return self._sid_lookup.codes_to_ids(codes)
+
+    def encode_items(self, item_ids: str | Iterable[str]) -> list[int]:
+        """Token ids of `items_to_text(item_ids)`: `[start, sid_0, ..., sid_{L-1}, end]` per item."""
+        if isinstance(item_ids, str):
+            item_ids = [item_ids]
+        rows = [self._row(str(i)) for i in item_ids]
+        ids = self.codes_to_token_ids(self._table.codes[rows]) if rows else np.zeros((0, self.num_levels))
+        n = len(rows)
+        out = np.empty((n, self.num_levels + 2), dtype=np.int64)  # (n_items, L + 2)
+        out[:, 0] = self.sid_start_token_id
+        out[:, 1:-1] = ids
+        out[:, -1] = self.sid_end_token_id
+        return out.reshape(-1).tolist()
+
+    def token_ids_to_codes(self, token_ids: Any) -> tuple[Any, Any]:
+        """Vectorised map token id -> (level, code); both -1 for tokens that are not SID tokens.
+
+        Args:
+            token_ids: Any-shaped ints: numpy array, list, or torch tensor (the result stays on its device).
+
+        Returns:
+            `(levels, codes)`, same shape and kind as the input.
+        """
+        return self._sid_lookup.ids_to_codes(token_ids)
+
+    # ---------------------------------------------------------------- parsing generated output
+    def parse_items(self, text_or_token_ids: Any, on_invalid: str = "skip") -> list[Any]:
+        """Extract the items named in generated output.
+
+        A SID is read as consecutive SID tokens of levels 0, 1, ..., L-1 (markers optional, whitespace between
+        tokens of one SID ignored). Anything else is invalid: a SID cut short or with levels out of order, a
+        code outside the codebook, or a well-formed SID that names no item.
+
+        Args:
+            text_or_token_ids: A string, a list / 1-D array / tensor of token ids, or a batch of them (list of
+                strings, 2-D ids); a batch gives one list per row.
+            on_invalid: `"skip"` drops invalid SIDs, `"raise"` raises `ValueError`, `"none"` puts `None` in their
+                place, `"keep_prefix"` puts their codes (a tuple, possibly partial) in their place.
+
+        Returns:
+            Item ids in order of appearance (or a list of such lists for a batch).
+        """
+        if on_invalid not in _ON_INVALID:
+            raise ValueError(f"on_invalid must be one of {_ON_INVALID}; got {on_invalid!r}.")
+        x = text_or_token_ids
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        if isinstance(x, str):
+            return self._table.resolve(scan_sid_text(x), on_invalid)
+        if isinstance(x, np.ndarray):
+            if x.ndim == 2:
+                return [self._table.resolve(self._sid_lookup.scan_ids(row), on_invalid) for row in x]
+            return self._table.resolve(self._sid_lookup.scan_ids(x), on_invalid)
+        x = list(x)
+        if x and isinstance(x[0], str):
+            return [self._table.resolve(scan_sid_text(s), on_invalid) for s in x]
+        if x and not np.isscalar(x[0]):
+            return [self.parse_items(row, on_invalid) for row in x]
+        return self._table.resolve(self._sid_lookup.scan_ids(np.asarray(x, dtype=np.int64)), on_invalid)
+
+    # ---------------------------------------------------------------- cold start
+    @property
+    def has_rqvae(self) -> bool:
+        """Whether the tokenizer carries an RQ-VAE (loaded or still on disk)."""
+        return self._rqvae is not None or self._rqvae_files is not None
+
+    @property
+    def rqvae(self) -> Any:
+        """The RQ-VAE carried by the tokenizer (loaded on first use), or None."""
+        if self._rqvae is None and self._rqvae_files is not None:
+            self._rqvae = _load_rqvae(*self._rqvae_files)
+        return self._rqvae
+
+    def _require_rqvae(self) -> Any:
+        if self.rqvae is None:
+            raise ValueError(
+                "This tokenizer carries no RQ-VAE; build it with from_base(..., rqvae=model) to give new items "
+                "SIDs from embeddings, or pass codes= to add_items."
+            )
+        return self.rqvae
+
+    def sids_for_embeddings(self, embeddings: Any, **encode_kwargs: Any) -> np.ndarray:
+        """Semantic codes the RQ-VAE gives `embeddings` (no dedup level; see `add_items` for full SIDs).
+
+        Args:
+            embeddings: `(n, dim)` array or `dict[modality, (n, dim_m)]`, as for `RQVAEModel.encode`.
+
+        Returns:
+            `(n, num_semantic_levels)` int64 codes.
+        """
+        codes = self._require_rqvae().encode(embeddings, **encode_kwargs)
+        return _to_numpy(codes).astype(np.int64)
+
+    def add_items(
+        self, item_ids: Sequence[str], embeddings: Any = None, codes: Any = None
+    ) -> dict[str, tuple[int, ...]]:
+        """Give new items unique SIDs without retraining, under the table's collision policy.
+
+        Args:
+            item_ids: New item ids (not yet in the table).
+            embeddings: Their embeddings, encoded by the carried RQ-VAE.
+            codes: Or their semantic codes `(n, num_semantic_levels)` directly.
+
+        Returns:
+            `dict[item_id, sid]` for the new items. The table (and `save_pretrained`) includes them.
+        """
+        try:
+            from hf_semtok.sids import add_items_to_table
+        except ImportError as err:
+            raise ImportError("add_items needs hf_semtok installed (pip install hf-semtok).") from err
+        item_ids = [str(i) for i in item_ids]
+        known = [i for i in item_ids if i in self._table.index]
+        if known:
+            raise ValueError(f"add_items: {len(known)} item(s) already in the table, e.g. {known[:3]}.")
+        if (embeddings is None) == (codes is None):
+            raise ValueError("add_items needs exactly one of embeddings= or codes=.")
+        distances = None
+        if embeddings is not None:
+            codes, distances = self._require_rqvae().encode(embeddings, return_distances=True)
+            distances = _to_numpy(distances)
+        codes = _to_numpy(codes).astype(np.int64)
+        if codes.ndim != 2 or codes.shape[0] != len(item_ids):
+            raise ValueError(f"add_items: codes must be (num_new_items, levels); got {tuple(codes.shape)}.")
+        table = add_items_to_table(self.sid_table, item_ids, codes, distances=distances)
+        new_table = ItemIndex.from_any(table)
+        if new_table.codebook_sizes != self._table.codebook_sizes:
+            raise ValueError(
+                f"add_items changed codebook_sizes {self._table.codebook_sizes} -> {new_table.codebook_sizes}; "
+                "the tokenizer has no tokens for the new codes. Rebuild it with from_base()."
+            )
+        self._table = new_table
+        return {i: self.item_to_sid(i) for i in item_ids}
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars / arrays in collision statistics -> plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _load_rqvae(config_file: str, weights_file: str) -> Any:
+    try:
+        from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+    except ImportError as err:
+        raise ImportError("Loading the RQ-VAE needs hf_semtok installed (pip install hf-semtok).") from err
+    with tempfile.TemporaryDirectory() as tmp:
+        os.symlink(os.path.abspath(config_file), os.path.join(tmp, "config.json"))
+        os.symlink(os.path.abspath(weights_file), os.path.join(tmp, "model.safetensors"))
+        model = RQVAEModel.from_pretrained(tmp)
+    return model.eval()
+
+
+# Registration: `AutoTokenizer.from_pretrained(dir)` returns this class once the module is imported, and
+# `save_pretrained` writes `auto_map` + copies this file for `trust_remote_code=True`.
+SemanticIDTokenizer.register_for_auto_class("AutoTokenizer")
+if not __name__.startswith("transformers_modules"):  # the remote-code copy does not re-register
+    AutoConfig.register(SemanticIDTokenizerConfig.model_type, SemanticIDTokenizerConfig, exist_ok=True)
+    AutoTokenizer.register(SemanticIDTokenizerConfig, tokenizer_class=SemanticIDTokenizer, exist_ok=True)

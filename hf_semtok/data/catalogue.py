@@ -1,0 +1,237 @@
+"""The `Catalogue` (items, their text, user histories), item text composition and the leave-one-out split.
+
+Ids are always strings, so a catalogue never mixes `1` and `"1"`. The file helpers here are shared by the format
+readers (`lcrec.py`, `amazon2014.py`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+logger = logging.getLogger(__name__)
+
+
+#: Text fields joined into `Catalogue.texts` by default: TIGER's recipe (title, brand, categories; Rajput et al.,
+#: 2023) without price, which these datasets do not ship. Add "description" for longer texts.
+DEFAULT_TEXT_FIELDS = ("title", "brand", "categories")
+
+
+_PLACEHOLDER = re.compile(r"^(brand|title)_\d+$")
+
+
+@dataclass
+class Catalogue:
+    """An item catalogue with optional text and the users' chronological histories.
+
+    Args:
+        item_ids: Every item id, in a fixed order (row `i` of an embedding matrix is `item_ids[i]`). Unique.
+        titles: Item id -> title (items without a title are absent).
+        texts: Item id -> full text for embedding (title, brand, categories, ... joined).
+        categories: Item id -> category path, coarse to fine (absent when unknown).
+        histories: User id -> chronological list of item ids. Every item must be in `item_ids`.
+        name: Dataset name, for logs and reports.
+        published_sids: Published Semantic-ID sets found beside the data: set name -> {item id -> code tuple}.
+    """
+
+    item_ids: list[str]
+    titles: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    histories: dict[str, list[str]] = field(default_factory=dict)
+    name: str = "catalogue"
+    published_sids: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.item_ids = [str(i) for i in self.item_ids]
+        if not self.item_ids:
+            raise ValueError(f"Catalogue {self.name!r} is empty: give at least one item id.")
+        known = set(self.item_ids)
+        if len(known) != len(self.item_ids):
+            seen: set[str] = set()
+            dupes = [i for i in self.item_ids if i in seen or seen.add(i)]
+            raise ValueError(
+                f"Catalogue {self.name!r} has duplicate item ids {sorted(set(dupes))[:10]}; item ids must be unique."
+            )
+        for label, mapping in (
+            ("titles", self.titles),
+            ("texts", self.texts),
+            ("categories", self.categories),
+        ):
+            extra = [i for i in mapping if i not in known]
+            if extra:
+                raise ValueError(
+                    f"Catalogue {self.name!r}: {label} name {len(extra)} items that are not in item_ids, e.g. "
+                    f"{extra[:5]}. Add them to item_ids or drop them."
+                )
+        unknown = sorted({i for h in self.histories.values() for i in h if i not in known})
+        if unknown:
+            raise ValueError(
+                f"Catalogue {self.name!r}: histories name {len(unknown)} items that are not in item_ids, e.g. "
+                f"{unknown[:5]}. Add them to item_ids or filter the histories."
+            )
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def num_items(self) -> int:
+        """Number of items."""
+        return len(self.item_ids)
+
+    @property
+    def num_interactions(self) -> int:
+        """Total number of (user, item) events in the histories."""
+        return sum(len(h) for h in self.histories.values())
+
+    def item_index(self) -> dict[str, int]:
+        """Return item id -> row index in `item_ids`."""
+        return {item: i for i, item in enumerate(self.item_ids)}
+
+    def item_texts(self, fallback_to_title: bool = True) -> list[str]:
+        """Return one text per item, in `item_ids` order, ready for `embed_texts`.
+
+        Args:
+            fallback_to_title: Use the title, then the id, for items without a text.
+
+        Returns:
+            A list of `num_items` strings.
+
+        Raises:
+            ValueError: An item has no text and `fallback_to_title` is false.
+        """
+        out = []
+        for item in self.item_ids:
+            text = self.texts.get(item)
+            if text is None:
+                if not fallback_to_title:
+                    raise ValueError(
+                        f"Item {item!r} has no text; fill Catalogue.texts or allow the fallback."
+                    )
+                text = self.titles.get(item) or f"item {item}"
+            out.append(text)
+        return out
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    with _open_text(path) as handle:
+        return json.load(handle)
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    """Return `directory/stem` or `directory/stem.gz`, whichever exists."""
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _sort_ids(ids: Iterable[str]) -> list[str]:
+    ids = list(dict.fromkeys(ids))
+    if all(i.isdigit() for i in ids):
+        return sorted(ids, key=int)
+    return ids
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = html.unescape(str(value)).strip()
+    if not text or _PLACEHOLDER.match(text):
+        return None
+    return text
+
+
+def compose_item_text(
+    title: str | None,
+    brand: str | None = None,
+    categories: Sequence[str] | None = None,
+    description: str | None = None,
+    fields: Sequence[str] = DEFAULT_TEXT_FIELDS,
+) -> str | None:
+    """Join an item's fields into one sentence-like text for a sentence embedder.
+
+    Args:
+        title: Item title.
+        brand: Brand name.
+        categories: Category path, coarse to fine.
+        description: Free-text description.
+        fields: Which of "title", "brand", "categories", "description" to include, in this order.
+
+    Returns:
+        For example `"OPI Nail Lacquer. Brand: OPI. Category: Beauty > Makeup > Nails."`, or `None` when every
+        selected field is empty.
+    """
+    unknown = set(fields) - {"title", "brand", "categories", "description"}
+    if unknown:
+        raise ValueError(f"Unknown text fields {sorted(unknown)}; use title, brand, categories, description.")
+    parts = []
+    for name in fields:
+        if name == "title" and title:
+            parts.append(title.rstrip(". "))
+        elif name == "brand" and brand:
+            parts.append(f"Brand: {brand.rstrip('. ')}")
+        elif name == "categories" and categories:
+            parts.append("Category: " + " > ".join(categories))
+        elif name == "description" and description:
+            parts.append(description.rstrip(". "))
+    return ". ".join(parts) + "." if parts else None
+
+
+def leave_one_out_split(
+    histories: Mapping[str, Sequence[str]], max_history: int | None = None
+) -> tuple[dict[str, list[str]], dict[str, tuple[list[str], str]], dict[str, tuple[list[str], str]]]:
+    """Split chronological histories leave-one-out (TIGER, P5, S3-Rec, LC-Rec, LETTER protocol).
+
+    For a user with items `[i_1, ..., i_n]` and `n >= 3`: the training history is `[i_1, ..., i_{n-2}]`; the
+    validation example is (`[i_1, ..., i_{n-2}]`, `i_{n-1}`); the test example is (`[i_1, ..., i_{n-1}]`, `i_n`),
+    whose history includes the validation item. Users with fewer than 3 items (absent from 5-core data) keep
+    their whole history for training and get no validation or test example, as in SASRec's partition
+    (Kang & McAuley, ICDM 2018). No validation or test target is ever part of a training history.
+
+    Args:
+        histories: User id -> chronological item ids.
+        max_history: Keep only the most recent `max_history` items of validation and test histories
+            (TIGER uses 20). `None` keeps all. Training histories are never truncated.
+
+    Returns:
+        `(train, valid, test)`: `train` maps user -> training items; `valid` and `test` map user ->
+        `(history, target)`.
+    """
+    if max_history is not None and max_history < 1:
+        raise ValueError(f"max_history must be >= 1 or None, got {max_history}.")
+    train: dict[str, list[str]] = {}
+    valid: dict[str, tuple[list[str], str]] = {}
+    test: dict[str, tuple[list[str], str]] = {}
+
+    def cut(items: list[str]) -> list[str]:
+        return items[-max_history:] if max_history is not None else items
+
+    n_short = 0
+    for user, items in histories.items():
+        items = list(items)
+        if len(items) < 3:
+            train[user] = items
+            n_short += 1
+            continue
+        train[user] = items[:-2]
+        valid[user] = (cut(items[:-2]), items[-2])
+        test[user] = (cut(items[:-1]), items[-1])
+    if n_short:
+        logger.info(
+            "leave_one_out_split: %d users with fewer than 3 items are used for training only", n_short
+        )
+    return train, valid, test

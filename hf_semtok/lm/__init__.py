@@ -1,0 +1,20 @@
+"""The language-model side: CPT/SFT corpora, SID rows in an LM, Trainer stages, the from-scratch generator."""
+
+from __future__ import annotations
+
+from hf_semtok.lm.corpus import cpt_documents, sft_examples
+from hf_semtok.lm.generator import GeneratorConfig, build_sid_tokenizer, train_generator
+from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config
+from hf_semtok.lm.stages import LMStageConfig, run_lm_stage
+
+__all__ = [
+    "GeneratorConfig",
+    "LMStageConfig",
+    "build_sid_tokenizer",
+    "cpt_documents",
+    "extend_model",
+    "run_lm_stage",
+    "sft_examples",
+    "sid_lora_config",
+    "train_generator",
+]

@@ -1,0 +1,463 @@
+"""A TIGER-style generator trained from scratch on training histories written as SID sequences.
+
+TIGER (Rajput et al., NeurIPS 2023, arXiv 2305.05065) with a decoder-only generator: a `SemanticIDTokenizer` on a
+tiny base tokenizer (a model trained from scratch needs almost no text vocabulary) and a small Qwen2/Llama-style
+causal LM. The next-item loss on every SID position of a history trains on every prefix of it in one pass.
+
+Prompts: the generator reads bare SID sequences. `build_sid_tokenizer` gives the tokenizer a chat template
+(`sid_only_chat_template`) that renders `hf_semtok.prompts.history_prompt` as the concatenated SIDs of the
+history, so training and `recommend()` see the same tokens.
+
+Training sequences: a user's training history `[i_1, ..., i_n]` (validation and test targets removed by
+`leave_one_out_split`) is cut into windows of at most `max_history + 1` items. The first window starts at `i_1`
+and every item in it is a target. Later windows start `window_stride` items further on, and only their items
+not yet covered are targets. So every training item is predicted once, with between `max_history + 1 -
+window_stride` and `max_history` items of context once the history is long enough.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from hf_semtok.evaluation import evaluate_recommender
+from hf_semtok.generation import PrefillOnceLM
+from hf_semtok.prompts import HISTORY_PREFIX, NEXT_ITEM_SUFFIX, history_prompt
+from hf_semtok.sids.assignment import sid_table_from_codes
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GeneratorConfig:
+    """The generator LM (trained from scratch) and its training and evaluation settings.
+
+    Args:
+        arch: `"qwen2"` or `"llama"` (`hf_semtok.small_models.build_causal_lm`).
+        hidden_size: Model width.
+        num_layers: Decoder layers.
+        num_heads: Attention heads.
+        num_kv_heads: Key/value heads (default: `num_heads`).
+        intermediate_size: MLP width (default: `4 * hidden_size`).
+        attention_dropout: Dropout on the attention weights during training.
+        learning_rate: Peak AdamW learning rate.
+        min_lr_ratio: The cosine schedule ends at `learning_rate * min_lr_ratio`.
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up steps.
+        batch_size: Sequences per step.
+        num_epochs: Passes over the training sequences.
+        max_steps: Stop after this many steps (overrides `num_epochs` when > 0).
+        max_train_minutes: Wall-clock budget of training (periodic evaluations excluded). The learning-rate
+            schedule follows whichever of steps and time runs out first, so a budgeted run still anneals.
+        window_stride: Items between the starts of two training windows of a long history (see module doc).
+        max_history: Items of history the model sees (TIGER: 20), in training and evaluation.
+        eval_every_steps: Evaluate on `eval_users` validation users every this many steps (0: never).
+        eval_users: Size of the fixed validation subsample used during training.
+        eval_batch_size: Users per `generate()` call.
+        num_beams: Beam width of the constrained beam search (20 in TIGER's protocol).
+        ks: Cut-offs of Recall@K / NDCG@K.
+        test_users: Evaluate on a fixed random subsample of this many test users (`None`: all).
+        bf16: Train in bfloat16 (GPU).
+        seed: Seed of the model initialisation, batches and subsamples.
+    """
+
+    arch: str = "qwen2"
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int | None = None
+    intermediate_size: int | None = None
+    attention_dropout: float = 0.0
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    batch_size: int = 64
+    num_epochs: float = 20.0
+    max_steps: int = 0
+    max_train_minutes: float | None = None
+    window_stride: int = 10
+    max_history: int = 20
+    eval_every_steps: int = 0
+    eval_users: int = 500
+    eval_batch_size: int = 32
+    num_beams: int = 20
+    ks: list[int] = field(default_factory=lambda: [5, 10])
+    test_users: int | None = None
+    bf16: bool = False
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {self.max_history}.")
+        if not 1 <= self.window_stride <= self.max_history:
+            raise ValueError(
+                f"window_stride must lie in [1, max_history={self.max_history}], got {self.window_stride}."
+            )
+        if self.num_beams < max(self.ks):
+            raise ValueError(
+                f"num_beams={self.num_beams} is smaller than max(ks)={max(self.ks)}; raise num_beams."
+            )
+        if self.max_steps <= 0 and self.num_epochs <= 0 and not self.max_train_minutes:
+            raise ValueError(
+                "Give a positive num_epochs, max_steps or max_train_minutes, or training never runs."
+            )
+
+
+def sid_only_chat_template() -> str:
+    """A chat template that renders a history prompt as the bare concatenation of the items' SIDs.
+
+    `hf_semtok.prompts.history_prompt` writes `"User history: <sids>\\nNext item:"`, or, when the tokenizer has a
+    chat template, passes that text through it. A TIGER-style generator trained from scratch reads nothing but
+    SIDs, so this template drops the two text markers: the prompt for `[i_1, ..., i_k]` is then exactly
+    `SID(i_1)...SID(i_k)`, and one training sequence `SID(i_1)...SID(i_n)` trains every prefix at once.
+    The template is saved with the tokenizer, so `recommend()` on the reloaded tokenizer builds the same prompts.
+
+    Returns:
+        The Jinja template string.
+    """
+
+    return (
+        "{%- for message in messages -%}{{ message['content'] | replace("
+        + json.dumps(HISTORY_PREFIX + " ")
+        + ", '') | replace("
+        + json.dumps(NEXT_ITEM_SUFFIX)
+        + ", '') }}{%- endfor -%}"
+    )
+
+
+def build_sid_tokenizer(
+    sid_table: Any,
+    base_texts: Sequence[str] | None = None,
+    vocab_size: int = 300,
+    sid_only_prompt: bool = True,
+) -> Any:
+    """A `SemanticIDTokenizer` on a tiny byte-level BPE base tokenizer, for a generator trained from scratch.
+
+    Args:
+        sid_table: A `SIDTable` or `{item_id: codes}`.
+        base_texts: Text the base tokenizer is trained on (default: a few words; only SID tokens matter here).
+        vocab_size: Base vocabulary size (the 256 byte symbols and 4 special tokens are always in).
+        sid_only_prompt: Give the tokenizer `sid_only_chat_template()`, so history prompts are bare SID sequences.
+
+    Returns:
+        The tokenizer.
+    """
+
+    if isinstance(sid_table, Mapping):
+        sid_table = sid_table_from_codes(sid_table, list(sid_table))
+    texts = list(base_texts) if base_texts else ["the user bought these items next"]
+    base = train_base_tokenizer(texts, vocab_size=vocab_size, kind="byte_bpe")
+    tokenizer = SemanticIDTokenizer.from_base(base, sid_table=sid_table)
+    if sid_only_prompt:
+        tokenizer.chat_template = sid_only_chat_template()
+    return tokenizer
+
+
+def _check_prompt_is_sid_sequence(tokenizer: Any, history: Sequence[str]) -> None:
+    """The efficient training layout needs the inference prompt to be the plain concatenation of the items' SIDs."""
+
+    prompt = history_prompt(tokenizer, list(history), max_history=None)
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    if list(prompt_ids) != list(tokenizer.encode_items(list(history))):
+        raise ValueError(
+            f"The tokenizer's history prompt ({prompt[:60]!r}...) is not the bare concatenation of the items' "
+            "SIDs, so training on whole SID sequences would not match inference. Build the tokenizer with "
+            "build_sid_tokenizer(..., sid_only_prompt=True), or train on the SFT corpus of hf_semtok.lm.corpus."
+        )
+
+
+def history_sequences(
+    tokenizer: Any,
+    train_histories: Mapping[str, Sequence[str]],
+    max_history: int = 20,
+    window_stride: int = 10,
+) -> list[dict[str, list[int]]]:
+    """Token sequences with next-item labels on every SID position (see the module docstring for the windows).
+
+    Args:
+        tokenizer: The `SemanticIDTokenizer`.
+        train_histories: User -> training items (validation and test targets removed).
+        max_history: Most items of context a target sees (a window holds `max_history + 1` items).
+        window_stride: Items between two window starts.
+
+    Returns:
+        One dict per window: `input_ids` and `labels` (`-100` on context-only items and the first token).
+    """
+    width = max_history + 1
+    per_item = tokenizer.num_levels + 2  # <|sid_start|>, codes, <|sid_end|>
+    out = []
+    for history in train_histories.values():
+        history = list(history)
+        if not history:
+            continue
+        ids = tokenizer.encode_items(history)  # (len(history) * per_item,)
+        covered = 0
+        start = 0
+        while True:
+            stop = min(start + width, len(history))
+            window = ids[start * per_item : stop * per_item]
+            labels = list(window)
+            n_context = covered - start  # items already predicted by an earlier window
+            labels[: max(1, n_context * per_item)] = [-100] * max(1, n_context * per_item)
+            out.append({"input_ids": list(window), "labels": labels})
+            covered = stop
+            if stop >= len(history):
+                break
+            start += window_stride
+    return out
+
+
+class _SequenceDataset(torch.utils.data.Dataset):
+    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.rows[i]
+
+
+class _Clock:
+    """Training time (periodic evaluations excluded) and the progress that drives the learning rate."""
+
+    def __init__(
+        self, budget_s: float | None, total_steps: int, warmup_steps: int, min_lr_ratio: float
+    ) -> None:
+        self.budget_s, self.total_steps = budget_s, max(1, total_steps)
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
+        self.start = time.perf_counter()
+        self.paused = 0.0
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def progress(self, step: int) -> float:
+        by_time = self.train_seconds() / self.budget_s if self.budget_s else 0.0
+        return min(1.0, max(step / self.total_steps, by_time))
+
+    def lr_factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        cosine = 0.5 * (1.0 + math.cos(math.pi * self.progress(step)))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
+
+
+def _make_callback(
+    clock: _Clock, tokenizer: Any, config: GeneratorConfig, valid: Sequence[tuple[list[str], str]]
+):
+
+    class _BudgetAndCurve(TrainerCallback):
+        """Stops training when the time budget is spent; evaluates the validation subsample every N steps."""
+
+        def __init__(self) -> None:
+            self.curve: list[dict[str, Any]] = []
+            self.stop_reason = "steps"
+
+        def _evaluate(self, state: Any, model: Any) -> None:
+            began = time.perf_counter()
+            metrics = evaluate_recommender(
+                PrefillOnceLM(model),
+                tokenizer,
+                valid,
+                ks=config.ks,
+                num_beams=config.num_beams,
+                batch_size=config.eval_batch_size,
+                max_history=config.max_history,
+                progress=False,
+            )
+            model.train()
+            record = {
+                "step": state.global_step,
+                "tokens_seen": int(state.num_input_tokens_seen),
+                "train_seconds": round(clock.train_seconds(), 1),
+                **{k: v for k, v in metrics.items() if k.startswith(("recall", "ndcg"))},
+            }
+            self.curve.append(record)
+            logger.info("validation at step %d: %s", state.global_step, record)
+            clock.paused += time.perf_counter() - began
+
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
+            if config.max_train_minutes and clock.train_seconds() >= 60.0 * config.max_train_minutes:
+                control.should_training_stop = True
+                self.stop_reason = "time budget"
+            if valid and config.eval_every_steps > 0 and state.global_step % config.eval_every_steps == 0:
+                self._evaluate(state, model)
+            return control
+
+        def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
+            if (
+                valid
+                and config.eval_every_steps > 0
+                and (not self.curve or self.curve[-1]["step"] != state.global_step)
+            ):
+                self._evaluate(state, model)
+            return control
+
+    return _BudgetAndCurve()
+
+
+def train_generator(
+    tokenizer: Any,
+    train_histories: Mapping[str, Sequence[str]],
+    config: GeneratorConfig | None = None,
+    valid_examples: Sequence[tuple[Sequence[str], str]] | None = None,
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+    """Train a small causal LM from scratch on training histories written as SID sequences.
+
+    Uses the stock `transformers.Trainer` with an AdamW + warm-up + cosine schedule whose progress is the larger
+    of steps done / steps planned and time spent / `max_train_minutes`, and a callback that stops at the time
+    budget and records validation Recall/NDCG on a fixed subsample every `eval_every_steps` steps.
+
+    Args:
+        tokenizer: The `SemanticIDTokenizer` (no chat template: the prompt must be the plain SID sequence).
+        train_histories: User -> training items.
+        config: Model and training settings.
+        valid_examples: `(history, target)` validation pairs for the curve (subsampled to `eval_users`).
+        output_dir: If set, the trained model and the tokenizer are saved to `output_dir/model`.
+        progress: Show the Trainer's progress bar.
+
+    Returns:
+        `(model, training_facts, curve)`.
+    """
+
+    config = config or GeneratorConfig()
+    train_histories = {u: list(h) for u, h in train_histories.items() if h}
+    if not train_histories:
+        raise ValueError("train_histories are empty; pass the training split of leave_one_out_split.")
+    _check_prompt_is_sid_sequence(tokenizer, next(iter(train_histories.values()))[:3])
+    rows = history_sequences(tokenizer, train_histories, config.max_history, config.window_stride)
+    n_tokens = sum(len(r["input_ids"]) for r in rows)
+    steps_per_epoch = math.ceil(len(rows) / config.batch_size)
+    planned = config.max_steps if config.max_steps > 0 else math.ceil(config.num_epochs * steps_per_epoch)
+    if config.max_train_minutes and config.max_steps <= 0 and config.num_epochs <= 0:
+        planned = 10**9
+    set_seed(config.seed)
+    per_item = tokenizer.num_levels + 2
+    model = build_causal_lm(
+        len(tokenizer),
+        arch=config.arch,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        num_kv_heads=config.num_kv_heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=(config.max_history + 2) * per_item + 8,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        seed=config.seed,
+    )
+    if config.attention_dropout > 0:
+        model.config.attention_dropout = config.attention_dropout
+        for module in model.modules():  # attention layers read the rate at construction
+            if hasattr(module, "attention_dropout"):
+                module.attention_dropout = config.attention_dropout
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info(
+        "Generator: %s, %.2fM parameters; %d training windows, %d tokens per epoch, %d steps planned",
+        config.arch, n_params / 1e6, len(rows), n_tokens, planned,
+    )  # fmt: skip
+    valid = list(valid_examples or [])
+    if len(valid) > config.eval_users:
+        valid = random.Random(config.seed).sample(valid, config.eval_users)
+    valid = order_by_history_length(valid, config.max_history)
+    clock = _Clock(
+        60.0 * config.max_train_minutes if config.max_train_minutes else None,
+        planned,
+        config.warmup_steps,
+        config.min_lr_ratio,
+    )
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(0.9, 0.98),
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, clock.lr_factor)
+    callback = _make_callback(clock, tokenizer, config, valid)
+    with tempfile.TemporaryDirectory(prefix="semtok-generator-") as trainer_dir:
+        args = TrainingArguments(
+            output_dir=trainer_dir,
+            per_device_train_batch_size=config.batch_size,
+            max_steps=planned,
+            logging_steps=max(1, min(200, planned // 20)),
+            save_strategy="no",
+            report_to="none",
+            use_cpu=not torch.cuda.is_available(),
+            bf16=config.bf16,
+            seed=config.seed,
+            train_sampling_strategy="group_by_length",
+            include_num_input_tokens_seen="non_padding",
+            disable_tqdm=not progress,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=_SequenceDataset(rows),
+            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True),
+            optimizers=(optimizer, scheduler),
+            callbacks=[callback],
+        )
+        clock.start = time.perf_counter()
+        trainer.train()
+        state = trainer.state
+    model.eval()
+    facts = {
+        "steps": state.global_step,
+        "epochs": round(state.global_step / steps_per_epoch, 3),
+        "tokens_seen": int(state.num_input_tokens_seen),
+        "tokens_per_epoch": n_tokens,
+        "train_windows": len(rows),
+        "train_seconds": round(clock.train_seconds(), 1),
+        "tokens_per_second": round(state.num_input_tokens_seen / max(clock.train_seconds(), 1e-9), 1),
+        "stop_reason": callback.stop_reason,
+        "num_parameters": n_params,
+        "final_train_loss": next((r["loss"] for r in reversed(state.log_history) if "loss" in r), None),
+    }
+    if output_dir is not None:
+        _save_atomic(model, tokenizer, Path(output_dir) / "model")
+    return model, facts, callback.curve
+
+
+def order_by_history_length(examples: list[tuple[Any, str]], max_history: int) -> list[tuple[Any, str]]:
+    """Order `(history, target)` pairs by prompt length: batches of similar length need far less padding.
+
+    Beam search copies every padded position of the KV cache at each step, so this halves evaluation time;
+    the metrics are means over users and do not depend on the order.
+    """
+    return sorted(examples, key=lambda ex: min(len(ex[0]), max_history))
+
+
+def _save_atomic(model: Any, tokenizer: Any, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
