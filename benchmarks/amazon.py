@@ -14,6 +14,7 @@ Usage:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,14 +27,12 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as `python benchmarks/amazon.py` without `pip install -e .`
-    sys.path.insert(0, str(REPO))
+from hf_semtok.cli import parse_args_with_config, section_from_mapping
+from hf_semtok.io_utils import write_json_atomic, write_text_atomic
+from hf_semtok.lm.generator import GeneratorConfig
+from hf_semtok.rqvae.training import SIDStageConfig
 
-from hf_semtok.config_utils import config_to_dict, parse_recipe_args  # noqa: E402
-from hf_semtok.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
-from hf_semtok.lm.generator import GeneratorConfig  # noqa: E402
-from hf_semtok.rqvae.training import SIDStageConfig  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 logger = logging.getLogger("benchmarks.amazon")
 RESULTS = REPO / "benchmarks" / "results"
@@ -96,8 +95,16 @@ class AmazonBenchConfig:
     cache_dir: str = "benchmarks/cache"
     results_dir: str = "benchmarks/results"
     num_threads: int | None = None
-    sid: SIDStageConfig = field(default_factory=SIDStageConfig)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    sid: SIDStageConfig | str | dict | None = field(
+        default=None, metadata={"help": "RQ-VAE settings (SIDStageConfig keys); --sid.KEY VALUE sets one."}
+    )
+    generator: GeneratorConfig | str | dict | None = field(
+        default=None, metadata={"help": "Generator settings (GeneratorConfig keys); --generator.KEY VALUE sets one."}
+    )
+
+    def __post_init__(self) -> None:
+        self.sid = section_from_mapping(SIDStageConfig, self.sid, "sid")
+        self.generator = section_from_mapping(GeneratorConfig, self.generator, "generator")
 
 
 def _load(cfg: AmazonBenchConfig) -> Any:
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_recipe_args(AmazonBenchConfig, argv)
+    (cfg,) = parse_args_with_config(AmazonBenchConfig, argv, prog="amazon.py")
     if cfg.num_threads:
         import torch
 
@@ -291,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "features": features,
         "tiger": info["tiger"],
         **result,
-        "bench_config": config_to_dict(cfg),
+        "bench_config": dataclasses.asdict(cfg),
         "command": "python benchmarks/amazon.py " + " ".join(argv),
         "git_commit": _git_commit(),
         "device": _device(),

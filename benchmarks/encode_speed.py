@@ -24,12 +24,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
+from hf_semtok import RQVAEConfig, RQVAEModel
+from hf_semtok.io_utils import write_text_atomic
 
-from hf_semtok import RQVAEConfig, RQVAEModel  # noqa: E402
-from hf_semtok.io_utils import write_text_atomic  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "benchmarks" / "results"
 BATCH = 16384

@@ -28,13 +28,11 @@ import numpy as np
 import torch
 from transformers import LogitsProcessorList, PrefixConstrainedLogitsProcessor
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
+from hf_semtok.generation import SIDLogitsProcessor
+from hf_semtok.io_utils import write_text_atomic
+from hf_semtok.small_models import build_causal_lm
 
-from hf_semtok.generation import SIDLogitsProcessor  # noqa: E402
-from hf_semtok.io_utils import write_text_atomic  # noqa: E402
-from hf_semtok.small_models import build_causal_lm  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "benchmarks" / "results"
 SIZES = (256, 256, 256)

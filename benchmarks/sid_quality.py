@@ -30,18 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from hf_semtok.constants import PLUM_CODEBOOK_SIZES, TIGER_CODEBOOK_SIZES
+from hf_semtok.data import leave_one_out_split, load_lcrec_dataset
+from hf_semtok.data.embeddings import embed_texts
+from hf_semtok.data.features import build_cooccurrence_pairs
+from hf_semtok.io_utils import write_json_atomic, write_text_atomic
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.quality import sid_quality_report
+from hf_semtok.rqvae.training import train_rqvae
+from hf_semtok.sids import assign_unique_sids, collision_stats
 
-from hf_semtok.constants import PLUM_CODEBOOK_SIZES, TIGER_CODEBOOK_SIZES  # noqa: E402
-from hf_semtok.data import leave_one_out_split, load_lcrec_dataset  # noqa: E402
-from hf_semtok.data.embeddings import embed_texts  # noqa: E402
-from hf_semtok.data.features import build_cooccurrence_pairs  # noqa: E402
-from hf_semtok.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
-from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig  # noqa: E402
-from hf_semtok.rqvae.quality import sid_quality_report  # noqa: E402
-from hf_semtok.rqvae.training import train_rqvae  # noqa: E402
-from hf_semtok.sids import assign_unique_sids, collision_stats  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 logger = logging.getLogger("sid_quality")
 

@@ -31,13 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN
+from hf_semtok.io_utils import write_text_atomic
+from hf_semtok.small_models import train_base_tokenizer
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
-from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN  # noqa: E402
-from hf_semtok.io_utils import write_text_atomic  # noqa: E402
-from hf_semtok.small_models import train_base_tokenizer  # noqa: E402
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = ROOT / "benchmarks" / "results"
 # One capturing group around "marker or SID token", so re.split keeps the tokens.

@@ -41,6 +41,7 @@ from hf_semtok.evaluation import (
 from hf_semtok.generation import PrefillOnceLM, SIDLogitsProcessor, recommend
 from hf_semtok.lm import (
     GeneratorConfig,
+    LMStageArguments,
     LMStageConfig,
     cpt_documents,
     extend_model,
@@ -63,13 +64,13 @@ from hf_semtok.rqvae import (
     sid_quality_report,
     train_rqvae,
 )
+from hf_semtok.sid_table import SIDTable
 from hf_semtok.sids import (
     add_items_to_table,
     assign_unique_sids,
     collision_stats,
     sid_table_from_codes,
 )
-from hf_semtok.sids.assignment import SIDTable
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer, SemanticIDTokenizerConfig
 
@@ -115,6 +116,7 @@ __all__ = [
     "target_text",
     "cpt_documents",
     "sft_examples",
+    "LMStageArguments",
     "LMStageConfig",
     "run_lm_stage",
     "GeneratorConfig",

@@ -30,3 +30,8 @@ DEFAULT_SEED = 42
 TIGER_CODEBOOK_SIZES = (256, 256, 256)
 #: A PLUM-style multi-resolution layout (arXiv 2510.07784): coarse levels first, shrinking.
 PLUM_CODEBOOK_SIZES = (1024, 512, 256)
+
+# --- Bounds -------------------------------------------------------------------------------------
+#: Largest codebook (codes per SID level) the library accepts: one SID token per code, so a larger codebook
+#: means a vocabulary of millions of tokens. Checked by `RQVAEConfig` and `SemanticIDTokenizer.from_base`.
+MAX_CODEBOOK_SIZE = 2**20

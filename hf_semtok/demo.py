@@ -16,7 +16,6 @@ Runs on a fresh machine without network or data files, in a few minutes on 2 CPU
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import time
@@ -24,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from hf_semtok.data.catalogue import leave_one_out_split
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
 from hf_semtok.generation import PrefillOnceLM, recommend
+from hf_semtok.io_utils import write_json_atomic
 from hf_semtok.lm.generator import sid_only_chat_template
-from hf_semtok.lm.stages import LMStageConfig, run_lm_stage
+from hf_semtok.lm.stages import LMStageArguments, run_lm_stage
 from hf_semtok.rqvae.training import SIDStageConfig, build_sids
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
@@ -39,46 +41,70 @@ __all__ = ["DemoConfig", "run_demo", "QUICK_OVERRIDES"]
 logger = logging.getLogger(__name__)
 
 
+#: The small LM of the demo (`build_causal_lm` arguments).
+DEFAULT_MODEL_CONFIG: dict[str, Any] = {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+def _help_list(text: str, default: list[Any]) -> Any:
+    return field(default_factory=lambda: list(default), metadata={"help": text})
+
+
 @dataclass
 class DemoConfig:
     """Sizes and training settings of the demo (the defaults fit ~5 minutes on 2 cores)."""
 
-    output_dir: str = "outputs/demo"
-    seed: int = 42
+    output_dir: str = _help("Where models and demo_results.json go.", "outputs/demo")
+    seed: int = _help("Seed of data, SIDs and training.", 42)
     # catalogue
-    n_items: int = 300
-    n_users: int = 1200
+    n_items: int = _help("Items of the synthetic catalogue.", 300)
+    n_users: int = _help("Users of the synthetic catalogue.", 1200)
     # Semantic IDs
-    modalities: list[str] = field(default_factory=lambda: ["text"])
-    codebook_sizes: list[int] = field(default_factory=lambda: [8, 8, 8])
-    rqvae_epochs: float = 60.0
-    # prompts: True gives the tokenizer `hf_semtok.pipeline.sid_only_chat_template`, so a history prompt is the
-    # bare SID sequence, the format of the CPT "sequences" documents (a small model learns it much faster)
-    sid_only_prompts: bool = True
-    # model
-    model_config: dict[str, Any] = field(
-        default_factory=lambda: {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
+    modalities: list[str] = _help_list("Embedding views the RQ-VAE encodes.", ["text"])
+    codebook_sizes: list[int] = _help_list("Codes per SID level.", [8, 8, 8])
+    rqvae_epochs: float = _help("RQ-VAE training epochs.", 60.0)
+    sid_only_prompts: bool = _help(
+        "Prompt with the bare SID sequence (sid_only_chat_template), the format of the CPT 'sequences' documents: "
+        "a small model learns it much faster.",
+        True,
     )
-    base_vocab_size: int = 600
-    max_history: int = 20
+    # model
+    model_config: dict | str | None = _help(
+        "build_causal_lm arguments of the small LM, e.g. '{hidden_size: 128, num_layers: 2, num_heads: 4}'.",
+        None,
+    )
+    base_vocab_size: int = _help("Vocabulary of the byte-level BPE trained on the titles.", 600)
+    max_history: int = _help("Most items of history in a prompt or document.", 20)
     # CPT (full training: the model is built from scratch)
-    cpt_kinds: list[str] = field(default_factory=lambda: ["item_to_sid", "sequences"])
-    cpt_epochs: float = 8.0
-    cpt_learning_rate: float = 5e-3
-    cpt_max_length: int = 128
-    cpt_batch_size: int = 16
+    cpt_kinds: list[str] = _help_list("CPT document kinds.", ["item_to_sid", "sequences"])
+    cpt_epochs: float = _help("CPT epochs.", 8.0)
+    cpt_learning_rate: float = _help("CPT learning rate.", 5e-3)
+    cpt_max_length: int = _help("Token length of a CPT block.", 128)
+    cpt_batch_size: int = _help("CPT batch size.", 16)
     # LoRA fine-tuning
-    sft_epochs: float = 1.0
-    sft_learning_rate: float = 2e-3
-    sft_examples_per_user: int | None = 3
-    lora_r: int = 16
-    batch_size: int = 32
+    sft_epochs: float = _help("LoRA fine-tuning epochs.", 1.0)
+    sft_learning_rate: float = _help("LoRA learning rate.", 2e-3)
+    sft_examples_per_user: int | None = _help("Cap of fine-tuning examples per user (null: all).", 3)
+    lora_r: int = _help("LoRA rank.", 16)
+    batch_size: int = _help("Fine-tuning batch size.", 32)
     # evaluation
-    test_users: int = 300
-    num_beams: int = 20
-    show_users: int = 3
-    progress: bool = True
+    test_users: int = _help("Held-out test users scored.", 300)
+    num_beams: int = _help("Beams of the constrained beam search.", 20)
+    show_users: int = _help("Users whose recommendations are printed.", 3)
+    progress: bool = _help("Show progress bars (--no_progress hides them).", True)
 
+    def __post_init__(self) -> None:
+        if self.model_config is None:
+            self.model_config = dict(DEFAULT_MODEL_CONFIG)
+        elif isinstance(self.model_config, str):
+            self.model_config = yaml.safe_load(self.model_config)
+        if not isinstance(self.model_config, dict):
+            raise ValueError(
+                f"model_config must be a mapping such as {{hidden_size: 64}}, got {self.model_config!r}."
+            )
 
 #: Overrides for `--quick` (about a minute): a smaller catalogue and shorter training.
 QUICK_OVERRIDES: dict[str, Any] = {
@@ -164,14 +190,14 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     common = dict(
         max_history=cfg.max_history,
         seed=cfg.seed,
-        progress=cfg.progress,
+        disable_tqdm=not cfg.progress,
         save_steps=10**9,
         logging_steps=50,
         warmup_steps=20,
     )
     t = time.perf_counter()
     cpt = run_lm_stage(
-        LMStageConfig(
+        LMStageArguments(
             data="cpt",
             train_mode="full",
             output_dir=str(out_dir / "cpt"),
@@ -193,7 +219,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
 
     t = time.perf_counter()
     sft = run_lm_stage(
-        LMStageConfig(
+        LMStageArguments(
             data="sft",
             train_mode="lora",
             output_dir=str(out_dir / "lora"),
@@ -267,5 +293,5 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     ):
         _line(out, f"{name:24}{m['recall@10']:>10.4f}{m['ndcg@10']:>10.4f}")
     _line(out, f"Wall time: {times['total']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in times.items())})")
-    (out_dir / "demo_results.json").write_text(json.dumps(result, indent=2))
+    write_json_atomic(result, out_dir / "demo_results.json", indent=2)
     return result

@@ -14,8 +14,10 @@ read from `input_ids` on every call (the processor keeps no state between calls)
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -25,7 +27,7 @@ from transformers import LogitsProcessor
 
 from hf_semtok.prompts import history_prompt
 
-__all__ = ["SIDLogitsProcessor", "recommend", "DEAD_END_SCORE"]
+__all__ = ["SIDLogitsProcessor", "recommend", "PrefillOnceLM", "DEAD_END_SCORE"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +90,25 @@ class SIDLogitsProcessor(LogitsProcessor):
         prompt_length: int | None = None,
         num_levels_to_generate: int | None = None,
     ) -> None:
-        codes = np.asarray(
-            sid_codes.detach().cpu().numpy() if isinstance(sid_codes, torch.Tensor) else sid_codes,
-            dtype=np.int64,
-        )
+        try:
+            raw_codes = np.asarray(
+                sid_codes.detach().cpu().numpy() if isinstance(sid_codes, torch.Tensor) else sid_codes
+            )
+        except ValueError as err:
+            raise ValueError(
+                "sid_codes is ragged (rows of different lengths); pass a (n_items, num_levels) integer array."
+            ) from err
+        if raw_codes.size and not (
+            np.issubdtype(raw_codes.dtype, np.integer)
+            or (
+                np.issubdtype(raw_codes.dtype, np.floating) and np.array_equal(raw_codes, np.round(raw_codes))
+            )
+        ):
+            raise ValueError(
+                f"sid_codes must hold integer codes, got dtype {raw_codes.dtype}; pass tokenizer.sid_codes or "
+                "SIDTable.codes."
+            )
+        codes = raw_codes.astype(np.int64)
         if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
             raise ValueError(
                 f"sid_codes must be a non-empty (n_items, num_levels) array; got shape {codes.shape}. "
@@ -121,6 +138,12 @@ class SIDLogitsProcessor(LogitsProcessor):
                 "prompt_length is only used in mode='sid'; in mode='free' the SID span is found from the last "
                 "<|sid_start|> token, so drop prompt_length."
             )
+        for name, value in (
+            ("prompt_length", prompt_length),
+            ("num_levels_to_generate", num_levels_to_generate),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
         if prompt_length is not None and prompt_length < 0:
             raise ValueError(f"prompt_length must be >= 0; got {prompt_length}.")
         if num_levels_to_generate is not None:
@@ -130,7 +153,16 @@ class SIDLogitsProcessor(LogitsProcessor):
                 raise ValueError(
                     f"num_levels_to_generate must be between 1 and {num_levels}; got {num_levels_to_generate}."
                 )
-        eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+        if isinstance(eos_token_id, numbers.Integral):
+            eos_ids = [eos_token_id]
+        elif eos_token_id is None or isinstance(eos_token_id, (list, tuple)):
+            eos_ids = list(eos_token_id or [])
+        else:
+            raise TypeError(f"eos_token_id must be a token id (int >= 0) or a list of them; got {eos_token_id!r}.")
+        if any(isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 0 for e in eos_ids):
+            raise TypeError(
+                f"eos_token_id must be a token id (int >= 0) or a list of them; got {eos_token_id!r}."
+            )
         if not eos_ids:
             raise ValueError("eos_token_id is required (the token that ends a finished or dead-end row).")
 
@@ -436,6 +468,67 @@ def _check_model_vocab(model: Any, tokenizer: Any) -> None:
         )
 
 
+def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> int | None:
+    """`value` as an int >= `minimum`; a bool, float or string is a TypeError (numpy integers are accepted)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"recommend(): `{name}` must be an int, got {type(value).__name__} {value!r}"
+            + (" (or None)." if optional else ".")
+        )
+    if value < minimum:
+        raise ValueError(f"recommend(): `{name}` must be >= {minimum}; got {value}.")
+    return int(value)
+
+
+def _encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt (special tokens added, never truncated), without touching `tokenizer`'s state.
+
+    A fast tokenizer's `__call__` sets and resets truncation and padding on its shared Rust backend, so a call from
+    one thread can change what another thread's call returns. Encoding with a private copy of the backend, with
+    truncation and padding switched off, keeps `recommend` out of that state entirely.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (pure Python) tokenizer: no shared backend state
+        return [list(ids) for ids in tokenizer(list(prompts), padding=False, truncation=False)["input_ids"]]
+    backend = copy.deepcopy(backend)
+    backend.no_truncation()
+    backend.no_padding()
+    return [encoding.ids for encoding in backend.encode_batch(list(prompts), add_special_tokens=True)]
+
+
+def _left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded `(batch, max_len)` input ids and attention mask from per-row ids."""
+    width = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), width), int(pad_id), dtype=torch.long)
+    attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        if row:
+            input_ids[i, width - len(row) :] = torch.as_tensor(row, dtype=torch.long)
+            attention_mask[i, width - len(row) :] = 1
+    return input_ids, attention_mask
+
+
+def _sequence_scores(out: Any, prompt_len: int, levels: int) -> torch.Tensor:
+    """Per returned sequence, the score `recommend` ranks by: the sum of the SID code tokens' log-probabilities.
+
+    Beam search returns it as `sequences_scores` (with `length_penalty=0`; forced markers score 0). Greedy search
+    and sampling do not: there it is recomputed from the raw logits (`output_logits=True`), log-softmaxed, at
+    the code positions (steps `1..levels` after `<|sid_start|>`), so all decoding modes rank on the same scale.
+    """
+    scores = getattr(out, "sequences_scores", None)
+    if scores is not None:
+        return scores
+    if not out.logits:
+        raise ValueError("generate() returned neither sequences_scores nor logits; cannot score the SIDs.")
+    steps = min(levels + 1, len(out.logits))
+    logits = torch.stack(out.logits[:steps], dim=1).float()  # (rows, steps, vocab)
+    tokens = out.sequences[:, prompt_len : prompt_len + steps].to(logits.device)  # (rows, steps)
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (rows, steps)
+    return logp[:, 1:].sum(dim=1)  # code tokens only; step 0 is the forced <|sid_start|>
+
+
 def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> None:
     if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
         raise ValueError("histories must be a list of per-user item id lists, e.g. [['i1', 'i7'], ['i3']].")
@@ -443,6 +536,16 @@ def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> Non
         if isinstance(history, (str, bytes)):
             raise ValueError(
                 f"histories[{user}] is a string ({history!r}); each history must be a list of item ids."
+            )
+        if not isinstance(history, Sequence):
+            raise TypeError(
+                f"histories[{user}] is a {type(history).__name__}; each history must be a list of item ids."
+            )
+        odd = [item for item in history if not isinstance(item, str)]
+        if odd:
+            raise TypeError(
+                f"histories[{user}] holds {type(odd[0]).__name__} {odd[0]!r}; item ids are strings "
+                "(as in tokenizer.item_ids)."
             )
         if len(history) == 0:
             raise ValueError(
@@ -471,27 +574,38 @@ def recommend(
     titles: Mapping[str, str] | None = None,
     max_history: int | None = 20,
     progress: bool = True,
+    do_sample: bool = False,
+    prefill_once: bool = True,
 ) -> list[list[tuple[Any, ...]]] | dict[Any, list[tuple[Any, ...]]]:
     """Recommend the next items for each user by constrained beam search over Semantic IDs.
 
     Each history becomes a prompt (`hf_semtok.prompts.history_prompt`, the same text the model was fine-tuned on);
     users go through `model.generate()` in left-padded batches of `batch_size`, with beam search
     (`num_return_sequences=num_beams`) under a `SIDLogitsProcessor`, so every output is a catalogue SID. Outputs are
-    ranked by beam score, which is the sum of the log-probabilities of the SID's code tokens (forced markers count
-    0; `length_penalty=0`), de-duplicated and cut to `k`.
+    ranked by their score, the sum of the log-probabilities of the SID's code tokens (forced markers count 0;
+    `length_penalty=0`), de-duplicated and cut to `k`. `num_beams=1` is greedy search (one item per user), and
+    `do_sample=True` draws `num_beams` sampled SIDs per user instead of running beam search; both are scored the
+    same way (from the raw logits), so scores are comparable across modes.
 
     Fewer than `k` results: beam search returns at most `num_beams` distinct SIDs, and beams that never reached a
-    real SID (e.g. a level with fewer valid codes than beams) are dropped; `exclude_seen` drops more. A user can
-    therefore get fewer than `k` items; evaluation counts the missing ranks as misses. Raise `num_beams` to get
-    closer to `k`.
+    real SID (e.g. a level with fewer valid codes than beams) are dropped; `exclude_seen` drops more, and samples
+    may repeat. A user can therefore get fewer than `k` items; evaluation counts the missing ranks as misses. Raise
+    `num_beams` to get closer to `k`.
+
+    Threads: `recommend` never changes the tokenizer or the model's settings, and encodes prompts with a private
+    copy of the tokenizer's backend. The fast tokenizer's own `__call__` is not thread-safe: it switches
+    truncation and padding on its shared backend for every call, so two threads calling `tokenizer(...)` with
+    different `truncation`/`padding` can change each other's results. Give each thread its own tokenizer if
+    other code tokenizes concurrently.
 
     Args:
         model: A causal LM whose vocabulary includes the tokenizer's SID tokens.
         tokenizer: The `SemanticIDTokenizer` the model was trained with.
         histories: Per user, the item ids in chronological order (non-empty, all known to the tokenizer): a list
             of histories, or a mapping user id -> history (as `evaluate_recommender` takes).
-        k: Items (or prefixes) to return per user; at most the catalogue size.
-        num_beams: Beam width, at least `k`. Defaults to `max(k, 20)`, or `max(2 * k, 20)` with `exclude_seen`.
+        k: Items (or prefixes) to return per user (an int, 1 <= k <= the catalogue size).
+        num_beams: Beam width (samples per user with `do_sample`), at least `k`. Defaults to `max(k, 20)`, or
+            `max(2 * k, 20)` with `exclude_seen`.
         prefix_level: If given (1 <= prefix_level < num_levels), retrieve SID prefixes of that many levels (coarse
             categories) instead of items; each result is then `(prefix_codes, score, [item_ids under it])`.
         exclude_seen: Drop items already in the user's history (for `prefix_level`: nothing is dropped).
@@ -499,6 +613,10 @@ def recommend(
         titles: Optional item id -> title, passed to the prompt builder.
         max_history: Most recent items kept in the prompt (same default as the prompt builder).
         progress: Show a progress bar over batches.
+        do_sample: Sample `num_beams` SIDs per user (under the model's generation config: temperature, top-k...)
+            instead of beam search.
+        prefill_once: For beam search, wrap the model in `PrefillOnceLM` (the prompt's forward pass runs once
+            instead of once per beam; same rankings). Ignored if the model is already wrapped.
 
     Returns:
         Per user, a list of `(item_id, score)` sorted by decreasing score (no duplicates), or with `prefix_level`,
@@ -521,13 +639,18 @@ def recommend(
             titles=titles,
             max_history=max_history,
             progress=progress,
+            do_sample=do_sample,
+            prefill_once=prefill_once,
         )
         return dict(zip(users, ranked))
 
     num_items = int(tokenizer.num_items)
     num_levels = int(tokenizer.num_levels)
-    if k < 1:
-        raise ValueError(f"k must be >= 1; got {k}.")
+    k = _check_int("k", k, 1)
+    num_beams = _check_int("num_beams", num_beams, 1, optional=True)
+    prefix_level = _check_int("prefix_level", prefix_level, 1, optional=True)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    max_history = _check_int("max_history", max_history, 1, optional=True)
     if prefix_level is None and k > num_items:
         raise ValueError(f"k={k} is larger than the catalogue ({num_items} items); use k <= {num_items}.")
     if prefix_level is not None and not 1 <= prefix_level < num_levels:
@@ -541,8 +664,6 @@ def recommend(
         raise ValueError(
             f"num_beams={num_beams} is smaller than k={k}; beam search returns at most num_beams."
         )
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
     _check_model_vocab(model, tokenizer)
     _check_histories(histories, set(tokenizer.item_ids))
 
@@ -551,6 +672,10 @@ def recommend(
     levels_out = prefix_level or num_levels
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sid_end_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    beam_search = num_beams > 1 and not do_sample
+    generator = model
+    if beam_search and prefill_once and not isinstance(model, PrefillOnceLM):
+        generator = PrefillOnceLM(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -558,17 +683,16 @@ def recommend(
     all_prompts = [
         history_prompt(tokenizer, list(h), titles=titles, max_history=max_history) for h in histories
     ]
+    all_ids = _encode_prompts(tokenizer, all_prompts)
     # Users with prompts of similar length share a batch (less padding); results go back in input order.
-    order = sorted(range(len(histories)), key=lambda i: len(all_prompts[i]))
+    order = sorted(range(len(histories)), key=lambda i: len(all_ids[i]))
     results: list[list[tuple[Any, ...]]] = [[] for _ in histories]
     starts = range(0, len(histories), batch_size)
     for first in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
         users = order[first : first + batch_size]
         batch = [histories[i] for i in users]
-        prompts = [all_prompts[i] for i in users]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
-        input_ids = enc["input_ids"].to(device)  # (batch, prompt_len)
-        attention_mask = enc["attention_mask"].to(device)
+        input_ids, attention_mask = _left_pad([all_ids[i] for i in users], pad)  # (batch, prompt_len)
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         prompt_len = input_ids.shape[1]
         processor = SIDLogitsProcessor.from_tokenizer(
             tokenizer,
@@ -577,23 +701,25 @@ def recommend(
             num_levels_to_generate=prefix_level,
             eos_token_id=eos,
         )
-        out = model.generate(
+        decoding: dict[str, Any] = (
+            {"num_beams": num_beams, "length_penalty": 0.0, "early_stopping": True, "do_sample": False}
+            if beam_search
+            else {"num_beams": 1, "do_sample": bool(do_sample), "output_logits": True}
+        )
+        out = generator.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
             logits_processor=[processor],
             max_new_tokens=levels_out + 2,  # <|sid_start|>, codes, <|sid_end|>
-            num_beams=num_beams,
             num_return_sequences=num_beams,
-            do_sample=False,
-            length_penalty=0.0,
-            early_stopping=True,
             output_scores=True,
             return_dict_in_generate=True,
             pad_token_id=pad,
             eos_token_id=eos,
+            **decoding,
         )
-        sequences = out.sequences[:, prompt_len:].view(len(batch), num_beams, -1).tolist()
-        scores = out.sequences_scores.view(len(batch), num_beams).tolist()
+        sequences = out.sequences[:, prompt_len:].reshape(len(batch), num_beams, -1).tolist()
+        scores = _sequence_scores(out, prompt_len, levels_out).reshape(len(batch), num_beams).tolist()
         for user, history in enumerate(batch):
             seen = set(history) if exclude_seen else set()
             ranked: list[tuple[Any, ...]] = []

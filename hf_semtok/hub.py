@@ -21,28 +21,40 @@ from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["tokenizer_card_template_path", "render_tokenizer_card", "push_tokenizer_to_hub"]
+__all__ = [
+    "card_template_path",
+    "tokenizer_card_template_path",
+    "render_tokenizer_card",
+    "push_tokenizer_to_hub",
+]
 
 TOKENIZER_CARD_TEMPLATE = "tokenizer_card.md"
 CARD_TAGS = ["hf_semtok", "semantic-ids", "generative-recommendation", "recommendation", "tokenizer"]
 
 
-def tokenizer_card_template_path() -> Path:
-    """Path of the tokenizer card template: the packaged copy, else `model_cards/` of a source checkout.
+def card_template_path(name: str = TOKENIZER_CARD_TEMPLATE) -> Path:
+    """Path of the model card template `name`: the packaged copy, else `model_cards/` of a source checkout.
+
+    Args:
+        name: The template's file name, e.g. `"tokenizer_card.md"` or `"adapter_card.md"`.
 
     Raises:
         FileNotFoundError: if neither exists.
     """
-    packaged = Path(str(resources.files("hf_semtok") / "templates" / TOKENIZER_CARD_TEMPLATE))
+    packaged = Path(str(resources.files("hf_semtok") / "templates" / name))
     if packaged.is_file():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / "model_cards" / TOKENIZER_CARD_TEMPLATE
+    checkout = Path(__file__).resolve().parent.parent / "model_cards" / name
     if checkout.is_file():
         return checkout
     raise FileNotFoundError(
-        f"Model card template {TOKENIZER_CARD_TEMPLATE} not found in hf_semtok/templates/ or model_cards/; "
-        "reinstall hf_semtok."
+        f"Model card template {name} not found in hf_semtok/templates/ or model_cards/; reinstall hf_semtok."
     )
+
+
+def tokenizer_card_template_path() -> Path:
+    """Path of the tokenizer card template (see [`card_template_path`])."""
+    return card_template_path(TOKENIZER_CARD_TEMPLATE)
 
 
 def _is_hub_id(name: str | None) -> bool:

@@ -1,11 +1,16 @@
-"""The item table behind a SemanticIDTokenizer: validated item id <-> SID lookups and SID-text parsing.
+"""The item table: item id <-> Semantic ID, validated once, saved as one versioned JSON file.
 
-Pure numpy and dicts (picklable; torch is used only on tensors the caller passes in). Imported relatively by `tokenization_semtok.py` and copied beside a
-saved tokenizer for `trust_remote_code=True`, so it must not import hf_semtok.
+[`SIDTable`] is the one table of the library: `assign_unique_sids` builds it, `train_rqvae` saves it, and a
+`SemanticIDTokenizer` carries it (`tokenizer.sid_table`) and writes it beside itself as `sid_table.json`.
+Pure numpy and dicts (picklable; torch is used only on tensors the caller passes in).
+
+This file is copied beside a saved tokenizer for `trust_remote_code=True`, so it imports only the standard
+library, numpy and `.constants` (relatively); the optional `hf_semtok.io_utils` import sits in a `try` block.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -15,76 +20,277 @@ from typing import Any
 
 import numpy as np
 
-from .constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN, SID_TOKEN_TEMPLATE
+from .constants import MAX_CODEBOOK_SIZE, SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
 
-__all__ = ["ItemIndex", "SIDTokenLookup", "parse_sid_string", "scan_sid_text", "group_sid_events"]
+try:  # atomic file writes when hf_semtok is installed; the remote-code copy writes plainly
+    from hf_semtok.io_utils import write_text_atomic
+except ImportError:  # pragma: no cover - only in the remote-code copy without hf_semtok
+    write_text_atomic = None
 
+__all__ = [
+    "MAX_CODEBOOK_SIZE",
+    "MAX_NUM_LEVELS",
+    "SIDTable",
+    "SIDTokenLookup",
+    "TABLE_FORMAT",
+    "TABLE_VERSION",
+    "as_code_matrix",
+    "as_int",
+    "as_int_list",
+    "check_code_range",
+    "check_unique_item_ids",
+    "group_sid_events",
+    "parse_sid_string",
+    "scan_sid_text",
+]
+
+#: `"format"` of `sid_table.json`.
 TABLE_FORMAT = "hf_semtok.sid_table"
+#: Current `"version"` of `sid_table.json`. Files without format/version (written by `SIDTable.to_json`
+#: before the table had a schema) are read as the same layout.
 TABLE_VERSION = 1
-SID_RE = re.compile(SID_TOKEN_PATTERN)
+#: Largest number of levels of a SID.
+MAX_NUM_LEVELS = 64
+
+# One SID token: ASCII digits without leading zeros only, so `<|sid_0_01|>` or full-width digits (which are not
+# tokens of the tokenizer) are never read as SIDs; text and token ids then always agree.
+_NUM = "(0|[1-9][0-9]*)"
+_HEAD, _REST = SID_TOKEN_TEMPLATE.split("{level}")
+_MID, _TAIL = _REST.split("{code}")
+SID_RE = re.compile(re.escape(_HEAD) + _NUM + re.escape(_MID) + _NUM + re.escape(_TAIL))
 # One SID token or marker in text (markers first so they are not read as SID tokens).
 _SCAN_RE = re.compile(
-    "(" + re.escape(SID_START_TOKEN) + ")|(" + re.escape(SID_END_TOKEN) + ")|" + SID_TOKEN_PATTERN
+    "(" + re.escape(SID_START_TOKEN) + ")|(" + re.escape(SID_END_TOKEN) + ")|" + SID_RE.pattern
 )
 #: Event kinds produced by `scan_sid_text` and consumed by `group_sid_events`.
 EV_START, EV_END, EV_SID, EV_OTHER = 0, 1, 2, 3
 
+_REQUIRED_FIELDS = ("item_ids", "codes", "codebook_sizes")
+_OPTIONAL_FIELDS = ("num_semantic_levels", "collision_strategy", "stats")
+_FIX = "re-save it with SIDTable.to_json() or SemanticIDTokenizer.save_pretrained()"
 
-class ItemIndex:
-    """Item id <-> SID lookups over a validated table (pure numpy + dicts, picklable).
+
+# ----------------------------------------------------------------------------------------------------------
+# Strict integer checks shared by the table, the tokenizer and the SID assignment
+# ----------------------------------------------------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    """A Python or numpy integer; bool is not an integer here."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_int(value: Any, what: str) -> int:
+    """`value` as an int; `TypeError` naming `what` for anything that is not an integer (floats, bools, text).
+
+    Args:
+        value: A Python or numpy integer.
+        what: What the value is, for the error message (e.g. `"code 1 of the SID (0, 1.7)"`).
+    """
+    if not _is_int(value):
+        raise TypeError(f"{what} must be an integer; got {type(value).__name__} {value!r}.")
+    return int(value)
+
+
+def as_code_matrix(codes: Any, what: str = "codes") -> np.ndarray:
+    """A 2-D integer array of codes as int64; floats, bools, text and ragged rows are rejected.
+
+    Args:
+        codes: `(n, levels)` numpy array, torch tensor or list of equal-length integer lists.
+        what: Name used in error messages (e.g. `"sid_table.json: field 'codes'"`).
+
+    Returns:
+        `(n, levels)` int64 array (a new array).
+
+    Raises:
+        ValueError: for non-integers, a shape other than 2-D, or rows of different lengths.
+    """
+    if hasattr(codes, "detach"):
+        codes = codes.detach().cpu().numpy()
+    if isinstance(codes, np.ndarray):
+        arr = codes
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"{what} must hold integers; got dtype {arr.dtype}.")
+    else:
+        if isinstance(codes, (str, bytes, Mapping)) or not isinstance(codes, Sequence):
+            raise ValueError(
+                f"{what} must be 2-D: a list of integer lists (one row per item); got {type(codes).__name__}."
+            )
+        rows = list(codes)
+        row_types = set(map(type, rows))
+        if any(t in (str, bytes) or issubclass(t, Mapping) for t in row_types) or not all(
+            issubclass(t, (Sequence, np.ndarray)) for t in row_types
+        ):
+            raise ValueError(
+                f"{what} must be 2-D: a list of integer lists (one row per item); found a row of type "
+                f"{sorted(t.__name__ for t in row_types)}."
+            )
+        if len({len(r) for r in rows}) > 1:
+            raise ValueError(
+                f"{what} must be a list of equal-length integer lists; found rows of lengths "
+                f"{sorted({len(r) for r in rows})}."
+            )
+        bad = [t for t in set(map(type, itertools.chain.from_iterable(rows))) if not _is_int_type(t)]
+        if bad:
+            raise ValueError(f"{what} must hold integers; found {sorted(t.__name__ for t in bad)}.")
+        try:
+            arr = np.asarray(rows, dtype=np.int64).reshape(len(rows), -1 if rows else 0)
+        except OverflowError:
+            raise ValueError(f"{what} holds an integer too large for a code.") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (items, levels); got shape {tuple(arr.shape)}.")
+    return np.array(arr, dtype=np.int64)
+
+
+def _is_int_type(t: type) -> bool:
+    return (t is int or issubclass(t, np.integer)) and not issubclass(t, (bool, np.bool_))
+
+
+def as_int_list(value: Any, field: str, source: str) -> list[int]:
+    """A JSON/Python list of ints (numpy integer arrays allowed); strings, floats and bools are errors."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and np.issubdtype(value.dtype, np.integer):
+        value = value.tolist()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise ValueError(
+            f"{source}: field {field!r} must be a list of integers (one per level), e.g. [256, 256, 256]; got "
+            f"{type(value).__name__} {value!r}."
+        )
+    bad = [v for v in value if not _is_int(v)]
+    if bad:
+        raise ValueError(
+            f"{source}: field {field!r} must be a list of integers; {bad[0]!r} ({type(bad[0]).__name__}) is not."
+        )
+    return [int(v) for v in value]
+
+
+def check_code_range(
+    codes: np.ndarray, codebook_sizes: Sequence[int], item_ids: Sequence[str], source: str
+) -> None:
+    """Every code of `(n, L)` `codes` lies in `[0, codebook_sizes[level])`; ValueError naming the first item."""
+    for level, size in enumerate(codebook_sizes):
+        bad = np.flatnonzero((codes[:, level] < 0) | (codes[:, level] >= size))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{source}: code {int(codes[i, level])} of item {item_ids[i]!r} at level {level} is out of "
+                f"range [0, {size}) ('codebook_sizes'[{level}] = {size}); {bad.size} item(s) affected."
+            )
+
+
+def check_unique_item_ids(item_ids: Sequence[str], source: str) -> dict[str, int]:
+    """`{item_id: row}`; ValueError naming the duplicates when an id occurs twice."""
+    index = {item: row for row, item in enumerate(item_ids)}
+    if len(index) != len(item_ids):
+        seen: set[str] = set()
+        dups = [i for i in item_ids if i in seen or seen.add(i)]
+        raise ValueError(
+            f"{source}: Duplicate item ids in 'item_ids': {sorted(set(dups))[:5]}; every item needs a distinct id."
+        )
+    return index
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars / arrays (e.g. in collision statistics) -> plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The table
+# ----------------------------------------------------------------------------------------------------------
+class SIDTable:
+    """Item id -> Semantic ID, with unique rows, and the lookups the tokenizer and the decoder need.
 
     Codes are packed into one int64 key per item (`sum(code[l] * stride[l])`), kept sorted, so exact lookups
-    and prefix ranges are one `searchsorted`.
+    and prefix ranges are one `searchsorted`. The table is validated once, here, whatever built it.
+
+    Args:
+        item_ids: Item identifiers, in row order (strings; ints are turned into strings).
+        codes: `(n_items, L)` integer codes, one SID per row, all rows distinct.
+        codebook_sizes: Number of codes of each of the `L` levels (the dedup level included when present); each
+            in `[1, MAX_CODEBOOK_SIZE]`.
+        num_semantic_levels: Levels that come from the RQ-VAE (`L` or `L - 1`); default `L`.
+        collision_strategy: `"extra_level"`, `"reassign"`, `"none"`, or None when unknown.
+        stats: Collision statistics and assignment counts.
+        source: File or object named in error messages.
+
+    Attributes:
+        item_ids, codes, codebook_sizes, num_semantic_levels, collision_strategy, stats: As above; `codes` is a
+            read-only int64 copy.
+
+    Raises:
+        ValueError: naming `source`, the field and the fix, for any inconsistency.
     """
 
     def __init__(
         self,
         item_ids: Sequence[str],
-        codes: np.ndarray,
+        codes: Any,
         codebook_sizes: Sequence[int],
         num_semantic_levels: int | None = None,
-        collision_strategy: str | None = None,
+        collision_strategy: str | None = "extra_level",
         stats: Mapping[str, Any] | None = None,
-        source: str = "sid_table",
+        source: str = "SIDTable",
     ) -> None:
-        item_ids = [str(i) for i in item_ids]
-        codes = np.asarray(codes)
-        sizes = [int(s) for s in codebook_sizes]
-        if codes.ndim != 2 or codes.shape[0] != len(item_ids):
+        if hasattr(item_ids, "tolist") and not isinstance(item_ids, (str, bytes)):  # numpy / pandas
+            item_ids = item_ids.tolist()
+        if isinstance(item_ids, (str, bytes, Mapping)) or not isinstance(item_ids, Sequence):
             raise ValueError(
-                f"{source}: 'codes' must have shape (num_items, num_levels) = ({len(item_ids)}, L); "
-                f"got {tuple(codes.shape)}."
+                f"{source}: field 'item_ids' must be a list of item id strings; got {type(item_ids).__name__} "
+                f"{str(item_ids)[:50]!r}."
             )
-        if not sizes or any(s < 1 for s in sizes):
+        bad_ids = [i for i in item_ids if not (isinstance(i, str) or _is_int(i))]
+        if bad_ids:
             raise ValueError(
-                f"{source}: 'codebook_sizes' must be a non-empty list of positive ints; got {sizes}."
+                f"{source}: field 'item_ids' must hold strings (or integers); {bad_ids[0]!r} "
+                f"({type(bad_ids[0]).__name__}) is not."
+            )
+        item_ids = [str(i) for i in item_ids]
+        sizes = as_int_list(codebook_sizes, "codebook_sizes", source)
+        if not 1 <= len(sizes) <= MAX_NUM_LEVELS or any(not 1 <= s <= MAX_CODEBOOK_SIZE for s in sizes):
+            raise ValueError(
+                f"{source}: field 'codebook_sizes' must list 1 to {MAX_NUM_LEVELS} levels of 1 to "
+                f"{MAX_CODEBOOK_SIZE} (2**{MAX_CODEBOOK_SIZE.bit_length() - 1}) codes each; got {sizes}."
+            )
+        if float(np.prod([float(s) for s in sizes])) >= 2.0**62:
+            raise ValueError(
+                f"{source}: field 'codebook_sizes' {sizes} gives more than 2**62 SIDs; use fewer levels or codes."
+            )
+        if num_semantic_levels is None:
+            num_semantic = len(sizes)
+        elif not _is_int(num_semantic_levels) or not 1 <= int(num_semantic_levels) <= len(sizes):
+            raise ValueError(
+                f"{source}: field 'num_semantic_levels' must be an integer in [1, {len(sizes)}] (the levels "
+                f"from the RQ-VAE; the rest is the dedup level); got {num_semantic_levels!r}."
+            )
+        else:
+            num_semantic = int(num_semantic_levels)
+        if collision_strategy is not None and not isinstance(collision_strategy, str):
+            raise ValueError(
+                f"{source}: field 'collision_strategy' must be a string or null; got {collision_strategy!r}."
+            )
+        if stats is not None and not isinstance(stats, Mapping):
+            raise ValueError(f"{source}: field 'stats' must be an object (dict); got {type(stats).__name__}.")
+        if isinstance(codes, Sequence) and not isinstance(codes, (str, bytes)) and len(codes) == 0:
+            codes = np.zeros((0, len(sizes)), dtype=np.int64)
+        codes = as_code_matrix(codes, f"{source}: field 'codes'")
+        if codes.shape[0] != len(item_ids):
+            raise ValueError(
+                f"{source}: field 'codes' must have shape (num_items, num_levels) = ({len(item_ids)}, L); "
+                f"got {tuple(codes.shape)}."
             )
         if codes.shape[1] != len(sizes):
             raise ValueError(
                 f"{source}: every SID has {codes.shape[1]} codes but 'codebook_sizes' lists {len(sizes)} levels "
                 f"({sizes}); give one size per level."
             )
-        if codes.size and not np.issubdtype(codes.dtype, np.integer):
-            raise ValueError(f"{source}: 'codes' must be integers; got dtype {codes.dtype}.")
-        # A private copy: the caller's array (e.g. a SIDTable's) may change later; the index must not.
-        codes = np.array(codes, dtype=np.int64).reshape(len(item_ids), len(sizes))
-        for level, size in enumerate(sizes):
-            bad = np.flatnonzero((codes[:, level] < 0) | (codes[:, level] >= size))
-            if bad.size:
-                i = int(bad[0])
-                raise ValueError(
-                    f"{source}: code {int(codes[i, level])} of item {item_ids[i]!r} at level {level} is out of "
-                    f"range [0, {size}) ('codebook_sizes'[{level}] = {size}); {bad.size} item(s) affected."
-                )
-        index = {item: row for row, item in enumerate(item_ids)}
-        if len(index) != len(item_ids):
-            seen: set[str] = set()
-            dups = [i for i in item_ids if i in seen or seen.add(i)]
-            raise ValueError(f"{source}: duplicate item ids in 'item_ids': {sorted(set(dups))[:5]}.")
-        if float(np.prod([float(s) for s in sizes])) >= 2.0**62:
-            raise ValueError(
-                f"{source}: codebook_sizes {sizes} give more than 2**62 SIDs; use fewer levels/codes."
-            )
+        check_code_range(codes, sizes, item_ids, source)
+        index = check_unique_item_ids(item_ids, source)
         strides = np.ones(len(sizes), dtype=np.int64)
         for level in range(len(sizes) - 2, -1, -1):
             strides[level] = strides[level + 1] * sizes[level + 1]
@@ -95,67 +301,95 @@ class ItemIndex:
         if same.size:
             a, b = item_ids[int(order[same[0]])], item_ids[int(order[same[0] + 1])]
             raise ValueError(
-                f"{source}: items {a!r} and {b!r} share the SID {tuple(int(c) for c in codes[index[a]])}; SIDs must "
-                "be unique (build the table with hf_semtok.sids.assign_unique_sids)."
+                f"{source}: items {a!r} and {b!r} share the SID {tuple(int(c) for c in codes[index[a]])}; SIDs "
+                "must be unique (build the table with hf_semtok.sids.assign_unique_sids)."
             )
+        codes.flags.writeable = False
         self.item_ids = item_ids
         self.codes = codes
-        self.codes.flags.writeable = False
         self.codebook_sizes = sizes
-        self.num_semantic_levels = int(num_semantic_levels) if num_semantic_levels is not None else len(sizes)
+        self.num_semantic_levels = num_semantic
         self.collision_strategy = collision_strategy
         self.stats = dict(stats or {})
         self.index = index
         self.strides = strides
         self.sorted_keys = sorted_keys
         self.order = order
+        self._sid_texts: list[str] | None = None
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.codes.flags.writeable = False  # pickling drops the flag
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"SIDTable(num_items={len(self)}, codebook_sizes={self.codebook_sizes}, "
+            f"num_semantic_levels={self.num_semantic_levels}, collision_strategy={self.collision_strategy!r})"
+        )
+
+    @property
+    def num_levels(self) -> int:
+        """Length `L` of every SID (dedup level included)."""
+        return len(self.codebook_sizes)
+
+    @property
+    def has_extra_level(self) -> bool:
+        """Whether the last level is the dedup level."""
+        return self.num_levels > self.num_semantic_levels
+
+    def index_of(self, item_id: str) -> int:
+        """Row of `item_id` (KeyError if unknown)."""
+        return self.index[item_id]
+
+    def as_dict(self) -> dict[str, tuple[int, ...]]:
+        """`{item_id: (code_0, ..., code_{L-1})}`."""
+        return {item: tuple(row) for item, row in zip(self.item_ids, self.codes.tolist())}
+
+    # ------------------------------------------------------------------------------------ building
     @classmethod
-    def from_any(
-        cls, table: Any, codebook_sizes: Sequence[int] | None = None, rqvae: Any = None
-    ) -> ItemIndex:
-        """Build from a `ItemIndex`, a `hf_semtok.sids.SIDTable` (or any object with its fields) or a mapping."""
-        if isinstance(table, ItemIndex):
-            if codebook_sizes is not None and list(codebook_sizes) != table.codebook_sizes:
-                return cls(
-                    table.item_ids,
-                    table.codes,
-                    codebook_sizes,
-                    table.num_semantic_levels,
-                    table.collision_strategy,
-                    table.stats,
-                )
-            return table
-        if all(hasattr(table, name) for name in ("item_ids", "codes", "codebook_sizes")):
-            return cls(
-                table.item_ids,
-                np.asarray(table.codes),
-                codebook_sizes if codebook_sizes is not None else table.codebook_sizes,
-                getattr(table, "num_semantic_levels", None),
-                getattr(table, "collision_strategy", None),
-                getattr(table, "stats", None),
-            )
+    def from_mapping(
+        cls,
+        table: Mapping[str, Sequence[int]],
+        codebook_sizes: Sequence[int] | None = None,
+        rqvae: Any = None,
+        source: str = "sid_table",
+    ) -> SIDTable:
+        """Build from `{item_id: codes}`.
+
+        Args:
+            table: Item id -> tuple of integer codes (all the same length).
+            codebook_sizes: Codes per level. Without it, the sizes of `rqvae.config.codebook_sizes` (a further
+                dedup level the RQ-VAE does not know is sized from the data).
+            rqvae: An `RQVAEModel`, used only for its codebook sizes.
+            source: Named in error messages.
+        """
         if not isinstance(table, Mapping):
             raise ValueError(
-                f"sid_table must be a dict item_id -> tuple of codes or a hf_semtok.sids.SIDTable; got "
+                f"{source} must be a dict item_id -> tuple of codes or a hf_semtok.sids.SIDTable; got "
                 f"{type(table).__name__}."
             )
         if not table:
-            raise ValueError("sid_table is empty; the tokenizer needs at least one item.")
-        item_ids = [str(k) for k in table]
+            raise ValueError(f"{source} is empty; the tokenizer needs at least one item.")
+        item_ids = list(table)
         rows = []
-        for item, value in zip(item_ids, table.values()):
-            row = tuple(int(c) for c in value)
-            if any(c != v for c, v in zip(row, value)):
+        for item, value in table.items():
+            if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
                 raise ValueError(
-                    f"sid_table: the SID of item {item!r} has non-integer codes {tuple(value)!r}."
+                    f"{source}: the SID of item {item!r} must be a tuple of integers; got {value!r}."
                 )
-            rows.append(row)
+            if not all(_is_int(c) for c in value):
+                raise ValueError(
+                    f"{source}: the SID of item {item!r} has non-integer codes {tuple(value)!r}."
+                )
+            rows.append([int(c) for c in value])
         lengths = {len(r) for r in rows}
         if len(lengths) != 1:
             by_len = {len(r): item for item, r in zip(item_ids, rows)}
             raise ValueError(
-                f"sid_table: all SIDs must have the same length; found lengths {sorted(lengths)} "
+                f"{source}: all SIDs must have the same length; found lengths {sorted(lengths)} "
                 f"(e.g. {by_len}). Pad with a dedup level (hf_semtok.sids.assign_unique_sids)."
             )
         codes = np.asarray(rows, dtype=np.int64)
@@ -166,66 +400,135 @@ class ItemIndex:
                     "codebook_sizes is required when sid_table is a plain dict and no rqvae is given; pass "
                     "codebook_sizes=[size of level 0, size of level 1, ...]."
                 )
-            sizes = [int(s) for s in rqvae.config.codebook_sizes]
+            sizes = as_int_list(list(rqvae.config.codebook_sizes), "codebook_sizes", "the RQ-VAE config")
             num_semantic = len(sizes)
             if codes.shape[1] == len(sizes) + 1:  # a dedup level the RQ-VAE does not know: size from the data
                 sizes.append(int(codes[:, -1].max()) + 1)
             codebook_sizes = sizes
-        return cls(item_ids, codes, codebook_sizes, num_semantic)
+        return cls(item_ids, codes, codebook_sizes, num_semantic, None, None, source=source)
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> ItemIndex:
-        """Read `sid_table.json` (or a `SIDTable.to_json` file); errors name the file and field."""
-        name = os.path.basename(str(path))
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{name} is not valid JSON ({err}); re-save the tokenizer.") from err
-        if not isinstance(data, dict):
-            raise ValueError(
-                f"{name} holds a JSON {type(data).__name__}, not an object; it is not a SID table."
+    def from_any(cls, table: Any, codebook_sizes: Sequence[int] | None = None, rqvae: Any = None) -> SIDTable:
+        """A `SIDTable` from a `SIDTable` (returned as is), an object with its fields, or a mapping.
+
+        `codebook_sizes`, when given and different from the table's, rebuilds the table with those sizes.
+        """
+        if isinstance(table, cls) and (
+            codebook_sizes is None or list(codebook_sizes) == table.codebook_sizes
+        ):
+            return table
+        if all(hasattr(table, name) for name in ("item_ids", "codes", "codebook_sizes")):
+            return cls(
+                table.item_ids,
+                table.codes,
+                codebook_sizes if codebook_sizes is not None else table.codebook_sizes,
+                getattr(table, "num_semantic_levels", None),
+                getattr(table, "collision_strategy", None),
+                getattr(table, "stats", None),
+                source="sid_table",
             )
-        for field in ("item_ids", "codes", "codebook_sizes"):
-            if field not in data:
-                raise ValueError(
-                    f"{name} has no field {field!r}; it is not a SID table written by hf_semtok."
-                )
-        try:
-            # No dtype: __init__ then rejects non-integer codes instead of truncating them.
-            codes = np.asarray(data["codes"])
-        except ValueError as err:
+        return cls.from_mapping(table, codebook_sizes, rqvae)
+
+    # ------------------------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """What `sid_table.json` holds: format, version and the fields (JSON-able)."""
+        return {
+            "format": TABLE_FORMAT,
+            "version": TABLE_VERSION,
+            "codebook_sizes": list(self.codebook_sizes),
+            "num_semantic_levels": self.num_semantic_levels,
+            "collision_strategy": self.collision_strategy,
+            "stats": _jsonable(self.stats),
+            "item_ids": list(self.item_ids),
+            "codes": self.codes.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "SID table data") -> SIDTable:
+        """Inverse of [`to_dict`]; also reads the versionless layout of earlier `SIDTable.to_json` files.
+
+        Raises:
+            ValueError: naming `source` and the field, for an unknown format, a newer version, a missing or
+                unknown field, or any value of the wrong type.
+        """
+        if not isinstance(data, Mapping):
             raise ValueError(
-                f"{name}: 'codes' must be a list of equal-length integer lists ({err})."
-            ) from None
-        if codes.size == 0:
-            codes = codes.astype(np.int64).reshape(0, len(data["codebook_sizes"]))
+                f"{source} holds a JSON {type(data).__name__}, not an object; it is not a SID table ({_FIX})."
+            )
+        data = dict(data)
+        fmt, version = data.pop("format", None), data.pop("version", None)
+        if fmt is not None or version is not None:
+            if fmt != TABLE_FORMAT:
+                raise ValueError(
+                    f"{source}: field 'format' is {fmt!r}, not {TABLE_FORMAT!r}; it is not a SID table written by "
+                    "hf_semtok."
+                )
+            if not _is_int(version) or version < 1:
+                raise ValueError(
+                    f"{source}: field 'version' must be a positive integer; got {version!r} ({_FIX})."
+                )
+            if version > TABLE_VERSION:
+                raise ValueError(
+                    f"{source}: version {version} of {TABLE_FORMAT} was written by a newer hf_semtok (this one "
+                    f"reads versions up to {TABLE_VERSION}); upgrade hf_semtok (pip install -U hf-semtok)."
+                )
+        for name in _REQUIRED_FIELDS:
+            if name not in data:
+                raise ValueError(
+                    f"{source} has no field {name!r}; it is not a SID table written by hf_semtok."
+                )
+        unknown = sorted(set(data) - set(_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown field(s) {unknown}; a SID table has "
+                f"{['format', 'version', *_REQUIRED_FIELDS, *_OPTIONAL_FIELDS]} ({_FIX})."
+            )
         return cls(
             data["item_ids"],
-            codes,
+            data["codes"],
             data["codebook_sizes"],
             data.get("num_semantic_levels"),
             data.get("collision_strategy"),
             data.get("stats"),
-            source=name,
+            source=source,
         )
 
-    def to_json_dict(self) -> dict[str, Any]:
-        """What `sid_table.json` holds (the fields of `hf_semtok.sids.SIDTable.to_dict`, plus format/version)."""
-        return {
-            "format": TABLE_FORMAT,
-            "version": TABLE_VERSION,
-            "codebook_sizes": self.codebook_sizes,
-            "num_semantic_levels": self.num_semantic_levels,
-            "collision_strategy": self.collision_strategy,
-            "stats": self.stats,
-            "item_ids": self.item_ids,
-            "codes": self.codes.tolist(),
-        }
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the table to `path` (atomically when hf_semtok is installed: temporary file, then rename)."""
+        text = json.dumps(self.to_dict())
+        if write_text_atomic is not None:
+            write_text_atomic(text, path)
+        else:  # pragma: no cover - remote-code copy without hf_semtok
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
 
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> SIDTable:
+        """Read `sid_table.json` (this version, version 1 or an unversioned `SIDTable.to_json` file).
+
+        Raises:
+            FileNotFoundError: when `path` does not exist.
+            ValueError: naming the file (and field) for bytes that are not UTF-8 JSON or a table that is invalid.
+        """
+        name = str(path)
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{name} is not UTF-8 text ({err}); it is not a SID table ({_FIX}).") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{name} is not valid JSON ({err}); the file is truncated or corrupt ({_FIX})."
+            ) from None
+        except RecursionError:
+            raise ValueError(f"{name} is JSON nested too deeply to be a SID table ({_FIX}).") from None
+        return cls.from_dict(data, source=name)
+
+    # ------------------------------------------------------------------------------------ lookups
     def sid_texts(self) -> list[str]:
         """Per row, the item's SID string `<|sid_start|><|sid_0_a|>...<|sid_end|>` (built once, then cached)."""
-        if getattr(self, "_sid_texts", None) is None:
+        if self._sid_texts is None:
             tokens = [
                 [SID_TOKEN_TEMPLATE.format(level=lv, code=c) for c in range(k)]
                 for lv, k in enumerate(self.codebook_sizes)
@@ -247,6 +550,10 @@ class ItemIndex:
             return np.full(keys.shape, -1, dtype=np.int64)
         pos = np.minimum(np.searchsorted(self.sorted_keys, keys), len(self.sorted_keys) - 1)
         return np.where(self.sorted_keys[pos] == keys, self.order[pos], -1)
+
+    def row_of_sid(self, codes: Sequence[int]) -> int:
+        """Row of the item whose full SID is `codes`, -1 if none (codes assumed in range)."""
+        return int(self.rows_of_keys(self.keys_of(np.asarray([codes], dtype=np.int64)))[0])
 
     def rows_with_prefix(self, prefix: Sequence[int]) -> np.ndarray:
         """Rows (ascending) of the items whose SID starts with `prefix`: one key range of the sorted keys."""

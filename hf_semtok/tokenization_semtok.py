@@ -7,9 +7,9 @@ the SIDs (saved beside as safetensors) so new items get SIDs without retraining.
 
 This file is copied next to a saved tokenizer so `AutoTokenizer.from_pretrained(dir, trust_remote_code=True)`
 works where hf_semtok is not installed. It must therefore stay self-contained: its only imports from the package
-are the relative `.constants` and `.sid_index` (transformers copies them with it), and every `hf_semtok` import
+are the relative `.constants` and `.sid_table` (transformers copies them with it), and every `hf_semtok` import
 sits inside a `try` block (which transformers' remote-code import check skips), used only for the RQ-VAE, cold
-start, the `SIDTable` view and model cards.
+start, atomic saving and model cards.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +38,50 @@ from .constants import (
 )
 from .sid_table import (
     SID_RE,
-    ItemIndex,
+    SIDTable,
     SIDTokenLookup,
+    as_code_matrix,
+    as_int,
     parse_sid_string,
     scan_sid_text,
 )
+
+try:  # one atomic directory save for the library; the remote-code copy without hf_semtok saves plainly
+    from hf_semtok.io_utils import atomic_directory
+except ImportError:  # pragma: no cover - only in the remote-code copy without hf_semtok
+    atomic_directory = None
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SemanticIDTokenizer", "SemanticIDTokenizerConfig"]
 
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 _ON_INVALID = ("skip", "raise", "none", "keep_prefix")
+#: Files a SemanticIDTokenizer (or an earlier release of it, or its base tokenizer) writes. A save drops the old
+#: copies it does not rewrite (e.g. an RQ-VAE the new tokenizer lacks) and keeps everything else in the folder.
+_TOKENIZER_FILES = frozenset(
+    {
+        TOKENIZER_FILE,
+        TOKENIZER_CONFIG_FILE,
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "additional_chat_templates",
+        SID_TABLE_FILE,
+        RQVAE_CONFIG_FILE,
+        RQVAE_WEIGHTS_FILE,
+        "tokenization_semtok.py",
+        "sid_table.py",
+        "sid_index.py",
+        "constants.py",
+        "vocab.json",
+        "vocab.txt",
+        "merges.txt",
+        "tokenizer.model",
+    }
+)
+#: Files whose JSON `from_pretrained` reads; named in the error when one is truncated or corrupt.
+_JSON_FILES = (TOKENIZER_CONFIG_FILE, "special_tokens_map.json", "added_tokens.json", TOKENIZER_FILE)
 
 
 class SemanticIDTokenizerConfig(PreTrainedConfig):
@@ -102,14 +134,43 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         sid_table_file: str | None = None,
         rqvae_config_file: str | None = None,
         rqvae_weights_file: str | None = None,
-        sid_table: Any = None,
-        codebook_sizes: Sequence[int] | None = None,
+        sid_table: SIDTable | None = None,
         rqvae: Any = None,
         base_tokenizer_name: str | None = None,
+        codebook_sizes: Any = None,
         **kwargs: Any,
     ) -> None:
         add_sid_tokens = kwargs.pop("_add_sid_tokens", False)
         source = kwargs.get("name_or_path") or "the tokenizer directory"
+        # The catalogue comes from sid_table.json (or from from_base, as a SIDTable object) only: values of these
+        # keys planted in tokenizer_config.json are plain JSON, never objects, and are ignored.
+        if sid_table is not None and not isinstance(sid_table, SIDTable):
+            if isinstance(sid_table, (Mapping, list, str, int, float)):
+                logger.warning(
+                    "%s: ignoring the key 'sid_table' of %s; the item table is read from %s only.",
+                    source,
+                    TOKENIZER_CONFIG_FILE,
+                    SID_TABLE_FILE,
+                )
+                sid_table = None
+            else:
+                sid_table = SIDTable.from_any(sid_table)
+        if rqvae is not None and not hasattr(rqvae, "encode"):
+            logger.warning(
+                "%s: ignoring the key 'rqvae' of %s; the RQ-VAE is read from %s + %s only.",
+                source,
+                TOKENIZER_CONFIG_FILE,
+                RQVAE_CONFIG_FILE,
+                RQVAE_WEIGHTS_FILE,
+            )
+            rqvae = None
+        if codebook_sizes is not None:
+            logger.warning(
+                "%s: ignoring the key 'codebook_sizes' of %s; the codebook sizes are read from %s.",
+                source,
+                TOKENIZER_CONFIG_FILE,
+                SID_TABLE_FILE,
+            )
         if kwargs.get("tokenizer_object") is None and not (
             kwargs.get("tokenizer_file") and os.path.isfile(kwargs["tokenizer_file"])
         ):
@@ -120,7 +181,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         if sid_table is None and sid_table_file is None:
             raise ValueError(
                 f"{source}: missing {SID_TABLE_FILE} (the item table); save the tokenizer with save_pretrained() "
-                "or pass sid_table=... ."
+                "or build it with SemanticIDTokenizer.from_base(base_tokenizer, sid_table=...)."
             )
         if (rqvae_config_file is None) != (rqvae_weights_file is None):
             missing = RQVAE_CONFIG_FILE if rqvae_config_file is None else RQVAE_WEIGHTS_FILE
@@ -128,21 +189,34 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
                 f"{source}: missing {missing}; the RQ-VAE is saved as {RQVAE_CONFIG_FILE} + {RQVAE_WEIGHTS_FILE}. "
                 "Copy the missing file or delete the other one to load without cold start."
             )
+        table = sid_table if sid_table is not None else SIDTable.from_json(sid_table_file)
+        if rqvae_config_file is not None and rqvae is None:
+            _check_rqvae_sizes(
+                _read_rqvae_config(rqvae_config_file).get("codebook_sizes"), table, rqvae_config_file
+            )
         kwargs.setdefault("sid_start_token", AddedToken(SID_START_TOKEN, special=True, normalized=False))
         kwargs.setdefault("sid_end_token", AddedToken(SID_END_TOKEN, special=True, normalized=False))
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except Exception as err:
+            problem = _json_problem(kwargs.get("tokenizer_file"))
+            if problem:
+                raise ValueError(
+                    f"{kwargs['tokenizer_file']}: {problem}; the file is truncated or corrupt. Re-save the "
+                    "tokenizer with save_pretrained()."
+                ) from err
+            raise
         if base_tokenizer_name is not None:
             self.init_kwargs["base_tokenizer_name"] = base_tokenizer_name
-        table = (
-            ItemIndex.from_any(sid_table, codebook_sizes, rqvae)
-            if sid_table is not None
-            else ItemIndex.from_json(sid_table_file)
-        )
         self._rqvae = rqvae
-        self._rqvae_files = (rqvae_config_file, rqvae_weights_file) if rqvae_config_file else None
+        self._rqvae_files = (
+            (rqvae_config_file, rqvae_weights_file) if rqvae_config_file and rqvae is None else None
+        )
         if add_sid_tokens:
             self._add_sid_tokens(table.codebook_sizes)
-        self._sid_lookup = SIDTokenLookup(self.get_added_vocab(), table.codebook_sizes, SID_TABLE_FILE)
+        self._sid_lookup = SIDTokenLookup(
+            self.get_added_vocab(), table.codebook_sizes, sid_table_file or SID_TABLE_FILE
+        )
         self._table = table
 
     def __repr__(self) -> str:
@@ -166,6 +240,32 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         # Load tokenizer.json as is. Without this, transformers rebuilds a bare BPE for any subclass that defines
         # __init__ (pre-tokenizer, normalizer and decoder lost); see HF_NOTES.
         return super().convert_to_native_format(trust_remote_code=True, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Load a saved SemanticIDTokenizer (local directory or Hub id); see `PreTrainedTokenizerFast.from_pretrained`.
+
+        Raises:
+            ValueError: naming the file when one of the tokenizer's JSON files is truncated or corrupt, or when the
+                item table or the RQ-VAE files are invalid.
+        """
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            for name in _JSON_FILES:
+                path = _local_file(pretrained_model_name_or_path, name, kwargs)
+                problem = _json_problem(path)
+                if problem:
+                    raise ValueError(
+                        f"{path}: {problem}; the file is truncated or corrupt. Re-save the tokenizer with "
+                        "save_pretrained()."
+                    ) from err
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: a tokenizer file is not valid JSON ({err}); re-save the "
+                "tokenizer with save_pretrained()."
+            ) from err
 
     @classmethod
     def from_base(
@@ -207,7 +307,11 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         if hasattr(sid_table, "sid_table") and hasattr(sid_table, "model"):  # an RQVAETrainingResult
             rqvae = rqvae if rqvae is not None else sid_table.model
             sid_table = sid_table.sid_table
-        table = ItemIndex.from_any(sid_table, codebook_sizes, rqvae)
+        table = SIDTable.from_any(sid_table, codebook_sizes, rqvae)
+        if rqvae is not None:
+            _check_rqvae_sizes(
+                getattr(rqvae.config, "codebook_sizes", None), table, "the rqvae passed to from_base"
+            )
         base_name = base.init_kwargs.get("base_tokenizer_name") or base.name_or_path or None
         with tempfile.TemporaryDirectory() as tmp:
             base.save_pretrained(tmp)
@@ -244,8 +348,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         file_names = super()._save_pretrained(save_directory, file_names, legacy_format, filename_prefix)
         prefix = filename_prefix + "-" if filename_prefix else ""
         table_path = os.path.join(save_directory, prefix + SID_TABLE_FILE)
-        with open(table_path, "w", encoding="utf-8") as f:
-            json.dump(self._table.to_json_dict(), f, default=_json_default)
+        self._table.to_json(table_path)
         file_names = file_names + (table_path,)
         cfg_path = os.path.join(save_directory, prefix + RQVAE_CONFIG_FILE)
         weights_path = os.path.join(save_directory, prefix + RQVAE_WEIGHTS_FILE)
@@ -269,11 +372,13 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         push_to_hub: bool = False,
         **kwargs: Any,
     ) -> tuple[str, ...]:
-        """Save tokenizer, item table and RQ-VAE atomically.
+        """Save tokenizer, item table and RQ-VAE as one atomic step (`hf_semtok.io_utils.atomic_directory`).
 
-        Every file is written to a temporary directory beside `save_directory` first; the directory is then
-        renamed into place (or, when it already exists, e.g. a model directory, each file is moved in with an
-        atomic `os.replace`). A failure leaves `save_directory` untouched.
+        Every file is written to a temporary directory beside `save_directory`, which then replaces it: a reader
+        sees the old complete version or the new one, and a failure leaves `save_directory` untouched. Files of
+        the folder that are not the tokenizer's (a model's `config.json` and weights, a README) are kept; the
+        tokenizer's own files from an earlier save that this one does not write (e.g. an RQ-VAE the tokenizer no
+        longer carries) are dropped.
 
         Args:
             save_directory: Target directory.
@@ -287,26 +392,24 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         target = Path(save_directory)
         if target.is_file():
             raise ValueError(f"save_directory {str(target)!r} is a file; pass a directory.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            saved = super().save_pretrained(tmp, legacy_format=legacy_format, filename_prefix=filename_prefix)
-            names = sorted(os.listdir(tmp))
-            if not target.exists():
-                os.replace(tmp, target)
-            else:
-                for name in names:
-                    dest = target / name
-                    if dest.is_dir() and not (tmp / name).is_dir():
-                        raise ValueError(f"Cannot save {name!r}: {str(dest)!r} is a directory.")
-                    if (tmp / name).is_dir():
-                        shutil.rmtree(dest, ignore_errors=True)
-                    os.replace(tmp / name, dest)
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        files = tuple(str(target / Path(p).relative_to(tmp)) for p in saved if Path(p).is_relative_to(tmp))
+        if atomic_directory is None:  # remote-code copy without hf_semtok: a plain save
+            files = super().save_pretrained(
+                target, legacy_format=legacy_format, filename_prefix=filename_prefix
+            )
+        else:
+            prefix = filename_prefix + "-" if filename_prefix else ""
+
+            def keep(name: str) -> bool:
+                own = name[len(prefix) :] if prefix and name.startswith(prefix) else name
+                return own not in _TOKENIZER_FILES and not own.startswith("chat_template.")
+
+            with atomic_directory(target, keep=keep) as tmp:
+                saved = super().save_pretrained(
+                    tmp, legacy_format=legacy_format, filename_prefix=filename_prefix
+                )
+            files = tuple(
+                str(target / Path(p).relative_to(tmp)) for p in saved if Path(p).is_relative_to(tmp)
+            )
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", target.name)
             self.push_to_hub(repo_id, **kwargs)
@@ -407,23 +510,9 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         return self._sid_lookup.end
 
     @property
-    def sid_table(self) -> Any:
-        """The catalogue as a `hf_semtok.sids.SIDTable` (needs hf_semtok installed)."""
-        try:
-            from hf_semtok.sids import SIDTable
-        except ImportError as err:
-            raise ImportError(
-                "sid_table needs hf_semtok installed; use item_ids / sid_codes instead."
-            ) from err
-        t = self._table
-        return SIDTable(
-            item_ids=list(t.item_ids),
-            codes=np.array(t.codes),
-            codebook_sizes=list(t.codebook_sizes),
-            num_semantic_levels=t.num_semantic_levels,
-            collision_strategy=t.collision_strategy or "extra_level",
-            stats=dict(t.stats),
-        )
+    def sid_table(self) -> SIDTable:
+        """The item table (`hf_semtok.SIDTable`) the tokenizer carries; treat it as read-only."""
+        return self._table
 
     def sid_table_dict(self) -> dict[str, tuple[int, ...]]:
         """The catalogue as a plain `dict[item_id, tuple[int, ...]]`."""
@@ -442,7 +531,9 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             ) from None
 
     def _check_codes(self, codes: Sequence[int]) -> tuple[int, ...]:
-        codes = tuple(int(c) for c in codes)
+        if isinstance(codes, (str, bytes, Mapping)) or not isinstance(codes, (Sequence, np.ndarray)):
+            raise TypeError(f"A SID is a tuple of integer codes; got {type(codes).__name__} {codes!r}.")
+        codes = tuple(as_int(c, f"Code {level} of the SID {tuple(codes)!r}") for level, c in enumerate(codes))
         sizes = self._table.codebook_sizes
         if len(codes) > len(sizes):
             raise ValueError(f"SID {codes} has {len(codes)} codes but the tokenizer has {len(sizes)} levels.")
@@ -471,7 +562,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         codes = self._check_codes(codes)
         if len(codes) != self.num_levels:
             raise ValueError(f"SID {codes} has {len(codes)} codes; a full SID has {self.num_levels}.")
-        row = int(self._table.rows_of_keys(self._table.keys_of(np.asarray([codes])))[0])
+        row = self._table.row_of_sid(codes)
         if row < 0:
             raise ValueError(f"No item has the SID {codes}.")
         return self._table.item_ids[row]
@@ -536,20 +627,14 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         if on_invalid not in _ON_INVALID:
             raise ValueError(f"on_invalid must be one of {_ON_INVALID}; got {on_invalid!r}.")
         x = text_or_token_ids
-        if hasattr(x, "detach"):
-            x = x.detach().cpu().numpy()
         if isinstance(x, str):
             return self._table.resolve(scan_sid_text(x), on_invalid)
-        if isinstance(x, np.ndarray):
-            if x.ndim == 2:
-                return [self._table.resolve(self._sid_lookup.scan_ids(row), on_invalid) for row in x]
-            return self._table.resolve(self._sid_lookup.scan_ids(x), on_invalid)
-        x = list(x)
-        if x and isinstance(x[0], str):
-            return [self._table.resolve(scan_sid_text(s), on_invalid) for s in x]
-        if x and not np.isscalar(x[0]):
-            return [self.parse_items(row, on_invalid) for row in x]
-        return self._table.resolve(self._sid_lookup.scan_ids(np.asarray(x, dtype=np.int64)), on_invalid)
+        if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
+            return [self._table.resolve(scan_sid_text(t), on_invalid) for t in x]
+        ids = _token_id_rows(x)
+        if isinstance(ids, np.ndarray) and ids.ndim == 1:
+            return self._table.resolve(self._sid_lookup.scan_ids(ids), on_invalid)
+        return [self._table.resolve(self._sid_lookup.scan_ids(row), on_invalid) for row in ids]
 
     # ---------------------------------------------------------------- cold start
     @property
@@ -561,7 +646,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
     def rqvae(self) -> Any:
         """The RQ-VAE carried by the tokenizer (loaded on first use), or None."""
         if self._rqvae is None and self._rqvae_files is not None:
-            self._rqvae = _load_rqvae(*self._rqvae_files)
+            self._rqvae = _load_rqvae(*self._rqvae_files, table=self._table)
         return self._rqvae
 
     def _require_rqvae(self) -> Any:
@@ -582,7 +667,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             `(n, num_semantic_levels)` int64 codes.
         """
         codes = self._require_rqvae().encode(embeddings, **encode_kwargs)
-        return _to_numpy(codes).astype(np.int64)
+        return as_code_matrix(codes, "RQ-VAE codes")
 
     def add_items(
         self, item_ids: Sequence[str], embeddings: Any = None, codes: Any = None
@@ -601,6 +686,8 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             from hf_semtok.sids import add_items_to_table
         except ImportError as err:
             raise ImportError("add_items needs hf_semtok installed (pip install hf-semtok).") from err
+        if isinstance(item_ids, (str, bytes)):
+            raise TypeError(f"add_items: item_ids must be a list of ids; got the string {item_ids!r}.")
         item_ids = [str(i) for i in item_ids]
         known = [i for i in item_ids if i in self._table.index]
         if known:
@@ -611,11 +698,11 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         if embeddings is not None:
             codes, distances = self._require_rqvae().encode(embeddings, return_distances=True)
             distances = _to_numpy(distances)
-        codes = _to_numpy(codes).astype(np.int64)
-        if codes.ndim != 2 or codes.shape[0] != len(item_ids):
+        codes = as_code_matrix(codes, "add_items: codes")
+        if codes.shape[0] != len(item_ids):
             raise ValueError(f"add_items: codes must be (num_new_items, levels); got {tuple(codes.shape)}.")
-        table = add_items_to_table(self.sid_table, item_ids, codes, distances=distances)
-        new_table = ItemIndex.from_any(table)
+        table = add_items_to_table(self._table, item_ids, codes, distances=distances)
+        new_table = SIDTable.from_any(table)
         if new_table.codebook_sizes != self._table.codebook_sizes:
             raise ValueError(
                 f"add_items changed codebook_sizes {self._table.codebook_sizes} -> {new_table.codebook_sizes}; "
@@ -625,30 +712,154 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         return {i: self.item_to_sid(i) for i in item_ids}
 
 
-def _json_default(value: Any) -> Any:
-    """numpy scalars / arrays in collision statistics -> plain JSON values."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         return x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-def _load_rqvae(config_file: str, weights_file: str) -> Any:
+def _token_id_rows(x: Any) -> np.ndarray | list[np.ndarray]:
+    """Token ids as a 1-D or 2-D int64 array, or a list of 1-D rows for a ragged batch.
+
+    Raises:
+        TypeError: for bytes, mappings, floats, bools and other things that are not token ids.
+        ValueError: for 3-D (or deeper) input.
+    """
+    hint = "parse_items takes a string, a list of strings, or 1-D / 2-D integer token ids"
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{hint}; got {type(x).__name__} (decode bytes to str first).")
+    if isinstance(x, Mapping):
+        raise TypeError(f"{hint}; got a {type(x).__name__} (pass encoding['input_ids']).")
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        if x.size and not np.issubdtype(x.dtype, np.integer):
+            raise TypeError(f"{hint}; got an array of dtype {x.dtype} (token ids are integers).")
+        if x.ndim not in (1, 2):
+            raise ValueError(f"{hint}; got a {x.ndim}-D array of shape {tuple(x.shape)}.")
+        return x.astype(np.int64)
+    if not isinstance(x, (list, tuple)):
+        raise TypeError(f"{hint}; got {type(x).__name__}.")
+    if all(isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_)) for t in x):
+        return np.asarray(x, dtype=np.int64).reshape(-1)
+    rows = []
+    for row in x:
+        if isinstance(row, (str, bytes, int, float, np.generic)):
+            raise TypeError(f"{hint}; got a list mixing {type(row).__name__} with other items.")
+        row = _token_id_rows(row)
+        if not isinstance(row, np.ndarray) or row.ndim != 1:
+            raise ValueError(f"{hint}; got 3-D input (a list of 2-D rows).")
+        rows.append(row)
+    return rows
+
+
+def _json_problem(path: str | os.PathLike | None) -> str:
+    """Why `path` is not readable JSON ("" when it is, or when there is no such file)."""
+    if not path or not os.path.isfile(path):
+        return ""
     try:
+        with open(path, "rb") as f:
+            json.loads(f.read().decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as err:
+        return f"not valid JSON ({err})"
+    except RecursionError:
+        return "JSON nested too deeply"
+    return ""
+
+
+def _local_file(name_or_path: str | os.PathLike, filename: str, kwargs: Mapping[str, Any]) -> str | None:
+    """Path of `filename` of a local directory, or of a Hub repository already in the cache; None if absent."""
+    if os.path.isdir(name_or_path):
+        path = os.path.join(name_or_path, kwargs.get("subfolder") or "", filename)
+        return path if os.path.isfile(path) else None
+    try:
+        from transformers.utils import cached_file
+
+        return cached_file(
+            str(name_or_path),
+            filename,
+            cache_dir=kwargs.get("cache_dir"),
+            revision=kwargs.get("revision"),
+            subfolder=kwargs.get("subfolder") or "",
+            local_files_only=True,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+    except Exception:  # only used to name a broken file in an error message
+        return None
+
+
+def _read_rqvae_config(path: str | os.PathLike) -> dict[str, Any]:
+    """`rqvae_config.json` as a dict; ValueError naming the file if it is not a JSON object."""
+    problem = _json_problem(path)
+    if problem:
+        raise ValueError(
+            f"{path}: {problem}; the RQ-VAE config is truncated or corrupt. Re-save the tokenizer."
+        )
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not an RQ-VAE config object.")
+    return data
+
+
+def _check_rqvae_sizes(sizes: Any, table: SIDTable, source: str | os.PathLike) -> None:
+    """The RQ-VAE's `codebook_sizes` must be the table's semantic levels, or new items get wrong SIDs."""
+    semantic = table.codebook_sizes[: table.num_semantic_levels]
+    if not isinstance(sizes, (list, tuple)) or list(sizes) != semantic:
+        raise ValueError(
+            f"{source}: field 'codebook_sizes' = {sizes!r} disagrees with the item table's semantic levels "
+            f"{semantic} (codebook_sizes {table.codebook_sizes}, num_semantic_levels {table.num_semantic_levels}). "
+            "The RQ-VAE and the table come from different trainings; save them together with save_pretrained()."
+        )
+
+
+def _load_rqvae(config_file: str, weights_file: str, table: SIDTable | None = None) -> Any:
+    """Load and check the RQ-VAE saved beside a tokenizer; every error names the real file."""
+    try:
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
         from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
     except ImportError as err:
         raise ImportError("Loading the RQ-VAE needs hf_semtok installed (pip install hf-semtok).") from err
-    with tempfile.TemporaryDirectory() as tmp:
-        os.symlink(os.path.abspath(config_file), os.path.join(tmp, "config.json"))
-        os.symlink(os.path.abspath(weights_file), os.path.join(tmp, "model.safetensors"))
-        model = RQVAEModel.from_pretrained(tmp)
+    data = _read_rqvae_config(config_file)
+    if table is not None:
+        _check_rqvae_sizes(data.get("codebook_sizes"), table, config_file)
+    try:
+        config = RQVAEConfig.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{config_file}: not a valid RQ-VAE config ({err}).") from err
+    try:
+        tensors = load_file(weights_file)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ValueError(
+            f"{weights_file}: not a readable safetensors file ({err}); re-save the tokenizer with its RQ-VAE."
+        ) from err
+    model = RQVAEModel(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights_file}: tensors do not match {config_file}: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}. The weights and the config come from different RQ-VAEs; re-save the tokenizer."
+        )
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise ValueError(
+                f"{weights_file}: tensor {name!r} has shape {tuple(tensor.shape)} but {config_file} gives "
+                f"{tuple(expected[name].shape)}; the weights and the config come from different RQ-VAEs."
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{weights_file}: tensor {name!r} holds NaN or inf; the RQ-VAE is broken (retrain or re-save it)."
+            )
+    model.load_state_dict(tensors, strict=True)
     return model.eval()
 
 

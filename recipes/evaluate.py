@@ -13,18 +13,30 @@ histories leave-one-out, ranks the test (or validation) users with constrained b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hf_semtok.config_utils import config_to_dict, parse_recipe_args
+import torch
+from transformers import AutoModelForCausalLM
+
+from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED
+from hf_semtok.data import leave_one_out_split, load_catalogue
+from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
 from hf_semtok.io_utils import write_text_atomic
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 logger = logging.getLogger("evaluate")
+
+
+def _help(text: str, default: object = None) -> object:
+    return field(default=default, metadata={"help": text})
 
 
 @dataclass
@@ -32,39 +44,40 @@ class EvaluateConfig:
     """Leave-one-out evaluation of a generative recommender."""
 
     # model
-    model_name_or_path: str | None = None
-    adapter_path: str | None = None
-    tokenizer_name_or_path: str | None = None  # default: adapter_path, else model_name_or_path
-    device: str | None = None  # default: cuda when available
+    model_name_or_path: str | None = _help(
+        "The fine-tuned model directory, or the base model of adapter_path."
+    )
+    adapter_path: str | None = _help("A peft adapter directory (merged into the model for speed).")
+    tokenizer_name_or_path: str | None = _help(
+        "The SemanticIDTokenizer (default: adapter_path, else the model)."
+    )
+    device: str | None = _help("Device (default: cuda when available).")
     # data (the same catalogue the model was trained on)
-    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = "synthetic"
-    data_dir: str | None = None
-    dataset_name: str | None = None
-    synthetic_items: int = 1000
-    synthetic_users: int = 2000
-    split: Literal["test", "valid"] = "test"
-    max_users: int | None = None  # a seeded random subset of the split's users
-    max_history: int = 20
-    use_titles: bool = False  # put titles in the prompt (must match how the model was fine-tuned)
+    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = _help("Catalogue format.", "synthetic")
+    data_dir: str | None = _help("Directory of the catalogue files (not for synthetic).")
+    dataset_name: str | None = _help("Dataset name inside data_dir, where the format needs one.")
+    synthetic_items: int = _help("Items of the synthetic catalogue.", 1000)
+    synthetic_users: int = _help("Users of the synthetic catalogue.", 2000)
+    split: Literal["test", "valid"] = _help("Which leave-one-out split is ranked.", "test")
+    max_users: int | None = _help("A seeded random subset of the split's users (null: all).")
+    max_history: int = _help("Most items of history in a prompt.", 20)
+    use_titles: bool = _help("Titles in the prompt (must match how the model was fine-tuned).", False)
     # ranking
-    ks: list[int] = field(default_factory=lambda: [5, 10])
-    num_beams: int | None = None
-    batch_size: int = 16
-    exclude_seen: bool = False
-    popularity_baseline: bool = True
-    save_rankings: bool = False
-    seed: int = DEFAULT_SEED
-    output_file: str = "outputs/eval/metrics.json"
-    progress: bool = True
+    ks: list[int] = field(
+        default_factory=lambda: [5, 10], metadata={"help": "Cut-offs of Recall@K / NDCG@K."}
+    )
+    num_beams: int | None = _help("Beams of the constrained beam search (default: the largest K).")
+    batch_size: int = _help("Prompts per generate() call.", 16)
+    exclude_seen: bool = _help("Drop items of the user's history from the ranking.", False)
+    popularity_baseline: bool = _help("Also score the popularity baseline on the same users.", True)
+    save_rankings: bool = _help("Write each user's ranking into the output file.", False)
+    seed: int = _help("Seed of the user subset and the synthetic catalogue.", DEFAULT_SEED)
+    output_file: str = _help("Where the JSON result goes.", "outputs/eval/metrics.json")
+    progress: bool = _help("Show progress bars.", True)
 
 
 def load_model_and_tokenizer(cfg: EvaluateConfig):
     """The causal LM (adapter merged) in eval mode, and its `SemanticIDTokenizer`."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from hf_semtok.tokenization_semtok import SemanticIDTokenizer
-
     if cfg.model_name_or_path is None:
         raise ValueError(
             "model_name_or_path is required: the fine-tuned model directory (or its base model)."
@@ -83,10 +96,7 @@ def load_model_and_tokenizer(cfg: EvaluateConfig):
 def main(argv: list[str] | None = None) -> dict:
     """Run the evaluation. Returns the JSON-ready result (also written to `output_file`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from hf_semtok.data import leave_one_out_split, load_catalogue
-    from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
-
-    cfg = parse_recipe_args(EvaluateConfig, argv)
+    (cfg,) = parse_args_with_config(EvaluateConfig, argv, prog="evaluate.py", description=__doc__)
     model, tokenizer = load_model_and_tokenizer(cfg)
     catalogue = load_catalogue(
         cfg.dataset_format,
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         "split": cfg.split,
         "dataset": catalogue.name,
         "num_items": len(catalogue),
-        "config": config_to_dict(cfg),
+        "config": dataclasses.asdict(cfg),
     }
     if cfg.popularity_baseline:
         popularity = popularity_baseline(train, examples, ks=cfg.ks, exclude_seen=cfg.exclude_seen)
@@ -146,3 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print(f"Wrote {cfg.output_file}")
     return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -7,33 +7,42 @@ Examples:
 
 `model_name_or_path` is usually the CPT stage's `output_dir` (SID rows already trained). With
 `train_mode: lora` the output is a peft adapter (LoRA + `trainable_token_indices` for the SID rows); with
-`train_mode: full` a full model. Resumes from the last checkpoint in `output_dir`.
+`train_mode: full` a full model. Every `transformers.TrainingArguments` option is accepted. Resumes from the last
+checkpoint in `output_dir` (a finished run is not trained again).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from hf_semtok.config_utils import parse_recipe_args
-from hf_semtok.lm.stages import LMStageConfig, LMStageResult, run_lm_stage
+from hf_semtok.cli import parse_args_with_config
+from hf_semtok.lm.stages import LMStageArguments, LMStageResult, run_lm_stage
+
+
+def _default(name: str, value: object) -> object:
+    return field(default=value, metadata=LMStageArguments.__dataclass_fields__[name].metadata)
 
 
 @dataclass
-class LoRAConfig(LMStageConfig):
-    """Supervised fine-tuning: `LMStageConfig` with SFT + LoRA defaults."""
+class LoRAArguments(LMStageArguments):
+    """Supervised fine-tuning: `LMStageArguments` with SFT + LoRA defaults."""
 
-    data: Literal["cpt", "sft"] = "sft"
-    train_mode: Literal["sid_embeddings", "full", "lora"] = "lora"
-    output_dir: str = "outputs/lora"
+    data: Literal["cpt", "sft"] = _default("data", "sft")
+    train_mode: Literal["sid_embeddings", "full", "lora"] = _default("train_mode", "lora")
+    output_dir: str | None = _default("output_dir", "outputs/lora")
+
+
+#: The former name of [`LoRAArguments`].
+LoRAConfig = LoRAArguments
 
 
 def main(argv: list[str] | None = None) -> LMStageResult:
     """Run the recipe; `argv` as on the command line (`--config x.yaml --key value ...`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = parse_recipe_args(LoRAConfig, argv)
+    (cfg,) = parse_args_with_config(LoRAArguments, argv, prog="finetune_lora.py", description=__doc__)
     if cfg.data != "sft":
         raise ValueError(
             "finetune_lora.py trains on SFT examples; use continued_pretraining.py for data: cpt."

@@ -11,6 +11,7 @@ Writes to `output_dir`: the RQ-VAE (`config.json` + `model.safetensors`), `sid_t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -19,16 +20,24 @@ from typing import Literal
 
 import yaml
 
-from hf_semtok.config_utils import config_to_dict, parse_recipe_args
+from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED, EMBEDDINGS_CACHE_DIRNAME
 from hf_semtok.data import leave_one_out_split, load_catalogue
 from hf_semtok.data.embeddings import catalogue_embeddings
 from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.quality import format_quality_table
-from hf_semtok.rqvae.training import train_rqvae
+from hf_semtok.rqvae.training import save_training_result, train_rqvae
 
 logger = logging.getLogger("train_rqvae")
+
+
+def _help(text: str, default: object = None) -> object:
+    return field(default=default, metadata={"help": text})
+
+
+def _help_list(text: str, default: list) -> object:
+    return field(default_factory=lambda: list(default), metadata={"help": text})
 
 
 @dataclass
@@ -36,48 +45,65 @@ class TrainRQVAEConfig:
     """Build Semantic IDs for a catalogue with a trained RQ-VAE."""
 
     # data
-    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = "synthetic"
-    data_dir: str | None = None
-    dataset_name: str | None = None
-    synthetic_items: int = 1000
-    synthetic_users: int = 2000
-    text_fields: list[str] = field(default_factory=lambda: ["title", "brand", "categories"])
+    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = _help("Catalogue format.", "synthetic")
+    data_dir: str | None = _help("Directory of the catalogue files (not for synthetic).")
+    dataset_name: str | None = _help("Dataset name inside data_dir, where the format needs one.")
+    synthetic_items: int = _help("Items of the synthetic catalogue.", 1000)
+    synthetic_users: int = _help("Users of the synthetic catalogue.", 2000)
+    text_fields: list[str] = _help_list("Item fields embedded as text.", ["title", "brand", "categories"])
     # embeddings
-    embedding_source: Literal["auto", "files", "catalogue", "text"] = "auto"
-    embedding_files: dict[str, str] = field(default_factory=dict)
-    text_model: str = "all-MiniLM-L6-v2"
-    embedding_cache_dir: str | None = None  # default: <output_dir>/../cache/embeddings
-    embedding_batch_size: int = 64
+    embedding_source: Literal["auto", "files", "catalogue", "text"] = _help(
+        "Where item embeddings come from.", "auto"
+    )
+    embedding_files: dict | str | None = _help(
+        "Modality -> .npy file, e.g. '{text: emb.npy}' (embedding_source: files)."
+    )
+    text_model: str = _help("sentence-transformers model of embedding_source: text.", "all-MiniLM-L6-v2")
+    embedding_cache_dir: str | None = _help("Embedding cache (default: <output_dir>/../cache/embeddings).")
+    embedding_batch_size: int = _help("Batch size of the text embedding model.", 64)
     # RQ-VAE
-    hidden_sizes: list[int] = field(default_factory=lambda: [512, 256, 128])
-    latent_dim: int = 32
-    codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
-    modality_weights: dict[str, float] | None = None
-    commitment_weight: float = 0.25
-    gradient_estimator: Literal["ste", "rotation"] = "ste"
-    contrastive_weight: float = 0.0
-    contrastive_temperature: float = 0.1
-    cooccurrence_window: int = 3
-    progressive_masking_prob: float = 0.0
-    dead_code_threshold: int = 1
+    hidden_sizes: list[int] = _help_list("Encoder hidden sizes.", [512, 256, 128])
+    latent_dim: int = _help("Latent size quantised by the codebooks.", 32)
+    codebook_sizes: list[int] = _help_list("Codes per SID level.", [256, 256, 256])
+    modality_weights: dict | str | None = _help("Modality -> reconstruction weight (default: equal).")
+    commitment_weight: float = _help("Commitment loss weight.", 0.25)
+    gradient_estimator: Literal["ste", "rotation"] = _help("Gradient through the quantiser.", "ste")
+    contrastive_weight: float = _help("Weight of the co-occurrence contrastive loss (0: off).", 0.0)
+    contrastive_temperature: float = _help("Temperature of the contrastive loss.", 0.1)
+    cooccurrence_window: int = _help("History window of co-occurring item pairs.", 3)
+    progressive_masking_prob: float = _help("Probability of masking the deeper levels in training.", 0.0)
+    dead_code_threshold: int = _help("Codes used fewer times per epoch are reset.", 1)
     # training
-    epochs: float = 100.0
-    max_steps: int = -1
-    batch_size: int = 1024
-    learning_rate: float = 2e-3
-    collision_strategy: Literal["extra_level", "reassign"] = "extra_level"
-    # Room in the dedup level for items sharing codes; set it above the largest group to keep room for items
-    # added later with `SemanticIDTokenizer.add_items` (cold start). Default: the largest group.
-    extra_level_size: int | None = None
-    seed: int = DEFAULT_SEED
-    output_dir: str = "outputs/rqvae"
-    progress: bool = True
+    epochs: float = _help("Training epochs.", 100.0)
+    max_steps: int = _help("Stop after this many steps (-1: epochs decide).", -1)
+    batch_size: int = _help("Items per batch.", 1024)
+    learning_rate: float = _help("Learning rate.", 2e-3)
+    collision_strategy: Literal["extra_level", "reassign"] = _help(
+        "How items sharing codes get unique SIDs.", "extra_level"
+    )
+    extra_level_size: int | None = _help(
+        "Room in the dedup level for items sharing codes; set it above the largest group to keep room for items "
+        "added later with SemanticIDTokenizer.add_items (cold start). Default: the largest group."
+    )
+    seed: int = _help("Seed of data, model and training.", DEFAULT_SEED)
+    output_dir: str = _help("Where the RQ-VAE, sid_table.json and the reports go.", "outputs/rqvae")
+    progress: bool = _help("Show progress bars.", True)
+
+    def __post_init__(self) -> None:
+        for name in ("embedding_files", "modality_weights"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = yaml.safe_load(value) if value.strip() else None
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{name} must be a mapping such as {{text: 1.0}}, got {value!r}.")
+            setattr(self, name, value)
+        self.embedding_files = self.embedding_files or {}
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the recipe. Returns the quality report (also written to `output_dir`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = parse_recipe_args(TrainRQVAEConfig, argv)
+    (cfg,) = parse_args_with_config(TrainRQVAEConfig, argv, prog="train_rqvae.py", description=__doc__)
     output_dir = Path(cfg.output_dir)
     catalogue = load_catalogue(
         cfg.dataset_format,
@@ -129,12 +155,12 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
         seed=cfg.seed,
-        output_dir=output_dir,
         collision_strategy=cfg.collision_strategy,
         extra_level_size=cfg.extra_level_size,
         progress=cfg.progress,
     )
-    (output_dir / "recipe_config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    recipe_config = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+    save_training_result(result, output_dir, extra_files={"recipe_config.yaml": recipe_config})
     print(f"Semantic IDs for {catalogue.name!r} ({catalogue.num_items} items) -> {output_dir}")
     print(format_quality_table(result.report))
     return result.report

@@ -1,4 +1,9 @@
-"""Session-wide test settings: no network, deterministic, one torch thread per xdist worker."""
+"""Session-wide test settings (no network, deterministic, one torch thread per xdist worker) and shared fixtures.
+
+The fixtures build tiny models in code, once per session: a byte-level BPE base tokenizer, a 16-item catalogue
+with 2-level SIDs (`(n // 4, n % 4)` for item `i{n}`) and its `SemanticIDTokenizer`, and a factory for 1-layer
+causal LMs. They are shared: a test that changes a tokenizer (chat template, added items) copies it first.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,63 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer  # noqa: E402
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs two workers on two cores: one thread each avoids oversubscription.
     torch.set_num_threads(1)
+
+#: Item ids of the shared tiny catalogue.
+TINY_ITEMS = [f"i{n}" for n in range(16)]
+#: Their SIDs: 2 levels of 4 codes, `i{n}` -> `(n // 4, n % 4)`.
+TINY_SID_TABLE = {item: (n // 4, n % 4) for n, item in enumerate(TINY_ITEMS)}
+TINY_CODEBOOK_SIZES = [4, 4]
+BASE_TEXTS = [
+    "a user bought these items next; the item has ID and category",
+    "user history next item: matte rose lipstick, blue running shoes, shampoo",
+    "thing 0 thing 1 thing 2 thing 3 thing 4 thing 5 thing 6 thing 7 thing 8 thing 9",
+] * 5
+
+
+@pytest.fixture(scope="session")
+def base_tokenizer():
+    """A tiny byte-level BPE base tokenizer (300 tokens; `<pad>`, `<s>`, `</s>`, `<unk>`)."""
+    return train_base_tokenizer(BASE_TEXTS, vocab_size=300)
+
+
+@pytest.fixture(scope="session")
+def sid_table() -> dict[str, tuple[int, int]]:
+    """The tiny catalogue's SIDs (a fresh copy per call is not needed: never mutate it)."""
+    return dict(TINY_SID_TABLE)
+
+
+@pytest.fixture(scope="session")
+def sid_tokenizer(base_tokenizer, sid_table):
+    """A `SemanticIDTokenizer` for the 16-item catalogue on `base_tokenizer` (no chat template)."""
+    return SemanticIDTokenizer.from_base(
+        base_tokenizer, sid_table=sid_table, codebook_sizes=TINY_CODEBOOK_SIZES
+    )
+
+
+@pytest.fixture(scope="session")
+def make_tiny_lm():
+    """Factory of seeded 1-layer causal LMs: `make_tiny_lm(vocab_size, tie=True, arch="qwen2", hidden_size=32)`."""
+
+    def make(
+        vocab_size: int, tie: bool = True, arch: str = "qwen2", hidden_size: int = 32, num_layers: int = 1
+    ):
+        return build_causal_lm(
+            vocab_size,
+            arch=arch,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=2,
+            tie_word_embeddings=tie,
+            seed=0,
+        )
+
+    return make

@@ -1,15 +1,19 @@
-"""The `hf-semtok` console script: argument errors, help, and the DemoConfig its options build."""
+"""The `hf-semtok` console script and `parse_args_with_config` (HfArgumentParser + YAML): errors, help, precedence."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import pytest
 
 import hf_semtok.demo
-from hf_semtok.cli import main
+from hf_semtok.cli import main, parse_args_with_config
 from hf_semtok.demo import QUICK_OVERRIDES, DemoConfig
+from hf_semtok.lm.stages import LMStageArguments
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -63,12 +67,15 @@ def test_unknown_command_is_an_argparse_error(runs, capsys):
     assert runs == []
 
 
-@pytest.mark.parametrize("argv", [["demo", "--seed", "abc"], ["demo", "--n_items", "5"]])
-def test_bad_demo_options_are_argparse_errors(runs, capsys, argv):
+@pytest.mark.parametrize(
+    ("argv", "option"), [(["demo", "--seed", "abc"], "--seed"), (["demo", "lora_r=many"], "--lora_r")]
+)
+def test_bad_demo_values_are_argparse_errors_naming_the_option(runs, capsys, argv, option):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error:" in err and option in err
     assert runs == []
 
 
@@ -78,8 +85,9 @@ def test_demo_help_lists_the_options(runs, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: hf-semtok demo")
-    for option in ("--output_dir", "--seed", "--quick", "--config", "--no_progress", "overrides"):
+    for option in ("--output_dir", "--seed", "--quick", "--config", "--no_progress", "--n_items", "--lora_r"):
         assert option in out
+    assert "Items of the synthetic catalogue." in out  # the fields' metadata["help"]
     assert runs == []
 
 
@@ -165,7 +173,7 @@ def test_yaml_config_is_read_and_options_win(runs, tmp_path):
     runs.clear()
     config = run_cli(runs, ["demo", "--config", str(path), "--seed", "9", "lora_r=8", "--quick"])
     assert (config.seed, config.lora_r, config.output_dir) == (9, 8, "from_yaml")
-    # --quick overrides the file too (it is applied as command-line overrides)
+    # --quick overrides the file too (it is a command-line option)
     assert config.n_items == QUICK_OVERRIDES["n_items"]
 
 
@@ -173,6 +181,8 @@ def test_unknown_override_key_is_a_clear_error(runs):
     with pytest.raises(ValueError, match=r"Unknown config key 'n_itmes'.*Did you mean 'n_items'\?") as err:
         main(["demo", "n_itmes=5"])
     assert "Valid keys:" in str(err.value) and "output_dir" in str(err.value)
+    with pytest.raises(ValueError, match=r"Unknown config key 'num_beam'.*Did you mean 'num_beams'\?"):
+        main(["demo", "--num_beam", "3"])  # no argparse abbreviation: a typo is an error, not a prefix match
     assert runs == []
 
 
@@ -182,16 +192,19 @@ def test_override_without_equals_is_a_clear_error(runs):
     assert runs == []
 
 
-def test_bad_override_value_names_the_key(runs):
-    with pytest.raises(ValueError, match=r"Config key 'lora_r': expected an integer, got 'many'"):
-        main(["demo", "lora_r=many"])
-    assert runs == []
+def test_list_and_null_overrides_in_both_spellings(runs):
+    config = run_cli(runs, ["demo", "--codebook_sizes", "[4, 4]", "--modalities", "text", "image"])
+    assert config.codebook_sizes == [4, 4] and config.modalities == ["text", "image"]
+    runs.clear()
+    assert run_cli(runs, ["demo", "--sft_examples_per_user", "null"]).sft_examples_per_user is None
 
 
 def test_unknown_key_in_yaml_names_the_file(runs, tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("num_beam: 3\n")
-    with pytest.raises(ValueError, match=r"Unknown config key 'num_beam' in the config file .*typo\.yaml"):
+    with pytest.raises(
+        ValueError, match=r"Unknown config key 'num_beam' in the config file .*typo\.yaml.*Did you mean 'num_beams'"
+    ):
         main(["demo", "--config", str(path)])
     assert runs == []
 
@@ -200,3 +213,32 @@ def test_missing_yaml_file_is_a_clear_error(runs, tmp_path):
     with pytest.raises(ValueError, match=r"nope\.yaml' does not exist"):
         main(["demo", "--config", str(tmp_path / "nope.yaml")])
     assert runs == []
+
+
+# ---------------------------------------------------------------- parse_args_with_config on the LM stage
+
+
+def test_all_linear_stays_a_string_from_yaml_and_command_line(tmp_path):
+    """`lora_target_modules: all-linear` must reach peft as the string (a list ['all-linear'] matches no module)."""
+    path = ROOT / "recipes" / "configs" / "lora_synthetic.yaml"
+    (cfg,) = parse_args_with_config(LMStageArguments, ["--config", str(path), "--output_dir", str(tmp_path)])
+    assert cfg.lora_target_modules == "all-linear"
+    (cfg,) = parse_args_with_config(LMStageArguments, ["--lora_target_modules", "all-linear"])
+    assert cfg.lora_target_modules == "all-linear"
+    (cfg,) = parse_args_with_config(LMStageArguments, ["--lora_target_modules", "q_proj", "v_proj"])
+    assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+
+
+def test_stage_arguments_are_training_arguments_and_the_command_line_wins(tmp_path):
+    from transformers import TrainingArguments
+
+    path = tmp_path / "stage.yaml"
+    path.write_text("max_steps: 300\nlearning_rate: 2e-4\nmodel_config: {hidden_size: 32}\nwindow_stride: 5\n")
+    argv = ["--config", str(path), "--max_steps", "2", "--window_stride", "none", "--optim", "adamw_torch"]
+    (cfg,) = parse_args_with_config(LMStageArguments, argv)
+    assert isinstance(cfg, TrainingArguments)
+    assert cfg.max_steps == 2 and cfg.window_stride is None  # the command line wins over the file
+    assert cfg.learning_rate == pytest.approx(2e-4)  # YAML 1.1 reads 2e-4 as a string: converted by its type
+    assert cfg.model_config == {"hidden_size": 32} and cfg.optim == "adamw_torch"
+    (cfg,) = parse_args_with_config(LMStageArguments, ["--model_config", "{hidden_size: 16}"])
+    assert cfg.model_config == {"hidden_size": 16}

@@ -69,3 +69,37 @@ def test_unknown_key_raises_with_suggestion():
 def test_invalid_values_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RQVAEConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"codebook_sizes": [2**40, 2]},
+            "`codebook_sizes\\[0\\]` is 1099511627776; it must be at most 1048576",
+        ),
+        ({"codebook_sizes": [256.5, 8]}, "`codebook_sizes\\[0\\]` must be an int"),
+        ({"codebook_sizes": "256"}, "`codebook_sizes` must be a list of ints"),
+        ({"codebook_sizes": [8] * 65}, "at most 64"),
+        ({"hidden_sizes": [2**21]}, "at most 1048576"),
+        ({"latent_dim": 2**30}, "`latent_dim` is 1073741824; it must be at most"),
+        ({"latent_dim": 8.5}, "`latent_dim` must be an int"),
+        ({"modality_dims": {"text": 2**25}}, "at most 1048576"),
+        ({"modality_dims": {"text": "384"}}, "must be an int"),
+        ({"commitment_weight": float("nan")}, "`commitment_weight` is nan; it must be a finite"),
+        ({"dropout": "0.1"}, "`dropout` must be a number"),
+        ({"kmeans_init": "false"}, "`kmeans_init` must be True or False"),
+        ({"kmeans_iters": True}, "`kmeans_iters` must be an int"),
+        ({"modality_weights": [1.0]}, "`modality_weights` must be a dict"),
+    ],
+)
+def test_sizes_are_bounded_and_types_are_strict(kwargs, message):
+    """Sizes beyond MAX_CODEBOOK_SIZE / MAX_LAYER_SIZE and silently truncated or coerced values are refused."""
+    with pytest.raises(ValueError, match=message):
+        RQVAEConfig(**kwargs)
+
+
+def test_bound_constant_is_shared():
+    from hf_semtok.constants import MAX_CODEBOOK_SIZE
+
+    assert RQVAEConfig(codebook_sizes=[MAX_CODEBOOK_SIZE, 2], latent_dim=2).codebook_sizes[0] == 2**20

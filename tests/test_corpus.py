@@ -1,22 +1,28 @@
+"""CPT/SFT corpora, the one windowing rule, completion-only labels and the stock collator."""
+
 from __future__ import annotations
 
-import pytest
+import random
 
-from hf_semtok.data import leave_one_out_split
+import pytest
+from conftest import TINY_ITEMS as ITEMS
+from conftest import TINY_SID_TABLE as TABLE
+
+from hf_semtok.data import history_windows, leave_one_out_split
 from hf_semtok.lm.corpus import (
     PaddingCollator,
+    TokenizedDataset,
     check_histories,
     cpt_documents,
+    lm_collator,
     sft_examples,
     tokenize_cpt,
     tokenize_sft,
 )
+from hf_semtok.lm.generator import history_sequences
 from hf_semtok.prompts import history_prompt
 from hf_semtok.small_models import train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
-ITEMS = [f"i{n}" for n in range(16)]
-TABLE = {item: (n // 4, n % 4) for n, item in enumerate(ITEMS)}
 TITLES = {item: f"thing {n}" for n, item in enumerate(ITEMS)}
 CATS = {item: ["top", f"sub{n // 4}"] for n, item in enumerate(ITEMS)}
 # Items i12..i15 only ever appear as the last two items of a history: the validation and test targets.
@@ -29,11 +35,8 @@ SENTINELS = {"i12", "i13", "i14", "i15"}
 
 
 @pytest.fixture(scope="module")
-def tok():
-    base = train_base_tokenizer(
-        list(TITLES.values()) * 3 + ["a user bought has ID category is"], vocab_size=300
-    )
-    return SemanticIDTokenizer.from_base(base, sid_table=TABLE, codebook_sizes=[4, 4])
+def tok(sid_tokenizer):
+    return sid_tokenizer
 
 
 def _label_items(tok, rows):
@@ -100,12 +103,75 @@ def test_cpt_documents_and_packing(tok):
     assert all(r["labels"] == r["input_ids"] for r in rows)
 
 
-def test_collator_pads_right(tok):
+def test_collator_pads_right_with_ignored_labels(tok):
     rows = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
-    batch = PaddingCollator(pad_token_id=0)(rows)
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    pad = tok.pad_token_id
+    batch = lm_collator(tok)(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, pad, pad]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    # the deprecated names still work and agree with the stock collator
+    old = PaddingCollator(pad_token_id=pad)(TokenizedDataset(rows))
+    assert {k: v.tolist() for k, v in old.items()} == {k: batch[k].tolist() for k in old}
+    assert lm_collator(tok, pad_to_multiple_of=4)(rows)["labels"].shape == (2, 4)
+
+
+# The three windowings the library had before `history_windows`, kept verbatim as references.
+def _old_sft_contexts(history, max_history, min_history):
+    return [(history[max(0, t - max_history) : t], t) for t in range(min_history, len(history))]
+
+
+def _old_generator_windows(n, max_history, window_stride):
+    width, out, covered, start = max_history + 1, [], 0, 0
+    while n:
+        stop = min(start + width, n)
+        out.append((start, stop, max(1, covered - start)))  # window, items masked as context (>= 1 token)
+        covered = stop
+        if stop >= n:
+            break
+        start += window_stride
+    return out
+
+
+def _old_cpt_windows(n, max_history, stride):
+    return [
+        (s, min(s + max_history, n))
+        for s in range(0, max(1, n - max_history + stride), stride)
+        if len(range(n)[s : s + max_history]) >= 2
+    ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_history_windows_keeps_the_three_old_windowings(seed):
+    rng = random.Random(seed)
+    for _ in range(200):
+        n, max_history = rng.randint(0, 40), rng.randint(1, 12)
+        stride = rng.randint(1, max_history)
+        history = list(range(n))
+        new_sft = [
+            (history[start:t], t)
+            for start, first_new, stop in history_windows(n, max_history + 1, 1)
+            for t in range(max(first_new, 1), stop)
+        ]
+        assert new_sft == _old_sft_contexts(history, max_history, 1)
+        new_gen = [(s, e, max(1, f - s)) for s, f, e in history_windows(n, max_history + 1, stride)]
+        assert new_gen == _old_generator_windows(n, max_history, stride)
+        new_cpt = [(s, e) for s, _, e in history_windows(n, max_history, stride) if e - s >= 2]
+        assert new_cpt == _old_cpt_windows(n, max_history, stride)
+    assert history_windows(25, 21, 10) == [(0, 0, 21), (10, 21, 25)]
+    with pytest.raises(ValueError, match="stride >= 1"):
+        history_windows(5, 3, 0)
+
+
+def test_library_windows_predict_every_training_item_once(tok):
+    """SFT (stride 1) and the generator's windows both make every item after the first a target exactly once."""
+    train, _, _ = leave_one_out_split(HISTORIES)
+    targets = [ex["target"] for ex in sft_examples(tok, {"u2": train["u2"]}, max_history=3)]
+    assert targets == train["u2"][1:]
+    rows = history_sequences(tok, {"u2": train["u2"]}, max_history=4, window_stride=3)
+    assert len(rows) == 3  # 9 items: windows [0, 5), [3, 8), [6, 9)
+    labelled = [t for row in rows for t in row["labels"] if t != -100]
+    assert tok.parse_items(labelled[tok.num_levels + 1 :]) == train["u2"][1:]
 
 
 def test_bad_inputs(tok):

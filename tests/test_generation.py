@@ -478,3 +478,131 @@ def test_processor_from_tokenizer_parse_items_round_trip(rec_setup):
         generated = generated[: starts[-1]]  # drop a SID cut short by max_new_tokens
     found = tok.parse_items(generated, on_invalid="raise")
     assert found and all(item in table for item in found)
+
+
+def _exact_sid_log_prob(model, tok, history, item) -> float:
+    from hf_semtok.prompts import history_prompt
+
+    prompt = tok(history_prompt(tok, history), return_tensors="pt")["input_ids"][0]
+    sid_ids = tok.encode_items([item])  # start, codes, end
+    ids = torch.cat([prompt, torch.tensor(sid_ids)])[None]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+    n = len(prompt)
+    return sum(logp[n + j, sid_ids[j + 1]].item() for j in range(tok.num_levels))
+
+
+def test_recommend_greedy_and_sampling_are_scored(rec_setup):
+    """num_beams=1 (greedy) and do_sample=True return catalogue items scored like beam search (no
+    `sequences_scores` exist there)."""
+    from hf_semtok.generation import recommend
+
+    tok, model, table, histories = rec_setup
+    greedy = recommend(model, tok, histories[:3], k=1, num_beams=1, progress=False)
+    for history, ranked in zip(histories[:3], greedy):
+        assert len(ranked) == 1 and ranked[0][0] in table
+        assert ranked[0][1] == pytest.approx(_exact_sid_log_prob(model, tok, history, ranked[0][0]), abs=1e-4)
+    torch.manual_seed(0)
+    sampled = recommend(model, tok, histories[:2], k=4, num_beams=8, do_sample=True, progress=False)
+    for history, ranked in zip(histories[:2], sampled):
+        assert 1 <= len(ranked) <= 4
+        items = [i for i, _ in ranked]
+        assert len(set(items)) == len(items) and set(items) <= set(table)
+        assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+        for item, score in ranked:
+            assert score == pytest.approx(_exact_sid_log_prob(model, tok, history, item), abs=1e-4)
+
+
+def test_recommend_integer_arguments(rec_setup):
+    from hf_semtok.generation import recommend
+
+    tok, model, _, histories = rec_setup
+    for bad in (1.5, 2.0, "3", True, None):
+        with pytest.raises(TypeError, match="`k` must be an int"):
+            recommend(model, tok, histories[:1], k=bad, progress=False)
+    with pytest.raises(TypeError, match="`num_beams` must be an int"):
+        recommend(model, tok, histories[:1], k=2, num_beams=4.5, progress=False)
+    with pytest.raises(TypeError, match="`batch_size` must be an int"):
+        recommend(model, tok, histories[:1], k=2, batch_size="8", progress=False)
+    with pytest.raises(ValueError, match="`k` must be >= 1"):
+        recommend(model, tok, histories[:1], k=0, progress=False)
+    with pytest.raises(TypeError, match="item ids are strings"):
+        recommend(model, tok, [[1, 2]], k=2, progress=False)
+    as_numpy = recommend(model, tok, histories[:2], k=np.int64(3), num_beams=np.int32(6), progress=False)
+    assert as_numpy == recommend(model, tok, histories[:2], k=3, num_beams=6, progress=False)
+    assert all(len(r) <= 3 for r in as_numpy)
+
+
+def test_recommend_leaves_tokenizer_state_alone(rec_setup):
+    """recommend() neither reads nor changes the shared tokenizer's padding/truncation settings."""
+    from hf_semtok.generation import recommend
+
+    tok, model, _, histories = rec_setup
+    expected = recommend(model, tok, histories, k=3, num_beams=6, progress=False)
+    backend = tok.backend_tokenizer
+    side = tok.padding_side
+    try:
+        tok.padding_side = "right"
+        backend.enable_truncation(
+            max_length=3
+        )  # as another thread calling tok(..., truncation=True) leaves it
+        got = recommend(model, tok, histories, k=3, num_beams=6, progress=False)
+        assert got == expected
+        assert backend.truncation is not None and backend.truncation["max_length"] == 3
+        assert tok.padding_side == "right"
+    finally:
+        backend.no_truncation()
+        tok.padding_side = side
+
+
+def test_recommend_with_a_concurrent_tokenizing_thread(rec_setup):
+    import threading
+
+    from hf_semtok.generation import recommend
+
+    tok, model, _, histories = rec_setup
+    expected = recommend(model, tok, histories, k=3, num_beams=6, progress=False)
+    text = ["a small catalogue of things to buy books and games"] * 4
+    short = [len(ids) for ids in tok(text, truncation=True, max_length=4)["input_ids"]]
+    stop, errors = threading.Event(), []
+
+    def tokenize_forever() -> None:
+        while not stop.is_set():
+            lengths = [len(ids) for ids in tok(text, truncation=True, max_length=4)["input_ids"]]
+            if lengths != short:
+                errors.append(lengths)
+
+    worker = threading.Thread(target=tokenize_forever)
+    worker.start()
+    try:
+        runs = [recommend(model, tok, histories, k=3, num_beams=6, progress=False) for _ in range(5)]
+    finally:
+        stop.set()
+        worker.join()
+    assert all(run == expected for run in runs)
+    assert not errors
+
+
+def test_recommend_uses_prefill_once_for_beam_search(rec_setup, monkeypatch):
+    from hf_semtok import generation
+    from hf_semtok.generation import PrefillOnceLM, recommend
+
+    tok, model, _, histories = rec_setup
+    plain = recommend(model, tok, histories, k=4, num_beams=8, progress=False, prefill_once=False)
+    calls = []
+    original = PrefillOnceLM.generate
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("num_beams"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(generation.PrefillOnceLM, "generate", counting)
+    wrapped = recommend(model, tok, histories, k=4, num_beams=8, batch_size=4, progress=False)
+    assert calls == [8, 8]  # two batches, both through the wrapper
+    assert [[i for i, _ in r] for r in wrapped] == [[i for i, _ in r] for r in plain]
+    for a, b in zip(wrapped, plain):
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+    calls.clear()
+    already = recommend(PrefillOnceLM(model), tok, histories[:2], k=4, num_beams=8, progress=False)
+    assert calls == [8]  # not wrapped twice
+    assert [[i for i, _ in r] for r in already] == [[i for i, _ in r] for r in plain[:2]]

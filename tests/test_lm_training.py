@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ import torch
 from hf_semtok.data import Catalogue
 from hf_semtok.lm.stages import (
     EXTENDED_FLAG,
+    LMStageArguments,
     LMStageConfig,
     last_complete_checkpoint,
     load_sid_tokenizer,
@@ -55,10 +58,10 @@ def _cfg(tmp_path, **kw):
         save_steps=2,
         per_device_train_batch_size=4,
         learning_rate=1e-2,
-        progress=False,
+        disable_tqdm=True,
         logging_steps=1,
     )
-    return LMStageConfig(**{**defaults, **kw})
+    return LMStageArguments(**{**defaults, **kw})
 
 
 def test_sid_embeddings_stage_trains_only_sid_rows(tok, catalogue, tmp_path):
@@ -135,19 +138,67 @@ def test_resume_from_last_checkpoint(tok, catalogue, tmp_path):
     assert second.global_step == 4 and (tmp_path / "checkpoint-4").is_dir()
 
 
-def test_resume_skips_a_checkpoint_cut_short(tok, catalogue, tmp_path):
-    """A run killed while saving leaves `checkpoint-N` without trainer_state.json: resume from the one before."""
+def test_resume_skips_a_checkpoint_cut_short(tok, catalogue, tmp_path, caplog):
+    """A run killed while saving leaves `checkpoint-N` without a readable trainer_state.json: resume from the one
+    before, with a warning (a truncated state file used to crash the run with JSONDecodeError)."""
     model, _ = _base_model(tok)
     run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=2), tok, catalogue, model)
     (tmp_path / "checkpoint-3").mkdir()  # half-written: the directory exists, the files never came
     (tmp_path / "checkpoint-10").mkdir()
-    (tmp_path / "checkpoint-10" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 10, "log_hi')  # truncated
     (tmp_path / "checkpoint-x").mkdir()  # not a step number
-    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    with caplog.at_level(logging.WARNING, logger="hf_semtok.lm.stages"):
+        path, state = last_complete_checkpoint(tmp_path)
+    assert path == str(tmp_path / "checkpoint-2") and state["global_step"] == 2
+    assert "checkpoint-10" in caplog.text and "cannot be read" in caplog.text
+    assert "checkpoint-3" in caplog.text and "no trainer_state.json" in caplog.text
     model2, _ = _base_model(tok)
     second = run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=3), tok, catalogue, model2)
     assert second.resumed_from.endswith("checkpoint-2") and second.global_step == 3
-    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
+    assert last_complete_checkpoint(tmp_path / "nothing-here") == (None, None)
+
+
+def test_rerunning_a_finished_run_is_a_no_op(tok, catalogue, tmp_path, caplog):
+    """The same command run again after the end does not train steps 4, 5, ... nor rotate checkpoints away."""
+    model, _ = _base_model(tok)
+    cfg = _cfg(tmp_path, data="cpt", train_mode="full", max_steps=3, save_steps=1, save_total_limit=1)
+    first = run_lm_stage(cfg, tok, catalogue, model)
+    assert first.global_step == 3 and not first.already_finished
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    with caplog.at_level(logging.WARNING, logger="hf_semtok.lm.stages"):
+        again = run_lm_stage(cfg, tok, catalogue, _base_model(tok)[0])
+    assert again.already_finished and again.global_step == 3 and again.model is None
+    assert "already finished" in caplog.text
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-3"]
+    # asking for more steps trains on from the finished checkpoint
+    more = run_lm_stage(dataclasses.replace(cfg, max_steps=4), tok, catalogue, _base_model(tok)[0])
+    assert more.resumed_from.endswith("checkpoint-3") and more.global_step == 4 and not more.already_finished
+
+
+def test_finished_run_whose_save_was_cut_short_saves_the_checkpoint(tok, catalogue, tmp_path):
+    model, _ = _base_model(tok)
+    cfg = _cfg(tmp_path, data="cpt", train_mode="full", max_steps=2)
+    run_lm_stage(cfg, tok, catalogue, model)
+    trained = model.get_input_embeddings().weight.detach().clone()
+    for name in ("README.md", "config.json", "model.safetensors"):
+        (tmp_path / name).unlink()  # killed after training, before the output was saved
+    res = run_lm_stage(cfg, tok, catalogue, _base_model(tok)[0])
+    assert not res.already_finished and res.global_step == 2
+    assert torch.equal(res.model.get_input_embeddings().weight, trained)  # the checkpoint's weights, no training
+    assert (tmp_path / "README.md").is_file() and (tmp_path / "model.safetensors").is_file()
+    state = json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and not (tmp_path / "checkpoint-3").exists()
+
+
+def test_stage_arguments_extend_training_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    cfg = _cfg(tmp_path, train_mode="sid_embeddings", weight_decay=0.1, lora_target_modules=["all-linear"])
+    assert isinstance(cfg, TrainingArguments) and LMStageConfig is LMStageArguments
+    assert cfg.weight_decay == 0.0  # decay would move the frozen rows
+    assert cfg.lora_target_modules == "all-linear"
+    assert cfg.remove_unused_columns is False and cfg.save_total_limit == 2
 
 
 def test_bad_inputs_fail_before_training(tok, catalogue, tmp_path):
@@ -167,6 +218,6 @@ def test_bad_inputs_fail_before_training(tok, catalogue, tmp_path):
     with pytest.raises(ValueError, match="no SID in the tokenizer"):
         run_lm_stage(_cfg(tmp_path), tok, unknown, small)
     with pytest.raises(ValueError, match="push_to_hub needs hub_model_id"):
-        run_lm_stage(_cfg(tmp_path, push_to_hub=True), tok, catalogue, _base_model(tok))
+        _cfg(tmp_path, push_to_hub=True)  # at construction, before any training
     assert not list(tmp_path.glob("checkpoint-*"))
     assert not (tmp_path / "adapter_config.json").exists()

@@ -245,3 +245,94 @@ def test_progressive_masking_improves_prefix_reconstruction(data):
     assert np.mean(masked[:-1]) < 0.95 * np.mean(plain[:-1]), errors
     # at little cost to the full reconstruction
     assert masked[-1] < 1.1 * plain[-1], errors
+
+
+def test_tiny_huge_ragged_and_non_numeric_embeddings():
+    model = RQVAEModel(tiny_config(modality_dims={"text": 4, "image": 3}, codebook_sizes=[4, 4]))
+    rng = np.random.default_rng(0)
+    text, image = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    x, mask = model.prepare_inputs({"text": text, "image": image})
+    for scale in (1e-30, 1e30):  # a float32 norm would underflow to 0 ("missing") or overflow to inf
+        x_scaled, mask_scaled = model.prepare_inputs({"text": text * scale, "image": image})
+        torch.testing.assert_close(x_scaled, x, atol=1e-6, rtol=1e-5)
+        assert torch.equal(mask_scaled, mask)
+    single = RQVAEModel(tiny_config(modality_dims=4, codebook_sizes=[4, 4]))
+    torch.testing.assert_close(single.prepare_inputs(text * 1e-30)[0], single.prepare_inputs(text)[0])
+    with pytest.raises(ValueError, match="all-zero or NaN"):
+        single.prepare_inputs(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="ragged list"):
+        single.encode([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2]])
+    with pytest.raises(ValueError, match="ragged list"):
+        model.encode({"text": [[0.1] * 4, [0.2] * 3], "image": image[:2]})
+    with pytest.raises(TypeError, match="must hold floats"):
+        single.encode(np.array([["a", "b", "c", "d"]]))
+    with pytest.raises(TypeError, match="float matrix"):
+        single.encode(None)
+
+
+def _saved(tmp_path):
+    model = RQVAEModel(tiny_config(codebook_sizes=[4, 4]))
+    model.quantizer.initialized.fill_(True)
+    model.save_pretrained(tmp_path)
+    return model
+
+
+def test_load_rejects_damaged_files(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from hf_semtok.rqvae.modeling_rqvae import validate_loaded
+
+    model = _saved(tmp_path)
+    weights, config = tmp_path / "model.safetensors", tmp_path / "config.json"
+    loaded = RQVAEModel.from_pretrained(tmp_path)
+    assert torch.equal(loaded.quantizer.codebooks[1], model.quantizer.codebooks[1])
+    from_files = RQVAEModel.from_files(config, weights)
+    assert torch.equal(from_files.encoder[0].weight, model.encoder[0].weight)
+    state = load_file(weights)
+
+    def damage(mutate):
+        damaged = dict(state)
+        mutate(damaged)
+        save_file(damaged, weights, metadata={"format": "pt"})
+
+    cases = [
+        (lambda d: d.pop("encoder.0.weight"), "lacks 1 tensor.*encoder.0.weight"),
+        (lambda d: d.update(extra=torch.zeros(2)), "holds 1 tensor.*'extra'"),
+        (lambda d: d.update({"quantizer.codebooks.0": torch.full((4, 8), float("nan"))}), "NaN or infinite"),
+        (lambda d: d.update({"quantizer.codebooks.0": torch.zeros(5, 8)}), "shape"),
+    ]
+    for mutate, message in cases:
+        damage(mutate)
+        for load in (
+            lambda: RQVAEModel.from_pretrained(tmp_path),
+            lambda: RQVAEModel.from_files(config, weights),
+        ):
+            with pytest.raises(ValueError, match=message) as info:
+                load()
+            assert "model.safetensors" in str(info.value)
+    weights.write_bytes(b"\x00" * 7)
+    with pytest.raises(ValueError, match="model.safetensors"):
+        RQVAEModel.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        RQVAEModel.from_files(config, weights)
+    save_file(state, weights, metadata={"format": "pt"})
+    text = config.read_text()
+    config.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match="config.json"):
+        RQVAEModel.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="config.json is not valid JSON"):
+        RQVAEModel.from_files(config, weights)
+    config.write_text(text.replace('"latent_dim": 8', '"latent_dim": 9'))
+    with pytest.raises(ValueError, match="model.safetensors"):
+        RQVAEModel.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="shape"):
+        RQVAEModel.from_files(config, weights)
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
+        RQVAEModel.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="rqvae.safetensors is missing"):
+        RQVAEModel.from_files(config, tmp_path / "rqvae.safetensors")
+    # validate_loaded on its own: a model whose weights went non-finite after loading
+    model.decoder[0].bias.data[0] = float("inf")
+    with pytest.raises(ValueError, match="somewhere.safetensors: tensor 'decoder.0.bias' holds NaN"):
+        validate_loaded(model, "somewhere.safetensors")

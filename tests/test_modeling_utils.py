@@ -1,4 +1,4 @@
-"""extend_model (resize, init rules, ties) and sid_lora_config (trainable SID rows only)."""
+"""extend_model (resize, init rules, ties), sid_lora_config and sid_trainable_tokens_config (SID rows only)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from hf_semtok.lm.sid_embeddings import extend_model, input_embedding_module_name, sid_lora_config
-from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.lm.sid_embeddings import (
+    extend_model,
+    input_embedding_module_name,
+    sid_lora_config,
+    sid_trainable_tokens_config,
+)
+from hf_semtok.small_models import build_causal_lm
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
-
-TEXTS = ["matte rose lipstick 12ml", "blue running shoes size 9", "the user bought a lipstick"] * 10
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(base_tokenizer):
     from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
     from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
     from hf_semtok.sids import assign_unique_sids
@@ -25,17 +28,16 @@ def setup():
     )
     emb = np.random.default_rng(0).normal(size=(50, 8)).astype("float32")
     table = assign_unique_sids(rqvae.encode(emb), [f"i{i}" for i in range(50)], [16, 8, 4])
-    base = train_base_tokenizer(TEXTS, vocab_size=300)
+    base = base_tokenizer
     return base, SemanticIDTokenizer.from_base(base, sid_table=table, rqvae=rqvae), rqvae
 
 
-def tiny_lm(base, tie: bool = True, arch: str = "qwen2"):
-    return build_causal_lm(
-        len(base), arch=arch, hidden_size=32, num_layers=1, num_heads=2, tie_word_embeddings=tie, seed=0
-    )
+@pytest.fixture(scope="module")
+def tiny_lm(make_tiny_lm):
+    return lambda base, tie=True, arch="qwen2": make_tiny_lm(len(base), tie=tie, arch=arch)
 
 
-def test_extend_model_mean_keeps_ties_and_base_rows(setup):
+def test_extend_model_mean_keeps_ties_and_base_rows(setup, tiny_lm):
     base, tok, _ = setup
     model = tiny_lm(base)
     before = model.get_input_embeddings().weight.detach().clone()
@@ -57,7 +59,7 @@ def test_extend_model_mean_keeps_ties_and_base_rows(setup):
     assert out.logits.shape[-1] == len(tok) and torch.isfinite(out.loss)
 
 
-def test_extend_model_codebook_preserves_geometry(setup):
+def test_extend_model_codebook_preserves_geometry(setup, tiny_lm):
     base, tok, rqvae = setup
     model = tiny_lm(base)
     ids = extend_model(model, tok, init="codebook", pad_to_multiple_of=64)
@@ -77,7 +79,7 @@ def test_extend_model_codebook_preserves_geometry(setup):
         extend_model(tiny_lm(base), plain, init="codebook")
 
 
-def test_extend_model_untied_head(setup):
+def test_extend_model_untied_head(setup, tiny_lm):
     base, tok, _ = setup
     model = tiny_lm(base, tie=False, arch="llama")
     head_before = model.get_output_embeddings().weight.detach().clone()
@@ -88,7 +90,7 @@ def test_extend_model_untied_head(setup):
     assert torch.allclose(head[ids].mean(0), head_before.mean(0), atol=0.05)
 
 
-def test_extend_model_bad_input(setup):
+def test_extend_model_bad_input(setup, tiny_lm):
     base, tok, _ = setup
     with pytest.raises(ValueError, match="needs a SemanticIDTokenizer"):
         extend_model(tiny_lm(base), base)
@@ -101,7 +103,7 @@ def test_extend_model_bad_input(setup):
         sid_lora_config(tiny_lm(base), tok)
 
 
-def test_sid_lora_config_trains_only_sid_rows(setup):
+def test_sid_lora_config_trains_only_sid_rows(setup, tiny_lm):
     from peft import get_peft_model
 
     base, tok, _ = setup
@@ -121,3 +123,33 @@ def test_sid_lora_config_trains_only_sid_rows(setup):
     assert changed[ids].any() and not changed[: len(base)].any()
     used = [t for t in input_ids[0].tolist() if t in set(ids)]
     assert changed[used].all()
+
+
+def test_sid_trainable_tokens_config_trains_only_sid_rows_and_keeps_ties(setup, tiny_lm):
+    """The no-LoRA "SID rows only" stage: peft trains a delta on the SID rows; merging keeps the head tied."""
+    from peft import get_peft_model
+
+    base, tok, _ = setup
+    model = tiny_lm(base)
+    ids = extend_model(model, tok)
+    config = sid_trainable_tokens_config(model, tok)
+    assert config.token_indices == ids and list(config.target_modules) == ["embed_tokens"]
+    before = model.get_input_embeddings().weight.detach().clone()  # (V, hidden)
+    peft_model = get_peft_model(model, config)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("trainable_tokens" in n for n in trainable)
+    optim = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=1.0)
+    input_ids = torch.tensor([tok.encode("bought " + tok.items_to_text(["i1", "i2", "i3"]))])
+    peft_model(input_ids=input_ids, labels=input_ids).loss.backward()
+    optim.step()
+    with torch.no_grad():
+        logits = peft_model(input_ids=input_ids).logits
+    merged = peft_model.merge_and_unload()
+    weight = merged.get_input_embeddings().weight
+    assert merged.get_output_embeddings().weight is weight  # still tied after the merge
+    changed = (weight.detach() - before).abs().sum(1) > 0
+    assert changed[ids].any() and not changed[: len(base)].any()
+    with torch.no_grad():  # the LM head read the trained rows during training too
+        assert torch.allclose(merged(input_ids=input_ids).logits, logits, atol=1e-5)
+    with pytest.raises(ValueError, match="call extend_model"):
+        sid_trainable_tokens_config(tiny_lm(base), tok)

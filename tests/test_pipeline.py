@@ -150,6 +150,27 @@ def test_prefill_once_gives_the_same_rankings(catalogue):
     assert np.allclose([s for r in plain for _, s in r], [s for r in fast for _, s in r], atol=1e-4)
 
 
+def test_evaluation_prefills_each_prompt_once(catalogue):
+    """evaluate_recommender (and so run_pipeline) runs each prompt once, not once per beam (PrefillOnceLM)."""
+    from hf_semtok.evaluation import evaluate_recommender
+    from hf_semtok.small_models import build_causal_lm
+
+    tok = build_sid_tokenizer({item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)})
+    model = build_causal_lm(len(tok), hidden_size=32, num_layers=1, num_heads=2, seed=0)
+    _, _, test = leave_one_out_split(catalogue.histories, max_history=20)
+    rows = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        evaluate_recommender(
+            model, tok, [test[u] for u in list(test)[:4]], ks=(5,), num_beams=8, progress=False
+        )
+    finally:
+        hook.remove()
+    assert rows[0] == 4  # the prefill sees 4 prompts; plain beam search would start with 4 x 8 rows
+
+
 def test_time_budget_stops_training(catalogue):
     train, valid, _ = leave_one_out_split(catalogue.histories)
     table = {item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_semtok.config_utils import load_config
+from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.sids import SIDTable
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
@@ -42,7 +42,7 @@ def test_cpt_recipe_trains_only_sid_rows_and_saves(sid_table_path, tmp_path):
         "--model_config", "{hidden_size: 32, num_layers: 1, num_heads: 2}",
         "--synthetic_items", "64", "--synthetic_users", "40", "--max_length", "64",
         "--max_steps", "3", "--save_steps", "3", "--per_device_train_batch_size", "4",
-        "--output_dir", str(out), "--progress", "false",
+        "--output_dir", str(out), "--disable_tqdm", "true",
     ]  # fmt: skip
     res = cpt.main(argv)
     assert res.global_step == 3 and res.resumed_from is None
@@ -80,8 +80,8 @@ def test_cpt_recipe_trains_only_sid_rows_and_saves(sid_table_path, tmp_path):
 def test_cpt_configs_parse():
     cpt = _load("continued_pretraining")
     for name in ("cpt_synthetic.yaml", "cpt_qwen2.5-0.5b.yaml"):
-        cfg = load_config(ROOT / "recipes" / "configs" / name, [], cpt.CPTConfig)
-        assert cfg.data == "cpt"
+        (cfg,) = parse_args_with_config(cpt.CPTArguments, ["--config", str(ROOT / "recipes" / "configs" / name)])
+        assert cfg.data == "cpt" and cfg.lora_target_modules == "all-linear"
 
 
 def test_cpt_recipe_rejects_unknown_key_and_missing_tokenizer(tmp_path):

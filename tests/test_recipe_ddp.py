@@ -38,7 +38,7 @@ def test_lora_recipe_two_process_gloo(tmp_path):
         "--model_name_or_path", str(tmp_path / "cpt"), "--tokenizer_name_or_path", str(tmp_path / "cpt"),
         "--synthetic_items", "64", "--synthetic_users", "40", "--lora_r", "4",
         "--max_steps", "2", "--save_steps", "2", "--per_device_train_batch_size", "4",
-        "--output_dir", str(out), "--progress", "false",
+        "--output_dir", str(out), "--disable_tqdm", "true",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)

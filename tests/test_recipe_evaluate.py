@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data import leave_one_out_split
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.evaluation import evaluate_recommender
@@ -134,8 +135,6 @@ def test_main_bad_config(saved):
 
 @pytest.mark.parametrize("name", ["evaluate_synthetic.yaml", "evaluate_scientific.yaml"])
 def test_shipped_configs_parse(name):
-    from hf_semtok.config_utils import parse_recipe_args
-
     path = Path(__file__).resolve().parents[1] / "recipes" / "configs" / name
-    cfg = parse_recipe_args(evaluate_recipe.EvaluateConfig, ["--config", str(path)])
+    (cfg,) = parse_args_with_config(evaluate_recipe.EvaluateConfig, ["--config", str(path)])
     assert cfg.model_name_or_path and cfg.ks == [5, 10] and cfg.split == "test"

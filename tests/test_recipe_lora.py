@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.lm.sid_embeddings import extend_model
 from hf_semtok.lm.stages import EXTENDED_FLAG, load_sid_tokenizer
@@ -53,7 +54,7 @@ def _argv(cpt_dir, out, steps):
         "--model_name_or_path", str(cpt_dir), "--tokenizer_name_or_path", str(cpt_dir),
         "--synthetic_items", "64", "--synthetic_users", "40", "--lora_r", "4",
         "--max_steps", str(steps), "--save_steps", "2", "--per_device_train_batch_size", "4",
-        "--learning_rate", "1e-2", "--output_dir", str(out), "--progress", "false", "--logging_steps", "1",
+        "--learning_rate", "1e-2", "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "1",
     ]  # fmt: skip
 
 
@@ -109,11 +110,10 @@ def test_killed_run_resumes_from_last_checkpoint(cpt_dir, tmp_path):
 
 
 def test_lora_recipe_config_parses_and_bad_keys_fail():
-    from hf_semtok.config_utils import load_config
-
     lora = _load("finetune_lora")
     for name in ("lora_synthetic.yaml", "lora_qwen2.5-0.5b.yaml"):
-        cfg = load_config(ROOT / "recipes" / "configs" / name, [], lora.LoRAConfig)
+        (cfg,) = parse_args_with_config(lora.LoRAArguments, ["--config", str(ROOT / "recipes" / "configs" / name)])
         assert cfg.data == "sft" and cfg.train_mode == "lora"
+        assert cfg.lora_target_modules == "all-linear"  # the string peft knows, not ["all-linear"]
     with pytest.raises(ValueError, match="lora_rank"):
         lora.main(["--lora_rank", "8"])

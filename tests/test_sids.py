@@ -128,7 +128,7 @@ def test_add_items_overflowing_extra_level_raises():
         (lambda: assign_unique_sids([[0, 1], [1, 0]], ["a", "a"], [2, 2]), "Duplicate item ids"),
         (lambda: assign_unique_sids([[0, 1]], ["a", "b"], [2, 2]), "2 item ids for 1 code rows"),
         (lambda: assign_unique_sids([[0, 1]], ["a"], [2, 2, 2]), "has 2 levels"),
-        (lambda: assign_unique_sids([[0, 2]], ["a"], [2, 2]), "outside \\[0, 2\\)"),
+        (lambda: assign_unique_sids([[0, 2]], ["a"], [2, 2]), "out of range \\[0, 2\\)"),
         (lambda: assign_unique_sids([[0.5, 1]], ["a"], [2, 2]), "integers"),
         (lambda: assign_unique_sids([0, 1], ["a"], [2, 2]), "2-D"),
         (lambda: assign_unique_sids([[0, 1]], ["a"], [2, 2], strategy="sinkhorn"), "strategy"),
@@ -177,7 +177,7 @@ def test_table_json_round_trip(tmp_path):
 
 
 def test_table_rejects_duplicate_sids():
-    with pytest.raises(ValueError, match="rows must be unique"):
+    with pytest.raises(ValueError, match="share the SID \\(0, 1\\); SIDs must be unique"):
         SIDTable(["a", "b"], np.array([[0, 1], [0, 1]]), [2, 2], 2)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -264,7 +265,7 @@ def test_failed_save_leaves_nothing(bpe, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mod.json, "dump", boom)
+    monkeypatch.setattr(mod.SIDTable, "to_json", boom)
     with pytest.raises(OSError, match="disk full"):
         tok.save_pretrained(tmp_path / "new")
     assert os.listdir(tmp_path) == []  # neither the target nor a temporary directory
@@ -274,6 +275,103 @@ def test_failed_save_leaves_nothing(bpe, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         tok.save_pretrained(existing)
     assert os.listdir(existing) == ["keep.txt"] and sorted(os.listdir(tmp_path)) == ["old"]
+
+
+def test_resave_without_rqvae_drops_the_old_rqvae_and_keeps_model_files(bpe, with_rqvae, tmp_path):
+    _, table, tok = bpe
+    carrying = with_rqvae[0]
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "config.json").write_text('{"model_type": "qwen2"}')
+    (target / "model.safetensors").write_bytes(b"weights")
+    carrying.save_pretrained(target)
+    assert {RQVAE_CONFIG_FILE, RQVAE_WEIGHTS_FILE} <= set(os.listdir(target))
+    tok.save_pretrained(target)  # this tokenizer carries no RQ-VAE
+    names = set(os.listdir(target))
+    assert RQVAE_CONFIG_FILE not in names and RQVAE_WEIGHTS_FILE not in names  # no stale RQ-VAE
+    assert (target / "config.json").read_text() == '{"model_type": "qwen2"}'  # the model's files survive
+    assert (target / "model.safetensors").read_bytes() == b"weights"
+    loaded = SemanticIDTokenizer.from_pretrained(target)
+    assert not loaded.has_rqvae and loaded.sid_table_dict() == table
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temporary directory left
+
+
+def test_sid_table_in_tokenizer_config_does_not_replace_the_table(bpe, tmp_path, caplog):
+    _, table, tok = bpe
+    tok.save_pretrained(tmp_path / "tok")
+    path = tmp_path / "tok" / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config["sid_table"] = {"evil": [0, 0, 0]}
+    config["codebook_sizes"] = [1, 1, 1]
+    path.write_text(json.dumps(config))
+    with caplog.at_level("WARNING"):
+        loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    assert loaded.sid_table_dict() == table and loaded.codebook_sizes == SIZES
+    assert "ignoring the key 'sid_table' of tokenizer_config.json" in caplog.text
+    assert "ignoring the key 'codebook_sizes'" in caplog.text
+
+
+@pytest.mark.parametrize("layout", ["v1", "versionless"])
+def test_directory_saved_by_the_previous_release_loads(bpe, tmp_path, layout):
+    """sid_table.json in the layouts the previous release wrote: ItemIndex v1 and versionless SIDTable."""
+    _, table, tok = bpe
+    tok.save_pretrained(tmp_path / "tok")
+    codes = [list(c) for c in table.values()]
+    if layout == "v1":
+        data = {
+            "format": "hf_semtok.sid_table",
+            "version": 1,
+            "codebook_sizes": SIZES,
+            "num_semantic_levels": 3,
+            "collision_strategy": None,
+            "stats": {},
+            "item_ids": list(table),
+            "codes": codes,
+        }
+    else:
+        data = {
+            "item_ids": list(table),
+            "codes": codes,
+            "codebook_sizes": SIZES,
+            "num_semantic_levels": 3,
+            "collision_strategy": "extra_level",
+            "stats": {"collision_rate_before": 0.0},
+        }
+    (tmp_path / "tok" / SID_TABLE_FILE).write_text(json.dumps(data))
+    loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    text = "bought " + tok.items_to_text(["item_003", "item_004"])
+    assert loaded(text)["input_ids"] == tok(text)["input_ids"]
+    assert loaded.parse_items(text) == ["item_003", "item_004"] and loaded.sid_table_dict() == table
+    loaded.save_pretrained(tmp_path / "again")  # re-saved in the current schema
+    saved = json.loads((tmp_path / "again" / SID_TABLE_FILE).read_text())
+    assert saved["format"] == "hf_semtok.sid_table" and saved["codes"] == codes
+
+
+def test_sid_table_is_the_one_table_object(bpe):
+    from hf_semtok import SIDTable
+
+    _, table, tok = bpe
+    assert isinstance(tok.sid_table, SIDTable) and tok.sid_table is tok.sid_table
+    assert tok.sid_table.as_dict() == table
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json"])
+def test_truncated_tokenizer_files_are_named(bpe, tmp_path, name):
+    _, _, tok = bpe
+    tok.save_pretrained(tmp_path / "tok")
+    path = tmp_path / "tok" / name
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(ValueError, match=rf"{name}: not valid JSON .*truncated or corrupt") as err:
+        SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    assert str(path) in str(err.value)
+
+
+def test_huge_codebook_fails_fast(bpe):
+    base, _, _ = bpe
+    with pytest.raises(ValueError, match=r"1 to 1048576 \(2\*\*20\) codes each"):
+        SemanticIDTokenizer.from_base(base, sid_table={"a": (0, 0)}, codebook_sizes=[2**40, 2])
+    with pytest.raises(ValueError, match="must be a list of integers"):
+        SemanticIDTokenizer.from_base(base, sid_table={"a": (0, 0, 0)}, codebook_sizes="448")
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -297,6 +395,73 @@ def test_unknown_item_malformed_and_out_of_range(bpe):
         tok.items_with_prefix((8,))
     with pytest.raises(ValueError, match="out of range"):
         tok.codes_to_token_ids([[0, 4]])
+
+
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        (np.zeros((2, 2, 3), dtype=np.int64), ValueError, "got a 3-D array"),
+        ([[[1, 2]], [[3, 4]]], ValueError, "3-D input"),
+        (b"<|sid_0_1|>", TypeError, "got bytes"),
+        ([1.0, 2.0], TypeError, "mixing float"),
+        (np.array([1.5, 2.0]), TypeError, "dtype float64"),
+        (torch.tensor([1.0, 2.0]), TypeError, "dtype float32"),
+        (torch.tensor([True, False]), TypeError, "dtype bool"),
+        ([True, False], TypeError, "mixing bool"),
+        ({"input_ids": [1, 2]}, TypeError, r"pass encoding\['input_ids'\]"),
+        (7, TypeError, "got int"),
+        ({1, 2}, TypeError, "got set"),
+        (None, TypeError, "got NoneType"),
+        (["text", 3], TypeError, "mixing"),
+    ],
+)
+def test_parse_items_rejects_what_is_not_text_or_token_ids(bpe, value, error, message):
+    _, _, tok = bpe
+    with pytest.raises(error, match=message):
+        tok.parse_items(value)
+
+
+def test_parse_items_accepts_ragged_batches_and_numpy_ints(bpe):
+    _, _, tok = bpe
+    a, b = tok.encode_items(["item_001"]), tok.encode_items(["item_002", "item_003"])
+    assert tok.parse_items([a, b]) == [["item_001"], ["item_002", "item_003"]]
+    assert tok.parse_items([np.int64(i) for i in a]) == ["item_001"]
+    assert tok.parse_items(torch.tensor(a, dtype=torch.int32)) == ["item_001"]
+    assert tok.parse_items([]) == [] and tok.parse_items(np.zeros(0)) == []
+
+
+@pytest.mark.parametrize("fake", ["<|sid_0_01|>", "<|sid_0_\uff11|>", "<|sid_00_1|>"])
+def test_sid_lookalikes_are_not_items_in_text_or_ids(bpe, fake):
+    _, table, tok = bpe
+    codes = table["item_001"]
+    real = [SID_TOKEN_TEMPLATE.format(level=lv, code=c) for lv, c in enumerate(codes)]
+    # the level-0 token written with a leading zero or full-width digit: not a token, so no SID either way
+    text = SID_START_TOKEN + fake.replace("1", str(codes[0])) + "".join(real[1:]) + SID_END_TOKEN
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.parse_items(text) == tok.parse_items(ids) == []
+    assert tok.parse_items(text, on_invalid="keep_prefix") == tok.parse_items(ids, on_invalid="keep_prefix")
+    only = tok(fake, add_special_tokens=False)["input_ids"]
+    assert (tok.token_ids_to_codes(only)[0] == -1).all()  # tokenizing the lookalike yields no SID token
+    with pytest.raises(ValueError, match="Malformed SID string"):
+        tok.sid_to_item(text)
+
+
+def test_item_api_rejects_non_integers(bpe):
+    _, table, tok = bpe
+    sid = table["item_005"]
+    for bad in [(sid[0], 1.7, sid[2]), (sid[0], float(sid[1]), sid[2]), (sid[0], True, sid[2])]:
+        with pytest.raises(TypeError, match="must be an integer"):
+            tok.sid_to_item(bad)
+    with pytest.raises(TypeError, match="must be an integer"):
+        tok.items_with_prefix((1.0,))
+    with pytest.raises(TypeError, match="tuple of integer codes"):
+        tok.sid_to_item(123)
+    assert tok.sid_to_item(np.asarray(sid, dtype=np.int32)) == "item_005"  # numpy integers are fine
+    assert tok.sid_to_item(tuple(np.int64(c) for c in sid)) == "item_005"
+    with pytest.raises(ValueError, match="must hold integers"):
+        tok.add_items(["new"], codes=[[0.5, 0, 0]])
+    with pytest.raises(TypeError, match="list of ids"):
+        tok.add_items("new", codes=[[0, 0, 0]])
 
 
 def test_bad_tables(bpe):
@@ -428,6 +593,75 @@ def test_add_items_unique_and_saved(with_rqvae, tmp_path):
     np.testing.assert_array_equal(loaded.sids_for_embeddings(new_emb), semantic)  # RQ-VAE reloaded exactly
     more = loaded.add_items(["later"], codes=semantic[:1])
     assert more["later"][:3] == tuple(semantic[0]) and len(set(loaded.sid_table_dict().values())) == 71
+
+
+def _saved_with_rqvae(with_rqvae, path):
+    from safetensors.torch import load_file
+
+    with_rqvae[0].save_pretrained(path)
+    return load_file(str(path / RQVAE_WEIGHTS_FILE))
+
+
+@pytest.mark.parametrize("damage", ["missing", "non_finite", "shape", "unexpected", "garbage"])
+def test_broken_rqvae_weights_are_named(with_rqvae, tmp_path, damage):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "tok"
+    tensors = _saved_with_rqvae(with_rqvae, path)
+    name = sorted(k for k, v in tensors.items() if v.is_floating_point() and v.ndim == 2)[0]
+    weights = path / RQVAE_WEIGHTS_FILE
+    if damage == "missing":
+        del tensors[name]
+        message = rf"missing \['{re.escape(name)}'\]"
+    elif damage == "non_finite":
+        tensors[name] = tensors[name].clone()
+        tensors[name][0, 0] = float("nan")
+        message = rf"tensor '{re.escape(name)}' holds NaN or inf"
+    elif damage == "shape":
+        tensors[name] = torch.zeros(tensors[name].shape[0] + 1, tensors[name].shape[1])
+        message = rf"tensor '{re.escape(name)}' has shape"
+    elif damage == "unexpected":
+        tensors["extra.weight"] = torch.zeros(2)
+        message = r"unexpected \['extra\.weight'\]"
+    if damage == "garbage":
+        weights.write_bytes(b"not a safetensors file at all")
+        message = "not a readable safetensors file"
+    else:
+        save_file(tensors, str(weights))
+    loaded = SemanticIDTokenizer.from_pretrained(path)
+    with pytest.raises(ValueError, match=message) as err:
+        loaded.sids_for_embeddings(with_rqvae[3][:2])
+    assert str(weights) in str(err.value)  # the real file, not a temporary path
+
+
+def test_rqvae_config_disagreeing_with_the_table_is_named(with_rqvae, tmp_path):
+    path = tmp_path / "tok"
+    _saved_with_rqvae(with_rqvae, path)
+    config_path = path / RQVAE_CONFIG_FILE
+    config = json.loads(config_path.read_text())
+    config["codebook_sizes"] = [4, 4, 4]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(
+        ValueError, match=r"field 'codebook_sizes' = \[4, 4, 4\] disagrees .*semantic levels \[4, 4, 3\]"
+    ):
+        SemanticIDTokenizer.from_pretrained(path)
+    config_path.write_text(json.dumps(config)[:20])
+    with pytest.raises(ValueError, match=rf"{re.escape(str(config_path))}: not valid JSON"):
+        SemanticIDTokenizer.from_pretrained(path)
+    # an RQ-VAE given to from_base must match the table too
+    tok, model, table, _ = with_rqvae
+    with pytest.raises(ValueError, match="the rqvae passed to from_base: field 'codebook_sizes'"):
+        SemanticIDTokenizer.from_base(
+            make_base("byte_bpe"), sid_table=table.as_dict(), codebook_sizes=[4, 4, 4, 40], rqvae=model
+        )
+
+
+def test_rqvae_reloads_exactly(with_rqvae, tmp_path):
+    tok, model, _, emb = with_rqvae
+    tok.save_pretrained(tmp_path / "tok")
+    loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.rqvae.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
 
 
 def test_cold_start_needs_rqvae(bpe):

@@ -210,3 +210,47 @@ def test_bad_embeddings_raise(emb):
         run(bad)
     with pytest.raises(ValueError, match="must be \\(n_items, dim\\)"):
         train_rqvae(torch.zeros(5))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"epochs": 0}, ValueError, "`epochs=0` trains nothing.*epochs > 0"),
+        ({"epochs": 0.0001}, ValueError, "0 training steps.*Raise `epochs`"),
+        ({"max_steps": 0}, ValueError, "`max_steps=0` trains nothing.*max_steps=-1"),
+        ({"epochs": float("nan")}, ValueError, "`epochs` is nan"),
+        ({"epochs": "3"}, TypeError, "`epochs` must be a number"),
+        ({"batch_size": 0}, ValueError, "`batch_size` is 0"),
+        ({"batch_size": 2.5}, TypeError, "`batch_size` must be an int"),
+        ({"max_steps": True}, TypeError, "`max_steps` must be an int"),
+        ({"learning_rate": 0.0}, ValueError, "`learning_rate` is 0.0"),
+        ({"warmup_ratio": 1.0}, ValueError, "`warmup_ratio` is 1.0"),
+        ({"config": small_config(autoencoder_warmup_steps=10)}, ValueError, "uses all 3 training steps"),
+    ],
+)
+def test_training_that_cannot_initialise_codebooks_is_refused(emb, monkeypatch, kwargs, error, message):
+    """0 steps (or warm-up for every step) would return SIDs from codebooks never initialised."""
+    from hf_semtok.rqvae import training
+
+    def no_training(*args, **kw):
+        raise AssertionError("training started before the arguments were checked")
+
+    monkeypatch.setattr(training._RQVAETrainer, "train", no_training)
+    kwargs = {"max_steps": 3, **kwargs} if "epochs" not in kwargs else {"max_steps": -1, **kwargs}
+    with pytest.raises(error, match=message):
+        train_rqvae(emb, **{"config": small_config(), "progress": False, "report": False, **kwargs})
+
+
+def test_ragged_tiny_and_missing_embeddings(emb):
+    with pytest.raises(ValueError, match="ragged list"):
+        train_rqvae([[0.1] * DIM, [0.2] * (DIM - 1)] * 20, config=small_config())
+    with pytest.raises(ValueError, match="ragged list"):
+        train_rqvae({"text": [[0.1] * DIM, [0.2]]}, config=small_config())
+    with pytest.raises(TypeError, match="`embeddings` must be"):
+        train_rqvae(None)
+    # Embeddings of magnitude 1e-30 are tiny, not missing: they train, and the model sees their direction.
+    tiny = run(emb.astype(np.float64) * 1e-30)
+    assert len(tiny.sid_table) == N
+    x_tiny, _ = tiny.model.prepare_inputs(emb.astype(np.float64) * 1e-30)
+    x_normal, _ = tiny.model.prepare_inputs(emb)
+    torch.testing.assert_close(x_tiny, x_normal, atol=1e-6, rtol=1e-5)

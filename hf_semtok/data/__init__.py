@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hf_semtok.data.amazon2014 import load_amazon2014, load_sequence_text
-from hf_semtok.data.catalogue import Catalogue, compose_item_text, leave_one_out_split
+from hf_semtok.data.catalogue import Catalogue, compose_item_text, history_windows, leave_one_out_split
 from hf_semtok.data.embeddings import catalogue_embeddings, embed_texts
 from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.data.lcrec import load_lcrec_dataset, load_lcrec_index, parse_sid_strings
@@ -17,6 +17,7 @@ __all__ = [
     "catalogue_embeddings",
     "compose_item_text",
     "embed_texts",
+    "history_windows",
     "leave_one_out_split",
     "load_amazon2014",
     "load_catalogue",

@@ -235,3 +235,41 @@ def leave_one_out_split(
             "leave_one_out_split: %d users with fewer than 3 items are used for training only", n_short
         )
     return train, valid, test
+
+
+def history_windows(length: int, width: int, stride: int) -> list[tuple[int, int, int]]:
+    """Cut a history of `length` items into windows of at most `width` items, `stride` items apart.
+
+    The one windowing rule of the library: the first window starts at item 0, every next one `stride` items
+    later, and the last one ends at the last item (no window is started once the previous one reached the end).
+    Each window also says which of its items no earlier window held, so a caller can make every item a target
+    exactly once: the generator's training windows (`width = max_history + 1`), the SFT examples (`stride=1`:
+    item `t` is predicted from `history[max(0, t - max_history) : t]`) and the CPT history documents
+    (`width = max_history`) are all cut here.
+
+    Args:
+        length: Items in the history (0 gives no window).
+        width: Most items per window (>= 1).
+        stride: Items between the starts of two windows (>= 1).
+
+    Returns:
+        `(start, first_new, stop)` per window: the window is `history[start:stop]`, and `history[first_new:stop]`
+        are the items no earlier window held (`first_new == start` for the first window).
+
+    Example:
+        `history_windows(25, 21, 10)` gives `[(0, 0, 21), (10, 21, 25)]`.
+    """
+    if width < 1 or stride < 1:
+        raise ValueError(
+            f"history_windows needs width >= 1 and stride >= 1; got width={width}, stride={stride}."
+        )
+    windows = []
+    start, covered = 0, 0
+    while start < length:
+        stop = min(start + width, length)
+        windows.append((start, max(start, covered), stop))
+        if stop >= length:
+            break
+        covered = stop
+        start += stride
+    return windows

@@ -13,8 +13,9 @@ Two kinds of data, both built from **training** histories only (the first output
   is labelled (`-100` on prompt tokens). With `prefix_prob > 0` some targets are cut to a random SID prefix
   (progressive prefix targets), so the model can also retrieve at a coarse level.
 
-Everything is deterministic under `seed`. `PaddingCollator` pads batches dynamically (right padding, labels
-padded with `-100`).
+Both kinds cut histories with `hf_semtok.data.history_windows`, the library's one windowing rule. Tokenised rows
+are plain lists of dicts (the `Trainer` takes any sized, indexable dataset) and `lm_collator(tokenizer)`, the stock
+`DataCollatorForSeq2Seq` with `label_pad_token_id=-100`, pads them. Everything is deterministic under `seed`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DataCollatorForSeq2Seq
 
+from hf_semtok.data.catalogue import history_windows
 from hf_semtok.prompts import history_prompt, target_text
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "cpt_documents",
     "tokenize_sft",
     "tokenize_cpt",
+    "lm_collator",
     "PaddingCollator",
     "TokenizedDataset",
 ]
@@ -113,11 +117,16 @@ def sft_examples(
     out = []
     for user in sorted(train_histories):
         history = list(train_histories[user])
-        positions = list(range(min_history, len(history)))
+        # stride 1: every item after the first `min_history` is a target, with the `max_history` items before it
+        spans = [
+            (start, t)
+            for start, first_new, stop in history_windows(len(history), max_history + 1, stride=1)
+            for t in range(max(first_new, min_history), stop)
+        ]
         if max_examples_per_user is not None:
-            positions = positions[-max_examples_per_user:]
-        for t in positions:
-            context = history[max(0, t - max_history) : t]
+            spans = spans[-max_examples_per_user:]
+        for start, t in spans:
+            context = history[start:t]
             levels = None
             if prefix_prob > 0 and num_levels > 1 and rng.random() < prefix_prob:
                 levels = rng.randint(1, num_levels - 1)
@@ -205,8 +214,8 @@ def cpt_documents(
         check_histories(tokenizer, train_histories)
         for user in sorted(train_histories):
             history = list(train_histories[user])
-            for start in range(0, max(1, len(history) - max_history + stride), stride):
-                window = history[start : start + max_history]
+            for start, _, stop in history_windows(len(history), max_history, stride):
+                window = history[start:stop]
                 if len(window) < 2:
                     continue
                 if "histories" in kinds:
@@ -304,26 +313,38 @@ def tokenize_cpt(
     return [{"input_ids": c, "attention_mask": [1] * len(c), "labels": list(c)} for c in chunks if len(c) > 1]
 
 
-class TokenizedDataset(torch.utils.data.Dataset):
-    """A list of tokenised rows as a map-style dataset for `Trainer`."""
+def lm_collator(tokenizer: Any, pad_to_multiple_of: int | None = None) -> DataCollatorForSeq2Seq:
+    """The collator of every LM training in the library: the stock `DataCollatorForSeq2Seq`.
 
-    def __init__(self, rows: Sequence[Mapping[str, list[int]]]) -> None:
-        self.rows = list(rows)
+    It pads `input_ids` with the tokenizer's pad token, writes the `attention_mask`, and pads `labels` with
+    `-100` (so padding is never a label), all on the tokenizer's `padding_side` (right by default).
 
-    def __len__(self) -> int:
-        return len(self.rows)
+    Args:
+        tokenizer: The `SemanticIDTokenizer` (it must have a pad token).
+        pad_to_multiple_of: Round the padded length up to a multiple of this (tensor cores), or `None`.
 
-    def __getitem__(self, i: int) -> Mapping[str, list[int]]:
-        return self.rows[i]
+    Returns:
+        `DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True, ...)`.
+    """
+    if tokenizer.pad_token_id is None:
+        raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token before training.")
+    return DataCollatorForSeq2Seq(
+        tokenizer, padding=True, pad_to_multiple_of=pad_to_multiple_of, label_pad_token_id=IGNORE_INDEX
+    )
+
+
+def TokenizedDataset(rows: Sequence[Mapping[str, list[int]]]) -> list[Mapping[str, list[int]]]:  # noqa: N802
+    """Deprecated: the `Trainer` takes the list of rows itself; this returns `list(rows)`."""
+    return list(rows)
 
 
 @dataclass
 class PaddingCollator:
-    """Pad a batch to its longest row on the right (`labels` with `-100`, `attention_mask` with 0).
+    """Deprecated: use `lm_collator(tokenizer)`. Right-pads like it, for callers that only know the pad id.
 
     Args:
         pad_token_id: Id written in padded `input_ids` positions.
-        pad_to_multiple_of: Round the padded length up to a multiple of this (tensor cores), or `None`.
+        pad_to_multiple_of: Round the padded length up to a multiple of this, or `None`.
     """
 
     pad_token_id: int
@@ -333,14 +354,15 @@ class PaddingCollator:
         length = max(len(r["input_ids"]) for r in rows)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = {
-            "input_ids": torch.full((len(rows), length), self.pad_token_id, dtype=torch.long),  # (batch, seq)
-            "attention_mask": torch.zeros((len(rows), length), dtype=torch.long),
-            "labels": torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long),
+
+        def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+            out = torch.nn.utils.rnn.pad_sequence(
+                [torch.tensor(x) for x in seqs], batch_first=True, padding_value=value
+            )  # (batch, longest)
+            return torch.nn.functional.pad(out, (0, length - out.shape[1]), value=value)  # (batch, length)
+
+        return {
+            "input_ids": pad([r["input_ids"] for r in rows], self.pad_token_id),
+            "attention_mask": pad([[1] * len(r["input_ids"]) for r in rows], 0),
+            "labels": pad([r.get("labels", r["input_ids"]) for r in rows], IGNORE_INDEX),
         }
-        for b, row in enumerate(rows):
-            n = len(row["input_ids"])
-            batch["input_ids"][b, :n] = torch.tensor(row["input_ids"])
-            batch["attention_mask"][b, :n] = 1
-            batch["labels"][b, :n] = torch.tensor(row.get("labels", row["input_ids"]))
-        return batch

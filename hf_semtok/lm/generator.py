@@ -9,9 +9,9 @@ Prompts: the generator reads bare SID sequences. `build_sid_tokenizer` gives the
 history, so training and `recommend()` see the same tokens.
 
 Training sequences: a user's training history `[i_1, ..., i_n]` (validation and test targets removed by
-`leave_one_out_split`) is cut into windows of at most `max_history + 1` items. The first window starts at `i_1`
-and every item in it is a target. Later windows start `window_stride` items further on, and only their items
-not yet covered are targets. So every training item is predicted once, with between `max_history + 1 -
+`leave_one_out_split`) is cut by `hf_semtok.data.history_windows` into windows of at most `max_history + 1`
+items. The first window starts at `i_1` and every item in it is a target. Later windows start `window_stride`
+items further on, and only their items not yet covered are targets. So every training item is predicted once, with between `max_history + 1 -
 window_stride` and `max_history` items of context once the history is long enough.
 """
 
@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -31,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from hf_semtok.data.catalogue import history_windows
 from hf_semtok.evaluation import evaluate_recommender
-from hf_semtok.generation import PrefillOnceLM
+from hf_semtok.io_utils import atomic_directory
+from hf_semtok.lm.corpus import lm_collator
 from hf_semtok.prompts import HISTORY_PREFIX, NEXT_ITEM_SUFFIX, history_prompt
 from hf_semtok.sids.assignment import sid_table_from_codes
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
@@ -199,7 +200,6 @@ def history_sequences(
     Returns:
         One dict per window: `input_ids` and `labels` (`-100` on context-only items and the first token).
     """
-    width = max_history + 1
     per_item = tokenizer.num_levels + 2  # <|sid_start|>, codes, <|sid_end|>
     out = []
     for history in train_histories.values():
@@ -207,31 +207,11 @@ def history_sequences(
         if not history:
             continue
         ids = tokenizer.encode_items(history)  # (len(history) * per_item,)
-        covered = 0
-        start = 0
-        while True:
-            stop = min(start + width, len(history))
-            window = ids[start * per_item : stop * per_item]
-            labels = list(window)
-            n_context = covered - start  # items already predicted by an earlier window
-            labels[: max(1, n_context * per_item)] = [-100] * max(1, n_context * per_item)
-            out.append({"input_ids": list(window), "labels": labels})
-            covered = stop
-            if stop >= len(history):
-                break
-            start += window_stride
+        for start, first_new, stop in history_windows(len(history), max_history + 1, window_stride):
+            window = list(ids[start * per_item : stop * per_item])
+            n_masked = max(1, (first_new - start) * per_item)  # items an earlier window predicted; token 0
+            out.append({"input_ids": window, "labels": [-100] * n_masked + window[n_masked:]})
     return out
-
-
-class _SequenceDataset(torch.utils.data.Dataset):
-    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        return self.rows[i]
 
 
 class _Clock:
@@ -273,7 +253,7 @@ def _make_callback(
         def _evaluate(self, state: Any, model: Any) -> None:
             began = time.perf_counter()
             metrics = evaluate_recommender(
-                PrefillOnceLM(model),
+                model,  # recommend() prefills each prompt once (PrefillOnceLM) by default
                 tokenizer,
                 valid,
                 ks=config.ks,
@@ -414,8 +394,8 @@ def train_generator(
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=_SequenceDataset(rows),
-            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True),
+            train_dataset=rows,  # the Trainer takes any sized, indexable dataset
+            data_collator=lm_collator(tokenizer),
             optimizers=(optimizer, scheduler),
             callbacks=[callback],
         )
@@ -450,14 +430,11 @@ def order_by_history_length(examples: list[tuple[Any, str]], max_history: int) -
 
 
 def _save_atomic(model: Any, tokenizer: Any, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
+    """Save `model` and `tokenizer` together into `target`, replacing it in one step (see `atomic_directory`).
+
+    The tokenizer is written first: a model's `save_pretrained` adds its files beside whatever the folder holds,
+    whereas a tokenizer save may replace the folder it is given.
+    """
+    with atomic_directory(target) as tmp:
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        model.save_pretrained(tmp)

@@ -2,7 +2,8 @@
 
 `extend_model` grows the LM's embeddings to `len(tokenizer)`, initialises the rows of the SID tokens and
 markers by a documented rule, keeps tied weights tied, and returns the ids to train through
-`peft.LoraConfig(trainable_token_indices=...)` (see `sid_lora_config`).
+`peft.LoraConfig(trainable_token_indices=...)` (see `sid_lora_config`), or alone, with no LoRA, through
+`peft.TrainableTokensConfig` (see `sid_trainable_tokens_config`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["extend_model", "sid_lora_config", "input_embedding_module_name"]
+__all__ = ["extend_model", "sid_lora_config", "sid_trainable_tokens_config", "input_embedding_module_name"]
 
 
 def _sid_ids(tokenizer: Any) -> list[int]:
@@ -209,6 +210,37 @@ def input_embedding_module_name(model: Any) -> str:
     raise ValueError("The model's input embeddings are not among its modules.")
 
 
+def _checked_sid_ids(model: Any, tokenizer: Any) -> list[int]:
+    sid_ids = _sid_ids(tokenizer)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if max(sid_ids) >= rows:
+        raise ValueError(
+            f"SID token id {max(sid_ids)} has no embedding row ({rows} rows); call extend_model(model, tokenizer)."
+        )
+    return sid_ids
+
+
+def sid_trainable_tokens_config(model: Any, tokenizer: Any):
+    """A `peft.TrainableTokensConfig` that trains only the SID rows of the embeddings (no LoRA).
+
+    `get_peft_model(model, sid_trainable_tokens_config(model, tokenizer))` freezes everything else and trains a
+    delta for the SID rows only. With tied embeddings the LM head reads the same rows (it is wrapped too), and
+    `merge_and_unload()` writes the rows back into the one shared matrix, so the weights stay tied; an untied LM
+    head stays frozen. The saved adapter holds only those rows.
+
+    Args:
+        model: The extended LM (after `extend_model`).
+        tokenizer: The `SemanticIDTokenizer`.
+
+    Returns:
+        `peft.TrainableTokensConfig(target_modules=[<embedding name>], token_indices=sid ids)`.
+    """
+    from peft import TrainableTokensConfig
+
+    sid_ids = _checked_sid_ids(model, tokenizer)
+    return TrainableTokensConfig(target_modules=[input_embedding_module_name(model)], token_indices=sid_ids)
+
+
 def sid_lora_config(
     model: Any,
     tokenizer: Any,
@@ -221,7 +253,7 @@ def sid_lora_config(
     """A `peft.LoraConfig` that trains LoRA adapters plus only the SID rows of the embeddings.
 
     With tied embeddings peft's trainable tokens also train (and stay tied to) the LM head rows; the saved adapter
-    holds only those rows (see HF_NOTES: `modules_to_save` would copy whole matrices and untie on merge).
+    holds only those rows (`modules_to_save` would copy whole matrices and untie them on merge).
 
     Args:
         model: The extended LM (after `extend_model`).
@@ -234,12 +266,7 @@ def sid_lora_config(
     """
     from peft import LoraConfig
 
-    sid_ids = _sid_ids(tokenizer)
-    rows = model.get_input_embeddings().weight.shape[0]
-    if max(sid_ids) >= rows:
-        raise ValueError(
-            f"SID token id {max(sid_ids)} has no embedding row ({rows} rows); call extend_model(model, tokenizer)."
-        )
+    sid_ids = _checked_sid_ids(model, tokenizer)
     return LoraConfig(
         task_type="CAUSAL_LM",
         r=r,

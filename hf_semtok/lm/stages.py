@@ -10,29 +10,40 @@ Stages (PLUM, arXiv 2510.07784; LC-Rec, arXiv 2311.09049):
 
 `run_lm_stage(config)` loads (or builds) the base model and the `SemanticIDTokenizer`, checks them, builds the
 corpus from the training split of `leave_one_out_split` only, trains with `Trainer` (seeded, `use_cpu` without a
-GPU, checkpoints every `save_steps`, resuming from the last `checkpoint-N` in `output_dir` automatically), then
-saves the model (or adapter), the tokenizer and a model card in `output_dir`. It runs unchanged under
+GPU, checkpoints every `save_steps`, resuming from the last complete `checkpoint-N` in `output_dir` automatically,
+and doing nothing when that checkpoint already finished), then saves the model (or adapter), the tokenizer and a
+model card in `output_dir`, atomically. `LMStageArguments` extends `transformers.TrainingArguments`. It runs unchanged under
 `accelerate launch` (DDP, FSDP, DeepSpeed) and `torchrun`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
+from transformers.trainer_utils import (
+    PREFIX_CHECKPOINT_DIR,
+    SchedulerType,
+    get_last_checkpoint,
+    sort_checkpoints,
+)
 
 from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data.catalogue import leave_one_out_split
 from hf_semtok.data.loading import load_catalogue
+from hf_semtok.hub import card_template_path
+from hf_semtok.io_utils import atomic_directory
 from hf_semtok.lm.corpus import (
     PaddingCollator,
     TokenizedDataset,
@@ -48,12 +59,15 @@ from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
 __all__ = [
+    "LMStageArguments",
     "LMStageConfig",
     "LMStageResult",
     "load_sid_tokenizer",
     "load_base_model",
     "prepare_model",
     "build_train_rows",
+    "last_complete_checkpoint",
+    "is_finished",
     "train_with_resume",
     "save_stage_output",
     "render_adapter_card",
@@ -67,9 +81,34 @@ ADAPTER_CARD_TEMPLATE = "adapter_card.md"
 EXTENDED_FLAG = "hf_semtok_sid_rows"
 
 
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+def _training_default(name: str, default: Any) -> Any:
+    """A new default for an inherited `TrainingArguments` field, keeping its help text."""
+    return field(default=default, metadata=TrainingArguments.__dataclass_fields__[name].metadata)
+
+
+def _as_dict(value: Any, name: str) -> dict[str, Any]:
+    """A mapping given in YAML, or as a YAML/JSON string on the command line (`'{hidden_size: 64}'`)."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = yaml.safe_load(value) if value.strip() else {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a mapping such as {{hidden_size: 64}}, got {value!r}.")
+    return dict(value)
+
+
 @dataclass
-class LMStageConfig:
-    """One training stage of a causal LM on Semantic IDs (the YAML keys of both recipes).
+class LMStageArguments(TrainingArguments):
+    """One training stage of a causal LM on Semantic IDs: `transformers.TrainingArguments` plus the model,
+    tokenizer, data and LoRA settings (the YAML keys of `continued_pretraining.py` and `finetune_lora.py`).
+
+    Every `TrainingArguments` field is a key too (`max_steps`, `save_steps`, `bf16`, `optim`, ...); only the
+    defaults of a few differ (`output_dir`, `learning_rate`, `per_device_train_batch_size`, `lr_scheduler_type`,
+    `logging_steps`, `save_steps`, `save_total_limit`, `remove_unused_columns`). Without a GPU `use_cpu` is set.
 
     Model: `model_name_or_path` (a Hub name such as `Qwen/Qwen2.5-0.5B`, or the previous stage's `output_dir`), or
     `model_config` (`hf_semtok.small_models.build_causal_lm` arguments) for a small model built from scratch.
@@ -79,59 +118,93 @@ class LMStageConfig:
     """
 
     # model and tokenizer
-    model_name_or_path: str | None = None
-    model_config: dict[str, Any] = field(default_factory=dict)
-    tokenizer_name_or_path: str | None = None
-    base_tokenizer: str | None = None
-    base_vocab_size: int = 600
-    sid_table: str | None = None
-    sid_init: Literal["mean", "codebook"] = "mean"
-    # data
-    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = "synthetic"
-    data_dir: str | None = None
-    dataset_name: str | None = None
-    synthetic_items: int = 1000
-    synthetic_users: int = 2000
-    data: Literal["cpt", "sft"] = "sft"
-    cpt_kinds: list[str] = field(
-        default_factory=lambda: ["item_to_sid", "sid_to_item", "histories", "sequences"]
+    model_name_or_path: str | None = _help(
+        "Base causal LM: a Hub name or local directory (e.g. the previous stage's output_dir).", default=None
     )
-    max_history: int = 20
-    window_stride: int | None = None
-    use_titles: bool = False
-    prefix_prob: float = 0.0
-    max_examples_per_user: int | None = None
-    max_length: int = 512
-    pack: bool = True
+    model_config: dict | str | None = _help(
+        "build_causal_lm arguments of a small model built from scratch, e.g. '{hidden_size: 64}'.",
+        default=None,
+    )
+    tokenizer_name_or_path: str | None = _help(
+        "A saved SemanticIDTokenizer (directory or Hub name).", default=None
+    )
+    base_tokenizer: str | None = _help(
+        "Base tokenizer to add SIDs to (with sid_table); 'train' trains a byte-level BPE on the titles.",
+        default=None,
+    )
+    base_vocab_size: int = _help(
+        "Vocabulary size of a base tokenizer trained with base_tokenizer=train.", default=600
+    )
+    sid_table: str | None = _help("sid_table.json written by recipes/train_rqvae.py.", default=None)
+    sid_init: Literal["mean", "codebook"] = _help(
+        "How the new SID embedding rows are initialised.", default="mean"
+    )
+    # data
+    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = _help(
+        "Catalogue format.", default="synthetic"
+    )
+    data_dir: str | None = _help("Directory of the catalogue files (not for synthetic).", default=None)
+    dataset_name: str | None = _help(
+        "Dataset name inside data_dir, where the format needs one.", default=None
+    )
+    synthetic_items: int = _help("Items of the synthetic catalogue.", default=1000)
+    synthetic_users: int = _help("Users of the synthetic catalogue.", default=2000)
+    data: Literal["cpt", "sft"] = _help("cpt: SID/text documents; sft: history -> next item.", default="sft")
+    cpt_kinds: list[str] = _help(
+        "CPT document kinds.",
+        default_factory=lambda: ["item_to_sid", "sid_to_item", "histories", "sequences"],
+    )
+    max_history: int = _help("Most items of history in a prompt or document.", default=20)
+    window_stride: int | None = _help(
+        "Stride of the CPT history windows (default: max_history).", default=None
+    )
+    use_titles: bool = _help("Put titles in the SFT prompts.", default=False)
+    prefix_prob: float = _help("Share of SFT targets cut to a SID prefix.", default=0.0)
+    max_examples_per_user: int | None = _help("Cap of SFT examples per user.", default=None)
+    max_length: int = _help("Token length of a training row.", default=512)
+    pack: bool = _help("Pack CPT documents into max_length blocks.", default=True)
     # what trains
-    train_mode: Literal["sid_embeddings", "full", "lora"] = "lora"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    # Trainer
-    output_dir: str = "outputs/lm"
-    learning_rate: float = 2e-4
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    per_device_train_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    warmup_steps: int = 0
-    lr_scheduler_type: str = "cosine"
-    weight_decay: float = 0.0
-    logging_steps: int = 10
-    save_steps: int = 200
-    save_total_limit: int | None = 2
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    report_to: str = "none"
-    resume: bool = True
-    training_args: dict[str, Any] = field(default_factory=dict)
-    seed: int = DEFAULT_SEED
-    progress: bool = True
-    # Hub
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
+    train_mode: Literal["sid_embeddings", "full", "lora"] = _help(
+        "sid_embeddings: only the SID rows; full: every weight; lora: LoRA + the SID rows.", default="lora"
+    )
+    lora_r: int = _help("LoRA rank.", default=16)
+    lora_alpha: int = _help("LoRA alpha.", default=32)
+    lora_dropout: float = _help("LoRA dropout.", default=0.05)
+    lora_target_modules: list[str] | str = _help(
+        "Modules LoRA wraps: 'all-linear' or names such as q_proj v_proj.", default="all-linear"
+    )
+    resume: bool = _help(
+        "Resume from the last complete checkpoint-N in output_dir; a finished run is not trained again.",
+        default=True,
+    )
+    # TrainingArguments fields with other defaults
+    output_dir: str | None = _training_default("output_dir", "outputs/lm")
+    learning_rate: float = _training_default("learning_rate", 2e-4)
+    per_device_train_batch_size: int = _training_default("per_device_train_batch_size", 16)
+    lr_scheduler_type: SchedulerType | str = _training_default("lr_scheduler_type", "cosine")
+    logging_steps: float = _training_default("logging_steps", 10)
+    save_steps: float = _training_default("save_steps", 200)
+    save_total_limit: int | None = _training_default("save_total_limit", 2)
+    remove_unused_columns: bool = _training_default("remove_unused_columns", False)
+
+    def __post_init__(self) -> None:
+        self.model_config = _as_dict(self.model_config, "model_config")
+        if self.lora_target_modules == ["all-linear"]:  # `--lora_target_modules all-linear` arrives as a list
+            self.lora_target_modules = "all-linear"
+        if self.push_to_hub and not self.hub_model_id:  # fail before hours of training, not after
+            raise ValueError("push_to_hub needs hub_model_id (e.g. 'my-org/qwen2.5-0.5b-semtok-lora').")
+        if self.train_mode == "sid_embeddings" and self.weight_decay:
+            logger.info(
+                "weight_decay is set to 0 for train_mode=sid_embeddings: decay would move the frozen rows."
+            )
+            self.weight_decay = 0.0
+        if not self.use_cpu and not torch.cuda.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+
+
+#: The former name of [`LMStageArguments`].
+LMStageConfig = LMStageArguments
 
 
 @dataclass
@@ -146,6 +219,7 @@ class LMStageResult:
     train_loss: float | None
     trainable_parameters: int
     world_size: int = 1
+    already_finished: bool = False
 
 
 def load_sid_tokenizer(
@@ -231,7 +305,7 @@ def _check_vocab(model: Any, tokenizer: Any) -> None:
             raise ValueError(f"The tokenizer's {name}={tid} has no embedding row in the model ({rows} rows).")
 
 
-def prepare_model(model: Any, tokenizer: Any, cfg: LMStageConfig) -> Any:
+def prepare_model(model: Any, tokenizer: Any, cfg: LMStageArguments) -> Any:
     """Check the model against the tokenizer, add/initialise the SID rows once, and set what trains.
 
     Returns:
@@ -272,7 +346,7 @@ def prepare_model(model: Any, tokenizer: Any, cfg: LMStageConfig) -> Any:
     return get_peft_model(model, lora)
 
 
-def build_train_rows(tokenizer: Any, catalogue: Any, cfg: LMStageConfig) -> list[dict[str, list[int]]]:
+def build_train_rows(tokenizer: Any, catalogue: Any, cfg: LMStageArguments) -> list[dict[str, list[int]]]:
     """Tokenised CPT or SFT rows from the catalogue's **training** split (leave-one-out)."""
 
     check_histories(tokenizer, catalogue.histories)
@@ -302,90 +376,99 @@ def build_train_rows(tokenizer: Any, catalogue: Any, cfg: LMStageConfig) -> list
     return tokenize_sft(tokenizer, examples, max_length=cfg.max_length)
 
 
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest `checkpoint-N` in `output_dir` that was written to the end, or `None`.
-
-    The `Trainer` writes `trainer_state.json` last, so a checkpoint without it was cut short (a run killed while
-    saving); it is skipped, with a warning, and the previous complete one is used instead.
-    """
-    found = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        suffix = path.name.split("-", 1)[1]
-        if path.is_dir() and suffix.isdigit():
-            found.append((int(suffix), path))
-    for _, path in sorted(found, reverse=True):
-        if (path / "trainer_state.json").is_file():
-            return str(path)
-        logger.warning(
-            "Skipping %s: it has no trainer_state.json (the run was stopped while saving it).", path
-        )
+def _read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The checkpoint's `trainer_state.json`, or `None` (with a warning) when it is missing or unreadable."""
+    path = Path(checkpoint) / TRAINER_STATE_NAME
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        reason = f"it has no {TRAINER_STATE_NAME} (the run was stopped while saving it)"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = f"its {TRAINER_STATE_NAME} cannot be read ({err}; the run was stopped while writing it)"
+    else:
+        if isinstance(state, dict) and isinstance(state.get("global_step"), int):
+            return state
+        reason = f"its {TRAINER_STATE_NAME} has no global_step"
+    logger.warning("Skipping %s: %s.", checkpoint, reason)
     return None
 
 
-def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]]], cfg: LMStageConfig):
-    """Train with the stock `Trainer`, resuming from the last `checkpoint-N` in `cfg.output_dir` when present.
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, dict[str, Any] | None]:
+    """The newest `checkpoint-N` in `output_dir` that was written to the end, and its trainer state.
+
+    The newest checkpoint comes from `transformers.trainer_utils.get_last_checkpoint`. The `Trainer` writes
+    `trainer_state.json` last, so a checkpoint whose state file is missing, truncated or unparseable was cut short
+    (a run killed while saving): it is skipped with a warning and the previous complete one is used instead.
 
     Returns:
-        `(trainer, resumed_from)`; `resumed_from` is the checkpoint path or `None`.
+        `(path, state)`, or `(None, None)` when there is no complete checkpoint (or no `output_dir`).
     """
+    if not os.path.isdir(output_dir):
+        return None, None
+    last = get_last_checkpoint(str(output_dir))
+    if last is None:
+        return None, None
+    older = [path for path in reversed(sort_checkpoints(str(output_dir))) if Path(path) != Path(last)]
+    for path in [last, *older]:
+        state = _read_trainer_state(path)
+        if state is not None:
+            return path, state
+    return None, None
 
+
+def is_finished(state: dict[str, Any], cfg: LMStageArguments) -> bool:
+    """Whether a checkpoint's trainer state already reached the end of the training `cfg` asks for.
+
+    With `max_steps > 0` the target is `max_steps`; otherwise it is the step count the checkpoint's run computed
+    for the same `num_train_epochs` (a changed `num_train_epochs` means more training is wanted).
+    """
+    if cfg.max_steps > 0:
+        target = cfg.max_steps
+    elif math.isclose(float(state.get("num_train_epochs", -1)), float(cfg.num_train_epochs)):
+        target = int(state.get("max_steps", 0))
+    else:
+        return False
+    return target > 0 and state["global_step"] >= target
+
+
+def _final_output_present(output_dir: str | os.PathLike) -> bool:
+    out = Path(output_dir)
+    weights = (out / "adapter_config.json").is_file() or (out / "config.json").is_file()
+    return weights and (out / "README.md").is_file()
+
+
+def _build_trainer(
+    model: Any, tokenizer: Any, rows: list[dict[str, list[int]]], cfg: LMStageArguments
+) -> Trainer:
     if not rows:
         raise ValueError("The training corpus is empty; check the histories and max_length.")
-    weight_decay = (
-        0.0 if cfg.train_mode == "sid_embeddings" else cfg.weight_decay
-    )  # decay would move frozen rows
-    args = TrainingArguments(
-        output_dir=cfg.output_dir,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        weight_decay=weight_decay,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        bf16=cfg.bf16,
-        report_to=cfg.report_to,
-        use_cpu=not torch.cuda.is_available(),
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        disable_tqdm=not cfg.progress,
-        remove_unused_columns=False,
-        **cfg.training_args,
-    )
-    resumed_from = None
-    if cfg.resume and os.path.isdir(cfg.output_dir):
-        resumed_from = last_complete_checkpoint(cfg.output_dir)
-        if resumed_from:
-            logger.info("Resuming from %s", resumed_from)
-    trainer = Trainer(
+    # `save_stage_output` pushes the result once at the end; the Trainer itself never talks to the Hub.
+    args = dataclasses.replace(cfg, push_to_hub=False) if cfg.push_to_hub else cfg
+    return Trainer(
         model=model,
         args=args,
         train_dataset=TokenizedDataset(rows),
         data_collator=PaddingCollator(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
     )
+
+
+def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]]], cfg: LMStageArguments):
+    """Train with the stock `Trainer`, resuming from the last complete `checkpoint-N` in `cfg.output_dir`.
+
+    Returns:
+        `(trainer, resumed_from)`; `resumed_from` is the checkpoint path or `None`.
+    """
+    trainer = _build_trainer(model, tokenizer, rows, cfg)
+    resumed_from = last_complete_checkpoint(cfg.output_dir)[0] if cfg.resume else None
+    if resumed_from:
+        logger.info("Resuming from %s", resumed_from)
     trainer.train(resume_from_checkpoint=resumed_from)
     return trainer, resumed_from
 
 
-def adapter_card_template_path() -> Path:
-    """The adapter card template: the packaged copy, else `model_cards/` of a source checkout."""
-    packaged = Path(str(resources.files("hf_semtok") / "templates" / ADAPTER_CARD_TEMPLATE))
-    if packaged.is_file():
-        return packaged
-    checkout = Path(__file__).resolve().parent.parent / "model_cards" / ADAPTER_CARD_TEMPLATE
-    if checkout.is_file():
-        return checkout
-    raise FileNotFoundError(f"Model card template {ADAPTER_CARD_TEMPLATE} not found; reinstall hf_semtok.")
-
-
-def render_adapter_card(cfg: LMStageConfig, tokenizer: Any, facts: dict[str, Any]) -> Any:
-    """Render `model_cards/adapter_card.md` for a trained stage (a `huggingface_hub.ModelCard`)."""
+def render_adapter_card(cfg: LMStageArguments, tokenizer: Any, facts: dict[str, Any]) -> Any:
+    """Render the adapter card template (`adapter_card.md`) for a trained stage (a `huggingface_hub.ModelCard`)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     base = cfg.model_name_or_path if cfg.model_name_or_path and "/" in cfg.model_name_or_path else None
@@ -399,7 +482,7 @@ def render_adapter_card(cfg: LMStageConfig, tokenizer: Any, facts: dict[str, Any
     )
     return ModelCard.from_template(
         data,
-        template_path=str(adapter_card_template_path()),
+        template_path=str(card_template_path(ADAPTER_CARD_TEMPLATE)),
         model_id=cfg.hub_model_id or Path(cfg.output_dir).name,
         base_model_name=cfg.model_name_or_path or f"built from config {json.dumps(cfg.model_config)}",
         stage=cfg.data,
@@ -408,45 +491,45 @@ def render_adapter_card(cfg: LMStageConfig, tokenizer: Any, facts: dict[str, Any
         num_levels=tokenizer.num_levels,
         codebook_sizes=list(tokenizer.codebook_sizes),
         facts=facts,
-        config_json=json.dumps(asdict(cfg), indent=2, default=str),
+        config_json=cfg.to_json_string(),
     )
 
 
-def save_stage_output(model: Any, tokenizer: Any, cfg: LMStageConfig, facts: dict[str, Any]) -> Path:
-    """Save the model (or adapter), the tokenizer and `README.md` into `cfg.output_dir` (written atomically).
+def _keep_checkpoints(name: str) -> bool:
+    """Entries of an existing `output_dir` a new save carries over: the Trainer's checkpoints and logs."""
+    return name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") or name == "runs"
 
-    Files go to a temporary directory first and are then moved in, so a crash never leaves a half-written model.
+
+def save_stage_output(model: Any, tokenizer: Any, cfg: LMStageArguments, facts: dict[str, Any]) -> Path:
+    """Save the model (or adapter), the tokenizer and `README.md` into `cfg.output_dir`, atomically.
+
+    `output_dir` is replaced in one step (`hf_semtok.io_utils.atomic_directory`), so a crash never leaves a
+    half-written model; the `checkpoint-N` directories already there are kept (resume and re-runs need them),
+    files of an earlier save are not.
     """
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=out))
-    try:
+    card = render_adapter_card(cfg, tokenizer, facts)
+    with atomic_directory(cfg.output_dir, keep=_keep_checkpoints) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        render_adapter_card(cfg, tokenizer, facts).save(tmp / "README.md")
-        for path in tmp.iterdir():
-            target = out / path.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(path, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        card.save(Path(tmp) / "README.md")
     if cfg.push_to_hub:
-        if not cfg.hub_model_id:
-            raise ValueError("push_to_hub needs hub_model_id (e.g. 'my-org/qwen2.5-0.5b-semtok-lora').")
         model.push_to_hub(cfg.hub_model_id)
         tokenizer.push_to_hub(cfg.hub_model_id)
-        render_adapter_card(cfg, tokenizer, facts).push_to_hub(cfg.hub_model_id)
-    return out
+        card.push_to_hub(cfg.hub_model_id)
+    return Path(cfg.output_dir)
 
 
 def run_lm_stage(
-    cfg: LMStageConfig, tokenizer: Any = None, catalogue: Any = None, model: Any = None
+    cfg: LMStageArguments, tokenizer: Any = None, catalogue: Any = None, model: Any = None
 ) -> LMStageResult:
     """Run one stage end to end: load, check, build the corpus, train (with resume), save.
 
+    With `cfg.resume`, a run whose last complete checkpoint already reached the end of training is not trained
+    again: if its output was saved, nothing happens (logged; the result has `already_finished=True` and no
+    model); if the save was cut short, the weights of that checkpoint are loaded and saved.
+
     Args:
-        cfg: The stage configuration.
+        cfg: The stage arguments.
         tokenizer: A ready `SemanticIDTokenizer` (default: from `cfg`).
         catalogue: A ready `Catalogue` (default: `load_catalogue` from `cfg`).
         model: A ready causal LM (default: from `cfg`).
@@ -454,9 +537,24 @@ def run_lm_stage(
     Returns:
         An `LMStageResult`.
     """
-
-    if cfg.push_to_hub and not cfg.hub_model_id:  # fail before hours of training, not after
-        raise ValueError("push_to_hub needs hub_model_id (e.g. 'my-org/qwen2.5-0.5b-semtok-lora').")
+    checkpoint, state = last_complete_checkpoint(cfg.output_dir) if cfg.resume else (None, None)
+    finished = state is not None and is_finished(state, cfg)
+    if finished and _final_output_present(cfg.output_dir):
+        logger.warning(
+            "%s already finished training (%s, global step %d) and its output is saved: nothing to do. "
+            "Raise max_steps / num_train_epochs to train further, or set resume=false (or another output_dir) "
+            "to start over.", cfg.output_dir, checkpoint, state["global_step"],
+        )  # fmt: skip
+        return LMStageResult(
+            model=None,
+            tokenizer=None,
+            output_dir=Path(cfg.output_dir),
+            resumed_from=checkpoint,
+            global_step=state["global_step"],
+            train_loss=None,
+            trainable_parameters=0,
+            already_finished=True,
+        )
     set_seed(cfg.seed)
     if catalogue is None:
         catalogue = load_catalogue(
@@ -480,7 +578,17 @@ def run_lm_stage(
         "%s stage (%s): %d rows, %d trainable parameters, rank %d", cfg.data, cfg.train_mode, len(rows), n_trainable,
         int(os.environ.get("RANK", 0)),
     )  # fmt: skip
-    trainer, resumed_from = train_with_resume(model, tokenizer, rows, cfg)
+    if finished:
+        logger.warning(
+            "%s finished training at %s but its output was not saved: saving the weights of that checkpoint.",
+            cfg.output_dir, checkpoint,
+        )  # fmt: skip
+        trainer = _build_trainer(model, tokenizer, rows, cfg)
+        trainer._load_from_checkpoint(checkpoint)
+        trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+        resumed_from = checkpoint
+    else:
+        trainer, resumed_from = train_with_resume(model, tokenizer, rows, cfg)
     losses = [r["train_loss"] for r in trainer.state.log_history if "train_loss" in r]
     facts = {
         "global_step": trainer.state.global_step,

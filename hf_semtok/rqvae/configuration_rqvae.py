@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from transformers import PreTrainedConfig
 
+from hf_semtok.constants import MAX_CODEBOOK_SIZE
+
 __all__ = ["RQVAEConfig"]
 
 _GRADIENT_ESTIMATORS = ("ste", "rotation")
+#: Largest input, hidden or latent dimension accepted (a layer of 2**20 x 2**20 floats would need 4 TB).
+MAX_LAYER_SIZE = 2**20
+#: Most residual levels (and encoder hidden layers) accepted.
+MAX_LEVELS = 64
 _CONTRASTIVE_ON = ("latent", "quantized")
 # Keys transformers itself writes into / passes through a config (beside the dataclass fields of the base).
 _GENERIC_CONFIG_KEYS = {
@@ -124,17 +133,20 @@ class RQVAEConfig(PreTrainedConfig):
         _reject_unknown_keys(kwargs)
         if modality_dims is None:
             modality_dims = {"text": 384}
-        if isinstance(modality_dims, bool) or not isinstance(modality_dims, (int, dict)):
+        if isinstance(modality_dims, numbers.Integral) and not isinstance(modality_dims, bool):
+            modality_dims = {"text": modality_dims}
+        if not isinstance(modality_dims, Mapping):
             raise ValueError(
                 f"`modality_dims` must be a dict name -> dimension or an int, got {modality_dims!r}; "
                 'pass e.g. `modality_dims={"text": 384}` or `modality_dims=384`.'
             )
-        if isinstance(modality_dims, int):
-            modality_dims = {"text": modality_dims}
-        modality_dims = {str(k): int(v) for k, v in modality_dims.items()}
+        modality_dims = {
+            str(k): _as_int(f"modality_dims[{k!r}]", v, None, MAX_LAYER_SIZE)
+            for k, v in modality_dims.items()
+        }
         if modality_order is not None:
             # config.json is written with sorted keys: `modality_order` restores the concatenation order.
-            if sorted(modality_order) != sorted(modality_dims):
+            if isinstance(modality_order, str) or sorted(modality_order) != sorted(modality_dims):
                 raise ValueError(
                     f"`modality_order` {modality_order} must list exactly the modalities of `modality_dims` "
                     f"{sorted(modality_dims)}; leave it out to use the order of `modality_dims`."
@@ -142,26 +154,35 @@ class RQVAEConfig(PreTrainedConfig):
             modality_dims = {name: modality_dims[name] for name in modality_order}
         self.modality_dims = modality_dims
         self.modality_order = list(modality_dims)
+        if modality_weights is not None and not isinstance(modality_weights, Mapping):
+            raise ValueError(
+                f"`modality_weights` must be a dict name -> weight, got {modality_weights!r}; e.g. "
+                '{"text": 1.0, "image": 0.5}.'
+            )
         self.modality_weights = (
-            None if modality_weights is None else {str(k): float(v) for k, v in modality_weights.items()}
+            None
+            if modality_weights is None
+            else {str(k): _as_float(f"modality_weights[{k!r}]", v) for k, v in modality_weights.items()}
         )
-        self.hidden_sizes = [int(h) for h in hidden_sizes]
-        self.latent_dim = int(latent_dim)
-        self.codebook_sizes = [int(k) for k in codebook_sizes]
-        self.commitment_weight = float(commitment_weight)
-        self.codebook_loss_weight = float(codebook_loss_weight)
+        self.hidden_sizes = _as_int_list("hidden_sizes", hidden_sizes, 1, MAX_LAYER_SIZE, allow_empty=True)
+        self.latent_dim = _as_int("latent_dim", latent_dim, None, MAX_LAYER_SIZE)
+        self.codebook_sizes = _as_int_list(
+            "codebook_sizes", codebook_sizes, None, MAX_CODEBOOK_SIZE, allow_empty=True
+        )
+        self.commitment_weight = _as_float("commitment_weight", commitment_weight)
+        self.codebook_loss_weight = _as_float("codebook_loss_weight", codebook_loss_weight)
         self.gradient_estimator = gradient_estimator
-        self.contrastive_weight = float(contrastive_weight)
-        self.contrastive_temperature = float(contrastive_temperature)
+        self.contrastive_weight = _as_float("contrastive_weight", contrastive_weight)
+        self.contrastive_temperature = _as_float("contrastive_temperature", contrastive_temperature)
         self.contrastive_on = contrastive_on
-        self.progressive_masking_prob = float(progressive_masking_prob)
-        self.kmeans_init = bool(kmeans_init)
-        self.kmeans_iters = int(kmeans_iters)
-        self.autoencoder_warmup_steps = int(autoencoder_warmup_steps)
-        self.dead_code_threshold = int(dead_code_threshold)
-        self.reseed_interval = int(reseed_interval)
-        self.dropout = float(dropout)
-        self.normalize_inputs = bool(normalize_inputs)
+        self.progressive_masking_prob = _as_float("progressive_masking_prob", progressive_masking_prob)
+        self.kmeans_init = _as_bool("kmeans_init", kmeans_init)
+        self.kmeans_iters = _as_int("kmeans_iters", kmeans_iters, 1, 10_000)
+        self.autoencoder_warmup_steps = _as_int("autoencoder_warmup_steps", autoencoder_warmup_steps, 0)
+        self.dead_code_threshold = _as_int("dead_code_threshold", dead_code_threshold, 0)
+        self.reseed_interval = _as_int("reseed_interval", reseed_interval, 1)
+        self.dropout = _as_float("dropout", dropout)
+        self.normalize_inputs = _as_bool("normalize_inputs", normalize_inputs)
         self._validate()
         super().__init__(**kwargs)
 
@@ -192,8 +213,6 @@ class RQVAEConfig(PreTrainedConfig):
             for name, w in self.modality_weights.items():
                 if not w > 0:
                     raise ValueError(f"`modality_weights[{name!r}]` is {w}; weights must be > 0.")
-        if any(h <= 0 for h in self.hidden_sizes):
-            raise ValueError(f"`hidden_sizes` {self.hidden_sizes} must contain only positive sizes.")
         if self.latent_dim <= 0:
             raise ValueError(f"`latent_dim` is {self.latent_dim}; it must be > 0 (e.g. 32).")
         if not self.codebook_sizes:
@@ -235,6 +254,47 @@ class RQVAEConfig(PreTrainedConfig):
             raise ValueError(f"`reseed_interval` is {self.reseed_interval}; it must be >= 1.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` is {self.dropout}; it must lie in [0, 1).")
+
+
+def _as_int(name: str, value: Any, minimum: int | None, maximum: int | None = None) -> int:
+    """`value` as an int in `[minimum, maximum]`; floats, strings and bools are rejected, not truncated."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an int, got {type(value).__name__} {value!r}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` is {value}; it must be at most {maximum}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` is {value}; it must be >= {minimum}.")
+    return int(value)
+
+
+def _as_int_list(
+    name: str, value: Any, minimum: int | None, maximum: int, allow_empty: bool = False
+) -> list[int]:
+    """A list of ints in `[minimum, maximum]`, at most `MAX_LEVELS` long."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"`{name}` must be a list of ints, got {type(value).__name__} {value!r}.")
+    items = list(value)
+    if not items and not allow_empty:
+        raise ValueError(f"`{name}` is empty; give one size per level, e.g. [256, 256, 256].")
+    if len(items) > MAX_LEVELS:
+        raise ValueError(f"`{name}` has {len(items)} entries; at most {MAX_LEVELS} are supported.")
+    return [_as_int(f"{name}[{i}]", v, minimum, maximum) for i, v in enumerate(items)]
+
+
+def _as_float(name: str, value: Any) -> float:
+    """`value` as a finite float; strings, bools, NaN and infinities are rejected."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"`{name}` must be a number, got {type(value).__name__} {value!r}.")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"`{name}` is {value}; it must be a finite number.")
+    return float(value)
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    """`value` as a bool; strings such as "false" are rejected instead of being read as True."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise ValueError(f"`{name}` must be True or False, got {type(value).__name__} {value!r}.")
+    return bool(value)
 
 
 def _reject_unknown_keys(kwargs: dict[str, Any]) -> None:

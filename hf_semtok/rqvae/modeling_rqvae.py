@@ -11,7 +11,9 @@ A row with only some NaN entries, any infinite value, or an item with no modalit
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
@@ -19,6 +21,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -26,7 +29,7 @@ from transformers.utils import ModelOutput
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.quantization import ResidualQuantizer
 
-__all__ = ["RQVAEModel", "RQVAEOutput", "EmbeddingsInput", "concat_modalities"]
+__all__ = ["RQVAEModel", "RQVAEOutput", "EmbeddingsInput", "concat_modalities", "validate_loaded"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +78,26 @@ def concat_modalities(embeddings: EmbeddingsInput, modality_dims: Mapping[str, i
 
 
 def _as_float_tensor(value: Any, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"`{name}` must be a (n_items, dim) float matrix, got {type(value).__name__}.")
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        try:
+            array = np.asarray(value)
+        except ValueError as err:  # numpy refuses lists of rows of different lengths
+            raise ValueError(
+                f"`{name}` is a ragged list: its rows have different lengths. Give a (n_items, dim) matrix with "
+                "one row of the same length per item."
+            ) from err
+        if array.dtype == object:
+            raise ValueError(
+                f"`{name}` is a ragged or mixed list (numpy made an object array of shape {array.shape}); give "
+                "a (n_items, dim) matrix of floats with rows of the same length."
+            )
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+            raise TypeError(f"`{name}` must hold floats, got dtype {array.dtype}.")
+        t = torch.as_tensor(array)
     if t.dim() != 2:
         raise ValueError(f"`{name}` must be a 2-D matrix (n_items, dim), got shape {tuple(t.shape)}.")
     if not t.is_floating_point():
@@ -170,6 +192,122 @@ class RQVAEModel(RQVAEPreTrainedModel):
         self.register_buffer("num_training_steps", torch.zeros((), dtype=torch.long))
         self.post_init()
 
+    # ------------------------------------------------------------------------------------------
+    # Loading: damaged files fail here, not later as random SIDs
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any
+    ):
+        """`PreTrainedModel.from_pretrained`, plus checks that the loaded model is the saved one.
+
+        transformers fills weights missing from `model.safetensors` with fresh random values and only logs it;
+        here a missing or unexpected tensor, a shape that disagrees with `config.json`, or a non-finite weight is
+        a `ValueError` naming the file (see [`validate_loaded`]). Unreadable files (truncated JSON or
+        safetensors) are a `ValueError` naming the file too; a missing directory or file is a
+        `FileNotFoundError`.
+
+        Returns:
+            The model, or `(model, loading_info)` with `output_loading_info=True`.
+        """
+        want_info = bool(kwargs.pop("output_loading_info", False))
+        source = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(source):
+            for name in ("config.json", "model.safetensors"):
+                if name == "model.safetensors" and any(
+                    n.endswith((".safetensors", ".bin", ".safetensors.index.json"))
+                    for n in os.listdir(source)
+                ):
+                    continue
+                if not os.path.isfile(os.path.join(source, name)):
+                    raise FileNotFoundError(
+                        f"{os.path.join(source, name)} is missing: {source} is not a complete saved RQVAEModel "
+                        "(it needs config.json and model.safetensors, written by save_pretrained)."
+                    )
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        except (FileNotFoundError, TypeError):
+            raise
+        except ValueError as err:
+            if "config.json" in str(err) or source in str(err):
+                raise
+            raise ValueError(f"Cannot load the RQ-VAE from {source}: {err}") from err
+        except Exception as err:  # JSON, safetensors and state-dict errors of damaged files
+            raise ValueError(
+                f"Cannot load the RQ-VAE from {source}: {_damaged_file_hint(source, err)} ({type(err).__name__}: "
+                f"{str(err)[:300]}). The files are damaged or incomplete; save the model again."
+            ) from err
+        validate_loaded(model, os.path.join(source, "model.safetensors"), info)
+        return (model, info) if want_info else model
+
+    @classmethod
+    def from_files(cls, config_file: str | os.PathLike, weights_file: str | os.PathLike) -> RQVAEModel:
+        """Load an RQ-VAE from a config JSON and a safetensors file with any names (e.g. `rqvae_config.json` and
+        `rqvae.safetensors` saved beside a `SemanticIDTokenizer`), checking both strictly.
+
+        Args:
+            config_file: The model's config, as `config.json` written by `save_pretrained`.
+            weights_file: Its weights, as `model.safetensors`.
+
+        Returns:
+            The model, in eval mode.
+
+        Raises:
+            FileNotFoundError: A file is missing.
+            ValueError: A file is unreadable (truncated or not JSON / safetensors), the config is invalid, or the
+                weights disagree with the config (missing, unexpected or misshapen tensors, non-float or
+                non-finite values). The message names the file.
+        """
+        config_file, weights_file = os.fspath(config_file), os.fspath(weights_file)
+        for path in (config_file, weights_file):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"RQ-VAE file {path} is missing; save the model (or tokenizer) again."
+                )
+        try:
+            with open(config_file, encoding="utf-8") as f:
+                data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"{config_file} is not valid JSON ({err}); the file is damaged, save it again."
+            ) from err
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{config_file} must hold a JSON object (an RQVAEConfig), got {type(data).__name__}."
+            )
+        data = {k: v for k, v in data.items() if k not in ("architectures", "transformers_version", "dtype")}
+        try:
+            config = RQVAEConfig(**data)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{config_file}: {err}") from err
+        try:
+            state = load_file(weights_file)
+        except Exception as err:  # safetensors raises its own error type for truncated or corrupted files
+            raise ValueError(
+                f"{weights_file} is not a readable safetensors file ({type(err).__name__}: {str(err)[:200]}); "
+                "the file is damaged, save the model again."
+            ) from err
+        model = cls(config)
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": []}
+        for key in sorted(set(state) & set(expected)):
+            if tuple(state[key].shape) != tuple(expected[key].shape):
+                info["mismatched_keys"].append((key, tuple(state[key].shape), tuple(expected[key].shape)))
+            elif state[key].dtype != expected[key].dtype and (
+                expected[key].is_floating_point() != state[key].is_floating_point()
+            ):
+                raise ValueError(
+                    f"{weights_file}: tensor {key!r} has dtype {state[key].dtype}, expected {expected[key].dtype}; "
+                    "the file is damaged or from another model."
+                )
+        _check_loading_info(info, weights_file, config_file)
+        model.load_state_dict(state, strict=True)
+        validate_loaded(model, weights_file)
+        return model.eval()
+
     @property
     def in_warmup(self) -> bool:
         """Whether the next training step is an autoencoder warm-up step (no quantization)."""
@@ -193,19 +331,15 @@ class RQVAEModel(RQVAEPreTrainedModel):
         blocks = list(torch.split(raw, dims, dim=1)) if len(dims) > 1 else [raw]
         presence = []
         for i, (name, block) in enumerate(zip(cfg.modality_dims, blocks)):
-            norm = block.norm(dim=1, keepdim=True)  # (n, 1); NaN/inf anywhere in a row shows here
-            if not bool(torch.isfinite(norm).all()):
-                inf_rows = torch.isinf(block).any(1)  # (n,)
-                if inf_rows.any():
-                    bad = inf_rows.nonzero().flatten()[:10].tolist()
-                    raise ValueError(
-                        f"Modality {name!r} has infinite values (rows {bad}); fix or drop these items."
-                    )
-                nan = torch.isnan(block)
-                if not nan.any():
-                    raise ValueError(f"Modality {name!r} has values too large for float32 norms; rescale it.")
-                all_nan = nan.all(1)
-                partial = nan.any(1) & ~all_nan
+            inf_rows = torch.isinf(block).any(1)  # (n,)
+            if inf_rows.any():
+                bad = inf_rows.nonzero().flatten()[:10].tolist()
+                raise ValueError(
+                    f"Modality {name!r} has infinite values (rows {bad}); fix or drop these items."
+                )
+            nan = torch.isnan(block)  # (n, dim)
+            if nan.any():
+                partial = nan.any(1) & ~nan.all(1)
                 if partial.any():
                     bad = partial.nonzero().flatten()[:10].tolist()
                     raise ValueError(
@@ -213,9 +347,15 @@ class RQVAEModel(RQVAEPreTrainedModel):
                         "modality must be a row of all NaN or all zeros. Fix or drop these rows."
                     )
                 block = block.nan_to_num(0.0)
-                norm = block.norm(dim=1, keepdim=True)  # (n, 1)
-            presence.append(norm > 0)
-            blocks[i] = block / norm.clamp_min(1e-12) if cfg.normalize_inputs else block
+            # Divide by the largest |value| first: rows of tiny (1e-30) or huge (1e30) values keep an exact
+            # direction instead of a float32 norm that underflows to 0 or overflows to inf.
+            peak = block.abs().amax(dim=1, keepdim=True)  # (n, 1)
+            presence.append(peak > 0)
+            if cfg.normalize_inputs:
+                scaled = block / peak.clamp_min(torch.finfo(block.dtype).tiny)  # (n, dim), max |value| 1
+                blocks[i] = scaled / scaled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            else:
+                blocks[i] = block
         present = torch.cat(presence, dim=1)  # (n, modalities) bool
         if len(dims) == 1:
             if not bool(present.all()):
@@ -458,6 +598,93 @@ class RQVAEModel(RQVAEPreTrainedModel):
         self.train(was_training)
         n = max(raw.shape[0], 1)
         return [float(t) / n for t in totals]
+
+
+def _damaged_file_hint(source: str, err: BaseException) -> str:
+    """Which file of a saved model directory an exception from `from_pretrained` most likely concerns."""
+    text = f"{type(err).__name__} {err}".lower()
+    if "json" in text or "config" in text:
+        return f"{os.path.join(source, 'config.json')} is unreadable"
+    if "mismatch" in text or "shape" in text:
+        return (
+            f"{os.path.join(source, 'model.safetensors')} has tensors whose shapes disagree with config.json"
+        )
+    return f"{os.path.join(source, 'model.safetensors')} is unreadable"
+
+
+def _check_loading_info(info: Mapping[str, Any], weights_file: str, config_file: str | None = None) -> None:
+    missing = list(info.get("missing_keys") or [])
+    unexpected = list(info.get("unexpected_keys") or [])
+    mismatched = list(info.get("mismatched_keys") or [])
+    if missing:
+        raise ValueError(
+            f"{weights_file} lacks {len(missing)} tensor(s) the model needs, e.g. {missing[:3]}; transformers "
+            "would fill them with random values. The file is damaged or from another model; save it again."
+        )
+    if unexpected:
+        raise ValueError(
+            f"{weights_file} holds {len(unexpected)} tensor(s) the model does not have, e.g. {unexpected[:3]}; "
+            "the file is from another model or version. Save the model again."
+        )
+    if mismatched:
+        key, got, want = mismatched[0][:3] if len(mismatched[0]) >= 3 else (mismatched[0], "?", "?")
+        raise ValueError(
+            f"{weights_file}: tensor {key!r} has shape {got} but {config_file or 'config.json'} implies {want}; "
+            "the weights and the config do not belong together."
+        )
+
+
+def validate_loaded(
+    model: RQVAEModel, source: str | os.PathLike, loading_info: Mapping[str, Any] | None = None
+) -> RQVAEModel:
+    """Reject a loaded RQ-VAE whose weights are not the saved ones.
+
+    Checks: no missing, unexpected or misshapen tensors in `loading_info` (as returned by
+    `from_pretrained(..., output_loading_info=True)`), every parameter and buffer finite, and encoder, decoder and
+    codebook shapes that agree with `model.config`.
+
+    Args:
+        model: The loaded model.
+        source: The file (or directory) it came from, named in the errors.
+        loading_info: Optional `output_loading_info` of `from_pretrained`.
+
+    Returns:
+        `model`, unchanged.
+
+    Raises:
+        ValueError: Naming `source` and what is wrong.
+    """
+    source = os.fspath(source)
+    if loading_info is not None:
+        _check_loading_info(loading_info, source)
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{source}: tensor {name!r} holds NaN or infinite values; the file is damaged. Save the model again "
+                "(or retrain it if training diverged)."
+            )
+    cfg = model.config
+    first = model.encoder[0]
+    last = [m for m in model.decoder if isinstance(m, nn.Linear)][-1]
+    if first.in_features != cfg.input_dim or last.out_features != cfg.input_dim:
+        raise ValueError(
+            f"{source}: the encoder/decoder take {first.in_features}/{last.out_features} inputs but the config's "
+            f"modality_dims sum to {cfg.input_dim}; the weights and config do not belong together."
+        )
+    sizes = [tuple(cb.shape) for cb in model.quantizer.codebooks]
+    want = [(k, cfg.latent_dim) for k in cfg.codebook_sizes]
+    if sizes != want:
+        raise ValueError(
+            f"{source}: codebooks have shapes {sizes} but the config (codebook_sizes {cfg.codebook_sizes}, "
+            f"latent_dim {cfg.latent_dim}) implies {want}; the weights and config do not belong together."
+        )
+    if cfg.kmeans_init and not bool(model.quantizer.initialized):
+        logger.warning(
+            "%s: the RQ-VAE's codebooks were never initialised (the model was saved before training); its SIDs "
+            "are meaningless until it is trained.",
+            source,
+        )
+    return model
 
 
 AutoConfig.register(RQVAEConfig.model_type, RQVAEConfig, exist_ok=True)

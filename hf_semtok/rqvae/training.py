@@ -11,7 +11,6 @@ import copy
 import logging
 import math
 import os
-import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -26,7 +25,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FILE
 from hf_semtok.data.features import build_cooccurrence_pairs
-from hf_semtok.io_utils import write_json_atomic
+from hf_semtok.io_utils import atomic_directory, write_json_atomic
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import EmbeddingsInput, RQVAEModel, concat_modalities
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
@@ -67,19 +66,6 @@ class RQVAETrainingResult:
     sid_table: SIDTable
     report: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _RowDataset(torch.utils.data.Dataset):
-    """Item indices; the collator gathers the rows (one tensor index instead of n small tensors)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
 
 
 class _RowCollator:
@@ -235,7 +221,7 @@ def train_rqvae(
             encoder and decoder as a plain autoencoder before the k-means codebook initialisation (0 disables).
         seed: Seed of weights, batches, pair sampling and k-means: the same seed gives the same SIDs.
         output_dir: If set, write `config.json` + `model.safetensors`, the SID table, the quality report (JSON
-            and Markdown) and the training history there, atomically (temporary directory, then rename).
+            and Markdown) and the training history there, atomically (see [`save_training_result`]).
         collision_strategy: `"extra_level"` or `"reassign"` (see `hf_semtok.sids`).
         extra_level_size: Size of the dedup level (default: the largest group).
         kmeans_samples: Items sampled for the k-means codebook initialisation.
@@ -260,6 +246,22 @@ def train_rqvae(
         raise ValueError(
             f"`extra_level_size` is {extra_level_size!r}; give a positive int (room in the dedup level for items "
             "sharing codes, including ones added later with `add_items`) or None for the largest group."
+        )
+    _check_training_arguments(
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        window=window,
+        kmeans_samples=kmeans_samples,
+        logging_steps=logging_steps,
+        seed=seed,
+    )
+    if embeddings is None or isinstance(embeddings, (str, bytes)) or not hasattr(embeddings, "__len__"):
+        raise TypeError(
+            f"`embeddings` must be a (n_items, dim) matrix or a dict of them, got {type(embeddings).__name__}."
         )
     if len(embeddings) == 0:  # [] or an empty dict: nothing to infer dimensions from
         raise ValueError(_EMPTY_CATALOGUE)
@@ -298,6 +300,17 @@ def train_rqvae(
         )
 
     total_steps = max_steps if max_steps > 0 else int(math.ceil(n / batch_size) * epochs)
+    if total_steps < 1:
+        raise ValueError(
+            f"train_rqvae would run 0 training steps ({n} items, batch_size={batch_size}, epochs={epochs}): the "
+            "codebooks would never be initialised and the SIDs would be arbitrary. Raise `epochs` or set "
+            "`max_steps` >= 1."
+        )
+    if config.kmeans_init and config.autoencoder_warmup_steps >= total_steps:
+        raise ValueError(
+            f"`autoencoder_warmup_steps` ({config.autoencoder_warmup_steps}) uses all {total_steps} training steps: "
+            "the codebooks would never be initialised. Lower it, or train longer (`epochs` / `max_steps`)."
+        )
     if config.autoencoder_warmup_steps == 0 and warmup_ratio > 0 and config.kmeans_init:
         config = copy.deepcopy(config)
         config.autoencoder_warmup_steps = int(warmup_ratio * total_steps)
@@ -329,7 +342,7 @@ def train_rqvae(
         trainer = _RQVAETrainer(
             model=model,
             args=args,
-            train_dataset=_RowDataset(n),
+            train_dataset=range(n),  # item indices; the collator gathers the rows in one tensor index
             data_collator=_RowCollator(
                 raw, None if pairs is None else torch.from_numpy(pairs), batch_size, seed
             ),
@@ -342,6 +355,12 @@ def train_rqvae(
         steps = trainer.state.global_step
         history = [dict(rec) for rec in trainer.state.log_history]
     elapsed = time.perf_counter() - start
+    if not bool(model.quantizer.initialized):
+        raise ValueError(
+            f"The RQ-VAE codebooks were never initialised in {steps} training step(s) (autoencoder warm-up "
+            f"{config.autoencoder_warmup_steps} steps): its SIDs would be arbitrary. Train longer (`epochs` / "
+            "`max_steps`) or lower `warmup_ratio`."
+        )
     model = model.cpu().eval()
     codes, distances = model.encode(raw, return_distances=True)
     table = assign_unique_sids(
@@ -368,31 +387,90 @@ def train_rqvae(
     return result
 
 
+def _check_training_arguments(**kwargs: Any) -> None:
+    """Types and ranges of `train_rqvae`'s numeric arguments (before any work is done)."""
+    ints = {"max_steps": -1, "batch_size": 1, "window": 1, "kmeans_samples": 1, "logging_steps": 1, "seed": 0}
+    for name, minimum in ints.items():
+        value = kwargs[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"train_rqvae: `{name}` must be an int, got {type(value).__name__} {value!r}.")
+        if value < minimum:
+            raise ValueError(f"train_rqvae: `{name}` is {value}; it must be >= {minimum}.")
+    for name in ("epochs", "learning_rate", "weight_decay", "warmup_ratio"):
+        value = kwargs[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"train_rqvae: `{name}` must be a number, got {type(value).__name__} {value!r}.")
+        if not math.isfinite(float(value)) or value < 0:
+            raise ValueError(f"train_rqvae: `{name}` is {value}; it must be a finite number >= 0.")
+    if kwargs["max_steps"] == 0:
+        raise ValueError(
+            "train_rqvae: `max_steps=0` trains nothing, so the codebooks would never be initialised and the SIDs "
+            "would be arbitrary. Give max_steps >= 1, or max_steps=-1 to train for `epochs`."
+        )
+    if kwargs["max_steps"] < 0 and kwargs["epochs"] <= 0:
+        raise ValueError(
+            f"train_rqvae: `epochs={kwargs['epochs']}` trains nothing, so the codebooks would never be initialised "
+            "and the SIDs would be arbitrary. Give epochs > 0 (e.g. 100) or max_steps >= 1."
+        )
+    if not kwargs["learning_rate"] > 0:
+        raise ValueError(
+            f"train_rqvae: `learning_rate` is {kwargs['learning_rate']}; it must be > 0 (e.g. 2e-3)."
+        )
+    if not kwargs["warmup_ratio"] < 1:
+        raise ValueError(
+            f"train_rqvae: `warmup_ratio` is {kwargs['warmup_ratio']}; it must lie in [0, 1) (the codebooks are "
+            "initialised after the warm-up)."
+        )
+
+
+def _shape_of(value: Any, name: str) -> tuple[int, ...]:
+    try:
+        return np.shape(value)
+    except ValueError as err:  # numpy refuses ragged lists
+        raise ValueError(
+            f"`{name}` is a ragged list: its rows have different lengths. Give a (n_items, dim) matrix with one "
+            "row of the same length per item."
+        ) from err
+
+
 def _infer_modality_dims(embeddings: EmbeddingsInput) -> dict[str, int]:
     if isinstance(embeddings, Mapping):
         dims = {}
         for name, value in embeddings.items():
-            shape = np.shape(value)
+            shape = _shape_of(value, f"embeddings[{name!r}]")
             if len(shape) != 2:
                 raise ValueError(f"Modality {name!r} must be (n_items, dim), got shape {shape}.")
             dims[str(name)] = int(shape[1])
         return dims
-    shape = np.shape(embeddings)
+    shape = _shape_of(embeddings, "embeddings")
     if len(shape) != 2:
         raise ValueError(f"`embeddings` must be (n_items, dim), got shape {shape}.")
     return {"text": int(shape[1])}
 
 
-def save_training_result(result: RQVAETrainingResult, output_dir: str | os.PathLike) -> Path:
+def save_training_result(
+    result: RQVAETrainingResult,
+    output_dir: str | os.PathLike,
+    extra_files: Mapping[str, str] | None = None,
+) -> Path:
     """Write model, SID table, quality report and history to `output_dir` atomically.
 
-    Everything goes to a temporary sibling directory first, which then replaces `output_dir`, so a failure
-    never leaves a half-written directory.
+    Everything goes to a temporary sibling directory first, which then replaces `output_dir` in one step (see
+    [`~hf_semtok.io_utils.atomic_directory`]): a failure or a kill at any moment leaves either the previous
+    complete directory or the new one, never a mix and never nothing. Files of a previous version that this
+    save does not write are not kept.
+
+    Args:
+        result: What [`train_rqvae`] returned.
+        output_dir: The directory to create or replace.
+        extra_files: More text files to write in the same step, `{file name: UTF-8 text}` (e.g. the recipe's
+            resolved config), so they can never disagree with the model beside them.
+
+    Returns:
+        `Path`: `output_dir`.
     """
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    try:
+    with atomic_directory(output_dir) as tmp:
         result.model.save_pretrained(tmp)
         result.sid_table.to_json(tmp / SID_TABLE_FILE)
         write_json_atomic(result.report, tmp / QUALITY_REPORT_FILE)
@@ -401,17 +479,10 @@ def save_training_result(result: RQVAETrainingResult, output_dir: str | os.PathL
             (tmp / QUALITY_TABLE_FILE).write_text(
                 format_quality_table(result.report) + "\n", encoding="utf-8"
             )
-        old = None
-        if output_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
-            os.rmdir(old)
-            os.replace(output_dir, old)
-        os.replace(tmp, output_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        for name, text in (extra_files or {}).items():
+            if Path(name).name != name or name.startswith("."):
+                raise ValueError(f"`extra_files` keys must be plain file names, got {name!r}.")
+            (tmp / name).write_text(text, encoding="utf-8")
     logger.info("Saved RQ-VAE, SID table and quality report to %s", output_dir)
     return output_dir
 

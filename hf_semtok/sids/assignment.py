@@ -15,17 +15,22 @@ raises, since a codebook cannot be learned from fewer items than codes.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hf_semtok.io_utils import write_json_atomic  # noqa: F401  (was defined here; still importable)
+from hf_semtok.sid_table import (
+    SIDTable,
+    _jsonable,  # noqa: F401  (hf_semtok.rqvae.quality imports it from here)
+    as_code_matrix,
+    as_int_list,
+    check_code_range,
+    check_unique_item_ids,
+)
 
 __all__ = [
     "COLLISION_STRATEGIES",
@@ -41,153 +46,8 @@ COLLISION_STRATEGIES = ("extra_level", "reassign")
 _STRATEGIES = COLLISION_STRATEGIES
 
 
-# ----------------------------------------------------------------------------------------------
-# The table
-@dataclass
-class SIDTable:
-    """Item -> Semantic ID, with unique rows.
-
-    Attributes:
-        item_ids: Item identifiers, in row order.
-        codes: `(n_items, L)` int64, one SID per row, all rows distinct.
-        codebook_sizes: Number of codes of each of the `L` levels (the dedup level included when present).
-        num_semantic_levels: Levels that come from the RQ-VAE (`L` or `L - 1`).
-        collision_strategy: `"extra_level"` or `"reassign"`.
-        stats: Collision statistics (see [`collision_stats`]) and assignment counts.
-    """
-
-    item_ids: list[str]
-    codes: np.ndarray
-    codebook_sizes: list[int]
-    num_semantic_levels: int
-    collision_strategy: str = "extra_level"
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.item_ids = [str(i) for i in self.item_ids]
-        self.codes = np.asarray(self.codes, dtype=np.int64)
-        self.codebook_sizes = [int(k) for k in self.codebook_sizes]
-        self.num_semantic_levels = int(self.num_semantic_levels)
-        if self.codes.ndim != 2 or self.codes.shape[0] != len(self.item_ids):
-            raise ValueError(
-                f"`codes` must have shape (n_items={len(self.item_ids)}, levels), got {self.codes.shape}."
-            )
-        if self.codes.shape[1] != len(self.codebook_sizes):
-            raise ValueError(
-                f"`codes` has {self.codes.shape[1]} levels but `codebook_sizes` has {len(self.codebook_sizes)}."
-            )
-        if not 1 <= self.num_semantic_levels <= len(self.codebook_sizes):
-            raise ValueError(f"`num_semantic_levels` {self.num_semantic_levels} must lie in [1, L].")
-        _check_unique_ids(self.item_ids)
-        _check_code_range(self.codes, self.codebook_sizes)
-        if len(self.codes) and len(np.unique(self.codes, axis=0)) != len(self.codes):
-            raise ValueError("SIDTable rows must be unique; build the table with `assign_unique_sids`.")
-        self._index: dict[str, int] | None = None
-
-    def __len__(self) -> int:
-        return len(self.item_ids)
-
-    @property
-    def num_levels(self) -> int:
-        """Length `L` of every SID (dedup level included)."""
-        return len(self.codebook_sizes)
-
-    @property
-    def has_extra_level(self) -> bool:
-        """Whether the last level is the dedup level."""
-        return self.num_levels > self.num_semantic_levels
-
-    def index_of(self, item_id: str) -> int:
-        """Row of `item_id` (KeyError if unknown)."""
-        if self._index is None or len(self._index) != len(self.item_ids):
-            self._index = {item: i for i, item in enumerate(self.item_ids)}
-        return self._index[item_id]
-
-    def as_dict(self) -> dict[str, tuple[int, ...]]:
-        """`{item_id: (code_0, ..., code_{L-1})}`."""
-        return {item: tuple(int(c) for c in row) for item, row in zip(self.item_ids, self.codes)}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able representation (what `to_json` writes)."""
-        return {
-            "item_ids": list(self.item_ids),
-            "codes": self.codes.tolist(),
-            "codebook_sizes": list(self.codebook_sizes),
-            "num_semantic_levels": self.num_semantic_levels,
-            "collision_strategy": self.collision_strategy,
-            "stats": _jsonable(self.stats),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SIDTable:
-        """Inverse of [`to_dict`]."""
-        missing = {"item_ids", "codes", "codebook_sizes", "num_semantic_levels"} - set(data)
-        if missing:
-            raise ValueError(
-                f"SID table data lacks keys {sorted(missing)}; is this a file written by to_json?"
-            )
-        codes = np.asarray(data["codes"], dtype=np.int64).reshape(len(data["item_ids"]), -1)
-        return cls(
-            item_ids=list(data["item_ids"]),
-            codes=codes,
-            codebook_sizes=list(data["codebook_sizes"]),
-            num_semantic_levels=int(data["num_semantic_levels"]),
-            collision_strategy=data.get("collision_strategy", "extra_level"),
-            stats=dict(data.get("stats", {})),
-        )
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write the table to `path` atomically (temporary file in the same directory, then rename)."""
-        write_json_atomic(self.to_dict(), path)
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> SIDTable:
-        """Read a table written by [`to_json`]."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-# ----------------------------------------------------------------------------------------------
-# Validation helpers
-def _check_unique_ids(item_ids: Sequence[str]) -> None:
-    if len(set(item_ids)) != len(item_ids):
-        seen: set[str] = set()
-        dups = [i for i in item_ids if i in seen or seen.add(i)][:5]
-        raise ValueError(f"Duplicate item ids {dups}; every item needs a distinct id.")
-
-
-def _check_code_range(codes: np.ndarray, codebook_sizes: Sequence[int]) -> None:
-    if not len(codes):
-        return
-    sizes = np.asarray(codebook_sizes)
-    bad = (codes < 0) | (codes >= sizes[None, : codes.shape[1]])
-    if bad.any():
-        row, level = (int(v) for v in np.argwhere(bad)[0])
-        raise ValueError(
-            f"Code {int(codes[row, level])} of item row {row} at level {level} is outside "
-            f"[0, {sizes[level]}); check `codebook_sizes`."
-        )
-
-
 def _as_codes(codes: Any, name: str = "codes") -> np.ndarray:
-    arr = np.asarray(codes.cpu() if hasattr(codes, "cpu") else codes)
-    if arr.ndim != 2:
-        raise ValueError(f"`{name}` must be a 2-D array (n_items, levels), got shape {arr.shape}.")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"`{name}` must hold integers, got dtype {arr.dtype}.")
-    return arr.astype(np.int64)
+    return as_code_matrix(codes, f"`{name}`")
 
 
 def _group(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +122,7 @@ def assign_unique_sids(
         raise ValueError(f"`strategy` is {strategy!r}; use one of {_STRATEGIES}.")
     codes = _as_codes(codes)
     item_ids = [str(i) for i in item_ids]
-    codebook_sizes = [int(k) for k in codebook_sizes]
+    codebook_sizes = as_int_list(codebook_sizes, "codebook_sizes", "assign_unique_sids")
     n = len(codes)
     if n == 0:
         raise ValueError("Empty catalogue: `codes` has no rows; give at least one item.")
@@ -272,8 +132,8 @@ def assign_unique_sids(
         raise ValueError(
             f"`codes` has {codes.shape[1]} levels but `codebook_sizes` has {len(codebook_sizes)} entries."
         )
-    _check_unique_ids(item_ids)
-    _check_code_range(codes, codebook_sizes)
+    check_unique_item_ids(item_ids, "item_ids")
+    check_code_range(codes, codebook_sizes, item_ids, "codes")
     if n < max(codebook_sizes):
         logger.info(
             "%d items for codebooks of up to %d codes: some codes stay unused.", n, max(codebook_sizes)
@@ -410,12 +270,12 @@ def add_items_to_table(
             f"`new_codes` must have shape ({len(new_item_ids)}, {s}) (one row of semantic codes per new item), "
             f"got {new.shape}."
         )
-    _check_unique_ids(new_item_ids)
+    check_unique_item_ids(new_item_ids, "new_item_ids")
     known = set(table.item_ids)
     clash = [i for i in new_item_ids if i in known][:5]
     if clash:
         raise ValueError(f"Items {clash} are already in the table; new items need new ids.")
-    _check_code_range(new, table.codebook_sizes[:s])
+    check_code_range(new, table.codebook_sizes[:s], new_item_ids, "new_codes")
     dist = None
     if distances is not None and table.collision_strategy == "reassign":
         dist = _as_distances(distances, len(new), table.codebook_sizes[s - 1])
@@ -496,7 +356,7 @@ def sid_table_from_codes(
         raise ValueError(
             f"{len(missing)} items have no codes, e.g. {missing[:5]}; give codes for every item."
         )
-    mat = np.asarray([codes[i] for i in item_ids], dtype=np.int64)  # (n_items, L)
+    mat = as_code_matrix([codes[i] for i in item_ids], "sid_table_from_codes: codes")  # (n_items, L)
     sizes = list(codebook_sizes) if codebook_sizes is not None else [int(c) + 1 for c in mat.max(axis=0)]
     if len(np.unique(mat, axis=0)) == len(mat):
         return SIDTable(list(item_ids), mat, sizes, num_semantic_levels=len(sizes), collision_strategy="none")

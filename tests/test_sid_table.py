@@ -1,4 +1,4 @@
-"""ItemIndex, SIDTokenLookup and the SID-text helpers of hf_semtok.sid_table, checked against brute force."""
+"""SIDTable (validation, JSON schema, lookups), SIDTokenLookup and the SID-text helpers, checked against brute force."""
 
 from __future__ import annotations
 
@@ -20,13 +20,12 @@ from hf_semtok.sid_table import (
     EV_START,
     TABLE_FORMAT,
     TABLE_VERSION,
-    ItemIndex,
+    SIDTable,
     SIDTokenLookup,
     group_sid_events,
     parse_sid_string,
     scan_sid_text,
 )
-from hf_semtok.sids import SIDTable
 
 SIZES = [5, 3, 4]  # multi-resolution: 60 possible SIDs
 
@@ -50,7 +49,7 @@ def catalogue():
 
 @pytest.fixture(scope="module")
 def index(catalogue):
-    return ItemIndex.from_any(catalogue, SIZES)
+    return SIDTable.from_any(catalogue, SIZES)
 
 
 # ---------------------------------------------------------------- construction
@@ -66,97 +65,100 @@ def test_from_dict_keeps_order_codes_and_sizes(catalogue, index):
     assert not index.codes.flags.writeable
 
 
-def test_from_sid_table_keeps_metadata(catalogue):
-    table = SIDTable(
-        item_ids=list(catalogue),
-        codes=np.array(list(catalogue.values())),
-        codebook_sizes=SIZES,
-        num_semantic_levels=2,
-        collision_strategy="extra_level",
-        stats={"collisions": 3},
-    )
-    idx = ItemIndex.from_any(table)
-    assert idx.item_ids == table.item_ids
-    np.testing.assert_array_equal(idx.codes, table.codes)
-    assert idx.codebook_sizes == SIZES
-    assert idx.num_semantic_levels == 2
-    assert idx.collision_strategy == "extra_level"
-    assert idx.stats == {"collisions": 3}
-    # The index keeps its own copy: changing the table's array afterwards does not corrupt lookups.
-    before = idx.codes.copy()
-    table.codes[0] = table.codes[1]
-    np.testing.assert_array_equal(idx.codes, before)
-    assert idx.rows_of_keys(idx.keys_of(before[:1])).tolist() == [0]
+def test_table_keeps_metadata_and_a_private_copy_of_the_codes(catalogue):
+    codes = np.array(list(catalogue.values()))
+    table = SIDTable(list(catalogue), codes, SIZES, 2, "extra_level", {"collisions": 3})
+    assert table.num_semantic_levels == 2 and table.has_extra_level and table.num_levels == 3
+    assert table.collision_strategy == "extra_level" and table.stats == {"collisions": 3}
+    assert SIDTable.from_any(table) is table  # one class: nothing to convert
+    # The table keeps its own copy: changing the caller's array afterwards does not corrupt lookups.
+    before = codes.copy()
+    codes[0] = codes[1]
+    np.testing.assert_array_equal(table.codes, before)
+    assert table.rows_of_keys(table.keys_of(before[:1])).tolist() == [0]
+    with pytest.raises(ValueError, match="read-only"):
+        table.codes[0, 0] = 1
+
+
+def test_one_class_everywhere():
+    import hf_semtok
+    import hf_semtok.sids
+    import hf_semtok.sids.assignment
+
+    assert hf_semtok.SIDTable is hf_semtok.sids.SIDTable is hf_semtok.sids.assignment.SIDTable is SIDTable
 
 
 def test_from_dict_rejects_non_integer_codes():
     with pytest.raises(ValueError, match=r"item 'a' has non-integer codes \(0, 1\.7\)"):
-        ItemIndex.from_any({"a": (0, 1.7), "b": (1, 0)}, codebook_sizes=[2, 2])
-    assert ItemIndex.from_any({"a": (0, 1.0)}, codebook_sizes=[2, 2]).codes.tolist() == [[0, 1]]
+        SIDTable.from_any({"a": (0, 1.7), "b": (1, 0)}, codebook_sizes=[2, 2])
+    for value in [(0, 1.0), (0, True), ("0", 1)]:  # integral floats, bools and digit strings are not codes
+        with pytest.raises(ValueError, match="non-integer codes"):
+            SIDTable.from_any({"a": value}, codebook_sizes=[2, 2])
+    assert SIDTable.from_any({"a": (np.int32(0), 1)}, codebook_sizes=[2, 2]).codes.tolist() == [[0, 1]]
 
 
 def test_from_duck_typed_object_with_sidtable_fields():
     obj = SimpleNamespace(item_ids=[1, 2], codes=[[0, 1], [1, 0]], codebook_sizes=[2, 2])
-    idx = ItemIndex.from_any(obj)
+    idx = SIDTable.from_any(obj)
     assert idx.item_ids == ["1", "2"]  # ids are stored as strings
     assert idx.num_semantic_levels == 2 and idx.collision_strategy is None and idx.stats == {}
 
 
 def test_from_item_index_is_identity_unless_sizes_change(index):
-    assert ItemIndex.from_any(index) is index
-    assert ItemIndex.from_any(index, list(SIZES)) is index
-    wider = ItemIndex.from_any(index, [6, 3, 4])
+    assert SIDTable.from_any(index) is index
+    assert SIDTable.from_any(index, list(SIZES)) is index
+    wider = SIDTable.from_any(index, [6, 3, 4])
     assert wider is not index
     assert wider.codebook_sizes == [6, 3, 4]
     assert wider.item_ids == index.item_ids
     np.testing.assert_array_equal(wider.codes, index.codes)
     with pytest.raises(ValueError, match=r"out of range \[0, 2\)"):
-        ItemIndex.from_any(index, [2, 3, 4])
+        SIDTable.from_any(index, [2, 3, 4])
 
 
 def test_from_dict_with_rqvae_sizes_and_dedup_level():
     rqvae = SimpleNamespace(config=SimpleNamespace(codebook_sizes=[4, 4]))
-    idx = ItemIndex.from_any({"a": (1, 2), "b": (3, 0)}, rqvae=rqvae)
+    idx = SIDTable.from_any({"a": (1, 2), "b": (3, 0)}, rqvae=rqvae)
     assert idx.codebook_sizes == [4, 4] and idx.num_semantic_levels == 2
     # A third column the RQ-VAE does not know is a dedup level sized from the data.
-    dedup = ItemIndex.from_any({"a": (1, 2, 0), "b": (1, 2, 1), "c": (1, 2, 4)}, rqvae=rqvae)
+    dedup = SIDTable.from_any({"a": (1, 2, 0), "b": (1, 2, 1), "c": (1, 2, 4)}, rqvae=rqvae)
     assert dedup.codebook_sizes == [4, 4, 5]
     assert dedup.num_semantic_levels == 2
     # Explicit sizes win over the RQ-VAE's.
-    assert ItemIndex.from_any({"a": (1, 2)}, [2, 3], rqvae=rqvae).codebook_sizes == [2, 3]
+    assert SIDTable.from_any({"a": (1, 2)}, [2, 3], rqvae=rqvae).codebook_sizes == [2, 3]
 
 
 def test_from_any_rejects_other_types():
     with pytest.raises(ValueError, match="must be a dict item_id -> tuple of codes.*got list"):
-        ItemIndex.from_any([("a", (0, 1))], [2, 2])
+        SIDTable.from_any([("a", (0, 1))], [2, 2])
 
 
 def test_empty_table_is_rejected():
     with pytest.raises(ValueError, match="sid_table is empty"):
-        ItemIndex.from_any({}, [2, 2])
+        SIDTable.from_any({}, [2, 2])
 
 
 def test_missing_codebook_sizes_is_explained():
     with pytest.raises(ValueError, match="codebook_sizes is required.*pass codebook_sizes="):
-        ItemIndex.from_any({"a": (0, 1)})
+        SIDTable.from_any({"a": (0, 1)})
 
 
 def test_mixed_lengths_are_rejected():
     with pytest.raises(ValueError, match=r"same length; found lengths \[2, 3\]") as err:
-        ItemIndex.from_any({"a": (0, 1), "b": (0, 1, 2)}, [3, 3, 3])
+        SIDTable.from_any({"a": (0, 1), "b": (0, 1, 2)}, [3, 3, 3])
     assert "'a'" in str(err.value) and "'b'" in str(err.value)  # an example item of each length
 
 
 def test_duplicate_sids_name_both_items():
     with pytest.raises(ValueError, match=r"share the SID \(1, 2\); SIDs must be unique") as err:
-        ItemIndex.from_any({"a": (0, 0), "b": (1, 2), "c": (1, 2)}, [3, 3])
+        SIDTable.from_any({"a": (0, 0), "b": (1, 2), "c": (1, 2)}, [3, 3])
     assert "'b'" in str(err.value) and "'c'" in str(err.value)
     assert "'a'" not in str(err.value)
 
 
 def test_duplicate_item_ids_are_rejected():
-    with pytest.raises(ValueError, match=r"duplicate item ids in 'item_ids': \['x'\]"):
-        ItemIndex(["x", "y", "x"], np.array([[0], [1], [2]]), [3])
+    with pytest.raises(ValueError, match=r"Duplicate item ids in 'item_ids': \['x'\]"):
+        SIDTable(["x", "y", "x"], np.array([[0], [1], [2]]), [3])
 
 
 @pytest.mark.parametrize(
@@ -167,13 +169,21 @@ def test_duplicate_item_ids_are_rejected():
             [3, 3],
             r"must have shape \(num_items, num_levels\) = \(3, L\); got \(2, 2\)",
         ),
-        (np.zeros(3, dtype=int), [3], r"must have shape .*got \(3,\)"),
+        (np.zeros(3, dtype=int), [3], r"field 'codes' must be 2-D .*got shape \(3,\)"),
         (
             np.zeros((3, 2), dtype=int),
             [],
-            r"'codebook_sizes' must be a non-empty list of positive ints; got \[\]",
+            r"field 'codebook_sizes' must list 1 to 64 levels of 1 to 1048576 \(2\*\*20\) codes each; got \[\]",
         ),
-        (np.zeros((3, 2), dtype=int), [3, 0], r"positive ints; got \[3, 0\]"),
+        (np.zeros((3, 2), dtype=int), [3, 0], r"codes each; got \[3, 0\]"),
+        (np.zeros((3, 2), dtype=int), [3, 2**20 + 1], r"1 to 1048576 \(2\*\*20\) codes each"),
+        (
+            np.zeros((3, 2), dtype=int),
+            "33",
+            r"field 'codebook_sizes' must be a list of integers .*got str '33'",
+        ),
+        (np.zeros((3, 2), dtype=int), [3, 4.0], r"field 'codebook_sizes' must be a list of integers; 4\.0"),
+        (np.zeros((3, 2), dtype=int), [3, True], r"True \(bool\) is not"),
         (
             np.zeros((3, 2), dtype=int),
             [3, 3, 3],
@@ -182,7 +192,7 @@ def test_duplicate_item_ids_are_rejected():
         (
             np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]),
             [3, 3],
-            r"'codes' must be integers; got dtype float64",
+            r"field 'codes' must hold integers; got dtype float64",
         ),
         (
             np.array([[0, 1], [1, 3], [2, 3]]),
@@ -190,17 +200,22 @@ def test_duplicate_item_ids_are_rejected():
             r"code 3 of item 'b' at level 1 is out of range \[0, 3\).*2 item",
         ),
         (np.array([[0, 1], [-1, 0], [2, 2]]), [3, 3], r"code -1 of item 'b' at level 0 is out of range"),
-        (np.array([[0, 0], [0, 1], [1, 0]]), [2**31, 2**31], r"more than 2\*\*62 SIDs"),
+        (np.zeros((3, 5), dtype=int), [2**20] * 5, r"more than 2\*\*62 SIDs"),
+        (
+            np.array([[True, False], [False, True], [True, True]]),
+            [3, 3],
+            r"must hold integers; got dtype bool",
+        ),
     ],
 )
 def test_constructor_validation_messages(codes, sizes, message):
     with pytest.raises(ValueError, match=message) as err:
-        ItemIndex(["a", "b", "c"], codes, sizes, source="my_table.json")
+        SIDTable(["a", "b", "c"], codes, sizes, source="my_table.json")
     assert str(err.value).startswith("my_table.json: ")
 
 
 def test_an_index_without_items_answers_every_lookup_with_nothing():
-    idx = ItemIndex([], np.zeros((0, 2), dtype=np.int64), [3, 3])
+    idx = SIDTable([], np.zeros((0, 2), dtype=np.int64), [3, 3])
     assert idx.rows_of_keys(np.array([0, 4, 8])).tolist() == [-1, -1, -1]
     assert idx.rows_with_prefix([1]).tolist() == []
     assert idx.resolve(scan_sid_text(sid(1, 1)), "none") == [None]
@@ -218,27 +233,26 @@ def test_json_round_trip(tmp_path, catalogue):
         collision_strategy="reassign",
         stats={"max_bucket": 2},
     )
-    idx = ItemIndex.from_any(table)
-    data = idx.to_json_dict()
+    idx = table
+    data = idx.to_dict()
     assert data["format"] == TABLE_FORMAT and data["version"] == TABLE_VERSION
     assert data["codes"] == table.codes.tolist()
     assert data["codebook_sizes"] == SIZES and data["num_semantic_levels"] == 2
-    # what SIDTable.to_dict writes is a subset of ItemIndex.to_json_dict
-    assert {k: data[k] for k in table.to_dict()} == table.to_dict()
     path = tmp_path / "sid_table.json"
     path.write_text(json.dumps(data))
-    back = ItemIndex.from_json(path)
-    assert back.to_json_dict() == data
+    back = SIDTable.from_json(path)
+    assert back.to_dict() == data
     assert back.rows_of_keys(back.keys_of(idx.codes)).tolist() == list(range(len(idx.item_ids)))
-    # a SIDTable.to_json file reads too
+    # to_json writes exactly to_dict
     table.to_json(tmp_path / "table.json")
-    assert ItemIndex.from_json(tmp_path / "table.json").to_json_dict() == data
+    assert json.loads((tmp_path / "table.json").read_text()) == data
+    assert SIDTable.from_json(tmp_path / "table.json").to_dict() == data
 
 
 def test_json_round_trip_of_an_empty_table(tmp_path):
     path = tmp_path / "empty.json"
     path.write_text(json.dumps({"item_ids": [], "codes": [], "codebook_sizes": [4, 2]}))
-    idx = ItemIndex.from_json(path)
+    idx = SIDTable.from_json(path)
     assert idx.codes.shape == (0, 2) and idx.codebook_sizes == [4, 2]
 
 
@@ -246,7 +260,7 @@ def test_from_json_invalid_json_names_the_file(tmp_path):
     path = tmp_path / "broken_table.json"
     path.write_text('{"item_ids": [')
     with pytest.raises(ValueError, match=r"broken_table\.json is not valid JSON"):
-        ItemIndex.from_json(path)
+        SIDTable.from_json(path)
 
 
 @pytest.mark.parametrize("missing", ["item_ids", "codes", "codebook_sizes"])
@@ -256,26 +270,128 @@ def test_from_json_missing_field_names_file_and_field(tmp_path, missing):
     path = tmp_path / "partial.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=rf"partial\.json has no field '{missing}'"):
-        ItemIndex.from_json(path)
+        SIDTable.from_json(path)
 
 
 def test_from_json_validation_errors_name_the_file(tmp_path):
     path = tmp_path / "dups.json"
     path.write_text(json.dumps({"item_ids": ["a", "b"], "codes": [[0, 1], [0, 1]], "codebook_sizes": [2, 2]}))
-    with pytest.raises(ValueError, match=r"^dups\.json: items 'a' and 'b' share the SID \(0, 1\)"):
-        ItemIndex.from_json(path)
+    with pytest.raises(ValueError, match=r"dups\.json: items 'a' and 'b' share the SID \(0, 1\)"):
+        SIDTable.from_json(path)
     path.write_text(json.dumps({"item_ids": ["a"], "codes": [[0, 1]], "codebook_sizes": [2, 2, 2]}))
-    with pytest.raises(ValueError, match=r"^dups\.json: every SID has 2 codes"):
-        ItemIndex.from_json(path)
+    with pytest.raises(ValueError, match=r"dups\.json: every SID has 2 codes"):
+        SIDTable.from_json(path)
     path.write_text(json.dumps({"item_ids": ["a"], "codes": [[0, 1.5]], "codebook_sizes": [2, 2]}))
-    with pytest.raises(ValueError, match=r"^dups\.json: 'codes' must be integers"):
-        ItemIndex.from_json(path)  # not silently truncated to (0, 1)
+    with pytest.raises(ValueError, match=r"dups\.json: field 'codes' must hold integers"):
+        SIDTable.from_json(path)  # not silently truncated to (0, 1)
     path.write_text(json.dumps({"item_ids": ["a", "b"], "codes": [[0, 1], [1]], "codebook_sizes": [2, 2]}))
-    with pytest.raises(ValueError, match=r"^dups\.json: 'codes' must be a list of equal-length"):
-        ItemIndex.from_json(path)
+    with pytest.raises(ValueError, match=r"dups\.json: field 'codes' must be a list of equal-length"):
+        SIDTable.from_json(path)
     path.write_text("3")
-    with pytest.raises(ValueError, match=r"^dups\.json holds a JSON int, not an object"):
-        ItemIndex.from_json(path)
+    with pytest.raises(ValueError, match=r"dups\.json holds a JSON int, not an object"):
+        SIDTable.from_json(path)
+
+
+def _v1_layout() -> dict:
+    """sid_table.json as the tokenizer of the previous release wrote it (ItemIndex, format version 1)."""
+    return {
+        "format": "hf_semtok.sid_table",
+        "version": 1,
+        "codebook_sizes": [4, 4, 8],
+        "num_semantic_levels": 2,
+        "collision_strategy": "extra_level",
+        "stats": {"collision_rate_before": 0.5},
+        "item_ids": ["a", "b"],
+        "codes": [[0, 1, 0], [0, 1, 1]],
+    }
+
+
+def _versionless_layout() -> dict:
+    """A table file as `SIDTable.to_json` of the previous release wrote it: no format, no version."""
+    return {
+        "item_ids": ["a", "b"],
+        "codes": [[0, 1, 0], [0, 1, 1]],
+        "codebook_sizes": [4, 4, 8],
+        "num_semantic_levels": 2,
+        "collision_strategy": "extra_level",
+        "stats": {"collision_rate_before": 0.5},
+    }
+
+
+@pytest.mark.parametrize("layout", [_v1_layout, _versionless_layout])
+def test_files_of_the_previous_release_still_load(tmp_path, layout):
+    path = tmp_path / "sid_table.json"
+    path.write_text(json.dumps(layout()))
+    table = SIDTable.from_json(path)
+    assert table.as_dict() == {"a": (0, 1, 0), "b": (0, 1, 1)}
+    assert table.codebook_sizes == [4, 4, 8] and table.num_semantic_levels == 2 and table.has_extra_level
+    assert table.collision_strategy == "extra_level" and table.stats == {"collision_rate_before": 0.5}
+    assert table.to_dict() == _v1_layout()  # re-saved in the current schema
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("codebook_sizes", "448", r"field 'codebook_sizes' must be a list of integers .*got str '448'"),
+        ("codebook_sizes", [4, 4.7, 8], r"field 'codebook_sizes' must be a list of integers; 4\.7"),
+        ("codebook_sizes", [4, 4.0, 8], r"field 'codebook_sizes' must be a list of integers; 4\.0"),
+        ("codebook_sizes", [True, 4, 8], r"field 'codebook_sizes' .*True \(bool\) is not"),
+        ("codebook_sizes", [4, 2**40, 8], r"field 'codebook_sizes' .*1 to 1048576 \(2\*\*20\) codes each"),
+        ("codebook_sizes", {"0": 4}, r"field 'codebook_sizes' must be a list of integers"),
+        ("codes", [[0, 1, 0], [0, 4.7, 1]], r"field 'codes' must hold integers; found \['float'\]"),
+        ("codes", [[0, 1, 0], [0, True, 1]], r"field 'codes' must hold integers; found \['bool'\]"),
+        ("codes", [[0, 1, 0], "011"], r"field 'codes' must be 2-D: a list of integer lists"),
+        ("codes", "abc", r"field 'codes' must be 2-D: a list of integer lists"),
+        ("codes", [[0, 1, 0], [0, 1, 2**70]], r"field 'codes' holds an integer too large"),
+        ("item_ids", "ab", r"field 'item_ids' must be a list of item id strings; got str 'ab'"),
+        ("item_ids", ["a", None], r"field 'item_ids' must hold strings .*None"),
+        ("item_ids", ["a", 1.5], r"field 'item_ids' must hold strings .*1\.5"),
+        ("num_semantic_levels", 99, r"field 'num_semantic_levels' must be an integer in \[1, 3\].*got 99"),
+        ("num_semantic_levels", -1, r"field 'num_semantic_levels' .*got -1"),
+        ("num_semantic_levels", 0, r"field 'num_semantic_levels' .*got 0"),
+        ("num_semantic_levels", True, r"field 'num_semantic_levels' .*got True"),
+        ("num_semantic_levels", 2.0, r"field 'num_semantic_levels' .*got 2\.0"),
+        ("collision_strategy", 3, r"field 'collision_strategy' must be a string or null"),
+        ("stats", [1], r"field 'stats' must be an object"),
+        ("format", "other.table", r"field 'format' is 'other\.table', not 'hf_semtok\.sid_table'"),
+        ("version", 2, r"version 2 of hf_semtok\.sid_table was written by a newer hf_semtok .*upgrade"),
+        ("version", "1", r"field 'version' must be a positive integer; got '1'"),
+        ("version", 0, r"field 'version' must be a positive integer; got 0"),
+        ("extra", 1, r"unknown field\(s\) \['extra'\]"),
+    ],
+)
+def test_strict_loading_names_file_field_and_fix(tmp_path, field, value, message):
+    data = _v1_layout()
+    data[field] = value
+    path = tmp_path / "my_table.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message) as err:
+        SIDTable.from_json(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"item_ids": ["a"], "codes": [[0', r"is not valid JSON .*truncated or corrupt"),
+        (b"\xff\xfe{\x00", r"is not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, r"nested too deeply"),
+        (b"", r"is not valid JSON"),
+    ],
+)
+def test_unreadable_files_give_a_value_error_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "bad_table.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as err:
+        SIDTable.from_json(path)
+    assert str(path) in str(err.value)
+
+
+def test_from_dict_without_fields_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="has no field 'codes'"):
+        SIDTable.from_dict({"item_ids": [], "codebook_sizes": [2]})
+    with pytest.raises(FileNotFoundError):
+        SIDTable.from_json(tmp_path / "absent.json")
 
 
 # ---------------------------------------------------------------- lookups vs brute force
@@ -325,7 +441,7 @@ def test_sid_texts_parse_back_to_the_codes(index):
 
 
 def test_resolve_random_texts_against_the_catalogue(catalogue):
-    idx = ItemIndex.from_any(catalogue, SIZES)
+    idx = SIDTable.from_any(catalogue, SIZES)
     rng = np.random.default_rng(7)
     known = set(catalogue.values())
     absent = [c for c in itertools.product(*[range(s) for s in SIZES]) if c not in known]
@@ -381,6 +497,7 @@ def test_index_pickles(index):
     assert (
         back.rows_of_keys(back.keys_of(every)).tolist() == index.rows_of_keys(index.keys_of(every)).tolist()
     )
+    assert not back.codes.flags.writeable
 
 
 # ---------------------------------------------------------------- SIDTokenLookup
@@ -580,6 +697,16 @@ def test_scan_sid_text_reads_markers_as_markers_and_rejects_lookalikes():
     # near misses of a SID token are other text
     assert scan_sid_text("<|sid_0_a|><|sid_0_1|>") == [(EV_OTHER, -1, -1), (EV_SID, 0, 1)]
     assert scan_sid_text("<|sid_x|> <|sid_1_2|>") == [(EV_OTHER, -1, -1), (EV_SID, 1, 2)]
+
+
+@pytest.mark.parametrize("token", ["<|sid_0_01|>", "<|sid_00_1|>", "<|sid_0_\uff11|>", "<|sid_\u0660_1|>"])
+def test_sid_tokens_are_ascii_digits_without_leading_zeros(token):
+    # Not tokens of the tokenizer, so not SIDs in text either: text and token ids agree.
+    assert scan_sid_text(token) == []
+    assert scan_sid_text(token + "<|sid_0_1|>") == [(EV_OTHER, -1, -1), (EV_SID, 0, 1)]
+    with pytest.raises(ValueError, match="Malformed SID string"):
+        parse_sid_string(token)
+    assert SIDTokenLookup({**make_vocab([2]), token: 999}, [2], "t.json").codebook_sizes == [2]
 
 
 def ev(*codes_by_level):
