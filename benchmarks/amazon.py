@@ -99,7 +99,8 @@ class AmazonBenchConfig:
         default=None, metadata={"help": "RQ-VAE settings (SIDStageConfig keys); --sid.KEY VALUE sets one."}
     )
     generator: GeneratorConfig | str | dict | None = field(
-        default=None, metadata={"help": "Generator settings (GeneratorConfig keys); --generator.KEY VALUE sets one."}
+        default=None,
+        metadata={"help": "Generator settings (GeneratorConfig keys); --generator.KEY VALUE sets one."},
     )
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # Order: cheap, synthetic-data benchmarks first; the long real-data pipeline last.
 BENCHMARKS = [
+    "robustness",
     "encode_speed",
     "tokenizer_speed",
     "generation_speed",

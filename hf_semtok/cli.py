@@ -98,7 +98,9 @@ def section_from_mapping(cls: type, value: Any, name: str) -> Any:
     return cls(**value)
 
 
-def _split_dotted(args: Sequence[str], hints: Mapping[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+def _split_dotted(
+    args: Sequence[str], hints: Mapping[str, Any]
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Take `--section.key value` (or `section.key=value`) overrides of mapping-valued fields out of `args`."""
     rest: list[str] = []
     sections: dict[str, dict[str, Any]] = {}
@@ -212,9 +214,14 @@ def parse_args_with_config(
     hints = _field_hints(types_)
     _accept_null(parser, hints)
     plain_defaults = {
-        f.name: f.default for t in types_ for f in dataclasses.fields(t) if f.default is not dataclasses.MISSING
+        f.name: f.default
+        for t in types_
+        for f in dataclasses.fields(t)
+        if f.default is not dataclasses.MISSING
     }
-    for action in parser._actions:  # HfArgumentParser drops the plain default of a list field (`list[str] | str`)
+    for (
+        action
+    ) in parser._actions:  # HfArgumentParser drops the plain default of a list field (`list[str] | str`)
         default = plain_defaults.get(action.dest)
         if action.nargs == "+" and action.default is None and isinstance(default, str) and default:
             action.default = default  # argparse passes it through the item type: "all-linear" stays a string

@@ -106,6 +106,7 @@ class DemoConfig:
                 f"model_config must be a mapping such as {{hidden_size: 64}}, got {self.model_config!r}."
             )
 
+
 #: Overrides for `--quick` (about a minute): a smaller catalogue and shorter training.
 QUICK_OVERRIDES: dict[str, Any] = {
     "n_items": 120,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from transformers import LogitsProcessor
+from transformers.generation import utils as _generation_utils
 
 from hf_semtok.prompts import history_prompt
 
@@ -34,6 +35,16 @@ logger = logging.getLogger(__name__)
 #: Score given to EOS in a row where no SID continuation exists (see `SIDLogitsProcessor`). Finite, so sampling and
 #: beam search still have one token to pick, and low enough that such a beam ranks below every real one.
 DEAD_END_SCORE = -1.0e4
+
+# The name `generate()` takes a ready KV cache under: `cache` since transformers 5.2x, `past_key_values` before.
+_CACHE_KWARGS = (
+    ("cache", "past_key_values")
+    if "cache" in getattr(_generation_utils, "ALL_CACHE_NAMES", ())
+    else ("past_key_values",)
+)
+
+# Widest beam search `recommend` runs: far beyond any catalogue's useful width, before memory runs out.
+_MAX_BEAMS = 10_000
 
 # Beam search pads unused or never-finished beams with scores of about -1e9; anything below this is not a result.
 _MIN_VALID_BEAM_SCORE = -1.0e8
@@ -158,7 +169,9 @@ class SIDLogitsProcessor(LogitsProcessor):
         elif eos_token_id is None or isinstance(eos_token_id, (list, tuple)):
             eos_ids = list(eos_token_id or [])
         else:
-            raise TypeError(f"eos_token_id must be a token id (int >= 0) or a list of them; got {eos_token_id!r}.")
+            raise TypeError(
+                f"eos_token_id must be a token id (int >= 0) or a list of them; got {eos_token_id!r}."
+            )
         if any(isinstance(e, bool) or not isinstance(e, numbers.Integral) or e < 0 for e in eos_ids):
             raise TypeError(
                 f"eos_token_id must be a token id (int >= 0) or a list of them; got {eos_token_id!r}."
@@ -660,6 +673,11 @@ def recommend(
         )
     if num_beams is None:
         num_beams = max(2 * k if exclude_seen else k, 20)
+    if num_beams > _MAX_BEAMS:
+        raise ValueError(
+            f"num_beams={num_beams} is more than {_MAX_BEAMS}: beam search keeps every beam's cache in memory. "
+            "Use fewer beams (k <= num_beams)."
+        )
     if num_beams < k:
         raise ValueError(
             f"num_beams={num_beams} is smaller than k={k}; beam search returns at most num_beams."
@@ -769,7 +787,8 @@ class PrefillOnceLM:
     `generate(num_beams=B)` copies every prompt `B` times *before* the prefill, so the prompt's forward pass runs
     `B` times (20x for TIGER's 20 beams). This wrapper runs the prompt minus its last token once, repeats the
     cache `B` times and lets `generate` continue from it. The rankings are the same up to float rounding (checked
-    in the tests); on 2 CPU cores evaluation is ~4x faster. Every other attribute is the wrapped model's, so
+    in the tests); on 2 CPU cores evaluation is ~4x faster. `recommend()` wraps the model in it for beam search
+    unless told not to (`prefill_once=False`). Every other attribute is the wrapped model's, so
     `hf_semtok.generation.recommend` and `evaluate_recommender` accept it in place of the model.
 
     Args:
@@ -788,7 +807,11 @@ class PrefillOnceLM:
     ) -> Any:
         """`model.generate` with the prompt prefilled once and its cache repeated for every beam."""
         expand = max(kwargs.get("num_beams") or 1, kwargs.get("num_return_sequences") or 1)
-        if expand == 1 or input_ids.shape[1] < 2 or kwargs.get("past_key_values") is not None:
+        if (
+            expand == 1
+            or input_ids.shape[1] < 2
+            or any(kwargs.get(name) is not None for name in _CACHE_KWARGS)
+        ):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -802,8 +825,8 @@ class PrefillOnceLM:
             use_cache=True,
             logits_to_keep=1,
         )
-        cache = out.past_key_values
+        cache = getattr(out, "cache", None) or out.past_key_values
         cache.batch_repeat_interleave(expand)  # (batch * expand, ...) in generate's beam order
         return self.model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kwargs
+            input_ids=input_ids, attention_mask=attention_mask, **{_CACHE_KWARGS[0]: cache}, **kwargs
         )

@@ -7,7 +7,7 @@ the SIDs (saved beside as safetensors) so new items get SIDs without retraining.
 
 This file is copied next to a saved tokenizer so `AutoTokenizer.from_pretrained(dir, trust_remote_code=True)`
 works where hf_semtok is not installed. It must therefore stay self-contained: its only imports from the package
-are the relative `.constants` and `.sid_table` (transformers copies them with it), and every `hf_semtok` import
+are the relative `.constants`, `.sid_table` and `.sid_tokens` (transformers copies them with it), and every `hf_semtok` import
 sits inside a `try` block (which transformers' remote-code import check skips), used only for the RQ-VAE, cold
 start, atomic saving and model cards.
 """
@@ -36,15 +36,8 @@ from .constants import (
     SID_TABLE_FILE,
     SID_TOKEN_TEMPLATE,
 )
-from .sid_table import (
-    SID_RE,
-    SIDTable,
-    SIDTokenLookup,
-    as_code_matrix,
-    as_int,
-    parse_sid_string,
-    scan_sid_text,
-)
+from .sid_table import SIDTable, as_code_matrix, as_int
+from .sid_tokens import SID_RE, SIDTokenLookup, parse_sid_string, scan_sid_text, token_id_rows
 
 try:  # one atomic directory save for the library; the remote-code copy without hf_semtok saves plainly
     from hf_semtok.io_utils import atomic_directory
@@ -631,7 +624,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             return self._table.resolve(scan_sid_text(x), on_invalid)
         if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
             return [self._table.resolve(scan_sid_text(t), on_invalid) for t in x]
-        ids = _token_id_rows(x)
+        ids = token_id_rows(x)
         if isinstance(ids, np.ndarray) and ids.ndim == 1:
             return self._table.resolve(self._sid_lookup.scan_ids(ids), on_invalid)
         return [self._table.resolve(self._sid_lookup.scan_ids(row), on_invalid) for row in ids]
@@ -716,41 +709,6 @@ def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         return x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-def _token_id_rows(x: Any) -> np.ndarray | list[np.ndarray]:
-    """Token ids as a 1-D or 2-D int64 array, or a list of 1-D rows for a ragged batch.
-
-    Raises:
-        TypeError: for bytes, mappings, floats, bools and other things that are not token ids.
-        ValueError: for 3-D (or deeper) input.
-    """
-    hint = "parse_items takes a string, a list of strings, or 1-D / 2-D integer token ids"
-    if isinstance(x, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{hint}; got {type(x).__name__} (decode bytes to str first).")
-    if isinstance(x, Mapping):
-        raise TypeError(f"{hint}; got a {type(x).__name__} (pass encoding['input_ids']).")
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    if isinstance(x, np.ndarray):
-        if x.size and not np.issubdtype(x.dtype, np.integer):
-            raise TypeError(f"{hint}; got an array of dtype {x.dtype} (token ids are integers).")
-        if x.ndim not in (1, 2):
-            raise ValueError(f"{hint}; got a {x.ndim}-D array of shape {tuple(x.shape)}.")
-        return x.astype(np.int64)
-    if not isinstance(x, (list, tuple)):
-        raise TypeError(f"{hint}; got {type(x).__name__}.")
-    if all(isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_)) for t in x):
-        return np.asarray(x, dtype=np.int64).reshape(-1)
-    rows = []
-    for row in x:
-        if isinstance(row, (str, bytes, int, float, np.generic)):
-            raise TypeError(f"{hint}; got a list mixing {type(row).__name__} with other items.")
-        row = _token_id_rows(row)
-        if not isinstance(row, np.ndarray) or row.ndim != 1:
-            raise ValueError(f"{hint}; got 3-D input (a list of 2-D rows).")
-        rows.append(row)
-    return rows
 
 
 def _json_problem(path: str | os.PathLike | None) -> str:

@@ -138,11 +138,18 @@ def nan_weights(path: Path) -> None:
 
 
 def load_tokenizer(ctx: Context, filename: str, damage: Any) -> Any:
-    return SemanticIDTokenizer.from_pretrained(damaged_copy(ctx, ctx.tok_dir, filename, damage))
+    """Load a damaged copy of the saved tokenizer, including its RQ-VAE (which may load lazily)."""
+    tok = SemanticIDTokenizer.from_pretrained(damaged_copy(ctx, ctx.tok_dir, filename, damage))
+    return tok, tok.rqvae
 
 
 def load_rqvae(ctx: Context, filename: str, damage: Any) -> Any:
     return RQVAEModel.from_pretrained(damaged_copy(ctx, ctx.rqvae_dir, filename, damage))
+
+
+def _base_lm(ctx: Context) -> Any:
+    """A fresh LM over the base vocabulary (extend_model resizes it: never the shared one)."""
+    return build_causal_lm(len(ctx.base), hidden_size=16, num_layers=1, num_heads=2, seed=0)
 
 
 def _write(ctx: Context, name: str, text: str) -> Path:
@@ -527,14 +534,19 @@ CASES: list[Case] = [
     ),
     Case(
         "extend_model plain tokenizer",
-        lambda c: hs.extend_model(c.lm, c.base),
+        lambda c: hs.extend_model(_base_lm(c), c.base),
         VE,
         "needs a SemanticIDTokenizer",
     ),
-    Case("extend_model bad init", lambda c: hs.extend_model(c.lm, c.tok, init="zero"), VE, "init must be"),
+    Case(
+        "extend_model bad init",
+        lambda c: hs.extend_model(_base_lm(c), c.tok, init="zero"),
+        VE,
+        "init must be",
+    ),
     Case(
         "extend_model nan noise",
-        lambda c: hs.extend_model(c.lm, c.tok, noise_scale=float("nan")),
+        lambda c: hs.extend_model(_base_lm(c), c.tok, noise_scale=float("nan")),
         VE,
         "noise_scale",
     ),

@@ -203,7 +203,8 @@ def test_unknown_key_in_yaml_names_the_file(runs, tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("num_beam: 3\n")
     with pytest.raises(
-        ValueError, match=r"Unknown config key 'num_beam' in the config file .*typo\.yaml.*Did you mean 'num_beams'"
+        ValueError,
+        match=r"Unknown config key 'num_beam' in the config file .*typo\.yaml.*Did you mean 'num_beams'",
     ):
         main(["demo", "--config", str(path)])
     assert runs == []
@@ -233,7 +234,9 @@ def test_stage_arguments_are_training_arguments_and_the_command_line_wins(tmp_pa
     from transformers import TrainingArguments
 
     path = tmp_path / "stage.yaml"
-    path.write_text("max_steps: 300\nlearning_rate: 2e-4\nmodel_config: {hidden_size: 32}\nwindow_stride: 5\n")
+    path.write_text(
+        "max_steps: 300\nlearning_rate: 2e-4\nmodel_config: {hidden_size: 32}\nwindow_stride: 5\n"
+    )
     argv = ["--config", str(path), "--max_steps", "2", "--window_stride", "none", "--optim", "adamw_torch"]
     (cfg,) = parse_args_with_config(LMStageArguments, argv)
     assert isinstance(cfg, TrainingArguments)

@@ -10,8 +10,6 @@ from conftest import TINY_SID_TABLE as TABLE
 
 from hf_semtok.data import history_windows, leave_one_out_split
 from hf_semtok.lm.corpus import (
-    PaddingCollator,
-    TokenizedDataset,
     check_histories,
     cpt_documents,
     lm_collator,
@@ -110,9 +108,6 @@ def test_collator_pads_right_with_ignored_labels(tok):
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, pad, pad]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
-    # the deprecated names still work and agree with the stock collator
-    old = PaddingCollator(pad_token_id=pad)(TokenizedDataset(rows))
-    assert {k: v.tolist() for k, v in old.items()} == {k: batch[k].tolist() for k in old}
     assert lm_collator(tok, pad_to_multiple_of=4)(rows)["labels"].shape == (2, 4)
 
 

@@ -12,6 +12,7 @@ from hf_semtok.lm.stages import (
     EXTENDED_FLAG,
     LMStageArguments,
     LMStageConfig,
+    is_finished,
     last_complete_checkpoint,
     load_sid_tokenizer,
     prepare_model,
@@ -169,7 +170,9 @@ def test_rerunning_a_finished_run_is_a_no_op(tok, catalogue, tmp_path, caplog):
         again = run_lm_stage(cfg, tok, catalogue, _base_model(tok)[0])
     assert again.already_finished and again.global_step == 3 and again.model is None
     assert "already finished" in caplog.text
-    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before  # nothing written
+    assert {
+        p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()
+    } == before  # nothing written
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-3"]
     # asking for more steps trains on from the finished checkpoint
     more = run_lm_stage(dataclasses.replace(cfg, max_steps=4), tok, catalogue, _base_model(tok)[0])
@@ -185,7 +188,9 @@ def test_finished_run_whose_save_was_cut_short_saves_the_checkpoint(tok, catalog
         (tmp_path / name).unlink()  # killed after training, before the output was saved
     res = run_lm_stage(cfg, tok, catalogue, _base_model(tok)[0])
     assert not res.already_finished and res.global_step == 2
-    assert torch.equal(res.model.get_input_embeddings().weight, trained)  # the checkpoint's weights, no training
+    assert torch.equal(
+        res.model.get_input_embeddings().weight, trained
+    )  # the checkpoint's weights, no training
     assert (tmp_path / "README.md").is_file() and (tmp_path / "model.safetensors").is_file()
     state = json.loads((tmp_path / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and not (tmp_path / "checkpoint-3").exists()
@@ -221,3 +226,12 @@ def test_bad_inputs_fail_before_training(tok, catalogue, tmp_path):
         _cfg(tmp_path, push_to_hub=True)  # at construction, before any training
     assert not list(tmp_path.glob("checkpoint-*"))
     assert not (tmp_path / "adapter_config.json").exists()
+
+
+def test_is_finished_follows_max_steps_and_epochs(tmp_path):
+    state = {"global_step": 30, "max_steps": 30, "num_train_epochs": 2}
+    assert is_finished(state, _cfg(tmp_path, max_steps=30))
+    assert not is_finished(state, _cfg(tmp_path, max_steps=31))
+    assert is_finished(state, _cfg(tmp_path, max_steps=-1, num_train_epochs=2))
+    assert not is_finished(state, _cfg(tmp_path, max_steps=-1, num_train_epochs=3))
+    assert not is_finished({**state, "global_step": 29}, _cfg(tmp_path, max_steps=-1, num_train_epochs=2))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -336,3 +338,26 @@ def test_load_rejects_damaged_files(tmp_path):
     model.decoder[0].bias.data[0] = float("inf")
     with pytest.raises(ValueError, match="somewhere.safetensors: tensor 'decoder.0.bias' holds NaN"):
         validate_loaded(model, "somewhere.safetensors")
+
+
+def test_save_pretrained_is_atomic_and_keeps_other_files(tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    old = _saved(tmp_path)
+    (tmp_path / "sid_table.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    new = RQVAEModel(tiny_config(codebook_sizes=[4, 4]))
+
+    def failing_save(self, directory, *args, **kwargs):
+        (Path(directory) / "config.json").write_text('{"half": ')
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(PreTrainedModel, "save_pretrained", failing_save)
+        with pytest.raises(OSError, match="disk full"):
+            new.save_pretrained(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # the old version, untouched
+    assert torch.equal(RQVAEModel.from_pretrained(tmp_path).encoder[0].weight, old.encoder[0].weight)
+    new.save_pretrained(tmp_path)
+    assert (tmp_path / "sid_table.json").read_text() == "{}"  # other files are kept, as with the stock method
+    assert torch.equal(RQVAEModel.from_pretrained(tmp_path).encoder[0].weight, new.encoder[0].weight)

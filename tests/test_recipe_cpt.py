@@ -54,8 +54,11 @@ def test_cpt_recipe_trains_only_sid_rows_and_saves(sid_table_path, tmp_path):
     ]
     base_rows = min(sid_ids)
     trained = load_file(out / "model.safetensors")
-    checkpoint = load_file(out / "checkpoint-3" / "model.safetensors")
-    assert torch.equal(trained["model.embed_tokens.weight"], checkpoint["model.embed_tokens.weight"])
+    # checkpoints hold peft's trainable-token delta of the SID rows only, merged into the saved model
+    checkpoint = load_file(out / "checkpoint-3" / "adapter_model.safetensors")
+    delta = checkpoint["base_model.model.model.embed_tokens.trainable_tokens_delta"]
+    assert delta.shape == (len(sid_ids), 32)
+    assert torch.equal(trained["model.embed_tokens.weight"][sorted(sid_ids)], delta)
     # the frozen base rows equal a fresh model's rows built from the same seed
     from hf_semtok.small_models import build_causal_lm
 
@@ -80,7 +83,9 @@ def test_cpt_recipe_trains_only_sid_rows_and_saves(sid_table_path, tmp_path):
 def test_cpt_configs_parse():
     cpt = _load("continued_pretraining")
     for name in ("cpt_synthetic.yaml", "cpt_qwen2.5-0.5b.yaml"):
-        (cfg,) = parse_args_with_config(cpt.CPTArguments, ["--config", str(ROOT / "recipes" / "configs" / name)])
+        (cfg,) = parse_args_with_config(
+            cpt.CPTArguments, ["--config", str(ROOT / "recipes" / "configs" / name)]
+        )
         assert cfg.data == "cpt" and cfg.lora_target_modules == "all-linear"
 
 

@@ -112,7 +112,9 @@ def test_killed_run_resumes_from_last_checkpoint(cpt_dir, tmp_path):
 def test_lora_recipe_config_parses_and_bad_keys_fail():
     lora = _load("finetune_lora")
     for name in ("lora_synthetic.yaml", "lora_qwen2.5-0.5b.yaml"):
-        (cfg,) = parse_args_with_config(lora.LoRAArguments, ["--config", str(ROOT / "recipes" / "configs" / name)])
+        (cfg,) = parse_args_with_config(
+            lora.LoRAArguments, ["--config", str(ROOT / "recipes" / "configs" / name)]
+        )
         assert cfg.data == "sft" and cfg.train_mode == "lora"
         assert cfg.lora_target_modules == "all-linear"  # the string peft knows, not ["all-linear"]
     with pytest.raises(ValueError, match="lora_rank"):

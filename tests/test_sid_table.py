@@ -13,14 +13,12 @@ import pytest
 import torch
 
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
-from hf_semtok.sid_table import (
+from hf_semtok.sid_table import TABLE_FORMAT, TABLE_VERSION, SIDTable
+from hf_semtok.sid_tokens import (
     EV_END,
     EV_OTHER,
     EV_SID,
     EV_START,
-    TABLE_FORMAT,
-    TABLE_VERSION,
-    SIDTable,
     SIDTokenLookup,
     group_sid_events,
     parse_sid_string,

@@ -97,6 +97,7 @@ def test_push_to_hub_with_fake_api(tok, tmp_path, monkeypatch):
         RQVAE_WEIGHTS_FILE,
         "tokenization_semtok.py",
         "sid_table.py",
+        "sid_tokens.py",
         "constants.py",
         "README.md",
     } <= files

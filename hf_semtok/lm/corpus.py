@@ -23,10 +23,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import torch
 from transformers import DataCollatorForSeq2Seq
 
 from hf_semtok.data.catalogue import history_windows
@@ -40,8 +38,6 @@ __all__ = [
     "tokenize_sft",
     "tokenize_cpt",
     "lm_collator",
-    "PaddingCollator",
-    "TokenizedDataset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -331,38 +327,3 @@ def lm_collator(tokenizer: Any, pad_to_multiple_of: int | None = None) -> DataCo
     return DataCollatorForSeq2Seq(
         tokenizer, padding=True, pad_to_multiple_of=pad_to_multiple_of, label_pad_token_id=IGNORE_INDEX
     )
-
-
-def TokenizedDataset(rows: Sequence[Mapping[str, list[int]]]) -> list[Mapping[str, list[int]]]:  # noqa: N802
-    """Deprecated: the `Trainer` takes the list of rows itself; this returns `list(rows)`."""
-    return list(rows)
-
-
-@dataclass
-class PaddingCollator:
-    """Deprecated: use `lm_collator(tokenizer)`. Right-pads like it, for callers that only know the pad id.
-
-    Args:
-        pad_token_id: Id written in padded `input_ids` positions.
-        pad_to_multiple_of: Round the padded length up to a multiple of this, or `None`.
-    """
-
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-
-    def __call__(self, rows: Sequence[Mapping[str, list[int]]]) -> dict[str, torch.Tensor]:
-        length = max(len(r["input_ids"]) for r in rows)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-
-        def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
-            out = torch.nn.utils.rnn.pad_sequence(
-                [torch.tensor(x) for x in seqs], batch_first=True, padding_value=value
-            )  # (batch, longest)
-            return torch.nn.functional.pad(out, (0, length - out.shape[1]), value=value)  # (batch, length)
-
-        return {
-            "input_ids": pad([r["input_ids"] for r in rows], self.pad_token_id),
-            "attention_mask": pad([[1] * len(r["input_ids"]) for r in rows], 0),
-            "labels": pad([r.get("labels", r["input_ids"]) for r in rows], IGNORE_INDEX),
-        }

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import torch
 import yaml
+from peft import get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
@@ -45,16 +46,15 @@ from hf_semtok.data.loading import load_catalogue
 from hf_semtok.hub import card_template_path
 from hf_semtok.io_utils import atomic_directory
 from hf_semtok.lm.corpus import (
-    PaddingCollator,
-    TokenizedDataset,
     check_histories,
     cpt_documents,
+    lm_collator,
     sft_examples,
     tokenize_cpt,
     tokenize_sft,
 )
-from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config
-from hf_semtok.sids.assignment import SIDTable
+from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config, sid_trainable_tokens_config
+from hf_semtok.sid_table import SIDTable
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
@@ -323,18 +323,8 @@ def prepare_model(model: Any, tokenizer: Any, cfg: LMStageArguments) -> Any:
         model.requires_grad_(True)
         return model
     if cfg.train_mode == "sid_embeddings":
-        model.requires_grad_(False)
-        weight = model.get_input_embeddings().weight  # (vocab, hidden); tied with the LM head in small models
-        weight.requires_grad_(True)
-        keep = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)  # (vocab, 1)
-        keep[_sid_ids(tokenizer)] = 1.0
-        weight.register_hook(lambda grad: grad * keep.to(grad.device, grad.dtype))
-        out = model.get_output_embeddings()
-        if out is not None and out.weight is not weight:
-            logger.info("Untied LM head: it stays frozen in the sid_embeddings stage.")
-        return model
-    from peft import get_peft_model
-
+        # peft trains a delta for the SID rows only; `run_lm_stage` merges it back before saving.
+        return get_peft_model(model, sid_trainable_tokens_config(model, tokenizer))
     lora = sid_lora_config(
         model,
         tokenizer,
@@ -419,12 +409,14 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None,
 def is_finished(state: dict[str, Any], cfg: LMStageArguments) -> bool:
     """Whether a checkpoint's trainer state already reached the end of the training `cfg` asks for.
 
-    With `max_steps > 0` the target is `max_steps`; otherwise it is the step count the checkpoint's run computed
-    for the same `num_train_epochs` (a changed `num_train_epochs` means more training is wanted).
+    With `max_steps > 0` the target is `max_steps`. Otherwise it is the step count the checkpoint's run computed,
+    if that run had the same number of epochs: the `Trainer` stores `ceil(num_train_epochs)`, so a change of a
+    whole number of epochs means more training is wanted (a change within the same whole number, e.g. 0.2 to 0.5,
+    is not seen: set `max_steps` to be exact).
     """
     if cfg.max_steps > 0:
         target = cfg.max_steps
-    elif math.isclose(float(state.get("num_train_epochs", -1)), float(cfg.num_train_epochs)):
+    elif int(state.get("num_train_epochs", -1)) == math.ceil(cfg.num_train_epochs):
         target = int(state.get("max_steps", 0))
     else:
         return False
@@ -447,8 +439,8 @@ def _build_trainer(
     return Trainer(
         model=model,
         args=args,
-        train_dataset=TokenizedDataset(rows),
-        data_collator=PaddingCollator(pad_token_id=tokenizer.pad_token_id),
+        train_dataset=rows,
+        data_collator=lm_collator(tokenizer),
         processing_class=tokenizer,
     )
 
@@ -598,6 +590,8 @@ def run_lm_stage(
         "world_size": trainer.args.world_size,
     }
     model = trainer.model
+    if cfg.train_mode == "sid_embeddings":
+        model = model.merge_and_unload()  # a full model again, SID rows trained, tied weights still tied
     if trainer.is_world_process_zero():
         save_stage_output(model, tokenizer, cfg, facts)
     trainer.accelerator.wait_for_everyone()

@@ -146,7 +146,11 @@ class RQVAEConfig(PreTrainedConfig):
         }
         if modality_order is not None:
             # config.json is written with sorted keys: `modality_order` restores the concatenation order.
-            if isinstance(modality_order, str) or sorted(modality_order) != sorted(modality_dims):
+            if (
+                not isinstance(modality_order, (list, tuple))
+                or not all(isinstance(m, str) for m in modality_order)
+                or sorted(modality_order) != sorted(modality_dims)
+            ):
                 raise ValueError(
                     f"`modality_order` {modality_order} must list exactly the modalities of `modality_dims` "
                     f"{sorted(modality_dims)}; leave it out to use the order of `modality_dims`."
@@ -161,7 +165,7 @@ class RQVAEConfig(PreTrainedConfig):
             )
         self.modality_weights = (
             None
-            if modality_weights is None
+            if not modality_weights  # None or {}: every modality weighs 1
             else {str(k): _as_float(f"modality_weights[{k!r}]", v) for k, v in modality_weights.items()}
         )
         self.hidden_sizes = _as_int_list("hidden_sizes", hidden_sizes, 1, MAX_LAYER_SIZE, allow_empty=True)

@@ -21,11 +21,13 @@ from typing import Any, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from hf_semtok.io_utils import atomic_directory
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.quantization import ResidualQuantizer
 
@@ -223,6 +225,11 @@ class RQVAEModel(RQVAEPreTrainedModel):
                         f"{os.path.join(source, name)} is missing: {source} is not a complete saved RQVAEModel "
                         "(it needs config.json and model.safetensors, written by save_pretrained)."
                     )
+        if os.path.isfile(os.path.join(source, "config.json")):
+            _config_from_file(os.path.join(source, "config.json"))  # our errors, naming the file
+        weights = os.path.join(source, "model.safetensors")
+        if os.path.isfile(weights):
+            _check_weight_dtypes(weights)
         try:
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
@@ -240,6 +247,19 @@ class RQVAEModel(RQVAEPreTrainedModel):
             ) from err
         validate_loaded(model, os.path.join(source, "model.safetensors"), info)
         return (model, info) if want_info else model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.save_pretrained`, atomically: a save killed at any instant leaves the complete old
+        directory or the complete new one (`hf_semtok.io_utils.atomic_directory`). Files of other kinds already
+        in the directory (a tokenizer, a SID table) are kept, as with the stock method."""
+        if kwargs.get("push_to_hub") or os.path.isfile(save_directory):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+
+        def keep(name: str) -> bool:  # drop the old weights and config: the new save writes its own
+            return name != "config.json" and not (name.startswith("model") and ".safetensors" in name)
+
+        with atomic_directory(save_directory, keep=keep) as tmp:
+            return super().save_pretrained(tmp, *args, **kwargs)
 
     @classmethod
     def from_files(cls, config_file: str | os.PathLike, weights_file: str | os.PathLike) -> RQVAEModel:
@@ -265,22 +285,7 @@ class RQVAEModel(RQVAEPreTrainedModel):
                 raise FileNotFoundError(
                     f"RQ-VAE file {path} is missing; save the model (or tokenizer) again."
                 )
-        try:
-            with open(config_file, encoding="utf-8") as f:
-                data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(
-                f"{config_file} is not valid JSON ({err}); the file is damaged, save it again."
-            ) from err
-        if not isinstance(data, dict):
-            raise ValueError(
-                f"{config_file} must hold a JSON object (an RQVAEConfig), got {type(data).__name__}."
-            )
-        data = {k: v for k, v in data.items() if k not in ("architectures", "transformers_version", "dtype")}
-        try:
-            config = RQVAEConfig(**data)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{config_file}: {err}") from err
+        config = _config_from_file(config_file)
         try:
             state = load_file(weights_file)
         except Exception as err:  # safetensors raises its own error type for truncated or corrupted files
@@ -610,6 +615,73 @@ def _damaged_file_hint(source: str, err: BaseException) -> str:
             f"{os.path.join(source, 'model.safetensors')} has tensors whose shapes disagree with config.json"
         )
     return f"{os.path.join(source, 'model.safetensors')} is unreadable"
+
+
+#: Keys of a saved config.json that only describe how it was written.
+_CONFIG_METADATA_KEYS = ("architectures", "transformers_version", "dtype", "torch_dtype")
+
+
+def _config_from_file(config_file: str) -> RQVAEConfig:
+    """Read and validate a saved `RQVAEConfig`; every error is a `ValueError` naming `config_file`."""
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{config_file} is not valid JSON ({err}); the file is damaged, save it again."
+        ) from err
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{config_file} must hold a JSON object (an RQVAEConfig), got {type(data).__name__}."
+        )
+    model_type = data.get("model_type", RQVAEConfig.model_type)
+    if model_type != RQVAEConfig.model_type:
+        raise ValueError(
+            f"{config_file}: field 'model_type' is {model_type!r}, expected {RQVAEConfig.model_type!r}; this is not "
+            "an RQ-VAE config."
+        )
+    dtype = data.get("dtype", data.get("torch_dtype"))
+    if dtype is not None and not (
+        isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype)
+    ):
+        raise ValueError(
+            f"{config_file}: field 'dtype' is {dtype!r}; expected a torch dtype name such as 'float32'."
+        )
+    for key in ("modality_dims", "hidden_sizes", "codebook_sizes", "latent_dim"):
+        if key in data and data[key] is None:
+            raise ValueError(
+                f"{config_file}: field {key!r} is null; the file is damaged, save the model again."
+            )
+    order = data.get("modality_order")
+    if order is not None and (not isinstance(order, list) or not all(isinstance(m, str) for m in order)):
+        raise ValueError(
+            f"{config_file}: field 'modality_order' must be a list of modality names, got {order!r}."
+        )
+    fields = {k: v for k, v in data.items() if k not in _CONFIG_METADATA_KEYS}
+    try:
+        return RQVAEConfig(**fields)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{config_file}: {err}") from err
+
+
+def _check_weight_dtypes(weights_file: str) -> None:
+    """Read the safetensors header (not the data) and reject unreadable files and non-float weight tensors."""
+    try:
+        with safe_open(weights_file, framework="pt") as f:
+            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+    except Exception as err:  # safetensors raises its own error type for damaged headers
+        raise ValueError(
+            f"{weights_file} is not a readable safetensors file ({type(err).__name__}: {str(err)[:200]}); the file "
+            "is damaged, save the model again."
+        ) from err
+    for key, dtype in dtypes.items():
+        if key in ("num_training_steps", "quantizer.initialized"):
+            continue
+        if not dtype.startswith(("F", "BF")):
+            raise ValueError(
+                f"{weights_file}: tensor {key!r} has dtype {dtype}, expected a float type; the file is damaged or "
+                "from another model. Save the model again."
+            )
 
 
 def _check_loading_info(info: Mapping[str, Any], weights_file: str, config_file: str | None = None) -> None:

@@ -1,0 +1,640 @@
+"""Robustness to bad input: hundreds of wrong calls and damaged saved files, each outcome classified.
+
+Inputs: the table of `tests/test_bad_input.py` plus generated variants (wrong types, NaN/inf, negative and huge
+sizes, out-of-range codes for every public entry point; every file of a saved tokenizer and RQ-VAE directory
+truncated, bit-flipped, emptied, missing, rewritten with a wrong dtype or NaN weights, and every top-level JSON
+field replaced by a wrong value). A list of valid calls must keep working.
+
+Outcome of a bad input:
+- clear error: a `ValueError`, `TypeError`, `FileNotFoundError` or `KeyError` (not a raw `JSONDecodeError`,
+  `UnicodeDecodeError` or `SafetensorError`) whose message contains the fragment that identifies the problem
+  (the argument, field or file name, or the table's fragment);
+- unclear error: any other exception (`AttributeError`, `IndexError`, `RuntimeError`, `OSError`, a raw parser
+  error...), or one of ours whose message does not name the problem;
+- silent coercion: no error where one was due. A damaged file that loads into exactly the object that was saved
+  (a metadata field nobody reads) is counted apart as harmless; a bit flip inside tensor data or inside a JSON
+  string cannot be detected without checksums and is counted apart as undetectable when it loads;
+- crash on a valid call: a call of the valid list raised.
+
+"Kills during save" come from `benchmarks/kill_harness.py` when it is present (a forked save killed at traced
+lines, then the directory is loaded and must hold the old or the new version).
+
+Usage:
+    python benchmarks/robustness.py            # writes benchmarks/results/robustness.{json,md}
+    python benchmarks/robustness.py --quick    # fewer kill points, no random-delay kills
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import modeling_utils
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import hf_semtok as hs  # noqa: E402
+from hf_semtok import io_utils  # noqa: E402
+from hf_semtok.generation import SIDLogitsProcessor, recommend  # noqa: E402
+from hf_semtok.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig  # noqa: E402
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel  # noqa: E402
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+CLEAR_TYPES = (ValueError, TypeError, FileNotFoundError, KeyError)
+RAW_TYPES = {"JSONDecodeError", "UnicodeDecodeError", "SafetensorError", "HeaderTooLarge", "UnpicklingError"}
+
+
+def _import_file(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BAD = _import_file("test_bad_input", ROOT / "tests" / "test_bad_input.py")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Classification
+# --------------------------------------------------------------------------------------------------------------
+def classify_error(err: BaseException, fragment: str) -> str:
+    """`"clear"` or `"unclear"` for an exception raised where an error was due."""
+    if type(err).__name__ in RAW_TYPES or not isinstance(err, CLEAR_TYPES):
+        return "unclear"
+    return "clear" if fragment.lower() in str(err).lower() else "unclear"
+
+
+def run_bad(
+    name: str, call: Callable[[], Any], fragment: str, same: Callable[[Any], bool] | None = None
+) -> dict:
+    """Run one bad input; `same(result)` says whether a load without error gave back the saved object."""
+    try:
+        result = call()
+    except Exception as err:  # noqa: BLE001 - the point is to see every kind
+        return {
+            "input": name,
+            "outcome": classify_error(err, fragment),
+            "error": type(err).__name__,
+            "message": str(err)[:240],
+            "fragment": fragment,
+        }
+    outcome = "silent"
+    if same is not None:
+        try:
+            outcome = "harmless" if same(result) else "silent"
+        except Exception as err:  # noqa: BLE001 - a load that breaks on first use is unclear, not silent
+            return {
+                "input": name,
+                "outcome": "unclear",
+                "error": type(err).__name__,
+                "message": str(err)[:240],
+            }
+    return {"input": name, "outcome": outcome, "fragment": fragment}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Generated variants
+# --------------------------------------------------------------------------------------------------------------
+WRONG_INTS = {"-1": -1, "2**40": 2**40, "1.5": 1.5, "'8'": "8", "None": None, "nan": math.nan, "inf": math.inf,
+              "True": True, "[8]": [8]}  # fmt: skip
+WRONG_FLOATS = {
+    "nan": math.nan,
+    "inf": math.inf,
+    "-inf": -math.inf,
+    "'0.1'": "0.1",
+    "None": None,
+    "[0.1]": [0.1],
+}
+
+
+def recommend_variants(ctx: Any) -> list[tuple[str, Callable[[], Any], str]]:
+    out = []
+    for arg in ("k", "num_beams", "batch_size", "prefix_level", "max_history"):
+        for label, value in WRONG_INTS.items():
+            if value is None and arg in ("num_beams", "prefix_level", "max_history"):
+                continue  # None is valid there
+            if label == "2**40" and arg in ("batch_size", "max_history"):
+                continue  # valid: one batch, the whole history
+            kwargs = {"k": 2, "num_beams": 4, "progress": False, arg: value}
+            out.append(
+                (
+                    f"recommend {arg}={label}",
+                    lambda kw=kwargs: recommend(ctx.lm, ctx.tok, ctx.histories, **kw),
+                    arg,
+                )
+            )
+    histories = {"None": None, "'i00'": "i00", "[None]": [None], "[[None]]": [[None]], "[[1.5]]": [[1.5]],
+                 "[[b'i00']]": [[b"i00"]], "[['nope']]": [["nope"]], "[[]]": [[]], "[['i00'], 3]": [["i00"], 3],
+                 "{'u': 5}": {"u": 5}}  # fmt: skip
+    for label, value in histories.items():
+        out.append(
+            (f"recommend histories={label}", lambda v=value: recommend(ctx.lm, ctx.tok, v, k=2, progress=False),
+             "histor")
+        )  # fmt: skip
+    return out
+
+
+def processor_variants() -> list[tuple[str, Callable[[], Any], str]]:
+    base = {"sid_codes": [[0, 1], [1, 0]], "sid_token_ids": [[5, 6], [7, 8]], "sid_start_token_id": 9,
+            "sid_end_token_id": 10, "eos_token_id": 2, "mode": "free"}  # fmt: skip
+    codes = {"nan": [[0, math.nan]], "-1": [[0, -1]], "2**40": [[0, 2**40]], "1.5": [[0, 1.5]],
+             "strings": [["a", "b"]], "3-D": [[[0, 1]]], "1-D": [0, 1], "None": None, "ragged": [[0, 1], [0]]}  # fmt: skip
+    out = []
+    for label, value in codes.items():
+        out.append((f"processor sid_codes={label}", lambda v=value: SIDLogitsProcessor(**{**base, "sid_codes": v}),
+                    "sid_codes"))  # fmt: skip
+    for arg in ("prompt_length", "num_levels_to_generate"):
+        for label, value in WRONG_INTS.items():
+            if value is None or (label == "2**40" and arg == "prompt_length"):
+                continue  # None: the default; a long prompt is not an error
+            kwargs = {**base, "mode": "sid", "prompt_length": 3, arg: value}
+            out.append((f"processor {arg}={label}", lambda kw=kwargs: SIDLogitsProcessor(**kw), arg))
+    for label, value in {"1.5": 2.5, "'2'": "2", "-1": -1, "True": True, "[]": []}.items():
+        out.append(
+            (f"processor eos_token_id={label}", lambda v=value: SIDLogitsProcessor(**{**base, "eos_token_id": v}),
+             "eos_token_id")
+        )  # fmt: skip
+    return out
+
+
+CONFIG_INTS = {"latent_dim": 1, "kmeans_iters": 1, "reseed_interval": 1, "dead_code_threshold": 0,
+               "autoencoder_warmup_steps": 0}  # fmt: skip
+CONFIG_FLOATS = ("commitment_weight", "codebook_loss_weight", "contrastive_weight", "contrastive_temperature",
+                 "progressive_masking_prob", "dropout")  # fmt: skip
+
+
+def config_variants() -> list[tuple[str, Callable[[], Any], str]]:
+    out = []
+    for field in CONFIG_INTS:
+        for label, value in WRONG_INTS.items():
+            if field in (
+                "dead_code_threshold",
+                "autoencoder_warmup_steps",
+                "kmeans_iters",
+                "reseed_interval",
+            ) and (label == "2**40"):
+                continue  # large counts are legitimate there
+            out.append(
+                (f"RQVAEConfig {field}={label}", lambda f=field, v=value: RQVAEConfig(**{f: v}), field)
+            )
+    for field in CONFIG_FLOATS:
+        for label, value in {**WRONG_FLOATS, "-1": -1.0}.items():
+            out.append(
+                (f"RQVAEConfig {field}={label}", lambda f=field, v=value: RQVAEConfig(**{f: v}), field)
+            )
+    for field in ("codebook_sizes", "hidden_sizes"):
+        for label, value in WRONG_INTS.items():
+            out.append(
+                (
+                    f"RQVAEConfig {field}=[{label}, 8]",
+                    lambda f=field, v=value: RQVAEConfig(**{f: [v, 8]}),
+                    field,
+                )
+            )
+        for label, value in {"'256'": "256", "None": None, "8": 8, "{}": {}}.items():
+            out.append(
+                (f"RQVAEConfig {field}={label}", lambda f=field, v=value: RQVAEConfig(**{f: v}), field)
+            )
+    for label, value in WRONG_INTS.items():
+        out.append(
+            (f"RQVAEConfig modality_dims={{'text': {label}}}", lambda v=value: RQVAEConfig(modality_dims={"text": v}),
+             "modality_dims")
+        )  # fmt: skip
+    for label, value in {"'true'": "true", "'false'": "false", "None": None, "2": 2, "[]": []}.items():
+        for field in ("kmeans_init", "normalize_inputs"):
+            out.append(
+                (f"RQVAEConfig {field}={label}", lambda f=field, v=value: RQVAEConfig(**{f: v}), field)
+            )
+    return out
+
+
+def embedding_variants(ctx: Any) -> list[tuple[str, Callable[[], Any], str]]:
+    dim, n = BAD.DIM, BAD.N_ITEMS
+    good = ctx.embeddings
+    cases = {
+        "all NaN": (np.full((n, dim), np.nan, np.float32), "nan"),
+        "inf": (np.full((n, dim), np.inf, np.float32), "infinite"),
+        "-inf": (np.full((n, dim), -np.inf, np.float32), "infinite"),
+        "1e39 (float32 overflow)": (np.full((n, dim), 1e39), "infinite"),
+        "partial NaN": (np.where(np.eye(n, dim) > 0, np.nan, good), "some (not all)"),
+        "zeros": (np.zeros((n, dim), np.float32), "all-zero"),
+        "ragged": ([[0.1] * dim, [0.2] * (dim - 1)], "ragged"),
+        "strings": (np.array([["x"] * dim]), "floats"),
+        "object": (np.array([[1.0] * dim, None], dtype=object), "ragged"),
+        "None": (None, "embeddings"),
+        "str": ("embeddings", "embeddings"),
+        "1-D": (good[0], "2-D"),
+        "3-D": (good[None], "2-D"),
+        "wrong dim": (good[:, :-1], "dimension"),
+        "ints": (np.ones((n, dim), np.int64), "floats"),
+        "bools": (np.ones((n, dim), bool), "floats"),
+        "dict wrong key": ({"image": good}, "modalit"),
+        "dict extra key": ({"text": good, "image": good}, "modalit"),
+    }
+    out = []
+    for label, (value, fragment) in cases.items():
+        out.append((f"RQVAEModel.encode {label}", lambda v=value: ctx.rqvae.encode(v), fragment))
+        train = BAD._train(embeddings=value)
+        out.append((f"train_rqvae embeddings {label}", lambda t=train: t(ctx), fragment))
+    for arg, values in {
+        "epochs": {"0": 0, "-1": -1, "nan": math.nan, "inf": math.inf, "'3'": "3", "None": None},
+        "max_steps": {"0": 0, "-5": -5, "1.5": 1.5, "'3'": "3", "True": True},
+        "batch_size": {"0": 0, "-1": -1, "1.5": 1.5, "None": None},
+        "learning_rate": {"0": 0.0, "-1": -1.0, "nan": math.nan, "'x'": "x"},
+        "warmup_ratio": {"1": 1.0, "-0.1": -0.1, "nan": math.nan},
+        "seed": {"-1": -1, "1.5": 1.5, "'1'": "1"},
+    }.items():
+        for label, value in values.items():
+            kwargs = {"max_steps": -1 if arg == "epochs" else 2, arg: value}
+            train = BAD._train(**kwargs)
+            out.append((f"train_rqvae {arg}={label}", lambda t=train: t(ctx), arg))
+    return out
+
+
+def table_variants(ctx: Any) -> list[tuple[str, Callable[[], Any], str]]:
+    out = []
+    for label, value in WRONG_INTS.items():
+        out.append((f"SIDTable codebook_sizes=[{label}, 2]", lambda v=value: hs.SIDTable(["a"], [[0, 1]], [v, 2]),
+                    "codebook_sizes"))  # fmt: skip
+        out.append((f"SIDTable codes=[[{label}, 1]]", lambda v=value: hs.SIDTable(["a"], [[v, 1]], [2, 2]),
+                    "code"))  # fmt: skip
+        out.append(
+            (f"SIDTable num_semantic_levels={label}",
+             lambda v=value: hs.SIDTable(["a"], [[0, 1]], [2, 2], num_semantic_levels=v if v is not None else 0),
+             "num_semantic_levels")
+        )  # fmt: skip
+        out.append((f"assign_unique_sids codes=[[{label}, 1]]",
+                    lambda v=value: hs.assign_unique_sids([[v, 1]], ["a"], [2, 2]), "code"))  # fmt: skip
+        out.append((f"sid_to_item (0, {label})", lambda v=value: ctx.tok.sid_to_item((0, v)), "sid"))
+        out.append((f"tok.add_items codes=[[{label}, 1]]",
+                    lambda v=value: ctx.tok.add_items(["new"], codes=[[v, 1]]), "code"))  # fmt: skip
+    for label, value in {"None": None, "3": 3, "b'i00'": b"i00", "['i00']": ["i00"], "1.5": 1.5}.items():
+        out.append((f"item_to_sid {label}", lambda v=value: ctx.tok.item_to_sid(v), "item"))
+    for label, value in {"3-D": np.zeros((2, 2, 2), int), "bytes": b"x", "floats": [1.5, 2.5], "None": None,
+                         "dict": {"a": 1}, "nested str": [["a"]], "NaN ids": np.array([np.nan])}.items():  # fmt: skip
+        out.append((f"parse_items {label}", lambda v=value: ctx.tok.parse_items(v), "parse_items"))
+    for label, value in {
+        "2**40": [2**40],
+        "-1": [-1],
+        "0": [0],
+        "1.5": [1.5],
+        "'3'": ["3"],
+        "None": None,
+    }.items():
+        out.append(
+            (f"from_base codebook_sizes={label}",
+             lambda v=value: SemanticIDTokenizer.from_base(ctx.base, sid_table={"a": (0,)}, codebook_sizes=v),
+             "codebook_sizes")
+        )  # fmt: skip
+    for label, value in {"0": 0, "-1": -1, "1.5": 1.5, "'3'": "3", "True": True, "None": None}.items():
+        out.append((f"recall_at_k k={label}", lambda v=value: hs.recall_at_k(["a"], "a", v), "k must"))
+        out.append((f"ndcg_at_k k={label}", lambda v=value: hs.ndcg_at_k(["a"], "a", v), "k must"))
+        out.append(
+            (f"build_cooccurrence_pairs window={label}",
+             lambda v=value: hs.build_cooccurrence_pairs([["a", "b"]], window=v), "window")
+        )  # fmt: skip
+    return out
+
+
+def file_variants(ctx: Any) -> list[tuple[str, Callable[[], Any], str, Callable[[Any], bool], bool]]:
+    """(name, call, fragment, same, undetectable-if-silent) for every file of the saved directories."""
+    intact_tok = SemanticIDTokenizer.from_pretrained(ctx.tok_dir)
+    intact_rq = RQVAEModel.from_pretrained(ctx.rqvae_dir)
+    probe = "a small catalogue of things to buy " + intact_tok.items_to_text(["i01", "i02"])
+
+    def same_tok(loaded: Any) -> bool:
+        tok, rq = loaded
+        if (
+            tok.sid_table_dict() != intact_tok.sid_table_dict()
+            or list(tok.codebook_sizes) != intact_tok.codebook_sizes
+        ):
+            return False
+        if tok(probe)["input_ids"] != intact_tok(probe)["input_ids"] or len(tok) != len(intact_tok):
+            return False
+        if tok.num_semantic_levels != intact_tok.num_semantic_levels:
+            return False
+        return rq is not None and _same_model(rq, intact_rq)
+
+    def load_tok(path: Path) -> Any:
+        tok = SemanticIDTokenizer.from_pretrained(path)
+        return tok, tok.rqvae if tok.has_rqvae else None
+
+    out = []
+    for source, loader, same in (
+        (ctx.tok_dir, load_tok, same_tok),
+        (ctx.rqvae_dir, RQVAEModel.from_pretrained, lambda m: _same_model(m, intact_rq)),
+    ):
+        for file in sorted(p.name for p in source.iterdir()):
+            if file.endswith(".py"):
+                continue  # remote code, read only by AutoTokenizer with trust_remote_code=True
+            damages: dict[str, tuple[Callable[[Path], None], bool]] = {
+                "truncated": (BAD.DAMAGE["truncated"], False),
+                "bit-flipped header": (BAD.DAMAGE["bit-flipped"], False),
+                "bit-flipped middle": (_flip_middle, True),
+                "missing": (BAD.DAMAGE["missing"], False),
+                "empty": (BAD.DAMAGE["empty"], False),
+                "not UTF-8": (_latin1, False),
+            }
+            if file.endswith(".safetensors"):
+                damages["wrong dtype"] = (BAD.wrong_dtype, False)
+                damages["NaN weights"] = (BAD.nan_weights, False)
+            if file.endswith(".json"):
+                data = json.loads((source / file).read_text(encoding="utf-8"))
+                for key in data if isinstance(data, dict) else []:
+                    for label, value in {
+                        "None": None,
+                        "'x'": "x",
+                        "-1": -1,
+                        "1.5": 1.5,
+                        "[]": [],
+                        "{}": {},
+                    }.items():
+                        if _json_kind(value) == _json_kind(data[key]) and not (
+                            label == "-1" and _is_size(data[key])
+                        ):
+                            continue  # a value of the right type is a different setting, not damage
+                        damages[f"{key}={label}"] = (BAD.edit_json(file, **{key: value}), False)
+            for label, (damage, undetectable) in damages.items():
+
+                def call(s=source, f=file, d=damage, load=loader) -> Any:
+                    return load(BAD.damaged_copy(ctx, s, f, d))
+
+                out.append(
+                    (f"{source.name}/{file} {label}", call, _fragment(file, label), same, undetectable)
+                )
+    return out
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number" if not isinstance(value, int) else "int"
+    return type(value).__name__
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _fragment(file: str, label: str) -> str:
+    """A damaged file's error must name the file, or (for a bad field) the field."""
+    return label.split("=")[0] if "=" in label else file
+
+
+def _same_model(a: RQVAEModel, b: RQVAEModel) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    if set(sa) != set(sb) or any(not torch.equal(sa[k], sb[k]) for k in sa):
+        return False
+    skip = {"transformers_version", "_name_or_path", "name_or_path", "architectures", "dtype", "torch_dtype"}
+    da = {k: v for k, v in a.config.to_dict().items() if k not in skip}
+    db = {k: v for k, v in b.config.to_dict().items() if k not in skip}
+    return da == db
+
+
+def _flip_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    if data:
+        data[len(data) * 3 // 4] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _latin1(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + "é".encode("latin-1"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Kills during save
+# --------------------------------------------------------------------------------------------------------------
+def kills_during_save(ctx: Any, n_points: int, random_kills: int) -> dict[str, Any]:
+    path = ROOT / "benchmarks" / "kill_harness.py"
+    if not path.exists():
+        return {"status": "benchmarks/kill_harness.py not present: left for the lead"}
+    harness = _import_file("kill_harness", path)
+    out: dict[str, Any] = {}
+    work = ctx.fresh_dir()
+    old_tok = SemanticIDTokenizer.from_pretrained(ctx.tok_dir)
+    new_tok = SemanticIDTokenizer.from_pretrained(ctx.tok_dir)
+    new_tok.add_items(["killed-save-item"], codes=[[2, 3]])
+    old_rq = RQVAEModel.from_pretrained(ctx.rqvae_dir)
+    new_rq = RQVAEModel.from_pretrained(ctx.rqvae_dir)
+    with torch.no_grad():
+        new_rq.quantizer.codebooks[0].add_(1.0)
+    targets = {
+        "tokenizer save_pretrained": (
+            work / "tok",
+            lambda: new_tok.save_pretrained(work / "tok"),
+            lambda: old_tok.save_pretrained(work / "tok"),
+            lambda: _label(
+                lambda: SemanticIDTokenizer.from_pretrained(work / "tok").sid_table_dict(),
+                old_tok.sid_table_dict(),
+                new_tok.sid_table_dict(),
+            ),
+        ),  # fmt: skip
+        "RQ-VAE save_pretrained": (
+            work / "rq",
+            lambda: new_rq.save_pretrained(work / "rq"),
+            lambda: old_rq.save_pretrained(work / "rq"),
+            lambda: _label(
+                lambda: RQVAEModel.from_pretrained(work / "rq").quantizer.codebooks[0].tolist(),
+                old_rq.quantizer.codebooks[0].tolist(),
+                new_rq.quantizer.codebooks[0].tolist(),
+            ),
+        ),  # fmt: skip
+    }
+    trace = {
+        "tokenizer save_pretrained": None,
+        "RQ-VAE save_pretrained": [modeling_utils.__file__, io_utils.__file__, shutil.__file__],
+    }
+    for name, (_, save, reset, check) in targets.items():
+        try:
+            summary = harness.kill_during_save(
+                save=save,
+                check=check,
+                reset=reset,
+                n_points=n_points,
+                random_kills=random_kills,
+                trace_files=trace[name],
+            )
+            out[name] = {"kills": len(summary["kill_points"]), "broken": 0, **summary}
+        except AssertionError as err:
+            out[name] = {"broken": 1, "first_broken_state": str(err)[:300]}
+        except Exception as err:  # noqa: BLE001 - report, do not stop the benchmark
+            out[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+    return out
+
+
+def _label(load: Callable[[], Any], old: Any, new: Any) -> str:
+    try:
+        found = load()
+    except Exception as err:  # noqa: BLE001 - an unloadable directory is a broken state
+        raise AssertionError(f"the directory does not load: {type(err).__name__}: {str(err)[:200]}") from err
+    if found == old:
+        return "old"
+    if found == new:
+        return "new"
+    raise AssertionError("the directory holds neither the old nor the new version")
+
+
+# --------------------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer kill points")
+    parser.add_argument("--no_kills", action="store_true", help="skip the kills-during-save section")
+    parser.add_argument("--output_dir", default=str(RESULTS), help="where robustness.{json,md} go")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import logging
+
+    logging.disable(logging.WARNING)  # the damaged loads log load reports; the outcomes are what counts
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    start = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="robustness-") as tmp:
+        ctx = BAD.build_context(Path(tmp))
+        for case in BAD.CASES:
+            rec = run_bad(f"[table] {case.name}", lambda c=case: c.call(ctx), case.fragment)
+            if rec["outcome"] == "clear" and not _expected_type(rec["error"], case.error):
+                rec["outcome"] = "unclear"  # one of ours, but not the type the table documents
+            records.append(rec)
+        generated = [*recommend_variants(ctx), *processor_variants(), *config_variants(),
+                     *embedding_variants(ctx), *table_variants(ctx)]  # fmt: skip
+        for name, call, fragment in generated:
+            records.append(run_bad(name, call, fragment))
+        for name, call, fragment, same, undetectable in file_variants(ctx):
+            rec = run_bad(name, call, fragment, same)
+            if rec["outcome"] == "silent" and undetectable:
+                rec["outcome"] = "undetectable"
+            records.append(rec)
+        valid = []
+        for name, call in BAD.VALID_CALLS:
+            try:
+                call(ctx)
+                valid.append({"input": name, "outcome": "ok"})
+            except Exception as err:  # noqa: BLE001
+                valid.append({"input": name, "outcome": "crash", "error": type(err).__name__,
+                              "message": str(err)[:240], "trace": traceback.format_exc(limit=3)[-600:]})  # fmt: skip
+        kills = (
+            {"status": "skipped (--no_kills)"}
+            if args.no_kills
+            else kills_during_save(ctx, 8 if args.quick else 25, 0 if args.quick else 6)
+        )
+    counts = Counter(r["outcome"] for r in records)
+    figures = {
+        "inputs_tried": len(records),
+        "clear_errors": counts["clear"],
+        "unclear_errors": counts["unclear"],
+        "silent_coercions": counts["silent"],
+        "harmless_damage_ignored": counts["harmless"],
+        "undetectable_corruption": counts["undetectable"],
+        "valid_calls": len(valid),
+        "crashes_on_valid_calls": sum(v["outcome"] == "crash" for v in valid),
+    }
+    result = {
+        "figures": figures,
+        "rule": "clear = ValueError/TypeError/FileNotFoundError/KeyError (not a raw JSONDecodeError, "
+        "UnicodeDecodeError or SafetensorError) whose message contains the identifying fragment",
+        "kills_during_save": kills,
+        "seconds": round(time.perf_counter() - start, 1),
+        "unclear": [r for r in records if r["outcome"] == "unclear"],
+        "silent": [r for r in records if r["outcome"] == "silent"],
+        "undetectable": [r for r in records if r["outcome"] == "undetectable"],
+        "crashes": [v for v in valid if v["outcome"] == "crash"],
+        "all": records,
+    }
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(result, output_dir / "robustness.json", indent=1)
+    write_text_atomic(_markdown(result), output_dir / "robustness.md")
+    print(json.dumps({**figures, "kills_during_save": _kill_summary(kills)}, indent=1))
+    return 0
+
+
+def _expected_type(name: str, expected: Any) -> bool:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    return any(t.__name__ == name or name in {c.__name__ for c in _subclasses(t)} for t in types)
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = set()
+    for sub in cls.__subclasses__():
+        found |= {sub, *_subclasses(sub)}
+    return found
+
+
+def _kill_summary(kills: dict[str, Any]) -> Any:
+    if "status" in kills:
+        return kills["status"]
+    return {name: {k: v for k, v in info.items() if k in ("kills", "broken", "states", "outcomes", "error")}
+            for name, info in kills.items()}  # fmt: skip
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    f = result["figures"]
+    lines = [
+        "# Robustness to bad input",
+        "",
+        f"Rule: {result['rule']}.",
+        "",
+        "| inputs tried | clear errors | unclear errors | silent coercions | harmless (ignored damage) | "
+        "undetectable corruption | valid calls | crashes on valid calls |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {f['inputs_tried']} | {f['clear_errors']} | {f['unclear_errors']} | {f['silent_coercions']} | "
+        f"{f['harmless_damage_ignored']} | {f['undetectable_corruption']} | {f['valid_calls']} | "
+        f"{f['crashes_on_valid_calls']} |",
+        "",
+        "## Kills during save",
+        "",
+    ]
+    kills = result["kills_during_save"]
+    if "status" in kills:
+        lines.append(kills["status"])
+    else:
+        lines += ["| save | kills | broken states | states found | outcomes |", "|---|---:|---:|---|---|"]
+        for name, info in kills.items():
+            if "error" in info:
+                lines.append(f"| {name} | - | - | harness error: {info['error']} | |")
+            else:
+                lines.append(
+                    f"| {name} | {info.get('kills', '?')} | {info['broken']} | {info.get('states', '')} | "
+                    f"{info.get('outcomes', info.get('first_broken_state', ''))} |"
+                )
+    for title, key in (("Unclear errors", "unclear"), ("Silent coercions", "silent"), ("Crashes", "crashes")):
+        lines += ["", f"## {title} ({len(result[key])})", ""]
+        for rec in result[key]:
+            detail = f"{rec.get('error', '')}: {rec.get('message', '')}".strip(": ").replace("|", "\\|")
+            lines.append(f"- `{rec['input']}` {detail[:200]}")
+    lines += [
+        "",
+        f"Undetectable corruption (bit flips inside data, no checksum): {len(result['undetectable'])}.",
+        "",
+    ]
+    lines.append(f"Run time: {result['seconds']} s.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
