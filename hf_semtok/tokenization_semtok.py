@@ -19,11 +19,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tokenizers import AddedToken
 from transformers import AutoConfig, AutoTokenizer, PreTrainedConfig, PreTrainedTokenizerFast
 
@@ -36,8 +35,10 @@ from .constants import (
     SID_TABLE_FILE,
     SID_TOKEN_TEMPLATE,
 )
-from .sid_table import SIDTable, as_code_matrix, as_int
-from .sid_tokens import SID_RE, SIDTokenLookup, parse_sid_string, scan_sid_text, token_id_rows
+from .sid_catalogue import SIDCatalogueMixin
+from .sid_table import SIDTable
+from .sid_tokens import SID_RE, SIDTokenLookup
+from .tokenizer_files import check_rqvae_sizes, json_problem, local_file, read_json_object
 
 try:  # one atomic directory save for the library; the remote-code copy without hf_semtok saves plainly
     from hf_semtok.io_utils import atomic_directory
@@ -50,7 +51,6 @@ __all__ = ["SemanticIDTokenizer", "SemanticIDTokenizerConfig"]
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-_ON_INVALID = ("skip", "raise", "none", "keep_prefix")
 #: Files a SemanticIDTokenizer (or an earlier release of it, or its base tokenizer) writes. A save drops the old
 #: copies it does not rewrite (e.g. an RQ-VAE the new tokenizer lacks) and keeps everything else in the folder.
 _TOKENIZER_FILES = frozenset(
@@ -89,7 +89,7 @@ class SemanticIDTokenizerConfig(PreTrainedConfig):
 # ----------------------------------------------------------------------------------------------------------
 # The tokenizer
 # ----------------------------------------------------------------------------------------------------------
-class SemanticIDTokenizer(PreTrainedTokenizerFast):
+class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
     """A base LM's fast tokenizer extended with Semantic-ID tokens and the item catalogue.
 
     Build one with [`SemanticIDTokenizer.from_base`]; load one with `from_pretrained` or `AutoTokenizer`.
@@ -184,15 +184,17 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             )
         table = sid_table if sid_table is not None else SIDTable.from_json(sid_table_file)
         if rqvae_config_file is not None and rqvae is None:
-            _check_rqvae_sizes(
-                _read_rqvae_config(rqvae_config_file).get("codebook_sizes"), table, rqvae_config_file
+            check_rqvae_sizes(
+                read_json_object(rqvae_config_file, "RQ-VAE config").get("codebook_sizes"),
+                table,
+                rqvae_config_file,
             )
         kwargs.setdefault("sid_start_token", AddedToken(SID_START_TOKEN, special=True, normalized=False))
         kwargs.setdefault("sid_end_token", AddedToken(SID_END_TOKEN, special=True, normalized=False))
         try:
             super().__init__(*args, **kwargs)
         except Exception as err:
-            problem = _json_problem(kwargs.get("tokenizer_file"))
+            problem = json_problem(kwargs.get("tokenizer_file"))
             if problem:
                 raise ValueError(
                     f"{kwargs['tokenizer_file']}: {problem}; the file is truncated or corrupt. Re-save the "
@@ -248,8 +250,8 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
             for name in _JSON_FILES:
-                path = _local_file(pretrained_model_name_or_path, name, kwargs)
-                problem = _json_problem(path)
+                path = local_file(pretrained_model_name_or_path, name, kwargs)
+                problem = json_problem(path)
                 if problem:
                     raise ValueError(
                         f"{path}: {problem}; the file is truncated or corrupt. Re-save the tokenizer with "
@@ -302,7 +304,7 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
             sid_table = sid_table.sid_table
         table = SIDTable.from_any(sid_table, codebook_sizes, rqvae)
         if rqvae is not None:
-            _check_rqvae_sizes(
+            check_rqvae_sizes(
                 getattr(rqvae.config, "codebook_sizes", None), table, "the rqvae passed to from_base"
             )
         base_name = base.init_kwargs.get("base_tokenizer_name") or base.name_or_path or None
@@ -441,384 +443,6 @@ class SemanticIDTokenizer(PreTrainedTokenizerFast):
         return render_tokenizer_card(self, repo_id=repo_id, tags=tags, **kwargs)
 
     # ---------------------------------------------------------------- table properties
-    @property
-    def num_levels(self) -> int:
-        """Codes per SID (dedup level included)."""
-        return len(self._table.codebook_sizes)
-
-    @property
-    def codebook_sizes(self) -> list[int]:
-        """Number of codes at each level."""
-        return list(self._table.codebook_sizes)
-
-    @property
-    def num_items(self) -> int:
-        """Number of items in the catalogue."""
-        return len(self._table.item_ids)
-
-    @property
-    def item_ids(self) -> list[str]:
-        """Item ids in table order."""
-        return list(self._table.item_ids)
-
-    @property
-    def sid_codes(self) -> np.ndarray:
-        """Read-only `(num_items, num_levels)` int64 codes in `item_ids` order."""
-        return self._table.codes
-
-    @property
-    def num_semantic_levels(self) -> int:
-        """Levels that come from the RQ-VAE (the rest is the dedup level)."""
-        return self._table.num_semantic_levels
-
-    @property
-    def collision_stats(self) -> dict[str, Any]:
-        """Collision statistics stored with the table (empty for a plain dict table)."""
-        return dict(self._table.stats)
-
-    @property
-    def collision_strategy(self) -> str | None:
-        """How colliding items were given unique SIDs (`"extra_level"`, `"reassign"`, or None if unknown)."""
-        return self._table.collision_strategy
-
-    @property
-    def sid_token_ids(self) -> list[list[int]]:
-        """Token ids of the SID tokens: `sid_token_ids[level][code]` (cached; do not modify)."""
-        return self._sid_lookup.per_level_lists
-
-    @property
-    def all_sid_token_ids(self) -> list[int]:
-        """Every SID token id plus the two markers, sorted (the rows `extend_model` initialises)."""
-        ids = np.concatenate([*self._sid_lookup.per_level, [self.sid_start_token_id, self.sid_end_token_id]])
-        return sorted(int(i) for i in ids)
-
-    @property
-    def sid_start_token_id(self) -> int:
-        """Id of `<|sid_start|>`."""
-        return self._sid_lookup.start
-
-    @property
-    def sid_end_token_id(self) -> int:
-        """Id of `<|sid_end|>`."""
-        return self._sid_lookup.end
-
-    @property
-    def sid_table(self) -> SIDTable:
-        """The item table (`hf_semtok.SIDTable`) the tokenizer carries; treat it as read-only."""
-        return self._table
-
-    def sid_table_dict(self) -> dict[str, tuple[int, ...]]:
-        """The catalogue as a plain `dict[item_id, tuple[int, ...]]`."""
-        return {
-            item: tuple(int(c) for c in row) for item, row in zip(self._table.item_ids, self._table.codes)
-        }
-
-    # ---------------------------------------------------------------- lookups
-    def _row(self, item_id: str) -> int:
-        try:
-            return self._table.index[item_id]
-        except KeyError:
-            raise ValueError(
-                f"Unknown item id {item_id!r}: not in the tokenizer's item table ({self.num_items} items). "
-                "Give new items SIDs with add_items(...)."
-            ) from None
-
-    def _check_codes(self, codes: Sequence[int]) -> tuple[int, ...]:
-        if isinstance(codes, (str, bytes, Mapping)) or not isinstance(codes, (Sequence, np.ndarray)):
-            raise TypeError(f"A SID is a tuple of integer codes; got {type(codes).__name__} {codes!r}.")
-        codes = tuple(as_int(c, f"Code {level} of the SID {tuple(codes)!r}") for level, c in enumerate(codes))
-        sizes = self._table.codebook_sizes
-        if len(codes) > len(sizes):
-            raise ValueError(f"SID {codes} has {len(codes)} codes but the tokenizer has {len(sizes)} levels.")
-        for level, (code, size) in enumerate(zip(codes, sizes)):
-            if not 0 <= code < size:
-                raise ValueError(f"Code {code} at level {level} of SID {codes} is out of range [0, {size}).")
-        return codes
-
-    def item_to_sid(self, item_id: str) -> tuple[int, ...]:
-        """The SID (tuple of codes, one per level) of an item.
-
-        Raises:
-            ValueError: if the item id is not in the table.
-        """
-        return tuple(int(c) for c in self._table.codes[self._row(str(item_id))])
-
-    def sid_to_item(self, codes: Sequence[int] | str) -> str:
-        """The item whose SID is `codes` (a tuple of ints, or the SID token string of one item).
-
-        Raises:
-            ValueError: for a malformed SID string, a wrong number of codes, a code out of range, or a SID that
-                names no item.
-        """
-        if isinstance(codes, str):
-            codes = parse_sid_string(codes)
-        codes = self._check_codes(codes)
-        if len(codes) != self.num_levels:
-            raise ValueError(f"SID {codes} has {len(codes)} codes; a full SID has {self.num_levels}.")
-        row = self._table.row_of_sid(codes)
-        if row < 0:
-            raise ValueError(f"No item has the SID {codes}.")
-        return self._table.item_ids[row]
-
-    def items_with_prefix(self, codes_prefix: Sequence[int]) -> list[str]:
-        """Items whose SID starts with `codes_prefix` (table order). An empty prefix gives every item."""
-        prefix = self._check_codes(codes_prefix)
-        return [self._table.item_ids[int(r)] for r in self._table.rows_with_prefix(prefix)]
-
-    def items_to_text(self, item_ids: str | Iterable[str]) -> str:
-        """The SID token string of items (markers included, no separator between items)."""
-        if isinstance(item_ids, str):
-            item_ids = [item_ids]
-        texts = self._table.sid_texts()
-        return "".join(texts[self._row(str(item))] for item in item_ids)
-
-    def codes_to_token_ids(self, codes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
-        """Token ids of SID codes: `(n, k)` codes (k <= num_levels) -> `(n, k)` ids (ValueError if out of range)."""
-        return self._sid_lookup.codes_to_ids(codes)
-
-    def encode_items(self, item_ids: str | Iterable[str]) -> list[int]:
-        """Token ids of `items_to_text(item_ids)`: `[start, sid_0, ..., sid_{L-1}, end]` per item."""
-        if isinstance(item_ids, str):
-            item_ids = [item_ids]
-        rows = [self._row(str(i)) for i in item_ids]
-        ids = self.codes_to_token_ids(self._table.codes[rows]) if rows else np.zeros((0, self.num_levels))
-        n = len(rows)
-        out = np.empty((n, self.num_levels + 2), dtype=np.int64)  # (n_items, L + 2)
-        out[:, 0] = self.sid_start_token_id
-        out[:, 1:-1] = ids
-        out[:, -1] = self.sid_end_token_id
-        return out.reshape(-1).tolist()
-
-    def token_ids_to_codes(self, token_ids: Any) -> tuple[Any, Any]:
-        """Vectorised map token id -> (level, code); both -1 for tokens that are not SID tokens.
-
-        Args:
-            token_ids: Any-shaped ints: numpy array, list, or torch tensor (the result stays on its device).
-
-        Returns:
-            `(levels, codes)`, same shape and kind as the input.
-        """
-        return self._sid_lookup.ids_to_codes(token_ids)
-
-    # ---------------------------------------------------------------- parsing generated output
-    def parse_items(self, text_or_token_ids: Any, on_invalid: str = "skip") -> list[Any]:
-        """Extract the items named in generated output.
-
-        A SID is read as consecutive SID tokens of levels 0, 1, ..., L-1 (markers optional, whitespace between
-        tokens of one SID ignored). Anything else is invalid: a SID cut short or with levels out of order, a
-        code outside the codebook, or a well-formed SID that names no item.
-
-        Args:
-            text_or_token_ids: A string, a list / 1-D array / tensor of token ids, or a batch of them (list of
-                strings, 2-D ids); a batch gives one list per row.
-            on_invalid: `"skip"` drops invalid SIDs, `"raise"` raises `ValueError`, `"none"` puts `None` in their
-                place, `"keep_prefix"` puts their codes (a tuple, possibly partial) in their place.
-
-        Returns:
-            Item ids in order of appearance (or a list of such lists for a batch).
-        """
-        if on_invalid not in _ON_INVALID:
-            raise ValueError(f"on_invalid must be one of {_ON_INVALID}; got {on_invalid!r}.")
-        x = text_or_token_ids
-        if isinstance(x, str):
-            return self._table.resolve(scan_sid_text(x), on_invalid)
-        if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
-            return [self._table.resolve(scan_sid_text(t), on_invalid) for t in x]
-        ids = token_id_rows(x)
-        if isinstance(ids, np.ndarray) and ids.ndim == 1:
-            return self._table.resolve(self._sid_lookup.scan_ids(ids), on_invalid)
-        return [self._table.resolve(self._sid_lookup.scan_ids(row), on_invalid) for row in ids]
-
-    # ---------------------------------------------------------------- cold start
-    @property
-    def has_rqvae(self) -> bool:
-        """Whether the tokenizer carries an RQ-VAE (loaded or still on disk)."""
-        return self._rqvae is not None or self._rqvae_files is not None
-
-    @property
-    def rqvae(self) -> Any:
-        """The RQ-VAE carried by the tokenizer (loaded on first use), or None."""
-        if self._rqvae is None and self._rqvae_files is not None:
-            self._rqvae = _load_rqvae(*self._rqvae_files, table=self._table)
-        return self._rqvae
-
-    def _require_rqvae(self) -> Any:
-        if self.rqvae is None:
-            raise ValueError(
-                "This tokenizer carries no RQ-VAE; build it with from_base(..., rqvae=model) to give new items "
-                "SIDs from embeddings, or pass codes= to add_items."
-            )
-        return self.rqvae
-
-    def sids_for_embeddings(self, embeddings: Any, **encode_kwargs: Any) -> np.ndarray:
-        """Semantic codes the RQ-VAE gives `embeddings` (no dedup level; see `add_items` for full SIDs).
-
-        Args:
-            embeddings: `(n, dim)` array or `dict[modality, (n, dim_m)]`, as for `RQVAEModel.encode`.
-
-        Returns:
-            `(n, num_semantic_levels)` int64 codes.
-        """
-        codes = self._require_rqvae().encode(embeddings, **encode_kwargs)
-        return as_code_matrix(codes, "RQ-VAE codes")
-
-    def add_items(
-        self, item_ids: Sequence[str], embeddings: Any = None, codes: Any = None
-    ) -> dict[str, tuple[int, ...]]:
-        """Give new items unique SIDs without retraining, under the table's collision policy.
-
-        Args:
-            item_ids: New item ids (not yet in the table).
-            embeddings: Their embeddings, encoded by the carried RQ-VAE.
-            codes: Or their semantic codes `(n, num_semantic_levels)` directly.
-
-        Returns:
-            `dict[item_id, sid]` for the new items. The table (and `save_pretrained`) includes them.
-        """
-        try:
-            from hf_semtok.sids import add_items_to_table
-        except ImportError as err:
-            raise ImportError("add_items needs hf_semtok installed (pip install hf-semtok).") from err
-        if isinstance(item_ids, (str, bytes)):
-            raise TypeError(f"add_items: item_ids must be a list of ids; got the string {item_ids!r}.")
-        item_ids = [str(i) for i in item_ids]
-        known = [i for i in item_ids if i in self._table.index]
-        if known:
-            raise ValueError(f"add_items: {len(known)} item(s) already in the table, e.g. {known[:3]}.")
-        if (embeddings is None) == (codes is None):
-            raise ValueError("add_items needs exactly one of embeddings= or codes=.")
-        distances = None
-        if embeddings is not None:
-            codes, distances = self._require_rqvae().encode(embeddings, return_distances=True)
-            distances = _to_numpy(distances)
-        codes = as_code_matrix(codes, "add_items: codes")
-        if codes.shape[0] != len(item_ids):
-            raise ValueError(f"add_items: codes must be (num_new_items, levels); got {tuple(codes.shape)}.")
-        table = add_items_to_table(self._table, item_ids, codes, distances=distances)
-        new_table = SIDTable.from_any(table)
-        if new_table.codebook_sizes != self._table.codebook_sizes:
-            raise ValueError(
-                f"add_items changed codebook_sizes {self._table.codebook_sizes} -> {new_table.codebook_sizes}; "
-                "the tokenizer has no tokens for the new codes. Rebuild it with from_base()."
-            )
-        self._table = new_table
-        return {i: self.item_to_sid(i) for i in item_ids}
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _json_problem(path: str | os.PathLike | None) -> str:
-    """Why `path` is not readable JSON ("" when it is, or when there is no such file)."""
-    if not path or not os.path.isfile(path):
-        return ""
-    try:
-        with open(path, "rb") as f:
-            json.loads(f.read().decode("utf-8"))
-    except UnicodeDecodeError:
-        return "not UTF-8 text"
-    except json.JSONDecodeError as err:
-        return f"not valid JSON ({err})"
-    except RecursionError:
-        return "JSON nested too deeply"
-    return ""
-
-
-def _local_file(name_or_path: str | os.PathLike, filename: str, kwargs: Mapping[str, Any]) -> str | None:
-    """Path of `filename` of a local directory, or of a Hub repository already in the cache; None if absent."""
-    if os.path.isdir(name_or_path):
-        path = os.path.join(name_or_path, kwargs.get("subfolder") or "", filename)
-        return path if os.path.isfile(path) else None
-    try:
-        from transformers.utils import cached_file
-
-        return cached_file(
-            str(name_or_path),
-            filename,
-            cache_dir=kwargs.get("cache_dir"),
-            revision=kwargs.get("revision"),
-            subfolder=kwargs.get("subfolder") or "",
-            local_files_only=True,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-    except Exception:  # only used to name a broken file in an error message
-        return None
-
-
-def _read_rqvae_config(path: str | os.PathLike) -> dict[str, Any]:
-    """`rqvae_config.json` as a dict; ValueError naming the file if it is not a JSON object."""
-    problem = _json_problem(path)
-    if problem:
-        raise ValueError(
-            f"{path}: {problem}; the RQ-VAE config is truncated or corrupt. Re-save the tokenizer."
-        )
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not an RQ-VAE config object.")
-    return data
-
-
-def _check_rqvae_sizes(sizes: Any, table: SIDTable, source: str | os.PathLike) -> None:
-    """The RQ-VAE's `codebook_sizes` must be the table's semantic levels, or new items get wrong SIDs."""
-    semantic = table.codebook_sizes[: table.num_semantic_levels]
-    if not isinstance(sizes, (list, tuple)) or list(sizes) != semantic:
-        raise ValueError(
-            f"{source}: field 'codebook_sizes' = {sizes!r} disagrees with the item table's semantic levels "
-            f"{semantic} (codebook_sizes {table.codebook_sizes}, num_semantic_levels {table.num_semantic_levels}). "
-            "The RQ-VAE and the table come from different trainings; save them together with save_pretrained()."
-        )
-
-
-def _load_rqvae(config_file: str, weights_file: str, table: SIDTable | None = None) -> Any:
-    """Load and check the RQ-VAE saved beside a tokenizer; every error names the real file."""
-    try:
-        import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
-        from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
-    except ImportError as err:
-        raise ImportError("Loading the RQ-VAE needs hf_semtok installed (pip install hf-semtok).") from err
-    data = _read_rqvae_config(config_file)
-    if table is not None:
-        _check_rqvae_sizes(data.get("codebook_sizes"), table, config_file)
-    try:
-        config = RQVAEConfig.from_dict(data)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{config_file}: not a valid RQ-VAE config ({err}).") from err
-    try:
-        tensors = load_file(weights_file)
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise ValueError(
-            f"{weights_file}: not a readable safetensors file ({err}); re-save the tokenizer with its RQ-VAE."
-        ) from err
-    model = RQVAEModel(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{weights_file}: tensors do not match {config_file}: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}. The weights and the config come from different RQ-VAEs; re-save the tokenizer."
-        )
-    for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise ValueError(
-                f"{weights_file}: tensor {name!r} has shape {tuple(tensor.shape)} but {config_file} gives "
-                f"{tuple(expected[name].shape)}; the weights and the config come from different RQ-VAEs."
-            )
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(
-                f"{weights_file}: tensor {name!r} holds NaN or inf; the RQ-VAE is broken (retrain or re-save it)."
-            )
-    model.load_state_dict(tensors, strict=True)
-    return model.eval()
 
 
 # Registration: `AutoTokenizer.from_pretrained(dir)` returns this class once the module is imported, and

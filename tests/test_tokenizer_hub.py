@@ -98,6 +98,8 @@ def test_push_to_hub_with_fake_api(tok, tmp_path, monkeypatch):
         "tokenization_semtok.py",
         "sid_table.py",
         "sid_tokens.py",
+        "sid_catalogue.py",
+        "tokenizer_files.py",
         "constants.py",
         "README.md",
     } <= files
