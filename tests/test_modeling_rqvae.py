@@ -282,7 +282,7 @@ def _saved(tmp_path):
 def test_load_rejects_damaged_files(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from hf_semtok.rqvae.modeling_rqvae import validate_loaded
+    from hf_semtok.rqvae.loading import validate_loaded
 
     model = _saved(tmp_path)
     weights, config = tmp_path / "model.safetensors", tmp_path / "config.json"

@@ -11,17 +11,14 @@ A row with only some NaN entries, any infinite value, or an item with no modalit
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
@@ -29,82 +26,19 @@ from transformers.utils import ModelOutput
 
 from hf_semtok.io_utils import atomic_directory
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.inputs import EmbeddingsInput, concat_modalities
+from hf_semtok.rqvae.loading import (
+    _check_loading_info,
+    _check_weight_dtypes,
+    _config_from_file,
+    _damaged_file_hint,
+    validate_loaded,
+)
 from hf_semtok.rqvae.quantization import ResidualQuantizer
 
 __all__ = ["RQVAEModel", "RQVAEOutput", "EmbeddingsInput", "concat_modalities", "validate_loaded"]
 
 logger = logging.getLogger(__name__)
-
-#: One `(n_items, dim)` matrix, or a dict of named modality matrices (numpy or torch).
-EmbeddingsInput = Union[np.ndarray, torch.Tensor, Mapping[str, Union[np.ndarray, torch.Tensor]]]
-
-
-def concat_modalities(embeddings: EmbeddingsInput, modality_dims: Mapping[str, int]) -> torch.Tensor:
-    """Check shapes and concatenate the modalities in `modality_dims` order, keeping NaN rows as they are.
-
-    Args:
-        embeddings: One `(n, sum(dims))` matrix or a dict name -> `(n, dim)` matrix.
-        modality_dims: Expected dimension of each modality (config order).
-
-    Returns:
-        A float32 tensor `(n, sum(dims))`.
-    """
-    if isinstance(embeddings, Mapping):
-        missing = [m for m in modality_dims if m not in embeddings]
-        extra = [m for m in embeddings if m not in modality_dims]
-        if missing or extra:
-            raise ValueError(
-                f"Embeddings have modalities {sorted(embeddings)} but the config expects "
-                f"{list(modality_dims)} (missing {missing}, unexpected {extra}); pass exactly the configured "
-                "modalities (a modality absent for some items is a row of NaN, not an absent key)."
-            )
-        parts = [_as_float_tensor(embeddings[m], m) for m in modality_dims]
-        rows = {p.shape[0] for p in parts}
-        if len(rows) != 1:
-            raise ValueError(f"Modality matrices have different numbers of rows {sorted(rows)}; align them.")
-        for (name, dim), part in zip(modality_dims.items(), parts):
-            if part.shape[1] != dim:
-                raise ValueError(
-                    f"Modality {name!r} has dimension {part.shape[1]} but the config says {dim}; "
-                    "fix `modality_dims` or the embeddings."
-                )
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-    x = _as_float_tensor(embeddings, "embeddings")
-    total = sum(modality_dims.values())
-    if x.shape[1] != total:
-        raise ValueError(
-            f"Embeddings have dimension {x.shape[1]} but the config expects {total} "
-            f"({dict(modality_dims)}); fix `modality_dims` or pass a dict of modalities."
-        )
-    return x
-
-
-def _as_float_tensor(value: Any, name: str) -> torch.Tensor:
-    if value is None or isinstance(value, (str, bytes)):
-        raise TypeError(f"`{name}` must be a (n_items, dim) float matrix, got {type(value).__name__}.")
-    if isinstance(value, torch.Tensor):
-        t = value
-    else:
-        try:
-            array = np.asarray(value)
-        except ValueError as err:  # numpy refuses lists of rows of different lengths
-            raise ValueError(
-                f"`{name}` is a ragged list: its rows have different lengths. Give a (n_items, dim) matrix with "
-                "one row of the same length per item."
-            ) from err
-        if array.dtype == object:
-            raise ValueError(
-                f"`{name}` is a ragged or mixed list (numpy made an object array of shape {array.shape}); give "
-                "a (n_items, dim) matrix of floats with rows of the same length."
-            )
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-            raise TypeError(f"`{name}` must hold floats, got dtype {array.dtype}.")
-        t = torch.as_tensor(array)
-    if t.dim() != 2:
-        raise ValueError(f"`{name}` must be a 2-D matrix (n_items, dim), got shape {tuple(t.shape)}.")
-    if not t.is_floating_point():
-        raise ValueError(f"`{name}` must hold floats, got dtype {t.dtype}.")
-    return t.float()
 
 
 @dataclass
@@ -603,160 +537,6 @@ class RQVAEModel(RQVAEPreTrainedModel):
         self.train(was_training)
         n = max(raw.shape[0], 1)
         return [float(t) / n for t in totals]
-
-
-def _damaged_file_hint(source: str, err: BaseException) -> str:
-    """Which file of a saved model directory an exception from `from_pretrained` most likely concerns."""
-    text = f"{type(err).__name__} {err}".lower()
-    if "json" in text or "config" in text:
-        return f"{os.path.join(source, 'config.json')} is unreadable"
-    if "mismatch" in text or "shape" in text:
-        return (
-            f"{os.path.join(source, 'model.safetensors')} has tensors whose shapes disagree with config.json"
-        )
-    return f"{os.path.join(source, 'model.safetensors')} is unreadable"
-
-
-#: Keys of a saved config.json that only describe how it was written.
-_CONFIG_METADATA_KEYS = ("architectures", "transformers_version", "dtype", "torch_dtype")
-
-
-def _config_from_file(config_file: str) -> RQVAEConfig:
-    """Read and validate a saved `RQVAEConfig`; every error is a `ValueError` naming `config_file`."""
-    try:
-        with open(config_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"{config_file} is not valid JSON ({err}); the file is damaged, save it again."
-        ) from err
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"{config_file} must hold a JSON object (an RQVAEConfig), got {type(data).__name__}."
-        )
-    model_type = data.get("model_type", RQVAEConfig.model_type)
-    if model_type != RQVAEConfig.model_type:
-        raise ValueError(
-            f"{config_file}: field 'model_type' is {model_type!r}, expected {RQVAEConfig.model_type!r}; this is not "
-            "an RQ-VAE config."
-        )
-    dtype = data.get("dtype", data.get("torch_dtype"))
-    if dtype is not None and not (
-        isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype)
-    ):
-        raise ValueError(
-            f"{config_file}: field 'dtype' is {dtype!r}; expected a torch dtype name such as 'float32'."
-        )
-    for key in ("modality_dims", "hidden_sizes", "codebook_sizes", "latent_dim"):
-        if key in data and data[key] is None:
-            raise ValueError(
-                f"{config_file}: field {key!r} is null; the file is damaged, save the model again."
-            )
-    order = data.get("modality_order")
-    if order is not None and (not isinstance(order, list) or not all(isinstance(m, str) for m in order)):
-        raise ValueError(
-            f"{config_file}: field 'modality_order' must be a list of modality names, got {order!r}."
-        )
-    fields = {k: v for k, v in data.items() if k not in _CONFIG_METADATA_KEYS}
-    try:
-        return RQVAEConfig(**fields)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{config_file}: {err}") from err
-
-
-def _check_weight_dtypes(weights_file: str) -> None:
-    """Read the safetensors header (not the data) and reject unreadable files and non-float weight tensors."""
-    try:
-        with safe_open(weights_file, framework="pt") as f:
-            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
-    except Exception as err:  # safetensors raises its own error type for damaged headers
-        raise ValueError(
-            f"{weights_file} is not a readable safetensors file ({type(err).__name__}: {str(err)[:200]}); the file "
-            "is damaged, save the model again."
-        ) from err
-    for key, dtype in dtypes.items():
-        if key in ("num_training_steps", "quantizer.initialized"):
-            continue
-        if not dtype.startswith(("F", "BF")):
-            raise ValueError(
-                f"{weights_file}: tensor {key!r} has dtype {dtype}, expected a float type; the file is damaged or "
-                "from another model. Save the model again."
-            )
-
-
-def _check_loading_info(info: Mapping[str, Any], weights_file: str, config_file: str | None = None) -> None:
-    missing = list(info.get("missing_keys") or [])
-    unexpected = list(info.get("unexpected_keys") or [])
-    mismatched = list(info.get("mismatched_keys") or [])
-    if missing:
-        raise ValueError(
-            f"{weights_file} lacks {len(missing)} tensor(s) the model needs, e.g. {missing[:3]}; transformers "
-            "would fill them with random values. The file is damaged or from another model; save it again."
-        )
-    if unexpected:
-        raise ValueError(
-            f"{weights_file} holds {len(unexpected)} tensor(s) the model does not have, e.g. {unexpected[:3]}; "
-            "the file is from another model or version. Save the model again."
-        )
-    if mismatched:
-        key, got, want = mismatched[0][:3] if len(mismatched[0]) >= 3 else (mismatched[0], "?", "?")
-        raise ValueError(
-            f"{weights_file}: tensor {key!r} has shape {got} but {config_file or 'config.json'} implies {want}; "
-            "the weights and the config do not belong together."
-        )
-
-
-def validate_loaded(
-    model: RQVAEModel, source: str | os.PathLike, loading_info: Mapping[str, Any] | None = None
-) -> RQVAEModel:
-    """Reject a loaded RQ-VAE whose weights are not the saved ones.
-
-    Checks: no missing, unexpected or misshapen tensors in `loading_info` (as returned by
-    `from_pretrained(..., output_loading_info=True)`), every parameter and buffer finite, and encoder, decoder and
-    codebook shapes that agree with `model.config`.
-
-    Args:
-        model: The loaded model.
-        source: The file (or directory) it came from, named in the errors.
-        loading_info: Optional `output_loading_info` of `from_pretrained`.
-
-    Returns:
-        `model`, unchanged.
-
-    Raises:
-        ValueError: Naming `source` and what is wrong.
-    """
-    source = os.fspath(source)
-    if loading_info is not None:
-        _check_loading_info(loading_info, source)
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(
-                f"{source}: tensor {name!r} holds NaN or infinite values; the file is damaged. Save the model again "
-                "(or retrain it if training diverged)."
-            )
-    cfg = model.config
-    first = model.encoder[0]
-    last = [m for m in model.decoder if isinstance(m, nn.Linear)][-1]
-    if first.in_features != cfg.input_dim or last.out_features != cfg.input_dim:
-        raise ValueError(
-            f"{source}: the encoder/decoder take {first.in_features}/{last.out_features} inputs but the config's "
-            f"modality_dims sum to {cfg.input_dim}; the weights and config do not belong together."
-        )
-    sizes = [tuple(cb.shape) for cb in model.quantizer.codebooks]
-    want = [(k, cfg.latent_dim) for k in cfg.codebook_sizes]
-    if sizes != want:
-        raise ValueError(
-            f"{source}: codebooks have shapes {sizes} but the config (codebook_sizes {cfg.codebook_sizes}, "
-            f"latent_dim {cfg.latent_dim}) implies {want}; the weights and config do not belong together."
-        )
-    if cfg.kmeans_init and not bool(model.quantizer.initialized):
-        logger.warning(
-            "%s: the RQ-VAE's codebooks were never initialised (the model was saved before training); its SIDs "
-            "are meaningless until it is trained.",
-            source,
-        )
-    return model
 
 
 AutoConfig.register(RQVAEConfig.model_type, RQVAEConfig, exist_ok=True)

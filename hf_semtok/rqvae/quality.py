@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from hf_semtok.io_utils import write_json_atomic  # noqa: F401  (was defined here; still importable)
-from hf_semtok.rqvae.modeling_rqvae import concat_modalities
+from hf_semtok.rqvae.inputs import concat_modalities
 from hf_semtok.sids.assignment import SIDTable, _group, _jsonable, collision_stats
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,8 @@ from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FIL
 from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.io_utils import atomic_directory, write_json_atomic
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
-from hf_semtok.rqvae.modeling_rqvae import EmbeddingsInput, RQVAEModel, concat_modalities
+from hf_semtok.rqvae.inputs import EmbeddingsInput, concat_modalities
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
 from hf_semtok.sids.assignment import COLLISION_STRATEGIES, SIDTable, assign_unique_sids
 
