@@ -1,13 +1,17 @@
 """Benchmark on real Amazon data beside TIGER's published table (issue 6).
 
 Item features -> RQ-VAE Semantic IDs (or published SIDs) -> a small decoder-only LM trained from scratch ->
-leave-one-out Recall@5/10 and NDCG@5/10 with 20-beam constrained decoding, beside TIGER's published row and a
-popularity baseline. Writes `benchmarks/results/amazon_<dataset>_<run_name>.json`, a curve plot `.png`, and
-regenerates `benchmarks/results/amazon.md` from every `amazon_*.json` there.
+leave-one-out Recall@5/10 and NDCG@5/10 with 20-beam constrained decoding on the test and the validation split (all
+users, each metric with its standard error), beside TIGER's published row and a popularity baseline. Writes
+`benchmarks/results/amazon_<dataset>_<run_name>.json`, a curve plot `.png`, and regenerates
+`benchmarks/results/amazon.md` from every `amazon_*.json` there.
+
+A README row is bounded by steps (`generator.max_steps`) and runs alone with `num_threads: 2`: the same command
+gives the same numbers on any load, only later. The JSON's `stages` record seconds, threads and work per stage.
 
 Usage:
     python benchmarks/amazon.py --config benchmarks/configs/amazon_scientific.yaml
-    python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --generator.max_train_minutes 25
+    python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --generator.max_steps 3000
     python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --sids published:letter/Beauty
     python benchmarks/amazon.py --config benchmarks/configs/amazon_gpu.yaml --dataset toys   # on a GPU
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from hf_semtok.cli import parse_args_with_config, section_from_mapping
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
@@ -81,7 +86,8 @@ class AmazonBenchConfig:
         run_name: Name of the result files (default: made from the SID setting).
         cache_dir: Embedding cache (relative to the repository root).
         results_dir: Where the JSON, plot and Markdown table go (relative to the repository root).
-        num_threads: Torch CPU threads (`None`: torch's default). One thread per run is fastest on shared cores.
+        num_threads: Torch CPU threads (`torch.set_num_threads`; `None`: torch's default). README rows use 2 and run
+            one benchmark at a time on the 2-core machine; the JSON records the threads of every stage.
         sid: RQ-VAE settings (`--sid.codebook_sizes "[1024,512,256]"`).
         generator: Generator settings (`--generator.max_train_minutes 20`).
     """
@@ -168,8 +174,6 @@ def _git_commit() -> str:
 
 
 def _device() -> str:
-    import torch
-
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
@@ -204,6 +208,21 @@ def _fmt(m: dict[str, Any]) -> str:
     return " | ".join(f"{m[k]:.4f}" for k in ("recall@5", "ndcg@5", "recall@10", "ndcg@10"))
 
 
+def _with_se(m: dict[str, Any] | None, key: str) -> str:
+    """`value ± se` (or the value alone for results written before standard errors; blank when absent)."""
+    if not m or key not in m:
+        return ""
+    se = m.get(f"{key}_se")
+    return f"{m[key]:.4f}" + (f" ± {se:.4f}" if se is not None else "")
+
+
+def _se(m: dict[str, Any]) -> str:
+    """Standard errors of the test R@10 and N@10 (blank for results written before they were recorded)."""
+    if "recall@10_se" not in m:
+        return ""
+    return f"{m['recall@10_se']:.4f} / {m['ndcg@10_se']:.4f}"
+
+
 def write_markdown(results_dir: Path = RESULTS) -> str:
     """Regenerate `amazon.md` from every `amazon_*.json` in `results_dir` and return its text."""
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("amazon_*.json"))]
@@ -228,22 +247,36 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
             "",
             title,
             "",
-            "| run | SIDs | features | R@5 | N@5 | R@10 | N@10 | params | tokens seen | train min | test users |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| run | SIDs | features | R@5 | N@5 | R@10 | N@10 | se R@10 / N@10 | R@10 valid ± se "
+            "| N@10 valid ± se | params | steps | tokens seen | threads | train min | total min | test users |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         if rows[0]["tiger"]:
             lines.append(
-                f"| TIGER (Table 1, published) | RQ-VAE 3x256 + dedup | Sentence-T5 text | {_fmt(rows[0]['tiger'])} | ~13M | | | all |"
+                f"| TIGER (Table 1, published) | RQ-VAE 3x256 + dedup | Sentence-T5 text | {_fmt(rows[0]['tiger'])} "
+                "| | | | ~13M | | | | | | all |"
             )
         for r in rows:
+            training = r["training"]
+            threads = training.get("threads") or r.get("bench_config", {}).get("num_threads") or ""
             lines.append(
                 f"| {r['run_name']} | {r['sids']} | {r['features']} | {_fmt(r['metrics'])} | "
-                f"{r['model']['num_parameters'] / 1e6:.1f}M | {r['training']['tokens_seen'] / 1e6:.1f}M | "
-                f"{r['training']['train_seconds'] / 60:.1f} | {r['evaluation']['test_users']} |"
+                f"{_se(r['metrics'])} | {_with_se(r.get('validation'), 'recall@10')} | "
+                f"{_with_se(r.get('validation'), 'ndcg@10')} | {r['model']['num_parameters'] / 1e6:.1f}M | "
+                f"{training['steps']} | {training['tokens_seen'] / 1e6:.1f}M | {threads} | "
+                f"{training['train_seconds'] / 60:.1f} | {r.get('total_seconds', 0) / 60:.0f} | "
+                f"{r['evaluation']['test_users']} |"
             )
         popularity = {(r["evaluation"]["test_users"], _fmt(r["popularity"])) for r in rows}
         for users, metrics in sorted(popularity):
-            lines.append(f"| popularity (same {users} test users) | | | {metrics} | | | | {users} |")
+            lines.append(
+                f"| popularity (same {users} test users) | | | {metrics} | | | | | | | | | | {users} |"
+            )
+        lines += [
+            "",
+            "Test and validation metrics are means over users, ± one standard error (binomial for Recall, sample "
+            "for NDCG). Rows before step-bounded runs were cut by wall-clock time.",
+        ]
         lines += ["", "Commands:", ""] + [f"- {r['run_name']}: `{r['command']}`" for r in rows]
     text = "\n".join(lines) + "\n"
     write_text_atomic(text, results_dir / "amazon.md")
@@ -258,8 +291,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     (cfg,) = parse_args_with_config(AmazonBenchConfig, argv, prog="amazon.py")
     if cfg.num_threads:
-        import torch
-
         torch.set_num_threads(cfg.num_threads)
     began = time.perf_counter()
     catalogue = _load(cfg)
@@ -279,6 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         features = " + ".join(FEATURE_NAMES[n] for n in names)
     else:
         raise ValueError(f"--sids must be 'rqvae' or 'published:<set>', got {cfg.sids!r}.")
+    data_seconds = time.perf_counter() - began  # loading + item features (embeddings), before the pipeline
     run_name = _run_name(cfg)
     out_dir = REPO / "benchmarks" / "runs" / f"amazon_{cfg.dataset}_{run_name}"  # gitignored
     result = run_pipeline(
@@ -289,6 +321,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config=cfg.generator,
         output_dir=out_dir,
     ).to_dict()
+    result["stages"] = {
+        "data": {"seconds": round(data_seconds, 1), "threads": torch.get_num_threads()},
+        **result["stages"],
+    }
     result = {
         "dataset": cfg.dataset,
         "run_name": run_name,

@@ -29,11 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
-
-from hf_semtok import io_utils  # noqa: E402
+from hf_semtok import io_utils
 
 __all__ = ["KILLED_EXIT_CODE", "kill_during_save", "run_here", "run_in_child", "tree_contents"]
 

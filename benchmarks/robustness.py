@@ -16,8 +16,10 @@ Outcome of a bad input:
   string cannot be detected without checksums and is counted apart as undetectable when it loads;
 - crash on a valid call: a call of the valid list raised.
 
-"Kills during save" come from `benchmarks/kill_harness.py` when it is present (a forked save killed at traced
-lines, then the directory is loaded and must hold the old or the new version).
+"Kills during save" come from `benchmarks/kill_harness.py`, loaded from this script's directory: a forked save
+killed at traced lines (and, without `--quick`, by `SIGKILL` after random delays); the directory must then load as
+the old or the new version, and after a complete save it must hold exactly a clean save's files with no temporary
+leftovers beside it.
 
 Usage:
     python benchmarks/robustness.py            # writes benchmarks/results/robustness.{json,md}
@@ -45,19 +47,17 @@ import numpy as np
 import torch
 from transformers import modeling_utils
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import hf_semtok as hs
+from hf_semtok import io_utils
+from hf_semtok.generation import SIDLogitsProcessor, recommend
+from hf_semtok.io_utils import write_json_atomic, write_text_atomic
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+from hf_semtok.tokenization_semtok import SemanticIDTokenizer
 
-import hf_semtok as hs  # noqa: E402
-from hf_semtok import io_utils  # noqa: E402
-from hf_semtok.generation import SIDLogitsProcessor, recommend  # noqa: E402
-from hf_semtok.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
-from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig  # noqa: E402
-from hf_semtok.rqvae.modeling_rqvae import RQVAEModel  # noqa: E402
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
 CLEAR_TYPES = (ValueError, TypeError, FileNotFoundError, KeyError)
 RAW_TYPES = {"JSONDecodeError", "UnicodeDecodeError", "SafetensorError", "HeaderTooLarge", "UnpicklingError"}
 
@@ -426,9 +426,7 @@ def _latin1(path: Path) -> None:
 # Kills during save
 # --------------------------------------------------------------------------------------------------------------
 def kills_during_save(ctx: Any, n_points: int, random_kills: int) -> dict[str, Any]:
-    path = ROOT / "benchmarks" / "kill_harness.py"
-    if not path.exists():
-        return {"status": "benchmarks/kill_harness.py not present: left for the lead"}
+    path = HERE / "kill_harness.py"
     harness = _import_file("kill_harness", path)
     out: dict[str, Any] = {}
     work = ctx.fresh_dir()
@@ -465,22 +463,39 @@ def kills_during_save(ctx: Any, n_points: int, random_kills: int) -> dict[str, A
         "tokenizer save_pretrained": None,
         "RQ-VAE save_pretrained": [modeling_utils.__file__, io_utils.__file__, shutil.__file__],
     }
-    for name, (_, save, reset, check) in targets.items():
+    for name, (target, save, reset, check) in targets.items():
+        reference = ctx.fresh_dir() / target.name
+        save_to = {"tokenizer save_pretrained": new_tok, "RQ-VAE save_pretrained": new_rq}[name]
+        save_to.save_pretrained(reference)
         try:
             summary = harness.kill_during_save(
                 save=save,
                 check=check,
                 reset=reset,
+                check_clean=lambda t=target, r=reference: _no_stale_files(t, r),
                 n_points=n_points,
                 random_kills=random_kills,
                 trace_files=trace[name],
             )
-            out[name] = {"kills": len(summary["kill_points"]), "broken": 0, **summary}
+            kills = summary["outcomes"].get("killed", 0) + summary["outcomes"].get("sigkill", 0)
+            out[name] = {"kills": kills, "broken": 0, "stale_files": 0, **summary}
         except AssertionError as err:
             out[name] = {"broken": 1, "first_broken_state": str(err)[:300]}
         except Exception as err:  # noqa: BLE001 - report, do not stop the benchmark
             out[name] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
     return out
+
+
+def _no_stale_files(target: Path, reference: Path) -> None:
+    """After a kill and then a complete save, `target` holds exactly the files of a clean save (`reference`) and
+    its parent holds no temporary leftovers."""
+    found = sorted(p.name for p in target.iterdir())
+    expected = sorted(p.name for p in reference.iterdir())
+    if found != expected:
+        raise AssertionError(f"stale or missing files in {target.name}: {sorted(set(found) ^ set(expected))}")
+    leftovers = [p.name for p in target.parent.iterdir() if p.name not in ("tok", "rq")]
+    if leftovers:
+        raise AssertionError(f"temporary leftovers beside {target.name}: {leftovers}")
 
 
 def _label(load: Callable[[], Any], old: Any, new: Any) -> str:
@@ -613,7 +628,13 @@ def _markdown(result: dict[str, Any]) -> str:
     if "status" in kills:
         lines.append(kills["status"])
     else:
-        lines += ["| save | kills | broken states | states found | outcomes |", "|---|---:|---:|---|---|"]
+        lines += [
+            "Each kill is followed by a load (it must give the old or the new version) and by a complete save "
+            "(the directory must then hold exactly a clean save's files, with no temporary leftovers beside it).",
+            "",
+            "| save | kills | broken states | states found | outcomes |",
+            "|---|---:|---:|---|---|",
+        ]
         for name, info in kills.items():
             if "error" in info:
                 lines.append(f"| {name} | - | - | harness error: {info['error']} | |")
@@ -629,7 +650,9 @@ def _markdown(result: dict[str, Any]) -> str:
             lines.append(f"- `{rec['input']}` {detail[:200]}")
     lines += [
         "",
-        f"Undetectable corruption (bit flips inside data, no checksum): {len(result['undetectable'])}.",
+        f"Undetectable corruption: {len(result['undetectable'])} (a bit flipped inside the float data of a "
+        "safetensors file still loads as valid numbers; only a checksum, which the format does not carry, "
+        "would tell): " + ", ".join(f"`{r['input']}`" for r in result["undetectable"]) + ".",
         "",
     ]
     lines.append(f"Run time: {result['seconds']} s.")

@@ -24,7 +24,15 @@ logger = logging.getLogger(__name__)
 
 
 def _item_ids(ranked: Sequence[Any]) -> list[Any]:
-    """Item ids of a ranking given as ids or as `(item_id, score, ...)` tuples."""
+    """Item ids of a ranking given as ids or as `(item_id, score, ...)` tuples.
+
+    A string (its characters are no ranking), a mapping or a set (no order) is a TypeError.
+    """
+    if isinstance(ranked, (str, bytes, Mapping, set, frozenset)) or not isinstance(ranked, Iterable):
+        raise TypeError(
+            f"`ranked` must be a list of item ids (or (item_id, score) tuples), best first; got "
+            f"{type(ranked).__name__} {str(ranked)[:40]!r}. Wrap a single item as [item]."
+        )
     return [entry[0] if isinstance(entry, tuple) else entry for entry in ranked]
 
 
@@ -48,6 +56,10 @@ def recall_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
 
     Returns:
         1.0 if `target` is among the first `k` entries, else 0.0 (a ranking shorter than `k` is not padded).
+
+    Raises:
+        TypeError: `ranked` is a string, a mapping or a set (no ranking).
+        ValueError: `k` is not a positive integer.
     """
     _check_k(k)
     return 1.0 if target in _item_ids(ranked)[:k] else 0.0
@@ -63,6 +75,10 @@ def ndcg_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
 
     Returns:
         The NDCG value in [0, 1].
+
+    Raises:
+        TypeError: `ranked` is a string, a mapping or a set (no ranking).
+        ValueError: `k` is not a positive integer.
     """
     _check_k(k)
     ids = _item_ids(ranked)[:k]

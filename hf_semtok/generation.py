@@ -2,7 +2,9 @@
 
 `SIDLogitsProcessor` (`hf_semtok.logits_process`) is a stock transformers `LogitsProcessor`: pass it to `model.generate(logits_processor=...)`
 and every SID the model writes is a real catalogue item, under greedy search, sampling and beam search, for
-left-padded batches of mixed prompt lengths. `recommend()` wraps it: histories in, ranked items out.
+left-padded batches of mixed prompt lengths. `recommend()` wraps it: histories in, ranked items out, in the
+tokenizer's SID layout (`hf_semtok.prompts.get_sid_layout`): `<|sid_start|>` codes `<|sid_end|>` when marked,
+the `L` code tokens alone when bare.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from transformers import LogitsProcessor
 from transformers.generation import utils as _generation_utils
 
 from hf_semtok.logits_process import DEAD_END_SCORE, SIDLogitsProcessor
-from hf_semtok.prompts import history_prompt
+from hf_semtok.prompts import get_sid_layout, history_prompt
 
 __all__ = ["SIDLogitsProcessor", "recommend", "PrefillOnceLM", "DEAD_END_SCORE"]
 
@@ -94,23 +97,50 @@ def _left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return input_ids, attention_mask
 
 
-def _sequence_scores(out: Any, prompt_len: int, levels: int) -> torch.Tensor:
+def _sequence_scores(out: Any, prompt_len: int, levels: int, first_code: int = 1) -> torch.Tensor:
     """Per returned sequence, the score `recommend` ranks by: the sum of the SID code tokens' log-probabilities.
 
     Beam search returns it as `sequences_scores` (with `length_penalty=0`; forced markers score 0). Greedy search
     and sampling do not: there it is recomputed from the raw logits (`output_logits=True`), log-softmaxed, at
-    the code positions (steps `1..levels` after `<|sid_start|>`), so all decoding modes rank on the same scale.
+    the code positions (steps `first_code..first_code + levels - 1`: after `<|sid_start|>` in the marked layout,
+    from step 0 in the bare one), so all decoding modes rank on the same scale.
     """
     scores = getattr(out, "sequences_scores", None)
     if scores is not None:
         return scores
     if not out.logits:
         raise ValueError("generate() returned neither sequences_scores nor logits; cannot score the SIDs.")
-    steps = min(levels + 1, len(out.logits))
+    steps = min(levels + first_code, len(out.logits))
     logits = torch.stack(out.logits[:steps], dim=1).float()  # (rows, steps, vocab)
     tokens = out.sequences[:, prompt_len : prompt_len + steps].to(logits.device)  # (rows, steps)
     logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (rows, steps)
-    return logp[:, 1:].sum(dim=1)  # code tokens only; step 0 is the forced <|sid_start|>
+    return logp[:, first_code:].sum(dim=1)  # code tokens only; a forced <|sid_start|> is skipped
+
+
+class _BareLayoutProcessor(LogitsProcessor):
+    """`SIDLogitsProcessor(mode="sid")` for the bare layout, where the SID's first code follows the prompt at once.
+
+    The wrapped processor expects `<|sid_start|>` right after the prompt; this one shows it `input_ids` with that
+    column inserted (a copy; nothing is stored between calls), so at the `j`-th generated token it constrains
+    level `j`. `recommend` generates exactly the SID's levels, so the forced `<|sid_end|>` is never reached.
+
+    Args:
+        processor: A `SIDLogitsProcessor` in mode `"sid"` built with `prompt_length`.
+    """
+
+    def __init__(self, processor: SIDLogitsProcessor) -> None:
+        self.processor = processor
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        prompt_length = self.processor.prompt_length
+        start = torch.full(
+            (input_ids.shape[0], 1),
+            self.processor.sid_start_token_id,
+            dtype=input_ids.dtype,
+            device=input_ids.device,
+        )  # (rows, 1)
+        marked = torch.cat([input_ids[:, :prompt_length], start, input_ids[:, prompt_length:]], dim=1)
+        return self.processor(marked, scores)  # (rows, vocab)
 
 
 def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> None:
@@ -164,6 +194,8 @@ def recommend(
     """Recommend the next items for each user by constrained beam search over Semantic IDs.
 
     Each history becomes a prompt (`hf_semtok.prompts.history_prompt`, the same text the model was fine-tuned on);
+    the tokenizer's SID layout (`hf_semtok.prompts.get_sid_layout`) says whether the model writes
+    `<|sid_start|>` codes `<|sid_end|>` (marked) or the code tokens alone (bare), and generation follows it;
     users go through `model.generate()` in left-padded batches of `batch_size`, with beam search
     (`num_return_sequences=num_beams`) under a `SIDLogitsProcessor`, so every output is a catalogue SID. Outputs are
     ranked by their score, the sum of the log-probabilities of the SID's code tokens (forced markers count 0;
@@ -256,6 +288,7 @@ def recommend(
     _check_model_vocab(model, tokenizer)
     _check_histories(histories, set(tokenizer.item_ids))
 
+    bare = get_sid_layout(tokenizer) == "bare"
     codes_to_item = {tuple(row): item for item, row in zip(tokenizer.item_ids, tokenizer.sid_codes.tolist())}
     token_to_code = {int(t): c for level_ids in tokenizer.sid_token_ids for c, t in enumerate(level_ids)}
     levels_out = prefix_level or num_levels
@@ -290,6 +323,8 @@ def recommend(
             num_levels_to_generate=prefix_level,
             eos_token_id=eos,
         )
+        if bare:
+            processor = _BareLayoutProcessor(processor)
         decoding: dict[str, Any] = (
             {"num_beams": num_beams, "length_penalty": 0.0, "early_stopping": True, "do_sample": False}
             if beam_search
@@ -299,7 +334,7 @@ def recommend(
             input_ids=input_ids,
             attention_mask=attention_mask,
             logits_processor=[processor],
-            max_new_tokens=levels_out + 2,  # <|sid_start|>, codes, <|sid_end|>
+            max_new_tokens=levels_out if bare else levels_out + 2,  # [<|sid_start|>], codes, [<|sid_end|>]
             num_return_sequences=num_beams,
             output_scores=True,
             return_dict_in_generate=True,
@@ -308,7 +343,8 @@ def recommend(
             **decoding,
         )
         sequences = out.sequences[:, prompt_len:].reshape(len(batch), num_beams, -1).tolist()
-        scores = _sequence_scores(out, prompt_len, levels_out).reshape(len(batch), num_beams).tolist()
+        scores = _sequence_scores(out, prompt_len, levels_out, first_code=0 if bare else 1)
+        scores = scores.reshape(len(batch), num_beams).tolist()
         for user, history in enumerate(batch):
             seen = set(history) if exclude_seen else set()
             ranked: list[tuple[Any, ...]] = []
@@ -316,7 +352,7 @@ def recommend(
             for seq, score in sorted(zip(sequences[user], scores[user]), key=lambda pair: -pair[1]):
                 if not math.isfinite(score) or score < _MIN_VALID_BEAM_SCORE:
                     continue
-                sid = _parse_generated_sid(seq, levels_out, tokenizer, token_to_code)
+                sid = _parse_generated_sid(seq, levels_out, tokenizer, token_to_code, bare=bare)
                 if sid is None or sid in taken:
                     continue
                 if prefix_level is None:
@@ -336,15 +372,22 @@ def recommend(
 
 
 def _parse_generated_sid(
-    tokens: Sequence[int], levels: int, tokenizer: Any, token_to_code: Mapping[int, int]
+    tokens: Sequence[int], levels: int, tokenizer: Any, token_to_code: Mapping[int, int], bare: bool = False
 ) -> tuple[int, ...] | None:
-    """Codes of `<|sid_start|> c_0 .. c_{levels-1} <|sid_end|>` at the start of `tokens`, or None if malformed."""
-    if len(tokens) < levels + 2 or tokens[0] != tokenizer.sid_start_token_id:
-        return None
-    if tokens[levels + 1] != tokenizer.sid_end_token_id:
-        return None
+    """Codes of `<|sid_start|> c_0 .. c_{levels-1} <|sid_end|>` (bare: `c_0 .. c_{levels-1}`) at the start of
+    `tokens`, or None if malformed."""
+    if bare:
+        if len(tokens) < levels:
+            return None
+        code_tokens = tokens[:levels]
+    else:
+        if len(tokens) < levels + 2 or tokens[0] != tokenizer.sid_start_token_id:
+            return None
+        if tokens[levels + 1] != tokenizer.sid_end_token_id:
+            return None
+        code_tokens = tokens[1 : levels + 1]
     codes = []
-    for level, token in enumerate(tokens[1 : levels + 1]):
+    for level, token in enumerate(code_tokens):
         code = token_to_code.get(int(token))
         if code is None or int(tokenizer.sid_token_ids[level][code]) != int(token):
             return None

@@ -4,7 +4,10 @@ The benchmarks' orchestrator: `run_pipeline` makes (or takes) the SIDs (`hf_semt
 co-occurrence pairs come from the **training** histories only), trains a TIGER-style generator
 (`hf_semtok.lm.generator.train_generator`), then runs the leave-one-out test: the history is cut to the last
 `max_history` items and constrained beam search over the catalogue's SIDs gives the ranking
-(`hf_semtok.evaluation.evaluate_recommender`), beside a popularity baseline on the same users.
+(`hf_semtok.evaluation.evaluate_recommender`), beside a popularity baseline on the same users. The validation
+split is evaluated the same way (all users by default), so configurations are chosen on validation, never on
+test; every metric comes with its standard error. `stages` records, per stage (SIDs, training, evaluation),
+seconds, torch threads and the work done, so a row's cost can be read off its JSON.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from hf_semtok.data.catalogue import leave_one_out_split
-from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
+from hf_semtok.evaluation import popularity_baseline
 from hf_semtok.generation import PrefillOnceLM
 from hf_semtok.lm.generator import (
     GeneratorConfig,
     build_sid_tokenizer,
+    evaluate_with_standard_errors,
     order_by_history_length,
     train_generator,
 )
@@ -43,23 +48,30 @@ class PipelineResult:
     """What `run_pipeline` returns (JSON-able through `to_dict`).
 
     Attributes:
-        metrics: Test Recall@K / NDCG@K of the generator (`evaluate_recommender`).
+        metrics: Test Recall@K / NDCG@K of the generator (`evaluate_recommender`), each with its standard error
+            (`recall@K_se`, `ndcg@K_se`).
+        validation: The same metrics on the validation split (`config.valid_users` users, all by default; empty
+            when `valid_users=0`), for choosing configurations without looking at test.
         popularity: The popularity baseline on the same test users.
         curve: Validation metrics during training: one record per evaluation (step, tokens, seconds, metrics).
         sid: SID facts: levels, codebook sizes, collision statistics, RQ-VAE training time.
         model: Generator facts: architecture, parameter count, vocabulary size.
-        training: Steps, tokens seen (non-padding), training wall time, stop reason.
-        evaluation: Test users, evaluation wall time, beam width, history length.
+        training: Steps, tokens seen (non-padding), training wall time, stop reason, SID layout, tokens per item,
+            torch threads, tokens/s and target items/s.
+        evaluation: Test and validation users, evaluation wall times, beam width, history length.
+        stages: Per stage (`sids`, `training`, `evaluation`): seconds, torch threads and the work done.
         config: The `GeneratorConfig` used.
     """
 
     metrics: dict[str, Any]
+    validation: dict[str, Any]
     popularity: dict[str, Any]
     curve: list[dict[str, Any]]
     sid: dict[str, Any]
     model: dict[str, Any]
     training: dict[str, Any]
     evaluation: dict[str, Any]
+    stages: dict[str, Any]
     config: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,16 +79,11 @@ class PipelineResult:
         return dataclasses.asdict(self)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Features and Semantic IDs
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Generator training
-
-
-# ---------------------------------------------------------------------------------------------------------
-# End to end
+def _subsample(examples: list[Any], users: int | None, seed: int) -> list[Any]:
+    """A fixed random subsample of `users` examples (`None`: all of them)."""
+    if users is not None and users < len(examples):
+        return random.Random(seed).sample(examples, users)
+    return examples
 
 
 def run_pipeline(
@@ -109,6 +116,7 @@ def run_pipeline(
     if not test:
         raise ValueError("No user has 3 or more items, so there is nothing to test; check the histories.")
     sid_facts: dict[str, Any] = {}
+    sid_began = time.perf_counter()
     if embeddings is not None:
         began = time.perf_counter()
         sid_dir = Path(output_dir) / "sids" if output_dir is not None else None
@@ -132,7 +140,8 @@ def run_pipeline(
         collision_strategy=sid_table.collision_strategy,
         collision_stats={k: v for k, v in sid_table.stats.items() if isinstance(v, (int, float, str))},
     )
-    tokenizer = build_sid_tokenizer(sid_table)
+    sid_seconds = time.perf_counter() - sid_began
+    tokenizer = build_sid_tokenizer(sid_table, sid_layout=config.sid_layout)
     model, training, curve = train_generator(
         tokenizer,
         train,
@@ -141,26 +150,43 @@ def run_pipeline(
         output_dir=output_dir,
         progress=progress,
     )
-    test_examples = [test[u] for u in sorted(test)]
-    if config.test_users is not None and config.test_users < len(test_examples):
-        test_examples = random.Random(config.seed + 1).sample(test_examples, config.test_users)
+    generator = PrefillOnceLM(model)
+    valid_examples = _subsample([valid[u] for u in sorted(valid)], config.valid_users, config.seed + 2)
+    valid_examples = order_by_history_length(valid_examples, config.max_history)
+    began = time.perf_counter()
+    validation: dict[str, Any] = {}
+    if valid_examples:
+        validation = evaluate_with_standard_errors(generator, tokenizer, valid_examples, config, progress)
+    valid_seconds = time.perf_counter() - began
+    test_examples = _subsample([test[u] for u in sorted(test)], config.test_users, config.seed + 1)
     test_examples = order_by_history_length(test_examples, config.max_history)
     began = time.perf_counter()
-    metrics = evaluate_recommender(
-        PrefillOnceLM(model),
-        tokenizer,
-        test_examples,
-        ks=config.ks,
-        num_beams=config.num_beams,
-        batch_size=config.eval_batch_size,
-        max_history=config.max_history,
-        progress=progress,
-    )
+    metrics = evaluate_with_standard_errors(generator, tokenizer, test_examples, config, progress)
     eval_seconds = time.perf_counter() - began
     popularity = popularity_baseline(train, test_examples, ks=config.ks)
     popularity.pop("top_items", None)
+    threads = torch.get_num_threads()
+    stages = {
+        "sids": {
+            "seconds": round(sid_seconds, 1),
+            "threads": threads,
+            "trained_rqvae": embeddings is not None,
+        },
+        "training": {
+            key: training[key]
+            for key in ("train_seconds", "threads", "steps", "tokens_seen", "target_items_seen")
+        },
+        "evaluation": {
+            "seconds": round(valid_seconds + eval_seconds, 1),
+            "threads": threads,
+            "validation_users": len(valid_examples),
+            "test_users": len(test_examples),
+        },
+    }
+    stages["training"]["seconds"] = stages["training"].pop("train_seconds")
     return PipelineResult(
         metrics=metrics,
+        validation=validation,
         popularity=popularity,
         curve=curve,
         sid=sid_facts,
@@ -176,8 +202,12 @@ def run_pipeline(
             "test_users": len(test_examples),
             "all_test_users": len(test),
             "eval_seconds": round(eval_seconds, 1),
+            "validation_users": len(valid_examples),
+            "all_validation_users": len(valid),
+            "validation_seconds": round(valid_seconds, 1),
             "num_beams": config.num_beams,
             "max_history": config.max_history,
         },
+        stages=stages,
         config=dataclasses.asdict(config),
     )

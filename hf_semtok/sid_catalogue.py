@@ -155,8 +155,8 @@ class SIDCatalogueMixin:
         """The SID token string of items (markers included, no separator between items)."""
         if isinstance(item_ids, str):
             item_ids = [item_ids]
-        texts = self._table.sid_texts()
-        return "".join(texts[self._row(str(item))] for item in item_ids)
+        table = self._table
+        return "".join(table.sid_text(self._row(str(item))) for item in item_ids)
 
     def codes_to_token_ids(self, codes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """Token ids of SID codes: `(n, k)` codes (k <= num_levels) -> `(n, k)` ids (ValueError if out of range)."""

@@ -1,8 +1,16 @@
-"""The item table: item id <-> Semantic ID, validated once, saved as one versioned JSON file.
+"""The item table: item id <-> Semantic ID, validated once, saved as one versioned file.
 
 [`SIDTable`] is the one table of the library: `assign_unique_sids` builds it, `train_rqvae` saves it, and a
 `SemanticIDTokenizer` carries it (`tokenizer.sid_table`) and writes it beside itself as `sid_table.json`.
 Pure numpy and dicts (picklable; torch is used only on tensors the caller passes in).
+
+Two versions of one schema (`"format": "hf_semtok.sid_table"`):
+
+- version 1, small tables: everything in `sid_table.json` (item ids and codes as JSON lists);
+- version 2, tables of `COMPACT_MIN_ITEMS` items or more: `sid_table.json` keeps the metadata and names a
+  `sid_codes.safetensors` beside it with the codes in the smallest unsigned integer type that fits and the item
+  ids as one UTF-8 buffer plus offsets. In memory such a table keeps the ids in that buffer ([`ItemIds`]) and
+  finds an id's row through sorted 64-bit hashes ([`HashedItemIndex`]), never a Python dict of every item.
 
 This file is copied beside a saved tokenizer for `trust_remote_code=True`, so it imports only the standard
 library, numpy and `.constants` (relatively); the optional `hf_semtok.io_utils` import sits in a `try` block.
@@ -22,11 +30,21 @@ from .constants import MAX_CODEBOOK_SIZE, SID_END_TOKEN, SID_START_TOKEN, SID_TO
 from .sid_tokens import group_sid_events
 
 try:  # atomic file writes when hf_semtok is installed; the remote-code copy writes plainly
-    from hf_semtok.io_utils import write_text_atomic
+    from hf_semtok.io_utils import atomic_write
 except ImportError:  # pragma: no cover - only in the remote-code copy without hf_semtok
-    write_text_atomic = None
+    atomic_write = None
+
+try:  # a dependency of transformers; only the compact (version 2) table needs it
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file as _st_load
+    from safetensors.numpy import save as _st_save
+except ImportError:  # pragma: no cover - safetensors comes with transformers
+    SafetensorError = _st_load = _st_save = None
 
 __all__ = [
+    "COMPACT_MIN_ITEMS",
+    "HashedItemIndex",
+    "ItemIds",
     "MAX_CODEBOOK_SIZE",
     "MAX_NUM_LEVELS",
     "SIDTable",
@@ -41,15 +59,25 @@ __all__ = [
 
 #: `"format"` of `sid_table.json`.
 TABLE_FORMAT = "hf_semtok.sid_table"
-#: Current `"version"` of `sid_table.json`. Files without format/version (written by `SIDTable.to_json`
-#: before the table had a schema) are read as the same layout.
-TABLE_VERSION = 1
+#: Newest `"version"` of `sid_table.json`: 1 (all in JSON) or 2 (metadata in JSON, arrays in
+#: `sid_codes.safetensors`). Files without format/version (written by `SIDTable.to_json` before the table had a
+#: schema) are read as version 1.
+TABLE_VERSION = 2
+#: Version of the all-JSON layout, still written for tables under `COMPACT_MIN_ITEMS` items.
+JSON_TABLE_VERSION = 1
+#: From this many items on, `SIDTable.to_json` writes version 2 (codes and ids in `sid_codes.safetensors`) and
+#: a table built from a list keeps its ids in an [`ItemIds`] buffer with a [`HashedItemIndex`].
+COMPACT_MIN_ITEMS = 100_000
+#: Name of the binary file of a version-2 table (beside `sid_table.json`; a save prefix applies to both).
+SID_CODES_FILE = "sid_codes.safetensors"
 #: Largest number of levels of a SID.
 MAX_NUM_LEVELS = 64
 
 
 _REQUIRED_FIELDS = ("item_ids", "codes", "codebook_sizes")
 _OPTIONAL_FIELDS = ("num_semantic_levels", "collision_strategy", "stats")
+_V2_REQUIRED_FIELDS = ("codebook_sizes", "num_items", "data_file")
+_V2_TENSORS = ("codes", "item_ids_utf8", "item_ids_offsets")
 _FIX = "re-save it with SIDTable.to_json() or SemanticIDTokenizer.save_pretrained()"
 
 
@@ -184,6 +212,224 @@ def _jsonable(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Compact item ids: one UTF-8 buffer + offsets, and a hash index over it
+# ----------------------------------------------------------------------------------------------------------
+_HASH_MULT = np.uint64(0x100000001B3)  # FNV-64 prime, as the polynomial base
+_HASH_CHUNK = 1 << 20  # items hashed per numpy pass (bounds the temporary arrays)
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser (Steele et al., 2014): spreads the polynomial hash over all 64 bits."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _hash_utf8(buffer: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """64-bit hash of each string `buffer[offsets[i]:offsets[i + 1]]`, vectorised, in chunks of items.
+
+    `sum_j byte_j * P**j` (mod 2**64) plus the length, then `_mix64`; equal strings give equal hashes, and the
+    index compares the strings themselves, so a collision costs time, never correctness.
+    """
+    n = len(offsets) - 1
+    out = np.empty(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i0 in range(0, n, _HASH_CHUNK):
+            i1 = min(n, i0 + _HASH_CHUNK)
+            a, b = int(offsets[i0]), int(offsets[i1])
+            lengths = np.diff(offsets[i0 : i1 + 1])  # (chunk,)
+            h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+            if b > a:
+                starts = offsets[i0:i1] - a  # (chunk,)
+                max_len = int(lengths.max())
+                powers = np.ones(max_len, dtype=np.uint64)  # P**0, P**1, ... (mod 2**64)
+                powers[1:] = np.cumprod(np.full(max_len - 1, _HASH_MULT, dtype=np.uint64))
+                pos = np.arange(b - a, dtype=np.int64) - np.repeat(
+                    starts, lengths
+                )  # (bytes,) index in its string
+                terms = buffer[a:b].astype(np.uint64) * powers[pos]
+                nonempty = lengths > 0
+                h[nonempty] += np.add.reduceat(terms, starts[nonempty])
+            out[i0:i1] = _mix64(h)
+    return out
+
+
+class ItemIds(Sequence):
+    """Item ids stored as one UTF-8 buffer plus `n + 1` offsets; `ids[i]` decodes one id on demand.
+
+    Equal to a list of the same strings (`ids == ["a", "b"]`); picklable. About 10 bytes per short id instead of
+    the ~60 of a Python string.
+
+    Args:
+        buffer: `(total_bytes,)` uint8 array, the ids' UTF-8 bytes back to back.
+        offsets: `(n + 1,)` int64 array; id `i` is `buffer[offsets[i]:offsets[i + 1]]`.
+        source: Named in error messages.
+
+    Raises:
+        ValueError: for offsets that are not increasing from 0 to `len(buffer)`, or bytes that are not UTF-8.
+    """
+
+    def __init__(self, buffer: np.ndarray, offsets: np.ndarray, source: str = "item ids") -> None:
+        buffer = np.ascontiguousarray(buffer)
+        offsets = np.ascontiguousarray(offsets)
+        if buffer.ndim != 1 or buffer.dtype != np.uint8:
+            raise ValueError(
+                f"{source}: the id buffer must be a 1-D uint8 array; got {buffer.dtype} {buffer.shape}."
+            )
+        if offsets.ndim != 1 or not np.issubdtype(offsets.dtype, np.integer) or len(offsets) < 1:
+            raise ValueError(f"{source}: the id offsets must be a 1-D integer array of n + 1 positions.")
+        offsets = offsets.astype(np.int64, copy=False)
+        if int(offsets[0]) != 0 or int(offsets[-1]) != len(buffer) or (np.diff(offsets) < 0).any():
+            raise ValueError(
+                f"{source}: the id offsets must rise from 0 to the buffer length {len(buffer)}; got "
+                f"{int(offsets[0])} .. {int(offsets[-1])}{' (decreasing somewhere)' if (np.diff(offsets) < 0).any() else ''}."
+            )
+        data = buffer.tobytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{source}: the item ids are not UTF-8 ({err}).") from None
+        starts = offsets[:-1][np.diff(offsets) > 0]
+        if starts.size and ((buffer[starts] & 0xC0) == 0x80).any():
+            raise ValueError(
+                f"{source}: an id offset falls inside a UTF-8 character; the offsets are corrupt."
+            )
+        self._data = data
+        self.buffer = np.frombuffer(data, dtype=np.uint8)
+        self.offsets = offsets
+
+    @classmethod
+    def from_list(cls, item_ids: Sequence[str]) -> ItemIds:
+        """Pack a list of strings."""
+        encoded = [s.encode("utf-8") for s in item_ids]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"item row {i} out of range for {len(self)} items")
+        return self._data[self.offsets[i] : self.offsets[i + 1]].decode("utf-8")
+
+    def __iter__(self):
+        data, offsets = self._data, self.offsets.tolist()
+        for a, b in zip(offsets[:-1], offsets[1:]):
+            yield data[a:b].decode("utf-8")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ItemIds):
+            return self._data == other._data and np.array_equal(self.offsets, other.offsets)
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # mutable-looking sequence semantics, like a list
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(self[i]) for i in range(min(3, len(self))))
+        return f"ItemIds([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
+
+    def tolist(self) -> list[str]:
+        """The ids as a Python list."""
+        return list(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self._data, "offsets": self.offsets}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._data = state["data"]
+        self.buffer = np.frombuffer(self._data, dtype=np.uint8)
+        self.offsets = state["offsets"]
+
+
+class HashedItemIndex(Mapping):
+    """`item_id -> row` over an [`ItemIds`] without a dict: sorted 64-bit hashes + their rows (16 bytes per item).
+
+    A lookup hashes the id, finds its hash with `searchsorted` (O(log n)) and compares the stored string.
+
+    Args:
+        ids: The item ids.
+        source: Named in the duplicate-id error.
+
+    Raises:
+        ValueError: when an id occurs twice (naming up to five of them).
+    """
+
+    def __init__(self, ids: ItemIds, source: str = "SIDTable") -> None:
+        hashes = _hash_utf8(ids.buffer, ids.offsets)
+        order = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[order]
+        self._rows = order.astype(np.int32 if len(ids) < 2**31 else np.int64)
+        self._ids = ids
+        same = np.flatnonzero(self._hashes[1:] == self._hashes[:-1])
+        dups = sorted(
+            {ids[int(self._rows[j])] for j in same if ids[int(self._rows[j])] == ids[int(self._rows[j + 1])]}
+        )
+        if dups:
+            raise ValueError(
+                f"{source}: Duplicate item ids in 'item_ids': {dups[:5]}; every item needs a distinct id."
+            )
+
+    def rows_of(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Row of each id (vectorised), -1 for unknown ones."""
+        query = ItemIds.from_list([str(i) for i in item_ids])
+        hashes = _hash_utf8(query.buffer, query.offsets)
+        lo = np.searchsorted(self._hashes, hashes, side="left")
+        hi = np.searchsorted(self._hashes, hashes, side="right")
+        out = np.full(len(query), -1, dtype=np.int64)
+        for k in np.flatnonzero(hi > lo).tolist():
+            for j in range(int(lo[k]), int(hi[k])):
+                row = int(self._rows[j])
+                if self._ids[row] == query[k]:
+                    out[k] = row
+                    break
+        return out
+
+    def __getitem__(self, item_id: str) -> int:
+        if not isinstance(item_id, str):
+            raise KeyError(item_id)
+        row = int(self.rows_of([item_id])[0])
+        if row < 0:
+            raise KeyError(item_id)
+        return row
+
+    def __contains__(self, item_id: object) -> bool:
+        return isinstance(item_id, str) and int(self.rows_of([item_id])[0]) >= 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self):
+        return iter(self._ids)
+
+
+def _smallest_uint(max_value: int) -> type:
+    """Smallest unsigned numpy integer type holding `max_value`."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if max_value <= np.iinfo(dtype).max:
+            return dtype
+    return np.uint64
+
+
+def _write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    if atomic_write is not None:
+        atomic_write(path, lambda handle: handle.write(data))
+    else:  # pragma: no cover - remote-code copy without hf_semtok
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The table
 # ----------------------------------------------------------------------------------------------------------
 class SIDTable:
@@ -220,20 +466,25 @@ class SIDTable:
         stats: Mapping[str, Any] | None = None,
         source: str = "SIDTable",
     ) -> None:
-        if hasattr(item_ids, "tolist") and not isinstance(item_ids, (str, bytes)):  # numpy / pandas
-            item_ids = item_ids.tolist()
-        if isinstance(item_ids, (str, bytes, Mapping)) or not isinstance(item_ids, Sequence):
-            raise ValueError(
-                f"{source}: field 'item_ids' must be a list of item id strings; got {type(item_ids).__name__} "
-                f"{str(item_ids)[:50]!r}."
-            )
-        bad_ids = [i for i in item_ids if not (isinstance(i, str) or _is_int(i))]
-        if bad_ids:
-            raise ValueError(
-                f"{source}: field 'item_ids' must hold strings (or integers); {bad_ids[0]!r} "
-                f"({type(bad_ids[0]).__name__}) is not."
-            )
-        item_ids = [str(i) for i in item_ids]
+        if isinstance(item_ids, ItemIds):
+            pass
+        else:
+            if hasattr(item_ids, "tolist") and not isinstance(item_ids, (str, bytes)):  # numpy / pandas
+                item_ids = item_ids.tolist()
+            if isinstance(item_ids, (str, bytes, Mapping)) or not isinstance(item_ids, Sequence):
+                raise ValueError(
+                    f"{source}: field 'item_ids' must be a list of item id strings; got {type(item_ids).__name__} "
+                    f"{str(item_ids)[:50]!r}."
+                )
+            bad_ids = [i for i in item_ids if not (isinstance(i, str) or _is_int(i))]
+            if bad_ids:
+                raise ValueError(
+                    f"{source}: field 'item_ids' must hold strings (or integers); {bad_ids[0]!r} "
+                    f"({type(bad_ids[0]).__name__}) is not."
+                )
+            item_ids = [str(i) for i in item_ids]
+            if len(item_ids) >= COMPACT_MIN_ITEMS:
+                item_ids = ItemIds.from_list(item_ids)
         sizes = as_int_list(codebook_sizes, "codebook_sizes", source)
         if not 1 <= len(sizes) <= MAX_NUM_LEVELS or any(not 1 <= s <= MAX_CODEBOOK_SIZE for s in sizes):
             raise ValueError(
@@ -273,7 +524,10 @@ class SIDTable:
                 f"({sizes}); give one size per level."
             )
         check_code_range(codes, sizes, item_ids, source)
-        index = check_unique_item_ids(item_ids, source)
+        if isinstance(item_ids, ItemIds):
+            index: Mapping[str, int] = HashedItemIndex(item_ids, source)
+        else:
+            index = check_unique_item_ids(item_ids, source)
         strides = np.ones(len(sizes), dtype=np.int64)
         for level in range(len(sizes) - 2, -1, -1):
             strides[level] = strides[level + 1] * sizes[level + 1]
@@ -299,6 +553,7 @@ class SIDTable:
         self.sorted_keys = sorted_keys
         self.order = order
         self._sid_texts: list[str] | None = None
+        self._level_tokens: list[list[str]] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -414,21 +669,33 @@ class SIDTable:
 
     # ------------------------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        """What `sid_table.json` holds: format, version and the fields (JSON-able)."""
+        """What a version-1 `sid_table.json` holds: format, version and the fields (JSON-able)."""
         return {
             "format": TABLE_FORMAT,
-            "version": TABLE_VERSION,
-            "codebook_sizes": list(self.codebook_sizes),
-            "num_semantic_levels": self.num_semantic_levels,
-            "collision_strategy": self.collision_strategy,
-            "stats": _jsonable(self.stats),
+            "version": JSON_TABLE_VERSION,
+            **self._metadata(),
             "item_ids": list(self.item_ids),
             "codes": self.codes.tolist(),
         }
 
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "codebook_sizes": list(self.codebook_sizes),
+            "num_semantic_levels": self.num_semantic_levels,
+            "collision_strategy": self.collision_strategy,
+            "stats": _jsonable(self.stats),
+        }
+
     @classmethod
-    def from_dict(cls, data: Any, source: str = "SID table data") -> SIDTable:
+    def from_dict(
+        cls, data: Any, source: str = "SID table data", directory: str | os.PathLike | None = None
+    ) -> SIDTable:
         """Inverse of [`to_dict`]; also reads the versionless layout of earlier `SIDTable.to_json` files.
+
+        Args:
+            data: The parsed `sid_table.json`.
+            source: Named in error messages.
+            directory: Folder of the JSON file, where a version-2 table's `data_file` lies (see [`from_json`]).
 
         Raises:
             ValueError: naming `source` and the field, for an unknown format, a newer version, a missing or
@@ -455,6 +722,8 @@ class SIDTable:
                     f"{source}: version {version} of {TABLE_FORMAT} was written by a newer hf_semtok (this one "
                     f"reads versions up to {TABLE_VERSION}); upgrade hf_semtok (pip install -U hf-semtok)."
                 )
+        if version == 2:
+            return cls._from_v2(data, source, directory)
         for name in _REQUIRED_FIELDS:
             if name not in data:
                 raise ValueError(
@@ -476,21 +745,123 @@ class SIDTable:
             source=source,
         )
 
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write the table to `path` (atomically when hf_semtok is installed: temporary file, then rename)."""
-        text = json.dumps(self.to_dict())
-        if write_text_atomic is not None:
-            write_text_atomic(text, path)
-        else:  # pragma: no cover - remote-code copy without hf_semtok
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
+    @classmethod
+    def _from_v2(cls, data: dict[str, Any], source: str, directory: str | os.PathLike | None) -> SIDTable:
+        """Version 2: metadata from the JSON, codes and ids from its `data_file` (safetensors)."""
+        for name in _V2_REQUIRED_FIELDS:
+            if name not in data:
+                raise ValueError(
+                    f"{source} (version 2) has no field {name!r}; it is not a SID table written by hf_semtok "
+                    f"({_FIX})."
+                )
+        unknown = sorted(set(data) - set(_V2_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown field(s) {unknown} for version 2; a compact SID table has "
+                f"{['format', 'version', *_V2_REQUIRED_FIELDS, *_OPTIONAL_FIELDS]} ({_FIX})."
+            )
+        data_file, num_items = data["data_file"], data["num_items"]
+        if not isinstance(data_file, str) or not data_file or os.path.basename(data_file) != data_file:
+            raise ValueError(
+                f"{source}: field 'data_file' must be a file name beside the JSON file (no folders), e.g. "
+                f"{SID_CODES_FILE!r}; got {data_file!r}."
+            )
+        if not _is_int(num_items) or num_items < 0:
+            raise ValueError(f"{source}: field 'num_items' must be an integer >= 0; got {num_items!r}.")
+        if directory is None:
+            raise ValueError(
+                f"{source} is a version-2 (compact) table whose arrays lie in {data_file!r}; read it with "
+                "SIDTable.from_json(path_of_sid_table_json)."
+            )
+        path = os.path.join(directory, data_file)
+        if _st_load is None:  # pragma: no cover - safetensors comes with transformers
+            raise ImportError(f"Reading {path} needs the safetensors package (pip install safetensors).")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{source} names {data_file!r} (the codes and item ids) but {path} does not exist; copy it beside "
+                f"the JSON file or {_FIX}."
+            )
+        try:
+            tensors = _st_load(path)
+        except (SafetensorError, ValueError, OSError) as err:
+            raise ValueError(
+                f"{path} is not a readable safetensors file ({err}); it is truncated or corrupt."
+            ) from None
+        if sorted(tensors) != sorted(_V2_TENSORS):
+            raise ValueError(f"{path}: tensors must be {list(_V2_TENSORS)}; got {sorted(tensors)} ({_FIX}).")
+        codes, blob, offsets = (tensors[k] for k in _V2_TENSORS)
+        if not np.issubdtype(codes.dtype, np.integer) or codes.ndim != 2 or codes.shape[0] != num_items:
+            raise ValueError(
+                f"{path}: tensor 'codes' must be an integer ({num_items}, num_levels) array ('num_items' of "
+                f"{source}); got {codes.dtype} {tuple(codes.shape)}."
+            )
+        if offsets.dtype != np.int64 or offsets.shape != (num_items + 1,):
+            raise ValueError(
+                f"{path}: tensor 'item_ids_offsets' must be int64 of shape ({num_items + 1},); got "
+                f"{offsets.dtype} {tuple(offsets.shape)}."
+            )
+        item_ids = ItemIds(blob, offsets, source=f"{path}: tensor 'item_ids_utf8'")
+        return cls(
+            item_ids,
+            codes,
+            data["codebook_sizes"],
+            data.get("num_semantic_levels"),
+            data.get("collision_strategy"),
+            data.get("stats"),
+            source=path,
+        )
+
+    def to_json(self, path: str | os.PathLike, compact: bool | None = None) -> tuple[str, ...]:
+        """Write the table to `path` (atomically when hf_semtok is installed: temporary file, then rename).
+
+        Args:
+            path: The JSON file (`sid_table.json`).
+            compact: Write version 2: `path` keeps the metadata and the arrays go to `sid_codes.safetensors` beside
+                it (`<prefix>-sid_codes.safetensors` for `<prefix>-sid_table.json`). Default: from
+                `COMPACT_MIN_ITEMS` items on.
+
+        Returns:
+            The paths written (the JSON file, then the data file if any).
+        """
+        if compact is None:
+            compact = len(self) >= COMPACT_MIN_ITEMS
+        if not compact:
+            _write_bytes(json.dumps(self.to_dict()).encode("utf-8"), path)
+            return (str(path),)
+        if _st_save is None:  # pragma: no cover - safetensors comes with transformers
+            raise ImportError(
+                "Writing a compact SID table needs the safetensors package (pip install safetensors)."
+            )
+        name = os.path.basename(str(path))
+        base = (
+            name[: -len("sid_table.json")]
+            if name.endswith("sid_table.json")
+            else name.rsplit(".", 1)[0] + "."
+        )
+        data_path = os.path.join(os.path.dirname(str(path)), base + SID_CODES_FILE)
+        ids = self.item_ids if isinstance(self.item_ids, ItemIds) else ItemIds.from_list(self.item_ids)
+        tensors = {
+            "codes": self.codes.astype(_smallest_uint(max(self.codebook_sizes) - 1)),
+            "item_ids_utf8": ids.buffer,
+            "item_ids_offsets": ids.offsets,
+        }
+        _write_bytes(_st_save(tensors, metadata={"format": TABLE_FORMAT, "version": "2"}), data_path)
+        meta = {
+            "format": TABLE_FORMAT,
+            "version": 2,
+            **self._metadata(),
+            "num_items": len(self),
+            "data_file": os.path.basename(data_path),
+        }
+        _write_bytes(json.dumps(meta).encode("utf-8"), path)
+        return (str(path), data_path)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> SIDTable:
-        """Read `sid_table.json` (this version, version 1 or an unversioned `SIDTable.to_json` file).
+        """Read `sid_table.json`: version 2 (with its `sid_codes.safetensors`), version 1, or an unversioned file.
 
         Raises:
-            FileNotFoundError: when `path` does not exist.
+            FileNotFoundError: when `path` (or the data file a version-2 table names) does not exist.
             ValueError: naming the file (and field) for bytes that are not UTF-8 JSON or a table that is invalid.
         """
         name = str(path)
@@ -506,7 +877,7 @@ class SIDTable:
             ) from None
         except RecursionError:
             raise ValueError(f"{name} is JSON nested too deeply to be a SID table ({_FIX}).") from None
-        return cls.from_dict(data, source=name)
+        return cls.from_dict(data, source=name, directory=os.path.dirname(os.path.abspath(name)))
 
     # ------------------------------------------------------------------------------------ lookups
     def sid_texts(self) -> list[str]:
@@ -521,6 +892,27 @@ class SIDTable:
                 for row in self.codes.tolist()
             ]
         return self._sid_texts
+
+    def sid_text(self, row: int) -> str:
+        """The SID string of one row, built on demand (no cache of every item's string)."""
+        if self._level_tokens is None:
+            self._level_tokens = [
+                [SID_TOKEN_TEMPLATE.format(level=lv, code=c) for c in range(k)]
+                for lv, k in enumerate(self.codebook_sizes)
+            ]
+        tokens = self._level_tokens
+        return (
+            SID_START_TOKEN
+            + "".join(tokens[lv][c] for lv, c in enumerate(self.codes[row].tolist()))
+            + SID_END_TOKEN
+        )
+
+    def rows_of_items(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Row of each item id (vectorised for a compact table), -1 where the id is unknown."""
+        if isinstance(self.index, HashedItemIndex):
+            return self.index.rows_of(item_ids)
+        get = self.index.get
+        return np.asarray([get(str(i), -1) for i in item_ids], dtype=np.int64)
 
     def keys_of(self, codes: np.ndarray) -> np.ndarray:
         """Packed int64 key of each row of `(n, L)` codes."""

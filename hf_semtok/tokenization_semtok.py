@@ -36,9 +36,18 @@ from .constants import (
     SID_TOKEN_TEMPLATE,
 )
 from .sid_catalogue import SIDCatalogueMixin
-from .sid_table import SIDTable
+from .sid_table import SID_CODES_FILE, SIDTable
 from .sid_tokens import SID_RE, SIDTokenLookup
-from .tokenizer_files import check_rqvae_sizes, json_problem, local_file, read_json_object
+from .tokenizer_files import (
+    check_byte_level,
+    check_rqvae_sizes,
+    check_source,
+    check_tokenizer_config,
+    json_problem,
+    local_file,
+    read_json_object,
+    tokenizer_json_problem,
+)
 
 try:  # one atomic directory save for the library; the remote-code copy without hf_semtok saves plainly
     from hf_semtok.io_utils import atomic_directory
@@ -61,6 +70,7 @@ _TOKENIZER_FILES = frozenset(
         "added_tokens.json",
         "additional_chat_templates",
         SID_TABLE_FILE,
+        SID_CODES_FILE,
         RQVAE_CONFIG_FILE,
         RQVAE_WEIGHTS_FILE,
         "tokenization_semtok.py",
@@ -116,6 +126,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
     vocab_files_names = {
         "tokenizer_file": TOKENIZER_FILE,
         "sid_table_file": SID_TABLE_FILE,
+        "sid_codes_file": SID_CODES_FILE,
         "rqvae_config_file": RQVAE_CONFIG_FILE,
         "rqvae_weights_file": RQVAE_WEIGHTS_FILE,
     }
@@ -125,6 +136,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         self,
         *args: Any,
         sid_table_file: str | None = None,
+        sid_codes_file: str | None = None,
         rqvae_config_file: str | None = None,
         rqvae_weights_file: str | None = None,
         sid_table: SIDTable | None = None,
@@ -182,6 +194,8 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
                 f"{source}: missing {missing}; the RQ-VAE is saved as {RQVAE_CONFIG_FILE} + {RQVAE_WEIGHTS_FILE}. "
                 "Copy the missing file or delete the other one to load without cold start."
             )
+        # A compact (version 2) sid_table.json names its sid_codes.safetensors, resolved beside it
+        # (`sid_codes_file` is only declared so that from_pretrained fetches it from the Hub).
         table = sid_table if sid_table is not None else SIDTable.from_json(sid_table_file)
         if rqvae_config_file is not None and rqvae is None:
             check_rqvae_sizes(
@@ -243,24 +257,43 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         """Load a saved SemanticIDTokenizer (local directory or Hub id); see `PreTrainedTokenizerFast.from_pretrained`.
 
         Raises:
-            ValueError: naming the file when one of the tokenizer's JSON files is truncated or corrupt, or when the
-                item table or the RQ-VAE files are invalid.
+            FileNotFoundError: naming the path when it is neither a directory nor a Hub repo id.
+            ValueError: naming the file (and the field, when one is wrong) when one of the tokenizer's files is
+                truncated, corrupt or edited into an invalid value, or when the item table or the RQ-VAE files
+                are invalid.
         """
+        check_source(pretrained_model_name_or_path)
+        config_path = local_file(pretrained_model_name_or_path, TOKENIZER_CONFIG_FILE, kwargs)
+        if config_path is not None:
+            check_tokenizer_config(config_path)
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-            for name in _JSON_FILES:
-                path = local_file(pretrained_model_name_or_path, name, kwargs)
-                problem = json_problem(path)
-                if problem:
-                    raise ValueError(
-                        f"{path}: {problem}; the file is truncated or corrupt. Re-save the tokenizer with "
-                        "save_pretrained()."
-                    ) from err
-            raise ValueError(
-                f"{pretrained_model_name_or_path}: a tokenizer file is not valid JSON ({err}); re-save the "
-                "tokenizer with save_pretrained()."
-            ) from err
+            tokenizer = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except Exception as err:
+            problem = cls._file_problem(pretrained_model_name_or_path, kwargs, err)
+            if problem:
+                raise ValueError(problem) from err
+            raise
+        check_byte_level(
+            tokenizer.backend_tokenizer, local_file(pretrained_model_name_or_path, TOKENIZER_FILE, kwargs)
+        )
+        return tokenizer
+
+    @staticmethod
+    def _file_problem(name_or_path: str | os.PathLike, kwargs: Mapping[str, Any], err: Exception) -> str:
+        """Why loading failed, naming the broken file ("" when no tokenizer file is to blame)."""
+        for name in _JSON_FILES:
+            path = local_file(name_or_path, name, kwargs)
+            problem = json_problem(path)
+            if problem:
+                return f"{path}: {problem}; the file is truncated or corrupt. Re-save the tokenizer with save_pretrained()."
+        if isinstance(err, (json.JSONDecodeError, UnicodeDecodeError, RecursionError)):
+            return (
+                f"{name_or_path}: a tokenizer file is not valid JSON ({err}); re-save the tokenizer with "
+                "save_pretrained()."
+            )
+        if isinstance(err, (FileNotFoundError, ValueError)):
+            return ""  # already names its file (the item table, the RQ-VAE, a missing file)
+        return tokenizer_json_problem(local_file(name_or_path, TOKENIZER_FILE, kwargs), err)
 
     @classmethod
     def from_base(
@@ -343,8 +376,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         file_names = super()._save_pretrained(save_directory, file_names, legacy_format, filename_prefix)
         prefix = filename_prefix + "-" if filename_prefix else ""
         table_path = os.path.join(save_directory, prefix + SID_TABLE_FILE)
-        self._table.to_json(table_path)
-        file_names = file_names + (table_path,)
+        file_names = file_names + self._table.to_json(table_path)  # + sid_codes.safetensors for a large table
         cfg_path = os.path.join(save_directory, prefix + RQVAE_CONFIG_FILE)
         weights_path = os.path.join(save_directory, prefix + RQVAE_WEIGHTS_FILE)
         if self._rqvae is not None:

@@ -7,13 +7,44 @@ Copied beside a saved tokenizer for `trust_remote_code=True`, so it imports only
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .sid_table import SIDTable
 
-__all__ = ["check_rqvae_sizes", "json_problem", "local_file", "read_json_object"]
+__all__ = [
+    "check_byte_level",
+    "check_rqvae_sizes",
+    "check_source",
+    "check_tokenizer_config",
+    "json_problem",
+    "local_file",
+    "read_json_object",
+    "tokenizer_json_problem",
+]
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+_RESAVE = "The file is damaged or was edited by hand; re-save the tokenizer with save_pretrained()."
+#: A Hub repo id: `name` or `namespace/name` (letters, digits, `-`, `_`, `.`; at most 96 characters each).
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?$")
+#: Top-level fields of a `tokenizers` tokenizer.json and the JSON kinds each may hold.
+_TOKENIZER_JSON_FIELDS: dict[str, tuple[type | None, ...]] = {
+    "version": (str,),
+    "truncation": (dict, None),
+    "padding": (dict, None),
+    "added_tokens": (list,),
+    "normalizer": (dict, None),
+    "pre_tokenizer": (dict, None),
+    "post_processor": (dict, None),
+    "decoder": (dict, None),
+    "model": (dict,),
+}
+_KIND_NAMES = {str: "a string", dict: "an object", list: "a list", None: "null"}
+_POSITION = re.compile(r"line (\d+) column (\d+)")
 
 
 def json_problem(path: str | os.PathLike | None) -> str:
@@ -75,3 +106,140 @@ def check_rqvae_sizes(sizes: Any, table: SIDTable, source: str | os.PathLike) ->
             f"{semantic} (codebook_sizes {table.codebook_sizes}, num_semantic_levels {table.num_semantic_levels}). "
             "The RQ-VAE and the table come from different trainings; save them together with save_pretrained()."
         )
+
+
+def check_source(name_or_path: str | os.PathLike) -> None:
+    """FileNotFoundError when `name_or_path` is neither a directory nor a possible Hub repo id.
+
+    Without this, transformers answers a mistyped local path with "Repo id must be in the form ...".
+    """
+    text = os.fspath(name_or_path)
+    if os.path.isdir(text):
+        return
+    if os.path.exists(text):
+        raise FileNotFoundError(
+            f"{text}: is a file, not a tokenizer directory; pass the directory that holds {TOKENIZER_FILE}."
+        )
+    if not _REPO_ID.match(text) or ".." in text or "--" in text:
+        raise FileNotFoundError(
+            f"{text}: no such directory, and not a Hub repo id ('name' or 'namespace/name'). Check the path, or "
+            "save the tokenizer there with save_pretrained()."
+        )
+
+
+def check_tokenizer_config(path: str | os.PathLike) -> None:
+    """ValueError naming `tokenizer_config.json` and the field when a field transformers compares is invalid."""
+    data = read_json_object(path, "tokenizer config")
+    value = data.get("model_max_length")
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0
+        or not math.isfinite(value)
+    ):
+        raise ValueError(
+            f"{path}: field 'model_max_length' is {value!r}; it must be a positive integer (the longest input "
+            f"the model takes). {_RESAVE}"
+        )
+
+
+def _top_level_spans(text: str) -> list[tuple[str, int, int]]:
+    """`(key, start, end)` character spans of the values of a JSON object's top-level fields."""
+    decoder = json.JSONDecoder()
+    spans = []
+    i = text.index("{") + 1
+    while True:
+        while text[i] in " \t\r\n,":
+            i += 1
+        if text[i] == "}":
+            return spans
+        key, i = json.decoder.scanstring(text, i + 1)
+        i = text.index(":", i) + 1
+        while text[i] in " \t\r\n":
+            i += 1
+        _, end = decoder.raw_decode(text, i)
+        spans.append((key, i, end))
+        i = end
+
+
+def _field_at(text: str, message: str) -> str | None:
+    """The top-level field of the JSON `text` that holds the position `line L column C` of a parser message."""
+    found = _POSITION.search(message)
+    if not found:
+        return None
+    line, column = int(found.group(1)), int(found.group(2))
+    lines = text.split("\n")
+    if line > len(lines):
+        return None
+    offset = sum(len(x) + 1 for x in lines[: line - 1]) + column - 1
+    try:
+        spans = _top_level_spans(text)
+    except (ValueError, IndexError):
+        return None
+    for key, start, end in spans:
+        if start <= offset <= end:
+            return key
+    return None
+
+
+def tokenizer_json_problem(path: str | os.PathLike | None, error: BaseException | None = None) -> str:
+    """Why `tokenizer.json` at `path` cannot be loaded, naming the field when one is wrong ("" when no reason
+    is found). `error` is the exception the `tokenizers` library raised, whose position locates the field."""
+    if not path or not os.path.isfile(path):
+        return ""
+    problem = json_problem(path)
+    if problem:
+        return f"{path}: {problem}; the file is truncated or corrupt. Re-save the tokenizer with save_pretrained()."
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        return f"{path}: holds a JSON {type(data).__name__}, not a tokenizer object. {_RESAVE}"
+    for key, kinds in _TOKENIZER_JSON_FIELDS.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if not any(value is None if kind is None else isinstance(value, kind) for kind in kinds):
+            expected = " or ".join(_KIND_NAMES[kind] for kind in kinds)
+            return f"{path}: field {key!r} is {json.dumps(value)[:40]}; expected {expected}. {_RESAVE}"
+    bad = [
+        t
+        for t in data.get("added_tokens", [])
+        if not isinstance(t, dict) or not isinstance(t.get("content"), str)
+    ]
+    if bad:
+        return f"{path}: field 'added_tokens' holds {str(bad[0])[:40]!r}, not a token object. {_RESAVE}"
+    if error is not None:
+        field = _field_at(text, str(error))
+        if field is not None:
+            return f"{path}: field {field!r} is invalid ({str(error)[:160]}). {_RESAVE}"
+        if type(error) is Exception:  # what the `tokenizers` library raises for a file it cannot read
+            return f"{path}: cannot be loaded ({str(error)[:160]}). {_RESAVE}"
+    return ""
+
+
+def _holds_byte_level(component: Any) -> bool:
+    """Whether a `tokenizers` normalizer / pre-tokenizer (possibly a Sequence) contains a ByteLevel step."""
+    if component is None:
+        return False
+    try:
+        state = component.__getstate__()
+    except Exception:  # an unknown component: do not guess
+        return True
+    return b'"ByteLevel"' in (state if isinstance(state, bytes) else str(state).encode())
+
+
+def check_byte_level(backend: Any, path: str | os.PathLike | None) -> None:
+    """ValueError when the decoder is ByteLevel but neither the pre-tokenizer nor the normalizer maps text to
+    bytes: such a file tokenizes text as raw characters (most words become unknown pieces), silently."""
+    decoder = getattr(backend, "decoder", None)
+    if decoder is None or type(decoder).__name__ != "ByteLevel":
+        return
+    if _holds_byte_level(getattr(backend, "pre_tokenizer", None)) or _holds_byte_level(
+        getattr(backend, "normalizer", None)
+    ):
+        return
+    raise ValueError(
+        f"{path or TOKENIZER_FILE}: field 'pre_tokenizer' has no ByteLevel step but the decoder is ByteLevel, so "
+        f"text would be split into raw characters instead of byte-level tokens. {_RESAVE}"
+    )

@@ -158,6 +158,12 @@ def _write(ctx: Context, name: str, text: str) -> Path:
     return path
 
 
+def _write_bytes(ctx: Context, name: str, data: bytes) -> Path:
+    path = ctx.fresh_dir() / name
+    path.write_bytes(data)
+    return path
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------------------------
@@ -307,6 +313,18 @@ CASES: list[Case] = [
     ),
     Case("assign item_ids a string", lambda c: hs.assign_unique_sids([[0, 1]], "a", [2, 2]), VT, "item_ids"),
     Case(
+        "assign item_ids holds None",
+        lambda c: hs.assign_unique_sids([[0, 1]], [None], [2, 2]),
+        TE,
+        "item_ids",
+    ),
+    Case(
+        "add_items_to_table ids a string",
+        lambda c: hs.add_items_to_table(hs.assign_unique_sids([[0, 1]], ["a"], [2, 2]), "b", [[1, 1]]),
+        TE,
+        "new_item_ids",
+    ),
+    Case(
         "assign bad strategy",
         lambda c: hs.assign_unique_sids([[0, 1]], ["a"], [2, 2], strategy="x"),
         VE,
@@ -383,6 +401,70 @@ CASES: list[Case] = [
         lambda c: SemanticIDTokenizer.from_pretrained(c.root / "nowhere"),
         (*MISSING, OSError),
         "nowhere",
+    ),
+    Case(
+        "tok path is a file",
+        lambda c: SemanticIDTokenizer.from_pretrained(c.tok_dir / "tokenizer.json"),
+        FNF,
+        "not a tokenizer directory",
+    ),
+    Case(
+        "tok relative path missing",
+        lambda c: SemanticIDTokenizer.from_pretrained("./no/such/dir"),
+        FNF,
+        "not a Hub repo id",
+    ),
+    Case(
+        "tok tokenizer.json version=null",
+        lambda c: load_tokenizer(c, "tokenizer.json", edit_json("tokenizer.json", version=None)),
+        VE,
+        "'version'",
+    ),
+    Case(
+        "tok tokenizer.json added_tokens=null",
+        lambda c: load_tokenizer(c, "tokenizer.json", edit_json("tokenizer.json", added_tokens=None)),
+        VE,
+        "'added_tokens'",
+    ),
+    Case(
+        "tok tokenizer.json truncation={}",
+        lambda c: load_tokenizer(c, "tokenizer.json", edit_json("tokenizer.json", truncation={})),
+        VE,
+        "'truncation'",
+    ),
+    Case(
+        "tok tokenizer.json model='x'",
+        lambda c: load_tokenizer(c, "tokenizer.json", edit_json("tokenizer.json", model="x")),
+        VE,
+        "'model'",
+    ),
+    Case(
+        "tok tokenizer.json normalizer={}",
+        lambda c: load_tokenizer(c, "tokenizer.json", edit_json("tokenizer.json", normalizer={})),
+        VE,
+        "'normalizer'",
+    ),
+    Case(
+        "tok tokenizer.json pre_tokenizer=null",
+        lambda c: load_tokenizer(c, "tokenizer.json", edit_json("tokenizer.json", pre_tokenizer=None)),
+        VE,
+        "'pre_tokenizer'",
+    ),
+    Case(
+        "tok tokenizer_config.json model_max_length='x'",
+        lambda c: load_tokenizer(
+            c, "tokenizer_config.json", edit_json("tokenizer_config.json", model_max_length="x")
+        ),
+        VE,
+        "model_max_length",
+    ),
+    Case(
+        "tok tokenizer_config.json model_max_length=-1",
+        lambda c: load_tokenizer(
+            c, "tokenizer_config.json", edit_json("tokenizer_config.json", model_max_length=-1)
+        ),
+        VE,
+        "model_max_length",
     ),
     Case(
         "tok sid_table.json truncated",
@@ -488,6 +570,13 @@ CASES: list[Case] = [
     # data readers and helpers
     Case("leave_one_out list", lambda c: hs.leave_one_out_split([["a", "b"]]), VT, "histories"),
     Case("leave_one_out string history", lambda c: hs.leave_one_out_split({"u": "abc"}), VT, "string"),
+    Case("leave_one_out history None", lambda c: hs.leave_one_out_split({"u": None}), TE, "'u'"),
+    Case(
+        "leave_one_out max_history=1.5",
+        lambda c: hs.leave_one_out_split({"u": ["a"]}, max_history=1.5),
+        TE,
+        "max_history must be an int",
+    ),
     Case(
         "leave_one_out max_history=0",
         lambda c: hs.leave_one_out_split({"u": ["a"]}, max_history=0),
@@ -510,6 +599,12 @@ CASES: list[Case] = [
         "x.index.json",
     ),
     Case(
+        "load_lcrec_index not UTF-8",
+        lambda c: hs.load_lcrec_index(_write_bytes(c, "y.index.json", b'{"0": ["<a_\xe9>"]}')),
+        VE,
+        "y.index.json",
+    ),
+    Case(
         "load_lcrec_dataset empty dir", lambda c: hs.load_lcrec_dataset(c.fresh_dir()), MISSING, "inter.json"
     ),
     Case(
@@ -525,7 +620,32 @@ CASES: list[Case] = [
         VT,
         "window",
     ),
+    Case(
+        "cooccurrence window '3'",
+        lambda c: hs.build_cooccurrence_pairs([["a", "b"]], window="3"),
+        TE,
+        "window",
+    ),
+    Case(
+        "cooccurrence window None",
+        lambda c: hs.build_cooccurrence_pairs([["a", "b"]], window=None),
+        TE,
+        "window",
+    ),
+    Case(
+        "cooccurrence window True",
+        lambda c: hs.build_cooccurrence_pairs([["a", "b"]], window=True),
+        TE,
+        "window",
+    ),
     Case("cooccurrence string histories", lambda c: hs.build_cooccurrence_pairs("ab"), VT, "histories"),
+    Case("cooccurrence one history a string", lambda c: hs.build_cooccurrence_pairs(["ab"]), TE, "string"),
+    Case(
+        "cooccurrence max_pairs=2.5",
+        lambda c: hs.build_cooccurrence_pairs([["a", "b"]], max_pairs=2.5),
+        TE,
+        "max_pairs",
+    ),
     Case(
         "cooccurrence unknown items",
         lambda c: hs.build_cooccurrence_pairs([["a", "b"]], item_ids=["a"]),
@@ -550,10 +670,31 @@ CASES: list[Case] = [
         VE,
         "noise_scale",
     ),
+    Case(
+        "extend_model negative noise",
+        lambda c: hs.extend_model(_base_lm(c), c.tok, noise_scale=-0.1),
+        VE,
+        "noise_scale",
+    ),
+    Case(
+        "extend_model inf codebook_scale",
+        lambda c: hs.extend_model(_base_lm(c), c.tok, codebook_scale=float("inf")),
+        VE,
+        "codebook_scale",
+    ),
+    Case(
+        "extend_model noise str",
+        lambda c: hs.extend_model(_base_lm(c), c.tok, noise_scale="0.1"),
+        TE,
+        "noise_scale",
+    ),
     Case("recall k=0", lambda c: hs.recall_at_k(["a"], "a", 0), VE, "k must be a positive integer"),
     Case("recall k=1.5", lambda c: hs.recall_at_k(["a"], "a", 1.5), VE, "k must be a positive integer"),
     Case("ndcg k=True", lambda c: hs.ndcg_at_k(["a"], "a", True), VE, "k must be a positive integer"),
     Case("ndcg ranked a string", lambda c: hs.ndcg_at_k("abc", "a", 2), VT, "ranked"),
+    Case("recall ranked a string", lambda c: hs.recall_at_k("abc", "a", 2), TE, "ranked"),
+    Case("recall ranked a set", lambda c: hs.recall_at_k({"a", "b"}, "a", 2), TE, "ranked"),
+    Case("recall ranked None", lambda c: hs.recall_at_k(None, "a", 2), TE, "ranked"),
 ]
 
 
@@ -591,6 +732,20 @@ VALID_CALLS: list[tuple[str, Callable[[Context], Any]]] = [
     ("leave_one_out_split", lambda c: hs.leave_one_out_split({"u": ["a", "b", "c"]})),
     ("build_cooccurrence_pairs", lambda c: hs.build_cooccurrence_pairs([["a", "b", "c"]], window=2)),
     ("recall numpy k", lambda c: hs.recall_at_k(["a", "b"], "b", np.int64(2))),
+    ("ndcg (id, score) tuples", lambda c: hs.ndcg_at_k([("a", 0.5), ("b", 0.1)], "b", 2)),
+    ("recall numpy ranking", lambda c: hs.recall_at_k(np.array(["a", "b"]), "b", 2)),
+    ("assign numpy item ids", lambda c: hs.assign_unique_sids([[0, 1]], np.array(["a"]), [2, 2])),
+    (
+        "leave_one_out numpy max_history",
+        lambda c: hs.leave_one_out_split({"u": ["a"] * 4}, max_history=np.int64(2)),
+    ),
+    ("leave_one_out int item ids", lambda c: hs.leave_one_out_split({"u": [1, 2, 3]})),
+    (
+        "cooccurrence numpy window",
+        lambda c: hs.build_cooccurrence_pairs({"u": ["a", "b"]}, window=np.int64(2)),
+    ),
+    ("extend_model noise 0", lambda c: hs.extend_model(_base_lm(c), c.tok, noise_scale=0)),
+    ("tokenizer from a str path", lambda c: SemanticIDTokenizer.from_pretrained(str(c.tok_dir))),
 ]
 
 

@@ -2,6 +2,9 @@
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,30 @@ def test_rqvae_convergence_plateau_and_table():
     unconverged = {**meta, "fewest_epochs_converged": None, "seconds_to_converge": None, "meets_target": None}
     table = bench.to_markdown({"meta": unconverged, "runs": [{**runs[0], "converged": False}, runs[1]]})
     assert "Convergence not shown: every shorter budget is off the 100-epoch reference (120 s)" in table
+
+
+def test_robustness_quick_finds_no_unclear_error_silent_coercion_or_crash(tmp_path):
+    """The robustness benchmark as a user runs it (`--quick`: fewer kill points): every bad input gets a clear
+    error, every valid call works, and every killed save leaves the old or the new version and no stale file."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "robustness.py"),
+        "--quick",
+        "--output_dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "robustness.json").read_text())
+    figures = result["figures"]
+    assert figures["inputs_tried"] >= 300 and figures["clear_errors"] >= 300
+    assert figures["unclear_errors"] == 0, result["unclear"][:5]
+    assert figures["silent_coercions"] == 0, result["silent"][:5]
+    assert figures["crashes_on_valid_calls"] == 0, result["crashes"][:5]
+    kills = result["kills_during_save"]
+    assert set(kills) == {"tokenizer save_pretrained", "RQ-VAE save_pretrained"}, kills
+    for name, info in kills.items():
+        assert info.get("broken") == 0 and info.get("stale_files") == 0 and info["kills"] >= 8, (name, info)
+        assert set(info["states"]) <= {"old", "new"}
+    assert "| 0 | 0 |" in (tmp_path / "robustness.md").read_text()

@@ -606,3 +606,85 @@ def test_recommend_uses_prefill_once_for_beam_search(rec_setup, monkeypatch):
     already = recommend(PrefillOnceLM(model), tok, histories[:2], k=4, num_beams=8, progress=False)
     assert calls == [8]  # not wrapped twice
     assert [[i for i, _ in r] for r in already] == [[i for i, _ in r] for r in plain[:2]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# recommend() in the bare SID layout (an item is its code tokens, no markers)
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bare_setup(rec_setup):
+    import copy
+
+    from hf_semtok.lm.generator import sid_only_chat_template
+    from hf_semtok.prompts import set_sid_layout
+
+    tok, model, table, histories = rec_setup
+    bare = set_sid_layout(copy.deepcopy(tok), "bare")  # the shared tokenizer stays marked
+    bare.chat_template = sid_only_chat_template()
+    return bare, model, table, histories
+
+
+def _exact_bare_log_prob(model, tok, history, item) -> float:
+    from hf_semtok.prompts import encode_items_in_layout
+
+    prompt = encode_items_in_layout(tok, history)
+    codes = encode_items_in_layout(tok, [item])  # the L code tokens
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([prompt + codes])).logits[0].float(), dim=-1)
+    return sum(logp[len(prompt) - 1 + j, codes[j]].item() for j in range(tok.num_levels))
+
+
+def test_bare_layout_prompt_is_the_concatenated_codes(bare_setup):
+    from hf_semtok.prompts import get_sid_layout, history_prompt, target_text, tokens_per_item
+
+    tok, _, table, histories = bare_setup
+    history = histories[3]
+    ids = tok(history_prompt(tok, history))["input_ids"]
+    expected = [int(t) for item in history for t in tok.codes_to_token_ids([table[item]])[0]]
+    assert ids == expected and len(ids) == tok.num_levels * len(history)
+    assert tok.sid_start_token_id not in ids and tok.sid_end_token_id not in ids
+    assert get_sid_layout(tok) == "bare" and tokens_per_item(tok) == tok.num_levels
+    assert tok.parse_items(ids) == list(history)  # the tokenizer's parser reads bare SIDs too
+    assert target_text(tok, history[0]) == history_prompt(tok, history[:1]) + tok.eos_token
+
+
+def test_bare_layout_recommend_is_exhaustive_and_exactly_scored(bare_setup):
+    """Every item comes back, each scored by the log-probability of exactly its L code tokens after the prompt:
+    the constraint starts at the first generated token and nothing else is generated."""
+    from hf_semtok.generation import recommend
+
+    tok, model, table, histories = bare_setup
+    history = histories[2]
+    ranked = recommend(model, tok, [history], k=len(table), num_beams=len(table), progress=False)[0]
+    assert sorted(item for item, _ in ranked) == sorted(table)
+    for item, score in ranked[:: max(1, len(ranked) // 6)]:
+        assert score == pytest.approx(_exact_bare_log_prob(model, tok, history, item), abs=1e-4)
+    # Batched, left-padded users of mixed lengths get only catalogue items.
+    for ranked in recommend(model, tok, histories, k=5, num_beams=8, batch_size=3, progress=False):
+        items = [item for item, _ in ranked]
+        assert 1 <= len(items) <= 5 and set(items) <= set(table) and len(set(items)) == len(items)
+
+
+def test_bare_layout_greedy_sampling_and_prefixes(bare_setup):
+    from hf_semtok.generation import recommend
+
+    tok, model, table, histories = bare_setup
+    for history, ranked in zip(
+        histories[:3], recommend(model, tok, histories[:3], k=1, num_beams=1, progress=False)
+    ):
+        assert len(ranked) == 1 and ranked[0][0] in table
+        assert ranked[0][1] == pytest.approx(
+            _exact_bare_log_prob(model, tok, history, ranked[0][0]), abs=1e-4
+        )
+    torch.manual_seed(0)
+    for history, ranked in zip(
+        histories[:2], recommend(model, tok, histories[:2], k=4, num_beams=8, do_sample=True, progress=False)
+    ):
+        assert ranked and set(i for i, _ in ranked) <= set(table)
+        for item, score in ranked:
+            assert score == pytest.approx(_exact_bare_log_prob(model, tok, history, item), abs=1e-4)
+    by_prefix = recommend(model, tok, histories[:2], k=3, prefix_level=1, num_beams=3, progress=False)
+    for ranked in by_prefix:
+        assert sorted(p for p, _, _ in ranked) == [(0,), (1,), (2,)]  # all three level-0 codes
+        for prefix, _, items in ranked:
+            assert items and all(table[i][:1] == prefix for i in items)

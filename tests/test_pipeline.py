@@ -9,8 +9,15 @@ import torch
 from hf_semtok.data import leave_one_out_split, make_synthetic_catalogue
 from hf_semtok.data.features import cooccurrence_features, multi_hot_features
 from hf_semtok.generation import PrefillOnceLM
-from hf_semtok.lm.generator import GeneratorConfig, build_sid_tokenizer, history_sequences, train_generator
+from hf_semtok.lm.generator import (
+    GeneratorConfig,
+    add_dropout_hooks,
+    build_sid_tokenizer,
+    history_sequences,
+    train_generator,
+)
 from hf_semtok.pipeline import run_pipeline
+from hf_semtok.prompts import encode_items_in_layout, get_sid_layout, history_prompt, tokens_per_item
 from hf_semtok.rqvae.training import SIDStageConfig
 from hf_semtok.sids import sid_table_from_codes
 
@@ -76,6 +83,30 @@ def test_pipeline_beats_popularity_and_reports_facts(result):
     assert m["recall@5"] <= m["recall@10"]
     # Facts the benchmark JSON relies on.
     assert res.training["tokens_seen"] > 0 and res.training["steps"] > 0
+    # The bare layout: an item is its L code tokens (3 here: 2 RQ-VAE levels + the dedup level).
+    levels = res.sid["num_levels"]
+    assert res.training["sid_layout"] == "bare" and res.training["tokens_per_item"] == levels
+    assert res.training["threads"] == torch.get_num_threads() == 1
+    assert res.training["target_items_per_second"] > 0 and res.training["tokens_per_second"] > 0
+    assert res.training["target_items_seen"] == pytest.approx(
+        res.training["tokens_seen"]
+        * res.training["target_items_per_epoch"]
+        / res.training["tokens_per_epoch"],
+        abs=1,
+    )
+    # Validation on all validation users beside test, a standard error beside every metric.
+    assert res.evaluation["validation_users"] == res.evaluation["all_validation_users"] == 400
+    for metrics, n in ((m, 100), (res.validation, 400)):
+        assert metrics["num_examples"] == n
+        for k in (5, 10):
+            p = metrics[f"recall@{k}"]
+            assert metrics[f"recall@{k}_se"] == pytest.approx(np.sqrt(p * (1 - p) / n))
+            assert 0 < metrics[f"ndcg@{k}_se"] < metrics[f"recall@{k}_se"] + 1e-9
+    assert res.validation["recall@10"] > pop["recall@10"]
+    for stage in ("sids", "training", "evaluation"):
+        assert res.stages[stage]["seconds"] >= 0 and res.stages[stage]["threads"] == 1
+    assert res.stages["training"]["steps"] == res.training["steps"]
+    assert res.stages["training"]["tokens_seen"] == res.training["tokens_seen"]
     assert res.model["num_parameters"] == res.training["num_parameters"] > 0
     assert res.sid["codebook_sizes"][:2] == [8, 8]
     assert res.sid["num_semantic_levels"] == 2
@@ -89,25 +120,33 @@ def test_pipeline_beats_popularity_and_reports_facts(result):
 
 def _targets(tok, rows):
     """Labelled items of training windows, and how many items of context each one had."""
-    per_item = tok.num_levels + 2
+    per_item = tokens_per_item(tok)
     targets, contexts = [], []
     for row in rows:
         items = tok.parse_items(row["input_ids"])
+        assert len(row["input_ids"]) == len(items) * per_item
         for pos, item in enumerate(items):
-            if row["labels"][pos * per_item + 1] != -100:
+            if any(label != -100 for label in row["labels"][pos * per_item : (pos + 1) * per_item]):
                 targets.append(item)
                 contexts.append(pos)
     return targets, contexts
 
 
-def test_training_windows_cover_every_training_item_once_without_leaks(catalogue):
+@pytest.mark.parametrize("layout", ["bare", "marked"])
+def test_training_windows_cover_every_training_item_once_without_leaks(catalogue, layout):
     train, valid, test = leave_one_out_split(catalogue.histories)
-    tok = build_sid_tokenizer({item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)})
-    per_item = tok.num_levels + 2
+    table = {item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)}
+    tok = build_sid_tokenizer(table, sid_layout=layout)
+    per_item = tokens_per_item(tok)
+    assert per_item == (2 if layout == "bare" else 4)
     long_user = max(train, key=lambda u: len(train[u]))
     assert len(train[long_user]) > 11  # the window logic is exercised
     rows = history_sequences(tok, {long_user: train[long_user]}, max_history=5, window_stride=3)
     assert len(rows) > 2 and all(len(r["input_ids"]) <= 6 * per_item for r in rows)
+    if layout == "bare":  # a window is its items' codes back to back, nothing else
+        first = rows[0]["input_ids"]
+        assert first == [int(t) for i in train[long_user][:6] for t in tok.codes_to_token_ids([table[i]])[0]]
+        assert tok.sid_start_token_id not in first and tok.sid_end_token_id not in first
     targets, contexts = _targets(tok, rows)
     assert targets == train[long_user]  # every training item is a target exactly once, in order
     assert (
@@ -121,19 +160,81 @@ def test_training_windows_cover_every_training_item_once_without_leaks(catalogue
 
 
 def test_prompts_are_bare_sid_sequences_and_survive_save(tmp_path):
+    import json
+
     from transformers import AutoTokenizer
 
-    from hf_semtok.prompts import history_prompt
-
-    tok = build_sid_tokenizer({"a": (0, 1), "b": (1, 0), "c": (1, 1)})
+    table = {"a": (0, 1), "b": (1, 0), "c": (1, 1)}
+    tok = build_sid_tokenizer(table)
     prompt = history_prompt(tok, ["a", "b"])
-    assert prompt == tok.items_to_text(["a", "b"])
-    assert tok(prompt)["input_ids"] == tok.encode_items(["a", "b"])
+    assert prompt == "<|sid_0_0|><|sid_1_1|><|sid_0_1|><|sid_1_0|>"  # bare: the codes only, 2 tokens per item
+    codes = [int(t) for item in ("a", "b") for t in tok.codes_to_token_ids([table[item]])[0]]
+    assert tok(prompt)["input_ids"] == encode_items_in_layout(tok, ["a", "b"]) == codes
     tok.save_pretrained(tmp_path)
-    assert history_prompt(AutoTokenizer.from_pretrained(tmp_path), ["a", "b"]) == prompt
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["sid_layout"] == "bare"
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert get_sid_layout(loaded) == "bare" and history_prompt(loaded, ["a", "b"]) == prompt
+    # The marked layout keeps the markers, and a tokenizer saved without the key loads as marked.
+    marked = build_sid_tokenizer(table, sid_layout="marked")
+    assert history_prompt(marked, ["a", "b"]) == marked.items_to_text(["a", "b"])
+    marked.init_kwargs.pop("sid_layout")
+    marked.save_pretrained(tmp_path / "old")
+    assert get_sid_layout(AutoTokenizer.from_pretrained(tmp_path / "old")) == "marked"
     plain = build_sid_tokenizer({"a": (0, 1), "b": (1, 0)}, sid_only_prompt=False)
     with pytest.raises(ValueError, match="bare concatenation"):
         train_generator(plain, {"u": ["a", "b", "a"]}, GeneratorConfig(max_steps=1))
+    with pytest.raises(ValueError, match="SID layout"):
+        train_generator(marked, {"u": ["a", "b", "a"]}, GeneratorConfig(max_steps=1))
+    with pytest.raises(ValueError, match="sid_layout must be one of"):
+        GeneratorConfig(sid_layout="plain")
+
+
+def test_step_bounded_runs_repeat_exactly(catalogue):
+    """Same seed, threads and max_steps: the same metrics (dropout and batch order included)."""
+    config = GeneratorConfig(
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        batch_size=16,
+        max_steps=8,
+        warmup_steps=2,
+        embedding_dropout=0.1,
+        hidden_dropout=0.1,
+        attention_dropout=0.1,
+        num_beams=10,
+        valid_users=30,
+        test_users=30,
+        seed=3,
+    )
+    table = {item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)}
+    runs = [run_pipeline(catalogue, sid_table=table, config=config, progress=False) for _ in range(2)]
+    assert runs[0].metrics == runs[1].metrics and runs[0].validation == runs[1].validation
+    assert runs[0].training["final_train_loss"] == runs[1].training["final_train_loss"]
+    assert runs[0].training["steps"] == 8 and runs[0].training["stop_reason"] == "steps"
+
+
+def test_hidden_and_embedding_dropout_act_in_train_mode_only():
+    from hf_semtok.small_models import build_causal_lm
+
+    model = build_causal_lm(50, hidden_size=32, num_layers=2, num_heads=2, seed=0)
+    ids = torch.arange(12)[None]
+    with torch.no_grad():
+        plain = model.eval()(ids).logits
+        handles = add_dropout_hooks(model, embedding_dropout=0.0, hidden_dropout=0.3)
+        assert len(handles) == 4  # attention and MLP of each of the 2 layers
+        assert torch.equal(model.eval()(ids).logits, plain)  # eval: unchanged
+        model.train()
+        first, second = model(ids).logits, model(ids).logits
+        assert not torch.allclose(first, plain) and not torch.allclose(first, second)  # train: dropped
+        for handle in handles:
+            handle.remove()
+        add_dropout_hooks(model, embedding_dropout=0.5)
+        assert not torch.allclose(model.train()(ids).logits, plain)
+        assert torch.equal(model.eval()(ids).logits, plain)
+    with pytest.raises(ValueError, match="hidden_dropout must lie"):
+        GeneratorConfig(hidden_dropout=1.0)
+    with pytest.raises(ValueError, match="self_attn"):
+        add_dropout_hooks(torch.nn.Sequential(torch.nn.Embedding(4, 2)), hidden_dropout=0.1)
 
 
 def test_prefill_once_gives_the_same_rankings(catalogue):
@@ -245,6 +346,7 @@ def test_amazon_benchmark_main_writes_results(tmp_path, monkeypatch):
         "--sids", "published:sids_collisiongenrec/tiny", "--generator.hidden_size", "32",
         "--generator.num_layers", "1", "--generator.num_heads", "2", "--generator.max_steps", "6",
         "--generator.eval_every_steps", "3", "--generator.eval_users", "8", "--generator.test_users", "20",
+        "--generator.valid_users", "15", "--num_threads", "1",
     ]  # fmt: skip
     result = bench.main(argv)
     saved = json.loads((tmp_path / "res" / "amazon_scientific_published-cgr-tiny.json").read_text())
@@ -262,6 +364,14 @@ def test_amazon_benchmark_main_writes_results(tmp_path, monkeypatch):
     ):
         assert key in saved
     assert saved["training"]["steps"] == 6 and saved["model"]["num_parameters"] > 0
+    assert saved["training"]["tokens_per_item"] == 3 and saved["bench_config"]["num_threads"] == 1
+    assert saved["validation"]["num_examples"] == 15 and "ndcg@10_se" in saved["validation"]
+    assert {stage: saved["stages"][stage]["threads"] for stage in saved["stages"]} == {
+        "data": 1,
+        "sids": 1,
+        "training": 1,
+        "evaluation": 1,
+    }
     assert [r["step"] for r in saved["curve"]] == [3, 6]
     table = (tmp_path / "res" / "amazon.md").read_text()
     assert "published:sids_collisiongenrec/tiny" in table and f"{saved['metrics']['recall@10']:.4f}" in table

@@ -49,3 +49,33 @@ def test_prefix_targets_and_bad_input(tok):
     with pytest.raises(ValueError, match="no chat template"):
         history_prompt(tok, ["i1"], use_chat_template=True)
     assert not tok.chat_template
+
+
+def test_bare_layout_writes_codes_only_and_is_validated(tok):
+    from hf_semtok.prompts import (
+        encode_items_in_layout,
+        get_sid_layout,
+        items_to_layout_text,
+        set_sid_layout,
+        tokens_per_item,
+    )
+
+    assert get_sid_layout(tok) == "marked" and tokens_per_item(tok) == tok.num_levels + 2
+    bare = set_sid_layout(copy.deepcopy(tok), "bare")
+    assert get_sid_layout(bare) == "bare" and tokens_per_item(bare) == tok.num_levels
+    assert items_to_layout_text(bare, ["i6", "i1"]) == "<|sid_0_1|><|sid_1_2|><|sid_0_0|><|sid_1_1|>"
+    assert (
+        history_prompt(bare, ["i6", "i1"])
+        == "User history: <|sid_0_1|><|sid_1_2|><|sid_0_0|><|sid_1_1|>\nNext item:"
+    )
+    assert bare("<|sid_0_1|><|sid_1_2|>", add_special_tokens=False)["input_ids"] == encode_items_in_layout(
+        bare, ["i6"]
+    )
+    assert encode_items_in_layout(bare, []) == []
+    assert target_text(bare, "i6") == "<|sid_0_1|><|sid_1_2|>" + tok.eos_token
+    assert target_text(bare, "i6", prefix_levels=1) == "<|sid_0_1|>" + tok.eos_token
+    with pytest.raises(ValueError, match="sid_layout must be one of"):
+        set_sid_layout(bare, "plain")
+    bare.init_kwargs["sid_layout"] = "plain"  # as if tokenizer_config.json were edited by hand
+    with pytest.raises(ValueError, match="tokenizer_config.json"):
+        get_sid_layout(bare)

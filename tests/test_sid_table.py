@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
-from hf_semtok.sid_table import TABLE_FORMAT, TABLE_VERSION, SIDTable
+from hf_semtok.sid_table import JSON_TABLE_VERSION, TABLE_FORMAT, HashedItemIndex, ItemIds, SIDTable
 from hf_semtok.sid_tokens import (
     EV_END,
     EV_OTHER,
@@ -233,7 +233,7 @@ def test_json_round_trip(tmp_path, catalogue):
     )
     idx = table
     data = idx.to_dict()
-    assert data["format"] == TABLE_FORMAT and data["version"] == TABLE_VERSION
+    assert data["format"] == TABLE_FORMAT and data["version"] == JSON_TABLE_VERSION
     assert data["codes"] == table.codes.tolist()
     assert data["codebook_sizes"] == SIZES and data["num_semantic_levels"] == 2
     path = tmp_path / "sid_table.json"
@@ -352,7 +352,7 @@ def test_files_of_the_previous_release_still_load(tmp_path, layout):
         ("collision_strategy", 3, r"field 'collision_strategy' must be a string or null"),
         ("stats", [1], r"field 'stats' must be an object"),
         ("format", "other.table", r"field 'format' is 'other\.table', not 'hf_semtok\.sid_table'"),
-        ("version", 2, r"version 2 of hf_semtok\.sid_table was written by a newer hf_semtok .*upgrade"),
+        ("version", 3, r"version 3 of hf_semtok\.sid_table was written by a newer hf_semtok .*upgrade"),
         ("version", "1", r"field 'version' must be a positive integer; got '1'"),
         ("version", 0, r"field 'version' must be a positive integer; got 0"),
         ("extra", 1, r"unknown field\(s\) \['extra'\]"),
@@ -757,3 +757,141 @@ def test_group_sid_events_from_text_round_trips_random_sids():
     codes = np.stack([rng.integers(0, s, size=15) for s in sizes], axis=1)
     text = " ".join(sid(*row, markers=bool(i % 2)) for i, row in enumerate(codes.tolist()))
     assert group_sid_events(scan_sid_text(text), sizes) == [(row, "") for row in codes.tolist()]
+
+
+# ---------------------------------------------------------------- compact (version 2) tables
+
+
+def _compact_table(n: int = 300, seed: int = 0) -> SIDTable:
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(16 * 16 * 8, size=n, replace=False)
+    codes = np.stack(np.unravel_index(keys, (16, 16, 8)), axis=1)
+    ids = ItemIds.from_list([f"itém-{i}" if i % 7 else f"ü{i}" for i in range(n)])
+    return SIDTable(ids, codes, [16, 16, 8], collision_strategy="extra_level", stats={"max_bucket": 3})
+
+
+def test_item_ids_buffer_equals_list_and_index_finds_every_id():
+    ids = ["a", "", "é€", "b" * 300, "x"]
+    packed = ItemIds.from_list(ids)
+    assert packed == ids and list(packed) == ids and packed[2] == "é€" and packed[-1] == "x"
+    index = HashedItemIndex(packed)
+    assert [index[i] for i in ids] == list(range(len(ids)))
+    assert "missing" not in index and 3 not in index and index.get("nope") is None
+    assert index.rows_of(["x", "nope", "a"]).tolist() == [4, -1, 0]
+    with pytest.raises(ValueError, match=r"Duplicate item ids in 'item_ids': \['b'\]"):
+        HashedItemIndex(ItemIds.from_list(["a", "b", "c", "b"]))
+
+
+def test_compact_round_trip_writes_smallest_dtype_and_matches_lookups(tmp_path):
+    from safetensors.numpy import load_file
+
+    table = _compact_table()
+    plain = SIDTable(list(table.item_ids), table.codes, table.codebook_sizes)
+    written = table.to_json(tmp_path / "sid_table.json", compact=True)
+    assert [p.rsplit("/", 1)[-1] for p in written] == ["sid_table.json", "sid_codes.safetensors"]
+    meta = json.loads((tmp_path / "sid_table.json").read_text())
+    assert meta["version"] == 2 and meta["data_file"] == "sid_codes.safetensors" and meta["num_items"] == 300
+    assert "item_ids" not in meta and "codes" not in meta
+    assert load_file(str(tmp_path / "sid_codes.safetensors"))["codes"].dtype == np.uint8
+    loaded = SIDTable.from_json(tmp_path / "sid_table.json")
+    assert isinstance(loaded.item_ids, ItemIds) and loaded.item_ids == plain.item_ids
+    assert loaded.codes.dtype == np.int64 and np.array_equal(loaded.codes, plain.codes)
+    assert loaded.stats == {"max_bucket": 3} and loaded.collision_strategy == "extra_level"
+    for row in (0, 7, 299):
+        item = plain.item_ids[row]
+        assert loaded.index_of(item) == row
+        assert loaded.row_of_sid(plain.codes[row]) == row
+        assert loaded.sid_text(row) == plain.sid_texts()[row]
+    assert np.array_equal(loaded.rows_with_prefix([3]), plain.rows_with_prefix([3]))
+    assert pickle.loads(pickle.dumps(loaded)).index_of(plain.item_ids[5]) == 5
+
+
+def test_threshold_picks_the_layout(tmp_path, monkeypatch):
+    import hf_semtok.sid_table as sid_table_module
+
+    table = SIDTable.from_any(random_catalogue(), SIZES)
+    assert table.to_json(tmp_path / "small.json") == (str(tmp_path / "small.json"),)
+    assert json.loads((tmp_path / "small.json").read_text())["version"] == 1
+    monkeypatch.setattr(sid_table_module, "COMPACT_MIN_ITEMS", 10)
+    big = SIDTable.from_any(random_catalogue(), SIZES)  # built from a list: ids packed, hashed index
+    assert isinstance(big.item_ids, ItemIds) and big.index_of("item_03") == 3
+    written = big.to_json(tmp_path / "x-sid_table.json")
+    assert written[1].endswith("x-sid_codes.safetensors")
+    assert SIDTable.from_json(written[0]).item_ids == table.item_ids
+
+
+def _rewrite(path, **tensors):
+    from safetensors.numpy import load_file, save_file
+
+    data = load_file(str(path))
+    data.update(tensors)
+    save_file({k: v for k, v in data.items() if v is not None}, str(path))
+
+
+@pytest.mark.parametrize(
+    "damage, error, match",
+    [
+        (
+            lambda d: (d / "sid_codes.safetensors").unlink(),
+            FileNotFoundError,
+            r"names 'sid_codes.safetensors'",
+        ),
+        (
+            lambda d: (d / "sid_codes.safetensors").write_bytes(b"\x10\x00junk"),
+            ValueError,
+            r"not a readable safetensors",
+        ),
+        (
+            lambda d: _rewrite(
+                d / "sid_codes.safetensors", item_ids_offsets=np.arange(301, dtype=np.int64) * 99
+            ),
+            ValueError,
+            r"offsets must rise from 0 to the buffer length",
+        ),
+        (
+            lambda d: _rewrite(d / "sid_codes.safetensors", codes=np.zeros((5, 3), dtype=np.uint8)),
+            ValueError,
+            r"tensor 'codes' must be an integer \(300, num_levels\)",
+        ),
+        (
+            lambda d: _rewrite(d / "sid_codes.safetensors", codes=np.zeros((300, 3), dtype=np.uint8)),
+            ValueError,
+            r"share the SID",
+        ),
+        (
+            lambda d: _rewrite(d / "sid_codes.safetensors", extra=np.zeros(1, dtype=np.uint8)),
+            ValueError,
+            r"tensors must be \['codes', 'item_ids_utf8', 'item_ids_offsets'\]",
+        ),
+        (
+            lambda d: _patch_meta(d, data_file="../elsewhere.safetensors"),
+            ValueError,
+            r"field 'data_file' must be a file name",
+        ),
+        (
+            lambda d: _patch_meta(d, item_ids=["a"]),
+            ValueError,
+            r"unknown field\(s\) \['item_ids'\] for version 2",
+        ),
+        (lambda d: _patch_meta(d, num_items="300"), ValueError, r"field 'num_items' must be an integer"),
+    ],
+)
+def test_compact_loading_is_strict(tmp_path, damage, error, match):
+    _compact_table().to_json(tmp_path / "sid_table.json", compact=True)
+    damage(tmp_path)
+    with pytest.raises(error, match=match) as info:
+        SIDTable.from_json(tmp_path / "sid_table.json")
+    assert str(tmp_path) in str(info.value)
+
+
+def _patch_meta(directory, **fields):
+    path = directory / "sid_table.json"
+    meta = json.loads(path.read_text())
+    meta.update(fields)
+    path.write_text(json.dumps(meta))
+
+
+def test_compact_dict_without_its_folder_says_how_to_read_it(tmp_path):
+    _compact_table().to_json(tmp_path / "sid_table.json", compact=True)
+    with pytest.raises(ValueError, match=r"version-2 \(compact\) table .*SIDTable.from_json"):
+        SIDTable.from_dict(json.loads((tmp_path / "sid_table.json").read_text()))

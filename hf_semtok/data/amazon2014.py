@@ -8,7 +8,6 @@ as strings) for items and users. Published SIDs keyed by LC ids (= P5 id - 1) ar
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from hf_semtok.data.catalogue import (
     Catalogue,
     _clean,
     _find,
+    _json_line,
     _open_text,
     _read_json,
     _sort_ids,
@@ -84,15 +84,16 @@ def load_amazon2014(directory: str | Path, text_fields: Sequence[str] = DEFAULT_
     items_path = _find(directory, "items.jsonl")
     if items_path is not None:
         with _open_text(items_path) as handle:
-            item_ids = [str(json.loads(line)["item_id"]) for line in handle if line.strip()] + item_ids
+            rows = [_json_line(line, items_path, n) for n, line in enumerate(handle, 1) if line.strip()]
+            item_ids = [str(row["item_id"]) for row in rows] + item_ids
     text_path = _find(directory, "items_text.jsonl")
     attr_path = _find(directory, "item2attributes.json")
     if text_path is not None:
         with _open_text(text_path) as handle:
-            for line in handle:
+            for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
-                row = json.loads(line)
+                row = _json_line(line, text_path, number)
                 item = str(row["item_id"])
                 title, brand = _clean(row.get("title")), _clean(row.get("brand"))
                 paths = row.get("categories") or []

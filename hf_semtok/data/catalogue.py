@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,6 +27,45 @@ DEFAULT_TEXT_FIELDS = ("title", "brand", "categories")
 
 
 _PLACEHOLDER = re.compile(r"^(brand|title)_\d+$")
+
+
+def check_count(name: str, value: Any, source: str, minimum: int = 1, optional: bool = False) -> int | None:
+    """`value` as an int `>= minimum` (numpy ints allowed; None when `optional`); TypeError/ValueError naming it."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{source}: {name} must be an int >= {minimum}{' or None' if optional else ''}; got "
+            f"{type(value).__name__} {value!r}."
+        )
+    if value < minimum:
+        raise ValueError(
+            f"{source}: {name} must be >= {minimum}{' or None' if optional else ''}, got {value}."
+        )
+    return int(value)
+
+
+def check_history(items: Any, source: str, user: Any = None) -> list[Any]:
+    """One history as a list of item ids; a string (read as characters otherwise), a mapping or a non-list is a
+    TypeError, and so is an item id that is neither a string nor an int."""
+    where = f"the history of user {user!r}" if user is not None else "a history"
+    if hasattr(items, "tolist") and not isinstance(items, (str, bytes)):  # numpy arrays
+        items = items.tolist()
+    if isinstance(items, (str, bytes)):
+        raise TypeError(
+            f"{source}: {where} is a string ({str(items)[:40]!r}), not a list of item ids; wrap a single item as "
+            "[item]."
+        )
+    if isinstance(items, Mapping) or not isinstance(items, Sequence):
+        raise TypeError(
+            f"{source}: {where} must be a list of item ids; got {type(items).__name__} {str(items)[:40]!r}."
+        )
+    bad = [i for i in items if not isinstance(i, (str, int, np.integer)) or isinstance(i, (bool, np.bool_))]
+    if bad:
+        raise TypeError(
+            f"{source}: {where} must hold item ids (strings or ints); {bad[0]!r} ({type(bad[0]).__name__}) is not."
+        )
+    return list(items)
 
 
 @dataclass
@@ -127,8 +168,29 @@ def _open_text(path: Path) -> IO[str]:
 
 
 def _read_json(path: Path) -> Any:
-    with _open_text(path) as handle:
-        return json.load(handle)
+    """The JSON in `path` (gzip allowed); ValueError naming the file when it is truncated, corrupt or not UTF-8."""
+    try:
+        with _open_text(path) as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{str(path)!r} is not valid JSON ({err}); the file is truncated or corrupt: download or write it again."
+        ) from None
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as err:
+        raise ValueError(
+            f"{str(path)!r} cannot be read as UTF-8 JSON ({type(err).__name__}: {err}); the file is truncated or "
+            "corrupt: download or write it again."
+        ) from None
+
+
+def _json_line(line: str, path: Path, number: int) -> Any:
+    """One line of a JSON-lines file; ValueError naming the file and line when it is not valid JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{str(path)!r} line {number}: not valid JSON ({err}); the file is truncated or corrupt."
+        ) from None
 
 
 def _find(directory: Path, stem: str) -> Path | None:
@@ -210,9 +272,18 @@ def leave_one_out_split(
     Returns:
         `(train, valid, test)`: `train` maps user -> training items; `valid` and `test` map user ->
         `(history, target)`.
+
+    Raises:
+        TypeError: `histories` is not a mapping, a history is not a list of item ids (a string would be read as
+            its characters), or `max_history` is not an int.
+        ValueError: `max_history < 1`.
     """
-    if max_history is not None and max_history < 1:
-        raise ValueError(f"max_history must be >= 1 or None, got {max_history}.")
+    max_history = check_count("max_history", max_history, "leave_one_out_split", optional=True)
+    if not isinstance(histories, Mapping):
+        raise TypeError(
+            "leave_one_out_split: `histories` must be a mapping user id -> chronological item ids; got "
+            f"{type(histories).__name__}. A list of histories has no user ids: pass dict(enumerate(histories))."
+        )
     train: dict[str, list[str]] = {}
     valid: dict[str, tuple[list[str], str]] = {}
     test: dict[str, tuple[list[str], str]] = {}
@@ -222,7 +293,7 @@ def leave_one_out_split(
 
     n_short = 0
     for user, items in histories.items():
-        items = list(items)
+        items = check_history(items, "leave_one_out_split", user)
         if len(items) < 3:
             train[user] = items
             n_short += 1

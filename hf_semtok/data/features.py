@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from hf_semtok.data.catalogue import check_count, check_history
+
 __all__ = ["build_cooccurrence_pairs"]
 
 logger = logging.getLogger(__name__)
@@ -47,14 +49,23 @@ def build_cooccurrence_pairs(
         An int64 array `(n_pairs, 2)` of item indices; `(0, 2)` when no history has two items.
 
     Raises:
+        TypeError: `window` or `max_pairs` not an int, `histories` a string, or a history that is not a list of
+            item ids (a string would otherwise be read as its characters).
         ValueError: `window < 1`, `max_pairs < 1`, duplicate `item_ids`, or histories naming items missing from
             `item_ids` (the message lists some of them).
     """
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}.")
-    if max_pairs is not None and max_pairs < 1:
-        raise ValueError(f"max_pairs must be >= 1 or None, got {max_pairs}.")
-    seqs = list(histories.values()) if isinstance(histories, Mapping) else list(histories)
+    source = "build_cooccurrence_pairs"
+    window = check_count("window", window, source)
+    max_pairs = check_count("max_pairs", max_pairs, source, optional=True)
+    if isinstance(histories, Mapping):
+        seqs = [check_history(h, source, user) for user, h in histories.items()]
+    elif isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
+        raise TypeError(
+            f"{source}: `histories` must be a mapping user id -> item ids or a list of histories (lists of item "
+            f"ids); got {type(histories).__name__} {str(histories)[:40]!r}."
+        )
+    else:
+        seqs = [check_history(h, source) for h in histories]
     if item_ids is None:
         item_ids = sorted({str(i) for h in seqs for i in h})
     index = {str(item): i for i, item in enumerate(item_ids)}

@@ -6,13 +6,24 @@ causal LM. The next-item loss on every SID position of a history trains on every
 
 Prompts: the generator reads bare SID sequences. `build_sid_tokenizer` gives the tokenizer a chat template
 (`sid_only_chat_template`) that renders `hf_semtok.prompts.history_prompt` as the concatenated SIDs of the
-history, so training and `recommend()` see the same tokens.
+history, so training and `recommend()` see the same tokens. By default an item is written in the bare SID layout
+(its `L` code tokens, no `<|sid_start|>`/`<|sid_end|>`; `hf_semtok.prompts.get_sid_layout`): 4 tokens per item
+instead of 6 for 4 levels, a third fewer tokens for the same items.
 
 Training sequences: a user's training history `[i_1, ..., i_n]` (validation and test targets removed by
 `leave_one_out_split`) is cut by `hf_semtok.data.history_windows` into windows of at most `max_history + 1`
 items. The first window starts at `i_1` and every item in it is a target. Later windows start `window_stride`
-items further on, and only their items not yet covered are targets. So every training item is predicted once, with between `max_history + 1 -
-window_stride` and `max_history` items of context once the history is long enough.
+items further on, and only their items not yet covered are targets. So every training item is predicted once,
+with between `max_history + 1 - window_stride` and `max_history` items of context once the history is long enough.
+(In the bare layout the very first token of a window has no context and no label.)
+
+Reproducibility: a run bounded by `max_steps` with the same seed and torch threads gives the same model and
+metrics on a loaded machine, only later; `max_train_minutes` stays an option for exploration.
+
+Regularisation: `embedding_dropout` (on the token embeddings), `hidden_dropout` (on the output of every attention
+and MLP block before it joins the residual stream, as GPT-2's residual dropout; Qwen2 and Llama have none),
+`attention_dropout` and `weight_decay`. The dropouts are forward hooks, active in train mode only; the saved
+model is a plain checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import logging
 import math
 import os
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -30,13 +42,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from hf_semtok.data.catalogue import history_windows
-from hf_semtok.evaluation import evaluate_recommender
+from hf_semtok.evaluation import evaluate_recommender, ndcg_at_k
 from hf_semtok.io_utils import atomic_directory
 from hf_semtok.lm.corpus import lm_collator
-from hf_semtok.prompts import HISTORY_PREFIX, NEXT_ITEM_SUFFIX, history_prompt
+from hf_semtok.prompts import (
+    HISTORY_PREFIX,
+    NEXT_ITEM_SUFFIX,
+    SID_LAYOUTS,
+    encode_items_in_layout,
+    get_sid_layout,
+    history_prompt,
+    set_sid_layout,
+    tokens_per_item,
+)
 from hf_semtok.sids.assignment import sid_table_from_codes
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenization_semtok import SemanticIDTokenizer
@@ -55,20 +77,29 @@ class GeneratorConfig:
         num_heads: Attention heads.
         num_kv_heads: Key/value heads (default: `num_heads`).
         intermediate_size: MLP width (default: `4 * hidden_size`).
+        sid_layout: How the generator writes an item: `"bare"` (its `L` code tokens) or `"marked"`
+            (`<|sid_start|>` codes `<|sid_end|>`); saved with the tokenizer (`hf_semtok.prompts.get_sid_layout`).
         attention_dropout: Dropout on the attention weights during training.
+        embedding_dropout: Dropout on the token embeddings during training.
+        hidden_dropout: Dropout on each attention and MLP block's output before it is added to the residual
+            stream, during training (GPT-2's residual dropout).
         learning_rate: Peak AdamW learning rate.
         min_lr_ratio: The cosine schedule ends at `learning_rate * min_lr_ratio`.
-        weight_decay: AdamW weight decay.
+        weight_decay: AdamW weight decay (on matrices; biases and norms get none).
         warmup_steps: Linear warm-up steps.
         batch_size: Sequences per step.
         num_epochs: Passes over the training sequences.
-        max_steps: Stop after this many steps (overrides `num_epochs` when > 0).
-        max_train_minutes: Wall-clock budget of training (periodic evaluations excluded). The learning-rate
-            schedule follows whichever of steps and time runs out first, so a budgeted run still anneals.
+        max_steps: Stop after this many steps (overrides `num_epochs` when > 0). Runs meant to be reproduced
+            (benchmark rows) are bounded by steps.
+        max_train_minutes: Optional wall-clock budget of training (periodic evaluations excluded), for exploring.
+            The learning-rate schedule follows whichever of steps and time runs out first, so a budgeted run still
+            anneals; its step count depends on the machine's load, so its numbers do not reproduce.
         window_stride: Items between the starts of two training windows of a long history (see module doc).
         max_history: Items of history the model sees (TIGER: 20), in training and evaluation.
         eval_every_steps: Evaluate on `eval_users` validation users every this many steps (0: never).
-        eval_users: Size of the fixed validation subsample used during training.
+        eval_users: Size of the fixed validation subsample of the curve during training (`None`: all users).
+        valid_users: Validation users of the final validation evaluation that `run_pipeline` reports beside the
+            test metrics (`None`: all; 0: skip it).
         eval_batch_size: Users per `generate()` call.
         num_beams: Beam width of the constrained beam search (20 in TIGER's protocol).
         ks: Cut-offs of Recall@K / NDCG@K.
@@ -83,7 +114,10 @@ class GeneratorConfig:
     num_heads: int = 4
     num_kv_heads: int | None = None
     intermediate_size: int | None = None
+    sid_layout: str = "bare"
     attention_dropout: float = 0.0
+    embedding_dropout: float = 0.0
+    hidden_dropout: float = 0.0
     learning_rate: float = 1e-3
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.05
@@ -95,7 +129,8 @@ class GeneratorConfig:
     window_stride: int = 10
     max_history: int = 20
     eval_every_steps: int = 0
-    eval_users: int = 500
+    eval_users: int | None = 500
+    valid_users: int | None = None
     eval_batch_size: int = 32
     num_beams: int = 20
     ks: list[int] = field(default_factory=lambda: [5, 10])
@@ -104,6 +139,18 @@ class GeneratorConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
+        if self.sid_layout not in SID_LAYOUTS:
+            raise ValueError(f"sid_layout must be one of {list(SID_LAYOUTS)}, got {self.sid_layout!r}.")
+        for name in ("attention_dropout", "embedding_dropout", "hidden_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {value}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        for name in ("eval_users", "valid_users", "test_users"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 or None (all users), got {value}.")
         if self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}.")
         if not 1 <= self.window_stride <= self.max_history:
@@ -147,6 +194,7 @@ def build_sid_tokenizer(
     base_texts: Sequence[str] | None = None,
     vocab_size: int = 300,
     sid_only_prompt: bool = True,
+    sid_layout: str = "bare",
 ) -> Any:
     """A `SemanticIDTokenizer` on a tiny byte-level BPE base tokenizer, for a generator trained from scratch.
 
@@ -155,6 +203,8 @@ def build_sid_tokenizer(
         base_texts: Text the base tokenizer is trained on (default: a few words; only SID tokens matter here).
         vocab_size: Base vocabulary size (the 256 byte symbols and 4 special tokens are always in).
         sid_only_prompt: Give the tokenizer `sid_only_chat_template()`, so history prompts are bare SID sequences.
+        sid_layout: `"bare"` (an item is its code tokens) or `"marked"` (with `<|sid_start|>`/`<|sid_end|>`);
+            saved in `tokenizer_config.json` (`hf_semtok.prompts.set_sid_layout`).
 
     Returns:
         The tokenizer.
@@ -165,6 +215,7 @@ def build_sid_tokenizer(
     texts = list(base_texts) if base_texts else ["the user bought these items next"]
     base = train_base_tokenizer(texts, vocab_size=vocab_size, kind="byte_bpe")
     tokenizer = SemanticIDTokenizer.from_base(base, sid_table=sid_table)
+    set_sid_layout(tokenizer, sid_layout)
     if sid_only_prompt:
         tokenizer.chat_template = sid_only_chat_template()
     return tokenizer
@@ -175,7 +226,7 @@ def _check_prompt_is_sid_sequence(tokenizer: Any, history: Sequence[str]) -> Non
 
     prompt = history_prompt(tokenizer, list(history), max_history=None)
     prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    if list(prompt_ids) != list(tokenizer.encode_items(list(history))):
+    if list(prompt_ids) != encode_items_in_layout(tokenizer, list(history)):
         raise ValueError(
             f"The tokenizer's history prompt ({prompt[:60]!r}...) is not the bare concatenation of the items' "
             "SIDs, so training on whole SID sequences would not match inference. Build the tokenizer with "
@@ -198,20 +249,114 @@ def history_sequences(
         window_stride: Items between two window starts.
 
     Returns:
-        One dict per window: `input_ids` and `labels` (`-100` on context-only items and the first token).
+        One dict per window: `input_ids` and `labels` (`-100` on context-only items and the first token). Items
+        are written in the tokenizer's SID layout (`tokens_per_item(tokenizer)` tokens each).
     """
-    per_item = tokenizer.num_levels + 2  # <|sid_start|>, codes, <|sid_end|>
+    per_item = tokens_per_item(tokenizer)  # L + 2 marked (<|sid_start|>, codes, <|sid_end|>), L bare
     out = []
     for history in train_histories.values():
         history = list(history)
         if not history:
             continue
-        ids = tokenizer.encode_items(history)  # (len(history) * per_item,)
+        ids = encode_items_in_layout(tokenizer, history)  # (len(history) * per_item,)
         for start, first_new, stop in history_windows(len(history), max_history + 1, window_stride):
             window = list(ids[start * per_item : stop * per_item])
             n_masked = max(1, (first_new - start) * per_item)  # items an earlier window predicted; token 0
             out.append({"input_ids": window, "labels": [-100] * n_masked + window[n_masked:]})
     return out
+
+
+def evaluate_with_standard_errors(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[tuple[Sequence[str], str]],
+    config: GeneratorConfig,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """`evaluate_recommender` with the config's beam search, plus a standard error beside every metric.
+
+    `recall@K_se` is the binomial standard error `sqrt(p (1 - p) / n)`; `ndcg@K_se` is the sample standard
+    deviation of the per-user NDCG over `sqrt(n)`. Two runs differ by more than noise when their gap exceeds about
+    `2 * sqrt(se_1**2 + se_2**2)`.
+
+    Args:
+        model: The generator.
+        tokenizer: Its `SemanticIDTokenizer`.
+        examples: `(history, target)` pairs.
+        config: Gives `ks`, `num_beams`, `eval_batch_size` and `max_history`.
+        progress: Show a progress bar.
+
+    Returns:
+        `evaluate_recommender`'s metrics plus `"recall@K_se"` and `"ndcg@K_se"` for each K.
+    """
+    examples = list(examples)
+    out = evaluate_recommender(
+        model,  # recommend() prefills each prompt once (PrefillOnceLM) by default
+        tokenizer,
+        examples,
+        ks=config.ks,
+        num_beams=config.num_beams,
+        batch_size=config.eval_batch_size,
+        max_history=config.max_history,
+        progress=progress,
+        return_rankings=True,
+    )
+    rankings = out.pop("rankings")
+    targets = [target for _, target in examples]
+    n = len(targets)
+    for k in sorted(set(config.ks)):
+        p = out[f"recall@{k}"]
+        out[f"recall@{k}_se"] = math.sqrt(p * (1.0 - p) / n)
+        ndcg = [ndcg_at_k(ranked, target, k) for ranked, target in zip(rankings, targets)]
+        out[f"ndcg@{k}_se"] = statistics.stdev(ndcg) / math.sqrt(n) if n > 1 else 0.0
+    return out
+
+
+def _dropout_hook(p: float) -> Any:
+    """A forward hook that applies dropout `p` to a module's output (the first element of a tuple), in train mode."""
+
+    def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
+        if not module.training:
+            return None  # eval mode: the output is left as it is
+        if isinstance(output, tuple):
+            return (F.dropout(output[0], p, training=True), *output[1:])
+        return F.dropout(output, p, training=True)
+
+    return hook
+
+
+def add_dropout_hooks(
+    model: torch.nn.Module, embedding_dropout: float = 0.0, hidden_dropout: float = 0.0
+) -> list[Any]:
+    """Add embedding and residual (hidden-state) dropout to a Qwen2/Llama-style causal LM, as forward hooks.
+
+    Qwen2 and Llama configs have attention dropout only. These hooks add dropout on the token embeddings and on
+    the output of every attention and MLP block before it is added to the residual stream (GPT-2's `embd_pdrop`
+    and `resid_pdrop`), active only while the module is in train mode. Hooks are not saved: the checkpoint stays
+    a plain model.
+
+    Args:
+        model: A causal LM whose decoder layers have `self_attn` and `mlp` submodules.
+        embedding_dropout: Dropout probability on the input embeddings (0: none).
+        hidden_dropout: Dropout probability on each block's output (0: none).
+
+    Returns:
+        The hook handles (`handle.remove()` takes a hook off).
+    """
+    handles = []
+    if embedding_dropout > 0:
+        handles.append(model.get_input_embeddings().register_forward_hook(_dropout_hook(embedding_dropout)))
+    if hidden_dropout > 0:
+        layers = [m for m in model.modules() if hasattr(m, "self_attn") and hasattr(m, "mlp")]
+        if not layers:
+            raise ValueError(
+                f"hidden_dropout needs decoder layers with `self_attn` and `mlp` submodules; "
+                f"{type(model).__name__} has none. Use arch 'qwen2' or 'llama', or set hidden_dropout to 0."
+            )
+        for layer in layers:
+            for block in (layer.self_attn, layer.mlp):
+                handles.append(block.register_forward_hook(_dropout_hook(hidden_dropout)))
+    return handles
 
 
 class _Clock:
@@ -252,16 +397,7 @@ def _make_callback(
 
         def _evaluate(self, state: Any, model: Any) -> None:
             began = time.perf_counter()
-            metrics = evaluate_recommender(
-                model,  # recommend() prefills each prompt once (PrefillOnceLM) by default
-                tokenizer,
-                valid,
-                ks=config.ks,
-                num_beams=config.num_beams,
-                batch_size=config.eval_batch_size,
-                max_history=config.max_history,
-                progress=False,
-            )
+            metrics = evaluate_with_standard_errors(model, tokenizer, valid, config)
             model.train()
             record = {
                 "step": state.global_step,
@@ -308,7 +444,8 @@ def train_generator(
     budget and records validation Recall/NDCG on a fixed subsample every `eval_every_steps` steps.
 
     Args:
-        tokenizer: The `SemanticIDTokenizer` (no chat template: the prompt must be the plain SID sequence).
+        tokenizer: The `SemanticIDTokenizer` whose history prompt is the plain SID sequence
+            (`build_sid_tokenizer`), in the SID layout of `config.sid_layout`.
         train_histories: User -> training items.
         config: Model and training settings.
         valid_examples: `(history, target)` validation pairs for the curve (subsampled to `eval_users`).
@@ -316,22 +453,33 @@ def train_generator(
         progress: Show the Trainer's progress bar.
 
     Returns:
-        `(model, training_facts, curve)`.
+        `(model, training_facts, curve)`. The facts hold steps, epochs, tokens seen, training seconds, torch
+        threads, tokens per item, tokens/s and target items/s (target items seen: tokens seen times the epoch's
+        target items per token).
     """
 
     config = config or GeneratorConfig()
+    layout = get_sid_layout(tokenizer)
+    if layout != config.sid_layout:
+        raise ValueError(
+            f"The tokenizer writes items in the {layout!r} SID layout but config.sid_layout is "
+            f"{config.sid_layout!r}; build the tokenizer with build_sid_tokenizer(..., sid_layout="
+            f"{config.sid_layout!r}) or set GeneratorConfig(sid_layout={layout!r})."
+        )
     train_histories = {u: list(h) for u, h in train_histories.items() if h}
     if not train_histories:
         raise ValueError("train_histories are empty; pass the training split of leave_one_out_split.")
     _check_prompt_is_sid_sequence(tokenizer, next(iter(train_histories.values()))[:3])
     rows = history_sequences(tokenizer, train_histories, config.max_history, config.window_stride)
     n_tokens = sum(len(r["input_ids"]) for r in rows)
+    # Every training item is a target once per epoch.
+    n_targets = sum(len(h) for h in train_histories.values())
     steps_per_epoch = math.ceil(len(rows) / config.batch_size)
     planned = config.max_steps if config.max_steps > 0 else math.ceil(config.num_epochs * steps_per_epoch)
     if config.max_train_minutes and config.max_steps <= 0 and config.num_epochs <= 0:
         planned = 10**9
     set_seed(config.seed)
-    per_item = tokenizer.num_levels + 2
+    per_item = tokens_per_item(tokenizer)
     model = build_causal_lm(
         len(tokenizer),
         arch=config.arch,
@@ -351,13 +499,14 @@ def train_generator(
         for module in model.modules():  # attention layers read the rate at construction
             if hasattr(module, "attention_dropout"):
                 module.attention_dropout = config.attention_dropout
+    add_dropout_hooks(model, config.embedding_dropout, config.hidden_dropout)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
         "Generator: %s, %.2fM parameters; %d training windows, %d tokens per epoch, %d steps planned",
         config.arch, n_params / 1e6, len(rows), n_tokens, planned,
     )  # fmt: skip
     valid = list(valid_examples or [])
-    if len(valid) > config.eval_users:
+    if config.eval_users is not None and len(valid) > config.eval_users:
         valid = random.Random(config.seed).sample(valid, config.eval_users)
     valid = order_by_history_length(valid, config.max_history)
     clock = _Clock(
@@ -403,14 +552,22 @@ def train_generator(
         trainer.train()
         state = trainer.state
     model.eval()
+    seconds = max(clock.train_seconds(), 1e-9)
+    targets_seen = state.num_input_tokens_seen * n_targets / max(n_tokens, 1)
     facts = {
         "steps": state.global_step,
         "epochs": round(state.global_step / steps_per_epoch, 3),
+        "sid_layout": layout,
+        "tokens_per_item": per_item,
+        "threads": torch.get_num_threads(),
         "tokens_seen": int(state.num_input_tokens_seen),
         "tokens_per_epoch": n_tokens,
+        "target_items_per_epoch": n_targets,
+        "target_items_seen": round(targets_seen),
         "train_windows": len(rows),
         "train_seconds": round(clock.train_seconds(), 1),
-        "tokens_per_second": round(state.num_input_tokens_seen / max(clock.train_seconds(), 1e-9), 1),
+        "tokens_per_second": round(state.num_input_tokens_seen / seconds, 1),
+        "target_items_per_second": round(targets_seen / seconds, 1),
         "stop_reason": callback.stop_reason,
         "num_parameters": n_params,
         "final_train_loss": next((r["loss"] for r in reversed(state.log_history) if "loss" in r), None),

@@ -9,6 +9,7 @@ markers by a documented rule, keeps tied weights tied, and returns the ids to tr
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal
 
 import torch
@@ -128,6 +129,24 @@ def extend_model(
     """
     if init not in ("mean", "codebook"):
         raise ValueError(f"init must be 'mean' or 'codebook'; got {init!r}.")
+    for name, value in (("noise_scale", noise_scale), ("codebook_scale", codebook_scale)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(
+                f"extend_model: `{name}` must be a number >= 0; got {type(value).__name__} {value!r}."
+            )
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"extend_model: `{name}` must be a finite number >= 0 (it scales the std of the new rows); got "
+                f"{value!r}."
+            )
+    if pad_to_multiple_of is not None and (
+        isinstance(pad_to_multiple_of, bool)
+        or not isinstance(pad_to_multiple_of, int)
+        or pad_to_multiple_of < 1
+    ):
+        raise ValueError(
+            f"extend_model: `pad_to_multiple_of` must be an int >= 1 or None; got {pad_to_multiple_of!r}."
+        )
     sid_ids = _sid_ids(tokenizer)
     codebooks = None
     if init == "codebook":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -36,7 +38,16 @@ from hf_semtok.rqvae.loading import (
 )
 from hf_semtok.rqvae.quantization import ResidualQuantizer
 
-__all__ = ["RQVAEModel", "RQVAEOutput", "EmbeddingsInput", "concat_modalities", "validate_loaded"]
+__all__ = [
+    "RQVAEModel",
+    "RQVAEOutput",
+    "EmbeddingsInput",
+    "concat_modalities",
+    "embedding_rows",
+    "embedding_source",
+    "num_embedding_rows",
+    "validate_loaded",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +80,48 @@ class RQVAEOutput(ModelOutput):
     latents: torch.FloatTensor | None = None
     reconstruction: torch.FloatTensor | None = None
     utilization: torch.FloatTensor | None = None
+
+
+def num_embedding_rows(embeddings: EmbeddingsInput) -> int:
+    """Number of items of a matrix (numpy, memmap, torch) or a dict of modality matrices, without reading them."""
+    if isinstance(embeddings, Mapping):
+        rows = {len(v) for v in embeddings.values()}
+        if len(rows) > 1:
+            raise ValueError(f"Modality matrices have different numbers of rows {sorted(rows)}; align them.")
+        return rows.pop() if rows else 0
+    return len(embeddings)
+
+
+def embedding_rows(embeddings: EmbeddingsInput, index: slice | np.ndarray) -> EmbeddingsInput:
+    """Rows `index` (a slice or an integer array) of a matrix or of every modality; a memmap reads only them."""
+    if isinstance(embeddings, Mapping):
+        return {name: embedding_rows(value, index) for name, value in embeddings.items()}
+    if isinstance(embeddings, torch.Tensor) and not isinstance(index, slice):
+        return embeddings[torch.as_tensor(index)]
+    rows = embeddings[index]
+    if isinstance(rows, np.ndarray) and not rows.flags.writeable:  # a read-only memmap: copy this batch only
+        rows = np.array(rows)
+    return rows
+
+
+def embedding_source(embeddings: EmbeddingsInput, modality_dims: Mapping[str, int]) -> EmbeddingsInput:
+    """Matrices (numpy, memmap, torch) and dicts of them are read in row batches as they are (no copy of the
+    whole); anything else (nested lists) is checked and turned into one tensor here."""
+
+    def matrix(value: Any) -> bool:
+        return isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 2
+
+    if isinstance(embeddings, Mapping):
+        streamable = all(matrix(v) for v in embeddings.values())
+    else:
+        streamable = matrix(embeddings)
+    if not streamable:
+        return concat_modalities(embeddings, modality_dims)
+    num_embedding_rows(embeddings)  # equal row counts
+    concat_modalities(
+        embedding_rows(embeddings, slice(0, 1)), modality_dims
+    )  # names, dims and dtype, on one row
+    return embeddings
 
 
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
@@ -455,16 +508,46 @@ class RQVAEModel(RQVAEPreTrainedModel):
     def initialize_codebooks(
         self, embeddings: EmbeddingsInput, max_samples: int = 20_000, seed: int = 42
     ) -> None:
-        """k-means initialisation of every level's codebook on the latents of (a sample of) `embeddings`."""
-        x, _ = self.prepare_inputs(embeddings)
+        """k-means initialisation of every level's codebook on the latents of (a sample of) `embeddings`.
+
+        Only the sampled rows are read, so `embeddings` may be a memory-mapped matrix larger than memory.
+        """
+        source = embedding_source(embeddings, self.config.modality_dims)
+        n = num_embedding_rows(source)
         generator = torch.Generator().manual_seed(seed)
-        if x.shape[0] > max_samples:
-            x = x[torch.randperm(x.shape[0], generator=generator)[:max_samples].to(x.device)]
+        if n > max_samples:
+            pick = torch.randperm(n, generator=generator)[:max_samples].numpy()
+            source = embedding_rows(source, pick)
+        x, _ = self.prepare_inputs(concat_modalities(source, self.config.modality_dims))
         was_training = self.training
         self.eval()
         z = self.encoder(x)
         self.train(was_training)
         self.quantizer.initialize(z.cpu(), generator=generator)
+
+    def _encode_stream(
+        self, embeddings: EmbeddingsInput, batch_size: int, return_distances: bool, progress: bool
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+        """`(start, codes, distances)` per batch of rows; only one batch of embeddings is in memory at a time."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+        source = embedding_source(embeddings, self.config.modality_dims)
+        n = num_embedding_rows(source)
+        was_training = self.training
+        self.eval()
+        try:
+            with tqdm(total=n, unit="item", desc="RQ-VAE encode", disable=not progress) as bar:
+                for start in range(0, n, batch_size):
+                    raw = concat_modalities(
+                        embedding_rows(source, slice(start, start + batch_size)), self.config.modality_dims
+                    )
+                    x, _ = self.prepare_inputs(raw)  # (b, D)
+                    out = self.quantizer.encode(self.encoder(x), return_distances=return_distances)
+                    codes, dists = out if return_distances else (out, None)
+                    yield start, codes, dists
+                    bar.update(raw.shape[0])
+        finally:
+            self.train(was_training)
 
     @torch.inference_mode()
     def encode(
@@ -473,32 +556,62 @@ class RQVAEModel(RQVAEPreTrainedModel):
         """Map item embeddings to codes.
 
         Args:
-            embeddings: `(n, input_dim)` matrix or dict of modalities (see the missing-modality rule).
+            embeddings: `(n, input_dim)` matrix or dict of modalities (see the missing-modality rule); numpy
+                memmaps are read batch by batch.
             batch_size: Items per batch.
             return_distances: Also return the squared distances of every item to every code of the last level.
 
         Returns:
             Codes `(n, levels)` int64, and with `return_distances` the distances `(n, codebook_sizes[-1])`.
         """
-        raw = concat_modalities(embeddings, self.config.modality_dims)  # (n, D)
-        was_training = self.training
-        self.eval()
         codes, dists = [], []
-        for start in range(0, raw.shape[0], batch_size):
-            x, _ = self.prepare_inputs(raw[start : start + batch_size])
-            out = self.quantizer.encode(self.encoder(x), return_distances=return_distances)
+        for _, c, d in self._encode_stream(embeddings, batch_size, return_distances, progress=False):
+            codes.append(c)
             if return_distances:
-                codes.append(out[0])
-                dists.append(out[1])
-            else:
-                codes.append(out)
-        self.train(was_training)
+                dists.append(d)
         num_levels = self.config.num_levels
         codes_t = torch.cat(codes) if codes else torch.empty(0, num_levels, dtype=torch.long)
         if not return_distances:
             return codes_t.cpu()
         dists_t = torch.cat(dists) if dists else torch.empty(0, self.config.codebook_sizes[-1])
         return codes_t.cpu(), dists_t.cpu()
+
+    @torch.inference_mode()
+    def encode_batches(
+        self,
+        embeddings: EmbeddingsInput,
+        batch_size: int = 16384,
+        progress: bool = True,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Codes of a catalogue too large for memory, in streaming batches with a progress bar.
+
+        Memory stays at one batch of embeddings plus the codes: `embeddings` may be a `np.memmap` (e.g. float16
+        on disk, as written by `np.lib.format.open_memmap`), a safetensors-loaded array or a dict of them.
+
+        Args:
+            embeddings: `(n, input_dim)` matrix or dict of modalities, read `batch_size` rows at a time.
+            batch_size: Items per batch.
+            progress: Show a `tqdm` bar.
+            out: Optional `(n, levels)` integer array (e.g. a memmap) to write the codes into.
+
+        Returns:
+            `(n, levels)` codes: `out` when given, else a new array of the smallest unsigned dtype that holds
+            every codebook.
+        """
+        n = num_embedding_rows(embeddings)
+        shape = (n, self.config.num_levels)
+        if out is None:
+            top = max(self.config.codebook_sizes) - 1
+            dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int64
+            out = np.empty(shape, dtype=dtype)
+        elif tuple(out.shape) != shape or not np.issubdtype(out.dtype, np.integer):
+            raise ValueError(
+                f"`out` must be an integer array of shape {shape}; got {out.dtype} {tuple(out.shape)}."
+            )
+        for start, codes, _ in self._encode_stream(embeddings, batch_size, False, progress):
+            out[start : start + len(codes)] = codes.cpu().numpy()
+        return out
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -523,19 +636,23 @@ class RQVAEModel(RQVAEPreTrainedModel):
         Returns:
             A list of `levels` floats: entry `k - 1` is the error when decoding from the first `k` levels.
         """
-        raw = concat_modalities(embeddings, self.config.modality_dims)
+        source = embedding_source(embeddings, self.config.modality_dims)
+        n_rows = num_embedding_rows(source)
         was_training = self.training
         self.eval()
         num_levels = self.config.num_levels
         totals = torch.zeros(num_levels, dtype=torch.float64)
-        for start in range(0, raw.shape[0], batch_size):
-            x, mask = self.prepare_inputs(raw[start : start + batch_size])
+        for start in range(0, n_rows, batch_size):
+            raw = concat_modalities(
+                embedding_rows(source, slice(start, start + batch_size)), self.config.modality_dims
+            )
+            x, mask = self.prepare_inputs(raw)
             codes = self.quantizer.encode(self.encoder(x))  # (b, L)
             for k in range(1, num_levels + 1):
                 recon = self.decoder(self.quantizer.decode(codes[:, :k]))
                 totals[k - 1] += float(((recon - x).pow(2) * mask).sum())
         self.train(was_training)
-        n = max(raw.shape[0], 1)
+        n = max(n_rows, 1)
         return [float(t) / n for t in totals]
 
 

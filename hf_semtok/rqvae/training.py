@@ -28,7 +28,7 @@ from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.io_utils import atomic_directory, write_json_atomic
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.inputs import EmbeddingsInput, concat_modalities
-from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel, embedding_rows, embedding_source, num_embedding_rows
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
 from hf_semtok.sids.assignment import COLLISION_STRATEGIES, SIDTable, assign_unique_sids
 
@@ -69,29 +69,49 @@ class RQVAETrainingResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+#: Rows validated per block before training.
+_CHECK_BLOCK = 262_144
+
+
+#: Above this many items the quality report skips the measures that need every embedding in memory.
+_REPORT_MAX_ROWS = 1_000_000
+
+
 class _RowCollator:
-    """Gather a batch of item rows and, with pairs, as many random co-occurring pairs (seeded)."""
+    """Gather a batch of item rows and, with pairs, as many random co-occurring pairs (seeded).
+
+    Rows are read from the source as needed (a `np.memmap` reads only them) and made float32 per batch."""
 
     def __init__(
-        self, raw: torch.Tensor, pairs: torch.Tensor | None, pairs_per_batch: int, seed: int
+        self,
+        source: EmbeddingsInput,
+        modality_dims: Mapping[str, int],
+        pairs: torch.Tensor | None,
+        pairs_per_batch: int,
+        seed: int,
     ) -> None:
-        self.raw = raw  # (n, D)
+        self.source = source  # (n, D) matrix or dict of modalities
+        self.modality_dims = dict(modality_dims)
         self.pairs = pairs  # (P, 2) or None
         self.pairs_per_batch = pairs_per_batch
         self.generator = torch.Generator().manual_seed(seed)
 
+    def _rows(self, index: np.ndarray) -> torch.Tensor:
+        return concat_modalities(embedding_rows(self.source, index), self.modality_dims)  # (len(index), D)
+
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        batch = {"embeddings": self.raw[torch.as_tensor(indices)]}  # (B, D)
+        batch = {"embeddings": self._rows(np.asarray(indices, dtype=np.int64))}  # (B, D)
         if self.pairs is not None:
             pick = torch.randint(0, len(self.pairs), (self.pairs_per_batch,), generator=self.generator)
-            batch["pair_embeddings"] = self.raw[self.pairs[pick]]  # (P, 2, D)
+            pair_rows = self.pairs[pick]  # (P, 2)
+            batch["pair_embeddings"] = self._rows(pair_rows.reshape(-1).numpy()).view(len(pick), 2, -1)
         return batch
 
 
 class _CodebookCallback(TrainerCallback):
     """k-means initialisation of the codebooks on a data sample, once the autoencoder warm-up is over."""
 
-    def __init__(self, embeddings: torch.Tensor, seed: int, max_samples: int) -> None:
+    def __init__(self, embeddings: EmbeddingsInput, seed: int, max_samples: int) -> None:
         self.embeddings = embeddings
         self.seed = seed
         self.max_samples = max_samples
@@ -104,6 +124,22 @@ class _CodebookCallback(TrainerCallback):
             logger.info(
                 "step %d: k-means initialised %d codebooks", state.global_step, model.config.num_levels
             )
+
+
+def _check_rows(model: RQVAEModel, source: EmbeddingsInput, modality_dims: Mapping[str, int]) -> None:
+    """Validate every row (NaN / inf / all-missing) before training, a block of rows at a time."""
+    n = num_embedding_rows(source)
+    block = _CHECK_BLOCK
+    for start in range(0, n, block):
+        raw = concat_modalities(embedding_rows(source, slice(start, start + block)), modality_dims)
+        try:
+            model.prepare_inputs(raw)
+        except ValueError as err:
+            if n <= block:
+                raise
+            raise ValueError(
+                f"In embedding rows {start}..{start + len(raw) - 1} (rows counted from {start}): {err}"
+            ) from None
 
 
 class _RQVAETrainer(Trainer):
@@ -266,11 +302,13 @@ def train_rqvae(
         )
     if len(embeddings) == 0:  # [] or an empty dict: nothing to infer dimensions from
         raise ValueError(_EMPTY_CATALOGUE)
-    raw = concat_modalities(
+    # A matrix (numpy, memmap, torch) or a dict of them stays where it is and is read in batches; only nested
+    # lists are turned into one tensor here.
+    raw = embedding_source(
         embeddings,
         config.modality_dims if config is not None else _infer_modality_dims(embeddings),
     )  # (n, D)
-    n = raw.shape[0]
+    n = num_embedding_rows(raw)
     if n == 0:
         raise ValueError(_EMPTY_CATALOGUE)
     if config is None:
@@ -317,7 +355,7 @@ def train_rqvae(
         config.autoencoder_warmup_steps = int(warmup_ratio * total_steps)
     set_seed(seed)
     model = RQVAEModel(config)
-    model.prepare_inputs(raw)  # validates NaN / inf / all-missing rows before any training
+    _check_rows(model, raw, config.modality_dims)  # NaN / inf / all-missing rows fail before any training
     if use_cpu is None:
         use_cpu = not torch.cuda.is_available()
     start = time.perf_counter()
@@ -345,7 +383,11 @@ def train_rqvae(
             args=args,
             train_dataset=range(n),  # item indices; the collator gathers the rows in one tensor index
             data_collator=_RowCollator(
-                raw, None if pairs is None else torch.from_numpy(pairs), batch_size, seed
+                raw,
+                config.modality_dims,
+                None if pairs is None else torch.from_numpy(pairs),
+                batch_size,
+                seed,
             ),
             callbacks=[_CodebookCallback(raw, seed, kmeans_samples)],
         )
@@ -363,7 +405,10 @@ def train_rqvae(
             "`max_steps`) or lower `warmup_ratio`."
         )
     model = model.cpu().eval()
-    codes, distances = model.encode(raw, return_distances=True)
+    if collision_strategy == "reassign":  # needs every item's distances to the last level's codes
+        codes, distances = model.encode(raw, return_distances=True)
+    else:  # streaming: memory holds one batch of embeddings plus the codes
+        codes, distances = model.encode_batches(raw, progress=progress and n > _CHECK_BLOCK), None
     table = assign_unique_sids(
         codes,
         item_ids,
@@ -372,7 +417,16 @@ def train_rqvae(
         distances=distances,
         extra_level_size=extra_level_size,
     )
-    quality = sid_quality_report(model, raw, table, seed=seed) if report else {}
+    quality: dict[str, Any] = {}
+    if report and n > _REPORT_MAX_ROWS:
+        logger.info(
+            "%d items: the quality report covers the codes only (coherence and reconstruction need every "
+            "embedding in memory; run sid_quality_report on a sample).",
+            n,
+        )
+        quality = sid_quality_report(None, None, table, seed=seed)
+    elif report:
+        quality = sid_quality_report(model, concat_modalities(raw, config.modality_dims), table, seed=seed)
     quality.update(
         {
             "training_time_s": round(elapsed, 2),

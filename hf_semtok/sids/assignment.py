@@ -50,6 +50,26 @@ def _as_codes(codes: Any, name: str = "codes") -> np.ndarray:
     return as_code_matrix(codes, f"`{name}`")
 
 
+def _as_item_ids(item_ids: Any, source: str = "assign_unique_sids", name: str = "item_ids") -> list[str]:
+    """A list of item ids (strings, or integers turned into strings); a bare string or a mapping is an error."""
+    if hasattr(item_ids, "tolist") and not isinstance(item_ids, (str, bytes)):  # numpy / pandas
+        item_ids = item_ids.tolist()
+    if isinstance(item_ids, (str, bytes, Mapping)) or not isinstance(item_ids, Sequence):
+        raise TypeError(
+            f"{source}: `{name}` must be a list of item id strings, one per row of codes; got "
+            f"{type(item_ids).__name__} {str(item_ids)[:50]!r}."
+        )
+    bad = [
+        i for i in item_ids if not isinstance(i, (str, int, np.integer)) or isinstance(i, (bool, np.bool_))
+    ]
+    if bad:
+        raise TypeError(
+            f"{source}: `{name}` must hold strings (or integers); {bad[0]!r} "
+            f"({type(bad[0]).__name__}) is not."
+        )
+    return [str(i) for i in item_ids]
+
+
 def _group(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Group ids (n,) and group sizes per item (n,) of identical rows."""
     _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
@@ -121,7 +141,7 @@ def assign_unique_sids(
     if strategy not in _STRATEGIES:
         raise ValueError(f"`strategy` is {strategy!r}; use one of {_STRATEGIES}.")
     codes = _as_codes(codes)
-    item_ids = [str(i) for i in item_ids]
+    item_ids = _as_item_ids(item_ids)
     codebook_sizes = as_int_list(codebook_sizes, "codebook_sizes", "assign_unique_sids")
     n = len(codes)
     if n == 0:
@@ -262,7 +282,7 @@ def add_items_to_table(
             the table with a larger `extra_level_size` (`train_rqvae(..., extra_level_size=N)` or
             `assign_unique_sids(..., extra_level_size=N)`).
     """
-    new_item_ids = [str(i) for i in new_item_ids]
+    new_item_ids = _as_item_ids(new_item_ids, "add_items_to_table", "new_item_ids")
     s = table.num_semantic_levels
     new = _as_codes(new_codes, "new_codes")
     if new.shape != (len(new_item_ids), s):

@@ -1,0 +1,281 @@
+"""Semantic IDs for catalogues beyond one machine, on Ray Data (`pip install "hf-semtok[ray]"`).
+
+Two distributed steps, then one small gather:
+
+1. **Encode.** A Parquet catalogue (`item_id`, `row`, `embedding` columns) is read by Ray Data and encoded by a
+   pool of actors that each load the saved `RQVAEModel` once (`map_batches` with a model actor class).
+2. **Unique SIDs.** Items are grouped by their semantic codes (a shuffle) and numbered within each group in
+   catalogue order (`row`): TIGER's extra level (Rajput et al., 2023, arXiv 2305.05065), exactly what
+   `hf_semtok.sids.assign_unique_sids(..., strategy="extra_level")` gives on one machine.
+3. **Write.** The SIDs go to Parquet (one row per item), and the driver streams them, in catalogue order, into the
+   compact `SIDTable` (`sid_table.json` + `sid_codes.safetensors`), ~14 bytes per item for ids of 10 characters.
+
+Ray rather than Spark: the encoder is a PyTorch model, and Ray Data's actor pools keep one loaded model per worker
+(and per GPU when there are some) with no JVM <-> Python serialisation of every batch; the same code runs on a
+laptop (`ray.init()`) and on a cluster (`ray.init(address="auto")`). A Spark shop can run step 1 with
+`mapInPandas` and step 2 with `groupBy(...).applyInPandas`: the numbering rule is the one of this module.
+
+The `"reassign"` collision strategy is not distributed: it needs every item's distances to every last-level code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hf_semtok.sid_table import ItemIds, SIDTable
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RQVAEEncodeActor",
+    "assign_unique_sids_ray",
+    "encode_catalogue_ray",
+    "sids_on_ray",
+    "write_catalogue_parquet",
+]
+
+#: Column names of the catalogue and of the SID Parquet files.
+ITEM_ID_COLUMN = "item_id"
+ROW_COLUMN = "row"
+EMBEDDING_COLUMN = "embedding"
+CODE_PREFIX = "sid_"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            'The distributed SID path needs Ray Data: pip install "hf-semtok[ray]" (ray[data] and pyarrow).'
+        ) from err
+    return ray
+
+
+def write_catalogue_parquet(
+    item_ids: Sequence[str], embeddings: np.ndarray, path: str | os.PathLike, rows_per_file: int = 1_000_000
+) -> list[str]:
+    """Write a catalogue as Parquet files (`item_id`, `row`, `embedding` as a fixed-size float list), in order.
+
+    `row` is the item's position in the catalogue: the distributed assignment numbers items sharing their
+    semantic codes in that order, as the single-process one does.
+
+    Args:
+        item_ids: One id per row.
+        embeddings: `(n, dim)` float matrix (a `np.memmap` is read `rows_per_file` rows at a time).
+        path: Output folder.
+        rows_per_file: Rows per Parquet file.
+
+    Returns:
+        The files written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if len(item_ids) != len(embeddings):
+        raise ValueError(
+            f"{len(item_ids)} item ids for {len(embeddings)} embedding rows; give one id per row."
+        )
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for part, start in enumerate(range(0, len(item_ids), rows_per_file)):
+        stop = min(start + rows_per_file, len(item_ids))
+        block = np.ascontiguousarray(embeddings[start:stop])
+        dim = block.shape[1]
+        values = pa.array(block.reshape(-1))
+        table = pa.table(
+            {
+                ITEM_ID_COLUMN: pa.array([str(i) for i in item_ids[start:stop]], type=pa.string()),
+                ROW_COLUMN: pa.array(np.arange(start, stop, dtype=np.int64)),
+                EMBEDDING_COLUMN: pa.FixedSizeListArray.from_arrays(values, dim),
+            }
+        )
+        name = str(out / f"part-{part:05d}.parquet")
+        pq.write_table(table, name)
+        files.append(name)
+    return files
+
+
+class RQVAEEncodeActor:
+    """Ray Data actor: loads a saved `RQVAEModel` once, then maps batches of embeddings to semantic codes.
+
+    Args:
+        model_path: Folder of `RQVAEModel.save_pretrained`.
+        batch_size: Rows per forward pass inside a Ray batch.
+    """
+
+    def __init__(self, model_path: str, batch_size: int = 16384) -> None:
+        import torch
+
+        from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+
+        torch.set_num_threads(1)
+        self.model = RQVAEModel.from_pretrained(model_path).eval()
+        self.batch_size = batch_size
+        self.num_levels = self.model.config.num_levels
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        emb = batch[EMBEDDING_COLUMN]
+        if emb.dtype == object:  # variable-size list column: one array per row
+            emb = np.stack(emb)
+        codes = self.model.encode(np.asarray(emb), batch_size=self.batch_size).numpy()  # (b, L)
+        out = {ITEM_ID_COLUMN: batch[ITEM_ID_COLUMN], ROW_COLUMN: batch[ROW_COLUMN]}
+        for level in range(self.num_levels):
+            out[f"{CODE_PREFIX}{level}"] = codes[:, level].astype(np.int32)
+        return out
+
+
+def encode_catalogue_ray(
+    catalogue_path: str | os.PathLike,
+    model_path: str | os.PathLike,
+    num_workers: int = 2,
+    batch_size: int = 16384,
+) -> Any:
+    """Encode a Parquet catalogue with a saved RQ-VAE on Ray Data.
+
+    Args:
+        catalogue_path: Parquet file(s) with `item_id`, `row` and `embedding` columns ([`write_catalogue_parquet`]).
+        model_path: Folder of a saved `RQVAEModel`.
+        num_workers: Encoding actors (one model each).
+        batch_size: Rows per Ray batch.
+
+    Returns:
+        A lazy `ray.data.Dataset` with `item_id`, `row`, `sid_0` ... `sid_{L-1}` (semantic codes).
+    """
+    ray = _import_ray()
+    ds = ray.data.read_parquet(str(catalogue_path), columns=[ITEM_ID_COLUMN, ROW_COLUMN, EMBEDDING_COLUMN])
+    return ds.map_batches(
+        RQVAEEncodeActor,
+        fn_constructor_kwargs={"model_path": str(model_path), "batch_size": batch_size},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=num_workers),
+        num_cpus=1,
+    )
+
+
+def _number_within_group(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One group of items sharing their semantic codes: extra code = rank by catalogue row."""
+    order = np.argsort(batch[ROW_COLUMN], kind="stable")
+    extra = np.empty(len(order), dtype=np.int32)
+    extra[order] = np.arange(len(order), dtype=np.int32)
+    return {**batch, "extra": extra, "group_size": np.full(len(order), len(order), dtype=np.int32)}
+
+
+def assign_unique_sids_ray(encoded: Any, num_semantic_levels: int) -> Any:
+    """Distributed TIGER extra level: group by the semantic codes, number each group in catalogue order.
+
+    Args:
+        encoded: Dataset with `row` and `sid_0` ... `sid_{L-1}` columns ([`encode_catalogue_ray`]).
+        num_semantic_levels: `L`.
+
+    Returns:
+        The dataset with the columns `extra` (the dedup code) and `group_size` added (materialised).
+    """
+    keys = [f"{CODE_PREFIX}{level}" for level in range(num_semantic_levels)]
+    return encoded.groupby(keys).map_groups(_number_within_group, batch_format="numpy").materialize()
+
+
+def sids_on_ray(
+    catalogue_path: str | os.PathLike,
+    model_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    num_workers: int = 2,
+    batch_size: int = 16384,
+    extra_level_size: int | None = None,
+) -> SIDTable:
+    """Encode a Parquet catalogue, assign unique SIDs on Ray, write Parquet and the compact `SIDTable`.
+
+    Gives exactly `assign_unique_sids(model.encode(embeddings), item_ids, sizes, strategy="extra_level")`.
+
+    Args:
+        catalogue_path: Parquet catalogue ([`write_catalogue_parquet`]).
+        model_path: Folder of a saved `RQVAEModel`.
+        output_dir: Receives `sids/` (Parquet: `item_id`, `row`, `sid_0` ... `sid_L`) and `sid_table.json` +
+            `sid_codes.safetensors`.
+        num_workers: Encoding actors.
+        batch_size: Rows per Ray batch.
+        extra_level_size: Size of the dedup level (default: the largest group).
+
+    Returns:
+        The `SIDTable`, rows in catalogue order.
+    """
+    from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+
+    config = RQVAEConfig.from_pretrained(str(model_path))
+    sizes = list(config.codebook_sizes)
+    levels = len(sizes)
+    ds = assign_unique_sids_ray(
+        encode_catalogue_ray(catalogue_path, model_path, num_workers, batch_size), levels
+    )
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ds.rename_columns({"extra": f"{CODE_PREFIX}{levels}"}).drop_columns(["group_size"]).write_parquet(
+        str(out / "sids")
+    )
+
+    # Gather in catalogue order into flat arrays (ids as one UTF-8 buffer): no Python object per item.
+    n = ds.count()
+    codes = np.empty((n, levels + 1), dtype=np.int64)
+    group_size = np.empty(n, dtype=np.int64)
+    id_parts: list[tuple[np.ndarray, list[bytes]]] = []
+    for batch in ds.iter_batches(batch_size=1 << 18, batch_format="numpy"):
+        rows = batch[ROW_COLUMN].astype(np.int64)
+        for level in range(levels):
+            codes[rows, level] = batch[f"{CODE_PREFIX}{level}"]
+        codes[rows, levels] = batch["extra"]
+        group_size[rows] = batch["group_size"]
+        id_parts.append((rows, [str(i).encode("utf-8") for i in batch[ITEM_ID_COLUMN]]))
+    if n and not np.array_equal(np.sort(np.concatenate([r for r, _ in id_parts])), np.arange(n)):
+        raise ValueError(
+            f"{catalogue_path}: column {ROW_COLUMN!r} must number the items 0 .. n-1, each once."
+        )
+    lengths = np.empty(n, dtype=np.int64)
+    for rows, encoded in id_parts:
+        lengths[rows] = [len(e) for e in encoded]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    buffer = np.empty(int(offsets[-1]), dtype=np.uint8)
+    for rows, encoded in id_parts:
+        for row, e in zip(rows.tolist(), encoded):
+            buffer[offsets[row] : offsets[row + 1]] = np.frombuffer(e, dtype=np.uint8)
+    del id_parts
+
+    largest = int(group_size.max()) if n else 0
+    size = largest if extra_level_size is None else int(extra_level_size)
+    if size < largest:
+        raise ValueError(
+            f"`extra_level_size` {size} is smaller than the largest group of items sharing codes ({largest})."
+        )
+    colliding = int((group_size > 1).sum())
+    stats = {
+        "num_items": n,
+        "collision_rate_before": colliding / n if n else 0.0,
+        "collision_rate_after": colliding / n if n else 0.0,
+        "colliding_items_before": colliding,
+        "largest_group_before": largest,
+        "largest_group": largest,
+        "reassigned_items": 0,
+        "items_needing_extra_level": colliding,
+        "final_collision_rate": 0.0,
+        "extra_level_size": size,
+    }
+    table = SIDTable(
+        ItemIds(buffer, offsets),
+        codes,
+        [*sizes, size],
+        levels,
+        "extra_level",
+        stats,
+        source=str(catalogue_path),
+    )
+    table.to_json(out / "sid_table.json", compact=True)
+    logger.info("Ray SIDs: %d items, largest group %d, written to %s", n, largest, out)
+    return table

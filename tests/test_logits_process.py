@@ -1,0 +1,74 @@
+"""SIDLogitsProcessor's bit-packed prefix index: allowed codes equal brute force; memory follows the prefixes."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from hf_semtok.logits_process import SIDLogitsProcessor
+
+SIZES = [5, 13, 3, 17]  # odd widths: rows of 1, 2, 1 and 3 bytes, codes that straddle bytes
+START, END, EOS = 0, 1, 2
+
+
+def _catalogue(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    every = np.array(list(itertools.product(*[range(s) for s in SIZES])))
+    return every[rng.choice(len(every), size=n, replace=False)]
+
+
+def _token_ids() -> list[list[int]]:
+    ids, nxt = [], 3
+    for size in SIZES:
+        ids.append(list(range(nxt, nxt + size)))
+        nxt += size
+    return ids
+
+
+def _allowed(proc: SIDLogitsProcessor, prefixes: list[tuple[int, ...]], fast: bool) -> list[set[int]]:
+    """Codes the processor allows after each prefix (all prefixes of one length, "sid" mode)."""
+    token_ids = _token_ids()
+    proc._fast_sid_path = fast
+    ids = torch.tensor([[7, START, *[token_ids[lv][c] for lv, c in enumerate(p)]] for p in prefixes])
+    vocab = token_ids[-1][-1] + 1
+    out = proc(ids, torch.zeros(len(prefixes), vocab))
+    level = len(prefixes[0])
+    cols = torch.tensor(token_ids[level])
+    return [set(torch.nonzero(row[cols] > float("-inf")).flatten().tolist()) for row in out]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_allowed_codes_equal_brute_force_at_every_level(fast):
+    codes = _catalogue(300)
+    proc = SIDLogitsProcessor(codes, _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
+    rng = np.random.default_rng(1)
+    for level in range(len(SIZES)):
+        real = [tuple(r[:level]) for r in codes[rng.choice(len(codes), 20)]]
+        fake = [tuple(int(rng.integers(s)) for s in SIZES[:level]) for _ in range(20)]
+        prefixes = real + fake if level else [()]
+        got = _allowed(proc, prefixes, fast)
+        for prefix, allowed in zip(prefixes, got):
+            want = {int(r[level]) for r in codes if tuple(r[:level]) == prefix}
+            assert allowed == want, (level, prefix)
+
+
+def test_memory_is_bit_packed_per_level():
+    codes = _catalogue(2000)
+    proc = SIDLogitsProcessor(codes, _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
+    n_prefixes = [len({tuple(r[:lv]) for r in codes}) for lv in range(len(SIZES))]
+    assert proc.num_prefixes == sum(n_prefixes)
+    want_bytes = sum(n * ((s + 7) // 8) for n, s in zip(n_prefixes, SIZES))
+    assert proc._packed_children.nbytes == want_bytes
+    dense_bytes = proc.num_prefixes * max(SIZES)  # the former bool mask
+    assert proc._packed_children.nbytes * 4 < dense_bytes
+
+
+def test_index_does_not_depend_on_row_order():
+    codes = _catalogue(500)
+    a = SIDLogitsProcessor(codes, _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
+    b = SIDLogitsProcessor(codes[::-1].copy(), _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
+    assert np.array_equal(a._prefix_keys, b._prefix_keys)
+    assert np.array_equal(a._packed_children, b._packed_children)

@@ -1,0 +1,152 @@
+"""Large-catalogue paths at test size: compact tokenizer files, streaming RQ-VAE from a memmap, SIDs on Ray."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import hf_semtok.sid_table as sid_table_module
+from hf_semtok import SemanticIDTokenizer
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+from hf_semtok.rqvae.training import train_rqvae
+from hf_semtok.sid_table import SID_CODES_FILE, ItemIds, SIDTable
+from hf_semtok.sids import assign_unique_sids
+
+DIM = 8
+
+
+def _catalogue(n: int, seed: int = 0) -> dict[str, tuple[int, int, int]]:
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(8 * 8 * 8, size=n, replace=False)
+    return {f"sku-{i}": tuple(int(c) for c in np.unravel_index(k, (8, 8, 8))) for i, k in enumerate(keys)}
+
+
+def test_tokenizer_saves_compact_table_and_reloads_the_same(base_tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(sid_table_module, "COMPACT_MIN_ITEMS", 50)
+    table = _catalogue(200)
+    tok = SemanticIDTokenizer.from_base(base_tokenizer, sid_table=table, codebook_sizes=[8, 8, 8])
+    assert isinstance(tok.sid_table.item_ids, ItemIds)  # 200 >= 50: ids packed, hashed index
+    tok.save_pretrained(tmp_path / "tok")
+    assert (tmp_path / "tok" / SID_CODES_FILE).is_file()
+    loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+    assert loaded.item_ids == list(table)
+    items = ["sku-3", "sku-199", "sku-0"]
+    assert loaded.items_to_text(items) == tok.items_to_text(items)
+    assert loaded.encode_items(items) == tok.encode_items(items)
+    assert [loaded.sid_to_item(table[i]) for i in items] == items
+    assert loaded.parse_items(loaded.items_to_text(items)) == items
+    with pytest.raises(ValueError, match="Unknown item id 'nope'"):
+        loaded.item_to_sid("nope")
+    # A later small save drops the binary file of the earlier compact one.
+    monkeypatch.setattr(sid_table_module, "COMPACT_MIN_ITEMS", 10_000)
+    small = SemanticIDTokenizer.from_base(base_tokenizer, sid_table=_catalogue(20), codebook_sizes=[8, 8, 8])
+    small.save_pretrained(tmp_path / "tok")
+    assert not (tmp_path / "tok" / SID_CODES_FILE).exists()
+    assert SemanticIDTokenizer.from_pretrained(tmp_path / "tok").num_items == 20
+
+
+class _CountingArray(np.ndarray):
+    """An ndarray that records how many rows each read takes (to prove nothing reads the whole matrix)."""
+
+    reads: list[int]
+
+    def __getitem__(self, index):
+        out = super().__getitem__(index)
+        if isinstance(out, np.ndarray) and out.ndim == 2:
+            type(self).reads.append(len(out))
+        return out.view(np.ndarray) if isinstance(out, np.ndarray) else out
+
+
+def _memmap(tmp_path, n: int, seed: int = 0) -> np.memmap:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(16, DIM))
+    mm = np.lib.format.open_memmap(tmp_path / "emb.npy", mode="w+", dtype=np.float16, shape=(n, DIM))
+    for start in range(0, n, 10_000):
+        stop = min(n, start + 10_000)
+        mm[start:stop] = centers[rng.integers(0, 16, stop - start)] + 0.3 * rng.normal(
+            size=(stop - start, DIM)
+        )
+    mm.flush()
+    return np.load(tmp_path / "emb.npy", mmap_mode="r")
+
+
+def _config() -> RQVAEConfig:
+    return RQVAEConfig(modality_dims=DIM, hidden_sizes=[16], latent_dim=4, codebook_sizes=[8, 8])
+
+
+def test_train_and_encode_from_memmap_read_in_batches(tmp_path, monkeypatch):
+    import hf_semtok.rqvae.training as training
+
+    n = 40_000
+    mm = _memmap(tmp_path, n)
+    monkeypatch.setattr(training, "_CHECK_BLOCK", 5_000)
+    _CountingArray.reads = []
+    source = mm.view(_CountingArray)
+    kwargs = {"config": _config(), "max_steps": 6, "batch_size": 512, "kmeans_samples": 2_000}
+    result = train_rqvae(source, progress=False, report=False, **kwargs)
+    assert _CountingArray.reads and max(_CountingArray.reads) <= 16_384 < n  # never the whole matrix
+    # Same SIDs as the same data in memory (float16 rows become float32 per batch, as the whole would).
+    in_memory = train_rqvae(np.asarray(mm, dtype=np.float32), progress=False, report=False, **kwargs)
+    assert np.array_equal(result.sid_table.codes, in_memory.sid_table.codes)
+    codes = result.model.encode_batches(mm, batch_size=7_000, progress=False)
+    assert codes.dtype == np.uint8 and codes.shape == (n, 2)
+    assert np.array_equal(codes, result.model.encode(np.asarray(mm)).numpy())
+
+
+def test_encode_batches_writes_into_out_and_checks_its_shape(tmp_path):
+    mm = _memmap(tmp_path, 1_000)
+    model = RQVAEModel(_config())
+    model.initialize_codebooks(mm, max_samples=500)
+    out = np.lib.format.open_memmap(tmp_path / "codes.npy", mode="w+", dtype=np.int16, shape=(1_000, 2))
+    assert model.encode_batches(mm, batch_size=128, progress=False, out=out) is out
+    assert np.array_equal(out, model.encode(np.asarray(mm)).numpy())
+    with pytest.raises(ValueError, match=r"`out` must be an integer array of shape \(1000, 2\)"):
+        model.encode_batches(mm, out=np.zeros((5, 2), dtype=np.int64))
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def test_ray_sids_equal_single_process(tmp_path):
+    ray = pytest.importorskip(
+        "ray", reason="the Ray path needs the `ray` extra (pip install 'hf-semtok[ray]')"
+    )
+    pytest.importorskip("pyarrow", reason="the Ray path needs pyarrow (pip install 'hf-semtok[ray]')")
+    from hf_semtok.distributed import sids_on_ray, write_catalogue_parquet
+
+    n = 3_000
+    mm = _memmap(tmp_path, n, seed=1)
+    config = RQVAEConfig(
+        modality_dims=DIM, hidden_sizes=[16], latent_dim=4, codebook_sizes=[4, 4]
+    )  # collisions
+    model = RQVAEModel(config)
+    model.initialize_codebooks(mm, max_samples=1_000)
+    model.save_pretrained(tmp_path / "rqvae")
+    ids = [f"item-{(i * 7919) % n}" for i in range(n)]  # ids not in sorted order
+    write_catalogue_parquet(ids, mm, tmp_path / "catalogue", rows_per_file=700)
+
+    expected = assign_unique_sids(model.encode(np.asarray(mm)), ids, config.codebook_sizes)
+    assert expected.stats["largest_group"] > 1  # the extra level does real work
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        got = sids_on_ray(
+            tmp_path / "catalogue", tmp_path / "rqvae", tmp_path / "out", num_workers=2, batch_size=500
+        )
+    finally:
+        ray.shutdown()
+    assert got.item_ids == expected.item_ids
+    assert np.array_equal(got.codes, expected.codes)
+    assert got.codebook_sizes == expected.codebook_sizes
+    for key in ("largest_group", "colliding_items_before", "collision_rate_before", "extra_level_size"):
+        assert got.stats[key] == expected.stats[key], key
+    reread = SIDTable.from_json(tmp_path / "out" / "sid_table.json")
+    assert reread.item_ids == ids and np.array_equal(reread.codes, expected.codes)
+    import pyarrow.parquet as pq
+
+    parquet = pq.read_table(tmp_path / "out" / "sids").to_pandas().sort_values("row")
+    assert parquet["item_id"].tolist() == ids
+    assert np.array_equal(parquet[[f"sid_{lv}" for lv in range(3)]].to_numpy(), expected.codes)
+    assert os.path.isfile(tmp_path / "out" / SID_CODES_FILE)
