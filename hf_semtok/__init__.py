@@ -48,6 +48,7 @@ from hf_semtok.lm import (
     run_lm_stage,
     sft_examples,
     sid_lora_config,
+    sid_trainable_tokens_config,
     train_generator,
 )
 from hf_semtok.pipeline import PipelineResult, run_pipeline
@@ -112,6 +113,7 @@ __all__ = [
     "build_causal_lm",
     "extend_model",
     "sid_lora_config",
+    "sid_trainable_tokens_config",
     "history_prompt",
     "target_text",
     "cpt_documents",

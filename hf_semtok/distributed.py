@@ -137,6 +137,7 @@ def encode_catalogue_ray(
     model_path: str | os.PathLike,
     num_workers: int = 2,
     batch_size: int = 16384,
+    cpus_per_worker: float = 1.0,
 ) -> Any:
     """Encode a Parquet catalogue with a saved RQ-VAE on Ray Data.
 
@@ -145,6 +146,8 @@ def encode_catalogue_ray(
         model_path: Folder of a saved `RQVAEModel`.
         num_workers: Encoding actors (one model each).
         batch_size: Rows per Ray batch.
+        cpus_per_worker: CPUs Ray reserves per actor. The actors must leave CPUs to the Parquet read tasks:
+            on a machine with as many CPUs as workers, use a fraction (e.g. 0.5), or the read waits forever.
 
     Returns:
         A lazy `ray.data.Dataset` with `item_id`, `row`, `sid_0` ... `sid_{L-1}` (semantic codes).
@@ -157,7 +160,7 @@ def encode_catalogue_ray(
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=num_workers),
-        num_cpus=1,
+        num_cpus=cpus_per_worker,
     )
 
 
@@ -190,6 +193,7 @@ def sids_on_ray(
     num_workers: int = 2,
     batch_size: int = 16384,
     extra_level_size: int | None = None,
+    cpus_per_worker: float = 1.0,
 ) -> SIDTable:
     """Encode a Parquet catalogue, assign unique SIDs on Ray, write Parquet and the compact `SIDTable`.
 
@@ -203,6 +207,7 @@ def sids_on_ray(
         num_workers: Encoding actors.
         batch_size: Rows per Ray batch.
         extra_level_size: Size of the dedup level (default: the largest group).
+        cpus_per_worker: CPUs reserved per encoding actor (see [`encode_catalogue_ray`]).
 
     Returns:
         The `SIDTable`, rows in catalogue order.
@@ -213,7 +218,7 @@ def sids_on_ray(
     sizes = list(config.codebook_sizes)
     levels = len(sizes)
     ds = assign_unique_sids_ray(
-        encode_catalogue_ray(catalogue_path, model_path, num_workers, batch_size), levels
+        encode_catalogue_ray(catalogue_path, model_path, num_workers, batch_size, cpus_per_worker), levels
     )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

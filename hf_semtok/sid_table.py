@@ -256,6 +256,25 @@ def _hash_utf8(buffer: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
+_MASK64 = (1 << 64) - 1
+_POLY = int(_HASH_MULT)
+
+
+def _hash_one(item_id: str) -> int:
+    """`_hash_utf8` of one string in plain Python (no numpy call overhead: a few microseconds per id)."""
+    data = item_id.encode("utf-8")
+    h, power = 0, 1
+    for byte in data:
+        h = (h + byte * power) & _MASK64
+        power = (power * _POLY) & _MASK64
+    h = (h + len(data) * 0x9E3779B97F4A7C15) & _MASK64
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & _MASK64
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & _MASK64
+    return h ^ (h >> 31)
+
+
 class ItemIds(Sequence):
     """Item ids stored as one UTF-8 buffer plus `n + 1` offsets; `ids[i]` decodes one id on demand.
 
@@ -395,16 +414,24 @@ class HashedItemIndex(Mapping):
                     break
         return out
 
+    def _row(self, item_id: str) -> int:
+        key = np.uint64(_hash_one(item_id))
+        j = int(np.searchsorted(self._hashes, key))
+        while j < len(self._hashes) and self._hashes[j] == key:
+            row = int(self._rows[j])
+            if self._ids[row] == item_id:
+                return row
+            j += 1
+        return -1
+
     def __getitem__(self, item_id: str) -> int:
-        if not isinstance(item_id, str):
-            raise KeyError(item_id)
-        row = int(self.rows_of([item_id])[0])
+        row = self._row(item_id) if isinstance(item_id, str) else -1
         if row < 0:
             raise KeyError(item_id)
         return row
 
     def __contains__(self, item_id: object) -> bool:
-        return isinstance(item_id, str) and int(self.rows_of([item_id])[0]) >= 0
+        return isinstance(item_id, str) and self._row(item_id) >= 0
 
     def __len__(self) -> int:
         return len(self._ids)

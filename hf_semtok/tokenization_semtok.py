@@ -247,7 +247,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
     @classmethod
     def convert_to_native_format(cls, trust_remote_code: bool = False, **kwargs: Any) -> dict[str, Any]:
         # Load tokenizer.json as is. Without this, transformers rebuilds a bare BPE for any subclass that defines
-        # __init__ (pre-tokenizer, normalizer and decoder lost); see HF_NOTES.
+        # __init__ (pre-tokenizer, normalizer and decoder lost: text would split into characters).
         return super().convert_to_native_format(trust_remote_code=True, **kwargs)
 
     @classmethod

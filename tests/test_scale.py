@@ -133,7 +133,12 @@ def test_ray_sids_equal_single_process(tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         got = sids_on_ray(
-            tmp_path / "catalogue", tmp_path / "rqvae", tmp_path / "out", num_workers=2, batch_size=500
+            tmp_path / "catalogue",
+            tmp_path / "rqvae",
+            tmp_path / "out",
+            num_workers=2,
+            batch_size=500,
+            cpus_per_worker=0.5,
         )
     finally:
         ray.shutdown()

@@ -895,3 +895,11 @@ def test_compact_dict_without_its_folder_says_how_to_read_it(tmp_path):
     _compact_table().to_json(tmp_path / "sid_table.json", compact=True)
     with pytest.raises(ValueError, match=r"version-2 \(compact\) table .*SIDTable.from_json"):
         SIDTable.from_dict(json.loads((tmp_path / "sid_table.json").read_text()))
+
+
+def test_single_id_hash_matches_the_vectorised_one():
+    from hf_semtok.sid_table import _hash_one, _hash_utf8
+
+    ids = ["", "a", "é€", "item-123456789", "x" * 70]
+    packed = ItemIds.from_list(ids)
+    assert _hash_utf8(packed.buffer, packed.offsets).tolist() == [_hash_one(i) for i in ids]

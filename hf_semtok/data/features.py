@@ -148,8 +148,6 @@ def cooccurrence_features(
     Returns:
         A float32 array `(len(item_ids), dim)`.
     """
-    from hf_semtok.data.features import build_cooccurrence_pairs
-
     pairs = build_cooccurrence_pairs(train_histories, window=window, item_ids=item_ids, symmetric=True)
     n = len(item_ids)
     if not len(pairs):

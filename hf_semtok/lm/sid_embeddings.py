@@ -185,31 +185,15 @@ def extend_model(
             )
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        _init_rows(
-            embeddings.weight,
-            tokenizer,
-            num_base_rows,
-            init,
-            codebooks,
-            noise_scale,
-            codebook_scale,
-            generator,
-        )
-        if output is not None and output.weight is not embeddings.weight:
+        untied_head = output is not None and output.weight is not embeddings.weight
+        for weight in [embeddings.weight, output.weight] if untied_head else [embeddings.weight]:
             _init_rows(
-                output.weight,
-                tokenizer,
-                num_base_rows,
-                init,
-                codebooks,
-                noise_scale,
-                codebook_scale,
-                generator,
+                weight, tokenizer, num_base_rows, init, codebooks, noise_scale, codebook_scale, generator
             )
-            if getattr(output, "bias", None) is not None:
-                output.bias.data[torch.tensor(sid_ids, device=output.bias.device)] = output.bias.data[
-                    :num_base_rows
-                ].mean()
+        if untied_head and getattr(output, "bias", None) is not None:
+            output.bias.data[torch.tensor(sid_ids, device=output.bias.device)] = output.bias.data[
+                :num_base_rows
+            ].mean()
     logger.info(
         "extend_model: %d embedding rows, %d SID rows initialised with %r (tied: %s).",
         model.get_input_embeddings().weight.shape[0],

@@ -232,6 +232,8 @@ class RQVAEModel(RQVAEPreTrainedModel):
                 f"Cannot load the RQ-VAE from {source}: {_damaged_file_hint(source, err)} ({type(err).__name__}: "
                 f"{str(err)[:300]}). The files are damaged or incomplete; save the model again."
             ) from err
+        with torch.no_grad():  # usage counters are not saved (persistent=False): the loader may leave garbage
+            model.quantizer.reset_usage(include_recent=True)
         validate_loaded(model, os.path.join(source, "model.safetensors"), info)
         return (model, info) if want_info else model
 
