@@ -1,4 +1,4 @@
-"""Industrial-size catalogues (issue 15): 1M and 10M synthetic items on one machine, the Ray path on 1M.
+"""Industrial-size catalogues: 1M and 10M synthetic items on one machine, the Ray path on 1M.
 
 Synthetic catalogue: random semantic codes over [256, 256, 256] made unique with the TIGER dedup level, ids
 `item-<i>`; embeddings a 384-d float16 memmap under `--cache_dir` (never in the repository). Each measurement runs
@@ -247,7 +247,7 @@ def to_markdown(report: dict) -> str:
     keys = sorted({k for r in report["sizes"].values() for k in r if not isinstance(r[k], dict)})
     cols = list(report["sizes"])
     lines = [
-        "# Scale benchmark (issue 15)",
+        "# Scale benchmark",
         "",
         f"Command: `{report['command']}`. Machine: {report['machine']}.",
         "",

@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.sid_table import ItemIds, SIDTable
 
 logger = logging.getLogger(__name__)
@@ -112,10 +115,6 @@ class RQVAEEncodeActor:
     """
 
     def __init__(self, model_path: str, batch_size: int = 16384) -> None:
-        import torch
-
-        from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
-
         torch.set_num_threads(1)
         self.model = RQVAEModel.from_pretrained(model_path).eval()
         self.batch_size = batch_size
@@ -212,8 +211,6 @@ def sids_on_ray(
     Returns:
         The `SIDTable`, rows in catalogue order.
     """
-    from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
-
     config = RQVAEConfig.from_pretrained(str(model_path))
     sizes = list(config.codebook_sizes)
     levels = len(sizes)

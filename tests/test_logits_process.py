@@ -40,10 +40,12 @@ def _allowed(proc: SIDLogitsProcessor, prefixes: list[tuple[int, ...]], fast: bo
     return [set(torch.nonzero(row[cols] > float("-inf")).flatten().tolist()) for row in out]
 
 
+@pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("fast", [True, False])
-def test_allowed_codes_equal_brute_force_at_every_level(fast):
+def test_allowed_codes_equal_brute_force_at_every_level(fast, dense):
     codes = _catalogue(300)
     proc = SIDLogitsProcessor(codes, _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
+    proc.dense_children_max_bytes = SIDLogitsProcessor.dense_children_max_bytes if dense else 0
     rng = np.random.default_rng(1)
     for level in range(len(SIZES)):
         real = [tuple(r[:level]) for r in codes[rng.choice(len(codes), 20)]]
@@ -53,6 +55,7 @@ def test_allowed_codes_equal_brute_force_at_every_level(fast):
         for prefix, allowed in zip(prefixes, got):
             want = {int(r[level]) for r in codes if tuple(r[:level]) == prefix}
             assert allowed == want, (level, prefix)
+    assert all(("dense" in t) == dense for t in proc._device_cache.values())  # the path under test ran
 
 
 def test_memory_is_bit_packed_per_level():
