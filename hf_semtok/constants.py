@@ -17,6 +17,9 @@ SID_END_TOKEN = "<|sid_end|>"
 
 # --- Files saved beside a SemanticIDTokenizer ---------------------------------------------------
 SID_TABLE_FILE = "sid_table.json"
+SID_CODES_FILE = "sid_codes.safetensors"  # the codes and item ids of a large table (SIDTable version 2)
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 RQVAE_CONFIG_FILE = "rqvae_config.json"
 RQVAE_WEIGHTS_FILE = "rqvae.safetensors"
 

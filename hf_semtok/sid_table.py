@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .constants import MAX_CODEBOOK_SIZE, SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
+from .constants import MAX_CODEBOOK_SIZE, SID_CODES_FILE, SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
 from .sid_tokens import group_sid_events
 
 try:  # atomic file writes when hf_semtok is installed; the remote-code copy writes plainly
@@ -69,7 +69,6 @@ JSON_TABLE_VERSION = 1
 #: a table built from a list keeps its ids in an [`ItemIds`] buffer with a [`HashedItemIndex`].
 COMPACT_MIN_ITEMS = 100_000
 #: Name of the binary file of a version-2 table (beside `sid_table.json`; a save prefix applies to both).
-SID_CODES_FILE = "sid_codes.safetensors"
 #: Largest number of levels of a SID.
 MAX_NUM_LEVELS = 64
 

@@ -34,6 +34,8 @@ from .constants import (
     SID_START_TOKEN,
     SID_TABLE_FILE,
     SID_TOKEN_TEMPLATE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
 )
 from .sid_catalogue import SIDCatalogueMixin
 from .sid_table import SID_CODES_FILE, SIDTable
@@ -58,8 +60,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SemanticIDTokenizer", "SemanticIDTokenizerConfig"]
 
-TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 #: Files a SemanticIDTokenizer (or an earlier release of it, or its base tokenizer) writes. A save drops the old
 #: copies it does not rewrite (e.g. an RQ-VAE the new tokenizer lacks) and keeps everything else in the folder.
 _TOKENIZER_FILES = frozenset(

@@ -1,7 +1,7 @@
 """Files beside a saved `SemanticIDTokenizer`: finding them and naming the broken one in errors.
 
-Copied beside a saved tokenizer for `trust_remote_code=True`, so it imports only the standard library and
-`.sid_table` (relatively).
+Copied beside a saved tokenizer for `trust_remote_code=True`, so it imports only the standard library,
+`.constants` and `.sid_table` (relatively).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .constants import TOKENIZER_FILE
 from .sid_table import SIDTable
 
 __all__ = [
@@ -26,8 +27,6 @@ __all__ = [
     "tokenizer_json_problem",
 ]
 
-TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 _RESAVE = "The file is damaged or was edited by hand; re-save the tokenizer with save_pretrained()."
 #: A Hub repo id: `name` or `namespace/name` (letters, digits, `-`, `_`, `.`; at most 96 characters each).
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?$")
