@@ -35,7 +35,7 @@ import torch
 from hf_semtok.cli import parse_args_with_config, section_from_mapping
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 from hf_semtok.lm.generator import GeneratorConfig
-from hf_semtok.rqvae.training import SIDStageConfig
+from hf_semtok.rqvae.sid_stage import SIDStageConfig
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -35,7 +35,7 @@ from hf_semtok.lm.generator import (
     order_by_history_length,
     train_generator,
 )
-from hf_semtok.rqvae.training import SIDStageConfig, build_sids
+from hf_semtok.rqvae.sid_stage import SIDStageConfig, build_sids
 from hf_semtok.sids.assignment import sid_table_from_codes
 
 __all__ = ["PipelineResult", "run_pipeline"]

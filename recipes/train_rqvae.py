@@ -24,10 +24,9 @@ from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED, EMBEDDINGS_CACHE_DIRNAME
 from hf_semtok.data import leave_one_out_split, load_catalogue
 from hf_semtok.data.embeddings import catalogue_embeddings
-from hf_semtok.data.features import build_cooccurrence_pairs
-from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.quality import format_quality_table
-from hf_semtok.rqvae.training import save_training_result, train_rqvae
+from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
+from hf_semtok.rqvae.training import save_training_result
 
 logger = logging.getLogger("train_rqvae")
 
@@ -124,40 +123,31 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=cfg.embedding_batch_size,
         progress=cfg.progress,
     )
-    pairs = None
-    if cfg.contrastive_weight > 0:
-        if not catalogue.histories:
-            raise ValueError("contrastive_weight > 0 needs user histories; this catalogue has none.")
-        train_histories, _, _ = leave_one_out_split(catalogue.histories)  # training part only: no leakage
-        pairs = build_cooccurrence_pairs(
-            train_histories, window=cfg.cooccurrence_window, item_ids=catalogue.item_ids
-        )
-    rqvae_config = RQVAEConfig(
-        modality_dims={name: int(matrix.shape[1]) for name, matrix in embeddings.items()},
-        modality_weights=cfg.modality_weights,
+    sid_config = SIDStageConfig(
+        codebook_sizes=cfg.codebook_sizes,
         hidden_sizes=cfg.hidden_sizes,
         latent_dim=cfg.latent_dim,
-        codebook_sizes=cfg.codebook_sizes,
-        commitment_weight=cfg.commitment_weight,
-        gradient_estimator=cfg.gradient_estimator,
         contrastive_weight=cfg.contrastive_weight,
-        contrastive_temperature=cfg.contrastive_temperature,
-        progressive_masking_prob=cfg.progressive_masking_prob,
-        dead_code_threshold=cfg.dead_code_threshold,
-    )
-    result = train_rqvae(
-        embeddings,
-        config=rqvae_config,
-        item_ids=catalogue.item_ids,
-        cooccurrence_pairs=pairs,
+        cooccurrence_window=cfg.cooccurrence_window,
+        modality_weights=cfg.modality_weights,
+        collision_strategy=cfg.collision_strategy,
         epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
-        seed=cfg.seed,
-        collision_strategy=cfg.collision_strategy,
         extra_level_size=cfg.extra_level_size,
-        progress=cfg.progress,
+        extra={
+            "commitment_weight": cfg.commitment_weight,
+            "gradient_estimator": cfg.gradient_estimator,
+            "contrastive_temperature": cfg.contrastive_temperature,
+            "progressive_masking_prob": cfg.progressive_masking_prob,
+            "dead_code_threshold": cfg.dead_code_threshold,
+        },
+    )
+    # Co-occurrence pairs come from the training part of the histories only: no held-out target leaks into SIDs.
+    train_histories = leave_one_out_split(catalogue.histories)[0] if catalogue.histories else None
+    result = train_sid_stage(
+        embeddings, catalogue.item_ids, train_histories, sid_config, seed=cfg.seed, progress=cfg.progress
     )
     recipe_config = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
     save_training_result(result, output_dir, extra_files={"recipe_config.yaml": recipe_config})

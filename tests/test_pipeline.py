@@ -18,7 +18,7 @@ from hf_semtok.lm.generator import (
 )
 from hf_semtok.pipeline import run_pipeline
 from hf_semtok.prompts import encode_items_in_layout, get_sid_layout, history_prompt, tokens_per_item
-from hf_semtok.rqvae.training import SIDStageConfig
+from hf_semtok.rqvae.sid_stage import SIDStageConfig
 from hf_semtok.sids import sid_table_from_codes
 
 

@@ -6,7 +6,8 @@ from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel, RQVAEOutput
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
 from hf_semtok.rqvae.quantization import ResidualQuantizer
-from hf_semtok.rqvae.training import RQVAETrainingResult, SIDStageConfig, build_sids, train_rqvae
+from hf_semtok.rqvae.sid_stage import SIDStageConfig, build_sids, train_sid_stage
+from hf_semtok.rqvae.training import RQVAETrainingResult, train_rqvae
 
 __all__ = [
     "RQVAEConfig",
@@ -19,4 +20,5 @@ __all__ = [
     "format_quality_table",
     "sid_quality_report",
     "train_rqvae",
+    "train_sid_stage",
 ]

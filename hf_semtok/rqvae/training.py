@@ -32,7 +32,11 @@ from hf_semtok.rqvae.modeling_rqvae import RQVAEModel, embedding_rows, embedding
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
 from hf_semtok.sids.assignment import COLLISION_STRATEGIES, SIDTable, assign_unique_sids
 
-__all__ = ["train_rqvae", "RQVAETrainingResult"]
+__all__ = [
+    "RQVAETrainingResult",
+    "save_training_result",
+    "train_rqvae",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -540,93 +544,3 @@ def save_training_result(
             (tmp / name).write_text(text, encoding="utf-8")
     logger.info("Saved RQ-VAE, SID table and quality report to %s", output_dir)
     return output_dir
-
-
-@dataclass
-class SIDStageConfig:
-    """How the RQ-VAE Semantic IDs are made (arguments of `RQVAEConfig` and `train_rqvae`).
-
-    Args:
-        codebook_sizes: Codes per RQ-VAE level (TIGER `[256, 256, 256]`; multi-resolution e.g. `[1024, 512, 256]`).
-        hidden_sizes: Encoder MLP sizes.
-        latent_dim: Size of the quantized latent.
-        contrastive_weight: Weight of the co-occurrence InfoNCE loss (0 disables it).
-        cooccurrence_window: Positions within which two training items co-occur.
-        modality_weights: Optional weight per embedding modality.
-        collision_strategy: `"extra_level"` (TIGER) or `"reassign"`.
-        epochs: RQ-VAE training epochs.
-        batch_size: Items per RQ-VAE step.
-        learning_rate: RQ-VAE learning rate.
-        extra: Further `RQVAEConfig` fields (e.g. `{"progressive_masking_prob": 0.2}`).
-    """
-
-    codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
-    hidden_sizes: list[int] = field(default_factory=lambda: [512, 256, 128])
-    latent_dim: int = 32
-    contrastive_weight: float = 0.0
-    cooccurrence_window: int = 3
-    modality_weights: dict[str, float] | None = None
-    collision_strategy: str = "extra_level"
-    epochs: float = 100.0
-    batch_size: int = 1024
-    learning_rate: float = 2e-3
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def build_sids(
-    embeddings: np.ndarray | Mapping[str, np.ndarray],
-    item_ids: Sequence[str],
-    train_histories: Mapping[str, Sequence[str]],
-    config: SIDStageConfig | None = None,
-    seed: int = 42,
-    output_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> tuple[Any, dict[str, Any]]:
-    """Train an RQ-VAE on item features and assign unique Semantic IDs.
-
-    Args:
-        embeddings: `(n_items, dim)` or modality name -> `(n_items, dim_m)`, rows in `item_ids` order.
-        item_ids: The catalogue's items.
-        train_histories: Training histories (validation/test targets removed); the source of co-occurrence pairs.
-        config: RQ-VAE settings.
-        seed: Seed (same seed, same SIDs).
-        output_dir: Where `train_rqvae` saves the model, table and report.
-        progress: Show progress bars.
-
-    Returns:
-        `(sid_table, report)`; the report is `train_rqvae`'s quality report.
-    """
-
-    config = config or SIDStageConfig()
-    if isinstance(embeddings, Mapping):
-        dims: dict[str, int] | int = {name: int(np.asarray(m).shape[1]) for name, m in embeddings.items()}
-    else:
-        dims = int(np.asarray(embeddings).shape[1])
-    rq_config = RQVAEConfig(
-        modality_dims=dims,
-        modality_weights=config.modality_weights,
-        hidden_sizes=list(config.hidden_sizes),
-        latent_dim=config.latent_dim,
-        codebook_sizes=list(config.codebook_sizes),
-        contrastive_weight=config.contrastive_weight,
-        **config.extra,
-    )
-    pairs = None
-    if config.contrastive_weight > 0:
-        pairs = build_cooccurrence_pairs(
-            train_histories, window=config.cooccurrence_window, item_ids=item_ids
-        )
-    result = train_rqvae(
-        embeddings,
-        config=rq_config,
-        item_ids=list(item_ids),
-        cooccurrence_pairs=pairs,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        seed=seed,
-        output_dir=output_dir,
-        collision_strategy=config.collision_strategy,
-        progress=progress,
-    )
-    return result.sid_table, result.report
