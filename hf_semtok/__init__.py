@@ -64,6 +64,7 @@ from hf_semtok.rqvae import (
     format_quality_table,
     sid_quality_report,
     train_rqvae,
+    train_sid_stage,
 )
 from hf_semtok.sid_table import SIDTable
 from hf_semtok.sids import (
@@ -86,6 +87,7 @@ __all__ = [
     "SIDStageConfig",
     "train_rqvae",
     "build_sids",
+    "train_sid_stage",
     "SIDTable",
     "assign_unique_sids",
     "add_items_to_table",
