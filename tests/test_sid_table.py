@@ -898,7 +898,7 @@ def test_compact_dict_without_its_folder_says_how_to_read_it(tmp_path):
 
 
 def test_single_id_hash_matches_the_vectorised_one():
-    from hf_semtok.sid_table import _hash_one, _hash_utf8
+    from hf_semtok.item_ids import _hash_one, _hash_utf8
 
     ids = ["", "a", "é€", "item-123456789", "x" * 70]
     packed = ItemIds.from_list(ids)

@@ -99,6 +99,8 @@ def test_push_to_hub_with_fake_api(tok, tmp_path, monkeypatch):
         "sid_table.py",
         "sid_tokens.py",
         "sid_catalogue.py",
+        "sid_checks.py",
+        "item_ids.py",
         "tokenizer_files.py",
         "constants.py",
         "README.md",

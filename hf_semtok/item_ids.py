@@ -1,0 +1,263 @@
+"""Item ids of a large catalogue without a Python object per item: one UTF-8 buffer plus offsets ([`ItemIds`]),
+and a sorted 64-bit hash index over it ([`HashedItemIndex`]) that finds an id's row.
+
+Copied beside a saved tokenizer for `trust_remote_code=True` (like `sid_table.py`), so it imports only the
+standard library, numpy and its siblings (relatively); the optional `hf_semtok.io_utils` import sits in a `try`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+try:  # atomic file writes when hf_semtok is installed; the remote-code copy writes plainly
+    from hf_semtok.io_utils import atomic_write
+except ImportError:  # pragma: no cover - only in the remote-code copy without hf_semtok
+    atomic_write = None
+
+# ----------------------------------------------------------------------------------------------------------
+# Compact item ids: one UTF-8 buffer + offsets, and a hash index over it
+# ----------------------------------------------------------------------------------------------------------
+_HASH_MULT = np.uint64(0x100000001B3)  # FNV-64 prime, as the polynomial base
+_HASH_CHUNK = 1 << 20  # items hashed per numpy pass (bounds the temporary arrays)
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser (Steele et al., 2014): spreads the polynomial hash over all 64 bits."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _hash_utf8(buffer: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """64-bit hash of each string `buffer[offsets[i]:offsets[i + 1]]`, vectorised, in chunks of items.
+
+    `sum_j byte_j * P**j` (mod 2**64) plus the length, then `_mix64`; equal strings give equal hashes, and the
+    index compares the strings themselves, so a collision costs time, never correctness.
+    """
+    n = len(offsets) - 1
+    out = np.empty(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i0 in range(0, n, _HASH_CHUNK):
+            i1 = min(n, i0 + _HASH_CHUNK)
+            a, b = int(offsets[i0]), int(offsets[i1])
+            lengths = np.diff(offsets[i0 : i1 + 1])  # (chunk,)
+            h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+            if b > a:
+                starts = offsets[i0:i1] - a  # (chunk,)
+                max_len = int(lengths.max())
+                powers = np.ones(max_len, dtype=np.uint64)  # P**0, P**1, ... (mod 2**64)
+                powers[1:] = np.cumprod(np.full(max_len - 1, _HASH_MULT, dtype=np.uint64))
+                pos = np.arange(b - a, dtype=np.int64) - np.repeat(
+                    starts, lengths
+                )  # (bytes,) index in its string
+                terms = buffer[a:b].astype(np.uint64) * powers[pos]
+                nonempty = lengths > 0
+                h[nonempty] += np.add.reduceat(terms, starts[nonempty])
+            out[i0:i1] = _mix64(h)
+    return out
+
+
+_MASK64 = (1 << 64) - 1
+_POLY = int(_HASH_MULT)
+
+
+def _hash_one(item_id: str) -> int:
+    """`_hash_utf8` of one string in plain Python (no numpy call overhead: a few microseconds per id)."""
+    data = item_id.encode("utf-8")
+    h, power = 0, 1
+    for byte in data:
+        h = (h + byte * power) & _MASK64
+        power = (power * _POLY) & _MASK64
+    h = (h + len(data) * 0x9E3779B97F4A7C15) & _MASK64
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & _MASK64
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & _MASK64
+    return h ^ (h >> 31)
+
+
+class ItemIds(Sequence):
+    """Item ids stored as one UTF-8 buffer plus `n + 1` offsets; `ids[i]` decodes one id on demand.
+
+    Equal to a list of the same strings (`ids == ["a", "b"]`); picklable. About 10 bytes per short id instead of
+    the ~60 of a Python string.
+
+    Args:
+        buffer: `(total_bytes,)` uint8 array, the ids' UTF-8 bytes back to back.
+        offsets: `(n + 1,)` int64 array; id `i` is `buffer[offsets[i]:offsets[i + 1]]`.
+        source: Named in error messages.
+
+    Raises:
+        ValueError: for offsets that are not increasing from 0 to `len(buffer)`, or bytes that are not UTF-8.
+    """
+
+    def __init__(self, buffer: np.ndarray, offsets: np.ndarray, source: str = "item ids") -> None:
+        buffer = np.ascontiguousarray(buffer)
+        offsets = np.ascontiguousarray(offsets)
+        if buffer.ndim != 1 or buffer.dtype != np.uint8:
+            raise ValueError(
+                f"{source}: the id buffer must be a 1-D uint8 array; got {buffer.dtype} {buffer.shape}."
+            )
+        if offsets.ndim != 1 or not np.issubdtype(offsets.dtype, np.integer) or len(offsets) < 1:
+            raise ValueError(f"{source}: the id offsets must be a 1-D integer array of n + 1 positions.")
+        offsets = offsets.astype(np.int64, copy=False)
+        if int(offsets[0]) != 0 or int(offsets[-1]) != len(buffer) or (np.diff(offsets) < 0).any():
+            raise ValueError(
+                f"{source}: the id offsets must rise from 0 to the buffer length {len(buffer)}; got "
+                f"{int(offsets[0])} .. {int(offsets[-1])}{' (decreasing somewhere)' if (np.diff(offsets) < 0).any() else ''}."
+            )
+        data = buffer.tobytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{source}: the item ids are not UTF-8 ({err}).") from None
+        starts = offsets[:-1][np.diff(offsets) > 0]
+        if starts.size and ((buffer[starts] & 0xC0) == 0x80).any():
+            raise ValueError(
+                f"{source}: an id offset falls inside a UTF-8 character; the offsets are corrupt."
+            )
+        self._data = data
+        self.buffer = np.frombuffer(data, dtype=np.uint8)
+        self.offsets = offsets
+
+    @classmethod
+    def from_list(cls, item_ids: Sequence[str]) -> ItemIds:
+        """Pack a list of strings."""
+        encoded = [s.encode("utf-8") for s in item_ids]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"item row {i} out of range for {len(self)} items")
+        return self._data[self.offsets[i] : self.offsets[i + 1]].decode("utf-8")
+
+    def __iter__(self):
+        data, offsets = self._data, self.offsets.tolist()
+        for a, b in zip(offsets[:-1], offsets[1:]):
+            yield data[a:b].decode("utf-8")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ItemIds):
+            return self._data == other._data and np.array_equal(self.offsets, other.offsets)
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # mutable-looking sequence semantics, like a list
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(self[i]) for i in range(min(3, len(self))))
+        return f"ItemIds([{head}{', ...' if len(self) > 3 else ''}], n={len(self)})"
+
+    def tolist(self) -> list[str]:
+        """The ids as a Python list."""
+        return list(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self._data, "offsets": self.offsets}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._data = state["data"]
+        self.buffer = np.frombuffer(self._data, dtype=np.uint8)
+        self.offsets = state["offsets"]
+
+
+class HashedItemIndex(Mapping):
+    """`item_id -> row` over an [`ItemIds`] without a dict: sorted 64-bit hashes + their rows (16 bytes per item).
+
+    A lookup hashes the id, finds its hash with `searchsorted` (O(log n)) and compares the stored string.
+
+    Args:
+        ids: The item ids.
+        source: Named in the duplicate-id error.
+
+    Raises:
+        ValueError: when an id occurs twice (naming up to five of them).
+    """
+
+    def __init__(self, ids: ItemIds, source: str = "SIDTable") -> None:
+        hashes = _hash_utf8(ids.buffer, ids.offsets)
+        order = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[order]
+        self._rows = order.astype(np.int32 if len(ids) < 2**31 else np.int64)
+        self._ids = ids
+        same = np.flatnonzero(self._hashes[1:] == self._hashes[:-1])
+        dups = sorted(
+            {ids[int(self._rows[j])] for j in same if ids[int(self._rows[j])] == ids[int(self._rows[j + 1])]}
+        )
+        if dups:
+            raise ValueError(
+                f"{source}: Duplicate item ids in 'item_ids': {dups[:5]}; every item needs a distinct id."
+            )
+
+    def rows_of(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Row of each id (vectorised), -1 for unknown ones."""
+        query = ItemIds.from_list([str(i) for i in item_ids])
+        hashes = _hash_utf8(query.buffer, query.offsets)
+        lo = np.searchsorted(self._hashes, hashes, side="left")
+        hi = np.searchsorted(self._hashes, hashes, side="right")
+        out = np.full(len(query), -1, dtype=np.int64)
+        for k in np.flatnonzero(hi > lo).tolist():
+            for j in range(int(lo[k]), int(hi[k])):
+                row = int(self._rows[j])
+                if self._ids[row] == query[k]:
+                    out[k] = row
+                    break
+        return out
+
+    def _row(self, item_id: str) -> int:
+        key = np.uint64(_hash_one(item_id))
+        j = int(np.searchsorted(self._hashes, key))
+        while j < len(self._hashes) and self._hashes[j] == key:
+            row = int(self._rows[j])
+            if self._ids[row] == item_id:
+                return row
+            j += 1
+        return -1
+
+    def __getitem__(self, item_id: str) -> int:
+        row = self._row(item_id) if isinstance(item_id, str) else -1
+        if row < 0:
+            raise KeyError(item_id)
+        return row
+
+    def __contains__(self, item_id: object) -> bool:
+        return isinstance(item_id, str) and self._row(item_id) >= 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self):
+        return iter(self._ids)
+
+
+def _smallest_uint(max_value: int) -> type:
+    """Smallest unsigned numpy integer type holding `max_value`."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if max_value <= np.iinfo(dtype).max:
+            return dtype
+    return np.uint64
+
+
+def _write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    if atomic_write is not None:
+        atomic_write(path, lambda handle: handle.write(data))
+    else:  # pragma: no cover - remote-code copy without hf_semtok
+        with open(path, "wb") as f:
+            f.write(data)

@@ -1,0 +1,146 @@
+"""Strict checks shared by the SID table, the tokenizer and the SID assignment: integers that are integers.
+
+Copied beside a saved tokenizer for `trust_remote_code=True` (like `sid_table.py`), so it imports only the
+standard library, numpy and `.constants` (relatively).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+#: Largest number of levels of a SID.
+MAX_NUM_LEVELS = 64
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Strict integer checks shared by the table, the tokenizer and the SID assignment
+# ----------------------------------------------------------------------------------------------------------
+def _is_int(value: Any) -> bool:
+    """A Python or numpy integer; bool is not an integer here."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_int(value: Any, what: str) -> int:
+    """`value` as an int; `TypeError` naming `what` for anything that is not an integer (floats, bools, text).
+
+    Args:
+        value: A Python or numpy integer.
+        what: What the value is, for the error message (e.g. `"code 1 of the SID (0, 1.7)"`).
+    """
+    if not _is_int(value):
+        raise TypeError(f"{what} must be an integer; got {type(value).__name__} {value!r}.")
+    return int(value)
+
+
+def as_code_matrix(codes: Any, what: str = "codes") -> np.ndarray:
+    """A 2-D integer array of codes as int64; floats, bools, text and ragged rows are rejected.
+
+    Args:
+        codes: `(n, levels)` numpy array, torch tensor or list of equal-length integer lists.
+        what: Name used in error messages (e.g. `"sid_table.json: field 'codes'"`).
+
+    Returns:
+        `(n, levels)` int64 array (a new array).
+
+    Raises:
+        ValueError: for non-integers, a shape other than 2-D, or rows of different lengths.
+    """
+    if hasattr(codes, "detach"):
+        codes = codes.detach().cpu().numpy()
+    if isinstance(codes, np.ndarray):
+        arr = codes
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"{what} must hold integers; got dtype {arr.dtype}.")
+    else:
+        if isinstance(codes, (str, bytes, Mapping)) or not isinstance(codes, Sequence):
+            raise ValueError(
+                f"{what} must be 2-D: a list of integer lists (one row per item); got {type(codes).__name__}."
+            )
+        rows = list(codes)
+        row_types = set(map(type, rows))
+        if any(t in (str, bytes) or issubclass(t, Mapping) for t in row_types) or not all(
+            issubclass(t, (Sequence, np.ndarray)) for t in row_types
+        ):
+            raise ValueError(
+                f"{what} must be 2-D: a list of integer lists (one row per item); found a row of type "
+                f"{sorted(t.__name__ for t in row_types)}."
+            )
+        if len({len(r) for r in rows}) > 1:
+            raise ValueError(
+                f"{what} must be a list of equal-length integer lists; found rows of lengths "
+                f"{sorted({len(r) for r in rows})}."
+            )
+        bad = [t for t in set(map(type, itertools.chain.from_iterable(rows))) if not _is_int_type(t)]
+        if bad:
+            raise ValueError(f"{what} must hold integers; found {sorted(t.__name__ for t in bad)}.")
+        try:
+            arr = np.asarray(rows, dtype=np.int64).reshape(len(rows), -1 if rows else 0)
+        except OverflowError:
+            raise ValueError(f"{what} holds an integer too large for a code.") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (items, levels); got shape {tuple(arr.shape)}.")
+    return np.array(arr, dtype=np.int64)
+
+
+def _is_int_type(t: type) -> bool:
+    return (t is int or issubclass(t, np.integer)) and not issubclass(t, (bool, np.bool_))
+
+
+def as_int_list(value: Any, field: str, source: str) -> list[int]:
+    """A JSON/Python list of ints (numpy integer arrays allowed); strings, floats and bools are errors."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and np.issubdtype(value.dtype, np.integer):
+        value = value.tolist()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise ValueError(
+            f"{source}: field {field!r} must be a list of integers (one per level), e.g. [256, 256, 256]; got "
+            f"{type(value).__name__} {value!r}."
+        )
+    bad = [v for v in value if not _is_int(v)]
+    if bad:
+        raise ValueError(
+            f"{source}: field {field!r} must be a list of integers; {bad[0]!r} ({type(bad[0]).__name__}) is not."
+        )
+    return [int(v) for v in value]
+
+
+def check_code_range(
+    codes: np.ndarray, codebook_sizes: Sequence[int], item_ids: Sequence[str], source: str
+) -> None:
+    """Every code of `(n, L)` `codes` lies in `[0, codebook_sizes[level])`; ValueError naming the first item."""
+    for level, size in enumerate(codebook_sizes):
+        bad = np.flatnonzero((codes[:, level] < 0) | (codes[:, level] >= size))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{source}: code {int(codes[i, level])} of item {item_ids[i]!r} at level {level} is out of "
+                f"range [0, {size}) ('codebook_sizes'[{level}] = {size}); {bad.size} item(s) affected."
+            )
+
+
+def check_unique_item_ids(item_ids: Sequence[str], source: str) -> dict[str, int]:
+    """`{item_id: row}`; ValueError naming the duplicates when an id occurs twice."""
+    index = {item: row for row, item in enumerate(item_ids)}
+    if len(index) != len(item_ids):
+        seen: set[str] = set()
+        dups = [i for i in item_ids if i in seen or seen.add(i)]
+        raise ValueError(
+            f"{source}: Duplicate item ids in 'item_ids': {sorted(set(dups))[:5]}; every item needs a distinct id."
+        )
+    return index
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars / arrays (e.g. in collision statistics) -> plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
