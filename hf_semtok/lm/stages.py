@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +35,6 @@ from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import (
     PREFIX_CHECKPOINT_DIR,
     SchedulerType,
-    get_last_checkpoint,
-    sort_checkpoints,
 )
 
 from hf_semtok.constants import DEFAULT_SEED
@@ -45,6 +42,7 @@ from hf_semtok.data.catalogue import leave_one_out_split
 from hf_semtok.data.loading import load_catalogue
 from hf_semtok.hub import card_template_path
 from hf_semtok.io_utils import atomic_directory
+from hf_semtok.lm.checkpoints import _final_output_present, is_finished, last_complete_checkpoint
 from hf_semtok.lm.corpus import (
     check_histories,
     cpt_documents,
@@ -364,69 +362,6 @@ def build_train_rows(tokenizer: Any, catalogue: Any, cfg: LMStageArguments) -> l
         seed=cfg.seed,
     )
     return tokenize_sft(tokenizer, examples, max_length=cfg.max_length)
-
-
-def _read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
-    """The checkpoint's `trainer_state.json`, or `None` (with a warning) when it is missing or unreadable."""
-    path = Path(checkpoint) / TRAINER_STATE_NAME
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        reason = f"it has no {TRAINER_STATE_NAME} (the run was stopped while saving it)"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        reason = f"its {TRAINER_STATE_NAME} cannot be read ({err}; the run was stopped while writing it)"
-    else:
-        if isinstance(state, dict) and isinstance(state.get("global_step"), int):
-            return state
-        reason = f"its {TRAINER_STATE_NAME} has no global_step"
-    logger.warning("Skipping %s: %s.", checkpoint, reason)
-    return None
-
-
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, dict[str, Any] | None]:
-    """The newest `checkpoint-N` in `output_dir` that was written to the end, and its trainer state.
-
-    The newest checkpoint comes from `transformers.trainer_utils.get_last_checkpoint`. The `Trainer` writes
-    `trainer_state.json` last, so a checkpoint whose state file is missing, truncated or unparseable was cut short
-    (a run killed while saving): it is skipped with a warning and the previous complete one is used instead.
-
-    Returns:
-        `(path, state)`, or `(None, None)` when there is no complete checkpoint (or no `output_dir`).
-    """
-    if not os.path.isdir(output_dir):
-        return None, None
-    last = get_last_checkpoint(str(output_dir))
-    if last is None:
-        return None, None
-    older = [path for path in reversed(sort_checkpoints(str(output_dir))) if Path(path) != Path(last)]
-    for path in [last, *older]:
-        state = _read_trainer_state(path)
-        if state is not None:
-            return path, state
-    return None, None
-
-
-def is_finished(state: dict[str, Any], cfg: LMStageArguments) -> bool:
-    """Whether a checkpoint's trainer state already reached the end of the training `cfg` asks for.
-
-    With `max_steps > 0` the target is `max_steps`. Otherwise it is the step count the checkpoint's run computed,
-    if that run had the same number of epochs: the `Trainer` stores `ceil(num_train_epochs)`, so a change of a
-    whole number of epochs means more training is wanted (a change within the same whole number, e.g. 0.2 to 0.5,
-    is not seen: set `max_steps` to be exact).
-    """
-    if cfg.max_steps > 0:
-        target = cfg.max_steps
-    elif int(state.get("num_train_epochs", -1)) == math.ceil(cfg.num_train_epochs):
-        target = int(state.get("max_steps", 0))
-    else:
-        return False
-    return target > 0 and state["global_step"] >= target
-
-
-def _final_output_present(output_dir: str | os.PathLike) -> bool:
-    out = Path(output_dir)
-    weights = (out / "adapter_config.json").is_file() or (out / "config.json").is_file()
-    return weights and (out / "README.md").is_file()
 
 
 def _build_trainer(

@@ -1,0 +1,88 @@
+"""Resuming a Trainer stage: the last complete `checkpoint-N`, and whether a run already reached its end.
+
+The `Trainer` writes `trainer_state.json` last, so a checkpoint without a readable one was cut short by a kill and
+is skipped (with a warning). `transformers.trainer_utils.get_last_checkpoint` finds the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import (
+    get_last_checkpoint,
+    sort_checkpoints,
+)
+
+__all__ = ["is_finished", "last_complete_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+
+def _read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
+    """The checkpoint's `trainer_state.json`, or `None` (with a warning) when it is missing or unreadable."""
+    path = Path(checkpoint) / TRAINER_STATE_NAME
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        reason = f"it has no {TRAINER_STATE_NAME} (the run was stopped while saving it)"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        reason = f"its {TRAINER_STATE_NAME} cannot be read ({err}; the run was stopped while writing it)"
+    else:
+        if isinstance(state, dict) and isinstance(state.get("global_step"), int):
+            return state
+        reason = f"its {TRAINER_STATE_NAME} has no global_step"
+    logger.warning("Skipping %s: %s.", checkpoint, reason)
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, dict[str, Any] | None]:
+    """The newest `checkpoint-N` in `output_dir` that was written to the end, and its trainer state.
+
+    The newest checkpoint comes from `transformers.trainer_utils.get_last_checkpoint`. The `Trainer` writes
+    `trainer_state.json` last, so a checkpoint whose state file is missing, truncated or unparseable was cut short
+    (a run killed while saving): it is skipped with a warning and the previous complete one is used instead.
+
+    Returns:
+        `(path, state)`, or `(None, None)` when there is no complete checkpoint (or no `output_dir`).
+    """
+    if not os.path.isdir(output_dir):
+        return None, None
+    last = get_last_checkpoint(str(output_dir))
+    if last is None:
+        return None, None
+    older = [path for path in reversed(sort_checkpoints(str(output_dir))) if Path(path) != Path(last)]
+    for path in [last, *older]:
+        state = _read_trainer_state(path)
+        if state is not None:
+            return path, state
+    return None, None
+
+
+def is_finished(state: dict[str, Any], cfg: TrainingArguments) -> bool:
+    """Whether a checkpoint's trainer state already reached the end of the training `cfg` asks for.
+
+    With `max_steps > 0` the target is `max_steps`. Otherwise it is the step count the checkpoint's run computed,
+    if that run had the same number of epochs: the `Trainer` stores `ceil(num_train_epochs)`, so a change of a
+    whole number of epochs means more training is wanted (a change within the same whole number, e.g. 0.2 to 0.5,
+    is not seen: set `max_steps` to be exact).
+    """
+    if cfg.max_steps > 0:
+        target = cfg.max_steps
+    elif int(state.get("num_train_epochs", -1)) == math.ceil(cfg.num_train_epochs):
+        target = int(state.get("max_steps", 0))
+    else:
+        return False
+    return target > 0 and state["global_step"] >= target
+
+
+def _final_output_present(output_dir: str | os.PathLike) -> bool:
+    out = Path(output_dir)
+    weights = (out / "adapter_config.json").is_file() or (out / "config.json").is_file()
+    return weights and (out / "README.md").is_file()
