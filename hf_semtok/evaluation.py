@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -89,7 +90,10 @@ def ndcg_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
 
 
 def ranking_metrics(
-    rankings: Sequence[Sequence[Any]], targets: Sequence[Any], ks: Iterable[int] = (5, 10)
+    rankings: Sequence[Sequence[Any]],
+    targets: Sequence[Any],
+    ks: Iterable[int] = (5, 10),
+    standard_errors: bool = False,
 ) -> dict[str, float]:
     """Mean Recall@K and NDCG@K over users.
 
@@ -97,9 +101,12 @@ def ranking_metrics(
         rankings: Per user, the ranked items.
         targets: Per user, the held-out item.
         ks: Cut-offs.
+        standard_errors: Also return `"recall@K_se"`, the binomial standard error `sqrt(p (1 - p) / n)`, and
+            `"ndcg@K_se"`, the sample standard deviation of the per-user NDCG over `sqrt(n)`. Two runs differ by
+            more than noise when their gap exceeds about `2 * sqrt(se_1**2 + se_2**2)`.
 
     Returns:
-        `{"recall@K": ..., "ndcg@K": ...}` for each K, plus `"num_examples"`.
+        `{"recall@K": ..., "ndcg@K": ...}` for each K (+ the standard errors), plus `"num_examples"`.
     """
     ks = sorted(set(ks))
     if len(rankings) != len(targets):
@@ -108,11 +115,17 @@ def ranking_metrics(
         )
     if not rankings:
         raise ValueError("No examples to evaluate; pass at least one (history, target) pair.")
+    n = len(targets)
     out: dict[str, float] = {}
     for k in ks:
-        out[f"recall@{k}"] = sum(recall_at_k(r, t, k) for r, t in zip(rankings, targets)) / len(targets)
-        out[f"ndcg@{k}"] = sum(ndcg_at_k(r, t, k) for r, t in zip(rankings, targets)) / len(targets)
-    out["num_examples"] = len(targets)
+        ndcg = [ndcg_at_k(r, t, k) for r, t in zip(rankings, targets)]  # one value per user
+        out[f"recall@{k}"] = sum(recall_at_k(r, t, k) for r, t in zip(rankings, targets)) / n
+        out[f"ndcg@{k}"] = sum(ndcg) / n
+        if standard_errors:
+            p = out[f"recall@{k}"]
+            out[f"recall@{k}_se"] = math.sqrt(p * (1.0 - p) / n)
+            out[f"ndcg@{k}_se"] = statistics.stdev(ndcg) / math.sqrt(n) if n > 1 else 0.0
+    out["num_examples"] = n
     return out
 
 
@@ -145,6 +158,7 @@ def evaluate_recommender(
     max_history: int | None = 20,
     progress: bool = True,
     return_rankings: bool = False,
+    standard_errors: bool = False,
 ) -> dict[str, Any]:
     """Leave-one-out Recall@K / NDCG@K of a generative recommender (TIGER / LC-Rec semantics).
 
@@ -166,6 +180,7 @@ def evaluate_recommender(
         max_history: Most recent items kept in a prompt.
         progress: Show a progress bar.
         return_rankings: Also return `"rankings"`: per user, the ranked `(item_id, score)` list.
+        standard_errors: Also return a standard error beside each metric (see [`ranking_metrics`]).
 
     Returns:
         `{"recall@K", "ndcg@K" for each K, "num_examples", "mean_num_results"}` (+ `"rankings"`).
@@ -189,7 +204,7 @@ def evaluate_recommender(
         max_history=max_history,
         progress=progress,
     )
-    out: dict[str, Any] = ranking_metrics(rankings, targets, ks)
+    out: dict[str, Any] = ranking_metrics(rankings, targets, ks, standard_errors=standard_errors)
     out["mean_num_results"] = sum(len(r) for r in rankings) / len(rankings)
     if return_rankings:
         out["rankings"] = rankings

@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from hf_semtok.data.catalogue import history_windows
-from hf_semtok.evaluation import evaluate_recommender, ndcg_at_k
+from hf_semtok.evaluation import evaluate_recommender
 from hf_semtok.io_utils import atomic_directory
 from hf_semtok.lm.corpus import lm_collator
 from hf_semtok.prompts import (
@@ -275,10 +274,6 @@ def evaluate_with_standard_errors(
 ) -> dict[str, Any]:
     """`evaluate_recommender` with the config's beam search, plus a standard error beside every metric.
 
-    `recall@K_se` is the binomial standard error `sqrt(p (1 - p) / n)`; `ndcg@K_se` is the sample standard
-    deviation of the per-user NDCG over `sqrt(n)`. Two runs differ by more than noise when their gap exceeds about
-    `2 * sqrt(se_1**2 + se_2**2)`.
-
     Args:
         model: The generator.
         tokenizer: Its `SemanticIDTokenizer`.
@@ -287,29 +282,20 @@ def evaluate_with_standard_errors(
         progress: Show a progress bar.
 
     Returns:
-        `evaluate_recommender`'s metrics plus `"recall@K_se"` and `"ndcg@K_se"` for each K.
+        `evaluate_recommender`'s metrics plus `"recall@K_se"` and `"ndcg@K_se"` for each K (see
+        `hf_semtok.evaluation.ranking_metrics`).
     """
-    examples = list(examples)
-    out = evaluate_recommender(
+    return evaluate_recommender(
         model,  # recommend() prefills each prompt once (PrefillOnceLM) by default
         tokenizer,
-        examples,
+        list(examples),
         ks=config.ks,
         num_beams=config.num_beams,
         batch_size=config.eval_batch_size,
         max_history=config.max_history,
         progress=progress,
-        return_rankings=True,
+        standard_errors=True,
     )
-    rankings = out.pop("rankings")
-    targets = [target for _, target in examples]
-    n = len(targets)
-    for k in sorted(set(config.ks)):
-        p = out[f"recall@{k}"]
-        out[f"recall@{k}_se"] = math.sqrt(p * (1.0 - p) / n)
-        ndcg = [ndcg_at_k(ranked, target, k) for ranked, target in zip(rankings, targets)]
-        out[f"ndcg@{k}_se"] = statistics.stdev(ndcg) / math.sqrt(n) if n > 1 else 0.0
-    return out
 
 
 def _dropout_hook(p: float) -> Any:
