@@ -13,6 +13,8 @@ import copy
 import logging
 import math
 import numbers
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -79,10 +81,35 @@ def _encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:  # a slow (pure Python) tokenizer: no shared backend state
         return [list(ids) for ids in tokenizer(list(prompts), padding=False, truncation=False)["input_ids"]]
-    backend = copy.deepcopy(backend)
-    backend.no_truncation()
-    backend.no_padding()
-    return [encoding.ids for encoding in backend.encode_batch(list(prompts), add_special_tokens=True)]
+    encoder = _private_encoder(tokenizer, backend)
+    return [encoding.ids for encoding in encoder.encode_batch(list(prompts), add_special_tokens=True)]
+
+
+# tokenizer -> (vocabulary size with added tokens, its private backend copy): the copy (tens of ms for a large
+# vocabulary) is made once per tokenizer and remade when tokens are added. Nothing ever changes a copy's state,
+# so threads may share it.
+_PRIVATE_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PRIVATE_ENCODERS_LOCK = threading.Lock()
+
+
+def _private_encoder(tokenizer: Any, backend: Any) -> Any:
+    """A copy of `backend` with truncation and padding off, cached per tokenizer."""
+    size = backend.get_vocab_size(with_added_tokens=True)
+    with _PRIVATE_ENCODERS_LOCK:
+        try:
+            cached = _PRIVATE_ENCODERS.get(tokenizer)
+        except TypeError:  # a tokenizer object that cannot be weakly referenced or hashed: no cache
+            cached = None
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        encoder = copy.deepcopy(backend)
+        encoder.no_truncation()
+        encoder.no_padding()
+        try:
+            _PRIVATE_ENCODERS[tokenizer] = (size, encoder)
+        except TypeError:
+            pass
+        return encoder
 
 
 def _left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
