@@ -7,8 +7,9 @@ standard library, numpy and its siblings (relatively); the optional `hf_semtok.i
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -127,12 +128,21 @@ class ItemIds(Sequence):
         self.offsets = offsets
 
     @classmethod
-    def from_list(cls, item_ids: Sequence[str]) -> ItemIds:
-        """Pack a list of strings."""
-        encoded = [s.encode("utf-8") for s in item_ids]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+    def from_list(cls, item_ids: Iterable[str]) -> ItemIds:
+        """Pack strings: a list, or any iterable (e.g. `map(str, range(n))`), read `2**20` at a time so that only
+        one chunk's temporary objects exist at once."""
+        parts: list[bytes] = []
+        lengths: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        it = iter(item_ids)
+        while chunk := list(itertools.islice(it, _HASH_CHUNK)):
+            data = "".join(chunk).encode("utf-8")
+            lens = np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk))
+            if len(data) != int(lens.sum()):  # non-ASCII ids: byte lengths differ from character lengths
+                lens = np.fromiter((len(i.encode("utf-8")) for i in chunk), dtype=np.int64, count=len(chunk))
+            parts.append(data)
+            lengths.append(lens)
+        offsets = np.cumsum(np.concatenate(lengths))
+        return cls(np.frombuffer(b"".join(parts), dtype=np.uint8), offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

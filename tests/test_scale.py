@@ -107,6 +107,81 @@ def test_encode_batches_writes_into_out_and_checks_its_shape(tmp_path):
         model.encode_batches(mm, out=np.zeros((5, 2), dtype=np.int64))
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="resident memory is read from /proc")
+def test_reading_a_memmap_in_batches_leaves_no_pages_resident(tmp_path):
+    from hf_semtok.rqvae.inputs import embedding_rows, release_mapped_pages
+
+    n, dim = 200_000, 256  # a 100 MB float16 file
+    mm = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float16, shape=(n, dim))
+    mm[:] = 1.0
+    mm.flush()
+    del mm
+    mm = np.load(tmp_path / "big.npy", mmap_mode="r")
+    before = _rss_mb()
+    total = 0.0
+    for start in range(0, n, 20_000):
+        total += float(embedding_rows(mm, slice(start, start + 20_000)).sum(dtype=np.float64))
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # random batches, as training reads them
+        embedding_rows(mm, np.sort(rng.integers(0, n, 2_000)))
+    assert total == n * dim
+    assert _rss_mb() - before < 40  # one 10 MB batch at a time, not the 100 MB file
+    whole = np.asarray(mm).sum(dtype=np.float64)  # maps every page
+    assert whole == n * dim and _rss_mb() - before > 80
+    release_mapped_pages(mm[5:])  # a view finds its mapping
+    assert _rss_mb() - before < 40
+    release_mapped_pages(np.zeros(3))  # not mapped: a no-op
+
+
+def test_row_keys_group_rows_like_unique_axis0():
+    from hf_semtok.sids.assignment import _group, _index_within_group, _row_keys, collision_stats
+
+    rng = np.random.default_rng(3)
+    for codes in (
+        rng.integers(-3, 4, size=(500, 3)),  # negative codes, many collisions
+        rng.integers(0, 2**40, size=(300, 2)) // 2**38,  # wide range, few distinct values
+        np.array([[2**40, 0], [0, 2**40], [2**40, 0]]),  # ranges multiply past 2**62: the row fallback
+    ):
+        _, ref_inverse, ref_counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+        inverse, sizes = _group(codes)
+        assert np.array_equal(inverse, ref_inverse.reshape(-1))
+        assert np.array_equal(sizes, ref_counts[ref_inverse.reshape(-1)])
+        positions = _index_within_group(codes)
+        for group in np.unique(inverse):
+            assert positions[inverse == group].tolist() == list(range(int((inverse == group).sum())))
+        assert collision_stats(codes)["num_unique_codes"] == len(ref_counts)
+    assert _row_keys(np.array([[2**40, 0], [0, 2**40]])) is None
+
+
+def test_large_assignment_keeps_ids_compact_and_equal(monkeypatch):
+    import hf_semtok.sids.assignment as assignment
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, size=(300, 3))
+    ids = [f"sku-{i}-é" if i % 7 == 0 else f"sku-{i}" for i in range(300)]
+    small = assign_unique_sids(codes, ids, [4, 4, 4])
+    monkeypatch.setattr(assignment, "COMPACT_MIN_ITEMS", 100)
+    large = assign_unique_sids(codes, ids, [4, 4, 4])
+    assert isinstance(large.item_ids, ItemIds) and not isinstance(small.item_ids, ItemIds)
+    assert large.item_ids == ids and np.array_equal(large.codes, small.codes)
+    assert large.stats == small.stats
+    assert large.index_of("sku-7-é") == small.index_of("sku-7-é") == 7
+    with pytest.raises(ValueError, match=r"Duplicate item ids in 'item_ids': \['sku-1'\]"):
+        assign_unique_sids(codes, [*ids[:-1], "sku-1"], [4, 4, 4])
+
+
+def test_item_ids_from_any_iterable():
+    ids = ItemIds.from_list(map(str, range(2_500_000)))  # read in chunks of 2**20
+    assert len(ids) == 2_500_000 and ids[0] == "0" and ids[1_048_576] == "1048576" and ids[-1] == "2499999"
+    mixed = ItemIds.from_list(["a", "bé", "", "日本"])
+    assert mixed.tolist() == ["a", "bé", "", "日本"] and ItemIds.from_list([]).tolist() == []
+
+
 # ---------------------------------------------------------------- Ray
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,13 @@ from transformers.utils import ModelOutput
 
 from hf_semtok.io_utils import atomic_directory
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
-from hf_semtok.rqvae.inputs import EmbeddingsInput, concat_modalities
+from hf_semtok.rqvae.inputs import (
+    EmbeddingsInput,
+    concat_modalities,
+    embedding_rows,
+    embedding_source,
+    num_embedding_rows,
+)
 from hf_semtok.rqvae.loading import (
     _check_loading_info,
     _check_weight_dtypes,
@@ -80,48 +86,6 @@ class RQVAEOutput(ModelOutput):
     latents: torch.FloatTensor | None = None
     reconstruction: torch.FloatTensor | None = None
     utilization: torch.FloatTensor | None = None
-
-
-def num_embedding_rows(embeddings: EmbeddingsInput) -> int:
-    """Number of items of a matrix (numpy, memmap, torch) or a dict of modality matrices, without reading them."""
-    if isinstance(embeddings, Mapping):
-        rows = {len(v) for v in embeddings.values()}
-        if len(rows) > 1:
-            raise ValueError(f"Modality matrices have different numbers of rows {sorted(rows)}; align them.")
-        return rows.pop() if rows else 0
-    return len(embeddings)
-
-
-def embedding_rows(embeddings: EmbeddingsInput, index: slice | np.ndarray) -> EmbeddingsInput:
-    """Rows `index` (a slice or an integer array) of a matrix or of every modality; a memmap reads only them."""
-    if isinstance(embeddings, Mapping):
-        return {name: embedding_rows(value, index) for name, value in embeddings.items()}
-    if isinstance(embeddings, torch.Tensor) and not isinstance(index, slice):
-        return embeddings[torch.as_tensor(index)]
-    rows = embeddings[index]
-    if isinstance(rows, np.ndarray) and not rows.flags.writeable:  # a read-only memmap: copy this batch only
-        rows = np.array(rows)
-    return rows
-
-
-def embedding_source(embeddings: EmbeddingsInput, modality_dims: Mapping[str, int]) -> EmbeddingsInput:
-    """Matrices (numpy, memmap, torch) and dicts of them are read in row batches as they are (no copy of the
-    whole); anything else (nested lists) is checked and turned into one tensor here."""
-
-    def matrix(value: Any) -> bool:
-        return isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 2
-
-    if isinstance(embeddings, Mapping):
-        streamable = all(matrix(v) for v in embeddings.values())
-    else:
-        streamable = matrix(embeddings)
-    if not streamable:
-        return concat_modalities(embeddings, modality_dims)
-    num_embedding_rows(embeddings)  # equal row counts
-    concat_modalities(
-        embedding_rows(embeddings, slice(0, 1)), modality_dims
-    )  # names, dims and dtype, on one row
-    return embeddings
 
 
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:

@@ -27,9 +27,16 @@ from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FIL
 from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.io_utils import atomic_directory, write_json_atomic
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
-from hf_semtok.rqvae.inputs import EmbeddingsInput, concat_modalities
-from hf_semtok.rqvae.modeling_rqvae import RQVAEModel, embedding_rows, embedding_source, num_embedding_rows
+from hf_semtok.rqvae.inputs import (
+    EmbeddingsInput,
+    concat_modalities,
+    embedding_rows,
+    embedding_source,
+    num_embedding_rows,
+)
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
+from hf_semtok.sid_table import COMPACT_MIN_ITEMS, HashedItemIndex, ItemIds
 from hf_semtok.sids.assignment import COLLISION_STRATEGIES, SIDTable, assign_unique_sids
 
 __all__ = [
@@ -323,10 +330,12 @@ def train_rqvae(
             "cannot be learned from fewer items than codes. Use smaller `codebook_sizes` (e.g. "
             f"[{max(2, n // 8)}] * {config.num_levels}) or more items."
         )
-    item_ids = [str(i) for i in range(n)] if item_ids is None else [str(i) for i in item_ids]
+    item_ids = _item_id_strings(item_ids, n)
     if len(item_ids) != n:
         raise ValueError(f"{len(item_ids)} item ids for {n} embedding rows; give one id per row.")
-    if len(set(item_ids)) != n:
+    if isinstance(item_ids, ItemIds):
+        HashedItemIndex(item_ids, "train_rqvae: item_ids")  # duplicates, without a set of n strings
+    elif len(set(item_ids)) != n:
         counts = Counter(item_ids)
         dupes = sorted(i for i, c in counts.items() if c > 1)
         raise ValueError(
@@ -444,6 +453,17 @@ def train_rqvae(
     if output_dir is not None:
         save_training_result(result, output_dir)
     return result
+
+
+def _item_id_strings(item_ids: Any, n: int) -> list[str] | ItemIds:
+    """The ids as strings (default: the row numbers); `COMPACT_MIN_ITEMS` or more as compact [`ItemIds`]."""
+    if item_ids is None:
+        item_ids = range(n)
+    if isinstance(item_ids, ItemIds):
+        return item_ids
+    if hasattr(item_ids, "__len__") and len(item_ids) >= COMPACT_MIN_ITEMS:
+        return ItemIds.from_list(map(str, item_ids))
+    return [str(i) for i in item_ids]
 
 
 def _check_training_arguments(**kwargs: Any) -> None:

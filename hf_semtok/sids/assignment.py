@@ -24,6 +24,8 @@ import numpy as np
 
 from hf_semtok.io_utils import write_json_atomic  # noqa: F401  (was defined here; still importable)
 from hf_semtok.sid_table import (
+    COMPACT_MIN_ITEMS,
+    ItemIds,
     SIDTable,
     _jsonable,  # noqa: F401  (hf_semtok.rqvae.quality imports it from here)
     as_code_matrix,
@@ -51,7 +53,10 @@ def _as_codes(codes: Any, name: str = "codes") -> np.ndarray:
 
 
 def _as_item_ids(item_ids: Any, source: str = "assign_unique_sids", name: str = "item_ids") -> list[str]:
-    """A list of item ids (strings, or integers turned into strings); a bare string or a mapping is an error."""
+    """Item ids as strings (integers turned into strings): a list, or for `COMPACT_MIN_ITEMS` ids or more the
+    compact [`ItemIds`] (no Python string per item). A bare string or a mapping is an error."""
+    if isinstance(item_ids, ItemIds):
+        return item_ids
     if hasattr(item_ids, "tolist") and not isinstance(item_ids, (str, bytes)):  # numpy / pandas
         item_ids = item_ids.tolist()
     if isinstance(item_ids, (str, bytes, Mapping)) or not isinstance(item_ids, Sequence):
@@ -67,12 +72,35 @@ def _as_item_ids(item_ids: Any, source: str = "assign_unique_sids", name: str = 
             f"{source}: `{name}` must hold strings (or integers); {bad[0]!r} "
             f"({type(bad[0]).__name__}) is not."
         )
-    return [str(i) for i in item_ids]
+    ids = [str(i) for i in item_ids]
+    return ItemIds.from_list(ids) if len(ids) >= COMPACT_MIN_ITEMS else ids
+
+
+def _row_keys(codes: np.ndarray) -> np.ndarray | None:
+    """One int64 per row that orders rows as `np.unique(codes, axis=0)` does (mixed radix over each column's
+    range), or None when the ranges multiply past 2**62. Sorting n integers is far cheaper in time and memory
+    than sorting n rows."""
+    if not len(codes):
+        return None
+    low = codes.min(axis=0)
+    radix = codes.max(axis=0) - low + 1
+    if float(np.prod(radix.astype(np.float64))) >= 2.0**62:
+        return None
+    keys = np.zeros(len(codes), dtype=np.int64)
+    for level in range(codes.shape[1]):
+        keys *= int(radix[level])
+        keys += codes[:, level]
+        keys -= int(low[level])
+    return keys
 
 
 def _group(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Group ids (n,) and group sizes per item (n,) of identical rows."""
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    """Group ids (n,) and group sizes per item (n,) of identical rows; groups numbered in sorted row order."""
+    keys = _row_keys(codes)
+    if keys is None:
+        _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    else:
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     return inverse, counts[inverse]
 
@@ -152,14 +180,15 @@ def assign_unique_sids(
         raise ValueError(
             f"`codes` has {codes.shape[1]} levels but `codebook_sizes` has {len(codebook_sizes)} entries."
         )
-    check_unique_item_ids(item_ids, "item_ids")
+    if not isinstance(item_ids, ItemIds):  # compact ids are checked by the SIDTable's hash index
+        check_unique_item_ids(item_ids, "item_ids")
     check_code_range(codes, codebook_sizes, item_ids, "codes")
     if n < max(codebook_sizes):
         logger.info(
             "%d items for codebooks of up to %d codes: some codes stay unused.", n, max(codebook_sizes)
         )
     before = collision_stats(codes)
-    semantic = codes.copy()
+    semantic = codes  # a fresh array from _as_codes: reassignment may change it in place
     reassigned = 0
     if strategy == "reassign":
         if distances is None:
@@ -169,7 +198,7 @@ def assign_unique_sids(
             )
         dist = _as_distances(distances, n, codebook_sizes[-1])
         reassigned = _reassign_last_level(semantic, dist, codebook_sizes[-1])
-    after = collision_stats(semantic)
+    after = collision_stats(semantic) if reassigned else before
     largest = after["largest_group"]
     needs_extra = (
         strategy == "extra_level" or after["num_colliding_items"] > 0 or extra_level_size is not None
