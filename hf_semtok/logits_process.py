@@ -104,7 +104,7 @@ class SIDLogitsProcessor(LogitsProcessor):
                 f"sid_codes must hold integer codes, got dtype {raw_codes.dtype}; pass tokenizer.sid_codes or "
                 "SIDTable.codes."
             )
-        codes = raw_codes.astype(np.int64)
+        codes = raw_codes.astype(np.int64, copy=False)
         if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
             raise ValueError(
                 f"sid_codes must be a non-empty (n_items, num_levels) array; got shape {codes.shape}. "
@@ -230,46 +230,37 @@ class SIDLogitsProcessor(LogitsProcessor):
         for lv in range(num_levels):
             for j in range(lv):
                 radix[lv, j] = math.prod(sizes[j + 1 : lv])
-        # Sort the items once (lexicographically by code): every level's prefix keys are then non-decreasing, so
-        # distinct prefixes and their children come from neighbour comparisons, with no further sort.
-        if math.prod(sizes) < 2**62:
-            full_key = codes @ np.asarray(
-                [math.prod(sizes[lv + 1 :]) for lv in range(num_levels)], dtype=np.int64
-            )
-            codes = codes[np.argsort(full_key, kind="stable")]
-        else:
-            codes = codes[np.lexsort(codes.T[::-1])]
-        n = len(codes)
-        # Children of each prefix, bit-packed: byte `c >> 3`, bit `c & 7` of its row says whether code `c` may
-        # follow. Rows of level l are ceil(sizes[l] / 8) bytes; all levels live in one flat uint8 buffer.
-        new_at = []  # per level, (n,) bool: item starts a new level-l prefix
-        for lv in range(num_levels + 1):
-            starts = np.zeros(n, dtype=bool)
-            starts[0] = True
-            if lv:
-                starts[1:] = (codes[1:, :lv] != codes[:-1, :lv]).any(axis=1)
-            new_at.append(starts)
+        # A level-l prefix is one integer, its mixed-radix value P_l over sizes[:l]; P_(l+1) = P_l * sizes[l] + code_l.
+        # From the distinct (P_(L-1), last code) pairs in sorted order, each level's distinct prefixes and their
+        # children follow by integer division, level by level upwards: one sort of n integers in all, and the
+        # temporaries are a few integer arrays of at most n entries (no copy of the code matrix).
+        parent, child = self._deepest_pairs(codes)
         keys_per_level, packed_per_level = [], []
-        level_first, level_base, level_bytes = [], [], []
-        n_prefixes = n_bytes = 0
-        for lv in range(num_levels):
-            first_rows = np.flatnonzero(new_at[lv])  # (n_prefixes_l,) first item of each prefix
-            keys = codes[first_rows, :lv] @ radix[lv, :lv] + offsets[lv]  # (n_prefixes_l,) sorted
-            group = np.cumsum(new_at[lv]) - 1  # (n,) prefix row of each item
+        for lv in range(num_levels - 1, -1, -1):
+            starts = np.empty(len(parent), dtype=bool)
+            starts[:1] = True
+            np.not_equal(parent[1:], parent[:-1], out=starts[1:])
+            prefixes = parent[starts]  # (n_prefixes_l,) sorted P_l
             width = (sizes[lv] + 7) // 8
-            pairs = np.flatnonzero(new_at[lv + 1])  # one item per distinct (prefix, code) pair
-            child = codes[pairs, lv]
-            flat = group[pairs] * width + (child >> 3)
-            packed = np.bincount(
-                flat, weights=(1 << (child & 7)), minlength=len(keys) * width
-            )  # distinct bits: sum = or
-            keys_per_level.append(keys)
-            packed_per_level.append(packed.astype(np.uint8))
-            level_first.append(n_prefixes)
-            level_base.append(n_bytes)
-            level_bytes.append(width)
-            n_prefixes += len(keys)
-            n_bytes += len(keys) * width
+            # Children bit-packed: byte `c >> 3`, bit `c & 7` of the prefix's row says whether code `c` may follow.
+            flat = (np.cumsum(starts) - 1) * width + (child >> 3)  # non-decreasing: pairs are sorted
+            del starts
+            bits = np.left_shift(1, child & 7).astype(np.uint8)
+            runs = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+            packed = np.zeros(len(prefixes) * width, dtype=np.uint8)
+            packed[flat[runs]] = np.bitwise_or.reduceat(bits, runs)
+            del flat, bits, runs
+            keys_per_level.append(prefixes + offsets[lv])
+            packed_per_level.append(packed)
+            if lv:
+                parent, child = np.divmod(prefixes, sizes[lv - 1])
+        keys_per_level.reverse()
+        packed_per_level.reverse()
+        counts = [len(k) for k in keys_per_level]
+        widths = [(size + 7) // 8 for size in sizes]
+        level_first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        level_base = np.concatenate([[0], np.cumsum([c * w for c, w in zip(counts, widths)])[:-1]])
+        level_bytes = widths
         self._prefix_keys = np.concatenate(keys_per_level)  # (n_prefixes,) sorted
         self._packed_children = np.concatenate(packed_per_level)  # (n_bytes,) uint8
         self._level_first = np.asarray(level_first, dtype=np.int64)  # (L,) index of a level's first prefix
@@ -304,6 +295,27 @@ class SIDLogitsProcessor(LogitsProcessor):
             consecutive = list(map(int, level_ids)) == list(range(first, first + len(level_ids)))
             self._level_columns.append(slice(first, first + len(level_ids)) if consecutive else None)
         self._fast_sid_path = True
+
+    def _deepest_pairs(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct `(P_(L-1), last code)` pairs of the catalogue, sorted: the prefixes of `L - 1` levels as one
+        integer each, and the code that follows."""
+        sizes = self.codebook_sizes
+        if math.prod(sizes) < 2**62:  # whole SIDs fit in one integer: sort those
+            full = codes[:, 0].astype(np.int64)
+            for lv in range(1, self.num_levels):
+                full *= sizes[lv]
+                full += codes[:, lv]
+            full.sort()
+            full = full[np.r_[True, full[1:] != full[:-1]]]
+            return np.divmod(full, sizes[-1])
+        order = np.lexsort(codes.T[::-1])  # rows in lexicographic order
+        parent = np.zeros(len(codes), dtype=np.int64)
+        for lv in range(self.num_levels - 1):
+            parent *= sizes[lv]
+            parent += codes[order, lv]
+        child = codes[order, -1].astype(np.int64)
+        distinct = np.r_[True, (parent[1:] != parent[:-1]) | (child[1:] != child[:-1])]
+        return parent[distinct], child[distinct]
 
     def _tensors(self, device: torch.device, vocab_size: int) -> dict[str, torch.Tensor]:
         """Index tensors on `device` for a score width of `vocab_size` (cached; constant, so calls stay stateless)."""
