@@ -40,6 +40,7 @@ __all__ = [
     "assign_unique_sids_ray",
     "encode_catalogue_ray",
     "sids_on_ray",
+    "start_ray",
     "write_catalogue_parquet",
 ]
 
@@ -58,6 +59,21 @@ def _import_ray() -> Any:
         raise ImportError(
             'The distributed SID path needs Ray Data: pip install "hf-semtok[ray]" (ray[data] and pyarrow).'
         ) from err
+    return ray
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
+    """Connect to a Ray cluster (`address="auto"`) or start a local one (`num_cpus`, default all), once.
+
+    Returns:
+        The `ray` module. A clear ImportError names the extra to install when Ray is missing.
+    """
+    ray = _import_ray()
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False)
     return ray
 
 
@@ -223,32 +239,36 @@ def sids_on_ray(
         str(out / "sids")
     )
 
-    # Gather in catalogue order into flat arrays (ids as one UTF-8 buffer): no Python object per item.
+    # Gather in catalogue order into flat arrays (ids as one UTF-8 buffer): no Python object per item is kept.
     n = ds.count()
     codes = np.empty((n, levels + 1), dtype=np.int64)
     group_size = np.empty(n, dtype=np.int64)
-    id_parts: list[tuple[np.ndarray, list[bytes]]] = []
+    lengths = np.full(n, -1, dtype=np.int64)
+    parts: list[tuple[np.ndarray, ItemIds]] = []  # per Ray batch: catalogue rows and their ids, packed
     for batch in ds.iter_batches(batch_size=1 << 18, batch_format="numpy"):
         rows = batch[ROW_COLUMN].astype(np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            raise ValueError(
+                f"{catalogue_path}: column {ROW_COLUMN!r} must number the items 0 .. n-1, each once."
+            )
         for level in range(levels):
             codes[rows, level] = batch[f"{CODE_PREFIX}{level}"]
         codes[rows, levels] = batch["extra"]
         group_size[rows] = batch["group_size"]
-        id_parts.append((rows, [str(i).encode("utf-8") for i in batch[ITEM_ID_COLUMN]]))
-    if n and not np.array_equal(np.sort(np.concatenate([r for r, _ in id_parts])), np.arange(n)):
+        ids = ItemIds.from_list(map(str, batch[ITEM_ID_COLUMN]))
+        lengths[rows] = np.diff(ids.offsets)
+        parts.append((rows, ids))
+    if (lengths < 0).any() or sum(len(rows) for rows, _ in parts) != n:
         raise ValueError(
             f"{catalogue_path}: column {ROW_COLUMN!r} must number the items 0 .. n-1, each once."
         )
-    lengths = np.empty(n, dtype=np.int64)
-    for rows, encoded in id_parts:
-        lengths[rows] = [len(e) for e in encoded]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     buffer = np.empty(int(offsets[-1]), dtype=np.uint8)
-    for rows, encoded in id_parts:
-        for row, e in zip(rows.tolist(), encoded):
-            buffer[offsets[row] : offsets[row + 1]] = np.frombuffer(e, dtype=np.uint8)
-    del id_parts
+    for rows, ids in parts:  # scatter each batch's id bytes to their catalogue positions, vectorised
+        seg = np.diff(ids.offsets)
+        buffer[np.repeat(offsets[rows] - ids.offsets[:-1], seg) + np.arange(len(ids.buffer))] = ids.buffer
+    del parts
 
     largest = int(group_size.max()) if n else 0
     size = largest if extra_level_size is None else int(extra_level_size)

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hf_semtok.sid_table import SIDTable
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "recipes" / "README.md"]
 PROGRAMS = ("python ", "hf-semtok ", "accelerate launch ", "torchrun ", "make ")
@@ -67,6 +69,7 @@ SHRINK = {
         "--max_examples_per_user", "1", "--disable_tqdm", "true",
     ],
     "recipes/evaluate.py": [*SYNTHETIC, "--max_users", "4", "--num_beams", "10", "--no_progress"],
+    "recipes/sids_on_ray.py": ["--synthetic_items", "300", "--synthetic_users", "120", "--batch_size", "64"],
     "demo": [
         "n_items=64", "n_users=100", "codebook_sizes=[4, 4]", "rqvae_epochs=2", "base_vocab_size=300",
         "model_config={hidden_size: 32, num_layers: 1, num_heads: 2}", "cpt_epochs=0.2", "sft_epochs=0.2",
@@ -233,6 +236,10 @@ def test_documented_command_runs(command, outputs, done):
     if script == "recipes/train_rqvae.py":
         table = json.loads((target / "sid_table.json").read_text())
         assert table and (target / "sid_quality.json").is_file()
+    elif script == "recipes/sids_on_ray.py":
+        table = SIDTable.from_json(target / "sid_table.json")
+        assert len(table.item_ids) == 300 and any((target / "sids").glob("*.parquet"))
+        assert "equal_to_single_process: true" in proc.stdout
     elif script == "recipes/evaluate.py":
         metrics = json.loads(_last_value(extra, "--output_file").read_text())
         assert metrics["num_users"] == 4 and "recall@10" in metrics["metrics"]
