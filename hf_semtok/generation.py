@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor
 from transformers.generation import utils as _generation_utils
 
 from hf_semtok.logits_process import DEAD_END_SCORE, SIDLogitsProcessor
@@ -142,32 +141,6 @@ def _sequence_scores(out: Any, prompt_len: int, levels: int, first_code: int = 1
     tokens = out.sequences[:, prompt_len : prompt_len + steps].to(logits.device)  # (rows, steps)
     logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (rows, steps)
     return logp[:, first_code:].sum(dim=1)  # code tokens only; a forced <|sid_start|> is skipped
-
-
-class _BareLayoutProcessor(LogitsProcessor):
-    """`SIDLogitsProcessor(mode="sid")` for the bare layout, where the SID's first code follows the prompt at once.
-
-    The wrapped processor expects `<|sid_start|>` right after the prompt; this one shows it `input_ids` with that
-    column inserted (a copy; nothing is stored between calls), so at the `j`-th generated token it constrains
-    level `j`. `recommend` generates exactly the SID's levels, so the forced `<|sid_end|>` is never reached.
-
-    Args:
-        processor: A `SIDLogitsProcessor` in mode `"sid"` built with `prompt_length`.
-    """
-
-    def __init__(self, processor: SIDLogitsProcessor) -> None:
-        self.processor = processor
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        prompt_length = self.processor.prompt_length
-        start = torch.full(
-            (input_ids.shape[0], 1),
-            self.processor.sid_start_token_id,
-            dtype=input_ids.dtype,
-            device=input_ids.device,
-        )  # (rows, 1)
-        marked = torch.cat([input_ids[:, :prompt_length], start, input_ids[:, prompt_length:]], dim=1)
-        return self.processor(marked, scores)  # (rows, vocab)
 
 
 def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> None:
@@ -349,9 +322,8 @@ def recommend(
             prompt_length=prompt_len,
             num_levels_to_generate=prefix_level,
             eos_token_id=eos,
+            layout="bare" if bare else "marked",
         )
-        if bare:
-            processor = _BareLayoutProcessor(processor)
         decoding: dict[str, Any] = (
             {"num_beams": num_beams, "length_penalty": 0.0, "early_stopping": True, "do_sample": False}
             if beam_search

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from hf_semtok.prompts import SID_LAYOUTS, get_sid_layout
+
 __all__ = ["DEAD_END_SCORE", "SIDLogitsProcessor"]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,11 @@ class SIDLogitsProcessor(LogitsProcessor):
       SID, and whenever the last `<|sid_start|>` of a row is not yet closed, the next `L` tokens are restricted to
       a catalogue item and `<|sid_end|>` is forced after them; then text resumes. The span is found from the last
       `<|sid_start|>` anywhere in the row, so a prompt may end with an opened SID.
+
+    Layout (`"sid"` mode): `layout="marked"` (the default, and every text + SID model) writes the SID between
+    `<|sid_start|>` and `<|sid_end|>` as above. `layout="bare"` (a generator trained from scratch on bare code
+    sequences, `hf_semtok.prompts`) has no markers: the first generated token is the level-0 code, and EOS is
+    forced once the SID's levels are written.
 
     Scores of allowed code tokens are left as they are (no renormalisation, as with `prefix_allowed_tokens_fn`);
     a forced single token (start, end, EOS) gets score 0, i.e. probability 1, as in transformers' forced-token
@@ -69,6 +76,7 @@ class SIDLogitsProcessor(LogitsProcessor):
         prompt_length: Padded prompt length; required in `"sid"` mode, not accepted in `"free"` mode.
         num_levels_to_generate: In `"sid"` mode, stop the SID after this many levels (a coarse prefix, for
             category-level retrieval); `<|sid_end|>` is still forced after it. Defaults to all `L` levels.
+        layout: `"marked"` or `"bare"` (`"sid"` mode only), see above.
     """
 
     #: Below this many bytes, each device's index also keeps the children bits unpacked (one bool per code), which
@@ -85,6 +93,7 @@ class SIDLogitsProcessor(LogitsProcessor):
         mode: Literal["sid", "free"] = "sid",
         prompt_length: int | None = None,
         num_levels_to_generate: int | None = None,
+        layout: Literal["marked", "bare"] = "marked",
     ) -> None:
         try:
             raw_codes = np.asarray(
@@ -149,6 +158,12 @@ class SIDLogitsProcessor(LogitsProcessor):
                 raise ValueError(
                     f"num_levels_to_generate must be between 1 and {num_levels}; got {num_levels_to_generate}."
                 )
+        if layout not in SID_LAYOUTS:
+            raise ValueError(f"layout must be one of {list(SID_LAYOUTS)}; got {layout!r}.")
+        if layout == "bare" and mode != "sid":
+            raise ValueError(
+                "layout='bare' is only supported in mode='sid': free text needs <|sid_start|> to open a SID."
+            )
         if isinstance(eos_token_id, numbers.Integral):
             eos_ids = [eos_token_id]
         elif eos_token_id is None or isinstance(eos_token_id, (list, tuple)):
@@ -165,6 +180,7 @@ class SIDLogitsProcessor(LogitsProcessor):
             raise ValueError("eos_token_id is required (the token that ends a finished or dead-end row).")
 
         self.mode = mode
+        self.layout = layout
         self.prompt_length = prompt_length
         self.num_levels = num_levels
         self.codebook_sizes = sizes
@@ -183,6 +199,7 @@ class SIDLogitsProcessor(LogitsProcessor):
         prompt_length: int | None = None,
         num_levels_to_generate: int | None = None,
         eos_token_id: int | Sequence[int] | None = None,
+        layout: Literal["marked", "bare"] | None = None,
     ) -> SIDLogitsProcessor:
         """Build the processor from a `SemanticIDTokenizer` (its item table and SID token ids).
 
@@ -193,6 +210,8 @@ class SIDLogitsProcessor(LogitsProcessor):
             prompt_length: Padded prompt length (`"sid"` mode).
             num_levels_to_generate: Generate only this many levels (`"sid"` mode).
             eos_token_id: Overrides `tokenizer.eos_token_id`.
+            layout: `"marked"` or `"bare"`; default: the tokenizer's saved SID layout (`get_sid_layout`) in
+                `"sid"` mode, `"marked"` in `"free"` mode.
 
         Returns:
             A `SIDLogitsProcessor`.
@@ -209,6 +228,7 @@ class SIDLogitsProcessor(LogitsProcessor):
             mode=mode,
             prompt_length=prompt_length,
             num_levels_to_generate=num_levels_to_generate,
+            layout=layout or (get_sid_layout(tokenizer) if mode == "sid" else "marked"),
         )
 
     # ----------------------------------------------------------------------------------------------------------
@@ -392,7 +412,7 @@ class SIDLogitsProcessor(LogitsProcessor):
                 f"input_ids has {cur_len} tokens, fewer than prompt_length={self.prompt_length}; build the "
                 "processor with prompt_length=input_ids.shape[1] of the batch passed to generate()."
             )
-        if self.mode == "sid" and self._fast_sid_path:
+        if self.mode == "sid" and (self._fast_sid_path or self.layout == "bare"):
             return self._call_sid(input_ids, scores, t)
 
         # Per row: where the SID span starts (index of <|sid_start|>) and how far into it we are.
@@ -498,13 +518,17 @@ class SIDLogitsProcessor(LogitsProcessor):
         are touched. Same result as the general path (tested), about half the work per call."""
         rows, cur_len = input_ids.shape
         prompt_length, levels = self.prompt_length, self.levels_to_generate
-        offset = cur_len - prompt_length
         neg_inf = float("-inf")
         out = torch.full_like(scores, neg_inf)  # (rows, vocab), a new tensor
-        if offset == 0:
-            out[:, self.sid_start_token_id] = 0.0
-            return out
-        opened = input_ids[:, prompt_length] == self.sid_start_token_id  # (rows,)
+        if self.layout == "bare":  # as if <|sid_start|> stood after the prompt: the first code is step 1
+            offset, first_code = cur_len - prompt_length + 1, prompt_length
+            opened = torch.ones(rows, dtype=torch.bool, device=out.device)
+        else:
+            offset, first_code = cur_len - prompt_length, prompt_length + 1
+            if offset == 0:
+                out[:, self.sid_start_token_id] = 0.0
+                return out
+            opened = input_ids[:, prompt_length] == self.sid_start_token_id  # (rows,)
         if offset <= levels:
             level = offset - 1
             size = self.codebook_sizes[level]
@@ -514,7 +538,7 @@ class SIDLogitsProcessor(LogitsProcessor):
                 allowed = self._children(t, torch.zeros(1, dtype=torch.long, device=ok.device), 0, width)
                 allowed = allowed[:, :size] & ok[:, None]  # (rows, size)
             else:
-                written = input_ids[:, prompt_length + 1 : prompt_length + 1 + level]  # (rows, level)
+                written = input_ids[:, first_code : first_code + level]  # (rows, level)
                 written = written.clamp(min=0, max=len(self._token_level) - 1)
                 ok = ok & (t["token_level"][written] == t["level_range"][:level]).all(dim=1)
                 key = (t["token_code"][written].clamp(min=0) * t["radix"][level, :level]).sum(dim=1)
@@ -530,7 +554,8 @@ class SIDLogitsProcessor(LogitsProcessor):
                 out[:, cols] = torch.where(allowed, scores[:, cols], neg_inf)
             dead = ~ok
         else:
-            forced = self.sid_end_token_id if offset == levels + 1 else self.eos_token_id
+            marked_end = offset == levels + 1 and self.layout == "marked"
+            forced = self.sid_end_token_id if marked_end else self.eos_token_id
             out[:, forced] = torch.where(opened, 0.0, neg_inf).to(out.dtype)
             dead = ~opened
         # Dead ends (see the class docstring): only EOS, at DEAD_END_SCORE.

@@ -336,6 +336,43 @@ def test_sid_fast_path_matches_general_path(setup):
         assert torch.equal(fast(ids, scores), general(ids, scores)), step
 
 
+def test_bare_layout_constrains_like_marked_with_the_marker_inserted(setup):
+    """`layout="bare"`: the same masks as the marked layout at the same SID position, without the markers."""
+    cat, _ = setup
+    rng = np.random.default_rng(2)
+    prompt_length = 3
+    for levels in (None, 1):
+        bare = cat.processor(
+            mode="sid", prompt_length=prompt_length, num_levels_to_generate=levels, layout="bare"
+        )
+        marked = cat.processor(mode="sid", prompt_length=prompt_length, num_levels_to_generate=levels)
+        for step in range(cat.num_levels + 2):
+            rows = []
+            for r in range(12):
+                codes = cat.sid_tokens(cat.codes[rng.integers(len(cat.codes))].tolist())[1:-1]
+                row = [4, 5, 6, *codes[:step]]
+                if r % 4 == 3 and 1 < step <= cat.num_levels:  # a wrong written token: a dead end
+                    row[prompt_length + int(rng.integers(0, step - 1))] = 7
+                rows.append(row[: prompt_length + step])
+            ids = torch.tensor(rows)
+            with_marker = torch.cat(
+                [ids[:, :prompt_length], torch.full((len(rows), 1), cat.start), ids[:, prompt_length:]], 1
+            )
+            scores = torch.randn(len(rows), cat.vocab + 3)
+            expected = marked(with_marker, scores)
+            got = bare(ids, scores)
+            done = step >= (levels or cat.num_levels)
+            if done:  # marked forces <|sid_end|> here; bare goes straight to EOS
+                assert torch.isinf(got).sum(1).tolist() == [got.shape[1] - 1] * len(rows)
+                assert (got[:, EOS] == 0).all()
+            else:
+                assert torch.equal(got, expected), (levels, step)
+    with pytest.raises(ValueError, match="layout='bare' is only supported in mode='sid'"):
+        cat.processor(mode="free", layout="bare")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        cat.processor(mode="sid", prompt_length=3, layout="plain")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # recommend() with a real SemanticIDTokenizer
 # ----------------------------------------------------------------------------------------------------------------
