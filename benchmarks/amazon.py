@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     began = time.perf_counter()
+    commit = _git_commit()  # the code this run imports: read now, not when it ends (the checkout may move on)
     catalogue = _load(cfg)
     info = DATASETS[cfg.dataset]
     names = (info["features"] if cfg.features == "auto" else cfg.features).split("+")
@@ -337,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **result,
         "bench_config": dataclasses.asdict(cfg),
         "command": "python benchmarks/amazon.py " + " ".join(argv),
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "device": _device(),
         "total_seconds": round(time.perf_counter() - began, 1),
     }

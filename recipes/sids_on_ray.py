@@ -103,7 +103,16 @@ def main(argv: list[str] | None = None) -> dict:
         catalogue = str(output_dir / "catalogue")
         write_catalogue_parquet(*local, catalogue)
         logger.info("Synthetic catalogue of %d items written to %s", len(local[0]), catalogue)
-    start_ray(cfg.ray_address, cfg.num_cpus)  # needs the extra: pip install "hf-semtok[ray]"
+    ray = start_ray(cfg.ray_address, cfg.num_cpus)  # needs the extra: pip install "hf-semtok[ray]"
+    cpus = float(ray.cluster_resources().get("CPU", 0))
+    if (
+        cfg.num_workers * cfg.cpus_per_worker >= cpus
+    ):  # the actors would hold every CPU: the read would wait forever
+        raise ValueError(
+            f"num_workers x cpus_per_worker = {cfg.num_workers} x {cfg.cpus_per_worker} reserves all {cpus:g} CPUs "
+            "of the Ray cluster for the encoding actors, leaving none for reading and grouping; lower "
+            "cpus_per_worker (e.g. 0.5) or num_workers."
+        )
     start = time.perf_counter()
     table = sids_on_ray(
         catalogue,
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
         report["equal_to_single_process"] = True
     write_text_atomic(
-        output_dir / "recipe_config.yaml", yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+        yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), output_dir / "recipe_config.yaml"
     )
     print(
         f"SIDs for {len(table.item_ids)} items on Ray ({cfg.num_workers} workers, {seconds:.1f} s) -> {output_dir}"
