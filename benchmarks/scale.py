@@ -45,6 +45,21 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux `VmHWM`) to its current RSS; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _hwm_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+
+
 # ---------------------------------------------------------------------------------------------- parts (subprocess)
 def part_assign(n: int, cache: Path) -> dict:
     import numpy as np
@@ -100,10 +115,11 @@ def part_load(n: int, cache: Path) -> dict:
     assert tok.parse_items(text) == some
 
     before = _rss_mb()
+    reset = _reset_peak()  # the build's own peak, not the load's transient one
     start = time.perf_counter()
     proc = SIDLogitsProcessor.from_tokenizer(tok, prompt_length=8)
     build_s = time.perf_counter() - start
-    build_peak = _peak_mb() - base_rss - load_rss
+    build_peak = _hwm_mb() - before if reset else _peak_mb() - base_rss - load_rss
     kept_mb = (proc._prefix_keys.nbytes + proc._packed_children.nbytes) / 2**20
 
     model = build_causal_lm(
