@@ -52,7 +52,9 @@ def _as_codes(codes: Any, name: str = "codes") -> np.ndarray:
     return as_code_matrix(codes, f"`{name}`")
 
 
-def _as_item_ids(item_ids: Any, source: str = "assign_unique_sids", name: str = "item_ids") -> list[str]:
+def _as_item_ids(
+    item_ids: Any, source: str = "assign_unique_sids", name: str = "item_ids"
+) -> list[str] | ItemIds:
     """Item ids as strings (integers turned into strings): a list, or for `COMPACT_MIN_ITEMS` ids or more the
     compact [`ItemIds`] (no Python string per item). A bare string or a mapping is an error."""
     if isinstance(item_ids, ItemIds):
