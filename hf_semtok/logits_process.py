@@ -21,6 +21,7 @@ import torch
 from transformers import LogitsProcessor
 
 from hf_semtok.prompts import SID_LAYOUTS, get_sid_layout
+from hf_semtok.sid_checks import mixed_radix_keys
 
 __all__ = ["DEAD_END_SCORE", "SIDLogitsProcessor"]
 
@@ -321,18 +322,12 @@ class SIDLogitsProcessor(LogitsProcessor):
         integer each, and the code that follows."""
         sizes = self.codebook_sizes
         if math.prod(sizes) < 2**62:  # whole SIDs fit in one integer: sort those
-            full = codes[:, 0].astype(np.int64)
-            for lv in range(1, self.num_levels):
-                full *= sizes[lv]
-                full += codes[:, lv]
+            full = mixed_radix_keys(codes, sizes)
             full.sort()
             full = full[np.r_[True, full[1:] != full[:-1]]]
             return np.divmod(full, sizes[-1])
         order = np.lexsort(codes.T[::-1])  # rows in lexicographic order
-        parent = np.zeros(len(codes), dtype=np.int64)
-        for lv in range(self.num_levels - 1):
-            parent *= sizes[lv]
-            parent += codes[order, lv]
+        parent = mixed_radix_keys(codes[:, :-1], sizes[:-1])[order]
         child = codes[order, -1].astype(np.int64)
         distinct = np.r_[True, (parent[1:] != parent[:-1]) | (child[1:] != child[:-1])]
         return parent[distinct], child[distinct]

@@ -107,6 +107,19 @@ def as_int_list(value: Any, field: str, source: str) -> list[int]:
     return [int(v) for v in value]
 
 
+def mixed_radix_keys(codes: np.ndarray, radix: Sequence[int], low: Sequence[int] | None = None) -> np.ndarray:
+    """One int64 per row of `(n, L)` codes: the row read as a number with digits `codes[:, l] - low[l]` in base
+    `radix[l]`, so the keys sort as the rows do (lexicographically). Built in place, column by column: the only
+    temporary is the `(n,)` key array. The caller checks that `prod(radix) < 2**63`."""
+    keys = np.zeros(len(codes), dtype=np.int64)
+    for level, base in enumerate(radix):
+        keys *= int(base)
+        keys += codes[:, level]
+        if low is not None:
+            keys -= int(low[level])
+    return keys
+
+
 def check_code_range(
     codes: np.ndarray, codebook_sizes: Sequence[int], item_ids: Sequence[str], source: str
 ) -> None:

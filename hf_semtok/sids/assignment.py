@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hf_semtok.io_utils import write_json_atomic  # noqa: F401  (was defined here; still importable)
+from hf_semtok.sid_checks import mixed_radix_keys
 from hf_semtok.sid_table import (
     COMPACT_MIN_ITEMS,
     ItemIds,
@@ -88,12 +89,7 @@ def _row_keys(codes: np.ndarray) -> np.ndarray | None:
     radix = codes.max(axis=0) - low + 1
     if float(np.prod(radix.astype(np.float64))) >= 2.0**62:
         return None
-    keys = np.zeros(len(codes), dtype=np.int64)
-    for level in range(codes.shape[1]):
-        keys *= int(radix[level])
-        keys += codes[:, level]
-        keys -= int(low[level])
-    return keys
+    return mixed_radix_keys(codes, radix.tolist(), low.tolist())
 
 
 def _group(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
