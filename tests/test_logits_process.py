@@ -75,3 +75,39 @@ def test_index_does_not_depend_on_row_order():
     b = SIDLogitsProcessor(codes[::-1].copy(), _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
     assert np.array_equal(a._prefix_keys, b._prefix_keys)
     assert np.array_equal(a._packed_children, b._packed_children)
+
+
+@pytest.mark.parametrize("layout", ["marked", "bare"])
+def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(layout):
+    """The "sid" path looks prefixes up in numpy and writes scattered (non-consecutive) token columns with
+    index_copy_: same scores as the general torch path, dead ends included (a wrong level, an unknown prefix,
+    a missing start marker)."""
+    codes = _catalogue(400)
+    rng = np.random.default_rng(3)
+    scattered = rng.permutation(np.arange(3, 3 + sum(SIZES))).tolist()  # ids of all levels interleaved
+    token_ids, at = [], 0
+    for size in SIZES:
+        token_ids.append(scattered[at : at + size])
+        at += size
+    vocab, prompt_length = 3 + sum(SIZES) + 2, 2
+    fast = SIDLogitsProcessor(codes, token_ids, START, END, EOS, prompt_length=prompt_length, layout=layout)
+    general = SIDLogitsProcessor(codes, token_ids, START, END, EOS, prompt_length=prompt_length)  # marked
+    general._fast_sid_path = False
+    # The general path has no bare layout of its own: a bare row is compared with the marked row that has the start
+    # marker inserted, on the code steps (the two layouts differ only in the token forced after the last code).
+    marker = [] if layout == "marked" else [START]
+    for step in range(len(SIZES) + 3 if layout == "marked" else len(SIZES)):
+        rows = []
+        for r in range(16):
+            item = codes[rng.integers(len(codes))]
+            sid = [START, *[token_ids[lv][c] for lv, c in enumerate(item)], END, EOS]
+            written = sid[:step] if layout == "marked" else sid[1 : step + 1]
+            if r % 4 == 1 and len(written) > 1:  # a code token of the wrong level: dead end
+                written[-1] = token_ids[(len(written) + 1) % len(SIZES)][0]
+            if r % 4 == 2 and step and layout == "marked":  # no start marker: dead end
+                written[0] = vocab - 1
+            rows.append([vocab - 2] * prompt_length + written)
+        ids = torch.tensor(rows)
+        scores = torch.randn(len(rows), vocab)
+        general_ids = torch.tensor([row[:prompt_length] + marker + row[prompt_length:] for row in rows])
+        assert torch.equal(fast(ids, scores), general(general_ids, scores)), step
