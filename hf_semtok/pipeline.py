@@ -174,7 +174,14 @@ def run_pipeline(
         },
         "training": {
             key: training[key]
-            for key in ("train_seconds", "threads", "steps", "tokens_seen", "target_items_seen")
+            for key in (
+                "train_seconds",
+                "threads",
+                "steps",
+                "selected_step",
+                "tokens_seen",
+                "target_items_seen",
+            )
         },
         "evaluation": {
             "seconds": round(valid_seconds + eval_seconds, 1),

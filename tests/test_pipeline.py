@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,9 @@ from hf_semtok.lm.generator import (
     GeneratorConfig,
     add_dropout_hooks,
     build_sid_tokenizer,
+    evaluate_with_standard_errors,
     history_sequences,
+    order_by_history_length,
     train_generator,
 )
 from hf_semtok.pipeline import run_pipeline
@@ -376,3 +380,29 @@ def test_amazon_benchmark_main_writes_results(tmp_path, monkeypatch):
     table = (tmp_path / "res" / "amazon.md").read_text()
     assert "published:sids_collisiongenrec/tiny" in table and f"{saved['metrics']['recall@10']:.4f}" in table
     assert (tmp_path / "res" / "amazon_scientific_published-cgr-tiny.png").is_file()
+
+
+def test_select_best_keeps_the_weights_of_the_best_validation_point(catalogue):
+    """`select_best`: the model holds the weights of the curve's best point (here not the last one), chosen on the
+    validation subsample; re-evaluating it there gives that point's value again."""
+    train, valid, _ = leave_one_out_split(catalogue.histories)
+    tok = build_sid_tokenizer({item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)})
+    config = GeneratorConfig(
+        hidden_size=32, num_layers=1, num_heads=2, learning_rate=2e-2, min_lr_ratio=1.0, warmup_steps=2,
+        batch_size=32, max_steps=30, eval_every_steps=5, eval_users=40, eval_batch_size=40, num_beams=10,
+        seed=0, select_best=True,
+    )  # fmt: skip
+    model, facts, curve = train_generator(
+        tok, train, config, valid_examples=list(valid.values()), progress=False
+    )
+    values = [r["ndcg@10"] for r in curve]
+    best = curve[values.index(max(values))]
+    assert facts["selected_step"] == best["step"] < facts["steps"] == curve[-1]["step"]  # not the last point
+    assert facts["selection"].startswith("best validation ndcg@10")
+    subsample = random.Random(config.seed).sample(list(valid.values()), config.eval_users)
+    again = evaluate_with_standard_errors(model, tok, order_by_history_length(subsample, 20), config)
+    assert again["ndcg@10"] == pytest.approx(best["ndcg@10"], abs=1e-9)
+    with pytest.raises(ValueError, match="eval_every_steps > 0"):
+        GeneratorConfig(max_steps=10, select_best=True)
+    with pytest.raises(ValueError, match="select_metric"):
+        GeneratorConfig(max_steps=10, eval_every_steps=5, select_best=True, select_metric="ndcg@7")

@@ -97,6 +97,10 @@ class GeneratorConfig:
         max_history: Items of history the model sees (TIGER: 20), in training and evaluation.
         eval_every_steps: Evaluate on `eval_users` validation users every this many steps (0: never).
         eval_users: Size of the fixed validation subsample of the curve during training (`None`: all users).
+        select_best: Model selection on the curve: keep the weights of the curve's point with the highest
+            `select_metric` (the first one on ties) instead of the last step's. The curve is measured on the
+            `eval_users` validation subsample only, never on test. Needs `eval_every_steps > 0`.
+        select_metric: The curve's metric that `select_best` maximises, e.g. `"ndcg@10"` or `"recall@10"`.
         valid_users: Validation users of the final validation evaluation that `run_pipeline` reports beside the
             test metrics (`None`: all; 0: skip it).
         eval_batch_size: Users per `generate()` call.
@@ -129,6 +133,8 @@ class GeneratorConfig:
     max_history: int = 20
     eval_every_steps: int = 0
     eval_users: int | None = 500
+    select_best: bool = False
+    select_metric: str = "ndcg@10"
     valid_users: int | None = None
     eval_batch_size: int = 32
     num_beams: int = 20
@@ -159,6 +165,16 @@ class GeneratorConfig:
         if self.num_beams < max(self.ks):
             raise ValueError(
                 f"num_beams={self.num_beams} is smaller than max(ks)={max(self.ks)}; raise num_beams."
+            )
+        if self.select_best and self.eval_every_steps <= 0:
+            raise ValueError(
+                "select_best picks the best point of the validation curve, which needs eval_every_steps > 0; "
+                "set eval_every_steps (e.g. a tenth of max_steps) or select_best=False."
+            )
+        metric, _, cutoff = self.select_metric.partition("@")
+        if metric not in ("recall", "ndcg") or not cutoff.isdigit() or int(cutoff) not in self.ks:
+            raise ValueError(
+                f"select_metric must be 'recall@K' or 'ndcg@K' with K in ks={self.ks}; got {self.select_metric!r}."
             )
         if self.max_steps <= 0 and self.num_epochs <= 0 and not self.max_train_minutes:
             raise ValueError(
@@ -375,11 +391,13 @@ def _make_callback(
 ):
 
     class _BudgetAndCurve(TrainerCallback):
-        """Stops training when the time budget is spent; evaluates the validation subsample every N steps."""
+        """Stops training when the time budget is spent; evaluates the validation subsample every N steps and,
+        with `select_best`, keeps a copy of the weights at the best point so far."""
 
         def __init__(self) -> None:
             self.curve: list[dict[str, Any]] = []
             self.stop_reason = "steps"
+            self.best: dict[str, Any] | None = None  # {"step", "value", "state"}
 
         def _evaluate(self, state: Any, model: Any) -> None:
             began = time.perf_counter()
@@ -393,6 +411,12 @@ def _make_callback(
             }
             self.curve.append(record)
             logger.info("validation at step %d: %s", state.global_step, record)
+            value = record[config.select_metric]
+            if config.select_best and (self.best is None or value > self.best["value"]):
+                weights = {
+                    k: v.detach().clone() for k, v in getattr(model, "module", model).state_dict().items()
+                }
+                self.best = {"step": state.global_step, "value": value, "state": weights}
             clock.paused += time.perf_counter() - began
 
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
@@ -441,7 +465,8 @@ def train_generator(
     Returns:
         `(model, training_facts, curve)`. The facts hold steps, epochs, tokens seen, training seconds, torch
         threads, tokens per item, tokens/s and target items/s (target items seen: tokens seen times the epoch's
-        target items per token).
+        target items per token), and the step whose weights the model holds (`selected_step`: the last one, or
+        the curve's best with `config.select_best`).
     """
 
     config = config or GeneratorConfig()
@@ -537,6 +562,14 @@ def train_generator(
         clock.start = time.perf_counter()
         trainer.train()
         state = trainer.state
+    selected_step = state.global_step
+    if callback.best is not None:
+        model.load_state_dict(callback.best["state"])
+        selected_step = callback.best["step"]
+        logger.info(
+            "select_best: keeping the weights of step %d (validation %s %.4f on %d users)",
+            selected_step, config.select_metric, callback.best["value"], len(valid),
+        )  # fmt: skip
     model.eval()
     seconds = max(clock.train_seconds(), 1e-9)
     targets_seen = state.num_input_tokens_seen * n_targets / max(n_tokens, 1)
@@ -555,6 +588,12 @@ def train_generator(
         "tokens_per_second": round(state.num_input_tokens_seen / seconds, 1),
         "target_items_per_second": round(targets_seen / seconds, 1),
         "stop_reason": callback.stop_reason,
+        "selected_step": selected_step,
+        "selection": (
+            f"best validation {config.select_metric} of the curve ({len(valid)} users)"
+            if callback.best is not None
+            else "last step"
+        ),
         "num_parameters": n_params,
         "final_train_loss": next((r["loss"] for r in reversed(state.log_history) if "loss" in r), None),
     }
