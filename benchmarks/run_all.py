@@ -23,6 +23,7 @@ BENCHMARKS = [
     "tokenizer_speed",
     "generation_speed",
     "sid_quality",
+    "split_gap",
     "rqvae_convergence",
     "amazon",
 ]

@@ -45,7 +45,7 @@ def test_run_all_rejects_unknown_names(capsys):
 
 
 @pytest.mark.parametrize(
-    "name", ["encode_speed", "tokenizer_speed", "generation_speed", "sid_quality", "amazon"]
+    "name", ["encode_speed", "tokenizer_speed", "generation_speed", "sid_quality", "split_gap", "amazon"]
 )
 def test_every_listed_benchmark_exists(name):
     assert name in _load("run_all").BENCHMARKS and (ROOT / "benchmarks" / f"{name}.py").exists()
@@ -114,3 +114,18 @@ def test_robustness_quick_finds_no_unclear_error_silent_coercion_or_crash(tmp_pa
         assert info.get("broken") == 0 and info.get("stale_files") == 0 and info["kills"] >= 8, (name, info)
         assert set(info["states"]) <= {"old", "new"}
     assert "| 0 | 0 |" in (tmp_path / "robustness.md").read_text()
+
+
+def test_split_gap_facts_of_a_tiny_split():
+    bench = _load("split_gap")
+    # u1: train [a, b], valid b->c, test c->d; u2: train [a, b, c], valid c->d, test d->e
+    facts = bench.split_facts({"u1": ["a", "b", "c", "d"], "u2": ["a", "b", "c", "d", "e"]})
+    valid, test = facts["validation"], facts["test"]
+    assert valid["users"] == test["users"] == 2
+    assert valid["target_unseen_in_train"] == 0.5 and test["target_unseen_in_train"] == 1.0  # d; d and e
+    assert (
+        valid["target_mean_train_count"] == 0.5 and test["target_mean_train_count"] == 0.0
+    )  # c once, d never
+    assert valid["transition_seen_in_train"] == 0.5  # b->c occurs in u2's training history
+    assert test["transition_seen_in_train"] == 0.0
+    assert valid["popularity_recall@10"] == 0.5 and test["popularity_recall@10"] == 0.0
