@@ -6,6 +6,10 @@ level-`l` codebook says which codes may follow. Prefixes are packed into one int
 codebook sizes, offset per level) and kept sorted, so one call costs one `searchsorted` plus one gather and one
 scatter, whatever the batch size or the number of beams; no Python runs per beam. Where a row is inside its SID is
 read from `input_ids` on every call (the processor keeps no state between calls).
+
+Recommendation ("sid" mode, every row at the same SID position) looks the prefixes up in numpy on the host and
+only masks the scores in torch: a beam-search step of a small model takes a few milliseconds, so the processor's
+own cost is counted in microseconds (`benchmarks/scale.py` reports the constrained / unconstrained step ratio).
 """
 
 from __future__ import annotations
@@ -63,9 +67,10 @@ class SIDLogitsProcessor(LogitsProcessor):
 
     Memory: follows the distinct prefixes. Per prefix, one sorted int64 key and its children as a bit-packed row
     of `ceil(codebook_size / 8)` bytes of the next level: about 1.2 MB for 100k random items with 3 levels of
-    256 codes, and under 100 MB for 10M items with [256, 256, 256] plus a dedup level. Index tensors are copied
-    to each device on first use and cached (they are constants, so calls stay stateless); the processor works on
-    CUDA scores as well as CPU.
+    256 codes, and under 100 MB for 10M items with [256, 256, 256] plus a dedup level. The "free" mode's index
+    tensors are copied to each device on first use and cached (they are constants, so calls stay stateless); the
+    "sid" mode reads the host copy (one small device-to-host copy of the written codes per step on an
+    accelerator). The processor works on CUDA scores as well as CPU.
 
     Args:
         sid_codes: `(n_items, L)` integer codes of the catalogue, one row per item.
