@@ -223,6 +223,14 @@ def _se(m: dict[str, Any]) -> str:
     return f"{m['recall@10_se']:.4f} / {m['ndcg@10_se']:.4f}"
 
 
+def _steps(training: dict[str, Any]) -> str:
+    """Steps trained, and the step whose weights were kept when `select_best` chose an earlier one."""
+    selected = training.get("selected_step", training["steps"])
+    return (
+        f"{training['steps']}" if selected == training["steps"] else f"{training['steps']} (kept {selected})"
+    )
+
+
 def write_markdown(results_dir: Path = RESULTS) -> str:
     """Regenerate `amazon.md` from every `amazon_*.json` in `results_dir` and return its text."""
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("amazon_*.json"))]
@@ -263,7 +271,7 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
                 f"| {r['run_name']} | {r['sids']} | {r['features']} | {_fmt(r['metrics'])} | "
                 f"{_se(r['metrics'])} | {_with_se(r.get('validation'), 'recall@10')} | "
                 f"{_with_se(r.get('validation'), 'ndcg@10')} | {r['model']['num_parameters'] / 1e6:.1f}M | "
-                f"{training['steps']} | {training['tokens_seen'] / 1e6:.1f}M | {threads} | "
+                f"{_steps(training)} | {training['tokens_seen'] / 1e6:.1f}M | {threads} | "
                 f"{training['train_seconds'] / 60:.1f} | {r.get('total_seconds', 0) / 60:.0f} | "
                 f"{r['evaluation']['test_users']} |"
             )
