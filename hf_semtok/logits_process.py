@@ -89,6 +89,11 @@ class SIDLogitsProcessor(LogitsProcessor):
     #: makes a step about as cheap as a dense mask; above it, steps unpack only the rows they touch.
     dense_children_max_bytes: int = 64 * 2**20
 
+    #: Devices whose "sid"-mode masks are built over the whole vocabulary on the host (one torch op per step);
+    #: on others only the level's columns are masked on the device (a vocabulary-wide host mask would be copied
+    #: to the device at every step).
+    _host_mask_devices: tuple[str, ...] = ("cpu",)
+
     def __init__(
         self,
         sid_codes: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
@@ -293,7 +298,6 @@ class SIDLogitsProcessor(LogitsProcessor):
         self._level_base = np.asarray(level_base, dtype=np.int64)  # (L,) byte offset of its first row
         self._level_bytes = np.asarray(level_bytes, dtype=np.int64)  # (L,) bytes per row
         self._radix = radix
-        self._sizes_array = np.asarray(sizes, dtype=np.int64)
         self._offsets = offsets[:num_levels]
 
         all_ids = [int(t) for level_ids in sid_token_ids for t in level_ids]
@@ -331,9 +335,10 @@ class SIDLogitsProcessor(LogitsProcessor):
             self._packed_children[base : base + (bounds[lv + 1] - bounds[lv]) * nbytes].reshape(-1, nbytes)
             for lv, (base, nbytes) in enumerate(zip(self._level_base.tolist(), level_bytes))
         ]
-        self._root_children = np.unpackbits(self._level_blocks[0][0], count=sizes[0], bitorder="little").view(
-            bool
-        )
+        self._level_keys = [self._prefix_keys[bounds[lv] : bounds[lv + 1]] for lv in range(num_levels)]
+        root = np.unpackbits(self._level_blocks[0][:1], axis=1, count=sizes[0], bitorder="little")
+        self._root_blocked = root == 0  # (1, size): codes no SID starts with
+        self._sizes_unsigned = np.asarray(sizes, dtype=np.uint64)
 
     def _deepest_pairs(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distinct `(P_(L-1), last code)` pairs of the catalogue, sorted: the prefixes of `L - 1` levels as one
@@ -535,57 +540,73 @@ class SIDLogitsProcessor(LogitsProcessor):
 
         The prefix lookup runs in numpy on the few codes written so far (`(rows, level)` integers, copied to the
         host when generating on an accelerator): a generate step of a small model takes a few milliseconds, and a
-        dozen small torch ops would cost a sizeable part of it. Only the masking of `scores` runs on their device."""
+        dozen small torch ops would cost a sizeable part of it. Only the masking of `scores` runs on their device:
+        a new `-inf` tensor, and the level's columns copied from `scores` with the blocked codes filled in."""
         rows, cur_len = input_ids.shape
         prompt_length, levels = self.prompt_length, self.levels_to_generate
         neg_inf = float("-inf")
-        out = torch.full_like(scores, neg_inf)  # (rows, vocab), a new tensor
+        # The tokens after the prompt, on the host (a view on CPU): numpy slicing costs far less than torch's.
+        ids = input_ids.numpy() if input_ids.device.type == "cpu" else input_ids.cpu().numpy()
+        span = ids[:, prompt_length:]
         if self.layout == "bare":  # as if <|sid_start|> stood after the prompt: the first code is step 1
-            offset, span = cur_len - prompt_length + 1, input_ids[:, prompt_length:]
+            offset, first_code = cur_len - prompt_length + 1, 0
             opened = None  # every row: a bare SID has no start marker to check
         else:
-            offset = cur_len - prompt_length
+            offset, first_code = cur_len - prompt_length, 1
             if offset == 0:
+                out = torch.full_like(scores, neg_inf)  # (rows, vocab), a new tensor
                 out[:, self.sid_start_token_id] = 0.0
                 return out
-            opened = input_ids[:, prompt_length].numpy(force=True) == self.sid_start_token_id  # (rows,)
-            span = input_ids[:, prompt_length + 1 :]
+            opened = span[:, 0] == self.sid_start_token_id  # (rows,)
         if offset > levels:  # the SID is complete: force <|sid_end|> (marked) or EOS
             marked_end = offset == levels + 1 and self.layout == "marked"
-            forced = self.sid_end_token_id if marked_end else self.eos_token_id
-            out[:, forced] = 0.0
-            if opened is not None and not opened.all():  # dead ends (see the class docstring)
+            out = torch.full_like(scores, neg_inf)
+            out[:, self.sid_end_token_id if marked_end else self.eos_token_id] = 0.0
+            if opened is not None and not opened.all():
                 self._mark_dead_ends(out, ~opened)
             return out
         level = offset - 1
-        size = self.codebook_sizes[level]
         if level == 0:  # the empty prefix: the same children for every row
-            allowed, ok = self._root_children[None, :], opened
+            blocked, ok = self._root_blocked, opened  # (1, size), broadcast below
         else:
-            written = np.clip(
-                span[:, :level].numpy(force=True), 0, len(self._token_slot) - 1
-            )  # (rows, level)
-            # slot - slot base of its position: a code of the right level lands in [0, size), anything else outside
-            codes = self._token_slot[written] - self._slot_base[:level]
-            ok = ((codes >= 0) & (codes < self._sizes_array[:level])).all(axis=1)  # (rows,)
+            written = span[:, first_code : first_code + level]  # (rows, level) token ids
+            # Token -> level * max_size + code (-1: not a code; ids past the table clip to its -1 end); minus the
+            # slot base of its position, a code of the right level lands in [0, size), anything else outside
+            # (negatives wrap to huge unsigned values).
+            codes = np.take(self._token_slot, written, mode="clip") - self._slot_base[:level]
+            ok = (codes.view(np.uint64) < self._sizes_unsigned[:level]).all(axis=1)  # (rows,)
             if opened is not None:
                 ok &= opened
             key = codes @ self._radix[level, :level] + self._offsets[level]  # (rows,)
-            idx = np.minimum(np.searchsorted(self._prefix_keys, key), len(self._prefix_keys) - 1)
-            ok &= self._prefix_keys[idx] == key
-            block = self._level_blocks[level]  # (n_prefixes_l, bytes_l)
-            local = np.clip(idx - self._level_first[level], 0, len(block) - 1)
-            allowed = np.unpackbits(block[local], axis=1, count=size, bitorder="little").view(bool)
+            keys = self._level_keys[level]  # this level's sorted keys
+            local = np.searchsorted(keys, key)  # (rows,) row of the prefix in the level, if it is there
+            ok &= np.take(keys, local, mode="clip") == key
+            row_bytes = np.take(self._level_blocks[level], local, axis=0, mode="clip")  # (rows, bytes_l)
+            allowed = np.unpackbits(row_bytes, axis=1, count=self.codebook_sizes[level], bitorder="little")
+            blocked = allowed == 0  # (rows, size)
         dead = None if ok is None or ok.all() else ~ok
         if dead is not None:
-            allowed = allowed & ok[:, None]
-        mask = torch.from_numpy(np.ascontiguousarray(allowed)).to(out.device)  # (rows or 1, size)
+            blocked = blocked | dead[:, None]
         columns = self._level_columns[level]
-        if isinstance(columns, slice):
-            out[:, columns] = torch.where(mask, scores[:, columns], neg_inf)
+        if scores.device.type in self._host_mask_devices:
+            # One mask over the whole vocabulary, built in numpy: a single torch op on the scores.
+            full = np.ones((blocked.shape[0], scores.shape[1]), dtype=bool)
+            full[
+                :, columns if isinstance(columns, slice) else self._code_token[level, : blocked.shape[1]]
+            ] = blocked
+            out = scores.masked_fill(torch.from_numpy(full), neg_inf)
         else:
-            cols = t[f"level_{level}_ids"]
-            out.index_copy_(1, cols, torch.where(mask, scores.index_select(1, cols), neg_inf))
+            # Accelerators: only the level's `(rows, size)` mask crosses to the device, not a vocabulary-wide one.
+            out = torch.full_like(scores, neg_inf)
+            mask = torch.from_numpy(blocked).to(out.device)
+            if isinstance(columns, slice):
+                start, width = columns.start, columns.stop - columns.start
+                region = out.narrow(1, start, width)  # a view: filled in place
+                region.copy_(scores.narrow(1, start, width))
+                region.masked_fill_(mask, neg_inf)
+            else:
+                cols = t[f"level_{level}_ids"]
+                out.index_copy_(1, cols, scores.index_select(1, cols).masked_fill_(mask, neg_inf))
         if dead is not None:
             self._mark_dead_ends(out, dead)
         return out
@@ -593,5 +614,5 @@ class SIDLogitsProcessor(LogitsProcessor):
     def _mark_dead_ends(self, out: torch.Tensor, dead: np.ndarray) -> None:
         """Rows in `dead` allow only EOS, at DEAD_END_SCORE (see the class docstring)."""
         dead_rows = torch.from_numpy(dead).to(out.device)
-        out[dead_rows] = float("-inf")
+        out.masked_fill_(dead_rows[:, None], float("-inf"))
         out[:, self.eos_token_id].masked_fill_(dead_rows, DEAD_END_SCORE)
