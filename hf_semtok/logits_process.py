@@ -541,7 +541,8 @@ class SIDLogitsProcessor(LogitsProcessor):
         The prefix lookup runs in numpy on the few codes written so far (`(rows, level)` integers, copied to the
         host when generating on an accelerator): a generate step of a small model takes a few milliseconds, and a
         dozen small torch ops would cost a sizeable part of it. Only the masking of `scores` runs on their device:
-        a new `-inf` tensor, and the level's columns copied from `scores` with the blocked codes filled in."""
+        on CPU one `masked_fill` with a vocabulary-wide mask built in numpy; elsewhere a new `-inf` tensor and the
+        level's columns copied from `scores` with the blocked codes filled in."""
         rows, cur_len = input_ids.shape
         prompt_length, levels = self.prompt_length, self.levels_to_generate
         neg_inf = float("-inf")

@@ -129,3 +129,19 @@ def test_split_gap_facts_of_a_tiny_split():
     assert valid["transition_seen_in_train"] == 0.5  # b->c occurs in u2's training history
     assert test["transition_seen_in_train"] == 0.0
     assert valid["popularity_recall@10"] == 0.5 and test["popularity_recall@10"] == 0.0
+
+
+def test_scale_quick_without_rqvae_and_ray_reports_the_step_ratios(tmp_path):
+    """`benchmarks/scale.py --quick` on 100k items (assignment, save/load, processor, the three generate timings)."""
+    bench = _load("scale")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert (
+        bench.main(["--quick", "--skip", "rqvae", "ray", "--cache_dir", str(cache), "--output_dir", str(out)])
+        == 0
+    )
+    row = json.loads((out / "scale.json").read_text())["sizes"]["100000"]
+    assert row["fraction_valid_sids"] == 1.0  # every constrained beam wrote a real item
+    for key in ("constrained_step_ratio", "replayed_step_ratio", "processor_over_replay_ratio"):
+        assert 0.5 < row[key] < 3.0, (key, row[key])  # measured, not placeholders (timings vary with load)
+    assert row["processor_prefixes"] > 100_000 and row["from_pretrained_s"] > 0
+    assert "constrained_step_ratio" in (out / "scale.md").read_text()

@@ -77,22 +77,30 @@ def test_index_does_not_depend_on_row_order():
     assert np.array_equal(a._packed_children, b._packed_children)
 
 
+@pytest.mark.parametrize("scattered", [True, False])
+@pytest.mark.parametrize("host_mask", [True, False])
 @pytest.mark.parametrize("layout", ["marked", "bare"])
-def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(layout):
-    """The "sid" path looks prefixes up in numpy and writes scattered (non-consecutive) token columns with
-    index_copy_: same scores as the general torch path, dead ends included (a wrong level, an unknown prefix,
-    a missing start marker)."""
+def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(layout, host_mask, scattered):
+    """The "sid" path looks prefixes up in numpy and masks scattered (non-consecutive) token columns, with a
+    vocabulary-wide host mask (CPU) or on the scores' device (`host_mask=False`: the accelerator path, run on CPU
+    here): same scores as the general torch path, dead ends included (a wrong level, an unknown prefix, a missing
+    start marker)."""
     codes = _catalogue(400)
     rng = np.random.default_rng(3)
-    scattered = rng.permutation(np.arange(3, 3 + sum(SIZES))).tolist()  # ids of all levels interleaved
+    ids = np.arange(3, 3 + sum(SIZES))
+    ids = (
+        rng.permutation(ids).tolist() if scattered else ids.tolist()
+    )  # scattered: all levels' ids interleaved
     token_ids, at = [], 0
     for size in SIZES:
-        token_ids.append(scattered[at : at + size])
+        token_ids.append(ids[at : at + size])
         at += size
     vocab, prompt_length = 3 + sum(SIZES) + 2, 2
     fast = SIDLogitsProcessor(codes, token_ids, START, END, EOS, prompt_length=prompt_length, layout=layout)
     general = SIDLogitsProcessor(codes, token_ids, START, END, EOS, prompt_length=prompt_length)  # marked
     general._fast_sid_path = False
+    if not host_mask:
+        fast._host_mask_devices = ()
     # The general path has no bare layout of its own: a bare row is compared with the marked row that has the start
     # marker inserted, on the code steps (the two layouts differ only in the token forced after the last code).
     marker = [] if layout == "marked" else [START]
