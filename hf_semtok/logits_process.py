@@ -89,10 +89,11 @@ class SIDLogitsProcessor(LogitsProcessor):
     #: makes a step about as cheap as a dense mask; above it, steps unpack only the rows they touch.
     dense_children_max_bytes: int = 64 * 2**20
 
-    #: Devices whose "sid"-mode masks are built over the whole vocabulary on the host (one torch op per step);
-    #: on others only the level's columns are masked on the device (a vocabulary-wide host mask would be copied
-    #: to the device at every step).
-    _host_mask_devices: tuple[str, ...] = ("cpu",)
+    #: "sid" mode on CPU: scores of at most this many elements (rows x vocabulary) are masked with one mask over
+    #: the whole vocabulary built in numpy, a single torch op (few beams, small vocabularies, where the per-op cost
+    #: dominates). Larger scores, and scores on an accelerator, get a new `-inf` tensor with only the level's columns
+    #: copied and masked (less memory traffic; only a `(rows, codebook)` mask crosses to the device).
+    host_mask_max_elements: int = 2**16
 
     def __init__(
         self,
@@ -540,9 +541,8 @@ class SIDLogitsProcessor(LogitsProcessor):
 
         The prefix lookup runs in numpy on the few codes written so far (`(rows, level)` integers, copied to the
         host when generating on an accelerator): a generate step of a small model takes a few milliseconds, and a
-        dozen small torch ops would cost a sizeable part of it. Only the masking of `scores` runs on their device:
-        on CPU one `masked_fill` with a vocabulary-wide mask built in numpy; elsewhere a new `-inf` tensor and the
-        level's columns copied from `scores` with the blocked codes filled in."""
+        dozen small torch ops would cost a sizeable part of it. Only the masking of `scores` runs on their device
+        (see `host_mask_max_elements`)."""
         rows, cur_len = input_ids.shape
         prompt_length, levels = self.prompt_length, self.levels_to_generate
         neg_inf = float("-inf")
@@ -589,7 +589,7 @@ class SIDLogitsProcessor(LogitsProcessor):
         if dead is not None:
             blocked = blocked | dead[:, None]
         columns = self._level_columns[level]
-        if scores.device.type in self._host_mask_devices:
+        if scores.device.type == "cpu" and scores.numel() <= self.host_mask_max_elements:
             # One mask over the whole vocabulary, built in numpy: a single torch op on the scores.
             full = np.ones((blocked.shape[0], scores.shape[1]), dtype=bool)
             full[
@@ -597,7 +597,6 @@ class SIDLogitsProcessor(LogitsProcessor):
             ] = blocked
             out = scores.masked_fill(torch.from_numpy(full), neg_inf)
         else:
-            # Accelerators: only the level's `(rows, size)` mask crosses to the device, not a vocabulary-wide one.
             out = torch.full_like(scores, neg_inf)
             mask = torch.from_numpy(blocked).to(out.device)
             if isinstance(columns, slice):

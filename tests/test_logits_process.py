@@ -100,7 +100,7 @@ def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(lay
     general = SIDLogitsProcessor(codes, token_ids, START, END, EOS, prompt_length=prompt_length)  # marked
     general._fast_sid_path = False
     if not host_mask:
-        fast._host_mask_devices = ()
+        fast.host_mask_max_elements = 0
     # The general path has no bare layout of its own: a bare row is compared with the marked row that has the start
     # marker inserted, on the code steps (the two layouts differ only in the token forced after the last code).
     marker = [] if layout == "marked" else [START]
