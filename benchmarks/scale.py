@@ -8,9 +8,9 @@ Reports, per size: `assign_unique_sids` time; tokenizer `save_pretrained` size o
 RSS (targets at 10M: <= 10 s, <= 1.5 GB); `SIDLogitsProcessor.from_tokenizer` time and memory (<= 10 s, <= 1 GB) and
 the constrained / unconstrained step-time ratio of beam search on a tiny LM, beside the same ratio for a processor
 that replays the recorded constrained scores at almost no cost (the part of the ratio that any constraint costs
-beam search here, not the index lookup: `replayed_step_ratio`, `processor_over_replay_ratio`); RQ-VAE training plus streaming encoding
-from the memmap (peak RSS <= 4 GB, items/s); and the Ray Data path on `--ray_items` items with 2 workers (equal to
-the single-process SIDs, items/s).
+beam search here, not the index lookup: `replayed_step_ratio`, `processor_over_replay_ratio`); RQ-VAE training plus
+streaming encoding from the memmap (peak RSS <= 4 GB, items/s); and the Ray Data path on `--ray_items` items with
+2 workers (equal to the single-process SIDs, items/s).
 
 Usage:
     python benchmarks/scale.py --quick                       # 100k items (a test runs it)
