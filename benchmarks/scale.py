@@ -214,20 +214,29 @@ def part_rqvae(n: int, cache: Path, steps: int) -> dict:
     emb = _embeddings(n, cache)
     base_rss = _rss_mb()
     config = RQVAEConfig(modality_dims=DIM, hidden_sizes=[256, 128], latent_dim=32, codebook_sizes=SIZES)
+    phase_peaks = {}  # VmHWM reset before each phase: which phase holds the peak
+    reset = _reset_peak()
     start = time.perf_counter()
     result = train_rqvae(
         emb, config, max_steps=steps, batch_size=4096, kmeans_samples=20_000, progress=False, report=False
     )
     total_s = time.perf_counter() - start
+    if reset:
+        phase_peaks["train_encode_assign_peak_rss_above_imports_mb"] = round(_hwm_mb() - base_rss, 1)
     result.model.save_pretrained(cache / f"rqvae_{n}")
+    reset = _reset_peak()
     start = time.perf_counter()
     codes = result.model.encode_batches(emb, progress=False)
     encode_s = time.perf_counter() - start
+    if reset:
+        phase_peaks["encode_again_peak_rss_above_imports_mb"] = round(_hwm_mb() - base_rss, 1)
     return {
+        **phase_peaks,
         "train_steps": steps,
         "train_encode_assign_s": round(total_s, 1),
         "encode_items_per_s": round(n / encode_s),
-        "peak_rss_above_imports_mb": round(_peak_mb() - base_rss, 1),
+        # the whole part's peak: the largest phase peak where VmHWM was reset (that also resets ru_maxrss)
+        "peak_rss_above_imports_mb": max(phase_peaks.values(), default=round(_peak_mb() - base_rss, 1)),
         "codes_mb": round(codes.nbytes / 2**20, 1),
     }
 
