@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RQVAEEncodeActor",
     "assign_unique_sids_ray",
+    "check_cpu_reservation",
     "encode_catalogue_ray",
     "sids_on_ray",
     "start_ray",
@@ -147,6 +148,17 @@ class RQVAEEncodeActor:
         return out
 
 
+def check_cpu_reservation(num_workers: int, cpus_per_worker: float, cluster_cpus: float) -> None:
+    """Refuse an actor pool that reserves every CPU of the cluster: Ray Data's read and group-by tasks would then
+    wait forever for a CPU (a hang, not an error)."""
+    if num_workers * cpus_per_worker >= cluster_cpus:
+        raise ValueError(
+            f"num_workers x cpus_per_worker = {num_workers} x {cpus_per_worker} reserves all {cluster_cpus:g} CPUs "
+            "of the Ray cluster for the encoding actors, leaving none for reading and grouping; lower "
+            "cpus_per_worker (e.g. 0.5) or num_workers."
+        )
+
+
 def encode_catalogue_ray(
     catalogue_path: str | os.PathLike,
     model_path: str | os.PathLike,
@@ -168,6 +180,8 @@ def encode_catalogue_ray(
         A lazy `ray.data.Dataset` with `item_id`, `row`, `sid_0` ... `sid_{L-1}` (semantic codes).
     """
     ray = _import_ray()
+    if ray.is_initialized():
+        check_cpu_reservation(num_workers, cpus_per_worker, float(ray.cluster_resources().get("CPU", 0)))
     ds = ray.data.read_parquet(str(catalogue_path), columns=[ITEM_ID_COLUMN, ROW_COLUMN, EMBEDDING_COLUMN])
     return ds.map_batches(
         RQVAEEncodeActor,

@@ -398,14 +398,14 @@ class SIDLogitsProcessor(LogitsProcessor):
         ).bool()
         width = int(self._level_bytes.max())
         if len(self._prefix_keys) * width * 8 <= self.dense_children_max_bytes:
-            rows = []  # (n_prefixes, width * 8) bool, zero past each level's codebook
-            bounds = [*self._level_first.tolist(), len(self._prefix_keys)]
-            for level in range(self.num_levels):
-                idx = torch.arange(bounds[level], bounds[level + 1], device=device)
-                bits = self._children(t, idx, level, int(self._level_bytes[level]))
-                bits[:, self.codebook_sizes[level] :] = False
-                rows.append(torch.nn.functional.pad(bits, (0, width * 8 - bits.shape[1])))
-            t["dense"] = torch.cat(rows)
+            dense = np.zeros(
+                (len(self._prefix_keys), width * 8), dtype=bool
+            )  # zero past each level's codebook
+            for level, block in enumerate(self._level_blocks):
+                first, size = int(self._level_first[level]), self.codebook_sizes[level]
+                bits = np.unpackbits(block, axis=1, count=size, bitorder="little")
+                dense[first : first + len(block), :size] = bits
+            t["dense"] = torch.as_tensor(dense, device=device)
         self._device_cache[key] = t
         return t
 

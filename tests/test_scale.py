@@ -230,3 +230,12 @@ def test_ray_sids_equal_single_process(tmp_path):
     assert parquet["item_id"].tolist() == ids
     assert np.array_equal(parquet[[f"sid_{lv}" for lv in range(3)]].to_numpy(), expected.codes)
     assert os.path.isfile(tmp_path / "out" / SID_CODES_FILE)
+
+
+def test_actor_pool_that_reserves_every_cpu_is_refused():
+    """Actors holding every CPU leave none to Ray Data's read tasks, which would wait forever: a clear error."""
+    from hf_semtok.distributed import check_cpu_reservation
+
+    check_cpu_reservation(2, 0.5, 2.0)  # one CPU left for reading and grouping
+    with pytest.raises(ValueError, match="reserves all 2 CPUs"):
+        check_cpu_reservation(2, 1.0, 2.0)
