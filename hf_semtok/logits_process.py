@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 #: beam search still have one token to pick, and low enough that such a beam ranks below every real one.
 DEAD_END_SCORE = -1.0e4
 
+#: Score dtypes that numpy shares with torch (masked on the host through views; bfloat16 stays in torch).
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
 
 class SIDLogitsProcessor(LogitsProcessor):
     """Restricts generation so that every Semantic ID written is the (prefix of a) SID of a catalogue item.
@@ -89,11 +92,12 @@ class SIDLogitsProcessor(LogitsProcessor):
     #: makes a step about as cheap as a dense mask; above it, steps unpack only the rows they touch.
     dense_children_max_bytes: int = 64 * 2**20
 
-    #: "sid" mode on CPU: scores of at most this many elements (rows x vocabulary) are masked with one mask over
-    #: the whole vocabulary built in numpy, a single torch op (few beams, small vocabularies, where the per-op cost
-    #: dominates). Larger scores, and scores on an accelerator, get a new `-inf` tensor with only the level's columns
-    #: copied and masked (less memory traffic; only a `(rows, codebook)` mask crosses to the device).
-    host_mask_max_elements: int = 2**16
+    #: "sid" mode on CPU: scores (float16/32/64) of at most this many elements (rows x vocabulary) are written in
+    #: numpy, through views of the torch tensors: a new `-inf` tensor, then only the allowed entries copied from
+    #: `scores` by flat index (a handful of numpy calls; a torch `masked_fill` over the whole vocabulary costs more
+    #: than the rest of the step on small models). Other scores (accelerators, bfloat16) get a new `-inf` tensor with
+    #: the level's columns copied and masked in torch (only a `(rows, codebook)` mask crosses to the device).
+    host_mask_max_elements: int = 2**62
 
     def __init__(
         self,
@@ -201,7 +205,9 @@ class SIDLogitsProcessor(LogitsProcessor):
         self.sid_end_token_id = int(sid_end_token_id)
         self.eos_token_id = int(eos_ids[0])
         self._build_index(codes, sid_token_ids)
-        self._device_cache: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+        self._device_cache: dict[tuple[str, int], dict[str, torch.Tensor]] = {}  # the general path's index
+        self._level_ids_cache: dict[tuple[str, int], torch.Tensor] = {}
+        self._checked_vocab: set[int] = set()
 
     @classmethod
     def from_tokenizer(
@@ -338,7 +344,7 @@ class SIDLogitsProcessor(LogitsProcessor):
         ]
         self._level_keys = [self._prefix_keys[bounds[lv] : bounds[lv + 1]] for lv in range(num_levels)]
         root = np.unpackbits(self._level_blocks[0][:1], axis=1, count=sizes[0], bitorder="little")
-        self._root_blocked = root == 0  # (1, size): codes no SID starts with
+        self._root_allowed = root.view(bool)  # (1, size): codes some SID starts with
         self._sizes_unsigned = np.asarray(sizes, dtype=np.uint64)
 
     def _deepest_pairs(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -356,12 +362,10 @@ class SIDLogitsProcessor(LogitsProcessor):
         distinct = np.r_[True, (parent[1:] != parent[:-1]) | (child[1:] != child[:-1])]
         return parent[distinct], child[distinct]
 
-    def _tensors(self, device: torch.device, vocab_size: int) -> dict[str, torch.Tensor]:
-        """Index tensors on `device` for a score width of `vocab_size` (cached; constant, so calls stay stateless)."""
-        key = (str(device), vocab_size)
-        cached = self._device_cache.get(key)
-        if cached is not None:
-            return cached
+    def _check_vocab(self, vocab_size: int) -> None:
+        """Refuse scores narrower than the SID token ids (a model whose embeddings were not resized)."""
+        if vocab_size in self._checked_vocab:
+            return
         if int(self._sid_token_ids.max()) >= vocab_size or max(
             self.sid_start_token_id, self.sid_end_token_id
         ) >= (vocab_size):
@@ -370,6 +374,23 @@ class SIDLogitsProcessor(LogitsProcessor):
                 "the model's vocabulary lacks the SID tokens. Resize its embeddings with "
                 "hf_semtok.extend_model(model, tokenizer) (or model.resize_token_embeddings(len(tokenizer)))."
             )
+        self._checked_vocab.add(vocab_size)
+
+    def _level_ids(self, device: torch.device, level: int) -> torch.Tensor:
+        """Token ids of one level's codes on `device` (cached): the scattered columns of the "sid" path."""
+        key = (str(device), level)
+        if key not in self._level_ids_cache:
+            ids = self._code_token[level, : self.codebook_sizes[level]]
+            self._level_ids_cache[key] = torch.as_tensor(ids, device=device)
+        return self._level_ids_cache[key]
+
+    def _tensors(self, device: torch.device, vocab_size: int) -> dict[str, torch.Tensor]:
+        """Index tensors on `device` for a score width of `vocab_size` (cached; constant, so calls stay stateless)."""
+        key = (str(device), vocab_size)
+        cached = self._device_cache.get(key)
+        if cached is not None:
+            return cached
+        self._check_vocab(vocab_size)
         code_token = self._code_token.copy()
         code_token[code_token < 0] = self.sid_end_token_id  # harmless target, see __call__ step 2
         free_allowed = np.ones(vocab_size, dtype=bool)
@@ -391,8 +412,6 @@ class SIDLogitsProcessor(LogitsProcessor):
             "free_allowed": torch.as_tensor(free_allowed, device=device),
             "level_range": torch.arange(self.num_levels, device=device),
         }
-        for level, level_ids in enumerate(self._code_token):
-            t[f"level_{level}_ids"] = torch.as_tensor(level_ids[: self.codebook_sizes[level]], device=device)
         t["unpack"] = (
             (torch.arange(256, device=device)[:, None] >> torch.arange(8, device=device)) & 1
         ).bool()
@@ -425,8 +444,6 @@ class SIDLogitsProcessor(LogitsProcessor):
         rows, cur_len = input_ids.shape
         vocab = scores.shape[-1]
         device = scores.device
-        t = self._tensors(device, vocab)
-        input_ids = input_ids.to(device)
         num_levels = self.num_levels
         if self.mode == "sid" and cur_len < self.prompt_length:
             raise ValueError(
@@ -434,7 +451,10 @@ class SIDLogitsProcessor(LogitsProcessor):
                 "processor with prompt_length=input_ids.shape[1] of the batch passed to generate()."
             )
         if self.mode == "sid" and (self._fast_sid_path or self.layout == "bare"):
-            return self._call_sid(input_ids, scores, t)
+            self._check_vocab(vocab)
+            return self._call_sid(input_ids, scores)  # the host index; no device tensors
+        t = self._tensors(device, vocab)
+        input_ids = input_ids.to(device)
 
         # Per row: where the SID span starts (index of <|sid_start|>) and how far into it we are.
         if self.mode == "sid":
@@ -533,16 +553,15 @@ class SIDLogitsProcessor(LogitsProcessor):
         # byte -> its 8 bits (bit k = code 8 * byte_index + k): one lookup in a (256, 8) table
         return t["unpack"].index_select(0, row_bytes.long()).view(len(idx), width * 8)
 
-    def _call_sid(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, t: dict[str, torch.Tensor]
-    ) -> torch.FloatTensor:
+    def _call_sid(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """`"sid"` mode: every row is at the same step, so the level is a Python int and only that level's columns
         are touched. Same result as the general path (tested).
 
         The prefix lookup runs in numpy on the few codes written so far (`(rows, level)` integers, copied to the
         host when generating on an accelerator): a generate step of a small model takes a few milliseconds, and a
-        dozen small torch ops would cost a sizeable part of it. Only the masking of `scores` runs on their device
-        (see `host_mask_max_elements`)."""
+        dozen small torch ops would cost a sizeable part of it. CPU scores are masked in numpy through views too;
+        scores on an accelerator are masked there, with only a `(rows, codebook)` mask sent (see
+        `host_mask_max_elements`)."""
         rows, cur_len = input_ids.shape
         prompt_length, levels = self.prompt_length, self.levels_to_generate
         neg_inf = float("-inf")
@@ -555,20 +574,15 @@ class SIDLogitsProcessor(LogitsProcessor):
         else:
             offset, first_code = cur_len - prompt_length, 1
             if offset == 0:
-                out = torch.full_like(scores, neg_inf)  # (rows, vocab), a new tensor
-                out[:, self.sid_start_token_id] = 0.0
-                return out
+                return self._forced(scores, self.sid_start_token_id, None)
             opened = span[:, 0] == self.sid_start_token_id  # (rows,)
         if offset > levels:  # the SID is complete: force <|sid_end|> (marked) or EOS
             marked_end = offset == levels + 1 and self.layout == "marked"
-            out = torch.full_like(scores, neg_inf)
-            out[:, self.sid_end_token_id if marked_end else self.eos_token_id] = 0.0
-            if opened is not None and not opened.all():
-                self._mark_dead_ends(out, ~opened)
-            return out
+            dead = None if opened is None or opened.all() else ~opened
+            return self._forced(scores, self.sid_end_token_id if marked_end else self.eos_token_id, dead)
         level = offset - 1
         if level == 0:  # the empty prefix: the same children for every row
-            blocked, ok = self._root_blocked, opened  # (1, size), broadcast below
+            allowed, ok = self._root_allowed, opened  # (1, size), broadcast below
         else:
             written = span[:, first_code : first_code + level]  # (rows, level) token ids
             # Token -> level * max_size + code (-1: not a code; ids past the table clip to its -1 end); minus the
@@ -583,30 +597,58 @@ class SIDLogitsProcessor(LogitsProcessor):
             local = np.searchsorted(keys, key)  # (rows,) row of the prefix in the level, if it is there
             ok &= np.take(keys, local, mode="clip") == key
             row_bytes = np.take(self._level_blocks[level], local, axis=0, mode="clip")  # (rows, bytes_l)
-            allowed = np.unpackbits(row_bytes, axis=1, count=self.codebook_sizes[level], bitorder="little")
-            blocked = allowed == 0  # (rows, size)
-        dead = None if ok is None or ok.all() else ~ok
+            allowed = np.unpackbits(
+                row_bytes, axis=1, count=self.codebook_sizes[level], bitorder="little"
+            ).view(bool)  # (rows, size): 0/1 bytes read as bools
+        dead = None if ok is None or ok.all() else ~ok  # (rows,) rows with no valid continuation
         if dead is not None:
-            blocked = blocked | dead[:, None]
+            allowed = allowed & ~dead[:, None]  # (rows, size)
         columns = self._level_columns[level]
-        if scores.device.type == "cpu" and scores.numel() <= self.host_mask_max_elements:
-            # One mask over the whole vocabulary, built in numpy: a single torch op on the scores.
-            full = np.ones((blocked.shape[0], scores.shape[1]), dtype=bool)
-            full[
-                :, columns if isinstance(columns, slice) else self._code_token[level, : blocked.shape[1]]
-            ] = blocked
-            out = scores.masked_fill(torch.from_numpy(full), neg_inf)
+        out = torch.full_like(scores, neg_inf, memory_format=torch.contiguous_format)  # (rows, vocab), new
+        on_host = self._on_host(scores)
+        if on_host:
+            target, source = out.numpy(), scores.detach().numpy()  # views: numpy ops cost less on small arrays
+            if isinstance(columns, slice):  # the level's tokens are consecutive columns: one masked copy
+                np.copyto(target[:, columns], source[:, columns], where=allowed)
+            else:  # scattered token ids: the allowed (row, token) entries, by flat index
+                allowed_rows, allowed_slots = np.nonzero(np.broadcast_to(allowed, (rows, allowed.shape[1])))
+                flat = allowed_rows * scores.shape[1] + self._code_token[level].take(allowed_slots)  # (k,)
+                target.reshape(-1)[flat] = source.reshape(-1).take(flat)
+            if dead is not None:  # their rows are all -inf already: EOS at DEAD_END_SCORE
+                target[dead, self.eos_token_id] = DEAD_END_SCORE
         else:
-            out = torch.full_like(scores, neg_inf)
-            mask = torch.from_numpy(blocked).to(out.device)
+            mask = torch.from_numpy(~allowed).to(out.device)
             if isinstance(columns, slice):
                 start, width = columns.start, columns.stop - columns.start
                 region = out.narrow(1, start, width)  # a view: filled in place
                 region.copy_(scores.narrow(1, start, width))
                 region.masked_fill_(mask, neg_inf)
             else:
-                cols = t[f"level_{level}_ids"]
+                cols = self._level_ids(out.device, level)
                 out.index_copy_(1, cols, scores.index_select(1, cols).masked_fill_(mask, neg_inf))
+            if dead is not None:
+                self._mark_dead_ends(out, dead)
+        return out
+
+    def _on_host(self, scores: torch.Tensor) -> bool:
+        """Whether `scores` can be masked in numpy through views (see `host_mask_max_elements`)."""
+        return (
+            scores.device.type == "cpu"
+            and scores.dtype in _NUMPY_FLOATS
+            and scores.numel() <= self.host_mask_max_elements
+        )
+
+    def _forced(self, scores: torch.Tensor, token_id: int, dead: np.ndarray | None) -> torch.Tensor:
+        """A new `-inf` tensor where `token_id` scores 0 on every row (rows in `dead`: EOS at DEAD_END_SCORE)."""
+        out = torch.full_like(scores, float("-inf"), memory_format=torch.contiguous_format)  # (rows, vocab)
+        if self._on_host(scores):
+            view = out.numpy()  # numpy indexing costs a fraction of torch's on a small tensor
+            view[:, token_id] = 0.0
+            if dead is not None:
+                view[dead, :] = float("-inf")
+                view[dead, self.eos_token_id] = DEAD_END_SCORE
+            return out
+        out[:, token_id] = 0.0
         if dead is not None:
             self._mark_dead_ends(out, dead)
         return out

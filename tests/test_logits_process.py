@@ -55,7 +55,8 @@ def test_allowed_codes_equal_brute_force_at_every_level(fast, dense):
         for prefix, allowed in zip(prefixes, got):
             want = {int(r[level]) for r in codes if tuple(r[:level]) == prefix}
             assert allowed == want, (level, prefix)
-    assert all(("dense" in t) == dense for t in proc._device_cache.values())  # the path under test ran
+    # the path under test ran: the general path keeps a device index (dense or not); the "sid" path needs none
+    assert [("dense" in t) == dense for t in proc._device_cache.values()] == ([] if fast else [True])
 
 
 def test_memory_is_bit_packed_per_level():
@@ -119,3 +120,33 @@ def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(lay
         scores = torch.randn(len(rows), vocab)
         general_ids = torch.tensor([row[:prompt_length] + marker + row[prompt_length:] for row in rows])
         assert torch.equal(fast(ids, scores), general(general_ids, scores)), step
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("layout", ["marked", "bare"])
+def test_sid_path_keeps_the_scores_dtype_and_values(dtype, layout):
+    """float16/64 scores are masked in numpy through views, bfloat16 in torch: each keeps its dtype and gives
+    the float32 result's mask with its own values, at every step, dead ends included; `scores` is not written."""
+    codes = _catalogue(200)
+    token_ids = _token_ids()
+    vocab = token_ids[-1][-1] + 3
+    proc = SIDLogitsProcessor(codes, token_ids, START, END, EOS, prompt_length=1, layout=layout)
+    rng = np.random.default_rng(5)
+    first = 1 if layout == "marked" else 0
+    for step in range(len(SIZES) + first + 1):
+        rows = []
+        for r in range(6):
+            sid = [START, *[token_ids[lv][c] for lv, c in enumerate(codes[rng.integers(len(codes))])], END]
+            written = sid[:step] if layout == "marked" else sid[1 : step + 1]
+            if r == 1 and len(written) > first + 1:  # the wrong level's code: a dead end
+                written[-1] = token_ids[0][0]
+            rows.append([vocab - 1, *written])
+        ids = torch.tensor(rows)
+        scores = torch.randn(len(rows), vocab).to(dtype)
+        before = scores.clone()
+        got = proc(ids, scores)
+        want = proc(ids, scores.float())
+        assert got.dtype == dtype and torch.equal(scores, before)
+        assert torch.equal(torch.isinf(got), torch.isinf(want)), step
+        kept = ~torch.isinf(want)
+        assert torch.equal(got[kept], want[kept].to(dtype)), step  # DEAD_END_SCORE rounds in 16 bits

@@ -138,6 +138,35 @@ def test_reading_a_memmap_in_batches_leaves_no_pages_resident(tmp_path):
     release_mapped_pages(np.zeros(3))  # not mapped: a no-op
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_memmap_rows_read_from_the_file_equal_numpy_indexing(tmp_path, dtype):
+    from hf_semtok.rqvae.inputs import _file_location, embedding_rows
+
+    a = np.random.default_rng(0).standard_normal((1_000, 7)).astype(dtype)
+    np.save(tmp_path / "a.npy", a)
+    mm = np.load(tmp_path / "a.npy", mmap_mode="r")
+    raw = np.memmap(tmp_path / "a.npy", dtype=dtype, mode="r", offset=128, shape=(1_000, 7))  # unaligned offset
+    for source in (mm, raw, mm[17:600], raw[250:]):
+        assert _file_location(source) is not None  # read with file reads, not through the mapping
+        n = len(source)
+        for index in (
+            slice(0, 10), slice(5, n - 5, 3), slice(n - 10, 2_000), slice(3, 3), slice(None, None, -7),
+            np.array([5, 3, 3, 4, n - 1, -1, 0]), np.array([], dtype=np.int64), [1, 2], np.arange(n)[::-1],
+        ):
+            got = embedding_rows(source, index)
+            expected = np.asarray(source)[index]
+            assert got.dtype == expected.dtype and got.flags.writeable
+            np.testing.assert_array_equal(got, expected)
+    assert _file_location(mm[:, 2:4]) is None  # not contiguous: numpy's own indexing
+    np.testing.assert_array_equal(embedding_rows(mm[:, 2:4], slice(1, 5)), a[1:5, 2:4])
+    with pytest.raises(IndexError, match="index 1000 is out of bounds"):
+        embedding_rows(mm, np.array([3, 1_000]))
+    short = np.memmap(tmp_path / "a.npy", dtype=dtype, mode="r", offset=128, shape=(999, 7))
+    (tmp_path / "a.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:1_000])  # truncated after mapping
+    with pytest.raises(OSError, match="shorter than the memmap's shape says"):
+        embedding_rows(short, slice(990, 999))
+
+
 def test_row_keys_group_rows_like_unique_axis0():
     from hf_semtok.sids.assignment import _group, _index_within_group, _row_keys, collision_stats
 

@@ -73,12 +73,95 @@ def embedding_rows(embeddings: EmbeddingsInput, index: slice | np.ndarray) -> Em
         return {name: embedding_rows(value, index) for name, value in embeddings.items()}
     if isinstance(embeddings, torch.Tensor) and not isinstance(index, slice):
         return embeddings[torch.as_tensor(index)]
+    if isinstance(embeddings, np.memmap):
+        located = _file_location(embeddings)
+        if located is not None:  # read-only memmap: read the rows from its file, map nothing
+            return _read_file_rows(embeddings, *located, index)
     rows = embeddings[index]
     if isinstance(rows, np.ndarray) and not rows.flags.writeable:  # a read-only memmap: copy this batch only
         rows = np.array(rows)
     if isinstance(embeddings, np.ndarray):
         release_mapped_pages(embeddings)
     return rows
+
+
+def _file_location(array: np.memmap) -> tuple[str, int] | None:
+    """`(path, byte offset of array[0, 0] in the file)` of a read-only, C-contiguous 2-D memmap or view of one.
+
+    None where rows cannot be read from the file as they are: other open modes (`"c"` keeps changes in its
+    mapped pages only), non-contiguous views (column slices, transposes), or a memmap without a file name.
+    """
+    mapping = getattr(array, "_mmap", None)  # np.memmap's mapping, shared by its views
+    filename = getattr(array, "filename", None)
+    if (
+        mapping is None
+        or getattr(array, "mode", None) != "r"
+        or filename is None
+        or array.ndim != 2
+        or not array.flags.c_contiguous
+        or array.size == 0
+    ):
+        return None
+    # np.memmap maps the file from `offset` rounded down to the allocation granularity; the array (or view)
+    # starts `array.ctypes.data - mapping start` bytes into that mapping. Neither address touches a page.
+    offset = int(getattr(array, "offset", 0))
+    mapping_start = np.frombuffer(mapping, dtype=np.uint8, count=1).ctypes.data
+    return str(filename), offset - offset % mmap.ALLOCATIONGRANULARITY + array.ctypes.data - mapping_start
+
+
+def _read_file_rows(array: np.memmap, filename: str, start: int, index: slice | np.ndarray) -> np.ndarray:
+    """Rows `index` of a C-contiguous memmap read with plain file reads into a new array.
+
+    Reading through the mapping would map the rows' pages into this process, and the kernel maps neighbouring
+    cached pages with each fault, so resident memory would depend on the page cache. File reads copy only the
+    rows (the OS page cache is not this process's memory). Runs of consecutive rows are read at once.
+    """
+    n, dim = array.shape
+    if isinstance(index, slice):
+        first, stop, step = index.indices(n)
+        if step == 1:
+            out = np.empty((max(stop - first, 0), dim), dtype=array.dtype)
+            with open(filename, "rb", buffering=0) as f:
+                _read_into(f, start + first * dim * array.itemsize, out)
+            return out
+        index = np.arange(first, stop, step)
+    rows = given = np.asarray(index)
+    if rows.dtype == bool or not np.issubdtype(rows.dtype, np.integer) or rows.ndim != 1:
+        return np.array(array[index])  # boolean masks, nested indices: numpy's own indexing
+    rows = np.where(rows < 0, rows + n, rows)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        bad = given[(rows < 0) | (rows >= n)][0]
+        raise IndexError(f"index {bad} is out of bounds for axis 0 with size {n}")
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    buffer = np.empty((len(rows), dim), dtype=array.dtype)
+    row_bytes = dim * array.itemsize
+    breaks = np.flatnonzero(np.diff(ordered) != 1) + 1  # runs of consecutive rows
+    bounds = np.concatenate([[0], breaks, [len(rows)]]).tolist()
+    with open(filename, "rb", buffering=0) as f:
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b > a:
+                _read_into(f, start + int(ordered[a]) * row_bytes, buffer[a:b])
+    out = np.empty_like(buffer)
+    out[order] = buffer
+    return out
+
+
+def _read_into(f: Any, position: int, out: np.ndarray) -> None:
+    """Fill the contiguous array `out` with the file's bytes from `position` (reads until complete)."""
+    if out.size == 0:
+        return
+    view = memoryview(out).cast("B")
+    f.seek(position)
+    done = 0
+    while done < len(view):
+        got = f.readinto(view[done:])
+        if not got:
+            raise OSError(
+                f"{f.name} ended after {position + done} bytes while reading {len(view)} bytes at {position}: "
+                "the file is shorter than the memmap's shape says (truncated?)."
+            )
+        done += got
 
 
 def embedding_source(embeddings: EmbeddingsInput, modality_dims: Mapping[str, int]) -> EmbeddingsInput:
