@@ -607,7 +607,10 @@ class SIDLogitsProcessor(LogitsProcessor):
         out = torch.full_like(scores, neg_inf, memory_format=torch.contiguous_format)  # (rows, vocab), new
         on_host = self._on_host(scores)
         if on_host:
-            target, source = out.numpy(), scores.detach().numpy()  # views: numpy ops cost less on small arrays
+            target, source = (
+                out.numpy(),
+                scores.detach().numpy(),
+            )  # views: numpy ops cost less on small arrays
             if isinstance(columns, slice):  # the level's tokens are consecutive columns: one masked copy
                 np.copyto(target[:, columns], source[:, columns], where=allowed)
             else:  # scattered token ids: the allowed (row, token) entries, by flat index

@@ -145,13 +145,22 @@ def test_memmap_rows_read_from_the_file_equal_numpy_indexing(tmp_path, dtype):
     a = np.random.default_rng(0).standard_normal((1_000, 7)).astype(dtype)
     np.save(tmp_path / "a.npy", a)
     mm = np.load(tmp_path / "a.npy", mmap_mode="r")
-    raw = np.memmap(tmp_path / "a.npy", dtype=dtype, mode="r", offset=128, shape=(1_000, 7))  # unaligned offset
+    raw = np.memmap(
+        tmp_path / "a.npy", dtype=dtype, mode="r", offset=128, shape=(1_000, 7)
+    )  # unaligned offset
     for source in (mm, raw, mm[17:600], raw[250:]):
         assert _file_location(source) is not None  # read with file reads, not through the mapping
         n = len(source)
         for index in (
-            slice(0, 10), slice(5, n - 5, 3), slice(n - 10, 2_000), slice(3, 3), slice(None, None, -7),
-            np.array([5, 3, 3, 4, n - 1, -1, 0]), np.array([], dtype=np.int64), [1, 2], np.arange(n)[::-1],
+            slice(0, 10),
+            slice(5, n - 5, 3),
+            slice(n - 10, 2_000),
+            slice(3, 3),
+            slice(None, None, -7),
+            np.array([5, 3, 3, 4, n - 1, -1, 0]),
+            np.array([], dtype=np.int64),
+            [1, 2],
+            np.arange(n)[::-1],
         ):
             got = embedding_rows(source, index)
             expected = np.asarray(source)[index]
