@@ -34,8 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SIZES = [256, 256, 256]
 DIM = 384
-#: Rounds of the constrained / replayed / unconstrained generate timing.
-ROUNDS = 31
+#: Rounds of the constrained / replayed / unconstrained generate timing, and generate() calls per variant per
+#: round (one ~40 ms generate jitters by several per cent; a sample of 3 and 61 rounds narrow the median ratio).
+ROUNDS = 61
+REPEATS = 3
 
 
 def _rss_mb() -> float:
@@ -95,7 +97,7 @@ def part_assign(n: int, cache: Path) -> dict:
     }
 
 
-def part_load(n: int, cache: Path) -> dict:
+def part_load(n: int, cache: Path, rounds: int = ROUNDS) -> dict:
     import numpy as np
     import torch
     from transformers import LogitsProcessor
@@ -138,10 +140,12 @@ def part_load(n: int, cache: Path) -> dict:
     kwargs["pad_token_id"] = 0
 
     def timed(**extra) -> float:
+        """Seconds per generate(), over REPEATS back-to-back calls (one sample of the round)."""
         start = time.perf_counter()
         with torch.no_grad():
-            model.generate(prompt, attention_mask=torch.ones_like(prompt), **kwargs, **extra)
-        return time.perf_counter() - start
+            for _ in range(REPEATS):
+                model.generate(prompt, attention_mask=torch.ones_like(prompt), **kwargs, **extra)
+        return (time.perf_counter() - start) / REPEATS
 
     recorded: dict[int, torch.Tensor] = {}
 
@@ -160,11 +164,11 @@ def part_load(n: int, cache: Path) -> dict:
     timed(), timed(logits_processor=[proc]), timed(logits_processor=[Replay()])
     # Round-robin, as benchmarks/generation_speed.py: load hits every variant alike; a ratio is the median of the
     # per-round ratios, the times are medians.
-    rounds = np.array(
-        [(timed(), timed(logits_processor=[proc]), timed(logits_processor=[Replay()])) for _ in range(ROUNDS)]
+    samples = np.array(
+        [(timed(), timed(logits_processor=[proc]), timed(logits_processor=[Replay()])) for _ in range(rounds)]
     )
-    free, constrained, replayed = (float(x) for x in np.median(rounds, axis=0))
-    ratio = float(np.median(rounds[:, 1] / rounds[:, 0]))
+    free, constrained, replayed = (float(x) for x in np.median(samples, axis=0))
+    ratio = float(np.median(samples[:, 1] / samples[:, 0]))
     out = model.generate(prompt, attention_mask=torch.ones_like(prompt), logits_processor=[proc], **kwargs)
     valid = sum(1 for row in tok.parse_items(out[:, 8:].tolist()) if row) / out.shape[0]
     return {
@@ -179,8 +183,9 @@ def part_load(n: int, cache: Path) -> dict:
         "beam20_generate_ms_constrained": round(constrained * 1000, 1),
         "constrained_step_ratio": round(ratio, 3),
         "beam20_generate_ms_replayed": round(replayed * 1000, 1),
-        "replayed_step_ratio": round(float(np.median(rounds[:, 2] / rounds[:, 0])), 3),
-        "processor_over_replay_ratio": round(float(np.median(rounds[:, 1] / rounds[:, 2])), 3),
+        "replayed_step_ratio": round(float(np.median(samples[:, 2] / samples[:, 0])), 3),
+        "processor_over_replay_ratio": round(float(np.median(samples[:, 1] / samples[:, 2])), 3),
+        "step_ratio_rounds": rounds,
         "fraction_valid_sids": valid,
     }
 
@@ -321,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--ray_items", type=int, default=1_000_000)
     parser.add_argument("--train_steps", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of the generate() step-time ratio")
     parser.add_argument("--skip", nargs="*", default=[], choices=["rqvae", "ray"])
     parser.add_argument("--cache_dir", type=Path, default=Path.home() / ".cache" / "hf_semtok_scale")
     parser.add_argument("--output_dir", type=Path, default=RESULTS)
@@ -331,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(fn(int(n), Path(cache), *map(int, rest))))
         return 0
     if args.quick:
-        args.sizes, args.ray_items, args.train_steps = [100_000], 100_000, 20
+        args.sizes, args.ray_items, args.train_steps, args.rounds = [100_000], 100_000, 20, 5
     cache = args.cache_dir
     cache.mkdir(parents=True, exist_ok=True)
     report: dict = {
@@ -341,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for n in args.sizes:
         row = _run_part(["assign", str(n), str(cache)])
-        row.update(_run_part(["load", str(n), str(cache)]))
+        row.update(_run_part(["load", str(n), str(cache), str(args.rounds)]))
         if "rqvae" not in args.skip:
             row.update(_run_part(["rqvae", str(n), str(cache), str(args.train_steps)]))
         report["sizes"][str(n)] = row

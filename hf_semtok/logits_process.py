@@ -94,9 +94,11 @@ class SIDLogitsProcessor(LogitsProcessor):
 
     #: "sid" mode on CPU: scores (float16/32/64) of at most this many elements (rows x vocabulary) are written in
     #: numpy, through views of the torch tensors: a new `-inf` tensor, then only the allowed entries copied from
-    #: `scores` by flat index (a handful of numpy calls; a torch `masked_fill` over the whole vocabulary costs more
-    #: than the rest of the step on small models). Other scores (accelerators, bfloat16) get a new `-inf` tensor with
-    #: the level's columns copied and masked in torch (only a `(rows, codebook)` mask crosses to the device).
+    #: `scores` (one masked copy of the level's columns when its token ids are consecutive, else by flat index). A
+    #: handful of numpy calls: a torch `masked_fill` over the whole vocabulary cost more than the lookup on small
+    #: models. Other scores (accelerators, bfloat16) get a new `-inf` tensor with the level's columns copied and
+    #: masked in torch (only a `(rows, codebook)` mask crosses to the device). No limit by default; 0 forces the
+    #: torch path.
     host_mask_max_elements: int = 2**62
 
     def __init__(
