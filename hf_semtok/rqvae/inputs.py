@@ -68,7 +68,11 @@ def num_embedding_rows(embeddings: EmbeddingsInput) -> int:
 
 
 def embedding_rows(embeddings: EmbeddingsInput, index: slice | np.ndarray) -> EmbeddingsInput:
-    """Rows `index` (a slice or an integer array) of a matrix or of every modality; a memmap reads only them."""
+    """Rows `index` (a slice or an integer array) of a matrix or of every modality; a memmap reads only them.
+
+    A read-only memmap (`np.load(..., mmap_mode="r")`) is read with plain file reads, so none of its pages is
+    mapped into this process and resident memory stays at the rows returned, whatever the OS page cache holds.
+    Other memmaps are indexed as arrays and their mapped pages released after the copy."""
     if isinstance(embeddings, Mapping):
         return {name: embedding_rows(value, index) for name, value in embeddings.items()}
     if isinstance(embeddings, torch.Tensor) and not isinstance(index, slice):
