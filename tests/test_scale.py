@@ -161,6 +161,7 @@ def test_memmap_rows_read_from_the_file_equal_numpy_indexing(tmp_path, dtype):
             np.array([], dtype=np.int64),
             [1, 2],
             np.arange(n)[::-1],
+            np.arange(n) % 3 == 0,  # a boolean mask: numpy's own indexing
         ):
             got = embedding_rows(source, index)
             expected = np.asarray(source)[index]

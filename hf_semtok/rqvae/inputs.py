@@ -131,7 +131,9 @@ def _read_file_rows(array: np.memmap, filename: str, start: int, index: slice | 
         index = np.arange(first, stop, step)
     rows = given = np.asarray(index)
     if rows.dtype == bool or not np.issubdtype(rows.dtype, np.integer) or rows.ndim != 1:
-        return np.array(array[index])  # boolean masks, nested indices: numpy's own indexing
+        picked = np.array(array[index])  # boolean masks, nested indices: numpy's own indexing
+        release_mapped_pages(array)
+        return picked
     rows = np.where(rows < 0, rows + n, rows)
     if rows.size and (rows.min() < 0 or rows.max() >= n):
         bad = given[(rows < 0) | (rows >= n)][0]
