@@ -607,20 +607,15 @@ class SIDLogitsProcessor(LogitsProcessor):
             allowed = allowed & ~dead[:, None]  # (rows, size)
         columns = self._level_columns[level]
         out = torch.full_like(scores, neg_inf, memory_format=torch.contiguous_format)  # (rows, vocab), new
-        on_host = self._on_host(scores)
-        if on_host:
-            target, source = (
-                out.numpy(),
-                scores.detach().numpy(),
-            )  # views: numpy ops cost less on small arrays
+        if self._on_host(scores):
+            # Views of both tensors: numpy ops cost less than torch's on small arrays.
+            target, source = out.numpy(), scores.detach().numpy()
             if isinstance(columns, slice):  # the level's tokens are consecutive columns: one masked copy
                 np.copyto(target[:, columns], source[:, columns], where=allowed)
             else:  # scattered token ids: the allowed (row, token) entries, by flat index
                 allowed_rows, allowed_slots = np.nonzero(np.broadcast_to(allowed, (rows, allowed.shape[1])))
                 flat = allowed_rows * scores.shape[1] + self._code_token[level].take(allowed_slots)  # (k,)
                 target.reshape(-1)[flat] = source.reshape(-1).take(flat)
-            if dead is not None:  # their rows are all -inf already: EOS at DEAD_END_SCORE
-                target[dead, self.eos_token_id] = DEAD_END_SCORE
         else:
             mask = torch.from_numpy(~allowed).to(out.device)
             if isinstance(columns, slice):
@@ -631,8 +626,8 @@ class SIDLogitsProcessor(LogitsProcessor):
             else:
                 cols = self._level_ids(out.device, level)
                 out.index_copy_(1, cols, scores.index_select(1, cols).masked_fill_(mask, neg_inf))
-            if dead is not None:
-                self._mark_dead_ends(out, dead)
+        if dead is not None:
+            self._mark_dead_ends(out, dead)
         return out
 
     def _on_host(self, scores: torch.Tensor) -> bool:
@@ -646,20 +641,21 @@ class SIDLogitsProcessor(LogitsProcessor):
     def _forced(self, scores: torch.Tensor, token_id: int, dead: np.ndarray | None) -> torch.Tensor:
         """A new `-inf` tensor where `token_id` scores 0 on every row (rows in `dead`: EOS at DEAD_END_SCORE)."""
         out = torch.full_like(scores, float("-inf"), memory_format=torch.contiguous_format)  # (rows, vocab)
-        if self._on_host(scores):
-            view = out.numpy()  # numpy indexing costs a fraction of torch's on a small tensor
-            view[:, token_id] = 0.0
-            if dead is not None:
-                view[dead, :] = float("-inf")
-                view[dead, self.eos_token_id] = DEAD_END_SCORE
-            return out
-        out[:, token_id] = 0.0
+        if self._on_host(out):
+            out.numpy()[:, token_id] = 0.0  # numpy indexing costs a fraction of torch's on a small tensor
+        else:
+            out[:, token_id] = 0.0
         if dead is not None:
             self._mark_dead_ends(out, dead)
         return out
 
     def _mark_dead_ends(self, out: torch.Tensor, dead: np.ndarray) -> None:
-        """Rows in `dead` allow only EOS, at DEAD_END_SCORE (see the class docstring)."""
+        """Rows in `dead` allow only EOS, at DEAD_END_SCORE (see the class docstring). `out` is contiguous."""
+        if self._on_host(out):  # through a numpy view
+            view = out.numpy()
+            view[dead, :] = float("-inf")
+            view[dead, self.eos_token_id] = DEAD_END_SCORE
+            return
         dead_rows = torch.from_numpy(dead).to(out.device)
         out.masked_fill_(dead_rows[:, None], float("-inf"))
         out[:, self.eos_token_id].masked_fill_(dead_rows, DEAD_END_SCORE)
