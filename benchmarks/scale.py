@@ -125,7 +125,7 @@ def part_load(n: int, cache: Path, rounds: int = ROUNDS) -> dict:
     proc = SIDLogitsProcessor.from_tokenizer(tok, prompt_length=8)
     build_s = time.perf_counter() - start
     build_peak = _hwm_mb() - before if reset else _peak_mb() - base_rss - load_rss
-    kept_mb = (proc._prefix_keys.nbytes + proc._packed_children.nbytes) / 2**20
+    kept_mb = proc.nbytes / 2**20
 
     model = build_causal_lm(
         len(tok), hidden_size=128, num_layers=2, eos_token_id=tok.eos_token_id or 0

@@ -4,7 +4,8 @@ How the constraint works. The catalogue's SIDs (`(n_items, L)` codes) are turned
 every level `l` and every SID prefix of length `l` that occurs in the catalogue, a bit-packed row over the
 level-`l` codebook says which codes may follow. Prefixes are packed into one int64 key each (mixed radix over the
 codebook sizes, offset per level) and kept sorted, so one call costs one `searchsorted` plus one gather and one
-scatter, whatever the batch size or the number of beams; no Python runs per beam. Where a row is inside its SID is
+scatter, whatever the batch size or the number of beams; no Python runs per beam. A level whose possible prefixes
+are few next to those present (the deep levels of a large catalogue) also maps a prefix straight to its row. Where a row is inside its SID is
 read from `input_ids` on every call (the processor keeps no state between calls).
 
 Recommendation ("sid" mode, every row at the same SID position) looks the prefixes up in numpy on the host and
@@ -69,8 +70,9 @@ class SIDLogitsProcessor(LogitsProcessor):
     sequence ends at once and ranks below every valid beam; `recommend()` and `tokenizer.parse_items` drop it.
 
     Memory: follows the distinct prefixes. Per prefix, one sorted int64 key and its children as a bit-packed row
-    of `ceil(codebook_size / 8)` bytes of the next level: about 1.2 MB for 100k random items with 3 levels of
-    256 codes, and under 100 MB for 10M items with [256, 256, 256] plus a dedup level. The "free" mode's index
+    of `ceil(codebook_size / 8)` bytes of the next level, plus a direct prefix -> row table (4 bytes per possible
+    prefix) for levels where that costs at most 16 bytes per prefix present: about 2.2 MB for 100k random items
+    with 3 levels of 256 codes, and about 135 MB for 10M items with [256, 256, 256] plus a dedup level (`nbytes`). The "free" mode's index
     tensors are copied to each device on first use and cached (they are constants, so calls stay stateless); the
     "sid" mode reads the host copy (one small device-to-host copy of the written codes per step on an
     accelerator). The processor works on CUDA scores as well as CPU.
@@ -100,6 +102,12 @@ class SIDLogitsProcessor(LogitsProcessor):
     #: masked in torch (only a `(rows, codebook)` mask crosses to the device). No limit by default; 0 forces the
     #: torch path.
     host_mask_max_elements: int = 2**62
+
+    #: "sid" mode: a level is looked up in a direct table (one int32 row index per possible prefix) instead of a
+    #: binary search of its keys when that table takes at most this many bytes per prefix present (16: twice the
+    #: keys' own 8 bytes), or at most `direct_lookup_min_bytes` in all. Memory keeps following the prefixes present.
+    direct_lookup_max_bytes_per_prefix: int = 16
+    direct_lookup_min_bytes: int = 2**20
 
     def __init__(
         self,
@@ -260,7 +268,8 @@ class SIDLogitsProcessor(LogitsProcessor):
         # Keys of level-l prefixes live in [offset[l], offset[l] + prod(sizes[:l])): one sorted array for all levels.
         spans = [math.prod(sizes[:lv]) for lv in range(num_levels)]
         offsets = np.concatenate([[0], np.cumsum(spans)]).astype(np.int64)
-        if sum(spans) >= 2**62:
+        # The "sid" path sums up to L + 1 per-token key parts, each at most `_key_miss` (sum(spans) + 1): no overflow.
+        if sum(spans) >= 2**62 or (num_levels + 1) * (sum(spans) + 1) >= 2**63:
             raise ValueError(
                 f"Codebook sizes {sizes} are too large to pack SID prefixes into int64 keys; "
                 "use fewer or smaller levels."
@@ -335,10 +344,8 @@ class SIDLogitsProcessor(LogitsProcessor):
             consecutive = list(map(int, level_ids)) == list(range(first, first + len(level_ids)))
             self._level_columns.append(slice(first, first + len(level_ids)) if consecutive else None)
         self._fast_sid_path = True
-        # For the "sid" path, which looks prefixes up in numpy: token id -> level * max_size + code (-1 otherwise),
-        # and each level's children as a (n_prefixes_l, bytes_l) view of the packed bytes.
-        self._token_slot = np.where(token_level >= 0, token_level * max_size + token_code, -1)
-        self._slot_base = np.arange(num_levels, dtype=np.int64) * max_size
+        # For the "sid" path, which looks prefixes up in numpy: each level's children as a (n_prefixes_l, bytes_l)
+        # view of the packed bytes, and its sorted keys.
         bounds = [*self._level_first.tolist(), len(self._prefix_keys)]
         self._level_blocks = [
             self._packed_children[base : base + (bounds[lv + 1] - bounds[lv]) * nbytes].reshape(-1, nbytes)
@@ -347,7 +354,64 @@ class SIDLogitsProcessor(LogitsProcessor):
         self._level_keys = [self._prefix_keys[bounds[lv] : bounds[lv + 1]] for lv in range(num_levels)]
         root = np.unpackbits(self._level_blocks[0][:1], axis=1, count=sizes[0], bitorder="little")
         self._root_allowed = root.view(bool)  # (1, size): codes some SID starts with
-        self._sizes_unsigned = np.asarray(sizes, dtype=np.uint64)
+        self._build_sid_lookup(sid_token_ids, spans, offsets)
+
+    def _build_sid_lookup(
+        self, sid_token_ids: Sequence[Sequence[int]], spans: list[int], offsets: np.ndarray
+    ) -> None:
+        """Tables that turn the tokens written so far into the prefix's row in two or three numpy calls.
+
+        Key parts: per level `l >= 1`, a `(token rows, columns)` int64 table whose columns are the SID's positions
+        (the `<|sid_start|>` marker first in the marked layout, then codes 0 .. l-1). Entry `[t, j]` is what token
+        `t` at position `j` adds to the prefix's key: `code * radix` for a code of the right level (plus the
+        level's key offset at the first code, for a searched level), 0 for the start marker in its column, and
+        `_key_miss` (past every key) for anything else. A row's key is the sum over its positions, so a wrong token
+        anywhere sends the key past every real one: the token checks cost nothing extra.
+
+        Direct rows: a level whose possible prefixes (`spans[l]`, the product of the codebook sizes above it) are
+        few next to the prefixes present (`direct_lookup_max_bytes_per_prefix`), or that fits in
+        `direct_lookup_min_bytes`, maps a prefix straight to its row (-1 if absent) instead of a binary search of
+        its keys: one memory access per row instead of ~log2(n) (the catalogue's deepest level at 10M items).
+        """
+        num_levels = self.num_levels
+        ids = [int(t) for level_ids in sid_token_ids for t in level_ids]
+        first_id = min([*ids, self.sid_start_token_id])
+        last_id = max([*ids, self.sid_start_token_id])
+        self._key_miss = int(sum(spans)) + 1
+        # Token t reads table row t - shift: rows 0 and -1 are all misses, where ids outside [first, last] clip to.
+        self._key_shift = first_id - 1
+        marked = int(self.layout == "marked")  # 1: the start marker's column comes first
+        self._key_parts: list[np.ndarray | None] = [None]
+        self._direct_rows: list[np.ndarray | None] = [None]
+        for lv in range(1, num_levels):
+            present = len(self._level_keys[lv])
+            index_dtype = np.int32 if present < 2**31 else np.int64
+            table_bytes = (spans[lv] + 1) * np.dtype(index_dtype).itemsize
+            direct = table_bytes <= max(
+                self.direct_lookup_min_bytes, self.direct_lookup_max_bytes_per_prefix * present
+            )
+            parts = np.full((last_id - first_id + 3, lv + marked), self._key_miss, dtype=np.int64)
+            if marked:
+                parts[self.sid_start_token_id - self._key_shift, 0] = 0
+            for j in range(lv):
+                level_ids = np.asarray(sid_token_ids[j], dtype=np.int64)
+                parts[level_ids - self._key_shift, marked + j] = (
+                    np.arange(len(level_ids)) * self._radix[lv, j]
+                )
+            if direct:  # keys are prefixes P_l in [0, spans[l]); a miss clips to the last entry, -1
+                rows = np.full(spans[lv] + 1, -1, dtype=index_dtype)
+                rows[self._level_keys[lv] - offsets[lv]] = np.arange(present, dtype=index_dtype)
+                self._direct_rows.append(rows)
+            else:  # keys as stored, offset included
+                parts[1:-1, marked] += np.where(parts[1:-1, marked] < self._key_miss, offsets[lv], 0)
+                self._direct_rows.append(None)
+            self._key_parts.append(parts)
+
+    @property
+    def nbytes(self) -> int:
+        """Host memory of the index in bytes: prefix keys, packed children and the "sid" path's lookup tables."""
+        tables = [t for t in (*self._key_parts, *self._direct_rows) if t is not None]
+        return int(self._prefix_keys.nbytes + self._packed_children.nbytes + sum(t.nbytes for t in tables))
 
     def _deepest_pairs(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distinct `(P_(L-1), last code)` pairs of the catalogue, sorted: the prefixes of `L - 1` levels as one
@@ -586,19 +650,20 @@ class SIDLogitsProcessor(LogitsProcessor):
         if level == 0:  # the empty prefix: the same children for every row
             allowed, ok = self._root_allowed, opened  # (1, size), broadcast below
         else:
-            written = span[:, first_code : first_code + level]  # (rows, level) token ids
-            # Token -> level * max_size + code (-1: not a code; ids past the table clip to its -1 end); minus the
-            # slot base of its position, a code of the right level lands in [0, size), anything else outside
-            # (negatives wrap to huge unsigned values).
-            codes = np.take(self._token_slot, written, mode="clip") - self._slot_base[:level]
-            ok = (codes.view(np.uint64) < self._sizes_unsigned[:level]).all(axis=1)  # (rows,)
-            if opened is not None:
-                ok &= opened
-            key = codes @ self._radix[level, :level] + self._offsets[level]  # (rows,)
-            keys = self._level_keys[level]  # this level's sorted keys
-            local = np.searchsorted(keys, key)  # (rows,) row of the prefix in the level, if it is there
-            ok &= np.take(keys, local, mode="clip") == key
-            row_bytes = np.take(self._level_blocks[level], local, axis=0, mode="clip")  # (rows, bytes_l)
+            # The start marker (marked layout) and the codes written: each token's key part at its own position
+            # (the diagonal of the (rows, positions, positions) gather), summed. See _build_sid_lookup.
+            written = span[:, : first_code + level] - self._key_shift  # (rows, positions) table rows
+            parts = self._key_parts[level].take(written, axis=0, mode="clip")  # (rows, positions, positions)
+            key = parts.reshape(rows, -1)[:, :: written.shape[1] + 1].sum(axis=1)  # (rows,)
+            direct = self._direct_rows[level]
+            if direct is not None:  # prefix -> row, -1 if absent (wrong tokens give keys past the end: -1)
+                local = direct.take(key, mode="clip")  # (rows,)
+                ok = local >= 0
+            else:
+                keys = self._level_keys[level]  # this level's sorted keys
+                local = np.searchsorted(keys, key)  # (rows,) row of the prefix in the level, if it is there
+                ok = keys.take(local, mode="clip") == key
+            row_bytes = self._level_blocks[level].take(local, axis=0, mode="clip")  # (rows, bytes_l)
             allowed = np.unpackbits(
                 row_bytes, axis=1, count=self.codebook_sizes[level], bitorder="little"
             ).view(bool)  # (rows, size): 0/1 bytes read as bools

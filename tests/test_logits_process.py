@@ -40,11 +40,24 @@ def _allowed(proc: SIDLogitsProcessor, prefixes: list[tuple[int, ...]], fast: bo
     return [set(torch.nonzero(row[cols] > float("-inf")).flatten().tolist()) for row in out]
 
 
+def _force_lookup(monkeypatch, lookup: str) -> None:
+    """Make every level of processors built next use direct tables ("direct") or binary search ("search")."""
+    for name in ("direct_lookup_min_bytes", "direct_lookup_max_bytes_per_prefix"):
+        monkeypatch.setattr(SIDLogitsProcessor, name, 2**40 if lookup == "direct" else 0)
+
+
+def _assert_lookup(proc: SIDLogitsProcessor, lookup: str) -> None:
+    assert [t is not None for t in proc._direct_rows[1:]] == [lookup == "direct"] * (proc.num_levels - 1)
+
+
+@pytest.mark.parametrize("lookup", ["direct", "search"])
 @pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("fast", [True, False])
-def test_allowed_codes_equal_brute_force_at_every_level(fast, dense):
+def test_allowed_codes_equal_brute_force_at_every_level(fast, dense, lookup, monkeypatch):
     codes = _catalogue(300)
+    _force_lookup(monkeypatch, lookup)
     proc = SIDLogitsProcessor(codes, _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
+    _assert_lookup(proc, lookup)
     proc.dense_children_max_bytes = SIDLogitsProcessor.dense_children_max_bytes if dense else 0
     rng = np.random.default_rng(1)
     for level in range(len(SIZES)):
@@ -78,15 +91,19 @@ def test_index_does_not_depend_on_row_order():
     assert np.array_equal(a._packed_children, b._packed_children)
 
 
+@pytest.mark.parametrize("lookup", ["direct", "search"])
 @pytest.mark.parametrize("scattered", [True, False])
 @pytest.mark.parametrize("host_mask", [True, False])
 @pytest.mark.parametrize("layout", ["marked", "bare"])
-def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(layout, host_mask, scattered):
-    """The "sid" path looks prefixes up in numpy and masks scattered (non-consecutive) token columns, with a
-    vocabulary-wide host mask (CPU) or on the scores' device (`host_mask=False`: the accelerator path, run on CPU
-    here): same scores as the general torch path, dead ends included (a wrong level, an unknown prefix, a missing
-    start marker)."""
+def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(
+    layout, host_mask, scattered, lookup, monkeypatch
+):
+    """The "sid" path looks prefixes up in numpy (direct tables or binary search) and masks scattered
+    (non-consecutive) token columns, with a vocabulary-wide host mask (CPU) or on the scores' device
+    (`host_mask=False`: the accelerator path, run on CPU here): same scores as the general torch path, dead ends
+    included (a wrong level, an unknown prefix, a missing start marker, a token outside the SID tokens' range)."""
     codes = _catalogue(400)
+    _force_lookup(monkeypatch, lookup)
     rng = np.random.default_rng(3)
     ids = np.arange(3, 3 + sum(SIZES))
     ids = (
@@ -100,6 +117,7 @@ def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(lay
     fast = SIDLogitsProcessor(codes, token_ids, START, END, EOS, prompt_length=prompt_length, layout=layout)
     general = SIDLogitsProcessor(codes, token_ids, START, END, EOS, prompt_length=prompt_length)  # marked
     general._fast_sid_path = False
+    _assert_lookup(fast, lookup)
     if not host_mask:
         fast.host_mask_max_elements = 0
     # The general path has no bare layout of its own: a bare row is compared with the marked row that has the start
@@ -115,6 +133,8 @@ def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(lay
                 written[-1] = token_ids[(len(written) + 1) % len(SIZES)][0]
             if r % 4 == 2 and step and layout == "marked":  # no start marker: dead end
                 written[0] = vocab - 1
+            if r % 8 == 3 and len(written) > 1:  # a text token past every SID token id (or below): dead end
+                written[-1] = vocab - 1 if r % 16 == 3 else EOS
             rows.append([vocab - 2] * prompt_length + written)
         ids = torch.tensor(rows)
         scores = torch.randn(len(rows), vocab)
