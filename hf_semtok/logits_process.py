@@ -4,9 +4,10 @@ How the constraint works. The catalogue's SIDs (`(n_items, L)` codes) are turned
 every level `l` and every SID prefix of length `l` that occurs in the catalogue, a bit-packed row over the
 level-`l` codebook says which codes may follow. Prefixes are packed into one int64 key each (mixed radix over the
 codebook sizes, offset per level) and kept sorted, so one call costs one `searchsorted` plus one gather and one
-scatter, whatever the batch size or the number of beams; no Python runs per beam. A level whose possible prefixes
-are few next to those present (the deep levels of a large catalogue) also maps a prefix straight to its row. Where a row is inside its SID is
-read from `input_ids` on every call (the processor keeps no state between calls).
+scatter, whatever the batch size or the number of beams; no Python runs per beam. A level whose possible
+prefixes are few next to those present (the deep levels of a large catalogue) maps a prefix straight to its
+row instead. Where a row is inside its SID is read from `input_ids` on every call (the processor keeps no state
+between calls).
 
 Recommendation ("sid" mode, every row at the same SID position) looks the prefixes up in numpy on the host and
 only masks the scores in torch: a beam-search step of a small model takes a few milliseconds, so the processor's
@@ -70,9 +71,10 @@ class SIDLogitsProcessor(LogitsProcessor):
     sequence ends at once and ranks below every valid beam; `recommend()` and `tokenizer.parse_items` drop it.
 
     Memory: follows the distinct prefixes. Per prefix, one sorted int64 key and its children as a bit-packed row
-    of `ceil(codebook_size / 8)` bytes of the next level, plus a direct prefix -> row table (4 bytes per possible
-    prefix) for levels where that costs at most 16 bytes per prefix present: about 2.2 MB for 100k random items
-    with 3 levels of 256 codes, and about 135 MB for 10M items with [256, 256, 256] plus a dedup level (`nbytes`). The "free" mode's index
+    of `ceil(codebook_size / 8)` bytes of the next level, plus (in "sid" mode) a direct prefix -> row table, 4 bytes
+    per possible prefix, for levels where that costs at most 16 bytes per prefix present (`nbytes`): about
+    2.2 MB for 100k random items with 3 levels of 256 codes, about 135 MB for 10M items with [256, 256, 256]
+    plus a dedup level. The "free" mode's index
     tensors are copied to each device on first use and cached (they are constants, so calls stay stateless); the
     "sid" mode reads the host copy (one small device-to-host copy of the written codes per step on an
     accelerator). The processor works on CUDA scores as well as CPU.
@@ -106,6 +108,7 @@ class SIDLogitsProcessor(LogitsProcessor):
     #: "sid" mode: a level is looked up in a direct table (one int32 row index per possible prefix) instead of a
     #: binary search of its keys when that table takes at most this many bytes per prefix present (16: twice the
     #: keys' own 8 bytes), or at most `direct_lookup_min_bytes` in all. Memory keeps following the prefixes present.
+    #: Read when the processor is built (unlike the two limits above, read on every call).
     direct_lookup_max_bytes_per_prefix: int = 16
     direct_lookup_min_bytes: int = 2**20
 
@@ -268,8 +271,7 @@ class SIDLogitsProcessor(LogitsProcessor):
         # Keys of level-l prefixes live in [offset[l], offset[l] + prod(sizes[:l])): one sorted array for all levels.
         spans = [math.prod(sizes[:lv]) for lv in range(num_levels)]
         offsets = np.concatenate([[0], np.cumsum(spans)]).astype(np.int64)
-        # The "sid" path sums up to L + 1 per-token key parts, each at most `_key_miss` (sum(spans) + 1): no overflow.
-        if sum(spans) >= 2**62 or (num_levels + 1) * (sum(spans) + 1) >= 2**63:
+        if sum(spans) >= 2**62:
             raise ValueError(
                 f"Codebook sizes {sizes} are too large to pack SID prefixes into int64 keys; "
                 "use fewer or smaller levels."
@@ -354,7 +356,10 @@ class SIDLogitsProcessor(LogitsProcessor):
         self._level_keys = [self._prefix_keys[bounds[lv] : bounds[lv + 1]] for lv in range(num_levels)]
         root = np.unpackbits(self._level_blocks[0][:1], axis=1, count=sizes[0], bitorder="little")
         self._root_allowed = root.view(bool)  # (1, size): codes some SID starts with
-        self._build_sid_lookup(sid_token_ids, spans, offsets)
+        self._key_parts: list[np.ndarray | None] = []  # the "sid" mode's lookup tables, per level
+        self._direct_rows: list[np.ndarray | None] = []
+        if self.mode == "sid":
+            self._build_sid_lookup(sid_token_ids, spans, offsets)
 
     def _build_sid_lookup(
         self, sid_token_ids: Sequence[Sequence[int]], spans: list[int], offsets: np.ndarray
@@ -372,18 +377,26 @@ class SIDLogitsProcessor(LogitsProcessor):
         few next to the prefixes present (`direct_lookup_max_bytes_per_prefix`), or that fits in
         `direct_lookup_min_bytes`, maps a prefix straight to its row (-1 if absent) instead of a binary search of
         its keys: one memory access per row instead of ~log2(n) (the catalogue's deepest level at 10M items).
+
+        Built for "sid" mode only, for the levels it looks up (1 .. levels_to_generate - 1), in the layout given.
         """
         num_levels = self.num_levels
+        self._key_miss = int(sum(spans)) + 1
+        # A key sums at most L parts (the marker and L - 1 codes), each at most `_key_miss`: int64 must hold L of them.
+        if num_levels * self._key_miss >= 2**63:
+            raise ValueError(
+                f"Codebook sizes {self.codebook_sizes} are too large to pack SID prefixes into int64 keys; "
+                "use fewer or smaller levels."
+            )
         ids = [int(t) for level_ids in sid_token_ids for t in level_ids]
         first_id = min([*ids, self.sid_start_token_id])
         last_id = max([*ids, self.sid_start_token_id])
-        self._key_miss = int(sum(spans)) + 1
         # Token t reads table row t - shift: rows 0 and -1 are all misses, where ids outside [first, last] clip to.
         self._key_shift = first_id - 1
         marked = int(self.layout == "marked")  # 1: the start marker's column comes first
-        self._key_parts: list[np.ndarray | None] = [None]
-        self._direct_rows: list[np.ndarray | None] = [None]
-        for lv in range(1, num_levels):
+        self._key_parts = [None] * num_levels  # level 0 (the root) and levels never generated: no lookup
+        self._direct_rows = [None] * num_levels
+        for lv in range(1, self.levels_to_generate):
             present = len(self._level_keys[lv])
             index_dtype = np.int32 if present < 2**31 else np.int64
             table_bytes = (spans[lv] + 1) * np.dtype(index_dtype).itemsize
@@ -395,17 +408,16 @@ class SIDLogitsProcessor(LogitsProcessor):
                 parts[self.sid_start_token_id - self._key_shift, 0] = 0
             for j in range(lv):
                 level_ids = np.asarray(sid_token_ids[j], dtype=np.int64)
+                # a direct level's keys are the prefixes P_l themselves; a searched level's carry its key offset
+                first = 0 if direct or j else int(offsets[lv])
                 parts[level_ids - self._key_shift, marked + j] = (
-                    np.arange(len(level_ids)) * self._radix[lv, j]
+                    first + np.arange(len(level_ids)) * self._radix[lv, j]
                 )
-            if direct:  # keys are prefixes P_l in [0, spans[l]); a miss clips to the last entry, -1
+            if direct:  # a miss (key past spans[l]) clips to the last entry, -1
                 rows = np.full(spans[lv] + 1, -1, dtype=index_dtype)
                 rows[self._level_keys[lv] - offsets[lv]] = np.arange(present, dtype=index_dtype)
-                self._direct_rows.append(rows)
-            else:  # keys as stored, offset included
-                parts[1:-1, marked] += np.where(parts[1:-1, marked] < self._key_miss, offsets[lv], 0)
-                self._direct_rows.append(None)
-            self._key_parts.append(parts)
+                self._direct_rows[lv] = rows
+            self._key_parts[lv] = parts
 
     @property
     def nbytes(self) -> int:
@@ -623,7 +635,7 @@ class SIDLogitsProcessor(LogitsProcessor):
         """`"sid"` mode: every row is at the same step, so the level is a Python int and only that level's columns
         are touched. Same result as the general path (tested).
 
-        The prefix lookup runs in numpy on the few codes written so far (`(rows, level)` integers, copied to the
+        The prefix lookup runs in numpy on the few tokens written so far (`(rows, positions)` ids, copied to the
         host when generating on an accelerator): a generate step of a small model takes a few milliseconds, and a
         dozen small torch ops would cost a sizeable part of it. CPU scores are masked in numpy through views too;
         scores on an accelerator are masked there, with only a `(rows, codebook)` mask sent (see
@@ -653,8 +665,9 @@ class SIDLogitsProcessor(LogitsProcessor):
             # The start marker (marked layout) and the codes written: each token's key part at its own position
             # (the diagonal of the (rows, positions, positions) gather), summed. See _build_sid_lookup.
             written = span[:, : first_code + level] - self._key_shift  # (rows, positions) table rows
+            positions = written.shape[1]
             parts = self._key_parts[level].take(written, axis=0, mode="clip")  # (rows, positions, positions)
-            key = parts.reshape(rows, -1)[:, :: written.shape[1] + 1].sum(axis=1)  # (rows,)
+            key = parts.reshape(rows, positions * positions)[:, :: positions + 1].sum(axis=1)  # (rows,)
             direct = self._direct_rows[level]
             if direct is not None:  # prefix -> row, -1 if absent (wrong tokens give keys past the end: -1)
                 local = direct.take(key, mode="clip")  # (rows,)

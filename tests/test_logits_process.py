@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_semtok.logits_process import SIDLogitsProcessor
+from hf_semtok.logits_process import DEAD_END_SCORE, SIDLogitsProcessor
 
 SIZES = [5, 13, 3, 17]  # odd widths: rows of 1, 2, 1 and 3 bytes, codes that straddle bytes
 START, END, EOS = 0, 1, 2
@@ -50,9 +50,8 @@ def _assert_lookup(proc: SIDLogitsProcessor, lookup: str) -> None:
     assert [t is not None for t in proc._direct_rows[1:]] == [lookup == "direct"] * (proc.num_levels - 1)
 
 
-@pytest.mark.parametrize("lookup", ["direct", "search"])
 @pytest.mark.parametrize("dense", [True, False])
-@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(("fast", "lookup"), [(True, "direct"), (True, "search"), (False, "direct")])
 def test_allowed_codes_equal_brute_force_at_every_level(fast, dense, lookup, monkeypatch):
     codes = _catalogue(300)
     _force_lookup(monkeypatch, lookup)
@@ -64,6 +63,8 @@ def test_allowed_codes_equal_brute_force_at_every_level(fast, dense, lookup, mon
         real = [tuple(r[:level]) for r in codes[rng.choice(len(codes), 20)]]
         fake = [tuple(int(rng.integers(s)) for s in SIZES[:level]) for _ in range(20)]
         prefixes = real + fake if level else [()]
+        if level == len(SIZES) - 1:  # the prefix space is not full here: some fake prefixes are absent
+            assert any(p not in {tuple(r[:level]) for r in codes} for p in fake)
         got = _allowed(proc, prefixes, fast)
         for prefix, allowed in zip(prefixes, got):
             want = {int(r[level]) for r in codes if tuple(r[:level]) == prefix}
@@ -133,8 +134,10 @@ def test_sid_path_equals_general_path_with_scattered_token_ids_and_dead_ends(
                 written[-1] = token_ids[(len(written) + 1) % len(SIZES)][0]
             if r % 4 == 2 and step and layout == "marked":  # no start marker: dead end
                 written[0] = vocab - 1
-            if r % 8 == 3 and len(written) > 1:  # a text token past every SID token id (or below): dead end
-                written[-1] = vocab - 1 if r % 16 == 3 else EOS
+            if r % 8 == 3 and len(written) > 1:  # a text token past every SID token id: dead end
+                written[-1] = vocab - 1
+            if r % 8 == 7 and len(written) > 1 + (layout == "marked"):  # the start marker as a code: dead end
+                written[-1] = START
             rows.append([vocab - 2] * prompt_length + written)
         ids = torch.tensor(rows)
         scores = torch.randn(len(rows), vocab)
@@ -170,3 +173,40 @@ def test_sid_path_keeps_the_scores_dtype_and_values(dtype, layout):
         assert torch.equal(torch.isinf(got), torch.isinf(want)), step
         kept = ~torch.isinf(want)
         assert torch.equal(got[kept], want[kept].to(dtype)), step  # DEAD_END_SCORE rounds in 16 bits
+
+
+@pytest.mark.parametrize("lookup", ["direct", "search"])
+def test_sid_path_refuses_tokens_below_and_above_the_sid_token_ids(lookup, monkeypatch):
+    """Text ids below the start marker and the SID tokens (the usual layout: SID tokens appended to a text
+    vocabulary), written where the marker or a code belongs, or an empty batch: same as the general path."""
+    codes = _catalogue(300)
+    _force_lookup(monkeypatch, lookup)
+    start, end, eos, text = 50, 51, 2, [3, 7, 49]  # markers and SID ids above the text ids
+    token_ids, nxt = [], 52
+    for size in SIZES:
+        token_ids.append(list(range(nxt, nxt + size)))
+        nxt += size
+    vocab = nxt + 4
+    fast = SIDLogitsProcessor(codes, token_ids, start, end, eos, prompt_length=1)
+    general = SIDLogitsProcessor(codes, token_ids, start, end, eos, prompt_length=1)
+    general._fast_sid_path = False
+    _assert_lookup(fast, lookup)
+    rng = np.random.default_rng(7)
+    for step in range(1, len(SIZES) + 1):
+        rows = []
+        for r in range(12):
+            item = codes[rng.integers(len(codes))]
+            written = [start, *[token_ids[lv][c] for lv, c in enumerate(item)]][:step]
+            if r % 3 == 1:
+                written[int(rng.integers(len(written)))] = text[r % len(text)]  # marker or code: dead end
+            if r % 3 == 2:
+                written[-1] = vocab - 1  # past every SID token id: dead end
+            rows.append([0, *written])
+        ids, scores = torch.tensor(rows), torch.randn(len(rows), vocab)
+        got = fast(ids, scores)
+        assert torch.equal(got, general(ids, scores)), step
+        dead = [r % 3 != 0 for r in range(12)]
+        assert torch.equal(got[dead].isfinite().sum(dim=1), torch.ones(sum(dead), dtype=torch.long)), step
+        assert bool((got[dead, eos] == DEAD_END_SCORE).all()), step
+        empty = fast(ids[:0], scores[:0])
+        assert empty.shape == (0, vocab)
