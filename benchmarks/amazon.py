@@ -50,7 +50,7 @@ DATASETS: dict[str, dict[str, Any]] = {
     "beauty": {
         "folder": "amazon-beauty",
         "loader": "amazon2014",
-        "features": "text",
+        "features": "text+collab",  # chosen on the full validation set (amazon_beauty.yaml)
         "tiger": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
     },
     "sports": {
