@@ -63,11 +63,12 @@ DATASETS: dict[str, dict[str, Any]] = {
         "folder": "amazon-toys",
         "loader": "amazon2014",
         "features": "text+collab",  # chosen on the full validation set (amazon_toys.yaml)
+        "absent_fields": ["brand"],  # the source has no brand (null throughout)
         "tiger": {"recall@5": 0.0521, "ndcg@5": 0.0371, "recall@10": 0.0712, "ndcg@10": 0.0432},
     },
 }
 FEATURE_NAMES = {
-    "text": "item text (title, brand, categories) embedded with all-MiniLM-L6-v2",
+    "text": "item text ({fields}) embedded with all-MiniLM-L6-v2",
     "attributes": "multi-hot attribute ids (item2attributes.json)",
     "collab": "co-occurrence SVD of training histories",
 }
@@ -316,7 +317,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         features = f"published SIDs {key}"
     elif cfg.sids == "rqvae":
         embeddings = _features(cfg, catalogue, names)
-        features = " + ".join(FEATURE_NAMES[n] for n in names)
+        absent = set(info.get("absent_fields", []))
+        fields = ", ".join(f for f in cfg.text_fields if f not in absent)
+        features = " + ".join(FEATURE_NAMES[n].format(fields=fields) for n in names)
     else:
         raise ValueError(f"--sids must be 'rqvae' or 'published:<set>', got {cfg.sids!r}.")
     data_seconds = time.perf_counter() - began  # loading + item features (embeddings), before the pipeline
