@@ -21,11 +21,13 @@ Writes benchmarks/results/split_gap.json and benchmarks/results/split_gap.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections import Counter
 from pathlib import Path
 
+from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data import leave_one_out_split, load_amazon2014, load_lcrec_dataset
 from hf_semtok.evaluation import popularity_baseline
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
@@ -37,8 +39,20 @@ FOLDERS = {
     "toys": "amazon-toys",
     "scientific": "amazon18-scientific",
 }
-#: The main README row of each dataset (benchmarks/amazon.py's default run name).
-MAIN_ROW = "amazon_{}_rqvae-256-256-256-contrastive.json"
+
+
+def main_row(name: str) -> str:
+    """File name of the dataset's README row: the result JSON that `benchmarks/configs/amazon_<name>.yaml` writes."""
+    spec = importlib.util.spec_from_file_location(
+        "_amazon_bench", Path(__file__).resolve().parent / "amazon.py"
+    )
+    amazon = sys.modules.setdefault(
+        spec.name, importlib.util.module_from_spec(spec)
+    )  # dataclasses look it up
+    spec.loader.exec_module(amazon)
+    config = REPO / "benchmarks" / "configs" / f"amazon_{name}.yaml"
+    (cfg,) = parse_args_with_config(amazon.AmazonBenchConfig, ["--config", str(config)], prog="amazon.py")
+    return f"amazon_{name}_{amazon._run_name(cfg)}.json"
 
 
 def split_facts(histories: dict, max_history: int = 20) -> dict[str, dict[str, float]]:
@@ -104,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         facts["popularity_ratio"] = (
             facts["validation"]["popularity_recall@10"] / facts["test"]["popularity_recall@10"]
         )
-        row = results / MAIN_ROW.format(name)
+        row = results / main_row(name)
         if row.exists():
             result = json.loads(row.read_text())
             if result.get("validation"):

@@ -131,6 +131,18 @@ def test_split_gap_facts_of_a_tiny_split():
     assert valid["popularity_recall@10"] == 0.5 and test["popularity_recall@10"] == 0.0
 
 
+def test_split_gap_reads_the_readme_row_each_config_writes():
+    """The generator column of split_gap.md comes from the JSON of each config's run, committed beside it."""
+    bench = _load("split_gap")
+    for name in bench.FOLDERS:
+        row = ROOT / "benchmarks" / "results" / bench.main_row(name)
+        assert row.exists(), row
+        result = json.loads(row.read_text())
+        assert (
+            result["command"] == f"python benchmarks/amazon.py --config benchmarks/configs/amazon_{name}.yaml"
+        )
+
+
 def test_scale_quick_without_rqvae_and_ray_reports_the_step_ratios(tmp_path):
     """`benchmarks/scale.py --quick` on 100k items (assignment, save/load, processor, the three generate timings)."""
     bench = _load("scale")
