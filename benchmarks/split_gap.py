@@ -33,26 +33,29 @@ from hf_semtok.evaluation import popularity_baseline
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {
-    "beauty": "amazon-beauty",
-    "sports": "amazon-sports",
-    "toys": "amazon-toys",
-    "scientific": "amazon18-scientific",
-}
+
+
+def _load_amazon_bench():
+    """benchmarks/amazon.py, loaded once: its DATASETS table and the run name each config writes."""
+    spec = importlib.util.spec_from_file_location(
+        "_amazon_bench", Path(__file__).resolve().parent / "amazon.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+_AMAZON = _load_amazon_bench()
+#: Dataset name -> folder under --data_root (benchmarks/amazon.py's DATASETS).
+FOLDERS = {name: info["folder"] for name, info in _AMAZON.DATASETS.items()}
 
 
 def main_row(name: str) -> str:
     """File name of the dataset's README row: the result JSON that `benchmarks/configs/amazon_<name>.yaml` writes."""
-    spec = importlib.util.spec_from_file_location(
-        "_amazon_bench", Path(__file__).resolve().parent / "amazon.py"
-    )
-    amazon = sys.modules.setdefault(
-        spec.name, importlib.util.module_from_spec(spec)
-    )  # dataclasses look it up
-    spec.loader.exec_module(amazon)
     config = REPO / "benchmarks" / "configs" / f"amazon_{name}.yaml"
-    (cfg,) = parse_args_with_config(amazon.AmazonBenchConfig, ["--config", str(config)], prog="amazon.py")
-    return f"amazon_{name}_{amazon._run_name(cfg)}.json"
+    (cfg,) = parse_args_with_config(_AMAZON.AmazonBenchConfig, ["--config", str(config)], prog="amazon.py")
+    return f"amazon_{name}_{_AMAZON._run_name(cfg)}.json"
 
 
 def split_facts(histories: dict, max_history: int = 20) -> dict[str, dict[str, float]]:
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": "python benchmarks/split_gap.py", "datasets": {}}
     for name in args.datasets:
         folder = root / FOLDERS[name]
-        catalogue = load_lcrec_dataset(folder) if name == "scientific" else load_amazon2014(folder)
+        lcrec = _AMAZON.DATASETS[name]["loader"] == "lcrec"
+        catalogue = load_lcrec_dataset(folder) if lcrec else load_amazon2014(folder)
         facts = split_facts(catalogue.histories)
         facts["popularity_ratio"] = (
             facts["validation"]["popularity_recall@10"] / facts["test"]["popularity_recall@10"]
