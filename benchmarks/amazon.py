@@ -63,7 +63,6 @@ DATASETS: dict[str, dict[str, Any]] = {
         "folder": "amazon-toys",
         "loader": "amazon2014",
         "features": "text+collab",  # chosen on the full validation set (amazon_toys.yaml)
-        "absent_fields": ["brand"],  # the source has no brand (null throughout)
         "tiger": {"recall@5": 0.0521, "ndcg@5": 0.0371, "recall@10": 0.0712, "ndcg@10": 0.0432},
     },
 }
@@ -317,8 +316,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         features = f"published SIDs {key}"
     elif cfg.sids == "rqvae":
         embeddings = _features(cfg, catalogue, names)
-        absent = set(info.get("absent_fields", []))
-        fields = ", ".join(f for f in cfg.text_fields if f not in absent)
+        fields = ", ".join(catalogue.text_fields)  # the fields the source has (Toys: no brand)
         features = " + ".join(FEATURE_NAMES[n].format(fields=fields) for n in names)
     else:
         raise ValueError(f"--sids must be 'rqvae' or 'published:<set>', got {cfg.sids!r}.")

@@ -71,6 +71,11 @@ def test_load_lcrec_dataset_reads_items_text_histories_and_sids(lcrec_dir):
     )
     assert with_desc.texts["1"] == "Stapler. Metal."
     assert with_desc.published_sids == {}
+    # the fields some item has, in the order asked for
+    assert cat.text_fields == ["title", "brand", "categories"]
+    assert with_desc.text_fields == ["title", "description"]
+    reordered = load_lcrec_dataset(lcrec_dir, text_fields=("brand", "title", "description"), load_sids=False)
+    assert reordered.text_fields == ["brand", "title", "description"]
 
 
 def test_load_lcrec_without_item_file_uses_history_and_sid_items(tmp_path):
@@ -78,7 +83,7 @@ def test_load_lcrec_without_item_file_uses_history_and_sid_items(tmp_path):
     _write_json(tmp_path / "X.index.json", {"10": ["<a_1>"], "2": ["<a_0>"], "7": ["<a_3>"], "99": ["<a_2>"]})
     cat = load_lcrec_dataset(tmp_path)
     assert cat.item_ids == ["2", "7", "10", "99"]
-    assert cat.texts == {} and cat.titles == {}
+    assert cat.texts == {} and cat.titles == {} and cat.text_fields == []
 
 
 def test_load_lcrec_index_offsets_and_errors(tmp_path):
@@ -164,9 +169,24 @@ def test_load_amazon2014_text_and_sid_id_shift(tmp_path):
     assert cat.titles == {"1": 'Nail "Red"', "3": "Brush", "4": "Comb"}
     assert cat.categories["4"] == ["Beauty", "Hair"]  # the first category path
     assert cat.texts["1"] == 'Nail "Red". Brand: OPI. Category: Beauty > Nails.'
+    assert cat.text_fields == ["title", "brand", "categories"]
     # LC id 0 is P5 id 1
     assert cat.published_sids["letter/Toy"]["1"] == (0, 0)
     assert cat.published_sids["letter/Toy"]["4"] == (3, 0)
+
+
+def test_load_amazon2014_source_without_brands_says_so(tmp_path):
+    # Toys ships no brand (null throughout): the catalogue's text_fields leave it out, so reports do not claim it
+    (tmp_path / "sequential_data.txt").write_text("1 1 2\n")
+    rows = [
+        {"item_id": 1, "title": "Kite", "brand": None, "categories": [["Toys", "Outdoor"]]},
+        {"item_id": 2, "title": "Ball", "brand": "", "categories": []},
+    ]
+    (tmp_path / "items_text.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cat = load_amazon2014(tmp_path)
+    assert cat.texts == {"1": "Kite. Category: Toys > Outdoor.", "2": "Ball."}
+    assert cat.text_fields == ["title", "categories"]
+    assert load_amazon2014(tmp_path, text_fields=("brand", "title")).text_fields == ["title"]
 
 
 def test_load_amazon2014_attribute_fallback(tmp_path):
@@ -174,7 +194,7 @@ def test_load_amazon2014_attribute_fallback(tmp_path):
     _write_json(tmp_path / "item2attributes.json.gz", {"1": [4, 5], "2": [4], "3": [6]})
     cat = load_amazon2014(tmp_path)
     assert cat.categories == {"1": ["attr_4", "attr_5"], "2": ["attr_4"], "3": ["attr_6"]}
-    assert cat.texts == {}
+    assert cat.texts == {} and cat.text_fields == []
     with pytest.raises(ValueError, match="sequential_data"):
         load_amazon2014(tmp_path / "letter")
 
@@ -209,6 +229,8 @@ def test_catalogue_validation():
         cat.item_texts(fallback_to_title=False)
     with pytest.raises(ValueError, match="Unknown text fields"):
         compose_item_text("t", fields=("title", "price"))
+    with pytest.raises(ValueError, match=r"unknown text_fields \['price'\]"):
+        Catalogue(item_ids=["a"], text_fields=["title", "price"])
 
 
 @pytest.mark.skipif(not SCIENTIFIC.is_dir(), reason="shared Amazon 2018 Scientific data not present")

@@ -16,6 +16,7 @@ from hf_semtok.data.catalogue import (
     DEFAULT_TEXT_FIELDS,
     Catalogue,
     _clean,
+    _fields_with_values,
     _find,
     _json_line,
     _open_text,
@@ -80,6 +81,7 @@ def load_amazon2014(directory: str | Path, text_fields: Sequence[str] = DEFAULT_
     titles: dict[str, str] = {}
     texts: dict[str, str] = {}
     categories: dict[str, list[str]] = {}
+    found: set[str] = set()  # text fields that some item has
     item_ids: list[str] = [i for h in histories.values() for i in h]
     items_path = _find(directory, "items.jsonl")
     if items_path is not None:
@@ -105,6 +107,7 @@ def load_amazon2014(directory: str | Path, text_fields: Sequence[str] = DEFAULT_
                 text = compose_item_text(title, brand, cats, None, fields=text_fields)
                 if text:
                     texts[item] = text
+                    found |= _fields_with_values(title, brand, cats)
     elif attr_path is not None:
         for item, attrs in _read_json(attr_path).items():
             categories[str(item)] = [f"attr_{a}" for a in attrs]
@@ -121,6 +124,7 @@ def load_amazon2014(directory: str | Path, text_fields: Sequence[str] = DEFAULT_
         histories=histories,
         name=directory.name,
         published_sids=sids,
+        text_fields=[f for f in text_fields if f in found],
     )
     logger.info(
         "Loaded %s: %d items (%d with text), %d users, %d interactions",

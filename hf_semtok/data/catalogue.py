@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 #: Text fields joined into `Catalogue.texts` by default: TIGER's recipe (title, brand, categories; Rajput et al.,
 #: 2023) without price, which these datasets do not ship. Add "description" for longer texts.
 DEFAULT_TEXT_FIELDS = ("title", "brand", "categories")
+#: Every field `compose_item_text` can join, in the order it joins them.
+TEXT_FIELD_NAMES = ("title", "brand", "categories", "description")
 
 
 _PLACEHOLDER = re.compile(r"^(brand|title)_\d+$")
@@ -80,6 +82,8 @@ class Catalogue:
         histories: User id -> chronological list of item ids. Every item must be in `item_ids`.
         name: Dataset name, for logs and reports.
         published_sids: Published Semantic-ID sets found beside the data: set name -> {item id -> code tuple}.
+        text_fields: The fields `texts` was composed from that at least one item has, in the order they were
+            joined (`["title", "categories"]` for a source without brands). Loaders fill it; empty when unknown.
     """
 
     item_ids: list[str]
@@ -89,9 +93,15 @@ class Catalogue:
     histories: dict[str, list[str]] = field(default_factory=dict)
     name: str = "catalogue"
     published_sids: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
+    text_fields: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.item_ids = [str(i) for i in self.item_ids]
+        unknown_fields = [f for f in self.text_fields if f not in TEXT_FIELD_NAMES]
+        if unknown_fields:
+            raise ValueError(
+                f"Catalogue {self.name!r}: unknown text_fields {unknown_fields}; use {list(TEXT_FIELD_NAMES)}."
+            )
         if not self.item_ids:
             raise ValueError(f"Catalogue {self.name!r} is empty: give at least one item id.")
         known = set(self.item_ids)
@@ -237,7 +247,7 @@ def compose_item_text(
         For example `"OPI Nail Lacquer. Brand: OPI. Category: Beauty > Makeup > Nails."`, or `None` when every
         selected field is empty.
     """
-    unknown = set(fields) - {"title", "brand", "categories", "description"}
+    unknown = set(fields) - set(TEXT_FIELD_NAMES)
     if unknown:
         raise ValueError(f"Unknown text fields {sorted(unknown)}; use title, brand, categories, description.")
     parts = []
@@ -251,6 +261,14 @@ def compose_item_text(
         elif name == "description" and description:
             parts.append(description.rstrip(". "))
     return ". ".join(parts) + "." if parts else None
+
+
+def _fields_with_values(
+    title: Any, brand: Any = None, categories: Any = None, description: Any = None
+) -> set[str]:
+    """Names of the `compose_item_text` fields that are non-empty for one item (loaders fill `text_fields`)."""
+    values = {"title": title, "brand": brand, "categories": categories, "description": description}
+    return {name for name, value in values.items() if value}
 
 
 def leave_one_out_split(

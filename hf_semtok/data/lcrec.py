@@ -16,6 +16,7 @@ from hf_semtok.data.catalogue import (
     DEFAULT_TEXT_FIELDS,
     Catalogue,
     _clean,
+    _fields_with_values,
     _find,
     _read_json,
     _sort_ids,
@@ -153,6 +154,7 @@ def load_lcrec_dataset(
     titles: dict[str, str] = {}
     texts: dict[str, str] = {}
     categories: dict[str, list[str]] = {}
+    found: set[str] = set()  # text fields that some item has
     item_ids: list[str] = []
     item_path = _find(directory, f"{name}.item.json")
     if item_path is not None:
@@ -169,9 +171,11 @@ def load_lcrec_dataset(
                 titles[item] = title
             if cats:
                 categories[item] = cats
-            text = compose_item_text(title, brand, cats, _clean(meta.get("description")), fields=text_fields)
+            description = _clean(meta.get("description"))
+            text = compose_item_text(title, brand, cats, description, fields=text_fields)
             if text:
                 texts[item] = text
+                found |= _fields_with_values(title, brand, cats, description)
     sids = _published_sids(directory, name, id_offset=0) if load_sids else {}
     if not item_ids:
         item_ids = [i for h in histories.values() for i in h] + [i for s in sids.values() for i in s]
@@ -183,6 +187,7 @@ def load_lcrec_dataset(
         histories=histories,
         name=name,
         published_sids=sids,
+        text_fields=[f for f in text_fields if f in found],
     )
     logger.info(
         "Loaded %s: %d items, %d users, %d interactions, %d published SID sets",
