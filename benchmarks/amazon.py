@@ -231,6 +231,14 @@ def _steps(training: dict[str, Any]) -> str:
     )
 
 
+def _generator_key(run: dict[str, Any]) -> str:
+    """The generator settings of a result JSON, with today's defaults for keys older runs did not record: runs
+    with equal keys trained the same generator, so their rows differ only in SIDs (the ablation tables)."""
+    recorded = run.get("bench_config", {}).get("generator") or {}
+    settings = {**dataclasses.asdict(GeneratorConfig()), **recorded}
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
 def write_markdown(results_dir: Path = RESULTS) -> str:
     """Regenerate `amazon.md` from every `amazon_*.json` in `results_dir` and return its text."""
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("amazon_*.json"))]
@@ -248,8 +256,16 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
         ablation = [r for r in ours if r["run_name"].startswith(ABLATION_PREFIX)]
         if main_rows:
             groups.append((f"## {dataset}", main_rows))
-        if ablation:
-            groups.append((f"## {dataset}: SID ablation (one fixed generator config, same steps)", ablation))
+        by_generator: dict[str, list[dict[str, Any]]] = {}
+        for r in ablation:
+            by_generator.setdefault(_generator_key(r), []).append(r)
+        for key, rows in sorted(by_generator.items(), key=lambda kv: -kv[1][0]["training"]["steps"]):
+            partners = [r for r in main_rows if _generator_key(r) == key]  # main rows on the same generator
+            title = (
+                f"## {dataset}: SID ablation ({rows[0]['training']['steps']} steps; one generator config, "
+                "only the SIDs differ)"
+            )
+            groups.append((title, sorted(rows + partners, key=lambda r: r["run_name"])))
     for title, rows in groups:
         lines += [
             "",

@@ -143,6 +143,51 @@ def test_split_gap_reads_the_readme_row_each_config_writes():
         )
 
 
+def test_amazon_ablation_tables_group_runs_by_generator_and_take_in_its_main_row(tmp_path):
+    """An SID-ablation table holds only runs of one generator config (older JSONs lack newer keys: defaults fill
+    them), and the main row trained on that same generator joins it as the comparison."""
+    amazon = _load("split_gap")._AMAZON
+
+    def run(name, steps, **generator):
+        metrics = {"recall@5": 0.01, "ndcg@5": 0.01, "recall@10": 0.02, "ndcg@10": 0.01}
+        return {
+            "dataset": "beauty",
+            "run_name": name,
+            "sids": "x",
+            "features": "y",
+            "metrics": metrics,
+            "popularity": metrics,
+            "tiger": None,
+            "model": {"num_parameters": 1e6},
+            "training": {"steps": steps, "tokens_seen": 1e6, "train_seconds": 60},
+            "evaluation": {"test_users": 10},
+            "command": f"cmd {name}",
+            "bench_config": {"generator": {"max_steps": steps, **generator}},
+        }
+
+    runs = [
+        run("main-now", 5700, select_best=True),
+        run("main-other", 5700, select_best=True, hidden_dropout=0.1),
+        run("abl-now-letter", 5700, select_best=True),
+        run("abl-old-letter", 2000),
+        run("abl-old-ours", 2000, select_best=False),  # the default, recorded
+    ]
+    for r in runs:
+        (tmp_path / f"amazon_beauty_{r['run_name']}.json").write_text(json.dumps(r))
+    text = amazon.write_markdown(tmp_path)
+    assert (tmp_path / "amazon.md").read_text() == text
+    sections = {part.split("\n", 1)[0]: part for part in text.split("\n## ")[1:]}
+    assert list(sections) == [
+        "beauty",
+        "beauty: SID ablation (5700 steps; one generator config, only the SIDs differ)",
+        "beauty: SID ablation (2000 steps; one generator config, only the SIDs differ)",
+    ]
+    now, old = list(sections.values())[1:]
+    assert "| abl-now-letter |" in now and "| main-now |" in now
+    assert "main-other" not in now and "abl-old" not in now
+    assert "| abl-old-letter |" in old and "| abl-old-ours |" in old and "main-" not in old
+
+
 def test_scale_quick_without_rqvae_and_ray_reports_the_step_ratios(tmp_path):
     """`benchmarks/scale.py --quick` on 100k items (assignment, save/load, processor, the three generate timings)."""
     bench = _load("scale")
