@@ -231,6 +231,9 @@ def test_catalogue_validation():
         compose_item_text("t", fields=("title", "price"))
     with pytest.raises(ValueError, match=r"unknown text_fields \['price'\]"):
         Catalogue(item_ids=["a"], text_fields=["title", "price"])
+    with pytest.raises(TypeError, match="list of field names"):
+        Catalogue(item_ids=["a"], text_fields="title")
+    assert Catalogue(item_ids=["a"], text_fields=("title",)).text_fields == ["title"]
 
 
 @pytest.mark.skipif(not SCIENTIFIC.is_dir(), reason="shared Amazon 2018 Scientific data not present")

@@ -97,6 +97,9 @@ class Catalogue:
 
     def __post_init__(self) -> None:
         self.item_ids = [str(i) for i in self.item_ids]
+        if isinstance(self.text_fields, str):
+            raise TypeError(f"Catalogue {self.name!r}: text_fields is a list of field names, e.g. ['title'].")
+        self.text_fields = list(self.text_fields)
         unknown_fields = [f for f in self.text_fields if f not in TEXT_FIELD_NAMES]
         if unknown_fields:
             raise ValueError(
