@@ -115,7 +115,7 @@ class AmazonBenchConfig:
 
 
 def _load(cfg: AmazonBenchConfig) -> Any:
-    from hf_semtok.data import load_amazon2014, load_lcrec_dataset
+    from hf_semtok.data import load_catalogue
 
     if cfg.dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {cfg.dataset!r}; choose one of {sorted(DATASETS)}.")
@@ -123,9 +123,7 @@ def _load(cfg: AmazonBenchConfig) -> Any:
     folder = (REPO / cfg.data_root / info["folder"]).resolve()
     if not folder.is_dir():
         raise ValueError(f"Dataset folder {folder} not found; pass --data_root pointing at shared/data.")
-    if info["loader"] == "lcrec":
-        return load_lcrec_dataset(folder, text_fields=cfg.text_fields)
-    return load_amazon2014(folder, text_fields=cfg.text_fields)
+    return load_catalogue(info["loader"], folder, text_fields=cfg.text_fields)
 
 
 def _features(cfg: AmazonBenchConfig, catalogue: Any, names: list[str]) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from hf_semtok.cli import parse_args_with_config
-from hf_semtok.data import leave_one_out_split, load_amazon2014, load_lcrec_dataset
+from hf_semtok.data import leave_one_out_split, load_catalogue
 from hf_semtok.evaluation import popularity_baseline
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 
@@ -116,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": "python benchmarks/split_gap.py", "datasets": {}}
     for name in args.datasets:
         folder = root / FOLDERS[name]
-        lcrec = _AMAZON.DATASETS[name]["loader"] == "lcrec"
-        catalogue = load_lcrec_dataset(folder) if lcrec else load_amazon2014(folder)
+        catalogue = load_catalogue(_AMAZON.DATASETS[name]["loader"], folder)
         facts = split_facts(catalogue.histories)
         facts["popularity_ratio"] = (
             facts["validation"]["popularity_recall@10"] / facts["test"]["popularity_recall@10"]
