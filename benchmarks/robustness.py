@@ -53,7 +53,7 @@ from hf_semtok.generation import SIDLogitsProcessor, recommend
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -34,7 +34,7 @@ import numpy as np
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN
 from hf_semtok.io_utils import write_text_atomic
 from hf_semtok.small_models import train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,8 @@ Layout (imports run one way, down):
 
 - `rqvae/`: the item tokenizer model (config, quantizer, model) and `train_rqvae` / `build_sids`.
 - `sids/`: unique-SID assignment (collision policies) and the SID quality report.
-- `sid_table.py`, `tokenization_semtok.py`, `constants.py`: the item <-> SID table and the tokenizer.
+- `tokenizer/`: `SemanticIDTokenizer` and the item <-> SID table (`SIDTable`), self-contained because it is
+  saved beside every tokenizer as remote code.
 - `lm/`: prompts, CPT/SFT corpora, extending an LM for SID tokens, Trainer stages, the from-scratch generator.
 - `generation.py`, `evaluation.py`: constrained decoding and `recommend()`; Recall/NDCG.
 - `data/`: the catalogue, one reader per file format, the synthetic catalogue, item features.
@@ -39,6 +40,7 @@ from hf_semtok.evaluation import (
     recall_at_k,
 )
 from hf_semtok.generation import PrefillOnceLM, SIDLogitsProcessor, recommend
+from hf_semtok.hub import push_tokenizer_to_hub, render_tokenizer_card
 from hf_semtok.lm import (
     GeneratorConfig,
     LMStageArguments,
@@ -66,7 +68,6 @@ from hf_semtok.rqvae import (
     train_rqvae,
     train_sid_stage,
 )
-from hf_semtok.sid_table import SIDTable
 from hf_semtok.sids import (
     add_items_to_table,
     assign_unique_sids,
@@ -74,7 +75,16 @@ from hf_semtok.sids import (
     sid_table_from_codes,
 )
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer, SemanticIDTokenizerConfig
+from hf_semtok.tokenizer import SemanticIDTokenizer, SemanticIDTokenizerConfig, SIDTable
+from hf_semtok.tokenizer.library_hooks import register_hooks
+
+# The self-contained tokenizer package calls back into the library only through these hooks.
+register_hooks(
+    load_rqvae=RQVAEModel.from_files,
+    add_items_to_table=add_items_to_table,
+    render_tokenizer_card=render_tokenizer_card,
+    push_tokenizer_to_hub=push_tokenizer_to_hub,
+)
 
 __all__ = [
     "__version__",

@@ -34,7 +34,7 @@ from hf_semtok.lm.generator import sid_only_chat_template
 from hf_semtok.lm.stages import LMStageArguments, run_lm_stage
 from hf_semtok.rqvae.sid_stage import SIDStageConfig, build_sids
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 __all__ = ["DemoConfig", "run_demo", "QUICK_OVERRIDES"]
 

@@ -31,7 +31,7 @@ import torch
 
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
-from hf_semtok.sid_table import ItemIds, SIDTable
+from hf_semtok.tokenizer.sid_table import ItemIds, SIDTable
 
 logger = logging.getLogger(__name__)
 

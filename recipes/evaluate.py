@@ -30,7 +30,7 @@ from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data import leave_one_out_split, load_catalogue
 from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
 from hf_semtok.io_utils import write_text_atomic
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 logger = logging.getLogger("evaluate")
 

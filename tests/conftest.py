@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer  # noqa: E402
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs two workers on two cores: one thread each avoids oversubscription.

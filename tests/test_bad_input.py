@@ -25,7 +25,7 @@ from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import train_rqvae
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 N_ITEMS, SIZES, DIM = 10, [3, 4], 6
 

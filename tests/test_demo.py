@@ -8,7 +8,7 @@ import pytest
 
 from hf_semtok.cli import main
 from hf_semtok.data.synthetic import make_synthetic_catalogue
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 
 @pytest.fixture(scope="module")

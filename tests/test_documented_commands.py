@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_semtok.sid_table import SIDTable
+from hf_semtok.tokenizer.sid_table import SIDTable
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "recipes" / "README.md"]

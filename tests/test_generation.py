@@ -379,7 +379,7 @@ def test_bare_layout_constrains_like_marked_with_the_marker_inserted(setup):
 @pytest.fixture(scope="module")
 def rec_setup():
     from hf_semtok.small_models import train_base_tokenizer
-    from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+    from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
     rng = np.random.default_rng(0)
     n_items = 24

@@ -19,7 +19,7 @@ from hf_semtok.lm.stages import (
     run_lm_stage,
 )
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 ITEMS = [f"i{n}" for n in range(16)]
 TABLE = {item: (n // 4, n % 4) for n, item in enumerate(ITEMS)}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hf_semtok.logits_process import DEAD_END_SCORE, SIDLogitsProcessor
+from hf_semtok.prefix_index import SIDPrefixIndex, TokenPrefixLookup
 
 SIZES = [5, 13, 3, 17]  # odd widths: rows of 1, 2, 1 and 3 bytes, codes that straddle bytes
 START, END, EOS = 0, 1, 2
@@ -43,11 +44,13 @@ def _allowed(proc: SIDLogitsProcessor, prefixes: list[tuple[int, ...]], fast: bo
 def _force_lookup(monkeypatch, lookup: str) -> None:
     """Make every level of processors built next use direct tables ("direct") or binary search ("search")."""
     for name in ("direct_lookup_min_bytes", "direct_lookup_max_bytes_per_prefix"):
-        monkeypatch.setattr(SIDLogitsProcessor, name, 2**40 if lookup == "direct" else 0)
+        monkeypatch.setattr(TokenPrefixLookup, name, 2**40 if lookup == "direct" else 0)
 
 
 def _assert_lookup(proc: SIDLogitsProcessor, lookup: str) -> None:
-    assert [t is not None for t in proc._direct_rows[1:]] == [lookup == "direct"] * (proc.num_levels - 1)
+    assert [t is not None for t in proc._lookup.direct_rows[1:]] == [lookup == "direct"] * (
+        proc.num_levels - 1
+    )
 
 
 @pytest.mark.parametrize("dense", [True, False])
@@ -57,7 +60,7 @@ def test_allowed_codes_equal_brute_force_at_every_level(fast, dense, lookup, mon
     _force_lookup(monkeypatch, lookup)
     proc = SIDLogitsProcessor(codes, _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
     _assert_lookup(proc, lookup)
-    proc.dense_children_max_bytes = SIDLogitsProcessor.dense_children_max_bytes if dense else 0
+    proc.index.dense_children_max_bytes = SIDPrefixIndex.dense_children_max_bytes if dense else 0
     rng = np.random.default_rng(1)
     for level in range(len(SIZES)):
         real = [tuple(r[:level]) for r in codes[rng.choice(len(codes), 20)]]
@@ -70,7 +73,7 @@ def test_allowed_codes_equal_brute_force_at_every_level(fast, dense, lookup, mon
             want = {int(r[level]) for r in codes if tuple(r[:level]) == prefix}
             assert allowed == want, (level, prefix)
     # the path under test ran: the general path keeps a device index (dense or not); the "sid" path needs none
-    assert [("dense" in t) == dense for t in proc._device_cache.values()] == ([] if fast else [True])
+    assert [("dense" in t) == dense for t in proc.index._device_cache.values()] == ([] if fast else [True])
 
 
 def test_memory_is_bit_packed_per_level():
@@ -79,17 +82,17 @@ def test_memory_is_bit_packed_per_level():
     n_prefixes = [len({tuple(r[:lv]) for r in codes}) for lv in range(len(SIZES))]
     assert proc.num_prefixes == sum(n_prefixes)
     want_bytes = sum(n * ((s + 7) // 8) for n, s in zip(n_prefixes, SIZES))
-    assert proc._packed_children.nbytes == want_bytes
+    assert proc.index._packed_children.nbytes == want_bytes
     dense_bytes = proc.num_prefixes * max(SIZES)  # the former bool mask
-    assert proc._packed_children.nbytes * 4 < dense_bytes
+    assert proc.index._packed_children.nbytes * 4 < dense_bytes
 
 
 def test_index_does_not_depend_on_row_order():
     codes = _catalogue(500)
     a = SIDLogitsProcessor(codes, _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
     b = SIDLogitsProcessor(codes[::-1].copy(), _token_ids(), START, END, EOS, mode="sid", prompt_length=1)
-    assert np.array_equal(a._prefix_keys, b._prefix_keys)
-    assert np.array_equal(a._packed_children, b._packed_children)
+    assert np.array_equal(a.index._prefix_keys, b.index._prefix_keys)
+    assert np.array_equal(a.index._packed_children, b.index._packed_children)
 
 
 @pytest.mark.parametrize("lookup", ["direct", "search"])

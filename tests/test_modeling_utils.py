@@ -13,7 +13,7 @@ from hf_semtok.lm.sid_embeddings import (
     sid_trainable_tokens_config,
 )
 from hf_semtok.small_models import build_causal_lm
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 
 @pytest.fixture(scope="module")

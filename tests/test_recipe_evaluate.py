@@ -29,7 +29,7 @@ N_ITEMS, N_USERS, SEED = 64, 24, 3
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+    from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
     root = tmp_path_factory.mktemp("eval")
     catalogue = make_synthetic_catalogue(n_items=N_ITEMS, n_users=N_USERS, seed=SEED)

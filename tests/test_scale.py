@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 
-import hf_semtok.sid_table as sid_table_module
+import hf_semtok.tokenizer.sid_table as sid_table_module
 from hf_semtok import SemanticIDTokenizer
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import train_rqvae
-from hf_semtok.sid_table import SID_CODES_FILE, ItemIds, SIDTable
 from hf_semtok.sids import assign_unique_sids
+from hf_semtok.tokenizer.sid_table import SID_CODES_FILE, ItemIds, SIDTable
 
 DIM = 8
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
-from hf_semtok.sid_table import JSON_TABLE_VERSION, TABLE_FORMAT, HashedItemIndex, ItemIds, SIDTable
-from hf_semtok.sid_tokens import (
+from hf_semtok.tokenizer.sid_table import JSON_TABLE_VERSION, TABLE_FORMAT, HashedItemIndex, ItemIds, SIDTable
+from hf_semtok.tokenizer.sid_tokens import (
     EV_END,
     EV_OTHER,
     EV_SID,
@@ -807,7 +807,7 @@ def test_compact_round_trip_writes_smallest_dtype_and_matches_lookups(tmp_path):
 
 
 def test_threshold_picks_the_layout(tmp_path, monkeypatch):
-    import hf_semtok.sid_table as sid_table_module
+    import hf_semtok.tokenizer.sid_table as sid_table_module
 
     table = SIDTable.from_any(random_catalogue(), SIZES)
     assert table.to_json(tmp_path / "small.json") == (str(tmp_path / "small.json"),)
@@ -898,7 +898,7 @@ def test_compact_dict_without_its_folder_says_how_to_read_it(tmp_path):
 
 
 def test_single_id_hash_matches_the_vectorised_one():
-    from hf_semtok.item_ids import _hash_one, _hash_utf8
+    from hf_semtok.tokenizer.item_ids import _hash_one, _hash_utf8
 
     ids = ["", "a", "é€", "item-123456789", "x" * 70]
     packed = ItemIds.from_list(ids)

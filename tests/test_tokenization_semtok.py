@@ -22,7 +22,7 @@ from hf_semtok.constants import (
     SID_TOKEN_TEMPLATE,
 )
 from hf_semtok.small_models import train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 TEXTS = [
     "matte rose lipstick 12ml for evening wear",
@@ -260,7 +260,7 @@ def test_save_into_existing_model_directory(bpe, tmp_path):
 
 def test_failed_save_leaves_nothing(bpe, tmp_path, monkeypatch):
     _, _, tok = bpe
-    import hf_semtok.tokenization_semtok as mod
+    import hf_semtok.tokenizer.tokenization_semtok as mod
 
     def boom(*args, **kwargs):
         raise OSError("disk full")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer, Qwen2Config
 
+import hf_semtok.tokenizer
 from hf_semtok.small_models import train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 TEXTS = ["matte rose lipstick 12ml", "blue running shoes size 9", "the user bought a lipstick"] * 10
 TABLE = {"lip": (0, 1, 0), "shoe": (1, 0, 1), "tea": (2, 2, 0), "mug": (2, 2, 1)}
@@ -124,3 +127,30 @@ def test_remote_code_and_plain_paths_without_hf_semtok(saved, tmp_path):
         assert out[key]["sid_start"] == "<|sid_start|>" and out[key]["len"] == len(tok)
     assert "trust_remote_code=True" in out["tok_plain_error"]
     assert out["tok_fast"] == {"ids": expected, "len": len(tok)}
+
+
+def test_saved_source_files_are_the_tokenizer_package(saved):
+    """The remote-code copy is read from the folder: every module of hf_semtok/tokenizer/, and nothing else."""
+    from hf_semtok.tokenizer import remote_code_files
+
+    _, path, _ = saved
+    package = sorted(
+        p.name for p in Path(hf_semtok.tokenizer.__file__).parent.glob("*.py") if p.name != "__init__.py"
+    )
+    assert remote_code_files() == package
+    assert sorted(p.name for p in path.glob("*.py")) == package
+
+
+def test_tokenizer_package_imports_nothing_of_the_library():
+    """The package is copied beside saved tokenizers, so it may import only its own modules (relatively)."""
+    folder = Path(hf_semtok.tokenizer.__file__).parent
+    offenders = []
+    for source in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [f"{source.name}: {n}" for n in names if n.split(".")[0] == "hf_semtok"]
+    assert offenders == []

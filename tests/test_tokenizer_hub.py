@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 from hf_semtok.constants import RQVAE_CONFIG_FILE, RQVAE_WEIGHTS_FILE, SID_TABLE_FILE
 from hf_semtok.hub import render_tokenizer_card, tokenizer_card_template_path
 from hf_semtok.small_models import train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 TEXTS = ["matte rose lipstick 12ml", "blue running shoes size 9", "the user bought a lipstick"] * 10
 REPO = "semtok-org/tiny-semtok"

@@ -60,7 +60,7 @@ from hf_semtok.prompts import (
 )
 from hf_semtok.sids.assignment import sid_table_from_codes
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -52,9 +52,9 @@ from hf_semtok.lm.corpus import (
     tokenize_sft,
 )
 from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config, sid_trainable_tokens_config
-from hf_semtok.sid_table import SIDTable
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.tokenizer.sid_table import SIDTable
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 __all__ = [
     "LMStageArguments",

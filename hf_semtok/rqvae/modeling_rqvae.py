@@ -476,7 +476,8 @@ class RQVAEModel(RQVAEPreTrainedModel):
     ) -> None:
         """k-means initialisation of every level's codebook on the latents of (a sample of) `embeddings`.
 
-        Only the sampled rows are read, so `embeddings` may be a memory-mapped matrix larger than memory.
+        Only the sampled rows are read, so `embeddings` may be a memory-mapped matrix larger than memory. The rows
+        go to the model's device and k-means runs there, beside the codebooks (a CUDA model clusters on its GPU).
         """
         source = embedding_source(embeddings, self.config.modality_dims)
         n = num_embedding_rows(source)
@@ -489,7 +490,7 @@ class RQVAEModel(RQVAEPreTrainedModel):
         self.eval()
         z = self.encoder(x)
         self.train(was_training)
-        self.quantizer.initialize(z.cpu(), generator=generator)
+        self.quantizer.initialize(z, generator=generator)  # on the codebooks' device, not copied to the CPU
 
     def _encode_stream(
         self, embeddings: EmbeddingsInput, batch_size: int, return_distances: bool, progress: bool

@@ -33,11 +33,20 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return scores.min(dim=1).indices
 
 
+def _random_device(x: torch.Tensor, generator: torch.Generator | None) -> torch.device:
+    """Where random numbers are drawn: on the generator's device (a CPU generator gives the same draws whatever
+    the device of `x`), else on the device of `x`."""
+    return generator.device if generator is not None else x.device
+
+
 @torch.no_grad()
 def kmeans(
     x: torch.Tensor, num_clusters: int, num_iters: int = 20, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Lloyd's k-means with k-means++ seeding on a subsample; empty clusters are re-seeded.
+
+    Every tensor lives on the device of `x` (a CUDA `x` is clustered on its GPU). Random numbers are drawn on
+    the generator's device and moved to `x`'s, so a seeded CPU generator picks the same points on any device.
 
     Args:
         x: Points, shape `(n, d)`.
@@ -46,10 +55,12 @@ def kmeans(
         generator: Optional torch generator (determinism).
 
     Returns:
-        Centroids, shape `(k, d)`. With fewer distinct points than `k`, points are repeated with a little noise.
+        Centroids, shape `(k, d)`, float32 on the device of `x`. With fewer distinct points than `k`, points are
+        repeated with a little noise.
     """
     x = x.detach().float()
     n, d = x.shape
+    device, rand_device = x.device, _random_device(x, generator)
     if n < num_clusters:
         logger.warning(
             "k-means on %d points for %d codes: points are repeated with noise; give a larger sample or "
@@ -57,22 +68,25 @@ def kmeans(
             n,
             num_clusters,
         )
-        idx = torch.randint(0, n, (num_clusters,), generator=generator)
+        idx = torch.randint(0, n, (num_clusters,), generator=generator, device=rand_device).to(device)
         scale = x.std().clamp_min(1e-6) * 0.01
-        return x[idx] + scale * torch.randn(num_clusters, d, generator=generator)
+        noise = torch.randn(num_clusters, d, generator=generator, device=rand_device).to(device)
+        return x[idx] + scale * noise
     # k-means++ seeding on a subsample of at most 20 points per cluster keeps the sequential part cheap.
     m = min(n, max(20 * num_clusters, 2048))
-    sample = x[torch.randperm(n, generator=generator)[:m]]  # (m, d)
-    centroids = torch.empty(num_clusters, d)
-    centroids[0] = sample[torch.randint(0, m, (1,), generator=generator)]
+    sample = x[torch.randperm(n, generator=generator, device=rand_device)[:m].to(device)]  # (m, d)
+    centroids = torch.empty(num_clusters, d, device=device)
+    first = torch.randint(0, m, (1,), generator=generator, device=rand_device).to(device)
+    centroids[0] = sample[first]
     closest = squared_distances(sample, centroids[:1]).squeeze(1)  # (m,)
     for j in range(1, num_clusters):
         total = closest.sum()
         if total <= 0:
-            pick = torch.randint(0, m, (1,), generator=generator)
+            pick = torch.randint(0, m, (1,), generator=generator, device=rand_device)
         else:
-            pick = torch.multinomial(closest / total, 1, generator=generator)
-        centroids[j] = sample[pick]
+            # Drawn on the generator's device (multinomial needs generator and input on one device).
+            pick = torch.multinomial((closest / total).to(rand_device), 1, generator=generator)
+        centroids[j] = sample[pick.to(device)]
         closest = torch.minimum(closest, squared_distances(sample, centroids[j : j + 1]).squeeze(1))
     for _ in range(num_iters):
         assign = nearest_code(x, centroids)  # (n,)
@@ -81,7 +95,8 @@ def kmeans(
         empty = counts == 0
         centroids = torch.where(empty.unsqueeze(1), centroids, sums / counts.clamp_min(1).unsqueeze(1))
         if empty.any():
-            centroids[empty] = x[torch.randint(0, n, (int(empty.sum()),), generator=generator)]
+            refill = torch.randint(0, n, (int(empty.sum()),), generator=generator, device=rand_device)
+            centroids[empty] = x[refill.to(device)]
     return centroids
 
 
@@ -159,8 +174,17 @@ class ResidualQuantizer(nn.Module):
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def initialize(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        """Run k-means level by level on the residuals of `latents` `(n, dim)` and mark the codebooks ready."""
-        residual = latents.detach().float()
+        """Run k-means level by level on the residuals of `latents` `(n, dim)` and mark the codebooks ready.
+
+        k-means runs where the codebooks live: `latents` on another device (e.g. CPU latents for CUDA codebooks)
+        are moved there first.
+
+        Args:
+            latents: Encoder outputs `(n, dim)`, on any device.
+            generator: Optional torch generator (determinism); a CPU generator gives the same codebooks on any
+                device up to floating-point differences.
+        """
+        residual = latents.detach().to(device=self.codebooks[0].device, dtype=torch.float32)
         for codebook in self.codebooks:
             centroids = kmeans(residual, codebook.shape[0], self.kmeans_iters, generator=generator)
             codebook.data.copy_(centroids.to(codebook))
@@ -186,8 +210,9 @@ class ResidualQuantizer(nn.Module):
         dead = recent < self.dead_code_threshold  # (k,)
         num_dead = int(dead.sum())
         if num_dead:
+            codebook = self.codebooks[level]
             pick = torch.randint(0, residual.shape[0], (num_dead,), device=residual.device)
-            self.codebooks[level].data[dead] = residual[pick].detach().to(self.codebooks[level].dtype)
+            codebook.data[dead.to(codebook.device)] = residual[pick].detach().to(codebook)
         recent.zero_()
         return num_dead
 

@@ -36,8 +36,8 @@ from hf_semtok.rqvae.inputs import (
 )
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
-from hf_semtok.sid_table import COMPACT_MIN_ITEMS, HashedItemIndex, ItemIds
 from hf_semtok.sids.assignment import COLLISION_STRATEGIES, SIDTable, assign_unique_sids
+from hf_semtok.tokenizer.sid_table import COMPACT_MIN_ITEMS, HashedItemIndex, ItemIds
 
 __all__ = [
     "RQVAETrainingResult",

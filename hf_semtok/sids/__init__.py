@@ -1,4 +1,4 @@
-"""Unique Semantic IDs: the collision policies. The table itself, `SIDTable`, lives in `hf_semtok.sid_table`."""
+"""Unique Semantic IDs: the collision policies. The table itself, `SIDTable`, lives in `hf_semtok.tokenizer.sid_table`."""
 
 from __future__ import annotations
 

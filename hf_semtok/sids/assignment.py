@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from hf_semtok.io_utils import write_json_atomic  # noqa: F401  (was defined here; still importable)
-from hf_semtok.sid_checks import mixed_radix_keys
-from hf_semtok.sid_table import (
+from hf_semtok.tokenizer.sid_checks import mixed_radix_keys
+from hf_semtok.tokenizer.sid_table import (
     COMPACT_MIN_ITEMS,
     ItemIds,
     SIDTable,

@@ -1,6 +1,7 @@
-"""Names defined once: SID token templates, file names, default values.
+"""Names the tokenizer package defines once: SID token templates, the files saved beside a tokenizer, size bounds.
 
-Every module reads these from here, so a file name or token format is never spelled twice.
+The rest of the library reads them through `hf_semtok.constants`, so a file name or token format is never
+spelled twice.
 """
 
 from __future__ import annotations
@@ -22,17 +23,6 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 RQVAE_CONFIG_FILE = "rqvae_config.json"
 RQVAE_WEIGHTS_FILE = "rqvae.safetensors"
-
-# --- Files written by the SID engine ------------------------------------------------------------
-QUALITY_REPORT_FILE = "sid_quality.json"
-EMBEDDINGS_CACHE_DIRNAME = "embeddings"
-
-# --- Defaults -----------------------------------------------------------------------------------
-DEFAULT_SEED = 42
-#: TIGER's default codebooks (Rajput et al., 2023): three levels of 256 codes.
-TIGER_CODEBOOK_SIZES = (256, 256, 256)
-#: A PLUM-style multi-resolution layout (arXiv 2510.07784): coarse levels first, shrinking.
-PLUM_CODEBOOK_SIZES = (1024, 512, 256)
 
 # --- Bounds -------------------------------------------------------------------------------------
 #: Largest codebook (codes per SID level) the library accepts: one SID token per code, so a larger codebook

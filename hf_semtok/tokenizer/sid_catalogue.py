@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .library_hooks import get_hook
 from .sid_table import SIDTable, as_code_matrix, as_int
 from .sid_tokens import parse_sid_string, scan_sid_text, token_id_rows
 from .tokenizer_files import check_rqvae_sizes, read_json_object
@@ -261,10 +262,7 @@ class SIDCatalogueMixin:
         Returns:
             `dict[item_id, sid]` for the new items. The table (and `save_pretrained`) includes them.
         """
-        try:
-            from hf_semtok.sids import add_items_to_table
-        except ImportError as err:
-            raise ImportError("add_items needs hf_semtok installed (pip install hf-semtok).") from err
+        add_items_to_table = get_hook("add_items_to_table")
         if isinstance(item_ids, (str, bytes)):
             raise TypeError(f"add_items: item_ids must be a list of ids; got the string {item_ids!r}.")
         item_ids = [str(i) for i in item_ids]
@@ -299,12 +297,9 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 def _load_rqvae(config_file: str, weights_file: str, table: SIDTable | None = None) -> Any:
     """Load and check the RQ-VAE saved beside a tokenizer (`RQVAEModel.from_files`); errors name the real file."""
-    try:
-        from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
-    except ImportError as err:
-        raise ImportError("Loading the RQ-VAE needs hf_semtok installed (pip install hf-semtok).") from err
+    load_rqvae = get_hook("load_rqvae")
     if table is not None:
         check_rqvae_sizes(
             read_json_object(config_file, "RQ-VAE config").get("codebook_sizes"), table, config_file
         )
-    return RQVAEModel.from_files(config_file, weights_file)
+    return load_rqvae(config_file, weights_file)

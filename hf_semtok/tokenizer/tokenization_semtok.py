@@ -5,11 +5,10 @@ The tokenizer is the base LM's own fast tokenizer plus one added token per Seman
 catalogue: the table item id <-> SID (saved beside the tokenizer as JSON) and, optionally, the RQ-VAE that made
 the SIDs (saved beside as safetensors) so new items get SIDs without retraining.
 
-This file is copied next to a saved tokenizer so `AutoTokenizer.from_pretrained(dir, trust_remote_code=True)`
-works where hf_semtok is not installed. It must therefore stay self-contained: its only imports from the package
-are the relative `.constants`, `.sid_table` and `.sid_tokens` (transformers copies them with it), and every `hf_semtok` import
-sits inside a `try` block (which transformers' remote-code import check skips), used only for the RQ-VAE, cold
-start, atomic saving and model cards.
+This package (`hf_semtok/tokenizer/`) is copied next to a saved tokenizer so
+`AutoTokenizer.from_pretrained(dir, trust_remote_code=True)` works where hf_semtok is not installed: it imports
+only its own modules (relatively; transformers copies them with this file) and never the rest of hf_semtok. What
+needs the library (building the RQ-VAE, cold start, model cards) goes through `library_hooks`.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from .constants import (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
 )
+from .library_hooks import get_hook
 from .sid_catalogue import SIDCatalogueMixin
 from .sid_table import SID_CODES_FILE, SIDTable
 from .sid_tokens import SID_RE, SIDTokenLookup
@@ -60,6 +60,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SemanticIDTokenizer", "SemanticIDTokenizerConfig"]
 
+#: Source files saved beside the tokenizer for `trust_remote_code`: every module of this package (transformers
+#: copies the modules `tokenization_semtok` imports relatively; a test checks that this is all of them).
+SOURCE_FILES = frozenset(p.name for p in Path(__file__).parent.glob("*.py") if p.name != "__init__.py")
+#: Source files that earlier releases saved and that no longer exist.
+_LEGACY_SOURCE_FILES = frozenset({"sid_index.py", "tokenization_semtok.py", "sid_table.py", "constants.py"})
 #: Files a SemanticIDTokenizer (or an earlier release of it, or its base tokenizer) writes. A save drops the old
 #: copies it does not rewrite (e.g. an RQ-VAE the new tokenizer lacks) and keeps everything else in the folder.
 _TOKENIZER_FILES = frozenset(
@@ -73,15 +78,13 @@ _TOKENIZER_FILES = frozenset(
         SID_CODES_FILE,
         RQVAE_CONFIG_FILE,
         RQVAE_WEIGHTS_FILE,
-        "tokenization_semtok.py",
-        "sid_table.py",
-        "sid_index.py",
-        "constants.py",
         "vocab.json",
         "vocab.txt",
         "merges.txt",
         "tokenizer.model",
     }
+    | SOURCE_FILES
+    | _LEGACY_SOURCE_FILES
 )
 #: Files whose JSON `from_pretrained` reads; named in the error when one is truncated or corrupt.
 _JSON_FILES = (TOKENIZER_CONFIG_FILE, "special_tokens_map.json", "added_tokens.json", TOKENIZER_FILE)
@@ -454,10 +457,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         Returns:
             The `CommitInfo` of the upload.
         """
-        try:
-            from hf_semtok.hub import push_tokenizer_to_hub
-        except ImportError as err:
-            raise ImportError("push_to_hub needs hf_semtok installed (pip install hf-semtok).") from err
+        push_tokenizer_to_hub = get_hook("push_tokenizer_to_hub")
         kwargs.pop("max_shard_size", None)  # PushToHubMixin's argument; a tokenizer is never sharded
         return push_tokenizer_to_hub(self, repo_id, **kwargs)
 
@@ -466,12 +466,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
 
         Needs hf_semtok installed (the template ships with it).
         """
-        try:
-            from hf_semtok.hub import render_tokenizer_card
-        except ImportError as err:
-            raise ImportError(
-                "Rendering the model card needs hf_semtok installed (pip install hf-semtok)."
-            ) from err
+        render_tokenizer_card = get_hook("render_tokenizer_card")
         return render_tokenizer_card(self, repo_id=repo_id, tags=tags, **kwargs)
 
     # ---------------------------------------------------------------- table properties
