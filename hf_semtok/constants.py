@@ -10,6 +10,7 @@ from hf_semtok.tokenizer.constants import (
     RQVAE_WEIGHTS_FILE,
     SID_CODES_FILE,
     SID_END_TOKEN,
+    SID_LAYOUTS,
     SID_START_TOKEN,
     SID_TABLE_FILE,
     SID_TOKEN_PATTERN,
@@ -19,6 +20,7 @@ from hf_semtok.tokenizer.constants import (
 )
 
 __all__ = [
+    "SID_LAYOUTS",
     "SID_TOKEN_TEMPLATE",
     "SID_TOKEN_PATTERN",
     "SID_START_TOKEN",

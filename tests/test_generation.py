@@ -653,26 +653,24 @@ def bare_setup(rec_setup):
     import copy
 
     from hf_semtok.lm.generator import sid_only_chat_template
-    from hf_semtok.prompts import set_sid_layout
 
     tok, model, table, histories = rec_setup
-    bare = set_sid_layout(copy.deepcopy(tok), "bare")  # the shared tokenizer stays marked
+    bare = copy.deepcopy(tok)  # the shared tokenizer stays marked
+    bare.sid_layout = "bare"
     bare.chat_template = sid_only_chat_template()
     return bare, model, table, histories
 
 
 def _exact_bare_log_prob(model, tok, history, item) -> float:
-    from hf_semtok.prompts import encode_items_in_layout
-
-    prompt = encode_items_in_layout(tok, history)
-    codes = encode_items_in_layout(tok, [item])  # the L code tokens
+    prompt = tok.encode_items(history)
+    codes = tok.encode_items([item])  # the L code tokens
     with torch.no_grad():
         logp = torch.log_softmax(model(torch.tensor([prompt + codes])).logits[0].float(), dim=-1)
     return sum(logp[len(prompt) - 1 + j, codes[j]].item() for j in range(tok.num_levels))
 
 
 def test_bare_layout_prompt_is_the_concatenated_codes(bare_setup):
-    from hf_semtok.prompts import get_sid_layout, history_prompt, target_text, tokens_per_item
+    from hf_semtok.prompts import history_prompt, target_text
 
     tok, _, table, histories = bare_setup
     history = histories[3]
@@ -680,7 +678,7 @@ def test_bare_layout_prompt_is_the_concatenated_codes(bare_setup):
     expected = [int(t) for item in history for t in tok.codes_to_token_ids([table[item]])[0]]
     assert ids == expected and len(ids) == tok.num_levels * len(history)
     assert tok.sid_start_token_id not in ids and tok.sid_end_token_id not in ids
-    assert get_sid_layout(tok) == "bare" and tokens_per_item(tok) == tok.num_levels
+    assert tok.sid_layout == "bare" and tok.tokens_per_item == tok.num_levels
     assert tok.parse_items(ids) == list(history)  # the tokenizer's parser reads bare SIDs too
     assert target_text(tok, history[0]) == history_prompt(tok, history[:1]) + tok.eos_token
 

@@ -21,7 +21,7 @@ from hf_semtok.lm.generator import (
     train_generator,
 )
 from hf_semtok.pipeline import run_pipeline
-from hf_semtok.prompts import encode_items_in_layout, get_sid_layout, history_prompt, tokens_per_item
+from hf_semtok.prompts import history_prompt
 from hf_semtok.rqvae.sid_stage import SIDStageConfig
 from hf_semtok.sids import sid_table_from_codes
 
@@ -124,7 +124,7 @@ def test_pipeline_beats_popularity_and_reports_facts(result):
 
 def _targets(tok, rows):
     """Labelled items of training windows, and how many items of context each one had."""
-    per_item = tokens_per_item(tok)
+    per_item = tok.tokens_per_item
     targets, contexts = [], []
     for row in rows:
         items = tok.parse_items(row["input_ids"])
@@ -141,7 +141,7 @@ def test_training_windows_cover_every_training_item_once_without_leaks(catalogue
     train, valid, test = leave_one_out_split(catalogue.histories)
     table = {item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)}
     tok = build_sid_tokenizer(table, sid_layout=layout)
-    per_item = tokens_per_item(tok)
+    per_item = tok.tokens_per_item
     assert per_item == (2 if layout == "bare" else 4)
     long_user = max(train, key=lambda u: len(train[u]))
     assert len(train[long_user]) > 11  # the window logic is exercised
@@ -173,17 +173,17 @@ def test_prompts_are_bare_sid_sequences_and_survive_save(tmp_path):
     prompt = history_prompt(tok, ["a", "b"])
     assert prompt == "<|sid_0_0|><|sid_1_1|><|sid_0_1|><|sid_1_0|>"  # bare: the codes only, 2 tokens per item
     codes = [int(t) for item in ("a", "b") for t in tok.codes_to_token_ids([table[item]])[0]]
-    assert tok(prompt)["input_ids"] == encode_items_in_layout(tok, ["a", "b"]) == codes
+    assert tok(prompt)["input_ids"] == tok.encode_items(["a", "b"]) == codes
     tok.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "tokenizer_config.json").read_text())["sid_layout"] == "bare"
     loaded = AutoTokenizer.from_pretrained(tmp_path)
-    assert get_sid_layout(loaded) == "bare" and history_prompt(loaded, ["a", "b"]) == prompt
+    assert loaded.sid_layout == "bare" and history_prompt(loaded, ["a", "b"]) == prompt
     # The marked layout keeps the markers, and a tokenizer saved without the key loads as marked.
     marked = build_sid_tokenizer(table, sid_layout="marked")
     assert history_prompt(marked, ["a", "b"]) == marked.items_to_text(["a", "b"])
     marked.init_kwargs.pop("sid_layout")
     marked.save_pretrained(tmp_path / "old")
-    assert get_sid_layout(AutoTokenizer.from_pretrained(tmp_path / "old")) == "marked"
+    assert AutoTokenizer.from_pretrained(tmp_path / "old").sid_layout == "marked"
     plain = build_sid_tokenizer({"a": (0, 1), "b": (1, 0)}, sid_only_prompt=False)
     with pytest.raises(ValueError, match="bare concatenation"):
         train_generator(plain, {"u": ["a", "b", "a"]}, GeneratorConfig(max_steps=1))

@@ -28,7 +28,7 @@ from typing import Any
 from transformers import DataCollatorForSeq2Seq
 
 from hf_semtok.data.catalogue import history_windows
-from hf_semtok.prompts import history_prompt, target_text
+from hf_semtok.prompts import clean_item_text, history_prompt, target_text
 
 __all__ = [
     "CPT_DOCUMENT_KINDS",
@@ -143,9 +143,19 @@ def sft_examples(
     return out
 
 
-def _title_part(item: str, titles: Mapping[str, str] | None, categories: Mapping[str, Sequence[str]] | None):
-    title = titles.get(item) if titles else None
-    cats = " > ".join(categories.get(item, ())) if categories else ""
+def _title_part(
+    tokenizer: Any,
+    item: str,
+    titles: Mapping[str, str] | None,
+    categories: Mapping[str, Sequence[str]] | None,
+) -> tuple[str, str]:
+    """The item's title and category path, cleaned of SID and special tokens (`clean_item_text`)."""
+    title = clean_item_text(tokenizer, titles.get(item), f"the title of {item!r}") if titles else ""
+    cats = (
+        " > ".join(clean_item_text(tokenizer, c, f"a category of {item!r}") for c in categories.get(item, ()))
+        if categories
+        else ""
+    )
     return title, cats
 
 
@@ -166,7 +176,8 @@ def cpt_documents(
     - `"sid_to_item"`: `"{SID} is {title}, category {a > b}."` for every catalogue item.
     - `"histories"`: a training history window as `"A user bought: {SID} {title}; {SID} {title}; ..."`.
     - `"sequences"`: the same window as a bare SID sequence.
-    Items without a title or category skip the alignment sentences that need it.
+    Items without a title or category skip the alignment sentences that need it. Titles and categories are
+    written through `hf_semtok.prompts.clean_item_text` (no SID or special tokens, no line breaks).
 
     Args:
         tokenizer: A `SemanticIDTokenizer`.
@@ -194,7 +205,7 @@ def cpt_documents(
                 "The tokenizer has no Semantic IDs; build it with SemanticIDTokenizer.from_base."
             )
         for item in tokenizer.item_ids:
-            title, cats = _title_part(item, titles, categories)
+            title, cats = _title_part(tokenizer, item, titles, categories)
             if not title and not cats:
                 continue
             sid = tokenizer.items_to_text([item])
@@ -217,7 +228,7 @@ def cpt_documents(
                 if "histories" in kinds:
                     parts = []
                     for item in window:
-                        title, _ = _title_part(item, titles, None)
+                        title, _ = _title_part(tokenizer, item, titles, None)
                         sid = tokenizer.items_to_text([item])
                         parts.append(f"{sid} {title}" if title else sid)
                     docs.append("A user bought: " + "; ".join(parts) + ".")

@@ -7,7 +7,7 @@ causal LM. The next-item loss on every SID position of a history trains on every
 Prompts: the generator reads bare SID sequences. `build_sid_tokenizer` gives the tokenizer a chat template
 (`sid_only_chat_template`) that renders `hf_semtok.prompts.history_prompt` as the concatenated SIDs of the
 history, so training and `recommend()` see the same tokens. By default an item is written in the bare SID layout
-(its `L` code tokens, no `<|sid_start|>`/`<|sid_end|>`; `hf_semtok.prompts.get_sid_layout`): 4 tokens per item
+(its `L` code tokens, no `<|sid_start|>`/`<|sid_end|>`; `SemanticIDTokenizer.sid_layout`): 4 tokens per item
 instead of 6 for 4 levels, a third fewer tokens for the same items.
 
 Training sequences: a user's training history `[i_1, ..., i_n]` (validation and test targets removed by
@@ -44,20 +44,12 @@ import torch
 from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from hf_semtok.constants import SID_LAYOUTS
 from hf_semtok.data.catalogue import history_windows
 from hf_semtok.evaluation import evaluate_recommender
 from hf_semtok.io_utils import atomic_directory
 from hf_semtok.lm.corpus import lm_collator
-from hf_semtok.prompts import (
-    HISTORY_PREFIX,
-    NEXT_ITEM_SUFFIX,
-    SID_LAYOUTS,
-    encode_items_in_layout,
-    get_sid_layout,
-    history_prompt,
-    set_sid_layout,
-    tokens_per_item,
-)
+from hf_semtok.prompts import HISTORY_PREFIX, NEXT_ITEM_SUFFIX, history_prompt
 from hf_semtok.sids.assignment import sid_table_from_codes
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
@@ -77,7 +69,7 @@ class GeneratorConfig:
         num_kv_heads: Key/value heads (default: `num_heads`).
         intermediate_size: MLP width (default: `4 * hidden_size`).
         sid_layout: How the generator writes an item: `"bare"` (its `L` code tokens) or `"marked"`
-            (`<|sid_start|>` codes `<|sid_end|>`); saved with the tokenizer (`hf_semtok.prompts.get_sid_layout`).
+            (`<|sid_start|>` codes `<|sid_end|>`); saved with the tokenizer (`SemanticIDTokenizer.sid_layout`).
         attention_dropout: Dropout on the attention weights during training.
         embedding_dropout: Dropout on the token embeddings during training.
         hidden_dropout: Dropout on each attention and MLP block's output before it is added to the residual
@@ -219,7 +211,7 @@ def build_sid_tokenizer(
         vocab_size: Base vocabulary size (the 256 byte symbols and 4 special tokens are always in).
         sid_only_prompt: Give the tokenizer `sid_only_chat_template()`, so history prompts are bare SID sequences.
         sid_layout: `"bare"` (an item is its code tokens) or `"marked"` (with `<|sid_start|>`/`<|sid_end|>`);
-            saved in `tokenizer_config.json` (`hf_semtok.prompts.set_sid_layout`).
+            saved in `tokenizer_config.json` (`SemanticIDTokenizer.sid_layout`).
 
     Returns:
         The tokenizer.
@@ -229,8 +221,7 @@ def build_sid_tokenizer(
         sid_table = sid_table_from_codes(sid_table, list(sid_table))
     texts = list(base_texts) if base_texts else ["the user bought these items next"]
     base = train_base_tokenizer(texts, vocab_size=vocab_size, kind="byte_bpe")
-    tokenizer = SemanticIDTokenizer.from_base(base, sid_table=sid_table)
-    set_sid_layout(tokenizer, sid_layout)
+    tokenizer = SemanticIDTokenizer.from_base(base, sid_table=sid_table, sid_layout=sid_layout)
     if sid_only_prompt:
         tokenizer.chat_template = sid_only_chat_template()
     return tokenizer
@@ -241,7 +232,7 @@ def _check_prompt_is_sid_sequence(tokenizer: Any, history: Sequence[str]) -> Non
 
     prompt = history_prompt(tokenizer, list(history), max_history=None)
     prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    if list(prompt_ids) != encode_items_in_layout(tokenizer, list(history)):
+    if list(prompt_ids) != tokenizer.encode_items(list(history)):
         raise ValueError(
             f"The tokenizer's history prompt ({prompt[:60]!r}...) is not the bare concatenation of the items' "
             "SIDs, so training on whole SID sequences would not match inference. Build the tokenizer with "
@@ -265,15 +256,15 @@ def history_sequences(
 
     Returns:
         One dict per window: `input_ids` and `labels` (`-100` on context-only items and the first token). Items
-        are written in the tokenizer's SID layout (`tokens_per_item(tokenizer)` tokens each).
+        are written in the tokenizer's SID layout (`tokenizer.tokens_per_item` tokens each).
     """
-    per_item = tokens_per_item(tokenizer)  # L + 2 marked (<|sid_start|>, codes, <|sid_end|>), L bare
+    per_item = tokenizer.tokens_per_item  # L + 2 marked (<|sid_start|>, codes, <|sid_end|>), L bare
     out = []
     for history in train_histories.values():
         history = list(history)
         if not history:
             continue
-        ids = encode_items_in_layout(tokenizer, history)  # (len(history) * per_item,)
+        ids = tokenizer.encode_items(history)  # (len(history) * per_item,)
         for start, first_new, stop in history_windows(len(history), max_history + 1, window_stride):
             window = list(ids[start * per_item : stop * per_item])
             n_masked = max(1, (first_new - start) * per_item)  # items an earlier window predicted; token 0
@@ -470,7 +461,7 @@ def train_generator(
     """
 
     config = config or GeneratorConfig()
-    layout = get_sid_layout(tokenizer)
+    layout = tokenizer.sid_layout
     if layout != config.sid_layout:
         raise ValueError(
             f"The tokenizer writes items in the {layout!r} SID layout but config.sid_layout is "
@@ -490,7 +481,7 @@ def train_generator(
     if config.max_train_minutes and config.max_steps <= 0 and config.num_epochs <= 0:
         planned = 10**9
     set_seed(config.seed)
-    per_item = tokens_per_item(tokenizer)
+    per_item = tokenizer.tokens_per_item
     model = build_causal_lm(
         len(tokenizer),
         arch=config.arch,

@@ -16,6 +16,10 @@ SID_TOKEN_PATTERN = r"<\|sid_(\d+)_(\d+)\|>"
 SID_START_TOKEN = "<|sid_start|>"
 SID_END_TOKEN = "<|sid_end|>"
 
+#: How one item is written (`SemanticIDTokenizer.sid_layout`); the first is the default. `"marked"`:
+#: `<|sid_start|>` + the L code tokens + `<|sid_end|>`; `"bare"`: the L code tokens only.
+SID_LAYOUTS = ("marked", "bare")
+
 # --- Files saved beside a SemanticIDTokenizer ---------------------------------------------------
 SID_TABLE_FILE = "sid_table.json"
 SID_CODES_FILE = "sid_codes.safetensors"  # the codes and item ids of a large table (SIDTable version 2)

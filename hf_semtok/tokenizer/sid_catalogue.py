@@ -2,7 +2,7 @@
 
 A mixin over the tokenizer's `SIDTable` (`self._table`), its SID token lookup (`self._lookup`) and the optional
 RQ-VAE (`self._rqvae`). Copied beside a saved tokenizer for `trust_remote_code=True`, so it imports only the
-standard library, numpy and its siblings (relatively); every `hf_semtok` import sits in a `try` block.
+standard library, numpy and its siblings (relatively).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .constants import SID_LAYOUTS
 from .library_hooks import get_hook
 from .sid_table import SIDTable, as_code_matrix, as_int
 from .sid_tokens import parse_sid_string, scan_sid_text, token_id_rows
@@ -25,8 +26,44 @@ __all__ = ["SIDCatalogueMixin"]
 ON_INVALID = ("skip", "raise", "none", "keep_prefix")
 
 
+#: The `tokenizer_config.json` key that holds the SID layout.
+SID_LAYOUT_KEY = "sid_layout"
+
+
+def check_sid_layout(layout: Any, source: str) -> str:
+    """`layout` if it is one of `SID_LAYOUTS`, else a ValueError naming `source` and the choices."""
+    if not isinstance(layout, str) or layout not in SID_LAYOUTS:
+        raise ValueError(f"{source}: sid_layout must be one of {list(SID_LAYOUTS)}, got {layout!r}.")
+    return layout
+
+
 class SIDCatalogueMixin:
     """Catalogue methods of `SemanticIDTokenizer` (see its docstring for the attributes they read)."""
+
+    # ---------------------------------------------------------------- the SID layout
+    @property
+    def sid_layout(self) -> str:
+        """How one item is written: `"marked"` (`<|sid_start|>` + L code tokens + `<|sid_end|>`, the default) or
+        `"bare"` (the L code tokens only).
+
+        `items_to_text`, `encode_items`, `history_prompt`, `target_text` and `recommend` follow it. It is saved in
+        `tokenizer_config.json` (key `sid_layout`); a tokenizer saved without the key is `"marked"`. LLM
+        fine-tuning uses the markers to delimit SIDs inside text; a generator trained from scratch reads nothing
+        but SIDs, where the level-specific code tokens already mark every boundary.
+        """
+        return check_sid_layout(
+            self.init_kwargs.get(SID_LAYOUT_KEY, SID_LAYOUTS[0]),
+            f"the {SID_LAYOUT_KEY} key of tokenizer_config.json",
+        )
+
+    @sid_layout.setter
+    def sid_layout(self, layout: str) -> None:
+        self.init_kwargs[SID_LAYOUT_KEY] = check_sid_layout(layout, "sid_layout")
+
+    @property
+    def tokens_per_item(self) -> int:
+        """Tokens one item takes in the SID layout: `L + 2` marked, `L` bare."""
+        return self.num_levels + (2 if self.sid_layout == "marked" else 0)
 
     @property
     def num_levels(self) -> int:
@@ -153,24 +190,26 @@ class SIDCatalogueMixin:
         return [self._table.item_ids[int(r)] for r in self._table.rows_with_prefix(prefix)]
 
     def items_to_text(self, item_ids: str | Iterable[str]) -> str:
-        """The SID token string of items (markers included, no separator between items)."""
+        """The SID token string of items in the tokenizer's `sid_layout` (no separator between items)."""
         if isinstance(item_ids, str):
             item_ids = [item_ids]
-        table = self._table
-        return "".join(table.sid_text(self._row(str(item))) for item in item_ids)
+        table, marked = self._table, self.sid_layout == "marked"
+        return "".join(table.sid_text(self._row(str(item)), marked=marked) for item in item_ids)
 
     def codes_to_token_ids(self, codes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """Token ids of SID codes: `(n, k)` codes (k <= num_levels) -> `(n, k)` ids (ValueError if out of range)."""
         return self._sid_lookup.codes_to_ids(codes)
 
     def encode_items(self, item_ids: str | Iterable[str]) -> list[int]:
-        """Token ids of `items_to_text(item_ids)`: `[start, sid_0, ..., sid_{L-1}, end]` per item."""
+        """Token ids of `items_to_text(item_ids)`: `[start, sid_0, ..., sid_{L-1}, end]` per item when the layout
+        is marked, `[sid_0, ..., sid_{L-1}]` when it is bare (`tokens_per_item` ids per item)."""
         if isinstance(item_ids, str):
             item_ids = [item_ids]
         rows = [self._row(str(i)) for i in item_ids]
         ids = self.codes_to_token_ids(self._table.codes[rows]) if rows else np.zeros((0, self.num_levels))
-        n = len(rows)
-        out = np.empty((n, self.num_levels + 2), dtype=np.int64)  # (n_items, L + 2)
+        if self.sid_layout == "bare":
+            return np.asarray(ids, dtype=np.int64).reshape(-1).tolist()  # (n_items * L,)
+        out = np.empty((len(rows), self.num_levels + 2), dtype=np.int64)  # (n_items, L + 2)
         out[:, 0] = self.sid_start_token_id
         out[:, 1:-1] = ids
         out[:, -1] = self.sid_end_token_id

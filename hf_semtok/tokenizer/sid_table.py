@@ -547,19 +547,17 @@ class SIDTable:
             ]
         return self._sid_texts
 
-    def sid_text(self, row: int) -> str:
-        """The SID string of one row, built on demand (no cache of every item's string)."""
+    def sid_text(self, row: int, marked: bool = True) -> str:
+        """The SID string of one row, built on demand (no cache of every item's string); `marked=False` leaves out
+        the `<|sid_start|>` / `<|sid_end|>` markers."""
         if self._level_tokens is None:
             self._level_tokens = [
                 [SID_TOKEN_TEMPLATE.format(level=lv, code=c) for c in range(k)]
                 for lv, k in enumerate(self.codebook_sizes)
             ]
         tokens = self._level_tokens
-        return (
-            SID_START_TOKEN
-            + "".join(tokens[lv][c] for lv, c in enumerate(self.codes[row].tolist()))
-            + SID_END_TOKEN
-        )
+        body = "".join(tokens[lv][c] for lv, c in enumerate(self.codes[row].tolist()))
+        return SID_START_TOKEN + body + SID_END_TOKEN if marked else body
 
     def rows_of_items(self, item_ids: Sequence[str]) -> np.ndarray:
         """Row of each item id (vectorised for a compact table), -1 where the id is unknown."""

@@ -37,7 +37,7 @@ from .constants import (
     TOKENIZER_FILE,
 )
 from .library_hooks import get_hook
-from .sid_catalogue import SIDCatalogueMixin
+from .sid_catalogue import SID_LAYOUT_KEY, SIDCatalogueMixin, check_sid_layout
 from .sid_table import SID_CODES_FILE, SIDTable
 from .sid_tokens import SID_RE, SIDTokenLookup
 from .tokenizer_files import (
@@ -150,6 +150,8 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
     ) -> None:
         add_sid_tokens = kwargs.pop("_add_sid_tokens", False)
         source = kwargs.get("name_or_path") or "the tokenizer directory"
+        if SID_LAYOUT_KEY in kwargs:  # kept in init_kwargs, so saved in tokenizer_config.json
+            check_sid_layout(kwargs[SID_LAYOUT_KEY], f"{source}: {TOKENIZER_CONFIG_FILE}")
         # The catalogue comes from sid_table.json (or from from_base, as a SIDTable object) only: values of these
         # keys planted in tokenizer_config.json are plain JSON, never objects, and are ignored.
         if sid_table is not None and not isinstance(sid_table, SIDTable):
@@ -305,6 +307,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         sid_table: Any,
         codebook_sizes: Sequence[int] | None = None,
         rqvae: Any = None,
+        sid_layout: str = "marked",
         **base_kwargs: Any,
     ) -> SemanticIDTokenizer:
         """Build a SemanticIDTokenizer from a base LM's fast tokenizer and an item table.
@@ -317,11 +320,14 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             codebook_sizes: Codes per level (one token per level and code is added). Taken from the `SIDTable`
                 or the RQ-VAE when omitted (the dedup level of a plain dict is then sized from the data).
             rqvae: Optional trained `RQVAEModel`, carried for `add_items` / `sids_for_embeddings`.
+            sid_layout: How an item is written (`sid_layout`): `"marked"` (`<|sid_start|>` + codes +
+                `<|sid_end|>`, for LLMs that mix SIDs with text) or `"bare"` (the codes only).
             **base_kwargs: Passed to `AutoTokenizer.from_pretrained` when a path is given.
 
         Returns:
             The new tokenizer. `len(tokenizer)` = base length + 2 markers + `sum(codebook_sizes)`.
         """
+        check_sid_layout(sid_layout, "from_base")
         if isinstance(base_tokenizer_or_path, (str, os.PathLike)):
             base = AutoTokenizer.from_pretrained(str(base_tokenizer_or_path), **base_kwargs)
         else:
@@ -349,6 +355,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             tok = cls.from_pretrained(
                 tmp, sid_table=table, rqvae=rqvae, base_tokenizer_name=base_name, _add_sid_tokens=True
             )
+        tok.sid_layout = sid_layout
         tok.name_or_path = base.name_or_path
         for key in ("is_local", "local_files_only", "name_or_path"):  # artefacts of the temporary directory
             tok.init_kwargs.pop(key, None)
