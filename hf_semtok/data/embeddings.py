@@ -170,14 +170,26 @@ def embed_texts(
     return out
 
 
-def load_embedding_file(path: str | Path, key: str | None = None, num_items: int | None = None) -> np.ndarray:
+#: Names of the optional 1-d integer tensor of a `.safetensors` embedding file that gives each row's item id.
+ITEM_ID_TENSORS = ("item_id", "item_ids")
+
+
+def load_embedding_file(
+    path: str | Path,
+    key: str | None = None,
+    num_items: int | None = None,
+    item_ids: Sequence[str] | None = None,
+) -> np.ndarray:
     """Read one modality's item embeddings from a `.npy` or `.safetensors` file.
 
     Args:
         path: A `.npy` file holding `(n_items, dim)`, or a `.safetensors` file holding one tensor (or several, with
-            `key` naming the one to read). Rows must follow the catalogue's `item_ids` order.
+            `key` naming the one to read). Rows follow the catalogue's `item_ids` order, unless the `.safetensors`
+            file also holds a 1-d integer tensor `item_id` (one id per row) and `item_ids` is given: then rows are
+            aligned by id, and items the file lacks get NaN rows (missing).
         key: Tensor name inside a `.safetensors` file with several tensors (e.g. the modality name).
-        num_items: Expected number of rows, checked when given.
+        num_items: Expected number of rows, checked when given (and the row count of the result).
+        item_ids: The catalogue's item ids, for a file aligned by an `item_id` tensor.
 
     Returns:
         A float32 array `(n_items, dim)`. NaN rows (missing modality) are kept; the RQ-VAE handles them.
@@ -185,12 +197,15 @@ def load_embedding_file(path: str | Path, key: str | None = None, num_items: int
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Embedding file {str(path)!r} does not exist.")
+    ids = None
     if path.suffix == ".npy":
         array = np.load(path, allow_pickle=False)
     elif path.suffix == ".safetensors":
         from safetensors.numpy import load_file
 
         tensors = load_file(str(path))
+        id_names = [name for name in ITEM_ID_TENSORS if name in tensors]
+        ids = tensors.pop(id_names[0]) if id_names else None
         if key is not None and key in tensors:
             array = tensors[key]
         elif len(tensors) == 1:
@@ -205,12 +220,40 @@ def load_embedding_file(path: str | Path, key: str | None = None, num_items: int
     array = np.asarray(array, dtype=np.float32)
     if array.ndim != 2:
         raise ValueError(f"Embeddings in {str(path)!r} must be 2-d (n_items, dim), got shape {array.shape}.")
+    if ids is not None and item_ids is not None:
+        array = _align_by_id(array, ids, item_ids, path)
     if num_items is not None and array.shape[0] != num_items:
         raise ValueError(
             f"Embeddings in {str(path)!r} have {array.shape[0]} rows but the catalogue has {num_items} items; "
-            "write one row per item, in item_ids order."
+            "write one row per item, in item_ids order (or add an integer item_id tensor to a .safetensors file)."
         )
     return array
+
+
+def _align_by_id(array: np.ndarray, ids: np.ndarray, item_ids: Sequence[str], path: Path) -> np.ndarray:
+    """Rows of `array` (row `r` belongs to item `ids[r]`) reordered to `item_ids`; absent items get NaN rows."""
+    if ids.ndim != 1 or ids.shape[0] != array.shape[0] or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"{str(path)!r}: the item_id tensor must be 1-d integers, one per embedding row; got {ids.dtype} "
+            f"{ids.shape} beside {array.shape[0]} rows."
+        )
+    row_of = {str(i): r for r, i in enumerate(ids.tolist())}
+    if len(row_of) != len(ids):
+        raise ValueError(f"{str(path)!r}: the item_id tensor repeats ids; give each item one row.")
+    rows = np.array([row_of.get(str(item), -1) for item in item_ids], dtype=np.int64)
+    if not (rows >= 0).any():
+        raise ValueError(
+            f"{str(path)!r}: none of its item ids is a catalogue item (e.g. file {ids[:3].tolist()}, catalogue "
+            f"{list(item_ids)[:3]}); check that both name the same ids."
+        )
+    out = np.full((len(item_ids), array.shape[1]), np.nan, dtype=np.float32)  # (n_items, dim)
+    out[rows >= 0] = array[rows[rows >= 0]]
+    missing = int((rows < 0).sum())
+    if missing:
+        logger.warning(
+            "%s: %d of %d items have no row; their embeddings are missing (NaN)", path, missing, len(rows)
+        )
+    return out
 
 
 def catalogue_embeddings(
@@ -247,7 +290,9 @@ def catalogue_embeddings(
                 "source='files' needs embedding_files, e.g. {'text': 'text.npy', 'image': 'img.npy'}."
             )
         return {
-            mod: load_embedding_file(path, key=mod, num_items=catalogue.num_items)
+            mod: load_embedding_file(
+                path, key=mod, num_items=catalogue.num_items, item_ids=catalogue.item_ids
+            )
             for mod, path in embedding_files.items()
         }
     if source == "catalogue":

@@ -1,0 +1,639 @@
+"""The `table` format: your own catalogue from an interactions table and an items table.
+
+**Interactions**, one row per event (who took which item, and when):
+
+| column | | |
+|---|---|---|
+| `user_id` | required | the user |
+| `item_id` | required | the item |
+| `timestamp` | optional | numbers (Unix time in any unit) or ISO-8601 dates (`2024-05-01T12:30:00`, with or without a UTC offset, one kind per column); without it the file order decides |
+
+**Items**, one row per item (optional: without it the items are those of the interactions):
+
+| column | | |
+|---|---|---|
+| `item_id` | required | unique |
+| text columns | optional | named by `text_columns` (default: whichever of `title`, `brand`, `categories` exist), joined into the text that is embedded: `"<title>. Brand: <brand>. Category: a > b."` |
+| `title` | optional | the title shown in prompts and documents (`title_column`) |
+| `categories` | optional | a category path, coarse to fine: `"Makeup > Lipstick"` or a list (`category_column`) |
+| embedding columns | optional | one modality each (`embedding_columns`): a list of floats per row (Parquet, JSON Lines, datasets), or in CSV a string of numbers (`"0.1 0.2 ..."` or `"[0.1, 0.2, ...]"`); an empty value is a missing row |
+
+Every column name can be changed (`user_column`, `item_column`, `timestamp_column`, `title_column`,
+`category_column`); an optional column (`timestamp`, `title`, `categories`) is used when the table has it under its
+default name, and a name you set must exist.
+
+Rules:
+
+- **Ids are strings.** CSV values are kept as written (`"007"` stays `"007"`). A Parquet, JSON Lines or `datasets`
+  id column of integers is converted to decimal strings; that is the only conversion. Floats, booleans, empty
+  ids and a column that mixes numbers and strings are errors.
+- **Histories** are each user's events sorted by timestamp; the sort is stable, so events with the same timestamp
+  (and every event, without timestamps) keep their file order. Users appear in the order of their first event.
+- **Consecutive duplicates**, a user taking the same item twice in a row (a double click, a reload), are dropped
+  by default (`consecutive_duplicates="drop"`); `"keep"` keeps them. Repeats with another item between stay.
+- **Unknown items**: an interaction naming an item absent from the items table is skipped and counted
+  (`unknown_items="skip"`, logged with examples), or is an error (`"error"`).
+- **Every item of the items table is in the catalogue**, in table order (row `i` of an embedding matrix is item
+  `i`), including items nobody interacted with: they get Semantic IDs like the others.
+
+Files are read by extension, `.csv`, `.parquet`, `.jsonl` (`.csv.gz` and `.jsonl.gz` too), or from a Hugging
+Face dataset id or a `datasets.Dataset`, a `pyarrow.Table` or a `pandas.DataFrame` (see `table_sources.py`,
+which also says why the reader is pyarrow). They are read in blocks into integer codes, so memory is bounded by
+the catalogue built, not by the file.
+
+The example in `EXAMPLE_TABLE_DIR` (`interactions.csv`, `items.csv`) is written from the synthetic catalogue by
+`write_example_table`; regenerate it with
+`python -c "from hf_semtok.data.table import write_example_table; write_example_table('hf_semtok/data/example_table')"`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from hf_semtok.data.catalogue import DEFAULT_TEXT_FIELDS, TEXT_FIELD_NAMES, Catalogue
+from hf_semtok.data.table_sources import TableSource, _pyarrow, open_table
+
+__all__ = [
+    "EXAMPLE_TABLE_DIR",
+    "TableCatalogue",
+    "compose_table_text",
+    "load_table_catalogue",
+    "write_example_table",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The small example shipped with the package: `interactions.csv` and `items.csv` (see `write_example_table`).
+EXAMPLE_TABLE_DIR = Path(__file__).resolve().parent / "example_table"
+_NUMBER, _DATE, _DATE_UTC = "number", "date without a UTC offset", "date with a UTC offset"
+_DEFAULTS = {"timestamp_column": "timestamp", "title_column": "title", "category_column": "categories"}
+
+
+@dataclass
+class TableCatalogue(Catalogue):
+    """A `Catalogue` read from tables, plus the item embeddings they held and what loading dropped.
+
+    Args:
+        embeddings: Modality name -> `(num_items, dim)` float32 matrix, rows in `item_ids` order (from
+            `embedding_columns` or `embedding_files`); `catalogue_embeddings` uses them. Missing rows are NaN.
+        load_stats: Counts of the load: `interactions_read`, `unknown_item_interactions_skipped`,
+            `consecutive_duplicates_dropped`, `users`, `items_without_interactions`.
+    """
+
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    load_stats: dict[str, int] = field(default_factory=dict)
+
+
+def _optional(value: str | None, option: str, source: TableSource) -> str | None:
+    """The column of an optional role: None when unset, or when left at its default name and absent."""
+    if value is None or (value == _DEFAULTS[option] and value not in source.names):
+        return None
+    source.require([value], {value: option})
+    return value
+
+
+def _first(mask: Any) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _id_strings(array: Any, label: str, column: str, row0: int) -> Any:
+    """An id column as an Arrow string array: strings as written, integers as decimal strings, anything else an
+    error naming the row."""
+    pa = _pyarrow()
+    pc = pa.compute
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        array, kind = array.dictionary_decode(), kind.value_type
+    if array.null_count:
+        row = row0 + _first(array.is_null().to_numpy(zero_copy_only=False)) + 1
+        raise ValueError(f"{label}: row {row} has no {column!r}; every row needs one. Fill or drop that row.")
+    if pa.types.is_integer(kind):
+        return pc.cast(array, pa.string())
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        array = pc.cast(array, pa.string())
+    elif not pa.types.is_string(kind):
+        example = array[0].as_py() if len(array) else None
+        raise ValueError(
+            f"{label}: column {column!r} holds {kind} values ({example!r}). Ids are strings: only text and integer "
+            "columns are read as ids (integers become '42'); write the ids as text or integers."
+        )
+    empty = pc.equal(pc.utf8_length(array), 0)
+    if pc.any(empty).as_py():
+        row = row0 + _first(empty.to_numpy(zero_copy_only=False)) + 1
+        raise ValueError(
+            f"{label}: row {row} has an empty {column!r}; every row needs one. Fill or drop that row."
+        )
+    return array
+
+
+class _Timestamps:
+    """Turns one timestamp column, batch by batch, into sortable numbers: float64 for numbers, int64 ns for dates."""
+
+    def __init__(self, label: str, column: str) -> None:
+        self.label, self.column, self.kind = label, column, None
+
+    def _bad(self, row: int, value: Any, why: str = "") -> ValueError:
+        return ValueError(
+            f"{self.label}: column {self.column!r}, row {row}: cannot read {value!r} as a timestamp{why}. Write "
+            "numbers (Unix time) or ISO-8601 dates ('2024-05-01T12:30:00', with or without a UTC offset), one kind "
+            "per column; or set timestamp_column: null to order each user's events by file row."
+        )
+
+    def _parse_strings(self, array: Any) -> tuple[str, Any] | None:
+        """`(kind, parsed array)` of the first kind that reads every value (only the column's kind once known)."""
+        pa = _pyarrow()
+        attempts = [
+            (_NUMBER, pa.float64()),
+            (_DATE, pa.timestamp("ns")),
+            (_DATE_UTC, pa.timestamp("ns", "UTC")),
+        ]
+        for kind, target in attempts:
+            if self.kind is not None and kind != self.kind:
+                continue
+            try:
+                return kind, pa.compute.cast(array, target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        return None
+
+    def _locate(self, array: Any, row0: int) -> ValueError:
+        """The error for the first value of a batch that no kind reads, or whose kind differs from the first's."""
+        pa = _pyarrow()
+        first = self.kind
+        values = array.to_pylist()
+        for offset, value in enumerate(values):
+            parsed = self._parse_strings(pa.array([value], pa.string()))
+            if parsed is None:
+                return self._bad(row0 + offset + 1, value, f" ({first})" if first else "")
+            first = first or parsed[0]
+            if parsed[0] != first:
+                return self._bad(
+                    row0 + offset + 1, value, f": it is a {parsed[0]}, but earlier rows are {first}s"
+                )
+        return self._bad(row0 + 1, values[0] if values else None)
+
+    def __call__(self, array: Any, row0: int) -> np.ndarray:
+        pa = _pyarrow()
+        if array.null_count:
+            row = row0 + _first(array.is_null().to_numpy(zero_copy_only=False)) + 1
+            raise self._bad(row, None, " (the value is missing)")
+        kind = array.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+            parsed = (_NUMBER, pa.compute.cast(array, pa.float64()))
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            tz = kind.tz if pa.types.is_timestamp(kind) else None
+            parsed = (_DATE_UTC if tz else _DATE, pa.compute.cast(array, pa.timestamp("ns", tz)))
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            parsed = self._parse_strings(array)
+            if parsed is None:
+                raise self._locate(array, row0)
+        else:
+            raise self._bad(row0 + 1, array[0].as_py() if len(array) else None, f" (the column is {kind})")
+        if self.kind is not None and parsed[0] != self.kind:
+            raise self._bad(
+                row0 + 1, array[0].as_py(), f": it is a {parsed[0]}, but earlier rows are {self.kind}s"
+            )
+        self.kind = parsed[0]
+        if parsed[0] == _NUMBER:
+            values = parsed[1].to_numpy(zero_copy_only=False)
+            if np.isnan(values).any():
+                raise self._bad(row0 + _first(np.isnan(values)) + 1, float("nan"))
+            return values
+        return parsed[1].cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+class _Codes:
+    """Maps id strings to dense integer codes in order of first appearance, one batch at a time."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def __call__(self, array: Any) -> np.ndarray:
+        encoded = array.dictionary_encode()
+        index = self.index
+        mapping = np.fromiter(
+            (index.setdefault(value, len(index)) for value in encoded.dictionary.to_pylist()),
+            dtype=np.int64,
+            count=len(encoded.dictionary),
+        )
+        return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _read_interactions(
+    source: TableSource,
+    user_column: str,
+    item_column: str,
+    timestamp_column: str | None,
+    item_ids: Any,
+    unknown_items: str,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None, _Codes | None, dict[str, int]]:
+    """Read the interactions into codes: `(users, user codes, item codes, timestamps, item codes of an items-less
+    load, counts)`. Item codes index `item_ids` (or the returned `_Codes` without an items table)."""
+    pa = _pyarrow()
+    columns = [user_column, item_column] + ([timestamp_column] if timestamp_column else [])
+    source.require(
+        columns,
+        {user_column: "user_column", item_column: "item_column", timestamp_column or "": "timestamp_column"},
+    )
+    users, new_items = _Codes(), (_Codes() if item_ids is None else None)
+    parse_time = _Timestamps(source.label, timestamp_column or "")
+    user_parts, item_parts, time_parts = [], [], []
+    row0, skipped, examples = 0, 0, Counter()
+    for batch in source.batches(columns):
+        n = batch.num_rows
+        user = _id_strings(batch.column(0), source.label, user_column, row0)
+        item = _id_strings(batch.column(1), source.label, item_column, row0)
+        if new_items is not None:
+            codes = new_items(item)
+        else:
+            codes = pa.compute.index_in(item, value_set=item_ids).fill_null(-1).to_numpy(zero_copy_only=False)
+        keep = codes >= 0
+        if not keep.all():
+            missing = ~keep
+            if unknown_items == "error":
+                row = row0 + _first(missing) + 1
+                raise ValueError(
+                    f"{source.label}: row {row} names item {item[row - row0 - 1].as_py()!r}, which is not in the items "
+                    "table. Add it to the items table, fix the id, or set unknown_items: skip to drop such rows "
+                    "(they are counted)."
+                )
+            skipped += int(missing.sum())
+            if len(examples) < 5:
+                examples.update(item.filter(pa.array(missing)).slice(0, 5).to_pylist())
+        user_parts.append(users(user)[keep].astype(np.int32))
+        item_parts.append(codes[keep].astype(np.int32))
+        if timestamp_column:
+            time_parts.append(parse_time(batch.column(2), row0)[keep])
+        row0 += n
+    if row0 == 0:
+        raise ValueError(
+            f"{source.label} has a header but no rows; it needs one row per event "
+            f"({user_column},{item_column}{',' + timestamp_column if timestamp_column else ''})."
+        )
+    if skipped == row0:
+        raise ValueError(
+            f"{source.label}: none of its {row0} interactions names an item of the items table (e.g. "
+            f"{sorted(examples)[:3]}). Check that item_column names the same ids in both tables."
+        )
+    if skipped:
+        logger.warning(
+            "%s: skipped %d of %d interactions whose item is not in the items table (e.g. %s); set "
+            "unknown_items: error to fail instead", source.label, skipped, row0, sorted(examples)[:5],
+        )  # fmt: skip
+    counts = {"interactions_read": row0, "unknown_item_interactions_skipped": skipped}
+    times = np.concatenate(time_parts) if timestamp_column else None
+    return list(users.index), np.concatenate(user_parts), np.concatenate(item_parts), times, new_items, counts
+
+
+def _histories(
+    user_ids: list[str], user_codes: np.ndarray, item_codes: np.ndarray, times: np.ndarray | None,
+    item_ids: list[str], consecutive_duplicates: str,
+) -> tuple[dict[str, list[str]], int]:  # fmt: skip
+    """Group events by user (first-appearance order), sort each history by time (stable), drop repeats."""
+    if times is not None:
+        order = np.lexsort((times, user_codes))  # stable: ties keep file order
+    else:
+        order = np.argsort(user_codes, kind="stable")
+    users, items = user_codes[order], item_codes[order]
+    del order
+    new_user = np.empty(len(users), dtype=bool)
+    new_user[0], new_user[1:] = True, users[1:] != users[:-1]
+    dropped = 0
+    if consecutive_duplicates == "drop":
+        keep = new_user.copy()
+        keep[1:] |= items[1:] != items[:-1]
+        dropped = int(len(keep) - keep.sum())
+        if dropped:
+            users, items, new_user = users[keep], items[keep], new_user[keep]
+    starts = np.flatnonzero(new_user)
+    stops = np.append(starts[1:], len(items))
+    names = np.asarray(item_ids, dtype=object)[items]  # (events,) references to the id strings, no copies
+    return {
+        user_ids[u]: names[a:b].tolist() for u, a, b in zip(users[starts].tolist(), starts, stops)
+    }, dropped
+
+
+def _text_value(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v).strip() for v in value if v is not None and str(v).strip())
+    text = str(value).strip()
+    return text or None
+
+
+def _category_path(value: Any) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        parts = [str(v).strip() for v in value if v is not None]
+    else:
+        parts = [p.strip() for p in str(value).split(">")] if _text_value(value) else []
+    return [p for p in parts if p]
+
+
+def compose_table_text(
+    values: Sequence[tuple[str, Any]],
+    title_column: str | None = "title",
+    category_column: str | None = "categories",
+) -> str | None:
+    """Join one item's text columns into a sentence-like text for a sentence embedder.
+
+    The title column gives its value alone, and so does `description`; the category column reads
+    `Category: a > b`; any other column `<Column name>: value` (`brand` -> `Brand: OPI`; a list value is joined
+    with commas). Empty values are left out.
+
+    Args:
+        values: `(column, value)` pairs in the order to join them.
+        title_column: The column whose value stands alone.
+        category_column: The column holding a category path (`"a > b"` or a list).
+
+    Returns:
+        For example `"OPI Nail Lacquer. Brand: OPI. Category: Beauty > Nails."`, or None when every value is empty.
+    """
+    parts = []
+    for column, value in values:
+        if column == category_column:
+            path = _category_path(value)
+            if path:
+                parts.append("Category: " + " > ".join(path))
+            continue
+        text = _text_value(value)
+        if text is None:
+            continue
+        if column in (title_column, "description"):
+            parts.append(text.rstrip(". "))
+        else:
+            parts.append(f"{column.replace('_', ' ').capitalize()}: {text.rstrip('. ')}")
+    return ". ".join(parts) + "." if parts else None
+
+
+def _embedding_matrix(values: list[Any], label: str, column: str) -> np.ndarray:
+    """One embedding column (lists of floats, or strings of numbers) as a float32 matrix; empty rows are NaN."""
+    rows: list[np.ndarray | None] = []
+    for value in values:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            rows.append(None)
+        elif isinstance(value, str):
+            try:
+                rows.append(np.array(value.strip().strip("[]").replace(",", " ").split(), dtype=np.float32))
+            except ValueError:
+                raise ValueError(
+                    f"{label}: column {column!r}, row {len(rows) + 1}: {value[:40]!r} is not a list of numbers; "
+                    "write '0.1 0.2 ...' or '[0.1, 0.2, ...]'."
+                ) from None
+        else:
+            rows.append(np.asarray(value, dtype=np.float32))
+    dims = {len(r) for r in rows if r is not None}
+    if len(dims) != 1:
+        raise ValueError(
+            f"{label}: column {column!r} has embeddings of sizes {sorted(dims)[:5] or 'none'}; every row needs the "
+            "same number of values (leave a row empty when the item has none)."
+        )
+    dim = dims.pop()
+    out = np.full((len(rows), dim), np.nan, dtype=np.float32)  # (n_items, dim)
+    for i, row in enumerate(rows):
+        if row is not None:
+            out[i] = row
+    return out
+
+
+def _read_items(
+    source: TableSource, item_column: str, text_columns: Sequence[str] | None, title_column: str | None,
+    category_column: str | None, embedding_columns: Sequence[str],
+) -> tuple[Any, dict[str, list[Any]], list[str]]:  # fmt: skip
+    """Read the items table: `(ids as an Arrow array, column -> values, text columns)`."""
+    pa = _pyarrow()
+    title = _optional(title_column, "title_column", source)
+    category = _optional(category_column, "category_column", source)
+    if text_columns is None:
+        text_columns = [c for c in DEFAULT_TEXT_FIELDS if c in source.names]
+    text_columns = list(text_columns)
+    wanted = list(
+        dict.fromkeys([item_column, *text_columns, *embedding_columns] + [c for c in (title, category) if c])
+    )
+    options = {item_column: "item_column", **{c: "text_columns" for c in text_columns}}
+    source.require(wanted, {**options, **{c: "embedding_columns" for c in embedding_columns}})
+    ids, values, row0 = [], {c: [] for c in wanted[1:]}, 0
+    for batch in source.batches(wanted):
+        ids.append(_id_strings(batch.column(0), source.label, item_column, row0))
+        for i, column in enumerate(wanted[1:], start=1):
+            values[column].extend(batch.column(i).to_pylist())
+        row0 += batch.num_rows
+    if row0 == 0:
+        raise ValueError(
+            f"{source.label} has a header but no rows; it needs one row per item ({item_column},...)."
+        )
+    ids = pa.concat_arrays(ids)
+    if len(pa.compute.unique(ids)) != len(ids):
+        rows: dict[str, list[int]] = {}
+        for row, item in enumerate(ids.to_pylist(), start=1):
+            rows.setdefault(item, []).append(row)
+        dupes = {item: r for item, r in rows.items() if len(r) > 1}
+        first = next(iter(dupes))
+        raise ValueError(
+            f"{source.label}: {item_column} {first!r} appears in rows {dupes[first][:5]} ({len(dupes)} ids appear "
+            "more than once). The items table needs one row per item: drop or merge the duplicate rows (e.g. "
+            f"pandas .drop_duplicates({item_column!r}))."
+        )
+    return ids, values, text_columns
+
+
+def load_table_catalogue(
+    interactions: Any,
+    items: Any = None,
+    *,
+    user_column: str = "user_id",
+    item_column: str = "item_id",
+    timestamp_column: str | None = "timestamp",
+    text_columns: Sequence[str] | None = None,
+    title_column: str | None = "title",
+    category_column: str | None = "categories",
+    embedding_columns: Sequence[str] = (),
+    embedding_files: Mapping[str, str | Path] | None = None,
+    unknown_items: Literal["skip", "error"] = "skip",
+    consecutive_duplicates: Literal["drop", "keep"] = "drop",
+    data_dir: str | Path | None = None,
+    split: str = "train",
+    encoding: str = "utf-8",
+    name: str | None = None,
+) -> TableCatalogue:
+    """Load a catalogue from an interactions table and an items table (the schema is in the module docstring).
+
+    Args:
+        interactions: The interactions: a `.csv` / `.parquet` / `.jsonl` file (gzipped too), a Hugging Face dataset
+            id, a `datasets.Dataset`, a `pyarrow.Table` or a `pandas.DataFrame`.
+        items: The items table, in the same forms; None takes the items of the interactions (no text).
+        user_column: Column of the user id.
+        item_column: Column of the item id, in both tables.
+        timestamp_column: Column that orders each history; used when present under its default name, an error
+            when another name is set and missing; None orders by file row.
+        text_columns: Item columns joined into the embedded text (see `compose_table_text`); default: whichever
+            of `title`, `brand`, `categories` the items table has.
+        title_column: Item column of the title (prompts, CPT documents, a trained base tokenizer).
+        category_column: Item column of the category path (`"a > b"` or a list).
+        embedding_columns: Item columns holding embeddings, one modality each (named by the column).
+        embedding_files: Modality -> `.npy` / `.safetensors` file, rows in items-table order, or aligned by an
+            integer `item_id` tensor in the `.safetensors` file (see `load_embedding_file`).
+        unknown_items: `"skip"` (count and log) or `"error"` for interactions whose item is not in `items`.
+        consecutive_duplicates: `"drop"` or `"keep"` a user's repeat of the item of their previous event.
+        data_dir: Folder that relative file names are read from.
+        split: Split of a Hub dataset or `DatasetDict`.
+        encoding: Text encoding of CSV files.
+        name: Catalogue name (default: the interactions file's folder name).
+
+    Returns:
+        A `TableCatalogue`: a `Catalogue` with `embeddings` and `load_stats`.
+
+    Raises:
+        ValueError: A missing column, an empty table, an id that is not a string or an integer, an unparseable
+            timestamp, duplicate item rows, a file that is not UTF-8, or (with `unknown_items="error"`) an
+            interaction naming an unknown item. The message names the file, the column, the row and the fix.
+    """
+    if unknown_items not in ("skip", "error"):
+        raise ValueError(f"unknown_items must be 'skip' or 'error', got {unknown_items!r}.")
+    if consecutive_duplicates not in ("drop", "keep"):
+        raise ValueError(f"consecutive_duplicates must be 'drop' or 'keep', got {consecutive_duplicates!r}.")
+    if isinstance(text_columns, str) or isinstance(embedding_columns, str):
+        raise TypeError("text_columns and embedding_columns are lists of column names, e.g. ['title'].")
+    inter = open_table(interactions, "interactions", data_dir, split, encoding)
+    timestamp = _optional(timestamp_column, "timestamp_column", inter)
+    if timestamp is None:
+        logger.info("%s: no timestamp column; each history follows the file order", inter.label)
+    item_array, values, text_cols = None, {}, []
+    title = category = None
+    if items is not None:
+        table = open_table(items, "items", data_dir, split, encoding)
+        item_array, values, text_cols = _read_items(
+            table, item_column, text_columns, title_column, category_column, list(embedding_columns)
+        )
+        title, category = (
+            _optional(title_column, "title_column", table),
+            _optional(category_column, "category_column", table),
+        )
+    elif text_columns or embedding_columns:
+        raise ValueError(
+            "text_columns and embedding_columns are columns of the items table: pass items= too."
+        )
+    user_ids, users, codes, times, new_items, counts = _read_interactions(
+        inter, user_column, item_column, timestamp, item_array, unknown_items
+    )
+    item_ids = item_array.to_pylist() if item_array is not None else list(new_items.index)
+    histories, dropped = _histories(user_ids, users, codes, times, item_ids, consecutive_duplicates)
+    label = table.label if items is not None else inter.label
+    catalogue = TableCatalogue(
+        item_ids=item_ids,
+        titles={i: t for i, v in zip(item_ids, values.get(title, ())) if (t := _text_value(v))}
+        if title
+        else {},
+        texts=_texts(item_ids, values, text_cols, title, category),
+        categories={i: p for i, v in zip(item_ids, values.get(category, ())) if (p := _category_path(v))}
+        if category
+        else {},
+        histories=histories,
+        name=name or _default_name(interactions),
+        text_fields=[
+            c for c in text_cols if c in TEXT_FIELD_NAMES and any(_text_value(v) for v in values[c])
+        ],
+        embeddings={c: _embedding_matrix(values[c], label, c) for c in embedding_columns},
+    )
+    if embedding_files:
+        from hf_semtok.data.embeddings import load_embedding_file
+
+        for modality, path in embedding_files.items():
+            catalogue.embeddings[modality] = load_embedding_file(
+                path, key=modality, num_items=catalogue.num_items, item_ids=catalogue.item_ids
+            )
+    seen = np.zeros(len(item_ids), dtype=bool)
+    seen[codes] = True
+    catalogue.load_stats = {
+        **counts,
+        "consecutive_duplicates_dropped": dropped,
+        "users": len(histories),
+        "items_without_interactions": int((~seen).sum()),
+    }
+    logger.info("Loaded table catalogue %r: %s", catalogue.name, catalogue.load_stats)
+    return catalogue
+
+
+def _texts(
+    item_ids: list[str],
+    values: dict[str, list[Any]],
+    columns: list[str],
+    title: str | None,
+    category: str | None,
+) -> dict[str, str]:
+    texts = {}
+    for row, item in enumerate(item_ids):
+        text = compose_table_text([(c, values[c][row]) for c in columns], title, category)
+        if text:
+            texts[item] = text
+    return texts
+
+
+def _default_name(source: Any) -> str:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        return path.parent.name if path.suffix and path.parent.name else str(source)
+    return "table"
+
+
+def write_example_table(
+    directory: str | Path, n_items: int = 256, n_users: int = 300, seed: int = 42
+) -> tuple[Path, Path]:
+    """Write the example tables from the synthetic catalogue: `interactions.csv` and `items.csv`.
+
+    Interactions carry ISO-8601 timestamps (each user's events hours to days apart, in history order) and are
+    written as one event log sorted by time, users interleaved. Items carry `title`, `brand` and `categories`
+    (`"Makeup > Lipstick"`). The same arguments write the same bytes.
+
+    Args:
+        directory: Output folder (created).
+        n_items: Items of the synthetic catalogue.
+        n_users: Users of the synthetic catalogue.
+        seed: Seed of the catalogue and the timestamps.
+
+    Returns:
+        The paths of `interactions.csv` and `items.csv`.
+    """
+    from hf_semtok.data.synthetic import make_synthetic_catalogue
+
+    catalogue = make_synthetic_catalogue(n_items=n_items, n_users=n_users, seed=seed)
+    rng = np.random.default_rng(seed)
+    start = datetime(2024, 1, 1)
+    events = []
+    for user, history in catalogue.histories.items():
+        when = start + timedelta(seconds=int(rng.integers(0, 60 * 86400)))
+        for item in history:
+            events.append((when, user, item))
+            when += timedelta(seconds=int(rng.integers(3600, 5 * 86400)))
+    events.sort(key=lambda e: (e[0], e[1]))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    inter_path, items_path = directory / "interactions.csv", directory / "items.csv"
+    with inter_path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["user_id", "item_id", "timestamp"])
+        writer.writerows((user, item, when.isoformat()) for when, user, item in events)
+    with items_path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["item_id", "title", "brand", "categories"])
+        for item in catalogue.item_ids:
+            brand = re.search(r"Brand: ([^.]+)\.", catalogue.texts.get(item, ""))
+            writer.writerow(
+                [
+                    item,
+                    catalogue.titles[item],
+                    brand.group(1) if brand else "",
+                    " > ".join(catalogue.categories[item]),
+                ]
+            )
+    return inter_path, items_path
