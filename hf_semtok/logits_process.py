@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from hf_semtok.prefix_index import SIDPrefixIndex, check_sid_token_ids
-from hf_semtok.prompts import SID_LAYOUTS, get_sid_layout
+from hf_semtok.constants import SID_LAYOUTS
+from hf_semtok.prefix_index import SIDPrefixIndex
 
 __all__ = ["DEAD_END_SCORE", "SIDLogitsProcessor", "SIDPrefixIndex"]
 
@@ -43,39 +43,6 @@ _SOURCE = "SIDLogitsProcessor"
 # --------------------------------------------------------------------------------------------------------------
 # Argument checks
 # --------------------------------------------------------------------------------------------------------------
-def _as_sid_codes(sid_codes: Any) -> np.ndarray:
-    """`(n_items, L)` int64 codes; ValueError for ragged, non-integer, huge or empty input."""
-    try:
-        raw = np.asarray(
-            sid_codes.detach().cpu().numpy() if isinstance(sid_codes, torch.Tensor) else sid_codes
-        )
-    except ValueError as err:
-        raise ValueError(
-            f"{_SOURCE}: sid_codes is ragged (rows of different lengths); pass a (n_items, num_levels) integer "
-            "array."
-        ) from err
-    if raw.size and not (
-        np.issubdtype(raw.dtype, np.integer)
-        or (np.issubdtype(raw.dtype, np.floating) and np.array_equal(raw, np.round(raw)))
-    ):
-        raise ValueError(
-            f"{_SOURCE}: sid_codes must hold integer codes, got dtype {raw.dtype}; pass tokenizer.sid_codes or "
-            "SIDTable.codes."
-        )
-    if raw.dtype == np.uint64 and raw.size and int(raw.max()) > np.iinfo(np.int64).max:
-        raise ValueError(
-            f"{_SOURCE}: sid_codes contain code {int(raw.max())}, outside the codebooks; codes must lie in "
-            "[0, codebook_size) at each level."
-        )
-    codes = raw.astype(np.int64, copy=False)
-    if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
-        raise ValueError(
-            f"{_SOURCE}: sid_codes must be a non-empty (n_items, num_levels) array; got shape {codes.shape}. "
-            "Pass tokenizer.sid_codes or SIDTable.codes."
-        )
-    return codes
-
-
 def _check_token_id(name: str, value: Any) -> int:
     """`value` as a token id: an int >= 0 (numpy ints too); TypeError for anything else, ValueError if negative."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -87,32 +54,22 @@ def _check_token_id(name: str, value: Any) -> int:
     return int(value)
 
 
-def _check_special_ids(
-    start: Any, end: Any, eos: Any, sid_token_ids: list[list[int]]
-) -> tuple[int, int, int]:
+def _check_special_ids(start: Any, end: Any, eos: Any, code_tokens: set[int]) -> tuple[int, int, int]:
     """The start, end and (first) EOS ids, validated: ints >= 0, none of them a SID code token, start distinct
     from end and EOS (EOS may equal `<|sid_end|>`: generation then stops right after the SID)."""
     start = _check_token_id("sid_start_token_id", start)
     end = _check_token_id("sid_end_token_id", end)
-    if isinstance(eos, (list, tuple)):
-        if not eos:
-            raise ValueError(
-                f"{_SOURCE}: eos_token_id is required (the token that ends a finished or dead-end row)."
-            )
-        eos_ids = [_check_token_id("eos_token_id", e) for e in eos]
-    elif eos is None:
+    if eos is None or (isinstance(eos, (list, tuple)) and not eos):
         raise ValueError(
             f"{_SOURCE}: eos_token_id is required (the token that ends a finished or dead-end row)."
         )
-    else:
-        eos_ids = [_check_token_id("eos_token_id", eos)]
-    codes = {t for level in sid_token_ids for t in level}
+    eos_ids = [_check_token_id("eos_token_id", e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
     for name, value in (
         ("sid_start_token_id", start),
         ("sid_end_token_id", end),
         *(("eos_token_id", e) for e in eos_ids),
     ):
-        if value in codes:
+        if value in code_tokens:
             raise ValueError(
                 f"{_SOURCE}: {name}={value} is also a SID code token; the markers, EOS and code tokens must be "
                 "distinct token ids (tokenizer.sid_start_token_id, sid_end_token_id, eos_token_id, sid_token_ids)."
@@ -238,25 +195,19 @@ class SIDLogitsProcessor(LogitsProcessor):
     ) -> None:
         """Validate every argument (see the class docstring), then build the prefix index and, in "sid" mode, the
         lookup from written tokens."""
-        codes = _as_sid_codes(sid_codes)
-        num_levels = codes.shape[1]
-        token_ids = check_sid_token_ids(sid_token_ids, num_levels, _SOURCE)
-        sizes = [len(level_ids) for level_ids in token_ids]
-        if codes.min() < 0 or any(int(codes[:, lv].max()) >= sizes[lv] for lv in range(num_levels)):
-            raise ValueError(
-                f"{_SOURCE}: sid_codes contain codes outside the codebooks (sizes {sizes}); codes must lie in "
-                "[0, codebook_size) at each level."
-            )
+        self.index = SIDPrefixIndex(sid_codes, sid_token_ids, source=_SOURCE)
+        num_levels = self.index.num_levels
         _check_mode(mode, prompt_length, num_levels_to_generate, layout, num_levels)
-        start, end, eos = _check_special_ids(sid_start_token_id, sid_end_token_id, eos_token_id, token_ids)
+        start, end, eos = _check_special_ids(
+            sid_start_token_id, sid_end_token_id, eos_token_id, set(self.index.token_ids.tolist())
+        )
         self.mode = mode
         self.layout = layout
         self.prompt_length = prompt_length
         self.num_levels = num_levels
-        self.codebook_sizes = sizes
+        self.codebook_sizes = self.index.codebook_sizes
         self.levels_to_generate = num_levels_to_generate or num_levels
         self.sid_start_token_id, self.sid_end_token_id, self.eos_token_id = start, end, eos
-        self.index = SIDPrefixIndex(codes, token_ids)
         self._lookup = (
             self.index.token_lookup(self.levels_to_generate, None if layout == "bare" else start)
             if mode == "sid"
@@ -286,7 +237,7 @@ class SIDLogitsProcessor(LogitsProcessor):
             prompt_length: Padded prompt length (`"sid"` mode).
             num_levels_to_generate: Generate only this many levels (`"sid"` mode).
             eos_token_id: Overrides `tokenizer.eos_token_id`.
-            layout: `"marked"` or `"bare"`; default: the tokenizer's saved SID layout (`get_sid_layout`) in
+            layout: `"marked"` or `"bare"`; default: the tokenizer's saved SID layout (`tokenizer.sid_layout`) in
                 `"sid"` mode, `"marked"` in `"free"` mode.
 
         Returns:
@@ -319,7 +270,7 @@ class SIDLogitsProcessor(LogitsProcessor):
             mode=mode,
             prompt_length=prompt_length,
             num_levels_to_generate=num_levels_to_generate,
-            layout=layout or (get_sid_layout(tokenizer) if mode == "sid" else "marked"),
+            layout=layout or (tokenizer.sid_layout if mode == "sid" else "marked"),
         )
 
     @property

@@ -31,7 +31,44 @@ import torch
 
 from hf_semtok.tokenizer.sid_checks import mixed_radix_keys
 
-__all__ = ["SIDPrefixIndex", "TokenPrefixLookup", "check_sid_token_ids"]
+__all__ = ["SIDPrefixIndex", "TokenPrefixLookup", "as_sid_codes", "check_sid_token_ids"]
+
+
+def as_sid_codes(sid_codes: Any, source: str) -> np.ndarray:
+    """`(n_items, L)` int64 codes (integral floats accepted, as torch float tensors of codes are common).
+
+    Raises:
+        ValueError: Ragged, non-integer or empty codes, or a uint64 code past int64 (the message names `source`).
+    """
+    try:
+        raw = np.asarray(
+            sid_codes.detach().cpu().numpy() if isinstance(sid_codes, torch.Tensor) else sid_codes
+        )
+    except ValueError as err:
+        raise ValueError(
+            f"{source}: sid_codes is ragged (rows of different lengths); pass a (n_items, num_levels) integer "
+            "array."
+        ) from err
+    if raw.size and not (
+        np.issubdtype(raw.dtype, np.integer)
+        or (np.issubdtype(raw.dtype, np.floating) and np.array_equal(raw, np.round(raw)))
+    ):
+        raise ValueError(
+            f"{source}: sid_codes must hold integer codes, got dtype {raw.dtype}; pass tokenizer.sid_codes or "
+            "SIDTable.codes."
+        )
+    if raw.dtype == np.uint64 and raw.size and int(raw.max()) > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"{source}: sid_codes contain code {int(raw.max())}, outside the codebooks; codes must lie in "
+            "[0, codebook_size) at each level."
+        )
+    codes = raw.astype(np.int64, copy=False)
+    if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
+        raise ValueError(
+            f"{source}: sid_codes must be a non-empty (n_items, num_levels) array; got shape {codes.shape}. "
+            "Pass tokenizer.sid_codes or SIDTable.codes."
+        )
+    return codes
 
 
 def check_sid_token_ids(sid_token_ids: Any, num_levels: int, source: str) -> list[list[int]]:
@@ -91,10 +128,10 @@ class SIDPrefixIndex:
     """The SID prefixes of a catalogue and the codes that may follow each, bit-packed (see the module docstring).
 
     Args:
-        sid_codes: `(n_items, L)` int64 codes of the catalogue, already validated (`SIDLogitsProcessor` does it;
-            [`SIDPrefixIndex.from_tokenizer`] takes them from a tokenizer).
+        sid_codes: `(n_items, L)` integer codes of the catalogue (numpy, torch or nested lists).
         sid_token_ids: Per level, the token id of each code (`sid_token_ids[l][c]`); its lengths are the
             codebook sizes.
+        source: Name used in error messages.
 
     Attributes:
         num_levels: `L`.
@@ -105,17 +142,25 @@ class SIDPrefixIndex:
         level_columns: Per level, `slice(first, last + 1)` when the level's token ids are consecutive, else None.
 
     Raises:
-        ValueError: Codebook sizes too large to pack prefixes into int64 keys.
+        TypeError: Token ids that are not ints (see [`check_sid_token_ids`]).
+        ValueError: Ragged, empty or non-integer codes, codes outside the codebooks, or codebook sizes too large
+            to pack prefixes into int64 keys.
     """
 
     #: Below this many bytes, each device's index also keeps the children bits unpacked (one bool per code), which
     #: makes a lookup about as cheap as a dense mask; above it, lookups unpack only the rows they touch.
     dense_children_max_bytes: int = 64 * 2**20
 
-    def __init__(self, sid_codes: np.ndarray, sid_token_ids: Sequence[Sequence[int]]) -> None:
-        codes = np.asarray(sid_codes, dtype=np.int64)
+    def __init__(self, sid_codes: Any, sid_token_ids: Any, source: str = "SIDPrefixIndex") -> None:
+        codes = as_sid_codes(sid_codes, source)
         self.num_levels = codes.shape[1]
-        self.codebook_sizes = [len(level_ids) for level_ids in sid_token_ids]
+        token_ids = check_sid_token_ids(sid_token_ids, self.num_levels, source)
+        self.codebook_sizes = [len(level_ids) for level_ids in token_ids]
+        if codes.min() < 0 or any(int(codes[:, lv].max()) >= s for lv, s in enumerate(self.codebook_sizes)):
+            raise ValueError(
+                f"{source}: sid_codes contain codes outside the codebooks (sizes {self.codebook_sizes}); codes "
+                "must lie in [0, codebook_size) at each level."
+            )
         sizes = self.codebook_sizes
         # Keys of level-l prefixes live in [offset[l], offset[l] + prod(sizes[:l])): one sorted array for all levels.
         self._spans = [math.prod(sizes[:lv]) for lv in range(self.num_levels)]
@@ -132,7 +177,7 @@ class SIDPrefixIndex:
                 self._radix[lv, j] = math.prod(sizes[j + 1 : lv])
         self._offsets = offsets[: self.num_levels]
         self._build_prefixes(codes)
-        self._build_token_maps(sid_token_ids)
+        self._build_token_maps(token_ids)
         self._device_cache: dict[str, dict[str, torch.Tensor]] = {}
 
     @classmethod
@@ -153,8 +198,7 @@ class SIDPrefixIndex:
                 f"SIDPrefixIndex.from_tokenizer needs a SemanticIDTokenizer (with sid_codes and sid_token_ids); "
                 f"got {type(tokenizer).__name__}."
             )
-        codes = np.asarray(tokenizer.sid_codes, dtype=np.int64)
-        return cls(codes, check_sid_token_ids(tokenizer.sid_token_ids, codes.shape[1], "SIDPrefixIndex"))
+        return cls(tokenizer.sid_codes, tokenizer.sid_token_ids)
 
     # ----------------------------------------------------------------------------------------------------------
     # Construction (numpy, once)
@@ -276,36 +320,15 @@ class SIDPrefixIndex:
                 f"SIDPrefixIndex: prefixes of length {array.shape[1]} leave no level to follow; the SIDs have "
                 f"{self.num_levels} levels, so a prefix has 0 to {self.num_levels - 1} codes."
             )
-        if array.dtype == np.uint64 and array.size and int(array.max()) > np.iinfo(np.int64).max:
-            raise ValueError(f"SIDPrefixIndex: code {int(array.max())} is outside the codebooks.")
-        array = array.astype(np.int64, copy=False)
-        for level in range(array.shape[1]):
+        for level in range(array.shape[1]):  # checked before the cast: a uint64 code keeps its value
             column = array[:, level]
-            if column.size and (column.min() < 0 or column.max() >= self.codebook_sizes[level]):
-                bad = column[(column < 0) | (column >= self.codebook_sizes[level])][0]
+            bad = column[(column < 0) | (column >= self.codebook_sizes[level])]
+            if bad.size:
                 raise ValueError(
-                    f"SIDPrefixIndex: code {int(bad)} at level {level} is outside the codebook "
+                    f"SIDPrefixIndex: code {int(bad[0])} at level {level} is outside the codebook "
                     f"[0, {self.codebook_sizes[level]})."
                 )
-        return array
-
-    def prefix_rows(self, prefixes: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Where each prefix's children are stored in its level, and whether the catalogue has the prefix.
-
-        Args:
-            prefixes: `(rows, l)` integer codes, one prefix per row, all of length `l` (`0 <= l < L`).
-
-        Returns:
-            `(rows_in_level, found)`: `(rows,)` int64 row indices into level `l` (meaningless where not found) and
-            `(rows,)` bool.
-        """
-        array = self._as_prefixes(prefixes)
-        level = array.shape[1]
-        key = (array * self._radix[level, :level]).sum(axis=1) + self._offsets[level]  # (rows,)
-        keys = self._level_keys[level]
-        local = np.searchsorted(keys, key)  # (rows,)
-        found = keys.take(local, mode="clip") == key
-        return local, found
+        return array.astype(np.int64, copy=False)
 
     def allowed_codes(self, prefixes: Any) -> np.ndarray:
         """The codes that may follow each prefix in the catalogue.
@@ -323,7 +346,9 @@ class SIDPrefixIndex:
         """
         array = self._as_prefixes(prefixes)
         level = array.shape[1]
-        local, found = self.prefix_rows(array)
+        key = (array * self._radix[level, :level]).sum(axis=1) + self._offsets[level]  # (rows,)
+        local = np.searchsorted(self._level_keys[level], key)  # (rows,) row of the prefix in its level
+        found = self._level_keys[level].take(local, mode="clip") == key  # (rows,)
         row_bytes = self._level_blocks[level].take(local, axis=0, mode="clip")  # (rows, bytes_l)
         bits = np.unpackbits(row_bytes, axis=1, count=self.codebook_sizes[level], bitorder="little").view(
             bool
@@ -368,11 +393,11 @@ class SIDPrefixIndex:
             )
         array = self._as_prefixes(prefixes)
         level = array.shape[1]
-        allowed = torch.from_numpy(self.allowed_codes(array))  # (rows, size)
-        columns = torch.from_numpy(self.code_token[level, : self.codebook_sizes[level]])
-        mask = torch.zeros((allowed.shape[0], int(vocab_size)), dtype=torch.bool)
+        allowed = torch.from_numpy(self.allowed_codes(array)).to(device)  # (rows, size)
+        columns = torch.as_tensor(self.code_token[level, : self.codebook_sizes[level]], device=allowed.device)
+        mask = torch.zeros((allowed.shape[0], int(vocab_size)), dtype=torch.bool, device=allowed.device)
         mask[:, columns] = allowed
-        return mask.to(device) if device is not None else mask
+        return mask
 
     # ----------------------------------------------------------------------------------------------------------
     # Lookups by written tokens (numpy), and the index as device tensors (torch)
