@@ -39,6 +39,7 @@ __all__ = [
     "RQVAEEncodeActor",
     "assign_unique_sids_ray",
     "check_cpu_reservation",
+    "check_gpu_reservation",
     "encode_catalogue_ray",
     "sids_on_ray",
     "start_ray",
@@ -63,8 +64,13 @@ def _import_ray() -> Any:
     return ray
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
-    """Connect to a Ray cluster (`address="auto"`) or start a local one (`num_cpus`, default all), once.
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Any:
+    """Connect to a Ray cluster (`address="auto"`) or start a local one, once.
+
+    Args:
+        address: A cluster address (`"auto"` on a cluster node); `None` starts a local Ray.
+        num_cpus: CPUs of the local Ray (default: all of this machine's).
+        num_gpus: GPUs of the local Ray (default: the GPUs this machine's CUDA shows).
 
     Returns:
         The `ray` module. A clear ImportError names the extra to install when Ray is missing.
@@ -74,7 +80,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
         if address:
             ray.init(address=address)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False)
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
     return ray
 
 
@@ -129,11 +135,21 @@ class RQVAEEncodeActor:
     Args:
         model_path: Folder of `RQVAEModel.save_pretrained`.
         batch_size: Rows per forward pass inside a Ray batch.
+        device: Where the model encodes: `"cpu"`, or `"cuda"` in an actor Ray gave a GPU (`num_gpus` of
+            [`encode_catalogue_ray`]; Ray sets `CUDA_VISIBLE_DEVICES`, so the actor's GPU is `cuda:0`).
+
+    Raises:
+        RuntimeError: `device` is a CUDA device but this process sees no GPU.
     """
 
-    def __init__(self, model_path: str, batch_size: int = 16384) -> None:
+    def __init__(self, model_path: str, batch_size: int = 16384, device: str = "cpu") -> None:
         torch.set_num_threads(1)
-        self.model = RQVAEModel.from_pretrained(model_path).eval()
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"RQVAEEncodeActor was asked to encode on {device!r} but this process sees no CUDA GPU; give the "
+                "actors GPUs with num_gpus > 0 on a Ray cluster that has them, or encode on the CPU (num_gpus=0)."
+            )
+        self.model = RQVAEModel.from_pretrained(model_path).to(device).eval()
         self.batch_size = batch_size
         self.num_levels = self.model.config.num_levels
 
@@ -159,12 +175,30 @@ def check_cpu_reservation(num_workers: int, cpus_per_worker: float, cluster_cpus
         )
 
 
+def check_gpu_reservation(num_workers: int, num_gpus: float, cluster_gpus: float) -> None:
+    """Refuse GPU actors the cluster cannot hold: Ray would wait for the missing GPUs forever (a hang, not an
+    error). `num_gpus` is per actor; a fraction lets actors share a GPU (2 actors x 0.5 fit 1 GPU).
+
+    Raises:
+        ValueError: `num_gpus` is negative, or `num_workers * num_gpus` exceeds the cluster's GPUs.
+    """
+    if num_gpus < 0:
+        raise ValueError(f"num_gpus is {num_gpus}; give GPUs per encoding actor >= 0 (0: encode on CPU).")
+    if num_gpus > 0 and num_workers * num_gpus > cluster_gpus:
+        raise ValueError(
+            f"num_workers x num_gpus = {num_workers} x {num_gpus} GPUs, but the Ray cluster has {cluster_gpus:g}; "
+            "Ray would wait for them forever. Lower num_gpus (e.g. 0.5 to share a GPU between two actors) or "
+            "num_workers, or start Ray on machines with GPUs."
+        )
+
+
 def encode_catalogue_ray(
     catalogue_path: str | os.PathLike,
     model_path: str | os.PathLike,
     num_workers: int = 2,
     batch_size: int = 16384,
     cpus_per_worker: float = 1.0,
+    num_gpus: float = 0.0,
 ) -> Any:
     """Encode a Parquet catalogue with a saved RQ-VAE on Ray Data.
 
@@ -175,21 +209,36 @@ def encode_catalogue_ray(
         batch_size: Rows per Ray batch.
         cpus_per_worker: CPUs Ray reserves per actor. The actors must leave CPUs to the Parquet read tasks:
             on a machine with as many CPUs as workers, use a fraction (e.g. 0.5), or the read waits forever.
+        num_gpus: GPUs Ray reserves per actor; with `num_gpus > 0` each actor encodes on its GPU (`0.5`: two
+            actors share one). 0 (default): the actors encode on CPU.
 
     Returns:
         A lazy `ray.data.Dataset` with `item_id`, `row`, `sid_0` ... `sid_{L-1}` (semantic codes).
+
+    Raises:
+        ValueError: The actors would hold every CPU, or ask for more GPUs than the cluster has.
     """
     ray = _import_ray()
     if ray.is_initialized():
-        check_cpu_reservation(num_workers, cpus_per_worker, float(ray.cluster_resources().get("CPU", 0)))
+        resources = ray.cluster_resources()
+        check_cpu_reservation(num_workers, cpus_per_worker, float(resources.get("CPU", 0)))
+        check_gpu_reservation(num_workers, num_gpus, float(resources.get("GPU", 0)))
+    elif num_gpus < 0:
+        check_gpu_reservation(num_workers, num_gpus, 0.0)
     ds = ray.data.read_parquet(str(catalogue_path), columns=[ITEM_ID_COLUMN, ROW_COLUMN, EMBEDDING_COLUMN])
+    gpu_kwargs = {"num_gpus": num_gpus} if num_gpus > 0 else {}
     return ds.map_batches(
         RQVAEEncodeActor,
-        fn_constructor_kwargs={"model_path": str(model_path), "batch_size": batch_size},
+        fn_constructor_kwargs={
+            "model_path": str(model_path),
+            "batch_size": batch_size,
+            "device": "cuda" if num_gpus > 0 else "cpu",
+        },
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=num_workers),
         num_cpus=cpus_per_worker,
+        **gpu_kwargs,
     )
 
 
@@ -223,6 +272,7 @@ def sids_on_ray(
     batch_size: int = 16384,
     extra_level_size: int | None = None,
     cpus_per_worker: float = 1.0,
+    num_gpus: float = 0.0,
 ) -> SIDTable:
     """Encode a Parquet catalogue, assign unique SIDs on Ray, write Parquet and the compact `SIDTable`.
 
@@ -237,6 +287,7 @@ def sids_on_ray(
         batch_size: Rows per Ray batch.
         extra_level_size: Size of the dedup level (default: the largest group).
         cpus_per_worker: CPUs reserved per encoding actor (see [`encode_catalogue_ray`]).
+        num_gpus: GPUs reserved per encoding actor; > 0 encodes on the actors' GPUs (see [`encode_catalogue_ray`]).
 
     Returns:
         The `SIDTable`, rows in catalogue order.
@@ -245,7 +296,8 @@ def sids_on_ray(
     sizes = list(config.codebook_sizes)
     levels = len(sizes)
     ds = assign_unique_sids_ray(
-        encode_catalogue_ray(catalogue_path, model_path, num_workers, batch_size, cpus_per_worker), levels
+        encode_catalogue_ray(catalogue_path, model_path, num_workers, batch_size, cpus_per_worker, num_gpus),
+        levels,
     )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ Examples:
     python recipes/sids_on_ray.py --config recipes/configs/sids_ray_synthetic.yaml
     python recipes/sids_on_ray.py --model_path outputs/rqvae --catalogue /data/catalogue --ray_address auto \
         --num_workers 64
+    python recipes/sids_on_ray.py --config recipes/configs/sids_ray_synthetic.yaml --num_gpus 0.5  # GPU actors
 
 Input: `catalogue`, a folder of Parquet files with columns `item_id`, `row` (0 .. n-1, the catalogue order) and
 `embedding` (a fixed-size float list: the RQ-VAE's input, modalities concatenated in its config's order), as
@@ -60,6 +61,10 @@ class SIDsOnRayConfig:
     output_dir: str = _help("Where sids/, sid_table.json and sid_codes.safetensors go.", "outputs/sids-ray")
     num_workers: int = _help("Encoding actors.", 2)
     cpus_per_worker: float = _help("CPUs reserved per encoding actor.", 1.0)
+    num_gpus: float = _help(
+        "GPUs reserved per encoding actor: > 0 encodes on the actors' GPUs (0.5: two actors share one); 0: CPU.",
+        0.0,
+    )
     batch_size: int = _help("Rows per Ray batch.", 16384)
     extra_level_size: int | None = _help("Size of the dedup level (default: the largest group).")
     ray_address: str | None = _help("Ray cluster address ('auto' on a cluster); default: a local Ray.")
@@ -114,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=cfg.batch_size,
         extra_level_size=cfg.extra_level_size,
         cpus_per_worker=cfg.cpus_per_worker,
+        num_gpus=cfg.num_gpus,
     )
     seconds = time.perf_counter() - start
     report = {
