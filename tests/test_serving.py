@@ -1,0 +1,274 @@
+"""hf_semtok.serving: the exported grammars run in the real matchers (llguidance, xgrammar) and allow exactly what
+SIDLogitsProcessor allows; the prefix_allowed_tokens_fn export and the vLLM adapter's batch state do too.
+
+Tokenizers are built in code on each base family the tests use (byte-level BPE, WordPiece, Unigram), over a small
+3-level catalogue with shared prefixes, so "nothing else completes" is checked on every code combination.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+
+import numpy as np
+import pytest
+import torch
+from conftest import BASE_TEXTS
+
+from hf_semtok import SemanticIDTokenizer, SIDLogitsProcessor, train_base_tokenizer
+from hf_semtok.serving import export_grammar, export_prefix_allowed_tokens_fn, sid_grammar
+from hf_semtok.serving.prefix_fn import SIDConstraint
+
+llguidance = pytest.importorskip("llguidance")
+llguidance_hf = pytest.importorskip("llguidance.hf")
+xgr = pytest.importorskip("xgrammar")
+
+SIZES = [4, 3, 5]
+FAMILIES = ["byte_bpe", "wordpiece", "unigram"]
+
+
+def _catalogue() -> dict[str, tuple[int, ...]]:
+    """24 items out of the 60 code combinations: shared prefixes, one full subtree, some one-child prefixes."""
+    rng = random.Random(0)
+    combos = list(itertools.product(*(range(s) for s in SIZES)))
+    chosen = set(rng.sample(combos, 19)) | {(3, 1, c) for c in range(5)}
+    return {f"item{n}": codes for n, codes in enumerate(sorted(chosen))}
+
+
+CATALOGUE = _catalogue()
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_tokenizer(request):
+    base = train_base_tokenizer(BASE_TEXTS, vocab_size=200, kind=request.param)
+    return SemanticIDTokenizer.from_base(base, sid_table=CATALOGUE, codebook_sizes=SIZES)
+
+
+def _llguidance_tokenizer(tokenizer):
+    """llguidance's tokenizer: `llguidance.hf.from_tokenizer`, which refuses WordPiece decoders (as vLLM's guidance
+    back-end does); there, a wrapper over the token strings (the grammars match SID tokens by id, not by text)."""
+    try:
+        return llguidance_hf.from_tokenizer(tokenizer)
+    except ValueError:
+
+        class Tokens:
+            eos_token_id = tokenizer.eos_token_id
+            bos_token_id = tokenizer.bos_token_id
+            tokens = [t.encode() for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+            special_token_ids = list(tokenizer.all_special_ids)
+
+            def __call__(self, text: str) -> list[int]:
+                return tokenizer.encode(text, add_special_tokens=False)
+
+        return llguidance.LLTokenizer(llguidance.TokenizerWrapper(Tokens()), n_vocab=len(tokenizer))
+
+
+#: (id(tokenizer), dialect, grammar) -> (tokenizer, llguidance (tokenizer, grammar) or xgrammar's compiled grammar);
+#: the tokenizer is kept so that its id is never reused by another one.
+_COMPILED: dict = {}
+
+
+class _Matcher:
+    """One dialect's matcher behind a common face: consume tokens, read the allowed-token mask."""
+
+    def __init__(self, tokenizer, dialect: str, grammar: str) -> None:
+        self.vocab = len(tokenizer)
+        self.dialect = dialect
+        key = (id(tokenizer), dialect, grammar)
+        if key not in _COMPILED:
+            if dialect == "llguidance":
+                lark = llguidance.LLMatcher.grammar_from_lark(grammar)
+                _COMPILED[key] = (tokenizer, (_llguidance_tokenizer(tokenizer), lark))
+            else:
+                info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=self.vocab)
+                _COMPILED[key] = (
+                    tokenizer,
+                    xgr.GrammarCompiler(info, max_threads=1).compile_grammar(grammar),
+                )
+        if dialect == "llguidance":
+            self.m = llguidance.LLMatcher(*_COMPILED[key][1], log_level=0)
+            assert not self.m.is_error(), self.m.get_error()
+        else:
+            self.m = xgr.GrammarMatcher(_COMPILED[key][1])
+            self.bitmask = xgr.allocate_token_bitmask(1, self.vocab)
+
+    def mask(self) -> np.ndarray:
+        if self.dialect == "llguidance":
+            raw = np.frombuffer(self.m.compute_bitmask(), dtype=np.uint8)
+        else:
+            self.m.fill_next_token_bitmask(self.bitmask)
+            raw = self.bitmask.numpy().view(np.uint8).reshape(-1)
+        return np.unpackbits(raw, bitorder="little")[: self.vocab].astype(bool)
+
+    def accept(self, token: int) -> bool:
+        if self.dialect == "llguidance":
+            return self.m.consume_token(token) and not self.m.is_error()
+        return self.m.accept_token(token)
+
+    def accepts_all(self, tokens: list[int]) -> bool:
+        return all(self.accept(t) for t in tokens)
+
+
+def _sid_tokens(tokenizer, codes, layout: str) -> list[int]:
+    ids = [tokenizer.sid_token_ids[level][c] for level, c in enumerate(codes)]
+    return [tokenizer.sid_start_token_id, *ids, tokenizer.sid_end_token_id] if layout == "marked" else ids
+
+
+def _processor_mask(processor: SIDLogitsProcessor, row: list[int], vocab: int) -> np.ndarray:
+    out = processor(torch.tensor([row]), torch.zeros(1, vocab))
+    return torch.isfinite(out[0]).numpy()
+
+
+@pytest.mark.parametrize("dialect", ["llguidance", "xgrammar"])
+@pytest.mark.parametrize("layout", ["marked", "bare"])
+def test_grammar_accepts_every_item_and_nothing_else(family_tokenizer, dialect, layout):
+    tok = family_tokenizer
+    grammar = export_grammar(tok, dialect=dialect, layout=layout)
+    for codes in itertools.product(*(range(s) for s in SIZES)):
+        matcher = _Matcher(tok, dialect, grammar)
+        tokens = _sid_tokens(tok, codes, layout)
+        if codes in CATALOGUE.values():
+            assert matcher.accepts_all(tokens), codes
+            # complete: only EOS may follow
+            assert np.flatnonzero(matcher.mask()).tolist() == [tok.eos_token_id], codes
+        else:
+            assert not matcher.accepts_all(tokens), codes
+
+
+@pytest.mark.parametrize("dialect", ["llguidance", "xgrammar"])
+@pytest.mark.parametrize("layout", ["marked", "bare"])
+def test_grammar_masks_equal_the_processor_on_every_prefix(family_tokenizer, dialect, layout):
+    tok = family_tokenizer
+    grammar = export_grammar(tok, dialect=dialect, layout=layout)
+    prompt = tok("user history next item", add_special_tokens=False)["input_ids"]
+    processor = SIDLogitsProcessor.from_tokenizer(tok, prompt_length=len(prompt), layout=layout)
+    fn = export_prefix_allowed_tokens_fn(tok, prompt_length=len(prompt), layout=layout)
+    vocab = len(tok)
+    for item in random.Random(1).sample(sorted(CATALOGUE), 8):
+        matcher = _Matcher(tok, dialect, grammar)
+        tokens = _sid_tokens(tok, CATALOGUE[item], layout)
+        for step in range(len(tokens) + 1):  # every prefix of the item, the complete SID included
+            row = prompt + tokens[:step]
+            expected = _processor_mask(processor, row, vocab)
+            assert np.array_equal(matcher.mask(), expected), (item, step)
+            assert fn(0, torch.tensor(row)) == np.flatnonzero(expected).tolist(), (item, step)
+            if step < len(tokens):
+                assert matcher.accept(tokens[step])
+
+
+def _free_rows(tok, n_rows: int, length: int, seed: int) -> list[list[int]]:
+    """Rows of free text with SID spans of real items: base-vocabulary tokens, and spans opened at random."""
+    rng = random.Random(seed)
+    codes = sorted(CATALOGUE.values())
+    text_ids = [t for t in range(len(tok)) if t < tok.sid_start_token_id and t != tok.eos_token_id]
+    rows = []
+    for _ in range(n_rows):
+        row: list[int] = []
+        while len(row) < length:
+            if rng.random() < 0.3:
+                row += _sid_tokens(tok, rng.choice(codes), "marked")
+            else:
+                row.append(rng.choice(text_ids))
+        rows.append(row[:length])
+    return rows
+
+
+@pytest.mark.parametrize("dialect", ["llguidance", "xgrammar"])
+def test_free_mode_grammar_masks_equal_the_processor(family_tokenizer, dialect):
+    tok = family_tokenizer
+    grammar = export_grammar(tok, dialect=dialect, mode="free")
+    processor = SIDLogitsProcessor.from_tokenizer(tok, mode="free")
+    fn = export_prefix_allowed_tokens_fn(tok, mode="free")
+    vocab = len(tok)
+    for row in _free_rows(tok, n_rows=3, length=16, seed=2):
+        matcher = _Matcher(tok, dialect, grammar)
+        for step in range(len(row) + 1):
+            expected = _processor_mask(processor, row[:step] or [tok.bos_token_id], vocab)
+            assert np.array_equal(matcher.mask(), expected), (row, step)
+            assert fn(0, row[:step]) == np.flatnonzero(expected).tolist()
+            if step < len(row):
+                assert matcher.accept(row[step])
+    # a SID that is not an item does not get through
+    missing = next(c for c in itertools.product(*(range(s) for s in SIZES)) if c not in CATALOGUE.values())
+    matcher = _Matcher(tok, dialect, grammar)
+    assert not matcher.accepts_all(_sid_tokens(tok, missing, "marked"))
+
+
+def test_grammar_is_factored_by_prefix(sid_tokenizer):
+    """A complete codebook product collapses to one rule per level; shared subtrees are written once."""
+    full = np.array(list(itertools.product(range(8), range(8), range(8))))
+    ids = [list(range(100 + 8 * lv, 108 + 8 * lv)) for lv in range(3)]
+    grammar = sid_grammar(full, ids, dialect="llguidance", layout="bare")
+    assert grammar.splitlines() == [
+        "start: s3",
+        "s3: <[100-107]> s2",
+        "s2: <[108-115]> s1",
+        "s1: <[116-123]>",
+    ]
+    # 4096 random items over 64 x 64 x 64: one rule per distinct prefix at most (shared subtrees once), and each
+    # (prefix, code) edge written at most once, not items x levels.
+    codes = np.random.default_rng(0).integers(0, 64, size=(4096, 3))
+    ids = [list(range(1000 + 64 * lv, 1064 + 64 * lv)) for lv in range(3)]
+    grammar = sid_grammar(codes, ids, dialect="xgrammar", layout="bare")
+    distinct = [
+        len({tuple(c[:depth]) for c in codes.tolist()}) for depth in range(4)
+    ]  # prefixes of length 0..3
+    assert grammar.count("::=") <= sum(distinct[:3]) + 1
+    written_ids = sum(len(m.split(",")) for m in re.findall(r"Token\(([^)]*)\)", grammar))
+    assert written_ids <= sum(distinct[1:]) < codes.size
+
+
+def test_xgrammar_text_literals_accept_items_only(family_tokenizer):
+    """token_match='text' (SID tokens as string literals, for xgrammar without token elements): every item is
+    accepted token by token, every other code combination is refused."""
+    tok = family_tokenizer
+    grammar = export_grammar(tok, dialect="xgrammar", token_match="text")
+    assert "Token(" not in grammar and '"<|sid_start|>"' in grammar
+    for codes in itertools.product(*(range(s) for s in SIZES)):
+        matcher = _Matcher(tok, "xgrammar", grammar)
+        accepted = matcher.accepts_all(_sid_tokens(tok, codes, "marked"))
+        assert accepted == (codes in CATALOGUE.values()), codes
+        if accepted:
+            assert matcher.accept(tok.eos_token_id) and matcher.m.is_terminated()
+    with pytest.raises(ValueError, match="token_match='text'"):
+        export_grammar(tok, dialect="llguidance", token_match="text")
+
+
+def test_export_errors_name_the_fix(sid_tokenizer, base_tokenizer):
+    with pytest.raises(ValueError, match="dialect must be one of"):
+        export_grammar(sid_tokenizer, dialect="gbnf")
+    with pytest.raises(ValueError, match="layout='marked'"):
+        export_grammar(sid_tokenizer, mode="free", layout="bare")
+    with pytest.raises(TypeError, match="SemanticIDTokenizer"):
+        export_grammar(base_tokenizer)
+    with pytest.raises(ValueError, match="prompt_length"):
+        export_prefix_allowed_tokens_fn(sid_tokenizer)
+    with pytest.raises(ValueError, match="vocab_size"):
+        SIDConstraint.from_tokenizer(sid_tokenizer, vocab_size=10)
+
+
+def test_constraint_batch_mask_and_dead_ends(sid_tokenizer):
+    """SIDConstraint.mask (what the vLLM adapter applies) equals allowed_token_ids row by row, rows at different
+    steps in one batch; a row given a wrong token may only end."""
+    tok = sid_tokenizer
+    constraint = SIDConstraint.from_tokenizer(tok, vocab_size=len(tok) + 6)
+    start, end = tok.sid_start_token_id, tok.sid_end_token_id
+    code = tok.sid_token_ids
+    rows = [
+        [],
+        [start],
+        [start, code[0][2]],
+        [start, code[0][2], code[1][3]],
+        [start, code[0][1], code[1][2], end],
+    ]
+    rows += [[code[0][1]], [start, code[1][0]], [start, 5]]  # dead ends: no marker, wrong level, a text token
+    mask = constraint.mask(rows)
+    assert mask.shape == (len(rows), len(tok) + 6)
+    for r, row in enumerate(rows):
+        assert np.flatnonzero(mask[r]).tolist() == constraint.allowed_token_ids(row)
+        processor = SIDLogitsProcessor.from_tokenizer(tok, prompt_length=1)
+        assert np.array_equal(mask[r], _processor_mask(processor, [tok.bos_token_id, *row], len(tok) + 6))
+    assert constraint.allowed_token_ids([start, code[0][2]]) == [code[1][c] for c in range(4)]
+    for dead in rows[-3:]:
+        assert constraint.allowed_token_ids(dead) == [tok.eos_token_id]
