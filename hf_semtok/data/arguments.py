@@ -106,6 +106,12 @@ class DatasetArguments:
     table_split: str = _arg("table: split of a Hugging Face dataset.", "train")
     table_encoding: str = _arg("table: text encoding of CSV files.", "utf-8")
 
+    def __post_init__(self) -> None:
+        for name in ("timestamp_column", "title_column", "category_column"):  # `--timestamp_column null`
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() in ("null", "none", "~", ""):
+                setattr(self, name, None)
+
     def table_options(self) -> dict[str, Any]:
         """The `load_table_catalogue` options these arguments set (empty unless the format is `table`)."""
         if self.dataset_format != "table":

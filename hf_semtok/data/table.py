@@ -38,8 +38,8 @@ Rules:
 
 Files are read by extension, `.csv`, `.parquet`, `.jsonl` (`.csv.gz` and `.jsonl.gz` too), or from a Hugging
 Face dataset id or a `datasets.Dataset`, a `pyarrow.Table` or a `pandas.DataFrame` (see `table_sources.py`,
-which also says why the reader is pyarrow). They are read in blocks into integer codes, so memory is bounded by
-the catalogue built, not by the file.
+which also says why the reader is pyarrow; the column conversions are in `table_columns.py`). They are read in
+blocks into integer codes, so memory is bounded by the catalogue built, not by the file.
 
 The example in `EXAMPLE_TABLE_DIR` (`interactions.csv`, `items.csv`) is written from the synthetic catalogue by
 `write_example_table`; regenerate it with
@@ -61,7 +61,19 @@ from typing import Any, Literal
 import numpy as np
 
 from hf_semtok.data.catalogue import DEFAULT_TEXT_FIELDS, TEXT_FIELD_NAMES, Catalogue
-from hf_semtok.data.table_sources import TableSource, _pyarrow, open_table
+from hf_semtok.data.embeddings import load_embedding_file
+from hf_semtok.data.table_columns import (
+    IdCodes,
+    TimestampParser,
+    category_path,
+    compose_table_text,
+    embedding_matrix,
+    first_true,
+    id_strings,
+    item_texts,
+    text_value,
+)
+from hf_semtok.data.table_sources import TableSource, import_pyarrow, open_table
 
 __all__ = [
     "EXAMPLE_TABLE_DIR",
@@ -75,7 +87,6 @@ logger = logging.getLogger(__name__)
 
 #: The small example shipped with the package: `interactions.csv` and `items.csv` (see `write_example_table`).
 EXAMPLE_TABLE_DIR = Path(__file__).resolve().parent / "example_table"
-_NUMBER, _DATE, _DATE_UTC = "number", "date without a UTC offset", "date with a UTC offset"
 _DEFAULTS = {"timestamp_column": "timestamp", "title_column": "title", "category_column": "categories"}
 
 
@@ -102,133 +113,6 @@ def _optional(value: str | None, option: str, source: TableSource) -> str | None
     return value
 
 
-def _first(mask: Any) -> int:
-    return int(np.flatnonzero(np.asarray(mask))[0])
-
-
-def _id_strings(array: Any, label: str, column: str, row0: int) -> Any:
-    """An id column as an Arrow string array: strings as written, integers as decimal strings, anything else an
-    error naming the row."""
-    pa = _pyarrow()
-    pc = pa.compute
-    kind = array.type
-    if pa.types.is_dictionary(kind):
-        array, kind = array.dictionary_decode(), kind.value_type
-    if array.null_count:
-        row = row0 + _first(array.is_null().to_numpy(zero_copy_only=False)) + 1
-        raise ValueError(f"{label}: row {row} has no {column!r}; every row needs one. Fill or drop that row.")
-    if pa.types.is_integer(kind):
-        return pc.cast(array, pa.string())
-    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        array = pc.cast(array, pa.string())
-    elif not pa.types.is_string(kind):
-        example = array[0].as_py() if len(array) else None
-        raise ValueError(
-            f"{label}: column {column!r} holds {kind} values ({example!r}). Ids are strings: only text and integer "
-            "columns are read as ids (integers become '42'); write the ids as text or integers."
-        )
-    empty = pc.equal(pc.utf8_length(array), 0)
-    if pc.any(empty).as_py():
-        row = row0 + _first(empty.to_numpy(zero_copy_only=False)) + 1
-        raise ValueError(
-            f"{label}: row {row} has an empty {column!r}; every row needs one. Fill or drop that row."
-        )
-    return array
-
-
-class _Timestamps:
-    """Turns one timestamp column, batch by batch, into sortable numbers: float64 for numbers, int64 ns for dates."""
-
-    def __init__(self, label: str, column: str) -> None:
-        self.label, self.column, self.kind = label, column, None
-
-    def _bad(self, row: int, value: Any, why: str = "") -> ValueError:
-        return ValueError(
-            f"{self.label}: column {self.column!r}, row {row}: cannot read {value!r} as a timestamp{why}. Write "
-            "numbers (Unix time) or ISO-8601 dates ('2024-05-01T12:30:00', with or without a UTC offset), one kind "
-            "per column; or set timestamp_column: null to order each user's events by file row."
-        )
-
-    def _parse_strings(self, array: Any) -> tuple[str, Any] | None:
-        """`(kind, parsed array)` of the first kind that reads every value (only the column's kind once known)."""
-        pa = _pyarrow()
-        attempts = [
-            (_NUMBER, pa.float64()),
-            (_DATE, pa.timestamp("ns")),
-            (_DATE_UTC, pa.timestamp("ns", "UTC")),
-        ]
-        for kind, target in attempts:
-            if self.kind is not None and kind != self.kind:
-                continue
-            try:
-                return kind, pa.compute.cast(array, target)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
-        return None
-
-    def _locate(self, array: Any, row0: int) -> ValueError:
-        """The error for the first value of a batch that no kind reads, or whose kind differs from the first's."""
-        pa = _pyarrow()
-        first = self.kind
-        values = array.to_pylist()
-        for offset, value in enumerate(values):
-            parsed = self._parse_strings(pa.array([value], pa.string()))
-            if parsed is None:
-                return self._bad(row0 + offset + 1, value, f" ({first})" if first else "")
-            first = first or parsed[0]
-            if parsed[0] != first:
-                return self._bad(
-                    row0 + offset + 1, value, f": it is a {parsed[0]}, but earlier rows are {first}s"
-                )
-        return self._bad(row0 + 1, values[0] if values else None)
-
-    def __call__(self, array: Any, row0: int) -> np.ndarray:
-        pa = _pyarrow()
-        if array.null_count:
-            row = row0 + _first(array.is_null().to_numpy(zero_copy_only=False)) + 1
-            raise self._bad(row, None, " (the value is missing)")
-        kind = array.type
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-            parsed = (_NUMBER, pa.compute.cast(array, pa.float64()))
-        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-            tz = kind.tz if pa.types.is_timestamp(kind) else None
-            parsed = (_DATE_UTC if tz else _DATE, pa.compute.cast(array, pa.timestamp("ns", tz)))
-        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            parsed = self._parse_strings(array)
-            if parsed is None:
-                raise self._locate(array, row0)
-        else:
-            raise self._bad(row0 + 1, array[0].as_py() if len(array) else None, f" (the column is {kind})")
-        if self.kind is not None and parsed[0] != self.kind:
-            raise self._bad(
-                row0 + 1, array[0].as_py(), f": it is a {parsed[0]}, but earlier rows are {self.kind}s"
-            )
-        self.kind = parsed[0]
-        if parsed[0] == _NUMBER:
-            values = parsed[1].to_numpy(zero_copy_only=False)
-            if np.isnan(values).any():
-                raise self._bad(row0 + _first(np.isnan(values)) + 1, float("nan"))
-            return values
-        return parsed[1].cast(pa.int64()).to_numpy(zero_copy_only=False)
-
-
-class _Codes:
-    """Maps id strings to dense integer codes in order of first appearance, one batch at a time."""
-
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-
-    def __call__(self, array: Any) -> np.ndarray:
-        encoded = array.dictionary_encode()
-        index = self.index
-        mapping = np.fromiter(
-            (index.setdefault(value, len(index)) for value in encoded.dictionary.to_pylist()),
-            dtype=np.int64,
-            count=len(encoded.dictionary),
-        )
-        return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
-
-
 def _read_interactions(
     source: TableSource,
     user_column: str,
@@ -236,23 +120,23 @@ def _read_interactions(
     timestamp_column: str | None,
     item_ids: Any,
     unknown_items: str,
-) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None, _Codes | None, dict[str, int]]:
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None, IdCodes | None, dict[str, int]]:
     """Read the interactions into codes: `(users, user codes, item codes, timestamps, item codes of an items-less
-    load, counts)`. Item codes index `item_ids` (or the returned `_Codes` without an items table)."""
-    pa = _pyarrow()
+    load, counts)`. Item codes index `item_ids` (or the returned `IdCodes` without an items table)."""
+    pa = import_pyarrow()
     columns = [user_column, item_column] + ([timestamp_column] if timestamp_column else [])
     source.require(
         columns,
         {user_column: "user_column", item_column: "item_column", timestamp_column or "": "timestamp_column"},
     )
-    users, new_items = _Codes(), (_Codes() if item_ids is None else None)
-    parse_time = _Timestamps(source.label, timestamp_column or "")
+    users, new_items = IdCodes(), (IdCodes() if item_ids is None else None)
+    parse_time = TimestampParser(source.label, timestamp_column or "")
     user_parts, item_parts, time_parts = [], [], []
     row0, skipped, examples = 0, 0, Counter()
     for batch in source.batches(columns):
         n = batch.num_rows
-        user = _id_strings(batch.column(0), source.label, user_column, row0)
-        item = _id_strings(batch.column(1), source.label, item_column, row0)
+        user = id_strings(batch.column(0), source.label, user_column, row0)
+        item = id_strings(batch.column(1), source.label, item_column, row0)
         if new_items is not None:
             codes = new_items(item)
         else:
@@ -261,7 +145,7 @@ def _read_interactions(
         if not keep.all():
             missing = ~keep
             if unknown_items == "error":
-                row = row0 + _first(missing) + 1
+                row = row0 + first_true(missing) + 1
                 raise ValueError(
                     f"{source.label}: row {row} names item {item[row - row0 - 1].as_py()!r}, which is not in the items "
                     "table. Add it to the items table, fix the id, or set unknown_items: skip to drop such rows "
@@ -323,108 +207,57 @@ def _histories(
     }, dropped
 
 
-def _text_value(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (list, tuple)):
-        value = ", ".join(str(v).strip() for v in value if v is not None and str(v).strip())
-    text = str(value).strip()
-    return text or None
+@dataclass
+class _Items:
+    """The items table as read: ids (an Arrow string array), column -> values, and the roles of the columns."""
 
+    ids: Any = None
+    values: dict[str, list[Any]] = field(default_factory=dict)
+    text_columns: list[str] = field(default_factory=list)
+    title: str | None = None
+    category: str | None = None
+    embedding_columns: list[str] = field(default_factory=list)
+    label: str = ""
 
-def _category_path(value: Any) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        parts = [str(v).strip() for v in value if v is not None]
-    else:
-        parts = [p.strip() for p in str(value).split(">")] if _text_value(value) else []
-    return [p for p in parts if p]
-
-
-def compose_table_text(
-    values: Sequence[tuple[str, Any]],
-    title_column: str | None = "title",
-    category_column: str | None = "categories",
-) -> str | None:
-    """Join one item's text columns into a sentence-like text for a sentence embedder.
-
-    The title column gives its value alone, and so does `description`; the category column reads
-    `Category: a > b`; any other column `<Column name>: value` (`brand` -> `Brand: OPI`; a list value is joined
-    with commas). Empty values are left out.
-
-    Args:
-        values: `(column, value)` pairs in the order to join them.
-        title_column: The column whose value stands alone.
-        category_column: The column holding a category path (`"a > b"` or a list).
-
-    Returns:
-        For example `"OPI Nail Lacquer. Brand: OPI. Category: Beauty > Nails."`, or None when every value is empty.
-    """
-    parts = []
-    for column, value in values:
-        if column == category_column:
-            path = _category_path(value)
-            if path:
-                parts.append("Category: " + " > ".join(path))
-            continue
-        text = _text_value(value)
-        if text is None:
-            continue
-        if column in (title_column, "description"):
-            parts.append(text.rstrip(". "))
-        else:
-            parts.append(f"{column.replace('_', ' ').capitalize()}: {text.rstrip('. ')}")
-    return ". ".join(parts) + "." if parts else None
-
-
-def _embedding_matrix(values: list[Any], label: str, column: str) -> np.ndarray:
-    """One embedding column (lists of floats, or strings of numbers) as a float32 matrix; empty rows are NaN."""
-    rows: list[np.ndarray | None] = []
-    for value in values:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            rows.append(None)
-        elif isinstance(value, str):
-            try:
-                rows.append(np.array(value.strip().strip("[]").replace(",", " ").split(), dtype=np.float32))
-            except ValueError:
-                raise ValueError(
-                    f"{label}: column {column!r}, row {len(rows) + 1}: {value[:40]!r} is not a list of numbers; "
-                    "write '0.1 0.2 ...' or '[0.1, 0.2, ...]'."
-                ) from None
-        else:
-            rows.append(np.asarray(value, dtype=np.float32))
-    dims = {len(r) for r in rows if r is not None}
-    if len(dims) != 1:
-        raise ValueError(
-            f"{label}: column {column!r} has embeddings of sizes {sorted(dims)[:5] or 'none'}; every row needs the "
-            "same number of values (leave a row empty when the item has none)."
-        )
-    dim = dims.pop()
-    out = np.full((len(rows), dim), np.nan, dtype=np.float32)  # (n_items, dim)
-    for i, row in enumerate(rows):
-        if row is not None:
-            out[i] = row
-    return out
+    def catalogue_fields(self, item_ids: list[str]) -> dict[str, Any]:
+        """The `TableCatalogue` fields the items table fills: titles, texts, categories, text_fields, embeddings."""
+        values, title, category = self.values, self.title, self.category
+        return {
+            "titles": {i: t for i, v in zip(item_ids, values[title]) if (t := text_value(v))}
+            if title
+            else {},
+            "texts": item_texts(item_ids, values, self.text_columns, title, category),
+            "categories": {i: p for i, v in zip(item_ids, values[category]) if (p := category_path(v))}
+            if category
+            else {},
+            "text_fields": [
+                c
+                for c in self.text_columns
+                if c in TEXT_FIELD_NAMES and any(text_value(v) for v in values[c])
+            ],
+            "embeddings": {c: embedding_matrix(values[c], self.label, c) for c in self.embedding_columns},
+        }
 
 
 def _read_items(
     source: TableSource, item_column: str, text_columns: Sequence[str] | None, title_column: str | None,
     category_column: str | None, embedding_columns: Sequence[str],
-) -> tuple[Any, dict[str, list[Any]], list[str]]:  # fmt: skip
-    """Read the items table: `(ids as an Arrow array, column -> values, text columns)`."""
-    pa = _pyarrow()
+) -> _Items:  # fmt: skip
+    """Read the items table; duplicate ids are an error naming their rows."""
+    pa = import_pyarrow()
     title = _optional(title_column, "title_column", source)
     category = _optional(category_column, "category_column", source)
     if text_columns is None:
         text_columns = [c for c in DEFAULT_TEXT_FIELDS if c in source.names]
-    text_columns = list(text_columns)
+    text_columns, embedding_columns = list(text_columns), list(embedding_columns)
     wanted = list(
-        dict.fromkeys([item_column, *text_columns, *embedding_columns] + [c for c in (title, category) if c])
+        dict.fromkeys([item_column, *text_columns, *embedding_columns, *filter(None, (title, category))])
     )
     options = {item_column: "item_column", **{c: "text_columns" for c in text_columns}}
     source.require(wanted, {**options, **{c: "embedding_columns" for c in embedding_columns}})
     ids, values, row0 = [], {c: [] for c in wanted[1:]}, 0
     for batch in source.batches(wanted):
-        ids.append(_id_strings(batch.column(0), source.label, item_column, row0))
+        ids.append(id_strings(batch.column(0), source.label, item_column, row0))
         for i, column in enumerate(wanted[1:], start=1):
             values[column].extend(batch.column(i).to_pylist())
         row0 += batch.num_rows
@@ -444,7 +277,7 @@ def _read_items(
             "more than once). The items table needs one row per item: drop or merge the duplicate rows (e.g. "
             f"pandas .drop_duplicates({item_column!r}))."
         )
-    return ids, values, text_columns
+    return _Items(ids, values, text_columns, title, category, embedding_columns, source.label)
 
 
 def load_table_catalogue(
@@ -508,50 +341,31 @@ def load_table_catalogue(
     timestamp = _optional(timestamp_column, "timestamp_column", inter)
     if timestamp is None:
         logger.info("%s: no timestamp column; each history follows the file order", inter.label)
-    item_array, values, text_cols = None, {}, []
-    title = category = None
+    table = _Items()
     if items is not None:
-        table = open_table(items, "items", data_dir, split, encoding)
-        item_array, values, text_cols = _read_items(
-            table, item_column, text_columns, title_column, category_column, list(embedding_columns)
-        )
-        title, category = (
-            _optional(title_column, "title_column", table),
-            _optional(category_column, "category_column", table),
-        )
+        table = _read_items(
+            open_table(items, "items", data_dir, split, encoding),
+            item_column, text_columns, title_column, category_column, embedding_columns,
+        )  # fmt: skip
     elif text_columns or embedding_columns:
         raise ValueError(
             "text_columns and embedding_columns are columns of the items table: pass items= too."
         )
     user_ids, users, codes, times, new_items, counts = _read_interactions(
-        inter, user_column, item_column, timestamp, item_array, unknown_items
+        inter, user_column, item_column, timestamp, table.ids, unknown_items
     )
-    item_ids = item_array.to_pylist() if item_array is not None else list(new_items.index)
+    item_ids = table.ids.to_pylist() if table.ids is not None else list(new_items.index)
     histories, dropped = _histories(user_ids, users, codes, times, item_ids, consecutive_duplicates)
-    label = table.label if items is not None else inter.label
     catalogue = TableCatalogue(
         item_ids=item_ids,
-        titles={i: t for i, v in zip(item_ids, values.get(title, ())) if (t := _text_value(v))}
-        if title
-        else {},
-        texts=_texts(item_ids, values, text_cols, title, category),
-        categories={i: p for i, v in zip(item_ids, values.get(category, ())) if (p := _category_path(v))}
-        if category
-        else {},
         histories=histories,
         name=name or _default_name(interactions),
-        text_fields=[
-            c for c in text_cols if c in TEXT_FIELD_NAMES and any(_text_value(v) for v in values[c])
-        ],
-        embeddings={c: _embedding_matrix(values[c], label, c) for c in embedding_columns},
+        **table.catalogue_fields(item_ids),
     )
-    if embedding_files:
-        from hf_semtok.data.embeddings import load_embedding_file
-
-        for modality, path in embedding_files.items():
-            catalogue.embeddings[modality] = load_embedding_file(
-                path, key=modality, num_items=catalogue.num_items, item_ids=catalogue.item_ids
-            )
+    for modality, path in (embedding_files or {}).items():
+        catalogue.embeddings[modality] = load_embedding_file(
+            path, key=modality, num_items=catalogue.num_items, item_ids=catalogue.item_ids
+        )
     seen = np.zeros(len(item_ids), dtype=bool)
     seen[codes] = True
     catalogue.load_stats = {
@@ -562,21 +376,6 @@ def load_table_catalogue(
     }
     logger.info("Loaded table catalogue %r: %s", catalogue.name, catalogue.load_stats)
     return catalogue
-
-
-def _texts(
-    item_ids: list[str],
-    values: dict[str, list[Any]],
-    columns: list[str],
-    title: str | None,
-    category: str | None,
-) -> dict[str, str]:
-    texts = {}
-    for row, item in enumerate(item_ids):
-        text = compose_table_text([(c, values[c][row]) for c in columns], title, category)
-        if text:
-            texts[item] = text
-    return texts
 
 
 def _default_name(source: Any) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TableSource", "open_table", "TABLE_EXTENSIONS"]
+__all__ = ["TABLE_EXTENSIONS", "TableSource", "file_kind", "first_non_utf8", "import_pyarrow", "open_table"]
 
 #: File extensions of the `table` format and their reader; `.csv` and `.jsonl` may be gzipped (`.csv.gz`).
 TABLE_EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json"}
@@ -42,7 +42,8 @@ _UTF8_HINT = (
 )
 
 
-def _pyarrow() -> Any:
+def import_pyarrow() -> Any:
+    """The `pyarrow` module (with `pyarrow.compute`), or an ImportError saying how to install it."""
     try:
         import pyarrow
         import pyarrow.compute  # noqa: F401  (registers pyarrow.compute)
@@ -134,7 +135,7 @@ class TableSource:
 
     def batches(self, columns: Sequence[str]) -> Iterator[Any]:
         """Yield record batches of `columns`, turning reader errors into ValueErrors that name the table."""
-        pa = _pyarrow()
+        pa = import_pyarrow()
         iterator = iter(self.read(columns))
         while True:
             try:
@@ -172,7 +173,7 @@ def _empty(label: str) -> ValueError:
 
 
 def _csv_source(path: Path, encoding: str) -> TableSource:
-    pa = _pyarrow()
+    pa = import_pyarrow()
     from pyarrow import csv as pa_csv
 
     label = str(path)
@@ -203,7 +204,7 @@ def _csv_source(path: Path, encoding: str) -> TableSource:
 
 
 def _json_source(path: Path) -> TableSource:
-    pa = _pyarrow()
+    pa = import_pyarrow()
     from pyarrow import json as pa_json
 
     label = str(path)
@@ -225,7 +226,7 @@ def _json_source(path: Path) -> TableSource:
 
 
 def _parquet_source(path: Path) -> TableSource:
-    pa = _pyarrow()
+    pa = import_pyarrow()
     import pyarrow.parquet as pq
 
     label = str(path)
@@ -260,7 +261,7 @@ def _datasets_source(dataset: Any, label: str, split: str) -> TableSource:
     names = list(dataset.column_names or [])
 
     def read(columns: Sequence[str]) -> Iterator[Any]:
-        pa = _pyarrow()
+        pa = import_pyarrow()
         for table in dataset.select_columns(list(columns)).with_format("arrow").iter(batch_size=BATCH_ROWS):
             yield from pa.table(table).select(list(columns)).to_batches()
 
@@ -301,7 +302,7 @@ def open_table(
         ImportError: `source` is neither a file nor a table object and `datasets` is not installed.
         TypeError: `source` is of an unsupported type.
     """
-    pa = _pyarrow()
+    pa = import_pyarrow()
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if data_dir is not None and not path.is_absolute() and not path.exists():

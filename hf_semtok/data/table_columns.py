@@ -1,0 +1,251 @@
+"""Column conversions of the `table` format: ids to strings, timestamps to sortable numbers, ids to dense codes,
+text columns to one text per item, embedding columns to matrices. Each error names the table, column and row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hf_semtok.data.table_sources import import_pyarrow
+
+__all__ = [
+    "IdCodes",
+    "TimestampParser",
+    "category_path",
+    "compose_table_text",
+    "embedding_matrix",
+    "first_true",
+    "id_strings",
+    "item_texts",
+    "text_value",
+]
+
+_NUMBER, _DATE, _DATE_UTC = "number", "date without a UTC offset", "date with a UTC offset"
+
+
+def first_true(mask: Any) -> int:
+    """Index of the first true value of a boolean mask (the caller knows there is one)."""
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def id_strings(array: Any, label: str, column: str, row0: int) -> Any:
+    """An id column as an Arrow string array: strings as written, integers as decimal strings, anything else an
+    error naming the row."""
+    pa = import_pyarrow()
+    pc = pa.compute
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        array, kind = array.dictionary_decode(), kind.value_type
+    if array.null_count:
+        row = row0 + first_true(array.is_null().to_numpy(zero_copy_only=False)) + 1
+        raise ValueError(f"{label}: row {row} has no {column!r}; every row needs one. Fill or drop that row.")
+    if pa.types.is_integer(kind):
+        return pc.cast(array, pa.string())
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        array = pc.cast(array, pa.string())
+    elif not pa.types.is_string(kind):
+        example = array[0].as_py() if len(array) else None
+        raise ValueError(
+            f"{label}: column {column!r} holds {kind} values ({example!r}). Ids are strings: only text and integer "
+            "columns are read as ids (integers become '42'); write the ids as text or integers."
+        )
+    empty = pc.equal(pc.utf8_length(array), 0)
+    if pc.any(empty).as_py():
+        row = row0 + first_true(empty.to_numpy(zero_copy_only=False)) + 1
+        raise ValueError(
+            f"{label}: row {row} has an empty {column!r}; every row needs one. Fill or drop that row."
+        )
+    return array
+
+
+class TimestampParser:
+    """Turns one timestamp column, batch by batch, into sortable numbers: float64 for numbers, int64 ns for dates."""
+
+    def __init__(self, label: str, column: str) -> None:
+        self.label, self.column, self.kind = label, column, None
+
+    def _bad(self, row: int, value: Any, why: str = "") -> ValueError:
+        return ValueError(
+            f"{self.label}: column {self.column!r}, row {row}: cannot read {value!r} as a timestamp{why}. Write "
+            "numbers (Unix time) or ISO-8601 dates ('2024-05-01T12:30:00', with or without a UTC offset), one kind "
+            "per column; or set timestamp_column: null to order each user's events by file row."
+        )
+
+    def _parse_strings(self, array: Any) -> tuple[str, Any] | None:
+        """`(kind, parsed array)` of the first kind that reads every value (only the column's kind once known)."""
+        pa = import_pyarrow()
+        attempts = [
+            (_NUMBER, pa.float64()),
+            (_DATE, pa.timestamp("ns")),
+            (_DATE_UTC, pa.timestamp("ns", "UTC")),
+        ]
+        for kind, target in attempts:
+            if self.kind is not None and kind != self.kind:
+                continue
+            try:
+                return kind, pa.compute.cast(array, target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        return None
+
+    def _locate(self, array: Any, row0: int) -> ValueError:
+        """The error for the first value of a batch that no kind reads, or whose kind differs from the first's."""
+        pa = import_pyarrow()
+        first = self.kind
+        values = array.to_pylist()
+        for offset, value in enumerate(values):
+            parsed = self._parse_strings(pa.array([value], pa.string()))
+            if parsed is None:
+                return self._bad(row0 + offset + 1, value, f" ({first})" if first else "")
+            first = first or parsed[0]
+            if parsed[0] != first:
+                return self._bad(
+                    row0 + offset + 1, value, f": it is a {parsed[0]}, but earlier rows are {first}s"
+                )
+        return self._bad(row0 + 1, values[0] if values else None)
+
+    def __call__(self, array: Any, row0: int) -> np.ndarray:
+        pa = import_pyarrow()
+        if array.null_count:
+            row = row0 + first_true(array.is_null().to_numpy(zero_copy_only=False)) + 1
+            raise self._bad(row, None, " (the value is missing)")
+        kind = array.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+            parsed = (_NUMBER, pa.compute.cast(array, pa.float64()))
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            tz = kind.tz if pa.types.is_timestamp(kind) else None
+            parsed = (_DATE_UTC if tz else _DATE, pa.compute.cast(array, pa.timestamp("ns", tz)))
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            parsed = self._parse_strings(array)
+            if parsed is None:
+                raise self._locate(array, row0)
+        else:
+            raise self._bad(row0 + 1, array[0].as_py() if len(array) else None, f" (the column is {kind})")
+        if self.kind is not None and parsed[0] != self.kind:
+            raise self._bad(
+                row0 + 1, array[0].as_py(), f": it is a {parsed[0]}, but earlier rows are {self.kind}s"
+            )
+        self.kind = parsed[0]
+        if parsed[0] == _NUMBER:
+            values = parsed[1].to_numpy(zero_copy_only=False)
+            if np.isnan(values).any():
+                raise self._bad(row0 + first_true(np.isnan(values)) + 1, float("nan"))
+            return values
+        return parsed[1].cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+class IdCodes:
+    """Maps id strings to dense integer codes in order of first appearance, one batch at a time."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def __call__(self, array: Any) -> np.ndarray:
+        encoded = array.dictionary_encode()
+        index = self.index
+        mapping = np.fromiter(
+            (index.setdefault(value, len(index)) for value in encoded.dictionary.to_pylist()),
+            dtype=np.int64,
+            count=len(encoded.dictionary),
+        )
+        return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def text_value(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v).strip() for v in value if v is not None and str(v).strip())
+    text = str(value).strip()
+    return text or None
+
+
+def category_path(value: Any) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        parts = [str(v).strip() for v in value if v is not None]
+    else:
+        parts = [p.strip() for p in str(value).split(">")] if text_value(value) else []
+    return [p for p in parts if p]
+
+
+def compose_table_text(
+    values: Sequence[tuple[str, Any]],
+    title_column: str | None = "title",
+    category_column: str | None = "categories",
+) -> str | None:
+    """Join one item's text columns into a sentence-like text for a sentence embedder.
+
+    The title column gives its value alone, and so does `description`; the category column reads
+    `Category: a > b`; any other column `<Column name>: value` (`brand` -> `Brand: OPI`; a list value is joined
+    with commas). Empty values are left out.
+
+    Args:
+        values: `(column, value)` pairs in the order to join them.
+        title_column: The column whose value stands alone.
+        category_column: The column holding a category path (`"a > b"` or a list).
+
+    Returns:
+        For example `"OPI Nail Lacquer. Brand: OPI. Category: Beauty > Nails."`, or None when every value is empty.
+    """
+    parts = []
+    for column, value in values:
+        if column == category_column:
+            path = category_path(value)
+            if path:
+                parts.append("Category: " + " > ".join(path))
+            continue
+        text = text_value(value)
+        if text is None:
+            continue
+        if column in (title_column, "description"):
+            parts.append(text.rstrip(". "))
+        else:
+            parts.append(f"{column.replace('_', ' ').capitalize()}: {text.rstrip('. ')}")
+    return ". ".join(parts) + "." if parts else None
+
+
+def embedding_matrix(values: list[Any], label: str, column: str) -> np.ndarray:
+    """One embedding column (lists of floats, or strings of numbers) as a float32 matrix; empty rows are NaN."""
+    rows: list[np.ndarray | None] = []
+    for value in values:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            rows.append(None)
+        elif isinstance(value, str):
+            try:
+                rows.append(np.array(value.strip().strip("[]").replace(",", " ").split(), dtype=np.float32))
+            except ValueError:
+                raise ValueError(
+                    f"{label}: column {column!r}, row {len(rows) + 1}: {value[:40]!r} is not a list of numbers; "
+                    "write '0.1 0.2 ...' or '[0.1, 0.2, ...]'."
+                ) from None
+        else:
+            rows.append(np.asarray(value, dtype=np.float32))
+    dims = {len(r) for r in rows if r is not None}
+    if len(dims) != 1:
+        raise ValueError(
+            f"{label}: column {column!r} has embeddings of sizes {sorted(dims)[:5] or 'none'}; every row needs the "
+            "same number of values (leave a row empty when the item has none)."
+        )
+    dim = dims.pop()
+    out = np.full((len(rows), dim), np.nan, dtype=np.float32)  # (n_items, dim)
+    for i, row in enumerate(rows):
+        if row is not None:
+            out[i] = row
+    return out
+
+
+def item_texts(
+    item_ids: list[str],
+    values: dict[str, list[Any]],
+    columns: list[str],
+    title: str | None,
+    category: str | None,
+) -> dict[str, str]:
+    texts = {}
+    for row, item in enumerate(item_ids):
+        text = compose_table_text([(c, values[c][row]) for c in columns], title, category)
+        if text:
+            texts[item] = text
+    return texts

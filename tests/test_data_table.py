@@ -1,0 +1,401 @@
+"""The `table` format: interactions + items tables in every file form, into the same `Catalogue`, and every bad
+input a clear error naming the file, the column and the fix."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from safetensors.numpy import save_file
+
+from hf_semtok.cli import parse_args_with_config
+from hf_semtok.data import (
+    EXAMPLE_TABLE_DIR,
+    DatasetArguments,
+    TableCatalogue,
+    catalogue_embeddings,
+    leave_one_out_split,
+    load_catalogue,
+    load_table_catalogue,
+    make_synthetic_catalogue,
+    write_example_table,
+)
+
+INTERACTIONS = [  # user, item, timestamp (file order is not time order)
+    ("u1", "b", 20),
+    ("u2", "a", 5),
+    ("u1", "a", 10),
+    ("u1", "c", 20),  # same time as (u1, b): the file order breaks the tie, b before c
+    ("u2", "c", 7),
+    ("u2", "c", 8),  # a consecutive repeat of c: dropped by default
+    ("u2", "a", 9),  # a repeat with another item between: kept
+]
+ITEMS = [
+    ("a", "Red Pen", "Acme", "Office > Pens"),
+    ("b", "Stapler", "", "Office"),
+    ("c", "Glue", "Acme", ""),
+    ("d", "Ruler", "Acme", "Office > Measuring"),  # nobody took it: still an item
+]
+HISTORIES = {"u1": ["a", "b", "c"], "u2": ["a", "c", "a"]}
+
+
+def _write_csv(path: Path, header: list[str], rows: list[tuple], encoding: str = "utf-8") -> Path:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
+    data = buffer.getvalue().encode(encoding)
+    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    return path
+
+
+def _tables() -> tuple[pa.Table, pa.Table]:
+    users, items, times = zip(*INTERACTIONS)
+    ids, titles, brands, cats = zip(*ITEMS)
+    return (
+        pa.table({"user_id": users, "item_id": items, "timestamp": times}),
+        pa.table({"item_id": ids, "title": titles, "brand": brands, "categories": cats}),
+    )
+
+
+def _write(table: pa.Table, path: Path) -> Path:
+    """`table` in the file form of `path`'s extension."""
+    name = path.name.removesuffix(".gz")
+    if name.endswith(".parquet"):
+        pq.write_table(table, path)
+    elif name.endswith(".jsonl"):
+        text = "".join(json.dumps(row) + "\n" for row in table.to_pylist()).encode()
+        path.write_bytes(gzip.compress(text, mtime=0) if path.suffix == ".gz" else text)
+    else:
+        _write_csv(path, table.column_names, [tuple(r.values()) for r in table.to_pylist()])
+    return path
+
+
+def _csv_pair(tmp_path: Path) -> tuple[Path, Path]:
+    inter, items = _tables()
+    return _write(inter, tmp_path / "interactions.csv"), _write(items, tmp_path / "items.csv")
+
+
+def test_csv_tables_give_sorted_histories_texts_and_every_item(tmp_path):
+    cat = load_table_catalogue(*_csv_pair(tmp_path))
+    assert isinstance(cat, TableCatalogue)
+    assert cat.item_ids == ["a", "b", "c", "d"]  # items-table order; d was never taken and is still an item
+    assert cat.histories == HISTORIES
+    assert list(cat.histories) == ["u1", "u2"]  # users in the order of their first event
+    assert cat.titles["a"] == "Red Pen"
+    assert cat.texts["a"] == "Red Pen. Brand: Acme. Category: Office > Pens."
+    assert cat.texts["b"] == "Stapler. Category: Office."  # empty values are left out
+    assert cat.categories == {"a": ["Office", "Pens"], "b": ["Office"], "d": ["Office", "Measuring"]}
+    assert cat.text_fields == ["title", "brand", "categories"]
+    assert cat.load_stats == {
+        "interactions_read": 7,
+        "unknown_item_interactions_skipped": 0,
+        "consecutive_duplicates_dropped": 1,
+        "users": 2,
+        "items_without_interactions": 1,
+    }
+    train, valid, test = leave_one_out_split(cat.histories)
+    assert test["u1"] == (["a", "b"], "c") and train["u2"] == ["a"]
+
+
+@pytest.mark.parametrize(
+    "suffixes",
+    [(".csv.gz", ".csv.gz"), (".parquet", ".parquet"), (".jsonl", ".jsonl"), (".jsonl.gz", ".parquet")],
+)
+def test_every_file_form_reads_into_the_same_catalogue(tmp_path, suffixes):
+    reference = load_table_catalogue(*_csv_pair(tmp_path))
+    inter, items = _tables()
+    cat = load_table_catalogue(
+        _write(inter, tmp_path / f"i{suffixes[0]}"), _write(items, tmp_path / f"t{suffixes[1]}")
+    )
+    assert (cat.item_ids, cat.histories, cat.texts) == (
+        reference.item_ids,
+        reference.histories,
+        reference.texts,
+    )
+
+
+def test_tables_in_memory_arrow_and_pandas(tmp_path):
+    inter, items = _tables()
+    assert load_table_catalogue(inter, items).histories == HISTORIES
+    pandas = pytest.importorskip("pandas")
+    cat = load_table_catalogue(inter.to_pandas(), items.to_pandas())
+    assert cat.histories == HISTORIES and cat.name == "table"
+    mixed = pandas.DataFrame({"user_id": ["u1", 2], "item_id": ["a", "b"]})
+    with pytest.raises(ValueError, match="Ids are strings"):
+        load_table_catalogue(mixed, items)
+
+
+def test_order_without_timestamps_is_the_file_order_and_duplicates_can_be_kept(tmp_path):
+    inter, items = _tables()
+    no_time = load_table_catalogue(inter.drop_columns("timestamp"), items)
+    assert no_time.histories == {"u1": ["b", "a", "c"], "u2": ["a", "c", "a"]}
+    assert load_table_catalogue(inter, items, timestamp_column=None).histories == no_time.histories
+    kept = load_table_catalogue(inter, items, consecutive_duplicates="keep")
+    assert kept.histories["u2"] == ["a", "c", "c", "a"]
+    assert kept.load_stats["consecutive_duplicates_dropped"] == 0
+
+
+def test_iso_dates_with_offsets_sort_in_utc(tmp_path):
+    path = _write_csv(
+        tmp_path / "events.csv",
+        ["user", "sku", "when"],
+        [
+            ("u", "x", "2024-05-01T12:00:00+02:00"),
+            ("u", "y", "2024-05-01T11:00:00Z"),
+            ("u", "z", "2024-05-01T10:30:00Z"),
+        ],
+    )
+    cat = load_table_catalogue(path, user_column="user", item_column="sku", timestamp_column="when")
+    assert cat.histories == {"u": ["x", "z", "y"]}  # 10:00Z, 10:30Z, 11:00Z
+    assert cat.item_ids == ["x", "y", "z"]  # without an items table: the items of the interactions
+    naive = _write_csv(
+        tmp_path / "n.csv",
+        ["user_id", "item_id", "timestamp"],
+        [("u", "x", "2024-05-02"), ("u", "y", "2024-05-01 08:00:00")],
+    )
+    assert load_table_catalogue(naive).histories == {"u": ["y", "x"]}
+
+
+def test_ids_are_strings_as_written_and_integer_columns_convert(tmp_path):
+    path = _write_csv(tmp_path / "i.csv", ["user_id", "item_id"], [("01", "007"), ("01", "7")])
+    assert load_table_catalogue(path).histories == {"01": ["007", "7"]}  # CSV: kept as written
+    pq.write_table(pa.table({"user_id": [1, 1], "item_id": [7, 8]}), tmp_path / "i.parquet")
+    pq.write_table(pa.table({"item_id": [8, 7], "title": ["B", "A"]}), tmp_path / "t.parquet")
+    cat = load_table_catalogue(tmp_path / "i.parquet", tmp_path / "t.parquet")
+    assert cat.item_ids == ["8", "7"] and cat.histories == {"1": ["7", "8"]}
+
+
+def test_unknown_items_are_skipped_and_counted_or_an_error(tmp_path, caplog):
+    inter, items = _tables()
+    inter = pa.concat_tables([inter, pa.table({"user_id": ["u3"], "item_id": ["zz"], "timestamp": [1]})])
+    path = _write(inter, tmp_path / "interactions.csv")
+    cat = load_table_catalogue(path, items)
+    assert cat.load_stats["unknown_item_interactions_skipped"] == 1 and "u3" not in cat.histories
+    assert "skipped 1 of 8 interactions" in caplog.text and "'zz'" in caplog.text
+    with pytest.raises(ValueError, match=r"interactions.csv: row 8 names item 'zz'.*unknown_items: skip"):
+        load_table_catalogue(path, items, unknown_items="error")
+
+
+def test_embeddings_from_columns_and_files(tmp_path):
+    inter, items = _tables()
+    vectors = [[1.0, 0.0], [0.0, 1.0], None, [0.5, 0.5]]
+    parquet_items = items.append_column("emb", pa.array(vectors, pa.list_(pa.float32())))
+    cat = load_table_catalogue(
+        inter, _write(parquet_items, tmp_path / "items.parquet"), embedding_columns=["emb"]
+    )
+    assert cat.embeddings["emb"].shape == (4, 2) and np.isnan(cat.embeddings["emb"][2]).all()
+    assert np.array_equal(catalogue_embeddings(cat)["emb"][3], [0.5, 0.5])  # "auto" uses the table's own
+    csv_items = items.append_column("emb", pa.array(["1 0", "[0, 1]", "", "0.5,0.5"]))
+    from_csv = load_table_catalogue(
+        inter, _write(csv_items, tmp_path / "items.csv"), embedding_columns=["emb"]
+    )
+    assert np.array_equal(from_csv.embeddings["emb"], cat.embeddings["emb"], equal_nan=True)
+    # a .safetensors file aligned by an integer item_id tensor (rows in another order, one item absent)
+    int_items = pa.table({"item_id": [10, 11, 12], "title": ["x", "y", "z"]})
+    int_inter = pa.table({"user_id": ["u", "u"], "item_id": [10, 12]})
+    save_file(
+        {"text": np.array([[2, 2], [0, 0]], np.float32), "item_id": np.array([12, 10])},
+        tmp_path / "e.safetensors",
+    )
+    np.save(tmp_path / "e.npy", np.arange(6, dtype=np.float32).reshape(3, 2))
+    aligned = load_table_catalogue(
+        int_inter,
+        int_items,
+        embedding_files={"text": tmp_path / "e.safetensors", "image": tmp_path / "e.npy"},
+    )
+    assert np.array_equal(aligned.embeddings["text"], [[0, 0], [np.nan, np.nan], [2, 2]], equal_nan=True)
+    assert np.array_equal(aligned.embeddings["image"][2], [4, 5])  # .npy: rows in items-table order
+
+
+def test_the_example_is_the_synthetic_catalogue_and_regenerates_byte_for_byte(tmp_path):
+    cat = load_table_catalogue(EXAMPLE_TABLE_DIR / "interactions.csv", EXAMPLE_TABLE_DIR / "items.csv")
+    synthetic = make_synthetic_catalogue(n_items=256, n_users=300, seed=42)
+    assert cat.item_ids == synthetic.item_ids and cat.histories == synthetic.histories
+    assert cat.titles == synthetic.titles and cat.categories == synthetic.categories
+    assert (
+        cat.load_stats["items_without_interactions"] > 0
+    )  # they get SIDs like the others (test_recipe_table)
+    written = write_example_table(tmp_path)
+    for path in written:
+        assert path.read_bytes() == (EXAMPLE_TABLE_DIR / path.name).read_bytes(), path.name
+
+
+def test_dataset_arguments_read_the_table_keys_and_find_the_files(tmp_path):
+    _csv_pair(tmp_path)
+    config = tmp_path / "data.yaml"
+    config.write_text(f"dataset_format: table\ndata_dir: {tmp_path}\ntext_columns: [title]\n")
+    (args,) = parse_args_with_config(
+        DatasetArguments, ["--config", str(config), "--consecutive_duplicates", "keep"]
+    )
+    cat = args.load_catalogue()
+    assert cat.histories["u2"] == ["a", "c", "c", "a"] and cat.texts["a"] == "Red Pen."
+    (named,) = parse_args_with_config(
+        DatasetArguments,
+        [
+            "--dataset_format",
+            "table",
+            "--interactions",
+            "interactions.csv",
+            "--data_dir",
+            str(tmp_path),
+            "--timestamp_column",
+            "null",
+        ],
+    )
+    assert named.load_catalogue().item_ids == ["b", "a", "c"]  # no items table: the items of the interactions
+    assert DatasetArguments().table_options() == {}  # other formats ignore the table keys
+    with pytest.raises(ValueError, match="options of dataset_format='table'"):
+        load_catalogue("synthetic", interactions="x.csv")
+    with pytest.raises(ValueError, match="needs interactions"):
+        load_catalogue("table")
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def _bad(tmp_path: Path, name: str, text: bytes | str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def test_missing_column_names_file_column_and_option(tmp_path):
+    inter = _bad(tmp_path, "inter.csv", "user,item_id\nu,a\n")
+    with pytest.raises(
+        ValueError, match=r"inter.csv has no column 'user_id' \(its columns: user, item_id\).*set user_column"
+    ):
+        load_table_catalogue(inter)
+    items = _bad(tmp_path, "items.csv", "item_id,name\na,Pen\n")
+    ok = _bad(tmp_path, "ok.csv", "user_id,item_id\nu,a\n")
+    with pytest.raises(
+        ValueError,
+        match=r"items.csv has no column 'tile' \(its columns: item_id, name\).*set text_columns",
+    ):
+        load_table_catalogue(ok, items, text_columns=["tile"])
+    with pytest.raises(ValueError, match=r"items.csv has no column 'headline'.*set title_column"):
+        load_table_catalogue(ok, items, title_column="headline")
+    with pytest.raises(ValueError, match=r"inter.csv has no column 'time'.*set timestamp_column"):
+        load_table_catalogue(ok.parent / "inter.csv", timestamp_column="time", user_column="user")
+
+
+def test_ids_of_mixed_or_float_types_say_ids_are_strings(tmp_path):
+    mixed = _bad(
+        tmp_path, "mixed.jsonl", '{"user_id": "u", "item_id": 1}\n{"user_id": "u", "item_id": "2"}\n'
+    )
+    with pytest.raises(ValueError, match=r"mixed.jsonl: a column mixes numbers and strings.*Ids are strings"):
+        load_table_catalogue(mixed)
+    pq.write_table(pa.table({"user_id": ["u"], "item_id": [1.0]}), tmp_path / "f.parquet")
+    with pytest.raises(
+        ValueError, match=r"f.parquet: column 'item_id' holds double values \(1.0\). Ids are strings"
+    ):
+        load_table_catalogue(tmp_path / "f.parquet")
+    empty_id = _bad(tmp_path, "e.csv", "user_id,item_id\nu,a\nu,\n")
+    with pytest.raises(ValueError, match=r"e.csv: row 2 has an empty 'item_id'"):
+        load_table_catalogue(empty_id)
+
+
+@pytest.mark.parametrize(
+    "rows, row, value",
+    [
+        ("u,a,1\nu,b,yesterday\n", 2, "yesterday"),
+        ("u,a,2024-01-01\nu,b,2024-13-45\n", 2, "2024-13-45"),
+        ("u,a,2024-01-01T00:00:00\nu,b,2024-01-01T00:00:00Z\n", 2, "2024-01-01T00:00:00Z"),
+        ("u,a,\n", 1, ""),
+    ],
+)
+def test_unparseable_timestamp_names_row_value_and_fix(tmp_path, rows, row, value):
+    path = _bad(tmp_path, "t.csv", "user_id,item_id,timestamp\n" + rows)
+    with pytest.raises(
+        ValueError,
+        match=rf"t.csv: column 'timestamp', row {row}: cannot read '{value}'.*timestamp_column: null",
+    ):
+        load_table_catalogue(path)
+
+
+def test_empty_files_and_header_only(tmp_path):
+    ok = _bad(tmp_path, "ok.csv", "user_id,item_id\nu,a\n")
+    for name in ("empty.csv", "empty.jsonl", "empty.parquet", "empty.csv.gz"):
+        path = _bad(tmp_path, name, gzip.compress(b"") if name.endswith(".gz") else b"")
+        with pytest.raises(ValueError, match=rf"{name} is empty: the first line must name the columns"):
+            load_table_catalogue(path)
+    header = _bad(tmp_path, "header.csv", "user_id,item_id\n")
+    with pytest.raises(ValueError, match="header.csv has a header but no rows"):
+        load_table_catalogue(header)
+    with pytest.raises(ValueError, match="items.csv has a header but no rows"):
+        load_table_catalogue(ok, _bad(tmp_path, "items.csv", "item_id,title\n"))
+
+
+def test_duplicate_item_rows_name_the_id_and_rows(tmp_path):
+    ok = _bad(tmp_path, "ok.csv", "user_id,item_id\nu,a\n")
+    items = _bad(tmp_path, "items.csv", "item_id,title\na,Pen\nb,Glue\na,Pen again\n")
+    with pytest.raises(
+        ValueError, match=r"items.csv: item_id 'a' appears in rows \[1, 3\].*one row per item"
+    ):
+        load_table_catalogue(ok, items)
+
+
+def test_non_utf8_files_name_the_line_and_the_fix(tmp_path):
+    latin = "user_id,item_id\nu,a\nu,café\n".encode("latin-1")
+    for name in ("latin.csv", "latin.csv.gz"):
+        path = _bad(tmp_path, name, gzip.compress(latin) if name.endswith(".gz") else latin)
+        with pytest.raises(
+            ValueError, match=rf"{name} is not UTF-8 text \(line 3: .*table_encoding: latin-1"
+        ):
+            load_table_catalogue(path)
+    assert load_table_catalogue(tmp_path / "latin.csv", encoding="latin-1").histories == {"u": ["a", "café"]}
+    jsonl = _bad(
+        tmp_path,
+        "l.jsonl",
+        '{"user_id": "u", "item_id": "a"}\n{"user_id": "u", "item_id": "caf\xe9"}\n'.encode("latin-1"),
+    )
+    with pytest.raises(ValueError, match=r"l.jsonl is not UTF-8 text \(line 2"):
+        load_table_catalogue(jsonl)
+
+
+def test_other_bad_sources(tmp_path):
+    with pytest.raises(ValueError, match=r"missing.csv' does not exist"):
+        load_table_catalogue(tmp_path / "missing.csv")
+    with pytest.raises(ValueError, match=r"has an extension the table format does not read; use .csv"):
+        load_table_catalogue(_bad(tmp_path, "data.xlsx", "x"))
+    with pytest.raises(ValueError, match="is a folder"):
+        load_table_catalogue(tmp_path)
+    with pytest.raises(TypeError, match="must be a file path"):
+        load_table_catalogue(42)
+    with pytest.raises(ValueError, match="unknown_items must be 'skip' or 'error'"):
+        load_table_catalogue(tmp_path / "x.csv", unknown_items="drop")
+
+
+def test_hub_ids_need_datasets_and_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"'my-org/shop-events' is not a file.*pip install datasets"):
+        load_table_catalogue("my-org/shop-events")
+
+
+def test_datasets_objects_read_like_files():
+    datasets = pytest.importorskip("datasets")
+    inter, items = _tables()
+    events = datasets.Dataset(inter)
+    cat = load_table_catalogue(datasets.DatasetDict({"train": events}), datasets.Dataset(items))
+    assert cat.histories == HISTORIES
+    with pytest.raises(ValueError, match=r"has no split 'test'.*table_split"):
+        load_table_catalogue(datasets.DatasetDict({"train": events}), split="test")
+
+
+def test_hub_ids_load_through_datasets(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    inter, _ = _tables()
+    calls = []
+
+    def load_dataset(name, split):
+        calls.append((name, split))
+        return datasets.Dataset(inter)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    cat = load_table_catalogue("my-org/shop-events", split="validation")
+    assert calls == [("my-org/shop-events", "validation")] and cat.name == "my-org/shop-events"
+    assert cat.histories == HISTORIES
