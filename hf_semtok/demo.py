@@ -4,7 +4,7 @@ Runs on a fresh machine without network or data files, in a few minutes on 2 CPU
 `make demo`). Every step is a library call the recipes also use:
 
 1. `make_synthetic_catalogue` and `leave_one_out_split` (validation/test targets never reach training);
-2. `hf_semtok.pipeline.build_sids` (`train_rqvae` on the item embeddings, unique SIDs);
+2. `train_sid_stage` (`train_rqvae` on the item embeddings, unique SIDs);
 3. a byte-level BPE base tokenizer trained on the titles (`train_base_tokenizer`) + `SemanticIDTokenizer.from_base`;
 4. a small Qwen2-style LM from a config (`build_causal_lm`);
 5. continued pretraining on SID/text documents (`run_lm_stage`, `data="cpt"`, all weights, the model is new);
@@ -32,7 +32,7 @@ from hf_semtok.generation import PrefillOnceLM, recommend
 from hf_semtok.io_utils import write_json_atomic
 from hf_semtok.lm.generator import sid_only_chat_template
 from hf_semtok.lm.stages import LMStageArguments, run_lm_stage
-from hf_semtok.rqvae.sid_stage import SIDStageConfig, build_sids
+from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
@@ -152,7 +152,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     _line(out, f"[1/6] Synthetic catalogue: {catalogue.num_items} items, {len(catalogue.histories)} users")
 
     t = time.perf_counter()
-    sid_table, _ = build_sids(
+    sid_table = train_sid_stage(
         {name: catalogue.embeddings[name] for name in cfg.modalities},
         catalogue.item_ids,
         train,
@@ -166,7 +166,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
         seed=cfg.seed,
         output_dir=out_dir / "rqvae",
         progress=cfg.progress,
-    )
+    ).sid_table
     times["rqvae"] = time.perf_counter() - t
     _line(
         out, f"[2/6] RQ-VAE Semantic IDs: {len(sid_table.codebook_sizes)} levels {sid_table.codebook_sizes}"

@@ -1,6 +1,6 @@
 """End to end generative retrieval on a catalogue: Semantic IDs -> a generator trained from scratch -> evaluation.
 
-The benchmarks' orchestrator: `run_pipeline` makes (or takes) the SIDs (`hf_semtok.rqvae.training.build_sids`, whose
+The benchmarks' orchestrator: `run_pipeline` makes (or takes) the SIDs (`hf_semtok.rqvae.train_sid_stage`, whose
 co-occurrence pairs come from the **training** histories only), trains a TIGER-style generator
 (`hf_semtok.lm.generator.train_generator`), then runs the leave-one-out test: the history is cut to the last
 `max_history` items and constrained beam search over the catalogue's SIDs gives the ranking
@@ -35,7 +35,7 @@ from hf_semtok.lm.generator import (
     order_by_history_length,
     train_generator,
 )
-from hf_semtok.rqvae.sid_stage import SIDStageConfig, build_sids
+from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
 from hf_semtok.sids.assignment import sid_table_from_codes
 
 __all__ = ["PipelineResult", "run_pipeline"]
@@ -120,7 +120,7 @@ def run_pipeline(
     if embeddings is not None:
         began = time.perf_counter()
         sid_dir = Path(output_dir) / "sids" if output_dir is not None else None
-        sid_table, report = build_sids(
+        sids = train_sid_stage(
             embeddings,
             catalogue.item_ids,
             train,
@@ -129,6 +129,7 @@ def run_pipeline(
             output_dir=sid_dir,
             progress=progress,
         )
+        sid_table, report = sids.sid_table, sids.report
         sid_facts["rqvae_seconds"] = round(time.perf_counter() - began, 1)
         sid_facts["quality"] = report
     elif isinstance(sid_table, Mapping):

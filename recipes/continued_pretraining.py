@@ -36,10 +36,6 @@ class CPTArguments(LMStageArguments):
     output_dir: str | None = _default("output_dir", "outputs/cpt")
 
 
-#: The former name of [`CPTArguments`].
-CPTConfig = CPTArguments
-
-
 def main(argv: list[str] | None = None) -> LMStageResult:
     """Run the recipe; `argv` as on the command line (`--config x.yaml --key value ...`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -35,10 +35,6 @@ class LoRAArguments(LMStageArguments):
     output_dir: str | None = _default("output_dir", "outputs/lora")
 
 
-#: The former name of [`LoRAArguments`].
-LoRAConfig = LoRAArguments
-
-
 def main(argv: list[str] | None = None) -> LMStageResult:
     """Run the recipe; `argv` as on the command line (`--config x.yaml --key value ...`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -19,7 +19,7 @@ from hf_semtok.rqvae import training
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import save_training_result, train_rqvae
-from hf_semtok.sids import SIDTable
+from hf_semtok import SIDTable
 
 _HARNESS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_harness.py"
 _spec = importlib.util.spec_from_file_location("kill_harness", _HARNESS_PATH)

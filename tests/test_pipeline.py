@@ -285,7 +285,6 @@ def test_time_budget_stops_training(catalogue):
     )
     model, facts, curve = train_generator(tok, train, config, progress=False)
     assert facts["stop_reason"] == "time budget"
-    assert facts["train_seconds"] < 10
     assert facts["steps"] < 50 * facts["train_windows"] / 8
     assert curve == []
 

@@ -16,7 +16,7 @@ from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.lm.sid_embeddings import extend_model
 from hf_semtok.lm.stages import EXTENDED_FLAG, load_sid_tokenizer
-from hf_semtok.sids import SIDTable
+from hf_semtok import SIDTable
 from hf_semtok.small_models import build_causal_lm
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -83,7 +83,7 @@ def test_one_class_everywhere():
     import hf_semtok.sids
     import hf_semtok.sids.assignment
 
-    assert hf_semtok.SIDTable is hf_semtok.sids.SIDTable is hf_semtok.sids.assignment.SIDTable is SIDTable
+    assert hf_semtok.SIDTable is hf_semtok.tokenizer.SIDTable is SIDTable
 
 
 def test_from_dict_rejects_non_integer_codes():
@@ -588,21 +588,6 @@ def test_scan_ids_events(vocab, lookup):
     [
         (lambda v: v.pop(SID_TOKEN_TEMPLATE.format(level=1, code=2)), r"codes per level \[5, 2, 4\]"),
         (lambda v: v.pop(SID_TOKEN_TEMPLATE.format(level=2, code=0)), r"codes per level \[5, 3, 3\]"),
-        (
-            lambda v: v.update({SID_TOKEN_TEMPLATE.format(level=3, code=0): 999}),
-            r"\(4 levels, codes per level",
-        ),
-        # right count per level, but a code is missing (a gap): still a mismatch
-        (
-            lambda v: v.update(
-                {
-                    SID_TOKEN_TEMPLATE.format(level=0, code=7): v.pop(
-                        SID_TOKEN_TEMPLATE.format(level=0, code=1)
-                    )
-                }
-            ),
-            r"codes per level \[5, 3, 4\]",
-        ),
     ],
 )
 def test_lookup_rejects_tokens_that_disagree_with_the_sizes(vocab, change, message):
@@ -613,6 +598,28 @@ def test_lookup_rejects_tokens_that_disagree_with_the_sizes(vocab, change, messa
     ) as err:
         SIDTokenLookup(bad, SIZES, "tok.json")
     assert err.match(message)
+
+
+@pytest.mark.parametrize(
+    "token, where",
+    [
+        ("<|sid_3_0|>", r"level 3 \(the table has 3 levels\)"),
+        ("<|sid_0_7|>", r"code 7 at level 0 \(codebook size 5\)"),  # a gap: code 1 replaced by code 7
+        ("<|sid_999999999999_0|>", r"level 999999999999 \(the table has 3 levels\)"),  # once hung the load
+        ("<|sid_0_999999999999|>", r"code 999999999999 at level 0"),
+        ("<|sid_" + "9" * 5000 + "_0|>", r"level 999999999999\.\.\. \(5000 digits\)"),  # past int()'s limit
+        ("<|sid_2_1048576|>", r"code 1048576 at level 2"),  # MAX_CODEBOOK_SIZE
+    ],
+)
+def test_lookup_names_a_sid_token_outside_the_table(vocab, token, where):
+    bad = dict(vocab)
+    bad.pop(SID_TOKEN_TEMPLATE.format(level=0, code=1))
+    bad[token] = 999
+    with pytest.raises(ValueError, match=rf"^tokenizer\.json: added token '.*' names SID {where}") as err:
+        SIDTokenLookup(bad, SIZES, "tok.json")
+    assert "codebook_sizes [5, 3, 4] (tok.json)" in str(err.value) and len(str(err.value)) < 600
+    with pytest.raises(ValueError, match=r"^data/tokenizer\.json: added token"):
+        SIDTokenLookup(bad, SIZES, "tok.json", tokens_source="data/tokenizer.json")
 
 
 @pytest.mark.parametrize("marker", [SID_START_TOKEN, SID_END_TOKEN])

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
-from hf_semtok.sids import SIDTable, add_items_to_table, assign_unique_sids, collision_stats
+from hf_semtok import SIDTable
+from hf_semtok.sids import add_items_to_table, assign_unique_sids, collision_stats
 
 
 def colliding_codes(n: int = 400, sizes=(4, 4, 8), seed: int = 0):

@@ -587,7 +587,7 @@ def test_add_items_unique_and_saved(with_rqvae, tmp_path):
     assert {RQVAE_CONFIG_FILE, RQVAE_WEIGHTS_FILE} <= set(os.listdir(tmp_path / "tok"))
     loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
     assert loaded.sid_table_dict() == tok.sid_table_dict()
-    from hf_semtok.sids import SIDTable  # the saved table is also a SIDTable JSON file
+    from hf_semtok import SIDTable  # the saved table is also a SIDTable JSON file
 
     assert SIDTable.from_json(tmp_path / "tok" / SID_TABLE_FILE).as_dict() == tok.sid_table_dict()
     np.testing.assert_array_equal(loaded.sids_for_embeddings(new_emb), semantic)  # RQ-VAE reloaded exactly

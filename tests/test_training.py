@@ -12,7 +12,7 @@ from transformers import AutoModel
 from hf_semtok.constants import QUALITY_REPORT_FILE, SID_TABLE_FILE
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.training import train_rqvae
-from hf_semtok.sids import SIDTable
+from hf_semtok import SIDTable
 
 N, DIM = 300, 16
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data.catalogue import check_count, check_history
 
 __all__ = ["build_cooccurrence_pairs"]
@@ -26,7 +27,7 @@ def build_cooccurrence_pairs(
     window: int = 3,
     item_ids: Sequence[str] | None = None,
     max_pairs: int | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     symmetric: bool = False,
 ) -> np.ndarray:
     """Build the index pairs of items that appear close together in a user's history.
@@ -132,7 +133,7 @@ def cooccurrence_features(
     train_histories: Mapping[str, Sequence[str]],
     dim: int = 64,
     window: int = 3,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
 ) -> np.ndarray:
     """Collaborative item vectors: a truncated SVD of the item-item co-occurrence matrix (PPMI-weighted).
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data.catalogue import Catalogue, compose_item_text
 
 __all__ = ["SyntheticCatalogue", "make_synthetic_catalogue", "DEFAULT_MODALITY_DIMS"]
@@ -213,7 +214,7 @@ def _vocab(
 def make_synthetic_catalogue(
     n_items: int = 1000,
     n_users: int = 2000,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     n_top_categories: int = 8,
     n_subcategories: int = 4,
     modality_dims: Mapping[str, int] | None = None,

@@ -27,6 +27,7 @@ from typing import Any
 
 from transformers import DataCollatorForSeq2Seq
 
+from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data.catalogue import history_windows
 from hf_semtok.prompts import clean_item_text, history_prompt, target_text
 
@@ -83,7 +84,7 @@ def sft_examples(
     max_examples_per_user: int | None = None,
     prefix_prob: float = 0.0,
     use_chat_template: bool | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
 ) -> list[dict[str, str]]:
     """ "History -> next item" examples from training histories (sliding windows of at most `max_history` items).
 
@@ -167,7 +168,7 @@ def cpt_documents(
     kinds: Sequence[str] = CPT_DOCUMENT_KINDS,
     max_history: int = 20,
     window_stride: int | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
 ) -> list[str]:
     """Continued-pretraining documents mixing text and SIDs.
 

@@ -44,7 +44,7 @@ import torch
 from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from hf_semtok.constants import SID_LAYOUTS
+from hf_semtok.constants import DEFAULT_SEED, SID_LAYOUTS
 from hf_semtok.data.catalogue import history_windows
 from hf_semtok.evaluation import evaluate_recommender
 from hf_semtok.io_utils import atomic_directory
@@ -133,7 +133,7 @@ class GeneratorConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10])
     test_users: int | None = None
     bf16: bool = False
-    seed: int = 42
+    seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         if self.sid_layout not in SID_LAYOUTS:

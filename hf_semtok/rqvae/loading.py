@@ -6,16 +6,13 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from torch import nn
 
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
-
-if TYPE_CHECKING:
-    from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +119,8 @@ def _check_loading_info(info: Mapping[str, Any], weights_file: str, config_file:
 
 
 def validate_loaded(
-    model: RQVAEModel, source: str | os.PathLike, loading_info: Mapping[str, Any] | None = None
-) -> RQVAEModel:
+    model: nn.Module, source: str | os.PathLike, loading_info: Mapping[str, Any] | None = None
+) -> nn.Module:
     """Reject a loaded RQ-VAE whose weights are not the saved ones.
 
     Checks: no missing, unexpected or misshapen tensors in `loading_info` (as returned by

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.io_utils import atomic_directory
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.inputs import (
@@ -472,7 +473,7 @@ class RQVAEModel(RQVAEPreTrainedModel):
     # Public inference API
     @torch.no_grad()
     def initialize_codebooks(
-        self, embeddings: EmbeddingsInput, max_samples: int = 20_000, seed: int = 42
+        self, embeddings: EmbeddingsInput, max_samples: int = 20_000, seed: int = DEFAULT_SEED
     ) -> None:
         """k-means initialisation of every level's codebook on the latents of (a sample of) `embeddings`.
 

@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from hf_semtok.io_utils import write_json_atomic  # noqa: F401  (was defined here; still importable)
+from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.rqvae.inputs import concat_modalities
-from hf_semtok.sids.assignment import SIDTable, _group, _jsonable, collision_stats
+from hf_semtok.sids.assignment import _group, collision_stats
+from hf_semtok.tokenizer.sid_checks import _jsonable
+from hf_semtok.tokenizer.sid_table import SIDTable
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def sid_quality_report(
     embeddings: Any,
     sid_table: SIDTable,
     num_pairs: int = 20_000,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
     """Quality numbers of a set of Semantic IDs (JSON-able).
 

@@ -1,4 +1,4 @@
-"""From item features to Semantic IDs in one call: `SIDStageConfig`, `train_sid_stage` and `build_sids`.
+"""From item features to Semantic IDs in one call: `SIDStageConfig` and `train_sid_stage`.
 
 The one path the pipeline, the demo and `recipes/train_rqvae.py` share: an `RQVAEConfig` from the stage settings,
 co-occurrence pairs from the **training** histories only, then `train_rqvae`.
@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.training import RQVAETrainingResult, train_rqvae
 
-__all__ = ["SIDStageConfig", "build_sids", "train_sid_stage"]
+__all__ = ["SIDStageConfig", "train_sid_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,36 +59,21 @@ class SIDStageConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_sids(
-    embeddings: np.ndarray | Mapping[str, np.ndarray],
-    item_ids: Sequence[str],
-    train_histories: Mapping[str, Sequence[str]],
-    config: SIDStageConfig | None = None,
-    seed: int = 42,
-    output_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> tuple[Any, dict[str, Any]]:
-    """Train an RQ-VAE on item features and assign unique Semantic IDs (see [`train_sid_stage`]).
-
-    Returns:
-        `(sid_table, report)`; the report is `train_rqvae`'s quality report.
-    """
-    result = train_sid_stage(embeddings, item_ids, train_histories, config, seed, output_dir, progress)
-    return result.sid_table, result.report
-
-
 def train_sid_stage(
     embeddings: np.ndarray | Mapping[str, np.ndarray],
     item_ids: Sequence[str],
     train_histories: Mapping[str, Sequence[str]] | None,
     config: SIDStageConfig | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     output_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> RQVAETrainingResult:
     """The one path from item features to Semantic IDs: `RQVAEConfig` from `config`, co-occurrence pairs from the
-    **training** histories (when `contrastive_weight > 0`), then `train_rqvae`. `build_sids`, `run_pipeline` and
+    **training** histories (when `contrastive_weight > 0`), then `train_rqvae`. `run_pipeline`, the demo and
     `recipes/train_rqvae.py` all go through it.
+
+    Use it when you start from item features and user histories; call `train_rqvae` directly only when you build
+    the `RQVAEConfig` and the co-occurrence pairs yourself.
 
     Args:
         embeddings: `(n_items, dim)` or modality name -> `(n_items, dim_m)`, rows in `item_ids` order.

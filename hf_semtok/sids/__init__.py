@@ -1,10 +1,9 @@
-"""Unique Semantic IDs: the collision policies. The table itself, `SIDTable`, lives in `hf_semtok.tokenizer.sid_table`."""
+"""Unique Semantic IDs: the collision policies. The table itself is `hf_semtok.SIDTable` (`hf_semtok/tokenizer/`)."""
 
 from __future__ import annotations
 
 from hf_semtok.sids.assignment import (
     COLLISION_STRATEGIES,
-    SIDTable,
     add_items_to_table,
     assign_unique_sids,
     collision_stats,
@@ -13,7 +12,6 @@ from hf_semtok.sids.assignment import (
 
 __all__ = [
     "COLLISION_STRATEGIES",
-    "SIDTable",
     "add_items_to_table",
     "assign_unique_sids",
     "collision_stats",

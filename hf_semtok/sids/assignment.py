@@ -22,13 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from hf_semtok.io_utils import write_json_atomic  # noqa: F401  (was defined here; still importable)
 from hf_semtok.tokenizer.sid_checks import mixed_radix_keys
 from hf_semtok.tokenizer.sid_table import (
     COMPACT_MIN_ITEMS,
     ItemIds,
     SIDTable,
-    _jsonable,  # noqa: F401  (hf_semtok.rqvae.quality imports it from here)
     as_code_matrix,
     as_int_list,
     check_code_range,
@@ -37,7 +35,6 @@ from hf_semtok.tokenizer.sid_table import (
 
 __all__ = [
     "COLLISION_STRATEGIES",
-    "SIDTable",
     "assign_unique_sids",
     "add_items_to_table",
     "collision_stats",
@@ -395,7 +392,7 @@ def sid_table_from_codes(
         codebook_sizes: Codes per level (default: the largest code + 1 of each level).
 
     Returns:
-        A `hf_semtok.sids.SIDTable`.
+        A `hf_semtok.SIDTable`.
     """
 
     missing = [i for i in item_ids if i not in codes]

@@ -260,7 +260,7 @@ class SIDTable:
         """
         if not isinstance(table, Mapping):
             raise ValueError(
-                f"{source} must be a dict item_id -> tuple of codes or a hf_semtok.sids.SIDTable; got "
+                f"{source} must be a dict item_id -> tuple of codes or a hf_semtok.SIDTable; got "
                 f"{type(table).__name__}."
             )
         if not table:

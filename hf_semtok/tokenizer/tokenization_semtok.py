@@ -36,6 +36,7 @@ from .constants import (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
 )
+from .file_sets import FileSet, check_save_target, open_file_set, save_file_set
 from .library_hooks import get_hook
 from .sid_catalogue import SID_LAYOUT_KEY, SIDCatalogueMixin, check_sid_layout
 from .sid_table import SID_CODES_FILE, SIDTable
@@ -51,11 +52,6 @@ from .tokenizer_files import (
     tokenizer_json_problem,
 )
 
-try:  # one atomic directory save for the library; the remote-code copy without hf_semtok saves plainly
-    from hf_semtok.io_utils import atomic_directory
-except ImportError:  # pragma: no cover - only in the remote-code copy without hf_semtok
-    atomic_directory = None
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["SemanticIDTokenizer", "SemanticIDTokenizerConfig"]
@@ -65,8 +61,7 @@ __all__ = ["SemanticIDTokenizer", "SemanticIDTokenizerConfig"]
 SOURCE_FILES = frozenset(p.name for p in Path(__file__).parent.glob("*.py") if p.name != "__init__.py")
 #: Source files that earlier releases saved and that no longer exist.
 _LEGACY_SOURCE_FILES = frozenset({"sid_index.py", "tokenization_semtok.py", "sid_table.py", "constants.py"})
-#: Files a SemanticIDTokenizer (or an earlier release of it, or its base tokenizer) writes. A save drops the old
-#: copies it does not rewrite (e.g. an RQ-VAE the new tokenizer lacks) and keeps everything else in the folder.
+#: Files a SemanticIDTokenizer (or an earlier release of it, or its base tokenizer) writes.
 _TOKENIZER_FILES = frozenset(
     {
         TOKENIZER_FILE,
@@ -86,6 +81,28 @@ _TOKENIZER_FILES = frozenset(
     | SOURCE_FILES
     | _LEGACY_SOURCE_FILES
 )
+#: The files of a tokenizer saved by a release without manifests that a save may delete when it does not rewrite
+#: them (e.g. an RQ-VAE the new tokenizer lacks): what SemanticIDTokenizer itself writes, not a base tokenizer's
+#: slow-tokenizer files. With a manifest, a save deletes exactly the files the previous manifest named.
+_OWN_LEGACY_FILES = _TOKENIZER_FILES - {"vocab.json", "vocab.txt", "merges.txt", "tokenizer.model"}
+#: The kind of file set a tokenizer saves (`hf_semtok.tokenizer.file_sets`).
+FILE_SET_KIND = "tokenizer"
+
+
+def _legacy_tokenizer_files(filename_prefix: str | None) -> Any:
+    """Which top-level names of a folder without a tokenizer manifest a save with `filename_prefix` may delete."""
+    prefix = filename_prefix + "-" if filename_prefix else ""
+
+    def match(name: str) -> bool:
+        if prefix:  # remote-code files are shared with an unprefixed tokenizer beside: never deleted here
+            if not name.startswith(prefix):
+                return False
+            name = name[len(prefix) :]
+        return name in _OWN_LEGACY_FILES or name.startswith("chat_template.")
+
+    return match
+
+
 #: Files whose JSON `from_pretrained` reads; named in the error when one is truncated or corrupt.
 _JSON_FILES = (TOKENIZER_CONFIG_FILE, "special_tokens_map.json", "added_tokens.json", TOKENIZER_FILE)
 
@@ -149,6 +166,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         **kwargs: Any,
     ) -> None:
         add_sid_tokens = kwargs.pop("_add_sid_tokens", False)
+        file_set: FileSet | None = kwargs.pop("_file_set", None)
         source = kwargs.get("name_or_path") or "the tokenizer directory"
         if SID_LAYOUT_KEY in kwargs:  # kept in init_kwargs, so saved in tokenizer_config.json
             check_sid_layout(kwargs[SID_LAYOUT_KEY], f"{source}: {TOKENIZER_CONFIG_FILE}")
@@ -193,6 +211,12 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
                 f"{source}: missing {SID_TABLE_FILE} (the item table); save the tokenizer with save_pretrained() "
                 "or build it with SemanticIDTokenizer.from_base(base_tokenizer, sid_table=...)."
             )
+        if (
+            file_set is not None
+        ):  # a folder with a manifest: files of other saves beside it are not this tokenizer's
+            sid_table_file = _in_set(sid_table_file, file_set)
+            rqvae_config_file = _in_set(rqvae_config_file, file_set)
+            rqvae_weights_file = _in_set(rqvae_weights_file, file_set)
         if (rqvae_config_file is None) != (rqvae_weights_file is None):
             missing = RQVAE_CONFIG_FILE if rqvae_config_file is None else RQVAE_WEIGHTS_FILE
             raise ValueError(
@@ -223,13 +247,22 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         if base_tokenizer_name is not None:
             self.init_kwargs["base_tokenizer_name"] = base_tokenizer_name
         self._rqvae = rqvae
+        # The RQ-VAE's files are read now, with the table: a later save into the folder cannot swap them.
         self._rqvae_files = (
             (rqvae_config_file, rqvae_weights_file) if rqvae_config_file and rqvae is None else None
+        )
+        self._rqvae_bytes = (
+            tuple(_read_set_file(path, file_set) for path in self._rqvae_files)
+            if self._rqvae_files is not None
+            else None
         )
         if add_sid_tokens:
             self._add_sid_tokens(table.codebook_sizes)
         self._sid_lookup = SIDTokenLookup(
-            self.get_added_vocab(), table.codebook_sizes, sid_table_file or SID_TABLE_FILE
+            self.get_added_vocab(),
+            table.codebook_sizes,
+            sid_table_file or SID_TABLE_FILE,
+            tokens_source=kwargs.get("tokenizer_file") or TOKENIZER_FILE,
         )
         self._table = table
 
@@ -265,9 +298,22 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             FileNotFoundError: naming the path when it is neither a directory nor a Hub repo id.
             ValueError: naming the file (and the field, when one is wrong) when one of the tokenizer's files is
                 truncated, corrupt or edited into an invalid value, or when the item table or the RQ-VAE files
-                are invalid.
+                are invalid; `file_sets.FileSetError` (a ValueError) when a file differs from the folder's
+                tokenizer manifest.
         """
         check_source(pretrained_model_name_or_path)
+        if not os.path.isdir(pretrained_model_name_or_path) or "_file_set" in kwargs:
+            return cls._load_checked(pretrained_model_name_or_path, *args, **kwargs)
+        # A local folder: load the files of the last tokenizer save, checked against its manifest, while no save
+        # can commit into the folder (`file_sets.open_file_set`).
+        folder = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+        with open_file_set(folder, FILE_SET_KIND) as file_set:
+            return cls._load_checked(pretrained_model_name_or_path, *args, _file_set=file_set, **kwargs)
+
+    @classmethod
+    def _load_checked(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any
+    ) -> Any:
         config_path = local_file(pretrained_model_name_or_path, TOKENIZER_CONFIG_FILE, kwargs)
         if config_path is not None:
             check_tokenizer_config(config_path)
@@ -314,7 +360,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
 
         Args:
             base_tokenizer_or_path: A fast tokenizer, or a path / Hub id loaded with `AutoTokenizer`.
-            sid_table: `dict[item_id, tuple[int, ...]]`, a `hf_semtok.sids.SIDTable`, or what
+            sid_table: `dict[item_id, tuple[int, ...]]`, a `hf_semtok.SIDTable`, or what
                 `hf_semtok.train_rqvae` returns (its trained RQ-VAE is then carried too, unless `rqvae` is given).
                 All SIDs have the same number of levels and are unique.
             codebook_sizes: Codes per level (one token per level and code is added). Taken from the `SIDTable`
@@ -395,9 +441,10 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
                 shutil.move(os.path.join(tmp, "config.json"), cfg_path)
                 shutil.move(os.path.join(tmp, "model.safetensors"), weights_path)
             file_names = file_names + (cfg_path, weights_path)
-        elif self._rqvae_files is not None:  # never loaded: copy the files as they are
-            shutil.copyfile(self._rqvae_files[0], cfg_path)
-            shutil.copyfile(self._rqvae_files[1], weights_path)
+        elif self._rqvae_bytes is not None:  # never built: the files as they were read at load time
+            for path, data in zip((cfg_path, weights_path), self._rqvae_bytes):
+                with open(path, "wb") as handle:  # into the save's private staging folder
+                    handle.write(data)
             file_names = file_names + (cfg_path, weights_path)
         return file_names
 
@@ -409,44 +456,44 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         push_to_hub: bool = False,
         **kwargs: Any,
     ) -> tuple[str, ...]:
-        """Save tokenizer, item table and RQ-VAE as one atomic step (`hf_semtok.io_utils.atomic_directory`).
+        """Save tokenizer, item table and RQ-VAE into `save_directory` as one atomic set that touches nothing else.
 
-        Every file is written to a temporary directory beside `save_directory`, which then replaces it: a reader
-        sees the old complete version or the new one, and a failure leaves `save_directory` untouched. Files of
-        the folder that are not the tokenizer's (a model's `config.json` and weights, a README) are kept; the
-        tokenizer's own files from an earlier save that this one does not write (e.g. an RQ-VAE the tokenizer no
-        longer carries) are dropped.
+        The files are committed with `hf_semtok.tokenizer.file_sets.save_file_set` (kind `"tokenizer"`, with
+        `filename_prefix` when given): a reader sees the complete old tokenizer or the complete new one, a failure
+        leaves the folder untouched, and every file that is not this tokenizer's (a model's `config.json` and
+        weights, a README, a tokenizer saved with another prefix, sub-folders) stays. The files of the previous
+        tokenizer save with the same prefix that this one does not write (e.g. an RQ-VAE the tokenizer no longer
+        carries) are deleted: those its manifest names, or, for a folder saved before manifests existed, the
+        tokenizer's own file names.
 
         Args:
-            save_directory: Target directory.
+            save_directory: Target directory (created if needed; not the filesystem root).
             legacy_format, filename_prefix: As in `PreTrainedTokenizerFast.save_pretrained`.
             push_to_hub: Also call `push_to_hub(repo_id)` (repo id from `repo_id=` or the directory name).
             **kwargs: `repo_id` and the other `push_to_hub` arguments.
 
         Returns:
             The paths of the saved files.
+
+        Raises:
+            ValueError: `save_directory` is a file or the filesystem root.
         """
         target = Path(save_directory)
         if target.is_file():
             raise ValueError(f"save_directory {str(target)!r} is a file; pass a directory.")
-        if atomic_directory is None:  # remote-code copy without hf_semtok: a plain save
-            files = super().save_pretrained(
-                target, legacy_format=legacy_format, filename_prefix=filename_prefix
+        check_save_target(target)
+        with save_file_set(
+            target,
+            FILE_SET_KIND,
+            prefix=filename_prefix or None,
+            legacy_files=_legacy_tokenizer_files(filename_prefix),
+        ) as staging:
+            saved = super().save_pretrained(
+                staging, legacy_format=legacy_format, filename_prefix=filename_prefix
             )
-        else:
-            prefix = filename_prefix + "-" if filename_prefix else ""
-
-            def keep(name: str) -> bool:
-                own = name[len(prefix) :] if prefix and name.startswith(prefix) else name
-                return own not in _TOKENIZER_FILES and not own.startswith("chat_template.")
-
-            with atomic_directory(target, keep=keep) as tmp:
-                saved = super().save_pretrained(
-                    tmp, legacy_format=legacy_format, filename_prefix=filename_prefix
-                )
-            files = tuple(
-                str(target / Path(p).relative_to(tmp)) for p in saved if Path(p).is_relative_to(tmp)
-            )
+        files = tuple(
+            str(target / Path(p).relative_to(staging)) for p in saved if Path(p).is_relative_to(staging)
+        )
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", target.name)
             self.push_to_hub(repo_id, **kwargs)
@@ -477,6 +524,30 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         return render_tokenizer_card(self, repo_id=repo_id, tags=tags, **kwargs)
 
     # ---------------------------------------------------------------- table properties
+
+
+def _in_set(path: str | None, file_set: FileSet) -> str | None:
+    """`path` when it is a file of the saved tokenizer set, else None (a file another save left beside it)."""
+    if path is None:
+        return None
+    name = os.path.relpath(path, file_set.directory).replace(os.sep, "/")
+    if name in file_set:
+        return path
+    logger.info(
+        "%s: not a file of the tokenizer saved in %s (not in %s); ignored.",
+        path,
+        file_set.directory,
+        file_set.manifest,
+    )
+    return None
+
+
+def _read_set_file(path: str, file_set: FileSet | None) -> bytes:
+    """The bytes of `path`, checked against the manifest of `file_set` when there is one."""
+    if file_set is None:
+        with open(path, "rb") as handle:
+            return handle.read()
+    return file_set.read_bytes(os.path.relpath(path, file_set.directory).replace(os.sep, "/"))
 
 
 # Registration: `AutoTokenizer.from_pretrained(dir)` returns this class once the module is imported, and
