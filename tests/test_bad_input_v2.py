@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from hf_semtok.logits_process import SIDLogitsProcessor
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+from hf_semtok.rqvae.training import _check_finite_weights, train_rqvae
 
 # --------------------------------------------------------------------------------------------------------------
 # SIDLogitsProcessor: start / end / EOS ids (item 8) and its own messages (item 11)
@@ -80,3 +83,52 @@ def test_processor_from_a_plain_tokenizer_is_a_type_error():
         SIDLogitsProcessor.from_tokenizer(None)
     with pytest.raises(TypeError, match="without sid_codes"):
         SIDLogitsProcessor.from_tokenizer(object())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# train_rqvae: diverged training (item 4)
+# --------------------------------------------------------------------------------------------------------------
+DIM = 6
+
+
+def _embeddings(n: int = 64) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n, DIM)).astype(np.float32)
+
+
+def _config() -> RQVAEConfig:
+    return RQVAEConfig(modality_dims=DIM, hidden_sizes=[8], latent_dim=4, codebook_sizes=[4, 4, 4])
+
+
+def test_diverged_training_raises_and_writes_nothing(tmp_path):
+    out = tmp_path / "rqvae"
+    with pytest.raises(ValueError, match=r"diverged at step \d+: .*lower `learning_rate` \(it is 1e\+06"):
+        train_rqvae(
+            _embeddings(),
+            _config(),
+            max_steps=6,
+            batch_size=16,
+            learning_rate=1e6,
+            progress=False,
+            report=False,
+            output_dir=out,
+        )
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_weights_name_the_tensor_and_the_step():
+    model = RQVAEModel(_config())
+    _check_finite_weights(model, 3, 2e-3)  # a fresh model is finite
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"diverged at step 3: encoder\..* holds NaN or inf"):
+        _check_finite_weights(model, 3, 2e-3)
+
+
+def test_collapsed_codes_are_reported(monkeypatch, caplog):
+    def collapsed(self, embeddings, **kwargs):
+        return torch.zeros((len(embeddings), 3), dtype=torch.long)
+
+    monkeypatch.setattr(RQVAEModel, "encode_batches", collapsed)
+    with caplog.at_level("WARNING", logger="hf_semtok.rqvae.training"):
+        train_rqvae(_embeddings(), _config(), max_steps=3, batch_size=16, progress=False, report=False)
+    assert "Every item got the same level-0 code" in caplog.text

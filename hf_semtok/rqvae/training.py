@@ -8,6 +8,7 @@ callback at the start of training, and dead-code re-seeding happens inside the q
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 import os
@@ -131,10 +132,37 @@ class _CodebookCallback(TrainerCallback):
         if model is None or not model.config.kmeans_init or bool(model.quantizer.initialized):
             return
         if not model.in_warmup:
+            # k-means on the latents of a diverged encoder would fail inside torch (NaN probabilities)
+            _check_finite_weights(model, state.global_step, args.learning_rate)
             model.initialize_codebooks(self.embeddings, max_samples=self.max_samples, seed=self.seed)
             logger.info(
                 "step %d: k-means initialised %d codebooks", state.global_step, model.config.num_levels
             )
+
+
+def _diverged(step: int, what: str, learning_rate: float) -> ValueError:
+    """The error of a training run whose loss or weights stopped being finite."""
+    return ValueError(
+        f"train_rqvae diverged at step {step}: {what}. The learning rate is too high for these embeddings: lower "
+        f"`learning_rate` (it is {learning_rate:g}; the default is 2e-3, try {learning_rate / 10:g}). Nothing was "
+        "written to `output_dir`."
+    )
+
+
+def _check_finite_weights(model: torch.nn.Module, step: int, learning_rate: float) -> None:
+    """Raise if a floating-point parameter or buffer of `model` (codebooks included) holds NaN or inf.
+
+    Args:
+        model: The RQ-VAE being trained.
+        step: Training steps done, named in the message.
+        learning_rate: The run's learning rate, named in the message.
+
+    Raises:
+        ValueError: Training diverged; the message names the tensor and the step and says to lower `learning_rate`.
+    """
+    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise _diverged(step, f"{name} holds NaN or inf", learning_rate)
 
 
 def _check_rows(model: RQVAEModel, source: EmbeddingsInput, modality_dims: Mapping[str, int]) -> None:
@@ -163,12 +191,19 @@ class _RQVAETrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         outputs = model(**inputs)
+        loss = float(outputs.loss.detach())  # one host sync per step, as the breakdown below already costs
+        if not math.isfinite(loss):
+            raise _diverged(
+                self.state.global_step + 1, f"the training loss is {loss}", self.args.learning_rate
+            )
         for key in _BREAKDOWN:
             self._sums[key] += float(getattr(outputs, key))
         self._count += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        if "loss" in logs:  # every `logging_steps`: the weights after the last update must be finite too
+            _check_finite_weights(self.model, self.state.global_step, self.args.learning_rate)
         if self._count and "loss" in logs:
             for key in _BREAKDOWN:
                 logs[key] = round(self._sums[key] / self._count, 6)
@@ -411,6 +446,7 @@ def train_rqvae(
         steps = trainer.state.global_step
         history = [dict(rec) for rec in trainer.state.log_history]
     elapsed = time.perf_counter() - start
+    _check_finite_weights(model, steps, learning_rate)  # before any SID is assigned or any file is written
     if not bool(model.quantizer.initialized):
         raise ValueError(
             f"The RQ-VAE codebooks were never initialised in {steps} training step(s) (autoencoder warm-up "
@@ -422,6 +458,13 @@ def train_rqvae(
         codes, distances = model.encode(raw, return_distances=True)
     else:  # streaming: memory holds one batch of embeddings plus the codes
         codes, distances = model.encode_batches(raw, progress=progress and n > _CHECK_BLOCK), None
+    if n >= config.codebook_sizes[0] and int(codes[:, 0].min()) == int(codes[:, 0].max()):
+        logger.warning(
+            "Every item got the same level-0 code (%d steps, learning_rate=%g): the RQ-VAE collapsed and the SIDs "
+            "tell items apart only by their deeper levels. Lower `learning_rate` or train longer.",
+            steps,
+            learning_rate,
+        )
     table = assign_unique_sids(
         codes,
         item_ids,
