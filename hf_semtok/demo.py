@@ -30,7 +30,7 @@ from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
 from hf_semtok.generation import PrefillOnceLM, recommend
 from hf_semtok.io_utils import write_json_atomic
-from hf_semtok.lm.generator import sid_only_chat_template
+from hf_semtok.lm.sid_sequences import sid_only_chat_template
 from hf_semtok.lm.stages import LMStageArguments, run_lm_stage
 from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer

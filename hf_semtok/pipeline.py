@@ -28,13 +28,8 @@ import torch
 from hf_semtok.data.catalogue import leave_one_out_split
 from hf_semtok.evaluation import popularity_baseline
 from hf_semtok.generation import PrefillOnceLM
-from hf_semtok.lm.generator import (
-    GeneratorConfig,
-    build_sid_tokenizer,
-    evaluate_with_standard_errors,
-    order_by_history_length,
-    train_generator,
-)
+from hf_semtok.lm.generator import GeneratorConfig, evaluate_with_standard_errors, train_generator
+from hf_semtok.lm.sid_sequences import build_sid_tokenizer, order_by_history_length
 from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
 from hf_semtok.sids.assignment import sid_table_from_codes
 

@@ -17,7 +17,7 @@ from hf_semtok.lm.corpus import (
     tokenize_cpt,
     tokenize_sft,
 )
-from hf_semtok.lm.generator import history_sequences
+from hf_semtok.lm.sid_sequences import history_sequences
 from hf_semtok.prompts import history_prompt
 from hf_semtok.small_models import train_base_tokenizer
 

@@ -652,7 +652,7 @@ def test_recommend_uses_prefill_once_for_beam_search(rec_setup, monkeypatch):
 def bare_setup(rec_setup):
     import copy
 
-    from hf_semtok.lm.generator import sid_only_chat_template
+    from hf_semtok.lm.sid_sequences import sid_only_chat_template
 
     tok, model, table, histories = rec_setup
     bare = copy.deepcopy(tok)  # the shared tokenizer stays marked

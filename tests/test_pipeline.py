@@ -14,12 +14,10 @@ from hf_semtok.generation import PrefillOnceLM
 from hf_semtok.lm.generator import (
     GeneratorConfig,
     add_dropout_hooks,
-    build_sid_tokenizer,
     evaluate_with_standard_errors,
-    history_sequences,
-    order_by_history_length,
     train_generator,
 )
+from hf_semtok.lm.sid_sequences import build_sid_tokenizer, history_sequences, order_by_history_length
 from hf_semtok.pipeline import run_pipeline
 from hf_semtok.prompts import history_prompt
 from hf_semtok.rqvae.sid_stage import SIDStageConfig

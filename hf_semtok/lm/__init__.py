@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from hf_semtok.lm.corpus import cpt_documents, sft_examples
-from hf_semtok.lm.generator import GeneratorConfig, build_sid_tokenizer, train_generator
+from hf_semtok.lm.generator import GeneratorConfig, train_generator
 from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config, sid_trainable_tokens_config
+from hf_semtok.lm.sid_sequences import build_sid_tokenizer
 from hf_semtok.lm.stages import LMStageArguments, run_lm_stage
 
 __all__ = [

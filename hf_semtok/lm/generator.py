@@ -28,7 +28,6 @@ model is a plain checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -45,14 +44,15 @@ from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from hf_semtok.constants import DEFAULT_SEED, SID_LAYOUTS
-from hf_semtok.data.catalogue import history_windows
 from hf_semtok.evaluation import evaluate_recommender
 from hf_semtok.io_utils import atomic_directory
 from hf_semtok.lm.corpus import lm_collator
-from hf_semtok.prompts import HISTORY_PREFIX, NEXT_ITEM_SUFFIX, history_prompt
-from hf_semtok.sids.assignment import sid_table_from_codes
-from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
-from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
+from hf_semtok.lm.sid_sequences import (
+    check_prompt_is_sid_sequence,
+    history_sequences,
+    order_by_history_length,
+)
+from hf_semtok.small_models import build_causal_lm
 
 logger = logging.getLogger(__name__)
 
@@ -172,104 +172,6 @@ class GeneratorConfig:
             raise ValueError(
                 "Give a positive num_epochs, max_steps or max_train_minutes, or training never runs."
             )
-
-
-def sid_only_chat_template() -> str:
-    """A chat template that renders a history prompt as the bare concatenation of the items' SIDs.
-
-    `hf_semtok.prompts.history_prompt` writes `"User history: <sids>\\nNext item:"`, or, when the tokenizer has a
-    chat template, passes that text through it. A TIGER-style generator trained from scratch reads nothing but
-    SIDs, so this template drops the two text markers: the prompt for `[i_1, ..., i_k]` is then exactly
-    `SID(i_1)...SID(i_k)`, and one training sequence `SID(i_1)...SID(i_n)` trains every prefix at once.
-    The template is saved with the tokenizer, so `recommend()` on the reloaded tokenizer builds the same prompts.
-
-    Returns:
-        The Jinja template string.
-    """
-
-    return (
-        "{%- for message in messages -%}{{ message['content'] | replace("
-        + json.dumps(HISTORY_PREFIX + " ")
-        + ", '') | replace("
-        + json.dumps(NEXT_ITEM_SUFFIX)
-        + ", '') }}{%- endfor -%}"
-    )
-
-
-def build_sid_tokenizer(
-    sid_table: Any,
-    base_texts: Sequence[str] | None = None,
-    vocab_size: int = 300,
-    sid_only_prompt: bool = True,
-    sid_layout: str = "bare",
-) -> Any:
-    """A `SemanticIDTokenizer` on a tiny byte-level BPE base tokenizer, for a generator trained from scratch.
-
-    Args:
-        sid_table: A `SIDTable` or `{item_id: codes}`.
-        base_texts: Text the base tokenizer is trained on (default: a few words; only SID tokens matter here).
-        vocab_size: Base vocabulary size (the 256 byte symbols and 4 special tokens are always in).
-        sid_only_prompt: Give the tokenizer `sid_only_chat_template()`, so history prompts are bare SID sequences.
-        sid_layout: `"bare"` (an item is its code tokens) or `"marked"` (with `<|sid_start|>`/`<|sid_end|>`);
-            saved in `tokenizer_config.json` (`SemanticIDTokenizer.sid_layout`).
-
-    Returns:
-        The tokenizer.
-    """
-
-    if isinstance(sid_table, Mapping):
-        sid_table = sid_table_from_codes(sid_table, list(sid_table))
-    texts = list(base_texts) if base_texts else ["the user bought these items next"]
-    base = train_base_tokenizer(texts, vocab_size=vocab_size, kind="byte_bpe")
-    tokenizer = SemanticIDTokenizer.from_base(base, sid_table=sid_table, sid_layout=sid_layout)
-    if sid_only_prompt:
-        tokenizer.chat_template = sid_only_chat_template()
-    return tokenizer
-
-
-def _check_prompt_is_sid_sequence(tokenizer: Any, history: Sequence[str]) -> None:
-    """The efficient training layout needs the inference prompt to be the plain concatenation of the items' SIDs."""
-
-    prompt = history_prompt(tokenizer, list(history), max_history=None)
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    if list(prompt_ids) != tokenizer.encode_items(list(history)):
-        raise ValueError(
-            f"The tokenizer's history prompt ({prompt[:60]!r}...) is not the bare concatenation of the items' "
-            "SIDs, so training on whole SID sequences would not match inference. Build the tokenizer with "
-            "build_sid_tokenizer(..., sid_only_prompt=True), or train on the SFT corpus of hf_semtok.lm.corpus."
-        )
-
-
-def history_sequences(
-    tokenizer: Any,
-    train_histories: Mapping[str, Sequence[str]],
-    max_history: int = 20,
-    window_stride: int = 10,
-) -> list[dict[str, list[int]]]:
-    """Token sequences with next-item labels on every SID position (see the module docstring for the windows).
-
-    Args:
-        tokenizer: The `SemanticIDTokenizer`.
-        train_histories: User -> training items (validation and test targets removed).
-        max_history: Most items of context a target sees (a window holds `max_history + 1` items).
-        window_stride: Items between two window starts.
-
-    Returns:
-        One dict per window: `input_ids` and `labels` (`-100` on context-only items and the first token). Items
-        are written in the tokenizer's SID layout (`tokenizer.tokens_per_item` tokens each).
-    """
-    per_item = tokenizer.tokens_per_item  # L + 2 marked (<|sid_start|>, codes, <|sid_end|>), L bare
-    out = []
-    for history in train_histories.values():
-        history = list(history)
-        if not history:
-            continue
-        ids = tokenizer.encode_items(history)  # (len(history) * per_item,)
-        for start, first_new, stop in history_windows(len(history), max_history + 1, window_stride):
-            window = list(ids[start * per_item : stop * per_item])
-            n_masked = max(1, (first_new - start) * per_item)  # items an earlier window predicted; token 0
-            out.append({"input_ids": window, "labels": [-100] * n_masked + window[n_masked:]})
-    return out
 
 
 def evaluate_with_standard_errors(
@@ -471,7 +373,7 @@ def train_generator(
     train_histories = {u: list(h) for u, h in train_histories.items() if h}
     if not train_histories:
         raise ValueError("train_histories are empty; pass the training split of leave_one_out_split.")
-    _check_prompt_is_sid_sequence(tokenizer, next(iter(train_histories.values()))[:3])
+    check_prompt_is_sid_sequence(tokenizer, next(iter(train_histories.values()))[:3])
     rows = history_sequences(tokenizer, train_histories, config.max_history, config.window_stride)
     n_tokens = sum(len(r["input_ids"]) for r in rows)
     # Every training item is a target once per epoch.
@@ -482,26 +384,7 @@ def train_generator(
         planned = 10**9
     set_seed(config.seed)
     per_item = tokenizer.tokens_per_item
-    model = build_causal_lm(
-        len(tokenizer),
-        arch=config.arch,
-        hidden_size=config.hidden_size,
-        num_layers=config.num_layers,
-        num_heads=config.num_heads,
-        num_kv_heads=config.num_kv_heads,
-        intermediate_size=config.intermediate_size,
-        max_position_embeddings=(config.max_history + 2) * per_item + 8,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        seed=config.seed,
-    )
-    if config.attention_dropout > 0:
-        model.config.attention_dropout = config.attention_dropout
-        for module in model.modules():  # attention layers read the rate at construction
-            if hasattr(module, "attention_dropout"):
-                module.attention_dropout = config.attention_dropout
-    add_dropout_hooks(model, config.embedding_dropout, config.hidden_dropout)
+    model = _build_model(tokenizer, config)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
         "Generator: %s, %.2fM parameters; %d training windows, %d tokens per epoch, %d steps planned",
@@ -517,14 +400,7 @@ def train_generator(
         config.warmup_steps,
         config.min_lr_ratio,
     )
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-        betas=(0.9, 0.98),
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, clock.lr_factor)
+    optimizer, scheduler = _optimizer(model, config, clock)
     callback = _make_callback(clock, tokenizer, config, valid)
     with tempfile.TemporaryDirectory(prefix="semtok-generator-") as trainer_dir:
         args = TrainingArguments(
@@ -562,11 +438,71 @@ def train_generator(
             selected_step, config.select_metric, callback.best["value"], len(valid),
         )  # fmt: skip
     model.eval()
+    facts = _training_facts(
+        state, clock, callback, config, layout, per_item, rows, n_tokens, n_targets, len(valid)
+    )
+    facts["num_parameters"] = n_params
+    facts["epochs"] = round(state.global_step / steps_per_epoch, 3)
+    facts["selected_step"] = selected_step
+    if output_dir is not None:
+        _save_atomic(model, tokenizer, Path(output_dir) / "model")
+    return model, facts, callback.curve
+
+
+def _build_model(tokenizer: Any, config: GeneratorConfig) -> Any:
+    """The untrained generator: `build_causal_lm` sized by `config`, with its attention and residual dropouts."""
+    model = build_causal_lm(
+        len(tokenizer),
+        arch=config.arch,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        num_kv_heads=config.num_kv_heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=(config.max_history + 2) * tokenizer.tokens_per_item + 8,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        seed=config.seed,
+    )
+    if config.attention_dropout > 0:
+        model.config.attention_dropout = config.attention_dropout
+        for module in model.modules():  # attention layers read the rate at construction
+            if hasattr(module, "attention_dropout"):
+                module.attention_dropout = config.attention_dropout
+    add_dropout_hooks(model, config.embedding_dropout, config.hidden_dropout)
+    return model
+
+
+def _optimizer(model: Any, config: GeneratorConfig, clock: _Clock) -> tuple[Any, Any]:
+    """AdamW (no weight decay on biases and norms) and the warm-up + cosine schedule driven by `clock`."""
+    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(0.9, 0.98),
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, clock.lr_factor)
+
+
+def _training_facts(
+    state: Any,
+    clock: _Clock,
+    callback: Any,
+    config: GeneratorConfig,
+    layout: str,
+    per_item: int,
+    rows: Sequence[Any],
+    n_tokens: int,
+    n_targets: int,
+    n_valid: int,
+) -> dict[str, Any]:
+    """What a run did and cost: steps, tokens and target items seen, seconds, throughput, why it stopped."""
     seconds = max(clock.train_seconds(), 1e-9)
     targets_seen = state.num_input_tokens_seen * n_targets / max(n_tokens, 1)
-    facts = {
+    return {
         "steps": state.global_step,
-        "epochs": round(state.global_step / steps_per_epoch, 3),
         "sid_layout": layout,
         "tokens_per_item": per_item,
         "threads": torch.get_num_threads(),
@@ -579,27 +515,13 @@ def train_generator(
         "tokens_per_second": round(state.num_input_tokens_seen / seconds, 1),
         "target_items_per_second": round(targets_seen / seconds, 1),
         "stop_reason": callback.stop_reason,
-        "selected_step": selected_step,
         "selection": (
-            f"best validation {config.select_metric} of the curve ({len(valid)} users)"
+            f"best validation {config.select_metric} of the curve ({n_valid} users)"
             if callback.best is not None
             else "last step"
         ),
-        "num_parameters": n_params,
         "final_train_loss": next((r["loss"] for r in reversed(state.log_history) if "loss" in r), None),
     }
-    if output_dir is not None:
-        _save_atomic(model, tokenizer, Path(output_dir) / "model")
-    return model, facts, callback.curve
-
-
-def order_by_history_length(examples: list[tuple[Any, str]], max_history: int) -> list[tuple[Any, str]]:
-    """Order `(history, target)` pairs by prompt length: batches of similar length need far less padding.
-
-    Beam search copies every padded position of the KV cache at each step, so this halves evaluation time;
-    the metrics are means over users and do not depend on the order.
-    """
-    return sorted(examples, key=lambda ex: min(len(ex[0]), max_history))
 
 
 def _save_atomic(model: Any, tokenizer: Any, target: Path) -> None:
