@@ -2,7 +2,7 @@
 and a sorted 64-bit hash index over it ([`HashedItemIndex`]) that finds an id's row.
 
 Copied beside a saved tokenizer for `trust_remote_code=True` (like `sid_table.py`), so it imports only the
-standard library, numpy and its siblings (relatively); the optional `hf_semtok.io_utils` import sits in a `try`.
+standard library, numpy and its siblings (relatively).
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from typing import Any
 
 import numpy as np
 
-try:  # atomic file writes when hf_semtok is installed; the remote-code copy writes plainly
-    from hf_semtok.io_utils import atomic_write
-except ImportError:  # pragma: no cover - only in the remote-code copy without hf_semtok
-    atomic_write = None
+from .file_sets import atomic_write
 
 # ----------------------------------------------------------------------------------------------------------
 # Compact item ids: one UTF-8 buffer + offsets, and a hash index over it
@@ -257,6 +254,88 @@ class HashedItemIndex(Mapping):
         return iter(self._ids)
 
 
+def check_item_ids(
+    item_ids: Any,
+    source: str,
+    name: str = "item_ids",
+    *,
+    in_file: bool = False,
+    unique: bool = True,
+    compact_min_items: int | None = None,
+) -> list[str] | ItemIds:
+    """The library's one item-id validator: every public entry point that takes item ids calls it.
+
+    The rule: item ids are non-empty `str` (numpy strings too), given as an ordered sequence (a list, tuple,
+    numpy array, pandas Series or [`ItemIds`]), with no id twice. Nothing is converted: an int, float, None or
+    bytes element is refused, not turned into text, and so are a `set` (no row order), a `str` (it would be split
+    into characters), a mapping and an iterator.
+
+    Exception types follow the Python convention: `TypeError` when the container or an element has the wrong
+    type, `ValueError` when the values are wrong (an empty id, a duplicate). Content read from a file has no
+    Python type of its own, so with `in_file=True` every problem is a `ValueError` naming the file and field.
+
+    Args:
+        item_ids: The ids to check.
+        source: Who checks (a function or file name), named in the message.
+        name: The argument or field name, named in the message.
+        in_file: The ids come from a file: raise `ValueError` for wrong types too, and call `name` a field.
+        unique: Also refuse duplicates (callers that build their own index check them there).
+        compact_min_items: Return an [`ItemIds`] buffer from this many ids on (default: always a list).
+
+    Returns:
+        The ids as a `list[str]` (plain `str`), or the [`ItemIds`] given or built.
+
+    Raises:
+        TypeError: A wrong container or element type (a `ValueError` with `in_file=True`).
+        ValueError: An empty id or a duplicate.
+    """
+    what = f"field {name!r}" if in_file else f"`{name}`"
+    type_error = ValueError if in_file else TypeError
+    if isinstance(item_ids, ItemIds):
+        empty = np.flatnonzero(np.diff(item_ids.offsets) == 0)
+        if empty.size:
+            raise ValueError(f"{source}: {what}[{int(empty[0])}] is an empty string; item ids are non-empty.")
+        if unique:
+            HashedItemIndex(item_ids, source)  # raises ValueError naming the duplicates
+        return item_ids
+    if hasattr(item_ids, "tolist") and not isinstance(item_ids, (str, bytes)):  # numpy / pandas
+        item_ids = item_ids.tolist()
+    if isinstance(item_ids, (str, bytes, Mapping)) or not isinstance(item_ids, Sequence):
+        hint = {
+            str: " (a string would be split into characters: wrap one id in a list)",
+            bytes: " (decode it and wrap it in a list)",
+            set: " (a set has no order, so rows would get arbitrary ids: pass sorted(ids) or a list in row order)",
+            frozenset: " (a set has no order: pass sorted(ids) or a list in row order)",
+        }.get(type(item_ids), " (pass list(...) in row order)")
+        raise type_error(
+            f"{source}: {what} must be a list of item id strings in row order; got {type(item_ids).__name__} "
+            f"{str(item_ids)[:50]!r}{hint}."
+        )
+    ids = list(item_ids)
+    if any(type(i) is not str for i in ids):
+        bad = next((p for p, i in enumerate(ids) if not isinstance(i, str)), None)
+        if bad is not None:
+            raise type_error(
+                f"{source}: {what} must hold strings; {ids[bad]!r} ({type(ids[bad]).__name__}) at position {bad} "
+                "is not. Item ids are never converted: pass [str(i) for i in ids] if integer ids are meant."
+            )
+        ids = [str(i) for i in ids]  # str subclasses (numpy strings) -> plain str
+    if unique or "" in ids:
+        seen = set(ids)
+        if "" in seen:
+            raise ValueError(f"{source}: {what}[{ids.index('')}] is an empty string; item ids are non-empty.")
+        if unique and len(seen) != len(ids):
+            seen.clear()
+            dups = sorted({i for i in ids if i in seen or seen.add(i)})
+            raise ValueError(
+                f"{source}: Duplicate item ids in {what}: {dups[:5]}{' ...' if len(dups) > 5 else ''} "
+                f"({len(dups)} id(s) appear more than once); every item needs a distinct id."
+            )
+    if compact_min_items is not None and len(ids) >= compact_min_items:
+        return ItemIds.from_list(ids)
+    return ids
+
+
 def _smallest_uint(max_value: int) -> type:
     """Smallest unsigned numpy integer type holding `max_value`."""
     for dtype in (np.uint8, np.uint16, np.uint32):
@@ -266,8 +345,4 @@ def _smallest_uint(max_value: int) -> type:
 
 
 def _write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    if atomic_write is not None:
-        atomic_write(path, lambda handle: handle.write(data))
-    else:  # pragma: no cover - remote-code copy without hf_semtok
-        with open(path, "wb") as f:
-            f.write(data)
+    atomic_write(path, lambda handle: handle.write(data))

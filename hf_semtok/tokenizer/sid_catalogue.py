@@ -8,6 +8,8 @@ standard library, numpy and its siblings (relatively).
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -263,9 +265,11 @@ class SIDCatalogueMixin:
 
     @property
     def rqvae(self) -> Any:
-        """The RQ-VAE carried by the tokenizer (loaded on first use), or None."""
+        """The RQ-VAE carried by the tokenizer, or None. Built on first use from the bytes its files held when the
+        tokenizer was loaded (so a later save into that folder cannot change it)."""
         if self._rqvae is None and self._rqvae_files is not None:
-            self._rqvae = _load_rqvae(*self._rqvae_files, table=self._table)
+            data = getattr(self, "_rqvae_bytes", None)
+            self._rqvae = _load_rqvae(*self._rqvae_files, table=self._table, data=data)
         return self._rqvae
 
     def _require_rqvae(self) -> Any:
@@ -334,11 +338,34 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _load_rqvae(config_file: str, weights_file: str, table: SIDTable | None = None) -> Any:
-    """Load and check the RQ-VAE saved beside a tokenizer (`RQVAEModel.from_files`); errors name the real file."""
+def _load_rqvae(
+    config_file: str, weights_file: str, table: SIDTable | None = None, data: Sequence[bytes] | None = None
+) -> Any:
+    """Load and check the RQ-VAE saved beside a tokenizer (`RQVAEModel.from_files`); errors name the real file.
+
+    With `data` (the two files' bytes, read when the tokenizer was loaded) the model is built from those bytes,
+    not from whatever the files hold now.
+    """
     load_rqvae = get_hook("load_rqvae")
-    if table is not None:
-        check_rqvae_sizes(
-            read_json_object(config_file, "RQ-VAE config").get("codebook_sizes"), table, config_file
-        )
-    return load_rqvae(config_file, weights_file)
+    if data is None:
+        if table is not None:
+            check_rqvae_sizes(
+                read_json_object(config_file, "RQ-VAE config").get("codebook_sizes"), table, config_file
+            )
+        return load_rqvae(config_file, weights_file)
+    real = (str(config_file), str(weights_file))
+    with tempfile.TemporaryDirectory(prefix="hf_semtok_rqvae-") as tmp:
+        paths = [os.path.join(tmp, name) for name in ("config.json", "model.safetensors")]
+        for path, content in zip(paths, data):
+            with open(path, "wb") as handle:
+                handle.write(content)
+        try:
+            if table is not None:
+                sizes = read_json_object(paths[0], "RQ-VAE config").get("codebook_sizes")
+                check_rqvae_sizes(sizes, table, real[0])
+            return load_rqvae(*paths)
+        except (ValueError, OSError) as err:  # name the tokenizer's files, not the private copies
+            message = str(err).replace(paths[0], real[0]).replace(paths[1], real[1])
+            if message == str(err):
+                raise
+            raise type(err)(message) from err

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
+from .constants import MAX_CODEBOOK_SIZE, SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
 
 __all__ = [
     "EV_END",
@@ -42,6 +42,41 @@ _SCAN_RE = re.compile(
 EV_START, EV_END, EV_SID, EV_OTHER = 0, 1, 2, 3
 
 
+def _bounded_level_code(
+    match: re.Match[str], token: str, expected: Sequence[int], source: str, tokens_source: str
+) -> tuple[int, int]:
+    """`(level, code)` of a SID token, refused when outside the table's levels and codebook sizes.
+
+    Counting levels and codes up to a token's numbers would let one hostile added token (`<|sid_999999999999_0|>`)
+    make the loader build a list of 10^12 entries; the digits are checked before they are even converted.
+    """
+    level_text, code_text = match.group(1), match.group(2)
+    bound = len(str(MAX_CODEBOOK_SIZE))
+    level = int(level_text) if len(level_text) <= bound else None
+    code = int(code_text) if len(code_text) <= bound else None
+    if (
+        level is None
+        or level >= len(expected)
+        or code is None
+        or code >= min(expected[level], MAX_CODEBOOK_SIZE)
+    ):
+        where = (
+            f"level {_short(level_text)} (the table has {len(expected)} levels)"
+            if level is None or level >= len(expected)
+            else f"code {_short(code_text)} at level {level} (codebook size {expected[level]})"
+        )
+        raise ValueError(
+            f"{tokens_source}: added token {token[:80]!r} names SID {where}, outside the item table's "
+            f"codebook_sizes {list(expected)} ({source}). The file was edited or comes from another tokenizer; "
+            "re-save the tokenizer with save_pretrained()."
+        )
+    return level, code
+
+
+def _short(digits: str) -> str:
+    return digits if len(digits) <= 24 else f"{digits[:12]}... ({len(digits)} digits)"
+
+
 class SIDTokenLookup:
     """Token id <-> (level, code) for the SID tokens of one tokenizer, checked against the table's sizes.
 
@@ -49,19 +84,28 @@ class SIDTokenLookup:
         added_vocab: The tokenizer's added tokens (`get_added_vocab()`).
         codebook_sizes: The table's codes per level.
         source: File or field named in errors.
+        tokens_source: The file that holds the added tokens (`tokenizer.json`), named in errors.
 
     Raises:
-        ValueError: when the SID tokens do not match `codebook_sizes` or a marker is missing.
+        ValueError: when the SID tokens do not match `codebook_sizes`, a SID token names a level or code outside
+            them (or beyond `MAX_CODEBOOK_SIZE`), or a marker is missing.
     """
 
-    def __init__(self, added_vocab: Mapping[str, int], codebook_sizes: Sequence[int], source: str) -> None:
+    def __init__(
+        self,
+        added_vocab: Mapping[str, int],
+        codebook_sizes: Sequence[int],
+        source: str,
+        tokens_source: str = "tokenizer.json",
+    ) -> None:
+        expected = [int(s) for s in codebook_sizes]
         found: dict[int, list[int]] = {}
         for token in added_vocab:
             m = SID_RE.fullmatch(token)
             if m:
-                found.setdefault(int(m.group(1)), []).append(int(m.group(2)))
+                level, code = _bounded_level_code(m, token, expected, source, tokens_source)
+                found.setdefault(level, []).append(code)
         found_sizes = [len(found.get(level, [])) for level in range(max(found) + 1)] if found else []
-        expected = [int(s) for s in codebook_sizes]
         complete = all(sorted(found.get(lv, [])) == list(range(s)) for lv, s in enumerate(expected))
         if found_sizes != expected or not complete:
             raise ValueError(
