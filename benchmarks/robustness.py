@@ -1,6 +1,6 @@
 """Robustness to bad input: hundreds of wrong calls and damaged saved files, each outcome classified.
 
-Inputs: the table of `tests/test_bad_input.py` plus generated variants (wrong types, NaN/inf, negative and huge
+Inputs: the table of `benchmarks/bad_input_cases.py` (which `tests/test_bad_input.py` also asserts) plus generated variants (wrong types, NaN/inf, negative and huge
 sizes, out-of-range codes for every public entry point; every file of a saved tokenizer and RQ-VAE directory
 truncated, bit-flipped, emptied, missing, rewritten with a wrong dtype or NaN weights, and every top-level JSON
 field replaced by a wrong value). A list of valid calls must keep working.
@@ -70,7 +70,7 @@ def _import_file(name: str, path: Path) -> Any:
     return module
 
 
-BAD = _import_file("test_bad_input", ROOT / "tests" / "test_bad_input.py")
+BAD = _import_file("bad_input_cases", HERE / "bad_input_cases.py")
 
 
 # --------------------------------------------------------------------------------------------------------------
