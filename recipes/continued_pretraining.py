@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hf_semtok.cli import parse_args_with_config
+from hf_semtok.data import DatasetArguments
 from hf_semtok.lm.stages import LMStageArguments, LMStageResult, run_lm_stage
 
 
@@ -39,12 +40,14 @@ class CPTArguments(LMStageArguments):
 def main(argv: list[str] | None = None) -> LMStageResult:
     """Run the recipe; `argv` as on the command line (`--config x.yaml --key value ...`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    (cfg,) = parse_args_with_config(CPTArguments, argv, prog="continued_pretraining.py", description=__doc__)
+    cfg, dataset = parse_args_with_config(
+        [CPTArguments, DatasetArguments], argv, prog="continued_pretraining.py", description=__doc__
+    )
     if cfg.data != "cpt":
         raise ValueError(
             "continued_pretraining.py trains on CPT documents; use finetune_lora.py for data: sft."
         )
-    return run_lm_stage(cfg)
+    return run_lm_stage(cfg, dataset=dataset)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM
 
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED
-from hf_semtok.data import leave_one_out_split, load_catalogue
+from hf_semtok.data import DatasetArguments, leave_one_out_split
 from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
 from hf_semtok.io_utils import write_text_atomic
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
@@ -52,12 +52,7 @@ class EvaluateConfig:
         "The SemanticIDTokenizer (default: adapter_path, else the model)."
     )
     device: str | None = _help("Device (default: cuda when available).")
-    # data (the same catalogue the model was trained on)
-    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = _help("Catalogue format.", "synthetic")
-    data_dir: str | None = _help("Directory of the catalogue files (not for synthetic).")
-    dataset_name: str | None = _help("Dataset name inside data_dir, where the format needs one.")
-    synthetic_items: int = _help("Items of the synthetic catalogue.", 1000)
-    synthetic_users: int = _help("Users of the synthetic catalogue.", 2000)
+    # data: the same catalogue the model was trained on (hf_semtok.data.DatasetArguments, parsed beside this class)
     split: Literal["test", "valid"] = _help("Which leave-one-out split is ranked.", "test")
     max_users: int | None = _help("A seeded random subset of the split's users (null: all).")
     max_history: int = _help("Most items of history in a prompt.", 20)
@@ -96,16 +91,11 @@ def load_model_and_tokenizer(cfg: EvaluateConfig):
 def main(argv: list[str] | None = None) -> dict:
     """Run the evaluation. Returns the JSON-ready result (also written to `output_file`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    (cfg,) = parse_args_with_config(EvaluateConfig, argv, prog="evaluate.py", description=__doc__)
-    model, tokenizer = load_model_and_tokenizer(cfg)
-    catalogue = load_catalogue(
-        cfg.dataset_format,
-        cfg.data_dir,
-        name=cfg.dataset_name,
-        seed=cfg.seed,
-        synthetic_items=cfg.synthetic_items,
-        synthetic_users=cfg.synthetic_users,
+    cfg, dataset = parse_args_with_config(
+        [EvaluateConfig, DatasetArguments], argv, prog="evaluate.py", description=__doc__
     )
+    model, tokenizer = load_model_and_tokenizer(cfg)
+    catalogue = dataset.load_catalogue(seed=cfg.seed)
     train, valid, test = leave_one_out_split(catalogue.histories, max_history=cfg.max_history)
     split = test if cfg.split == "test" else valid
     users = sorted(split)
@@ -140,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         "split": cfg.split,
         "dataset": catalogue.name,
         "num_items": len(catalogue),
-        "config": dataclasses.asdict(cfg),
+        "config": {**dataclasses.asdict(dataset), **dataclasses.asdict(cfg)},
     }
     if cfg.popularity_baseline:
         popularity = popularity_baseline(train, examples, ks=cfg.ks, exclude_seen=cfg.exclude_seen)

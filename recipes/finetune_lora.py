@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hf_semtok.cli import parse_args_with_config
+from hf_semtok.data import DatasetArguments
 from hf_semtok.lm.stages import LMStageArguments, LMStageResult, run_lm_stage
 
 
@@ -38,12 +39,14 @@ class LoRAArguments(LMStageArguments):
 def main(argv: list[str] | None = None) -> LMStageResult:
     """Run the recipe; `argv` as on the command line (`--config x.yaml --key value ...`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    (cfg,) = parse_args_with_config(LoRAArguments, argv, prog="finetune_lora.py", description=__doc__)
+    cfg, dataset = parse_args_with_config(
+        [LoRAArguments, DatasetArguments], argv, prog="finetune_lora.py", description=__doc__
+    )
     if cfg.data != "sft":
         raise ValueError(
             "finetune_lora.py trains on SFT examples; use continued_pretraining.py for data: cpt."
         )
-    return run_lm_stage(cfg)
+    return run_lm_stage(cfg, dataset=dataset)
 
 
 if __name__ == "__main__":

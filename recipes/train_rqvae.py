@@ -22,7 +22,7 @@ import yaml
 
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED, EMBEDDINGS_CACHE_DIRNAME
-from hf_semtok.data import leave_one_out_split, load_catalogue
+from hf_semtok.data import DatasetArguments, leave_one_out_split
 from hf_semtok.data.embeddings import catalogue_embeddings
 from hf_semtok.rqvae.quality import format_quality_table
 from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
@@ -43,13 +43,7 @@ def _help_list(text: str, default: list) -> object:
 class TrainRQVAEConfig:
     """Build Semantic IDs for a catalogue with a trained RQ-VAE."""
 
-    # data
-    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = _help("Catalogue format.", "synthetic")
-    data_dir: str | None = _help("Directory of the catalogue files (not for synthetic).")
-    dataset_name: str | None = _help("Dataset name inside data_dir, where the format needs one.")
-    synthetic_items: int = _help("Items of the synthetic catalogue.", 1000)
-    synthetic_users: int = _help("Users of the synthetic catalogue.", 2000)
-    text_fields: list[str] = _help_list("Item fields embedded as text.", ["title", "brand", "categories"])
+    # the catalogue: hf_semtok.data.DatasetArguments (parsed beside this class)
     # embeddings
     embedding_source: Literal["auto", "files", "catalogue", "text"] = _help(
         "Where item embeddings come from.", "auto"
@@ -102,17 +96,11 @@ class TrainRQVAEConfig:
 def main(argv: list[str] | None = None) -> dict:
     """Run the recipe. Returns the quality report (also written to `output_dir`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    (cfg,) = parse_args_with_config(TrainRQVAEConfig, argv, prog="train_rqvae.py", description=__doc__)
-    output_dir = Path(cfg.output_dir)
-    catalogue = load_catalogue(
-        cfg.dataset_format,
-        cfg.data_dir,
-        name=cfg.dataset_name,
-        text_fields=cfg.text_fields,
-        seed=cfg.seed,
-        synthetic_items=cfg.synthetic_items,
-        synthetic_users=cfg.synthetic_users,
+    cfg, dataset = parse_args_with_config(
+        [TrainRQVAEConfig, DatasetArguments], argv, prog="train_rqvae.py", description=__doc__
     )
+    output_dir = Path(cfg.output_dir)
+    catalogue = dataset.load_catalogue(seed=cfg.seed)
     cache_dir = cfg.embedding_cache_dir or output_dir.parent / "cache" / EMBEDDINGS_CACHE_DIRNAME
     embeddings = catalogue_embeddings(
         catalogue,
@@ -149,7 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = train_sid_stage(
         embeddings, catalogue.item_ids, train_histories, sid_config, seed=cfg.seed, progress=cfg.progress
     )
-    recipe_config = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+    recipe_config = yaml.safe_dump(
+        {**dataclasses.asdict(dataset), **dataclasses.asdict(cfg)}, sort_keys=False
+    )
     save_training_result(result, output_dir, extra_files={"recipe_config.yaml": recipe_config})
     print(f"Semantic IDs for {catalogue.name!r} ({catalogue.num_items} items) -> {output_dir}")
     print(format_quality_table(result.report))

@@ -10,6 +10,7 @@ import pytest
 
 import hf_semtok.demo
 from hf_semtok.cli import main, parse_args_with_config
+from hf_semtok.data import DatasetArguments
 from hf_semtok.demo import QUICK_OVERRIDES, DemoConfig
 from hf_semtok.lm.stages import LMStageArguments
 
@@ -222,8 +223,10 @@ def test_missing_yaml_file_is_a_clear_error(runs, tmp_path):
 def test_all_linear_stays_a_string_from_yaml_and_command_line(tmp_path):
     """`lora_target_modules: all-linear` must reach peft as the string (a list ['all-linear'] matches no module)."""
     path = ROOT / "recipes" / "configs" / "lora_synthetic.yaml"
-    (cfg,) = parse_args_with_config(LMStageArguments, ["--config", str(path), "--output_dir", str(tmp_path)])
-    assert cfg.lora_target_modules == "all-linear"
+    cfg, data = parse_args_with_config(
+        [LMStageArguments, DatasetArguments], ["--config", str(path), "--output_dir", str(tmp_path)]
+    )
+    assert cfg.lora_target_modules == "all-linear" and data.dataset_format == "synthetic"
     (cfg,) = parse_args_with_config(LMStageArguments, ["--lora_target_modules", "all-linear"])
     assert cfg.lora_target_modules == "all-linear"
     (cfg,) = parse_args_with_config(LMStageArguments, ["--lora_target_modules", "q_proj", "v_proj"])

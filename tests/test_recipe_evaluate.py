@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hf_semtok.cli import parse_args_with_config
-from hf_semtok.data import leave_one_out_split
+from hf_semtok.data import DatasetArguments, leave_one_out_split
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.evaluation import evaluate_recommender
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
@@ -133,8 +133,18 @@ def test_main_bad_config(saved):
         evaluate_recipe.main(_args(model_dir, root / "y.json", "--num_beam", "4"))
 
 
-@pytest.mark.parametrize("name", ["evaluate_synthetic.yaml", "evaluate_scientific.yaml"])
-def test_shipped_configs_parse(name):
+@pytest.mark.parametrize(
+    "name, dataset_format",
+    [
+        ("evaluate_synthetic.yaml", "synthetic"),
+        ("evaluate_scientific.yaml", "lcrec"),
+        ("evaluate_table.yaml", "table"),
+    ],
+)
+def test_shipped_configs_parse(name, dataset_format):
     path = Path(__file__).resolve().parents[1] / "recipes" / "configs" / name
-    (cfg,) = parse_args_with_config(evaluate_recipe.EvaluateConfig, ["--config", str(path)])
+    cfg, data = parse_args_with_config(
+        [evaluate_recipe.EvaluateConfig, DatasetArguments], ["--config", str(path)]
+    )
     assert cfg.model_name_or_path and cfg.ks == [5, 10] and cfg.split == "test"
+    assert data.dataset_format == dataset_format

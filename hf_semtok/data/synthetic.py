@@ -24,7 +24,7 @@ import bisect
 import itertools
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -252,159 +252,30 @@ def make_synthetic_catalogue(
         A `SyntheticCatalogue` with item ids `"I0000"...`, user ids `"U0000"...`, titles, texts, two-level
         categories, histories, embeddings per modality, and the latent structure.
     """
-    n_cat = n_top_categories * n_subcategories
-    if n_top_categories < 1 or n_subcategories < 1:
-        raise ValueError("n_top_categories and n_subcategories must be >= 1.")
-    if n_items < 2 * n_cat:
-        raise ValueError(
-            f"n_items={n_items} is too small for {n_cat} subcategories (need >= {2 * n_cat}); "
-            "raise n_items or lower n_top_categories / n_subcategories."
-        )
-    if n_users < 1:
-        raise ValueError(f"n_users must be >= 1, got {n_users}.")
-    if not 1 <= min_history <= max_history:
-        raise ValueError(f"Need 1 <= min_history <= max_history, got {min_history} and {max_history}.")
-    if mean_history < min_history:
-        raise ValueError(f"mean_history={mean_history} must be >= min_history={min_history}.")
-    dims = dict(DEFAULT_MODALITY_DIMS if modality_dims is None else modality_dims)
-    if not dims or any(int(d) < 1 for d in dims.values()):
-        raise ValueError(f"modality_dims must name at least one view with a positive dimension, got {dims}.")
-    missing = {"audio": 0.2} if missing_fraction is None else dict(missing_fraction)
-    for mod, frac in missing.items():
-        if not 0.0 <= frac < 1.0:
-            raise ValueError(f"missing_fraction[{mod!r}]={frac} must be in [0, 1).")
-
+    dims, missing = _check_arguments(
+        n_items, n_users, n_top_categories, n_subcategories, modality_dims, missing_fraction,
+        min_history, mean_history, max_history,
+    )  # fmt: skip
+    grid = _CategoryGrid(n_top_categories, n_subcategories)
     rng = np.random.default_rng(seed)
-    pyrng = random.Random(seed)
-    vocab = _vocab(n_top_categories, n_subcategories)
+    pyrng = random.Random(seed)  # the order of draws from both generators is part of the seeded output
 
     # --- items per subcategory: uneven sizes (Dirichlet), at least 2 each -------------------------------
-    shares = rng.dirichlet(np.full(n_cat, 3.0))
-    sizes = 2 + np.floor(shares * (n_items - 2 * n_cat)).astype(int)
+    shares = rng.dirichlet(np.full(grid.n_cat, 3.0))
+    sizes = 2 + np.floor(shares * (n_items - 2 * grid.n_cat)).astype(int)
     sizes[np.argsort(-shares)[: n_items - sizes.sum()]] += 1  # hand out the rounding remainder
-    item_sub = rng.permutation(np.repeat(np.arange(n_cat), sizes))  # (n_items,), ids do not reveal categories
+    item_sub = rng.permutation(np.repeat(np.arange(grid.n_cat), sizes))  # (n_items,), ids hide categories
     item_ids = [f"I{i:0{max(4, len(str(n_items - 1)))}d}" for i in range(n_items)]
 
-    # --- latent vectors: top + subcategory offset + item offset ------------------------------------------
-    top_vec = rng.normal(size=(n_top_categories, latent_dim))
-    sub_vec = rng.normal(scale=0.7, size=(n_cat, latent_dim))
-    item_vec = rng.normal(scale=0.6, size=(n_items, latent_dim))
-    parts = (top_vec[item_sub // n_subcategories], sub_vec[item_sub], item_vec)  # each (n_items, latent_dim)
-    latent = (parts[0] + parts[1] + parts[2]).astype(np.float32)
-
-    embeddings: dict[str, np.ndarray] = {}
-    for mod, dim in dims.items():
-        mix = _VIEW_MIX.get(mod, _VIEW_MIX["text"])
-        signal = sum(w * p for w, p in zip(mix, parts))  # (n_items, latent_dim)
-        proj = rng.normal(size=(latent_dim, int(dim))) / np.sqrt(latent_dim)
-        view = signal @ proj  # (n_items, dim)
-        view = view + rng.normal(scale=noise * view.std(), size=view.shape)
-        view = view.astype(np.float32)
-        frac = missing.get(mod, 0.0)
-        if frac > 0:
-            view[rng.random(n_items) < frac] = np.nan
-        embeddings[mod] = view
-
-    # --- titles and texts -------------------------------------------------------------------------------
-    titles: dict[str, str] = {}
-    texts: dict[str, str] = {}
-    categories: dict[str, list[str]] = {}
-    category_path: dict[str, tuple[int, int]] = {}
-    used: set[str] = set()
-    for i, item in enumerate(item_ids):
-        sub = int(item_sub[i])
-        top = sub // n_subcategories
-        top_name, brands, adjectives, subs = vocab[top]
-        noun, modifiers, size_list = subs[sub % n_subcategories]
-        brand = pyrng.choice(brands)
-        for _ in range(20):
-            title = f"{brand} {pyrng.choice(adjectives)} {pyrng.choice(modifiers)} {noun} {pyrng.choice(size_list)}"
-            if title not in used:
-                break
-        else:
-            title = next(f"{title} No. {k}" for k in itertools.count(2) if f"{title} No. {k}" not in used)
-        used.add(title)
-        titles[item] = title
-        categories[item] = [top_name, noun]
-        category_path[item] = (top, sub)
-        texts[item] = compose_item_text(title[len(brand) + 1 :], brand, [top_name, noun])
-
-    # --- popularity (Zipf inside each subcategory) and successors ---------------------------------------
-    members = [np.flatnonzero(item_sub == c) for c in range(n_cat)]
-    cum_weights: list[list[float]] = []
-    for idx in members:
-        ranks = rng.permutation(len(idx)) + 1
-        cum_weights.append(list(itertools.accumulate((1.0 / ranks**popularity_exponent).tolist())))
-
-    def complement(c: int) -> int:  # next subcategory of the same top category
-        top, j = divmod(c, n_subcategories)
-        return top * n_subcategories + (j + 1) % n_subcategories
-
-    def cross(c: int) -> int:  # same slot in the next top category
-        top, j = divmod(c, n_subcategories)
-        return ((top + 1) % n_top_categories) * n_subcategories + j
-
-    successor_idx = np.empty(n_items, dtype=np.int64)
-    for c in range(n_cat):
-        targets = members[complement(c)]
-        # the successor is the most similar item of the complementary subcategory (a matching accessory)
-        sims = latent[members[c]] @ latent[targets].T  # (n_c, n_target)
-        successor_idx[members[c]] = targets[np.argmax(sims, axis=1)]
-
-    # --- user histories ----------------------------------------------------------------------------------
-    member_lists = [m.tolist() for m in members]
-    extra_mean = mean_history - min_history
-    histories: dict[str, list[str]] = {}
-    width = max(4, len(str(n_users - 1)))
-    for u in range(n_users):
-        prefs = [pyrng.randrange(n_cat)]
-        if pyrng.random() < 0.5:
-            prefs.append(complement(prefs[0]) if pyrng.random() < 0.5 else pyrng.randrange(n_cat))
-        length = min_history
-        if extra_mean > 0:
-            length += int(rng.geometric(1.0 / (extra_mean + 1.0)) - 1)
-        length = min(length, max_history)
-        seen: set[int] = set()
-        seq: list[int] = []
-        current_sub = prefs[0]
-        current_item = -1
-        for _ in range(length):
-            nxt = -1
-            if current_item >= 0 and pyrng.random() < p_successor:
-                cand = int(successor_idx[current_item])
-                if cand not in seen:
-                    nxt = cand
-            if nxt < 0:
-                if current_item >= 0:
-                    r = pyrng.random()
-                    if r < 0.40:
-                        pass  # stay in the subcategory
-                    elif r < 0.70:
-                        current_sub = complement(current_sub)
-                    elif r < 0.80:
-                        current_sub = cross(current_sub)
-                    elif r < 0.95:
-                        current_sub = pyrng.choice(prefs)
-                    else:
-                        current_sub = pyrng.randrange(n_cat)
-                pool, cum = member_lists[current_sub], cum_weights[current_sub]
-                for _attempt in range(8):
-                    cand = pool[bisect.bisect_left(cum, pyrng.random() * cum[-1])]
-                    if cand not in seen:
-                        nxt = cand
-                        break
-                if nxt < 0:  # the subcategory is exhausted for this user: any unseen item of a preference
-                    rest = [i for c in prefs for i in member_lists[c] if i not in seen] or [
-                        i for i in range(n_items) if i not in seen
-                    ]
-                    if not rest:
-                        break
-                    nxt = pyrng.choice(rest)
-            seq.append(nxt)
-            seen.add(nxt)
-            current_item = nxt
-            current_sub = int(item_sub[nxt])
-        histories[f"U{u:0{width}d}"] = [item_ids[i] for i in seq]
+    latent, embeddings = _latent_and_views(rng, grid, item_sub, latent_dim, dims, missing, noise)
+    titles, texts, categories, category_path = _item_texts(pyrng, grid, item_ids, item_sub)
+    members, cum_weights, successor_idx = _popularity_and_successors(
+        rng, grid, item_sub, latent, popularity_exponent
+    )
+    histories = _user_histories(
+        rng, pyrng, grid, item_ids, item_sub, members, cum_weights, successor_idx,
+        n_users, min_history, mean_history, max_history, p_successor,
+    )  # fmt: skip
 
     catalogue = SyntheticCatalogue(
         item_ids=item_ids,
@@ -429,3 +300,234 @@ def make_synthetic_catalogue(
         {m: e.shape[1] for m, e in embeddings.items()},
     )
     return catalogue
+
+
+@dataclass(frozen=True)
+class _CategoryGrid:
+    """The two-level category structure: `n_top` top categories of `n_sub` subcategories each."""
+
+    n_top: int
+    n_sub: int
+
+    @property
+    def n_cat(self) -> int:
+        return self.n_top * self.n_sub
+
+    def complement(self, c: int) -> int:
+        """The next subcategory of the same top category (where a matching accessory lives)."""
+        top, j = divmod(c, self.n_sub)
+        return top * self.n_sub + (j + 1) % self.n_sub
+
+    def cross(self, c: int) -> int:
+        """The same slot in the next top category."""
+        top, j = divmod(c, self.n_sub)
+        return ((top + 1) % self.n_top) * self.n_sub + j
+
+
+def _check_arguments(
+    n_items: int,
+    n_users: int,
+    n_top_categories: int,
+    n_subcategories: int,
+    modality_dims: Mapping[str, int] | None,
+    missing_fraction: Mapping[str, float] | None,
+    min_history: int,
+    mean_history: float,
+    max_history: int,
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Validate `make_synthetic_catalogue`'s arguments; returns the modality dims and missing fractions."""
+    n_cat = n_top_categories * n_subcategories
+    if n_top_categories < 1 or n_subcategories < 1:
+        raise ValueError("n_top_categories and n_subcategories must be >= 1.")
+    if n_items < 2 * n_cat:
+        raise ValueError(
+            f"n_items={n_items} is too small for {n_cat} subcategories (need >= {2 * n_cat}); "
+            "raise n_items or lower n_top_categories / n_subcategories."
+        )
+    if n_users < 1:
+        raise ValueError(f"n_users must be >= 1, got {n_users}.")
+    if not 1 <= min_history <= max_history:
+        raise ValueError(f"Need 1 <= min_history <= max_history, got {min_history} and {max_history}.")
+    if mean_history < min_history:
+        raise ValueError(f"mean_history={mean_history} must be >= min_history={min_history}.")
+    dims = dict(DEFAULT_MODALITY_DIMS if modality_dims is None else modality_dims)
+    if not dims or any(int(d) < 1 for d in dims.values()):
+        raise ValueError(f"modality_dims must name at least one view with a positive dimension, got {dims}.")
+    missing = {"audio": 0.2} if missing_fraction is None else dict(missing_fraction)
+    for mod, frac in missing.items():
+        if not 0.0 <= frac < 1.0:
+            raise ValueError(f"missing_fraction[{mod!r}]={frac} must be in [0, 1).")
+    return dims, missing
+
+
+def _latent_and_views(
+    rng: np.random.Generator,
+    grid: _CategoryGrid,
+    item_sub: np.ndarray,
+    latent_dim: int,
+    dims: Mapping[str, int],
+    missing: Mapping[str, float],
+    noise: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Latent item vectors (top + subcategory offset + item offset) and one noisy projection per modality."""
+    n_items = len(item_sub)
+    top_vec = rng.normal(size=(grid.n_top, latent_dim))
+    sub_vec = rng.normal(scale=0.7, size=(grid.n_cat, latent_dim))
+    item_vec = rng.normal(scale=0.6, size=(n_items, latent_dim))
+    parts = (top_vec[item_sub // grid.n_sub], sub_vec[item_sub], item_vec)  # each (n_items, latent_dim)
+    latent = (parts[0] + parts[1] + parts[2]).astype(np.float32)
+    embeddings: dict[str, np.ndarray] = {}
+    for mod, dim in dims.items():
+        mix = _VIEW_MIX.get(mod, _VIEW_MIX["text"])
+        signal = sum(w * p for w, p in zip(mix, parts))  # (n_items, latent_dim)
+        proj = rng.normal(size=(latent_dim, int(dim))) / np.sqrt(latent_dim)
+        view = signal @ proj  # (n_items, dim)
+        view = view + rng.normal(scale=noise * view.std(), size=view.shape)
+        view = view.astype(np.float32)
+        frac = missing.get(mod, 0.0)
+        if frac > 0:
+            view[rng.random(n_items) < frac] = np.nan
+        embeddings[mod] = view
+    return latent, embeddings
+
+
+def _item_texts(
+    pyrng: random.Random, grid: _CategoryGrid, item_ids: Sequence[str], item_sub: np.ndarray
+) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]], dict[str, tuple[int, int]]]:
+    """Unique titles, item texts, category names and category paths from the vocabulary of each category."""
+    vocab = _vocab(grid.n_top, grid.n_sub)
+    titles: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    categories: dict[str, list[str]] = {}
+    category_path: dict[str, tuple[int, int]] = {}
+    used: set[str] = set()
+    for i, item in enumerate(item_ids):
+        sub = int(item_sub[i])
+        top = sub // grid.n_sub
+        top_name, brands, adjectives, subs = vocab[top]
+        noun, modifiers, size_list = subs[sub % grid.n_sub]
+        brand = pyrng.choice(brands)
+        for _ in range(20):
+            title = f"{brand} {pyrng.choice(adjectives)} {pyrng.choice(modifiers)} {noun} {pyrng.choice(size_list)}"
+            if title not in used:
+                break
+        else:
+            title = next(f"{title} No. {k}" for k in itertools.count(2) if f"{title} No. {k}" not in used)
+        used.add(title)
+        titles[item] = title
+        categories[item] = [top_name, noun]
+        category_path[item] = (top, sub)
+        texts[item] = compose_item_text(title[len(brand) + 1 :], brand, [top_name, noun])
+    return titles, texts, categories, category_path
+
+
+def _popularity_and_successors(
+    rng: np.random.Generator,
+    grid: _CategoryGrid,
+    item_sub: np.ndarray,
+    latent: np.ndarray,
+    popularity_exponent: float,
+) -> tuple[list[np.ndarray], list[list[float]], np.ndarray]:
+    """Members of each subcategory, their cumulative Zipf weights, and each item's fixed successor."""
+    members = [np.flatnonzero(item_sub == c) for c in range(grid.n_cat)]
+    cum_weights: list[list[float]] = []
+    for idx in members:
+        ranks = rng.permutation(len(idx)) + 1
+        cum_weights.append(list(itertools.accumulate((1.0 / ranks**popularity_exponent).tolist())))
+    successor_idx = np.empty(len(item_sub), dtype=np.int64)
+    for c in range(grid.n_cat):
+        targets = members[grid.complement(c)]
+        # the successor is the most similar item of the complementary subcategory (a matching accessory)
+        sims = latent[members[c]] @ latent[targets].T  # (n_c, n_target)
+        successor_idx[members[c]] = targets[np.argmax(sims, axis=1)]
+    return members, cum_weights, successor_idx
+
+
+def _user_histories(
+    rng: np.random.Generator,
+    pyrng: random.Random,
+    grid: _CategoryGrid,
+    item_ids: Sequence[str],
+    item_sub: np.ndarray,
+    members: Sequence[np.ndarray],
+    cum_weights: Sequence[Sequence[float]],
+    successor_idx: np.ndarray,
+    n_users: int,
+    min_history: int,
+    mean_history: float,
+    max_history: int,
+    p_successor: float,
+) -> dict[str, list[str]]:
+    """One history per user: preferred subcategories, successors, moves between related subcategories."""
+    member_lists = [m.tolist() for m in members]
+    extra_mean = mean_history - min_history
+    histories: dict[str, list[str]] = {}
+    width = max(4, len(str(n_users - 1)))
+    for u in range(n_users):
+        prefs = [pyrng.randrange(grid.n_cat)]
+        if pyrng.random() < 0.5:
+            prefs.append(grid.complement(prefs[0]) if pyrng.random() < 0.5 else pyrng.randrange(grid.n_cat))
+        length = min_history
+        if extra_mean > 0:
+            length += int(rng.geometric(1.0 / (extra_mean + 1.0)) - 1)
+        length = min(length, max_history)
+        seq = _one_history(
+            pyrng, grid, item_sub, member_lists, cum_weights, successor_idx, prefs, length, p_successor
+        )
+        histories[f"U{u:0{width}d}"] = [item_ids[i] for i in seq]
+    return histories
+
+
+def _one_history(
+    pyrng: random.Random,
+    grid: _CategoryGrid,
+    item_sub: np.ndarray,
+    member_lists: Sequence[list[int]],
+    cum_weights: Sequence[Sequence[float]],
+    successor_idx: np.ndarray,
+    prefs: Sequence[int],
+    length: int,
+    p_successor: float,
+) -> list[int]:
+    """Item indices of one user's history of (at most) `length` distinct items."""
+    seen: set[int] = set()
+    seq: list[int] = []
+    current_sub = prefs[0]
+    current_item = -1
+    for _ in range(length):
+        nxt = -1
+        if current_item >= 0 and pyrng.random() < p_successor:
+            cand = int(successor_idx[current_item])
+            if cand not in seen:
+                nxt = cand
+        if nxt < 0:
+            if current_item >= 0:
+                r = pyrng.random()
+                if r < 0.40:
+                    pass  # stay in the subcategory
+                elif r < 0.70:
+                    current_sub = grid.complement(current_sub)
+                elif r < 0.80:
+                    current_sub = grid.cross(current_sub)
+                elif r < 0.95:
+                    current_sub = pyrng.choice(prefs)
+                else:
+                    current_sub = pyrng.randrange(grid.n_cat)
+            pool, cum = member_lists[current_sub], cum_weights[current_sub]
+            for _attempt in range(8):
+                cand = pool[bisect.bisect_left(cum, pyrng.random() * cum[-1])]
+                if cand not in seen:
+                    nxt = cand
+                    break
+            if nxt < 0:  # the subcategory is exhausted for this user: any unseen item of a preference
+                rest = [i for c in prefs for i in member_lists[c] if i not in seen] or [
+                    i for i in range(len(item_sub)) if i not in seen
+                ]
+                if not rest:
+                    break
+                nxt = pyrng.choice(rest)
+        seq.append(nxt)
+        seen.add(nxt)
+        current_item = nxt
+        current_sub = int(item_sub[nxt])
+    return seq

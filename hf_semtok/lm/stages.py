@@ -32,16 +32,13 @@ from peft import get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
-from transformers.trainer_utils import (
-    PREFIX_CHECKPOINT_DIR,
-    SchedulerType,
-)
+from transformers.trainer_utils import SchedulerType
 
 from hf_semtok.constants import DEFAULT_SEED
+from hf_semtok.data.arguments import DatasetArguments
 from hf_semtok.data.catalogue import leave_one_out_split
-from hf_semtok.data.loading import load_catalogue
 from hf_semtok.hub import card_template_path
-from hf_semtok.io_utils import atomic_directory
+from hf_semtok.io_utils import save_file_set
 from hf_semtok.lm.checkpoints import _final_output_present, is_finished, last_complete_checkpoint
 from hf_semtok.lm.corpus import (
     check_histories,
@@ -101,7 +98,8 @@ def _as_dict(value: Any, name: str) -> dict[str, Any]:
 @dataclass
 class LMStageArguments(TrainingArguments):
     """One training stage of a causal LM on Semantic IDs: `transformers.TrainingArguments` plus the model,
-    tokenizer, data and LoRA settings (the YAML keys of `continued_pretraining.py` and `finetune_lora.py`).
+    tokenizer, corpus and LoRA settings (the YAML keys of `continued_pretraining.py` and `finetune_lora.py`, beside
+    the catalogue's keys, `hf_semtok.data.DatasetArguments`, which the recipes parse with them).
 
     Every `TrainingArguments` field is a key too (`max_steps`, `save_steps`, `bf16`, `optim`, ...); only the
     defaults of a few differ (`output_dir`, `learning_rate`, `per_device_train_batch_size`, `lr_scheduler_type`,
@@ -144,16 +142,7 @@ class LMStageArguments(TrainingArguments):
     sid_init: Literal["mean", "codebook"] = _help(
         "How the new SID embedding rows are initialised.", default="mean"
     )
-    # data
-    dataset_format: Literal["synthetic", "lcrec", "amazon2014"] = _help(
-        "Catalogue format.", default="synthetic"
-    )
-    data_dir: str | None = _help("Directory of the catalogue files (not for synthetic).", default=None)
-    dataset_name: str | None = _help(
-        "Dataset name inside data_dir, where the format needs one.", default=None
-    )
-    synthetic_items: int = _help("Items of the synthetic catalogue.", default=1000)
-    synthetic_users: int = _help("Users of the synthetic catalogue.", default=2000)
+    # data (the catalogue itself: `hf_semtok.data.DatasetArguments`, parsed beside these arguments)
     data: Literal["cpt", "sft"] = _help("cpt: SID/text documents; sft: history -> next item.", default="sft")
     cpt_kinds: list[str] = _help(
         "CPT document kinds.",
@@ -444,20 +433,20 @@ def render_adapter_card(cfg: LMStageArguments, tokenizer: Any, facts: dict[str, 
     )
 
 
-def _keep_checkpoints(name: str) -> bool:
-    """Entries of an existing `output_dir` a new save carries over: the Trainer's checkpoints and logs."""
-    return name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") or name == "runs"
+#: The kind of file set `save_stage_output` writes (`hf_semtok.io_utils.save_file_set`).
+STAGE_FILE_SET_KIND = "lm_stage"
 
 
 def save_stage_output(model: Any, tokenizer: Any, cfg: LMStageArguments, facts: dict[str, Any]) -> Path:
-    """Save the model (or adapter), the tokenizer and `README.md` into `cfg.output_dir`, atomically.
+    """Save the model (or adapter), the tokenizer and `README.md` into `cfg.output_dir` as one atomic set of files.
 
-    `output_dir` is replaced in one step (`hf_semtok.io_utils.atomic_directory`), so a crash never leaves a
-    half-written model; the `checkpoint-N` directories already there are kept (resume and re-runs need them),
-    files of an earlier save are not.
+    The files are committed together (`hf_semtok.io_utils.save_file_set`, kind `"lm_stage"`), so a crash never
+    leaves a half-written model. Only this save's files are written; the files of the previous stage output in
+    `output_dir` that this one does not write (e.g. a full model's weights after a LoRA run) are deleted, and
+    everything else stays: the `checkpoint-N` folders (resume and re-runs need them), logs, the user's own files.
     """
     card = render_adapter_card(cfg, tokenizer, facts)
-    with atomic_directory(cfg.output_dir, keep=_keep_checkpoints) as tmp:
+    with save_file_set(cfg.output_dir, STAGE_FILE_SET_KIND) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         card.save(Path(tmp) / "README.md")
@@ -469,7 +458,11 @@ def save_stage_output(model: Any, tokenizer: Any, cfg: LMStageArguments, facts: 
 
 
 def run_lm_stage(
-    cfg: LMStageArguments, tokenizer: Any = None, catalogue: Any = None, model: Any = None
+    cfg: LMStageArguments,
+    tokenizer: Any = None,
+    catalogue: Any = None,
+    model: Any = None,
+    dataset: DatasetArguments | None = None,
 ) -> LMStageResult:
     """Run one stage end to end: load, check, build the corpus, train (with resume), save.
 
@@ -480,8 +473,10 @@ def run_lm_stage(
     Args:
         cfg: The stage arguments.
         tokenizer: A ready `SemanticIDTokenizer` (default: from `cfg`).
-        catalogue: A ready `Catalogue` (default: `load_catalogue` from `cfg`).
+        catalogue: A ready `Catalogue` (default: loaded from `dataset`).
         model: A ready causal LM (default: from `cfg`).
+        dataset: The catalogue to load when `catalogue` is None (the recipes parse it beside `cfg`; default:
+            `DatasetArguments()`, the synthetic catalogue), seeded with `cfg.seed`.
 
     Returns:
         An `LMStageResult`.
@@ -506,14 +501,7 @@ def run_lm_stage(
         )
     set_seed(cfg.seed)
     if catalogue is None:
-        catalogue = load_catalogue(
-            cfg.dataset_format,
-            cfg.data_dir,
-            name=cfg.dataset_name,
-            seed=cfg.seed,
-            synthetic_items=cfg.synthetic_items,
-            synthetic_users=cfg.synthetic_users,
-        )
+        catalogue = (dataset or DatasetArguments()).load_catalogue(seed=cfg.seed)
     if tokenizer is None:
         tokenizer = load_sid_tokenizer(
             cfg.tokenizer_name_or_path,
@@ -552,6 +540,7 @@ def run_lm_stage(
         "train_loss": round(losses[-1], 4) if losses else None,
         "trainable_parameters": n_trainable,
         "world_size": trainer.args.world_size,
+        "catalogue": getattr(catalogue, "name", None),
     }
     model = trainer.model
     if cfg.train_mode == "sid_embeddings":
