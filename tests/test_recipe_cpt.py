@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from hf_semtok.cli import parse_args_with_config
+from hf_semtok.data import DatasetArguments
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok import SIDTable
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
@@ -82,11 +83,13 @@ def test_cpt_recipe_trains_only_sid_rows_and_saves(sid_table_path, tmp_path):
 
 def test_cpt_configs_parse():
     cpt = _load("continued_pretraining")
-    for name in ("cpt_synthetic.yaml", "cpt_qwen2.5-0.5b.yaml"):
-        (cfg,) = parse_args_with_config(
-            cpt.CPTArguments, ["--config", str(ROOT / "recipes" / "configs" / name)]
+    formats = {"cpt_synthetic.yaml": "synthetic", "cpt_qwen2.5-0.5b.yaml": "lcrec", "cpt_table.yaml": "table"}
+    for name, dataset_format in formats.items():
+        cfg, data = parse_args_with_config(
+            [cpt.CPTArguments, DatasetArguments], ["--config", str(ROOT / "recipes" / "configs" / name)]
         )
         assert cfg.data == "cpt" and cfg.lora_target_modules == "all-linear"
+        assert data.dataset_format == dataset_format
 
 
 def test_cpt_recipe_rejects_unknown_key_and_missing_tokenizer(tmp_path):

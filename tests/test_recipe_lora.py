@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from hf_semtok.cli import parse_args_with_config
+from hf_semtok.data import DatasetArguments
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.lm.sid_embeddings import extend_model
 from hf_semtok.lm.stages import EXTENDED_FLAG, load_sid_tokenizer
@@ -111,11 +112,12 @@ def test_killed_run_resumes_from_last_checkpoint(cpt_dir, tmp_path):
 
 def test_lora_recipe_config_parses_and_bad_keys_fail():
     lora = _load("finetune_lora")
-    for name in ("lora_synthetic.yaml", "lora_qwen2.5-0.5b.yaml"):
-        (cfg,) = parse_args_with_config(
-            lora.LoRAArguments, ["--config", str(ROOT / "recipes" / "configs" / name)]
+    formats = {"lora_synthetic.yaml": "synthetic", "lora_qwen2.5-0.5b.yaml": "lcrec", "lora_table.yaml": "table"}
+    for name, dataset_format in formats.items():
+        cfg, data = parse_args_with_config(
+            [lora.LoRAArguments, DatasetArguments], ["--config", str(ROOT / "recipes" / "configs" / name)]
         )
-        assert cfg.data == "sft" and cfg.train_mode == "lora"
+        assert cfg.data == "sft" and cfg.train_mode == "lora" and data.dataset_format == dataset_format
         assert cfg.lora_target_modules == "all-linear"  # the string peft knows, not ["all-linear"]
     with pytest.raises(ValueError, match="lora_rank"):
         lora.main(["--lora_rank", "8"])
