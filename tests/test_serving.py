@@ -7,16 +7,22 @@ Tokenizers are built in code on each base family the tests use (byte-level BPE, 
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import json
+import os
 import random
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import BASE_TEXTS
 
-from hf_semtok import SemanticIDTokenizer, SIDLogitsProcessor, train_base_tokenizer
+from hf_semtok import SemanticIDTokenizer, SIDLogitsProcessor, build_causal_lm, train_base_tokenizer
 from hf_semtok.serving import export_grammar, export_prefix_allowed_tokens_fn, sid_grammar
 from hf_semtok.serving.prefix_fn import SIDConstraint
 
@@ -272,3 +278,125 @@ def test_constraint_batch_mask_and_dead_ends(sid_tokenizer):
     assert constraint.allowed_token_ids([start, code[0][2]]) == [code[1][c] for c in range(4)]
     for dead in rows[-3:]:
         assert constraint.allowed_token_ids(dead) == [tok.eos_token_id]
+
+
+# ------------------------------------------------------------------------------------------------ vLLM
+VLLM_PYTHON_ENV = "HF_SEMTOK_VLLM_PYTHON"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _served_model(tmp_path: Path) -> tuple[Path, SemanticIDTokenizer]:
+    """A tiny random LM and its tokenizer (byte-level BPE, the test catalogue) saved as one model folder, with the
+    exported marked grammars beside them."""
+    base = train_base_tokenizer(BASE_TEXTS, vocab_size=300)
+    tok = SemanticIDTokenizer.from_base(base, sid_table=CATALOGUE, codebook_sizes=SIZES)
+    model = build_causal_lm(
+        len(tok), hidden_size=128, num_layers=1, num_heads=2, seed=0, eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    model_dir = tmp_path / "served"
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    for dialect in ("llguidance", "xgrammar"):
+        (model_dir / f"grammar_{dialect}.txt").write_text(export_grammar(tok, dialect=dialect))
+    return model_dir, tok
+
+
+@pytest.mark.slow
+def test_vllm_serves_only_real_items(tmp_path):
+    """End to end in vLLM on CPU (offline `vllm.LLM`): the exported grammar on the xgrammar and guidance back-ends,
+    and the v1 logits processor in a batch that mixes constrained and unconstrained requests.
+
+    vLLM pins its own torch / transformers / llguidance, so it lives in a virtual environment of its own: set
+    HF_SEMTOK_VLLM_PYTHON to its interpreter (README, Serving). Skipped where neither that nor vllm is installed."""
+    python = sys.executable if importlib.util.find_spec("vllm") else os.environ.get(VLLM_PYTHON_ENV)
+    if not python:
+        pytest.skip(
+            f"vLLM is not installed here; set {VLLM_PYTHON_ENV} to a Python with vllm (README, Serving)."
+        )
+    model_dir, tok = _served_model(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [python, str(REPO / "tests" / "serving" / "vllm_e2e.py"), str(model_dir)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
+    valid = {tok.items_to_text([item]) for item in CATALOGUE}
+    constrained = [k for k in result if k.startswith(("grammar_", "processor_constrained"))]
+    assert len(constrained) == 4
+    for key in constrained:
+        assert result[key] and all(text in valid for text in result[key]), (key, result[key])
+    # the same random model writes non-items when nothing constrains it (so the checks above can fail)
+    for key in ("unconstrained", "processor_plain_1", "processor_plain_3"):
+        assert not all(text in valid for text in result[key]), key
+    # free mode: the prompt opened a SID; it is closed on a real item, then text goes on
+    for text in result["processor_free"]:
+        assert any(("<|sid_start|>" + text).startswith(item) for item in valid), text
+
+
+class _FakeBatchUpdate:
+    """vLLM's BatchUpdate fields (removed, added as (index, params, prompt ids, live output ids), moved)."""
+
+    def __init__(self, removed=(), added=(), moved=()):
+        self.batch_size, self.removed, self.added, self.moved = 0, list(removed), list(added), list(moved)
+
+
+def test_vllm_logits_processor_batch_state(tmp_path, monkeypatch, request):
+    """The v1 logits processor against vLLM's interface (a stand-in module where vllm is not installed): rows are
+    added, swapped, moved and removed as vLLM reports them; constrained rows get SIDConstraint's mask, others none."""
+    import enum
+    import types
+
+    if importlib.util.find_spec("vllm") is None:
+        fake = types.ModuleType("vllm.v1.sample.logits_processor")
+
+        class MoveDirectionality(enum.Enum):
+            UNIDIRECTIONAL = enum.auto()
+            SWAP = enum.auto()
+
+        fake.LogitsProcessor, fake.BatchUpdate, fake.MoveDirectionality = (
+            object,
+            _FakeBatchUpdate,
+            MoveDirectionality,
+        )
+        for name in ("vllm", "vllm.v1", "vllm.v1.sample"):
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+        monkeypatch.setitem(sys.modules, "vllm.v1.sample.logits_processor", fake)
+        monkeypatch.delitem(sys.modules, "hf_semtok.serving.vllm_logits", raising=False)
+        request.addfinalizer(
+            lambda: sys.modules.pop("hf_semtok.serving.vllm_logits", None)
+        )  # built on the stand-in
+    from hf_semtok.serving import vllm_logits
+
+    direction = vllm_logits.MoveDirectionality
+    model_dir, tok = _served_model(tmp_path)
+    config = types.SimpleNamespace(model_config=types.SimpleNamespace(tokenizer=str(model_dir)))
+    proc = vllm_logits.SIDVLLMLogitsProcessor(config, torch.device("cpu"), False)
+    assert proc.is_argmax_invariant() is False
+    sid = types.SimpleNamespace(extra_args={"hf_semtok_sid": "sid"})
+    plain = types.SimpleNamespace(extra_args=None)
+    with pytest.raises(ValueError, match="hf_semtok_sid"):
+        proc.validate_params(types.SimpleNamespace(extra_args={"hf_semtok_sid": "beam"}))
+    start, code = tok.sid_start_token_id, tok.sid_token_ids
+    out0, out1, out2 = [], [start], [start, code[0][3]]
+    proc.update_state(
+        _FakeBatchUpdate(added=[(0, sid, [5], out0), (1, plain, [5], out1), (2, sid, [5], out2)])
+    )
+    proc.update_state(
+        _FakeBatchUpdate(moved=[(0, 1, direction.SWAP)])
+    )  # row 0 is now plain, row 1 constrained
+    constraint = SIDConstraint.from_tokenizer(tok, vocab_size=len(tok) + 4)
+    logits = torch.randn(3, len(tok) + 4)
+    masked = proc.apply(logits.clone())
+    assert torch.equal(masked[0], logits[0])  # unconstrained row untouched
+    for row, tokens in ((1, out0), (2, out2)):
+        assert torch.equal(torch.isfinite(masked[row]), torch.from_numpy(constraint.mask([tokens])[0]))
+    out2.append(code[1][1])  # vLLM appends to the live output list: the next step reads it
+    masked = proc.apply(torch.zeros(3, len(tok) + 4))
+    assert torch.isfinite(masked[2]).nonzero().flatten().tolist() == constraint.allowed_token_ids(out2)
+    proc.update_state(_FakeBatchUpdate(removed=[1], moved=[(2, 0, direction.UNIDIRECTIONAL)]))
+    masked = proc.apply(torch.zeros(2, len(tok) + 4))
+    assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == constraint.allowed_token_ids(out2)
+    assert torch.isfinite(masked[1]).all()
