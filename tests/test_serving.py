@@ -400,3 +400,22 @@ def test_vllm_logits_processor_batch_state(tmp_path, monkeypatch, request):
     masked = proc.apply(torch.zeros(2, len(tok) + 4))
     assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == constraint.allowed_token_ids(out2)
     assert torch.isfinite(masked[1]).all()
+
+
+@pytest.mark.slow
+def test_serving_benchmark_writes_its_table(tmp_path):
+    """`benchmarks/serving.py` on a tiny catalogue: every dialect and the processor walk real items without error,
+    and the JSON and Markdown it writes carry the command, the seed and the thread count."""
+    spec = importlib.util.spec_from_file_location("bench_serving", REPO / "benchmarks" / "serving.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--sizes", "2000", "--walks", "3", "--output_dir", str(tmp_path)]
+    assert bench.main(argv) == 0
+    report = json.loads((tmp_path / "serving.json").read_text())
+    (row,) = report["sizes"]
+    for name in ("llguidance", "xgrammar", "SIDLogitsProcessor"):
+        assert "error" not in row[name] and row[name]["mask_us"] > 0, row[name]
+    assert row["llguidance"]["rules"] == row["xgrammar"]["rules"] <= row["distinct_prefixes"]
+    table = (tmp_path / "serving.md").read_text()
+    assert "Command: `python benchmarks/serving.py --sizes 2000" in table and "Seed 0, 1 thread(s)" in table
+    assert table.count("| 2,000 |") == 3
