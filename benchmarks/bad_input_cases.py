@@ -392,7 +392,7 @@ CASES: list[Case] = [
         "add_items ids a string",
         lambda c: c.tok.add_items("n", codes=[[0, 1]]),
         TE,
-        "item_ids must be a list",
+        "must be a list of item id strings",
     ),
     Case("add_items neither", lambda c: c.tok.add_items(["n"]), VE, "exactly one of"),
     # saved tokenizer directories

@@ -71,16 +71,19 @@ def _import_file(name: str, path: Path) -> Any:
 
 
 BAD = _import_file("bad_input_cases", HERE / "bad_input_cases.py")
+FAMILIES = _import_file("robustness_cases", HERE / "robustness_cases.py")
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Classification
 # --------------------------------------------------------------------------------------------------------------
-def classify_error(err: BaseException, fragment: str) -> str:
-    """`"clear"` or `"unclear"` for an exception raised where an error was due."""
+def classify_error(err: BaseException, fragment: str | tuple[str, ...]) -> str:
+    """`"clear"` or `"unclear"` for an exception raised where an error was due (`fragment`: one string, or a
+    tuple of which the message must contain one)."""
     if type(err).__name__ in RAW_TYPES or not isinstance(err, CLEAR_TYPES):
         return "unclear"
-    return "clear" if fragment.lower() in str(err).lower() else "unclear"
+    fragments = (fragment,) if isinstance(fragment, str) else fragment
+    return "clear" if any(f.lower() in str(err).lower() for f in fragments) else "unclear"
 
 
 def run_bad(
@@ -109,6 +112,111 @@ def run_bad(
                 "message": str(err)[:240],
             }
     return {"input": name, "outcome": outcome, "fragment": fragment}
+
+
+def run_probe(probe: Any) -> dict:
+    """Run one `robustness_cases.Probe` (in a forked child with a time and memory limit if `probe.isolate`)."""
+    rec = _run_isolated(probe) if probe.isolate else _run_probe_here(probe)
+    rec["family"] = probe.family
+    if probe.valid:
+        rec["valid"] = True
+    return rec
+
+
+def _run_probe_here(probe: Any) -> dict:
+    rec: dict[str, Any] = {"input": probe.name}
+    try:
+        result = probe.call()
+    except Exception as err:  # noqa: BLE001 - the point is to see every kind
+        rec.update(error=type(err).__name__, message=str(err)[:240])
+        if probe.valid:
+            rec["outcome"] = "crash"
+            rec["trace"] = traceback.format_exc(limit=4)[-700:]
+        else:
+            rec["outcome"] = classify_error(err, probe.fragment)
+            rec["fragment"] = probe.fragment
+    else:
+        problem: Any = None
+        if probe.check is not None:
+            try:
+                problem = probe.check(result)
+            except Exception as err:  # noqa: BLE001 - a result that breaks on first use
+                problem = f"the result breaks on first use: {type(err).__name__}: {str(err)[:200]}"
+        if isinstance(problem, dict):
+            rec.update({k: v for k, v in problem.items() if k != "problem"})
+            problem = problem.get("problem")
+        if problem:
+            rec["problem"] = str(problem)[:300]
+        if probe.valid:
+            rec["outcome"] = "fail" if problem else "ok"
+        else:
+            rec["outcome"] = "harmless" if probe.check is not None and not problem else "silent"
+            rec["fragment"] = probe.fragment
+    if probe.after is not None:
+        state = probe.after()
+        if state:
+            rec["state_problem"] = state
+            rec["outcome"] = "fail" if probe.valid else "silent"
+    return rec
+
+
+def _run_isolated(probe: Any) -> dict:
+    """Fork; the child runs the probe under an address-space limit (now + 3 GiB) and sends back its record. A
+    child still running after `probe.timeout` seconds is killed: a hang."""
+    import resource
+    import select
+    import signal
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(read_fd)
+            vm = _vm_size()
+            if vm:
+                resource.setrlimit(resource.RLIMIT_AS, (vm + (3 << 30), resource.RLIM_INFINITY))
+            rec = _run_probe_here(probe)
+            with os.fdopen(write_fd, "w") as out:
+                out.write(json.dumps(rec, default=str))
+        except BaseException:  # noqa: BLE001 - never return into the parent's code
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks, deadline = [], time.monotonic() + probe.timeout
+    with os.fdopen(read_fd, "rb") as inp:
+        while True:
+            left = deadline - time.monotonic()
+            ready = select.select([inp], [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return {"input": probe.name, "outcome": "hang", "timeout_s": probe.timeout}
+            chunk = os.read(inp.fileno(), 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if chunks:
+        return json.loads(b"".join(chunks).decode())
+    died = f"the child died ({'signal ' + str(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else status})"
+    return {
+        "input": probe.name,
+        "outcome": "crash" if probe.valid else "unclear",
+        "error": died,
+        "message": died,
+    }
+
+
+def _vm_size() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -374,14 +482,41 @@ def file_variants(ctx: Any) -> list[tuple[str, Callable[[], Any], str, Callable[
                             continue  # a value of the right type is a different setting, not damage
                         damages[f"{key}={label}"] = (BAD.edit_json(file, **{key: value}), False)
             for label, (damage, undetectable) in damages.items():
+                # With the save's manifest, any change to a file it names must be refused, naming the file; with
+                # the manifest deleted (as that error advises, or a folder written by another program) the loader's
+                # own checks must catch the damage.
+                for manifest in (True, False):
+                    if not manifest and (file.startswith(MANIFEST_PREFIX) or not _has_manifest(source)):
+                        continue
 
-                def call(s=source, f=file, d=damage, load=loader) -> Any:
-                    return load(BAD.damaged_copy(ctx, s, f, d))
+                    def call(s=source, f=file, d=damage, load=loader, m=manifest) -> Any:
+                        return load(BAD.damaged_copy(ctx, s, f, d if m else _without_manifest(d)))
 
-                out.append(
-                    (f"{source.name}/{file} {label}", call, _fragment(file, label), same, undetectable)
-                )
+                    fragment = (
+                        (file, _fragment(file, label))
+                        if manifest and _has_manifest(source)
+                        else _fragment(file, label)
+                    )
+                    suffix = "" if manifest or not _has_manifest(source) else " (manifest deleted)"
+                    out.append((f"{source.name}/{file} {label}{suffix}", call, fragment, same, undetectable))
     return out
+
+
+MANIFEST_PREFIX = ".hf_semtok_manifest"
+
+
+def _has_manifest(folder: Path) -> bool:
+    return any(p.name.startswith(MANIFEST_PREFIX) for p in folder.iterdir())
+
+
+def _without_manifest(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    def apply(path: Path) -> None:
+        for p in path.parent.iterdir():
+            if p.name.startswith(MANIFEST_PREFIX):
+                p.unlink()
+        damage(path)
+
+    return apply
 
 
 def _json_kind(value: Any) -> str:
@@ -511,14 +646,29 @@ def _label(load: Callable[[], Any], old: Any, new: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
+TARGET = {
+    "inputs_tried": (">=", 500),
+    "silent_coercions": ("<=", 0),
+    "hangs": ("<=", 0),
+    "valid_calls_failing": ("<=", 0),
+    "unclear_errors": ("<=", 5),
+    "foreign_files_lost": ("<=", 0),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer kill points")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer kill points and variants, no command lines"
+    )
     parser.add_argument("--no_kills", action="store_true", help="skip the kills-during-save section")
+    parser.add_argument("--commands", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the command-line cases as subprocesses (default: not with --quick)")  # fmt: skip
     parser.add_argument("--output_dir", default=str(RESULTS), help="where robustness.{json,md} go")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the isolated cases fork
     import logging
 
     logging.disable(logging.WARNING)  # the damaged loads log load reports; the outcomes are what counts
@@ -528,29 +678,52 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     start = time.perf_counter()
     records: list[dict[str, Any]] = []
+    valid: list[dict[str, Any]] = []
+    seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="robustness-") as tmp:
         ctx = BAD.build_context(Path(tmp))
+        ctx.fresh_dir = lambda: Path(
+            tempfile.mkdtemp(prefix="case", dir=tmp)
+        )  # unique, also in forked children
         for case in BAD.CASES:
             rec = run_bad(f"[table] {case.name}", lambda c=case: c.call(ctx), case.fragment)
             if rec["outcome"] == "clear" and not _expected_type(rec["error"], case.error):
                 rec["outcome"] = "unclear"  # one of ours, but not the type the table documents
-            records.append(rec)
+            records.append({**rec, "family": "table"})
         generated = [*recommend_variants(ctx), *processor_variants(), *config_variants(),
                      *embedding_variants(ctx), *table_variants(ctx)]  # fmt: skip
         for name, call, fragment in generated:
-            records.append(run_bad(name, call, fragment))
+            records.append({**run_bad(name, call, fragment), "family": "wrong arguments"})
         for name, call, fragment, same, undetectable in file_variants(ctx):
             rec = run_bad(name, call, fragment, same)
             if rec["outcome"] == "silent" and undetectable:
                 rec["outcome"] = "undetectable"
-            records.append(rec)
-        valid = []
+            records.append({**rec, "family": "damaged files"})
+        extras = FAMILIES.Extras(ctx, BAD)
+        seconds["table, arguments, files"] = round(time.perf_counter() - start, 1)
+        for family in FAMILIES.FAMILIES:
+            family_start = time.perf_counter()
+            try:
+                probes = family(ctx, BAD, extras, args.quick)
+            except Exception as err:  # noqa: BLE001 - a family that cannot be built is reported, not fatal
+                valid.append({"input": f"building {family.__name__}", "outcome": "crash", "family": family.__name__,
+                              "error": type(err).__name__, "message": str(err)[:240],
+                              "trace": traceback.format_exc(limit=4)[-700:]})  # fmt: skip
+                continue
+            for probe in probes:
+                rec = run_probe(probe)
+                (valid if probe.valid else records).append(rec)
+            seconds[family.__name__] = round(time.perf_counter() - family_start, 1)
+        if args.commands if args.commands is not None else not args.quick:
+            folder = Path(tempfile.mkdtemp(prefix="commands", dir=tmp))
+            for cmd in FAMILIES.command_cases(folder):
+                records.append({**FAMILIES.run_command(cmd, folder, timeout=300), "family": "command lines"})
         for name, call in BAD.VALID_CALLS:
             try:
                 call(ctx)
-                valid.append({"input": name, "outcome": "ok"})
+                valid.append({"input": name, "outcome": "ok", "family": "table"})
             except Exception as err:  # noqa: BLE001
-                valid.append({"input": name, "outcome": "crash", "error": type(err).__name__,
+                valid.append({"input": name, "outcome": "crash", "error": type(err).__name__, "family": "table",
                               "message": str(err)[:240], "trace": traceback.format_exc(limit=3)[-600:]})  # fmt: skip
         kills = (
             {"status": "skipped (--no_kills)"}
@@ -558,33 +731,54 @@ def main(argv: list[str] | None = None) -> int:
             else kills_during_save(ctx, 8 if args.quick else 25, 0 if args.quick else 6)
         )
     counts = Counter(r["outcome"] for r in records)
+    failing = [v for v in valid if v["outcome"] != "ok"]
     figures = {
         "inputs_tried": len(records),
         "clear_errors": counts["clear"],
         "unclear_errors": counts["unclear"],
         "silent_coercions": counts["silent"],
-        "harmless_damage_ignored": counts["harmless"],
+        "hangs": counts["hang"] + sum(v["outcome"] == "hang" for v in valid),
+        "harmless_no_error": counts["harmless"],
         "undetectable_corruption": counts["undetectable"],
         "valid_calls": len(valid),
-        "crashes_on_valid_calls": sum(v["outcome"] == "crash" for v in valid),
+        "valid_calls_failing": len(failing),
+        "foreign_files_lost": sum(int(v.get("lost", 0)) for v in valid),
+        "saves_with_wrong_file_modes": sum(bool(v.get("wrong_modes")) for v in valid),
     }
+    figures["crashes_on_valid_calls"] = figures["valid_calls_failing"]  # the name earlier results used
+    target = {
+        f"{key} {op} {bound}": (figures[key] >= bound if op == ">=" else figures[key] <= bound)
+        for key, (op, bound) in TARGET.items()
+    }
+    families: dict[str, Counter] = {}
+    for rec in [*records, *valid]:
+        families.setdefault(rec.get("family", ""), Counter())[rec["outcome"]] += 1
     result = {
         "figures": figures,
+        "target": target,
+        "meets_target": all(target.values()),
+        "quick": args.quick,
+        "command": "python benchmarks/robustness.py" + (" --quick" if args.quick else ""),
         "rule": "clear = ValueError/TypeError/FileNotFoundError/KeyError (not a raw JSONDecodeError, "
         "UnicodeDecodeError or SafetensorError) whose message contains the identifying fragment",
+        "families": {name: dict(c) for name, c in families.items()},
         "kills_during_save": kills,
         "seconds": round(time.perf_counter() - start, 1),
+        "seconds_by_part": seconds,
         "unclear": [r for r in records if r["outcome"] == "unclear"],
         "silent": [r for r in records if r["outcome"] == "silent"],
+        "hangs": [r for r in [*records, *valid] if r["outcome"] == "hang"],
         "undetectable": [r for r in records if r["outcome"] == "undetectable"],
-        "crashes": [v for v in valid if v["outcome"] == "crash"],
+        "crashes": failing,
         "all": records,
+        "valid": valid,
     }
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(result, output_dir / "robustness.json", indent=1)
     write_text_atomic(_markdown(result), output_dir / "robustness.md")
-    print(json.dumps({**figures, "kills_during_save": _kill_summary(kills)}, indent=1))
+    print(json.dumps({**figures, "meets_target": result["meets_target"],
+                      "kills_during_save": _kill_summary(kills)}, indent=1))  # fmt: skip
     return 0
 
 
@@ -612,18 +806,30 @@ def _markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Robustness to bad input",
         "",
-        f"Rule: {result['rule']}.",
+        f"Command: `{result['command']}`. Rule: {result['rule']}. A hang is a call that did not return within its "
+        "time limit (isolated cases run in a forked child); a valid call fails when it raises, or when its result "
+        "is wrong (a save that loses a file it does not own, writes files other users cannot read, or leaves the "
+        "model in another state).",
         "",
-        "| inputs tried | clear errors | unclear errors | silent coercions | harmless (ignored damage) | "
-        "undetectable corruption | valid calls | crashes on valid calls |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| inputs tried | clear errors | unclear errors | silent coercions | hangs | harmless (no error, right "
+        "result) | undetectable corruption | valid calls | valid calls that fail | foreign files lost |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {f['inputs_tried']} | {f['clear_errors']} | {f['unclear_errors']} | {f['silent_coercions']} | "
-        f"{f['harmless_damage_ignored']} | {f['undetectable_corruption']} | {f['valid_calls']} | "
-        f"{f['crashes_on_valid_calls']} |",
+        f"{f['hangs']} | {f['harmless_no_error']} | {f['undetectable_corruption']} | {f['valid_calls']} | "
+        f"{f['valid_calls_failing']} | {f['foreign_files_lost']} |",
         "",
-        "## Kills during save",
+        "Target (issue 24): "
+        + ", ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in result["target"].items())
+        + ".",
         "",
+        "## By family",
+        "",
+        "| family | outcomes |",
+        "|---|---|",
     ]
+    for name, outcomes in result["families"].items():
+        lines.append(f"| {name} | {', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))} |")
+    lines += ["", "## Kills during save", ""]
     kills = result["kills_during_save"]
     if "status" in kills:
         lines.append(kills["status"])
@@ -643,16 +849,23 @@ def _markdown(result: dict[str, Any]) -> str:
                     f"| {name} | {info.get('kills', '?')} | {info['broken']} | {info.get('states', '')} | "
                     f"{info.get('outcomes', info.get('first_broken_state', ''))} |"
                 )
-    for title, key in (("Unclear errors", "unclear"), ("Silent coercions", "silent"), ("Crashes", "crashes")):
+    for title, key in (("Unclear errors", "unclear"), ("Silent coercions", "silent"), ("Hangs", "hangs"),
+                       ("Valid calls that fail", "crashes")):  # fmt: skip
         lines += ["", f"## {title} ({len(result[key])})", ""]
         for rec in result[key]:
-            detail = f"{rec.get('error', '')}: {rec.get('message', '')}".strip(": ").replace("|", "\\|")
-            lines.append(f"- `{rec['input']}` {detail[:200]}")
+            detail = (
+                rec.get("problem")
+                or rec.get("state_problem")
+                or f"{rec.get('error', '')}: {rec.get('message', '')}"
+            )
+            detail = detail.strip(": ").replace("|", "\\|").replace("\n", " ")
+            lines.append(f"- `{rec['input']}` {detail[:240]}")
     lines += [
         "",
         f"Undetectable corruption: {len(result['undetectable'])} (a bit flipped inside the float data of a "
-        "safetensors file still loads as valid numbers; only a checksum, which the format does not carry, "
-        "would tell): " + ", ".join(f"`{r['input']}`" for r in result["undetectable"]) + ".",
+        "safetensors file in a folder without its manifest still loads as valid numbers): "
+        + ", ".join(f"`{r['input']}`" for r in result["undetectable"])
+        + ".",
         "",
     ]
     lines.append(f"Run time: {result['seconds']} s.")
