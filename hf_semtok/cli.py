@@ -58,14 +58,21 @@ def read_yaml_config(path: str | Path, valid_keys: Iterable[str]) -> dict[str, A
     """Read a YAML config file: a mapping whose keys must all be in `valid_keys`.
 
     Raises:
-        ValueError: The file is missing, is not a mapping, or has a key not in `valid_keys` (the message names
-            the closest valid key).
+        ValueError: The file is missing, is not UTF-8 text or not YAML, is not a mapping, or has a key not in
+            `valid_keys` (the message names the closest valid key). Every message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Config file {str(path)!r} does not exist; check the path given to --config.")
-    with path.open(encoding="utf-8") as handle:
-        values = yaml.safe_load(handle)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            values = yaml.safe_load(handle)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"Config file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8."
+        ) from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"Config file {str(path)!r} is not valid YAML: {err}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -158,6 +165,21 @@ def _normalise_argv(args: Sequence[str], hints: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _check_list_values(values: Mapping[str, Any], hints: Mapping[str, Any], where: str) -> None:
+    """A list option given one value in YAML (`hidden_sizes: 16`) is an error naming the key and the fix, not a
+    crash later ("'int' object is not iterable") nor a silent `[16]`."""
+    for key, value in values.items():
+        hint = hints.get(key)
+        if hint is None or not _is_list(hint) or value is None or isinstance(value, (list, tuple)):
+            continue
+        members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+        if any(isinstance(m, type) and not isinstance(value, bool) and isinstance(value, m) for m in members):
+            continue  # `list[str] | str`: a plain string is one of the accepted types
+        raise ValueError(
+            f"`{key}` in {where} must be a list, e.g. `{key}: [{value}]`; got {type(value).__name__} {value!r}."
+        )
+
+
 def _accept_null(parser: argparse.ArgumentParser, hints: Mapping[str, Any]) -> None:
     """Let an `X | None` option (X not `str`) read `none`/`null` as `None`."""
     for action in parser._actions:
@@ -232,6 +254,7 @@ def parse_args_with_config(
     pre.add_argument("--config", default=None)
     config_path = pre.parse_known_args(args)[0].config
     values = read_yaml_config(config_path, hints) if config_path else {}
+    _check_list_values(values, hints, f"the config file {config_path!r}")
     values.update(overrides or {})
     for section, updates in sections.items():
         base = values.get(section)
@@ -263,6 +286,19 @@ class _DemoCommand:
     )
 
 
+def _check_output_dir(output_dir: str) -> None:
+    """`output_dir` must be a folder or a path where one can be made: no file at it or above it."""
+    path = Path(output_dir)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "is a file" if part == path else f"lies under the file {str(part)!r}"
+                raise ValueError(
+                    f"--output_dir {str(path)!r} {where}, not a folder; give a folder path (created if missing)."
+                )
+            return
+
+
 def _demo(argv: Sequence[str]) -> int:
     quick = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     quick.add_argument("--quick", nargs="?", const=True, default=False)
@@ -274,6 +310,7 @@ def _demo(argv: Sequence[str]) -> int:
         prog="hf-semtok demo",
         description="End-to-end offline demo on a synthetic catalogue; options also as key=value.",
     )
+    _check_output_dir(cfg.output_dir)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sys.stdout.write(f"hf-semtok demo ({'quick' if command.quick else 'full'}) -> {cfg.output_dir}\n")
     run_demo(cfg, out=sys.stdout)

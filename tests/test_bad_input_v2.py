@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 import torch
 
+from hf_semtok.cli import main, parse_args_with_config
 from hf_semtok.logits_process import SIDLogitsProcessor
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+from hf_semtok.rqvae.sid_stage import SIDStageConfig
 from hf_semtok.rqvae.training import _check_finite_weights, train_rqvae
+from hf_semtok.sids.assignment import add_items_to_table, assign_unique_sids
+from hf_semtok.small_models import train_base_tokenizer
+from hf_semtok.tokenizer.item_ids import ItemIds, check_item_ids
+from hf_semtok.tokenizer.sid_table import SIDTable
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 # --------------------------------------------------------------------------------------------------------------
 # SIDLogitsProcessor: start / end / EOS ids (item 8) and its own messages (item 11)
@@ -132,3 +139,197 @@ def test_collapsed_codes_are_reported(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="hf_semtok.rqvae.training"):
         train_rqvae(_embeddings(), _config(), max_steps=3, batch_size=16, progress=False, report=False)
     assert "Every item got the same level-0 code" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Item ids: one validator, one rule (item 5, issue 26)
+# --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("ids", "error", "fragment"),
+    [
+        ({"b", "a"}, TypeError, "a set has no order"),
+        (frozenset({"a"}), TypeError, "a set has no order"),
+        ("abc", TypeError, "a string would be split into characters"),
+        (b"abc", TypeError, "must be a list of item id strings"),
+        ({"a": 1}, TypeError, "must be a list of item id strings; got dict"),
+        (iter(["a"]), TypeError, "must be a list of item id strings"),
+        (None, TypeError, "must be a list of item id strings; got NoneType"),
+        (
+            ["a", None],
+            TypeError,
+            r"must hold strings \(ids are never converted\); None \(NoneType\) at position 1",
+        ),
+        (["a", 1], TypeError, r"1 \(int\) at position 1 is not. Pass \[str\(i\) for i in ids\]"),
+        (np.arange(3), TypeError, r"0 \(int\) at position 0"),
+        (["a", 1.5], TypeError, r"1\.5 \(float\)"),
+        (["a", b"b"], TypeError, r"b'b' \(bytes\)"),
+        (["a", ""], ValueError, r"item_ids\[1\] is an empty string"),
+        (["a", "b", "a"], ValueError, r"Duplicate item ids in item_ids: \['a'\]"),
+    ],
+)
+def test_check_item_ids_one_rule(ids, error, fragment):
+    with pytest.raises(error, match=fragment):
+        check_item_ids(ids, "caller")
+
+
+def test_check_item_ids_accepts_ordered_string_sequences_and_file_errors_are_value_errors():
+    assert check_item_ids(("b", "a"), "caller") == ["b", "a"]
+    got = check_item_ids(np.array(["x", "y"]), "caller")
+    assert got == ["x", "y"] and all(type(i) is str for i in got)  # numpy strings become plain str
+    packed = check_item_ids(["a", "b", "c"], "caller", compact_min_items=2)
+    assert isinstance(packed, ItemIds) and list(packed) == ["a", "b", "c"]
+    assert check_item_ids(packed, "caller") is packed
+    with pytest.raises(ValueError, match=r"Duplicate item ids"):
+        check_item_ids(ItemIds.from_list(["a", "a"]), "caller")
+    with pytest.raises(ValueError, match=r"table\.json: field 'item_ids' must hold strings"):
+        check_item_ids(["a", 1], "table.json", in_file=True)  # a file's content is a wrong value, not type
+
+
+@pytest.mark.parametrize(
+    ("ids", "fragment"),
+    [
+        ({f"i{i}" for i in range(64)}, "a set has no order"),
+        ("x" * 64, "a string would be split into characters"),
+        ([None] * 64, r"None \(NoneType\) at position 0"),
+        (list(range(64)), r"0 \(int\) at position 0"),
+    ],
+)
+def test_train_rqvae_refuses_wrong_item_ids_before_training(ids, fragment, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("hf_semtok.rqvae.training._RQVAETrainer.train", no_training)
+    with pytest.raises(TypeError, match=fragment):
+        train_rqvae(_embeddings(), _config(), item_ids=ids, max_steps=2, batch_size=16, progress=False)
+
+
+def test_every_entry_point_uses_the_same_rule():
+    for call in (
+        lambda: assign_unique_sids([[0, 1], [1, 0]], ["a", 2], [2, 2]),
+        lambda: SIDTable(["a", 2], [[0, 1], [1, 0]], [2, 2]),
+        lambda: add_items_to_table(assign_unique_sids([[0, 1]], ["a"], [2, 2]), [None], [[1, 1]]),
+    ):
+        with pytest.raises(TypeError, match="must hold strings"):
+            call()
+    with pytest.raises(TypeError, match="a set has no order"):
+        assign_unique_sids([[0, 1], [1, 0]], {"a", "b"}, [2, 2])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The tokenizer's item API: no silent coercions (item 8)
+# --------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tok() -> SemanticIDTokenizer:
+    base = train_base_tokenizer(["a small catalogue of things to buy", "books and games"] * 5, vocab_size=300)
+    table = {f"i{i:02d}": (i % 3, i % 4) for i in range(10)}
+    return SemanticIDTokenizer.from_base(base, sid_table=table, codebook_sizes=[3, 4])
+
+
+@pytest.mark.parametrize("item", [None, 1, 1.5, b"i01"])
+def test_item_lookups_refuse_non_string_ids(tok, item):
+    with pytest.raises(TypeError, match=r"Item ids are strings; got"):
+        tok.item_to_sid(item)
+    with pytest.raises(TypeError, match=r"Item ids are strings; got"):
+        tok.items_to_text([item])
+    with pytest.raises(TypeError, match=r"Item ids are strings; got"):
+        tok.encode_items([item])
+    with pytest.raises(TypeError, match=r"Item ids are strings; got"):
+        tok.sid_table.rows_of_items([item])
+
+
+def test_add_items_refuses_non_string_ids(tok):
+    before = list(tok.item_ids)
+    for ids in ([None], [7], {"new"}):
+        with pytest.raises(TypeError, match="item_ids must"):
+            tok.add_items(ids, codes=[[2, 3]])
+    assert list(tok.item_ids) == before and "None" not in tok.item_ids
+
+
+@pytest.mark.parametrize(
+    ("codes", "fragment"),
+    [
+        ([[0.7, 1.2]], "must hold integers"),
+        ([0.7, 1.2], "must hold integers"),
+        ([[True, 0]], "must hold integers"),
+        ([["1", "0"]], "must hold integers"),
+        (np.array([["1", "0"]]), "must hold integers"),
+        (np.zeros((1, 1, 2), dtype=np.int64), "must be 2-D"),
+        ([[[0, 1]]], "must hold integers"),
+        (np.array([[0, 2**64 - 1]], dtype=np.uint64), str(2**64 - 1)),
+    ],
+)
+def test_codes_to_token_ids_takes_integer_codes_only(tok, codes, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        tok.codes_to_token_ids(codes)
+
+
+def test_codes_to_token_ids_still_takes_one_sid_and_a_matrix(tok):
+    one = tok.codes_to_token_ids([1, 2])
+    assert one.shape == (1, 2) and one.tolist() == tok.codes_to_token_ids(np.array([[1, 2]])).tolist()
+
+
+def test_huge_token_ids_and_float_prefixes_are_clear_errors(tok):
+    with pytest.raises(ValueError, match=f"token id {2**70} is out of range"):
+        tok.parse_items([2**70])
+    with pytest.raises(ValueError, match=f"token id {2**64 - 1} is out of range"):
+        tok.parse_items(np.array([2**64 - 1], dtype=np.uint64))
+    with pytest.raises(TypeError, match=r"Code 0 of the SID prefix \(1\.7,\) must be an integer"):
+        tok.sid_table.rows_with_prefix([1.7])
+    with pytest.raises(TypeError, match="A SID prefix is a tuple of integer codes"):
+        tok.sid_table.rows_with_prefix("1")
+    assert (
+        tok.sid_table.rows_with_prefix([np.int64(1)]).tolist() == tok.sid_table.rows_with_prefix([1]).tolist()
+    )
+
+
+def test_table_collision_strategy_and_uint64_codes_are_checked():
+    with pytest.raises(ValueError, match=r"field 'collision_strategy' is 'bogus'; use one of"):
+        SIDTable(["a"], [[0, 1]], [2, 2], collision_strategy="bogus")
+    with pytest.raises(ValueError, match=f"holds code {2**64 - 1}"):
+        SIDTable(["a"], np.array([[0, 2**64 - 1]], dtype=np.uint64), [2, 2])
+    for strategy in ("extra_level", "reassign", "none", None):
+        assert SIDTable(["a"], [[0, 1]], [2, 2], collision_strategy=strategy).collision_strategy == strategy
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line: errors in our own words (item 11)
+# --------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def no_demo(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the demo must not start")
+
+    monkeypatch.setattr("hf_semtok.cli.run_demo", refuse)
+
+
+def test_non_utf8_or_broken_yaml_names_the_file(tmp_path, no_demo):
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("seed: 1\nn_items: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.yaml' is not UTF-8 text .*save it as UTF-8"):
+        main(["demo", "--config", str(latin)])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [1\n")
+    with pytest.raises(ValueError, match=r"broken\.yaml' is not valid YAML"):
+        main(["demo", "--config", str(broken)])
+
+
+def test_a_scalar_for_a_list_option_names_the_key_and_the_fix(tmp_path):
+    path = tmp_path / "rqvae.yaml"
+    path.write_text("hidden_sizes: 16\ncodebook_sizes: [8, 8]\n")
+    with pytest.raises(
+        ValueError, match=r"`hidden_sizes` in the config file .*rqvae\.yaml' must be a list, e\.g\. "
+    ):
+        parse_args_with_config([SIDStageConfig], ["--config", str(path)])
+    path.write_text("hidden_sizes: [16]\n")
+    (config,) = parse_args_with_config([SIDStageConfig], ["--config", str(path)])
+    assert config.hidden_sizes == [16]
+
+
+def test_demo_output_dir_that_is_a_file(tmp_path, no_demo):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"results\.txt' is a file, not a folder"):
+        main(["demo", "--quick", "--output_dir", str(a_file)])
+    with pytest.raises(ValueError, match=r"sub' lies under the file .*results\.txt'"):
+        main(["demo", "--quick", "--output_dir", str(a_file / "sub")])
+    assert a_file.read_text() == "not a folder"

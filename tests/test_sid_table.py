@@ -96,9 +96,11 @@ def test_from_dict_rejects_non_integer_codes():
 
 
 def test_from_duck_typed_object_with_sidtable_fields():
-    obj = SimpleNamespace(item_ids=[1, 2], codes=[[0, 1], [1, 0]], codebook_sizes=[2, 2])
+    obj = SimpleNamespace(item_ids=["1", "2"], codes=[[0, 1], [1, 0]], codebook_sizes=[2, 2])
     idx = SIDTable.from_any(obj)
-    assert idx.item_ids == ["1", "2"]  # ids are stored as strings
+    assert idx.item_ids == ["1", "2"]
+    with pytest.raises(TypeError, match=r"must hold strings \(ids are never converted\); 1 \(int\)"):
+        SIDTable.from_any(SimpleNamespace(item_ids=[1, 2], codes=[[0, 1], [1, 0]], codebook_sizes=[2, 2]))
     assert idx.num_semantic_levels == 2 and idx.collision_strategy is None and idx.stats == {}
 
 

@@ -460,7 +460,7 @@ def test_item_api_rejects_non_integers(bpe):
     assert tok.sid_to_item(tuple(np.int64(c) for c in sid)) == "item_005"
     with pytest.raises(ValueError, match="must hold integers"):
         tok.add_items(["new"], codes=[[0.5, 0, 0]])
-    with pytest.raises(TypeError, match="list of ids"):
+    with pytest.raises(TypeError, match="item_ids must be a list of item id strings; got str 'new'"):
         tok.add_items("new", codes=[[0, 0, 0]])
 
 

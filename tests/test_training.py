@@ -145,7 +145,7 @@ def test_multimodal_with_missing_rows():
         ({"cooccurrence_pairs": np.array([[0, N]])}, "outside \\[0, 300\\)"),
         ({"cooccurrence_pairs": np.array([0, 1])}, "\\(n_pairs, 2\\)"),
         ({"histories": {"u": ["i0", "ghost"]}}, "not in item_ids"),
-        ({"item_ids": ["x"] * N}, "Duplicate item ids: \\['x'\\] \\(1 id"),
+        ({"item_ids": ["x"] * N}, "Duplicate item ids in item_ids: \\['x'\\] \\(1 id"),
         ({"item_ids": ["a", "b", *(f"i{i}" for i in range(N - 4)), "b", "a"]}, "\\['a', 'b'\\] \\(2 id"),
         ({"item_ids": ["x"]}, "1 item ids for 300"),
         ({"config": small_config(codebook_sizes=[512, 8])}, "fewer than the largest codebook"),

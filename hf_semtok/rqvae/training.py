@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,8 @@ from hf_semtok.rqvae.inputs import (
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
 from hf_semtok.sids.assignment import COLLISION_STRATEGIES, SIDTable, assign_unique_sids
-from hf_semtok.tokenizer.sid_table import COMPACT_MIN_ITEMS, HashedItemIndex, ItemIds
+from hf_semtok.tokenizer.item_ids import check_item_ids
+from hf_semtok.tokenizer.sid_table import COMPACT_MIN_ITEMS, ItemIds
 
 __all__ = [
     "RQVAETrainingResult",
@@ -289,7 +290,8 @@ def train_rqvae(
         embeddings: `(n_items, dim)` matrix or dict name -> `(n_items, dim_m)` (numpy or torch). Missing
             modalities follow the rule of `hf_semtok.rqvae.modeling_rqvae` (a row of NaN or zeros).
         config: An `RQVAEConfig`; default: the default config with `modality_dims` taken from `embeddings`.
-        item_ids: One id per row (default: `"0"`, `"1"`, ...).
+        item_ids: One id per row, in row order: distinct non-empty strings (a list, tuple or array; a set, a
+            string or non-string ids are a `TypeError`, see `check_item_ids`). Default: `"0"`, `"1"`, ...
         cooccurrence_pairs: Co-occurring items for the contrastive loss: `(n_pairs, 2)` row indices or item ids.
         histories: User histories (use training histories only); turned into pairs with
             `build_cooccurrence_pairs(histories, window)` when `cooccurrence_pairs` is not given.
@@ -365,18 +367,14 @@ def train_rqvae(
             "cannot be learned from fewer items than codes. Use smaller `codebook_sizes` (e.g. "
             f"[{max(2, n // 8)}] * {config.num_levels}) or more items."
         )
-    item_ids = _item_id_strings(item_ids, n)
+    if item_ids is None:  # the row numbers
+        item_ids = (
+            ItemIds.from_list(map(str, range(n))) if n >= COMPACT_MIN_ITEMS else [str(i) for i in range(n)]
+        )
+    else:  # strings only, in row order, distinct: the library's one rule (check_item_ids)
+        item_ids = check_item_ids(item_ids, "train_rqvae", compact_min_items=COMPACT_MIN_ITEMS)
     if len(item_ids) != n:
         raise ValueError(f"{len(item_ids)} item ids for {n} embedding rows; give one id per row.")
-    if isinstance(item_ids, ItemIds):
-        HashedItemIndex(item_ids, "train_rqvae: item_ids")  # duplicates, without a set of n strings
-    elif len(set(item_ids)) != n:
-        counts = Counter(item_ids)
-        dupes = sorted(i for i, c in counts.items() if c > 1)
-        raise ValueError(
-            f"Duplicate item ids: {dupes[:5]}{' ...' if len(dupes) > 5 else ''} ({len(dupes)} id(s) appear more than "
-            "once); every row needs a distinct id. Merge or drop the repeated rows first."
-        )
     pairs = _resolve_pairs(cooccurrence_pairs, histories, window, item_ids)
     if pairs is not None and not len(pairs):
         logger.warning("No co-occurrence pairs: training without the contrastive loss.")
@@ -496,17 +494,6 @@ def train_rqvae(
     if output_dir is not None:
         save_training_result(result, output_dir)
     return result
-
-
-def _item_id_strings(item_ids: Any, n: int) -> list[str] | ItemIds:
-    """The ids as strings (default: the row numbers); `COMPACT_MIN_ITEMS` or more as compact [`ItemIds`]."""
-    if item_ids is None:
-        item_ids = range(n)
-    if isinstance(item_ids, ItemIds):
-        return item_ids
-    if hasattr(item_ids, "__len__") and len(item_ids) >= COMPACT_MIN_ITEMS:
-        return ItemIds.from_list(map(str, item_ids))
-    return [str(i) for i in item_ids]
 
 
 def _check_training_arguments(**kwargs: Any) -> None:

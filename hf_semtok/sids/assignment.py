@@ -22,15 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from hf_semtok.tokenizer.item_ids import check_item_ids
 from hf_semtok.tokenizer.sid_checks import mixed_radix_keys
 from hf_semtok.tokenizer.sid_table import (
     COMPACT_MIN_ITEMS,
-    ItemIds,
     SIDTable,
     as_code_matrix,
     as_int_list,
     check_code_range,
-    check_unique_item_ids,
 )
 
 __all__ = [
@@ -48,32 +47,6 @@ _STRATEGIES = COLLISION_STRATEGIES
 
 def _as_codes(codes: Any, name: str = "codes") -> np.ndarray:
     return as_code_matrix(codes, f"`{name}`")
-
-
-def _as_item_ids(
-    item_ids: Any, source: str = "assign_unique_sids", name: str = "item_ids"
-) -> list[str] | ItemIds:
-    """Item ids as strings (integers turned into strings): a list, or for `COMPACT_MIN_ITEMS` ids or more the
-    compact [`ItemIds`] (no Python string per item). A bare string or a mapping is an error."""
-    if isinstance(item_ids, ItemIds):
-        return item_ids
-    if hasattr(item_ids, "tolist") and not isinstance(item_ids, (str, bytes)):  # numpy / pandas
-        item_ids = item_ids.tolist()
-    if isinstance(item_ids, (str, bytes, Mapping)) or not isinstance(item_ids, Sequence):
-        raise TypeError(
-            f"{source}: `{name}` must be a list of item id strings, one per row of codes; got "
-            f"{type(item_ids).__name__} {str(item_ids)[:50]!r}."
-        )
-    bad = [
-        i for i in item_ids if not isinstance(i, (str, int, np.integer)) or isinstance(i, (bool, np.bool_))
-    ]
-    if bad:
-        raise TypeError(
-            f"{source}: `{name}` must hold strings (or integers); {bad[0]!r} "
-            f"({type(bad[0]).__name__}) is not."
-        )
-    ids = [str(i) for i in item_ids]
-    return ItemIds.from_list(ids) if len(ids) >= COMPACT_MIN_ITEMS else ids
 
 
 def _row_keys(codes: np.ndarray) -> np.ndarray | None:
@@ -164,7 +137,7 @@ def assign_unique_sids(
     if strategy not in _STRATEGIES:
         raise ValueError(f"`strategy` is {strategy!r}; use one of {_STRATEGIES}.")
     codes = _as_codes(codes)
-    item_ids = _as_item_ids(item_ids)
+    item_ids = check_item_ids(item_ids, "assign_unique_sids", compact_min_items=COMPACT_MIN_ITEMS)
     codebook_sizes = as_int_list(codebook_sizes, "codebook_sizes", "assign_unique_sids")
     n = len(codes)
     if n == 0:
@@ -175,8 +148,6 @@ def assign_unique_sids(
         raise ValueError(
             f"`codes` has {codes.shape[1]} levels but `codebook_sizes` has {len(codebook_sizes)} entries."
         )
-    if not isinstance(item_ids, ItemIds):  # compact ids are checked by the SIDTable's hash index
-        check_unique_item_ids(item_ids, "item_ids")
     check_code_range(codes, codebook_sizes, item_ids, "codes")
     if n < max(codebook_sizes):
         logger.info(
@@ -306,7 +277,9 @@ def add_items_to_table(
             the table with a larger `extra_level_size` (`train_rqvae(..., extra_level_size=N)` or
             `assign_unique_sids(..., extra_level_size=N)`).
     """
-    new_item_ids = _as_item_ids(new_item_ids, "add_items_to_table", "new_item_ids")
+    new_item_ids = check_item_ids(
+        new_item_ids, "add_items_to_table", "new_item_ids", compact_min_items=COMPACT_MIN_ITEMS
+    )
     s = table.num_semantic_levels
     new = _as_codes(new_codes, "new_codes")
     if new.shape != (len(new_item_ids), s):
@@ -314,7 +287,6 @@ def add_items_to_table(
             f"`new_codes` must have shape ({len(new_item_ids)}, {s}) (one row of semantic codes per new item), "
             f"got {new.shape}."
         )
-    check_unique_item_ids(new_item_ids, "new_item_ids")
     known = set(table.item_ids)
     clash = [i for i in new_item_ids if i in known][:5]
     if clash:

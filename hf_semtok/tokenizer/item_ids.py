@@ -289,7 +289,7 @@ def check_item_ids(
         TypeError: A wrong container or element type (a `ValueError` with `in_file=True`).
         ValueError: An empty id or a duplicate.
     """
-    what = f"field {name!r}" if in_file else f"`{name}`"
+    what = f"field {name!r}" if in_file else name
     type_error = ValueError if in_file else TypeError
     if isinstance(item_ids, ItemIds):
         empty = np.flatnonzero(np.diff(item_ids.offsets) == 0)
@@ -308,7 +308,7 @@ def check_item_ids(
             frozenset: " (a set has no order: pass sorted(ids) or a list in row order)",
         }.get(type(item_ids), " (pass list(...) in row order)")
         raise type_error(
-            f"{source}: {what} must be a list of item id strings in row order; got {type(item_ids).__name__} "
+            f"{source}: {what} must be a list of item id strings; got {type(item_ids).__name__} "
             f"{str(item_ids)[:50]!r}{hint}."
         )
     ids = list(item_ids)
@@ -316,8 +316,9 @@ def check_item_ids(
         bad = next((p for p, i in enumerate(ids) if not isinstance(i, str)), None)
         if bad is not None:
             raise type_error(
-                f"{source}: {what} must hold strings; {ids[bad]!r} ({type(ids[bad]).__name__}) at position {bad} "
-                "is not. Item ids are never converted: pass [str(i) for i in ids] if integer ids are meant."
+                f"{source}: {what} must hold strings (ids are never converted); {ids[bad]!r} "
+                f"({type(ids[bad]).__name__}) at position {bad} is not. Pass [str(i) for i in ids] if integer ids "
+                "are meant."
             )
         ids = [str(i) for i in ids]  # str subclasses (numpy strings) -> plain str
     if unique or "" in ids:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .constants import SID_LAYOUTS
+from .item_ids import check_item_ids
 from .library_hooks import get_hook
 from .sid_table import SIDTable, as_code_matrix, as_int
 from .sid_tokens import parse_sid_string, scan_sid_text, token_id_rows
@@ -141,6 +142,11 @@ class SIDCatalogueMixin:
 
     # ---------------------------------------------------------------- lookups
     def _row(self, item_id: str) -> int:
+        if not isinstance(item_id, str):
+            raise TypeError(
+                f"Item ids are strings; got {type(item_id).__name__} {item_id!r}. Ids are never converted: pass "
+                "str(...) yourself if an integer id is meant (tokenizer.item_ids lists them)."
+            )
         try:
             return self._table.index[item_id]
         except KeyError:
@@ -165,9 +171,10 @@ class SIDCatalogueMixin:
         """The SID (tuple of codes, one per level) of an item.
 
         Raises:
+            TypeError: if `item_id` is not a string (ids are never converted).
             ValueError: if the item id is not in the table.
         """
-        return tuple(int(c) for c in self._table.codes[self._row(str(item_id))])
+        return tuple(int(c) for c in self._table.codes[self._row(item_id)])
 
     def sid_to_item(self, codes: Sequence[int] | str) -> str:
         """The item whose SID is `codes` (a tuple of ints, or the SID token string of one item).
@@ -196,10 +203,15 @@ class SIDCatalogueMixin:
         if isinstance(item_ids, str):
             item_ids = [item_ids]
         table, marked = self._table, self.sid_layout == "marked"
-        return "".join(table.sid_text(self._row(str(item)), marked=marked) for item in item_ids)
+        return "".join(table.sid_text(self._row(item), marked=marked) for item in item_ids)
 
     def codes_to_token_ids(self, codes: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
-        """Token ids of SID codes: `(n, k)` codes (k <= num_levels) -> `(n, k)` ids (ValueError if out of range)."""
+        """Token ids of SID codes: `(n, k)` codes (k <= num_levels), or one SID's `(k,)`, -> `(n, k)` ids.
+
+        Raises:
+            ValueError: codes that are not integers (floats, bools and digit strings are refused), input that is
+                not 1-D or 2-D, or a code out of range.
+        """
         return self._sid_lookup.codes_to_ids(codes)
 
     def encode_items(self, item_ids: str | Iterable[str]) -> list[int]:
@@ -207,7 +219,7 @@ class SIDCatalogueMixin:
         is marked, `[sid_0, ..., sid_{L-1}]` when it is bare (`tokens_per_item` ids per item)."""
         if isinstance(item_ids, str):
             item_ids = [item_ids]
-        rows = [self._row(str(i)) for i in item_ids]
+        rows = [self._row(i) for i in item_ids]
         ids = self.codes_to_token_ids(self._table.codes[rows]) if rows else np.zeros((0, self.num_levels))
         if self.sid_layout == "bare":
             return np.asarray(ids, dtype=np.int64).reshape(-1).tolist()  # (n_items * L,)
@@ -298,17 +310,19 @@ class SIDCatalogueMixin:
         """Give new items unique SIDs without retraining, under the table's collision policy.
 
         Args:
-            item_ids: New item ids (not yet in the table).
+            item_ids: New item ids (not yet in the table): distinct non-empty strings (see `check_item_ids`).
             embeddings: Their embeddings, encoded by the carried RQ-VAE.
             codes: Or their semantic codes `(n, num_semantic_levels)` directly.
 
         Returns:
             `dict[item_id, sid]` for the new items. The table (and `save_pretrained`) includes them.
+
+        Raises:
+            TypeError: `item_ids` is not a sequence of strings (a set, a string, None or int ids).
+            ValueError: An id already in the table, a duplicate or empty id, or codes of the wrong shape.
         """
         add_items_to_table = get_hook("add_items_to_table")
-        if isinstance(item_ids, (str, bytes)):
-            raise TypeError(f"add_items: item_ids must be a list of ids; got the string {item_ids!r}.")
-        item_ids = [str(i) for i in item_ids]
+        item_ids = check_item_ids(item_ids, "add_items")
         known = [i for i in item_ids if i in self._table.index]
         if known:
             raise ValueError(f"add_items: {len(known)} item(s) already in the table, e.g. {known[:3]}.")

@@ -55,6 +55,8 @@ def as_code_matrix(codes: Any, what: str = "codes") -> np.ndarray:
         arr = codes
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"{what} must hold integers; got dtype {arr.dtype}.")
+        if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"{what} holds code {int(arr.max())}, an integer too large for a code.")
     else:
         if isinstance(codes, (str, bytes, Mapping)) or not isinstance(codes, Sequence):
             raise ValueError(
@@ -84,6 +86,23 @@ def as_code_matrix(codes: Any, what: str = "codes") -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"{what} must be 2-D (items, levels); got shape {tuple(arr.shape)}.")
     return np.array(arr, dtype=np.int64)
+
+
+def as_code_rows(codes: Any, what: str = "codes") -> np.ndarray:
+    """Like [`as_code_matrix`], but one SID's flat codes (`[0, 3, 1]`) are also accepted, as one row.
+
+    Raises:
+        ValueError: for non-integers (floats, bools, digit strings), ragged rows, or input that is not 1-D or 2-D.
+    """
+    if hasattr(codes, "detach"):
+        codes = codes.detach().cpu().numpy()
+    if isinstance(codes, np.ndarray) and codes.ndim == 1:
+        codes = codes[None, :]
+    elif isinstance(codes, (list, tuple)) and not any(
+        isinstance(c, (Sequence, np.ndarray)) and not isinstance(c, (str, bytes)) for c in codes
+    ):
+        codes = [codes]  # a flat list: one SID (its elements are checked as codes)
+    return as_code_matrix(codes, what)
 
 
 def _is_int_type(t: type) -> bool:

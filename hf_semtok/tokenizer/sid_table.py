@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .constants import MAX_CODEBOOK_SIZE, SID_CODES_FILE, SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
-from .item_ids import HashedItemIndex, ItemIds, _smallest_uint, _write_bytes
+from .item_ids import HashedItemIndex, ItemIds, _smallest_uint, _write_bytes, check_item_ids
 from .sid_checks import (
     MAX_NUM_LEVELS,
     _is_int,
@@ -73,6 +73,9 @@ JSON_TABLE_VERSION = 1
 #: From this many items on, `SIDTable.to_json` writes version 2 (codes and ids in `sid_codes.safetensors`) and
 #: a table built from a list keeps its ids in an [`ItemIds`] buffer with a [`HashedItemIndex`].
 COMPACT_MIN_ITEMS = 100_000
+#: Values of a table's `collision_strategy` (None: unknown): the policies of `hf_semtok.sids`, or `"none"` for SIDs
+#: that are unique as given.
+TABLE_COLLISION_STRATEGIES = ("extra_level", "reassign", "none")
 #: Name of the binary file of a version-2 table (beside `sid_table.json`; a save prefix applies to both).
 
 
@@ -93,7 +96,7 @@ class SIDTable:
     and prefix ranges are one `searchsorted`. The table is validated once, here, whatever built it.
 
     Args:
-        item_ids: Item identifiers, in row order (strings; ints are turned into strings).
+        item_ids: Item identifiers, in row order: non-empty strings, never converted (see `check_item_ids`).
         codes: `(n_items, L)` integer codes, one SID per row, all rows distinct.
         codebook_sizes: Number of codes of each of the `L` levels (the dedup level included when present); each
             in `[1, MAX_CODEBOOK_SIZE]`.
@@ -107,6 +110,7 @@ class SIDTable:
             read-only int64 copy.
 
     Raises:
+        TypeError: `item_ids` of the wrong type (a set, a string, non-string ids; see `check_item_ids`).
         ValueError: naming `source`, the field and the fix, for any inconsistency.
     """
 
@@ -120,25 +124,8 @@ class SIDTable:
         stats: Mapping[str, Any] | None = None,
         source: str = "SIDTable",
     ) -> None:
-        if isinstance(item_ids, ItemIds):
-            pass
-        else:
-            if hasattr(item_ids, "tolist") and not isinstance(item_ids, (str, bytes)):  # numpy / pandas
-                item_ids = item_ids.tolist()
-            if isinstance(item_ids, (str, bytes, Mapping)) or not isinstance(item_ids, Sequence):
-                raise ValueError(
-                    f"{source}: field 'item_ids' must be a list of item id strings; got {type(item_ids).__name__} "
-                    f"{str(item_ids)[:50]!r}."
-                )
-            bad_ids = [i for i in item_ids if not (isinstance(i, str) or _is_int(i))]
-            if bad_ids:
-                raise ValueError(
-                    f"{source}: field 'item_ids' must hold strings (or integers); {bad_ids[0]!r} "
-                    f"({type(bad_ids[0]).__name__}) is not."
-                )
-            item_ids = [str(i) for i in item_ids]
-            if len(item_ids) >= COMPACT_MIN_ITEMS:
-                item_ids = ItemIds.from_list(item_ids)
+        # duplicates are checked below, where the index is built
+        item_ids = check_item_ids(item_ids, source, unique=False, compact_min_items=COMPACT_MIN_ITEMS)
         sizes = as_int_list(codebook_sizes, "codebook_sizes", source)
         if not 1 <= len(sizes) <= MAX_NUM_LEVELS or any(not 1 <= s <= MAX_CODEBOOK_SIZE for s in sizes):
             raise ValueError(
@@ -161,6 +148,11 @@ class SIDTable:
         if collision_strategy is not None and not isinstance(collision_strategy, str):
             raise ValueError(
                 f"{source}: field 'collision_strategy' must be a string or null; got {collision_strategy!r}."
+            )
+        if collision_strategy is not None and collision_strategy not in TABLE_COLLISION_STRATEGIES:
+            raise ValueError(
+                f"{source}: field 'collision_strategy' is {collision_strategy!r}; use one of "
+                f"{list(TABLE_COLLISION_STRATEGIES)} or null (unknown)."
             )
         if stats is not None and not isinstance(stats, Mapping):
             raise ValueError(f"{source}: field 'stats' must be an object (dict); got {type(stats).__name__}.")
@@ -390,7 +382,7 @@ class SIDTable:
                 f"{['format', 'version', *_REQUIRED_FIELDS, *_OPTIONAL_FIELDS]} ({_FIX})."
             )
         return cls(
-            data["item_ids"],
+            check_item_ids(data["item_ids"], source, in_file=True, unique=False),
             data["codes"],
             data["codebook_sizes"],
             data.get("num_semantic_levels"),
@@ -561,10 +553,16 @@ class SIDTable:
 
     def rows_of_items(self, item_ids: Sequence[str]) -> np.ndarray:
         """Row of each item id (vectorised for a compact table), -1 where the id is unknown."""
+        item_ids = list(item_ids)
+        odd = [i for i in item_ids if not isinstance(i, str)]
+        if odd:
+            raise TypeError(
+                f"Item ids are strings; got {type(odd[0]).__name__} {odd[0]!r} (never converted)."
+            )
         if isinstance(self.index, HashedItemIndex):
             return self.index.rows_of(item_ids)
         get = self.index.get
-        return np.asarray([get(str(i), -1) for i in item_ids], dtype=np.int64)
+        return np.asarray([get(i, -1) for i in item_ids], dtype=np.int64)
 
     def keys_of(self, codes: np.ndarray) -> np.ndarray:
         """Packed int64 key of each row of `(n, L)` codes."""
@@ -583,7 +581,18 @@ class SIDTable:
         return int(self.rows_of_keys(self.keys_of(np.asarray([codes], dtype=np.int64)))[0])
 
     def rows_with_prefix(self, prefix: Sequence[int]) -> np.ndarray:
-        """Rows (ascending) of the items whose SID starts with `prefix`: one key range of the sorted keys."""
+        """Rows (ascending) of the items whose SID starts with `prefix`: one key range of the sorted keys.
+
+        Raises:
+            TypeError: `prefix` is not a sequence of integers (floats, bools and digit strings are refused).
+        """
+        if isinstance(prefix, (str, bytes, Mapping)) or not isinstance(prefix, (Sequence, np.ndarray)):
+            raise TypeError(
+                f"A SID prefix is a tuple of integer codes; got {type(prefix).__name__} {prefix!r}."
+            )
+        prefix = [
+            as_int(c, f"Code {level} of the SID prefix {tuple(prefix)!r}") for level, c in enumerate(prefix)
+        ]
         k = len(prefix)
         if k > len(self.codebook_sizes) or any(
             not 0 <= int(c) < s for c, s in zip(prefix, self.codebook_sizes)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .constants import MAX_CODEBOOK_SIZE, SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
+from .sid_checks import as_code_rows
 
 __all__ = [
     "EV_END",
@@ -138,9 +139,13 @@ class SIDTokenLookup:
         self._torch: dict[str, tuple[Any, Any]] = {}  # device -> (id_level, id_code) tensors
 
     def codes_to_ids(self, codes: Any) -> np.ndarray:
-        """`(n, k)` codes (k <= levels) -> `(n, k)` token ids."""
-        codes = np.asarray(codes, dtype=np.int64)
-        codes = codes[None, :] if codes.ndim == 1 else codes
+        """`(n, k)` codes (k <= levels), or one SID's `(k,)` codes, -> `(n, k)` token ids.
+
+        Raises:
+            ValueError: codes that are not integers (floats, bools, digit strings), input that is not 1-D or 2-D,
+                more levels than the tokenizer has, or a code out of range.
+        """
+        codes = as_code_rows(codes, "SID codes")
         if codes.shape[1] > len(self.per_level):
             raise ValueError(f"Codes have {codes.shape[1]} levels; the tokenizer has {len(self.per_level)}.")
         for lv in range(codes.shape[1]):
@@ -277,11 +282,21 @@ def token_id_rows(x: Any) -> np.ndarray | list[np.ndarray]:
             raise TypeError(f"{hint}; got an array of dtype {x.dtype} (token ids are integers).")
         if x.ndim not in (1, 2):
             raise ValueError(f"{hint}; got a {x.ndim}-D array of shape {tuple(x.shape)}.")
+        if x.dtype == np.uint64 and x.size and int(x.max()) > np.iinfo(np.int64).max:
+            raise ValueError(
+                f"{hint}; token id {int(x.max())} is out of range (too large for any vocabulary)."
+            )
         return x.astype(np.int64)
     if not isinstance(x, (list, tuple)):
         raise TypeError(f"{hint}; got {type(x).__name__}.")
     if all(isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_)) for t in x):
-        return np.asarray(x, dtype=np.int64).reshape(-1)
+        try:
+            return np.asarray(x, dtype=np.int64).reshape(-1)
+        except OverflowError:
+            big = max(x, key=abs)
+            raise ValueError(
+                f"{hint}; token id {big} is out of range (too large for any vocabulary)."
+            ) from None
     rows = []
     for row in x:
         if isinstance(row, (str, bytes, int, float, np.generic)):
