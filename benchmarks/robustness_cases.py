@@ -308,6 +308,14 @@ def foreign_file_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Pro
 
             probes.append(Probe(f"{kind.name} into {label} holding foreign files", call, valid=True,
                                 check=lambda r, kind=kind: _check_save(r, kind), family="foreign files"))  # fmt: skip
+    if _can_bind_mount(ctx.root):
+        for kind in kinds:
+            if kind.heavy and quick:
+                continue
+            for label in ("a folder holding a mounted volume", "a mount point (a Docker volume)"):
+                probes.append(Probe(f"{kind.name} into {label} holding foreign files",
+                                    lambda kind=kind, label=label: _save_with_mount(ctx, kind, label), valid=True,
+                                    check=lambda r, kind=kind: _check_save(r, kind), family="foreign files"))  # fmt: skip
     # Saves beside another save: each one's files are foreign to the other.
     pairs = [(a, b) for a in kinds for b in kinds if a is not b and not (a.heavy and b.heavy)]
     for first, second in pairs:
@@ -329,6 +337,55 @@ def foreign_file_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Pro
         probes.append(Probe(f"{second.name} beside a {first.name}", call, valid=True,
                             check=lambda r, kind=second: _check_beside(r, kind), family="foreign files"))  # fmt: skip
     return probes
+
+
+def _bind_mount(source: Path, target: Path) -> bool:
+    done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _umount(target: Path) -> None:
+    subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+def _can_bind_mount(root: Path) -> bool:
+    """Whether this process may bind-mount (root in a container that allows it); the mount cases need it."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    source, target = _mk(root, "mount-src"), _mk(root, "mount-dst")
+    if not _bind_mount(source, target):
+        return False
+    _umount(target)
+    return True
+
+
+def _save_with_mount(ctx: Any, kind: SaveKind, label: str) -> Any:
+    """Save into a folder with a volume mounted inside it, or into a folder that is itself a mount point; the
+    mount is undone before the check, which reads the volume's files at their source."""
+    parent = _mk(ctx.root, "mounted")
+    folder = parent / "target"
+    if label == "a folder holding a mounted volume":
+        planted = plant_foreign(folder, parent / "outside")
+        source = parent / "volume-source"
+        (source / "deep").mkdir(parents=True)
+        for rel, data in {"inside.txt": b"on the volume", "deep/more.bin": b"\x07"}.items():
+            (source / rel).write_bytes(data)
+            planted[f"mnt/{rel} (mounted volume)"] = (source / rel, data)
+        mount_point = folder / "mnt"
+        mount_point.mkdir()
+        out = folder
+    else:
+        source = parent / "volume-source"
+        planted = plant_foreign(source, parent / "outside")
+        folder.mkdir()
+        mount_point, out = folder, source
+    if not _bind_mount(source, mount_point):
+        raise RuntimeError(f"mount --bind {source} {mount_point} failed")
+    try:
+        kind.save(folder)
+    finally:
+        _umount(mount_point)
+    return (folder if mount_point != folder else source), out, planted
 
 
 def _check_save(result: Any, kind: SaveKind) -> Any:
