@@ -244,6 +244,36 @@ def test_cuda_train_rqvae_trains_and_initialises_on_the_gpu(monkeypatch):
 
 
 @cuda_test
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 25 report: train_rqvae's DataLoader pins memory (Trainer's dataloader_pin_memory) and pinning "
+    "the collator's CUDA rows raises; fix in hf_semtok/rqvae/training.py (dataloader_pin_memory=False for a CUDA "
+    "source), then drop this mark",
+)
+def test_cuda_train_rqvae_from_cuda_embeddings():
+    from hf_semtok.rqvae.training import train_rqvae
+
+    x = torch.from_numpy(_points(256)).cuda()
+    config = RQVAEConfig(modality_dims=DIM, hidden_sizes=[32], latent_dim=8, codebook_sizes=[8, 4])
+    result = train_rqvae(x, config, max_steps=10, batch_size=64, use_cpu=False, progress=False, report=False)
+    assert len(result.sid_table) == 256
+
+
+@cuda_test
+def test_cuda_from_pretrained_with_device_map(tmp_path):
+    x = _points(300)
+    model = _rqvae()
+    model.initialize_codebooks(x)
+    model.save_pretrained(tmp_path / "rqvae")
+    loaded = RQVAEModel.from_pretrained(tmp_path / "rqvae", device_map="cuda")
+    assert {b.device.type for b in loaded.buffers()} == {"cuda"}
+    assert torch.equal(loaded.encode(x), model.encode(x))
+    loaded.train()
+    loaded(torch.from_numpy(x).cuda())  # a training step: usage counters on the GPU
+    assert loaded.quantizer.utilization_counts()[0].sum() == 300
+
+
+@cuda_test
 def test_cuda_encode_batches_streams_a_memmap(tmp_path):
     x = _points(700)
     path = tmp_path / "emb.npy"
