@@ -302,7 +302,7 @@ def export_grammar(
     Token ids are the tokenizer's: the served model folder must hold this tokenizer.
 
     Size: llguidance refuses grammars past 65,535 internal symbols (its matcher reports an assertion on
-    `grammar.symbols.len()`); a random catalogue over [256, 256, 256] passed at 60k items and failed at 100k
+    `grammar.symbols.len()`); a random catalogue over [256, 256, 256] compiles at 10k items and fails at 100k
     (`benchmarks/serving.py`). Use the xgrammar dialect, or `SIDVLLMLogitsProcessor`, for larger catalogues.
 
     Args:
