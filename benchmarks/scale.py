@@ -9,11 +9,14 @@ RSS (targets at 10M: <= 10 s, <= 1.5 GB); `SIDLogitsProcessor.from_tokenizer` ti
 the constrained / unconstrained step-time ratio of beam search on a tiny LM, beside the same ratio for a processor
 that replays the recorded constrained scores at almost no cost (the part of the ratio that any constraint costs
 beam search here, not the index lookup: `replayed_step_ratio`, `processor_over_replay_ratio`); RQ-VAE training plus
-streaming encoding from the memmap (peak RSS <= 4 GB, items/s); and the Ray Data path on `--ray_items` items with
-2 workers (equal to the single-process SIDs, items/s).
+streaming encoding from the memmap (peak RSS <= 4 GB, items/s); the Ray Data path on `--ray_items` items with
+2 workers (equal to the single-process SIDs, items/s); and the `table` format: `load_table_catalogue` on a CSV of
+`--table_interactions` interactions (user_id, item_id, timestamp) and `--table_items` items (item_id, title,
+categories), written into a temporary folder first (time, peak RSS above the imports, RSS the catalogue keeps).
 
 Usage:
     python benchmarks/scale.py --quick                       # 100k items (a test runs it)
+    python benchmarks/scale.py --only_table                  # the table row alone: 10M interactions, 1M items
     nice python benchmarks/scale.py --sizes 1000000 10000000 --cache_dir ~/.cache/hf_semtok_scale
 """
 
@@ -285,6 +288,81 @@ def part_ray(n: int, cache: Path, model_n: int) -> dict:
     }
 
 
+def part_table_files(n_interactions: int, folder: Path, n_items: int) -> dict:
+    """Write `interactions.csv` (users of about 10 events, Zipf-like items, shuffled timestamps) and `items.csv`."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv as pa_csv
+
+    rng = np.random.default_rng(0)
+
+    def ids(prefix: str, numbers: np.ndarray) -> pa.Array:
+        return pc.binary_join_element_wise(prefix, pa.array(numbers).cast(pa.string()), "")
+
+    n_users = max(1, n_interactions // 10)
+    chunk = 1_000_000
+    with pa_csv.CSVWriter(folder / "interactions.csv", pa.schema([("user_id", pa.string()), ("item_id", pa.string()), ("timestamp", pa.int64())])) as writer:  # fmt: skip
+        for start in range(0, n_interactions, chunk):
+            size = min(chunk, n_interactions - start)
+            users = rng.integers(0, n_users, size)
+            popular = rng.random(size) < 0.5  # half the events on a Zipf head, half uniform
+            items = np.where(popular, (rng.zipf(1.5, size) - 1) % n_items, rng.integers(0, n_items, size))
+            times = 1_700_000_000 + rng.integers(0, 365 * 86400, size)
+            writer.write_table(
+                pa.table({"user_id": ids("user-", users), "item_id": ids("item-", items), "timestamp": times})
+            )
+    numbers = np.arange(n_items)
+    items = pa.table(
+        {
+            "item_id": ids("item-", numbers),
+            "title": ids("Item title words number ", numbers),
+            "categories": pc.binary_join_element_wise(
+                ids("Top ", numbers % 20), ids("Sub ", numbers % 400), " > "
+            ),
+        }
+    )
+    pa_csv.write_csv(items, folder / "items.csv")
+    return {name: (folder / name).stat().st_size for name in ("interactions.csv", "items.csv")}
+
+
+def part_table(n_interactions: int, folder: Path, n_items: int) -> dict:
+    """`load_table_catalogue` on the files of `part_table_files`: time, peak RSS above the imports, RSS kept."""
+    from hf_semtok.data.table import load_table_catalogue
+    from hf_semtok.data.table_sources import import_pyarrow
+
+    import_pyarrow()
+    base_rss = _rss_mb()
+    reset = _reset_peak()
+    start = time.perf_counter()
+    catalogue = load_table_catalogue(folder / "interactions.csv", folder / "items.csv")
+    load_s = time.perf_counter() - start
+    peak = (_hwm_mb() if reset else _peak_mb()) - base_rss
+    return {
+        "table_interactions": n_interactions,
+        "table_items": n_items,
+        "table_load_s": round(load_s, 1),
+        "table_interactions_per_s": round(n_interactions / load_s),
+        "table_peak_rss_above_imports_mb": round(peak, 1),
+        "table_catalogue_rss_mb": round(_rss_mb() - base_rss, 1),
+        "table_users": len(catalogue.histories),
+        "table_events_kept": catalogue.num_interactions,
+        "table_items_loaded": catalogue.num_items,
+    }
+
+
+def run_table(n_interactions: int, n_items: int, cache: Path) -> dict:
+    """Write the table files into a temporary folder under `cache`, load them in a fresh process, remove them."""
+    folder = Path(tempfile.mkdtemp(prefix="table_", dir=cache))
+    try:
+        sizes = _run_part(["table_files", str(n_interactions), str(folder), str(n_items)])
+        row = _run_part(["table", str(n_interactions), str(folder), str(n_items)])
+        row.update({f"file_mb_{k}": round(v / 2**20, 1) for k, v in sizes.items() if isinstance(v, int)})
+        return row
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------- driver
 def _run_part(args: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
@@ -301,20 +379,24 @@ def _run_part(args: list[str]) -> dict:
 def to_markdown(report: dict) -> str:
     keys = sorted({k for r in report["sizes"].values() for k in r if not isinstance(r[k], dict)})
     cols = list(report["sizes"])
-    lines = [
-        "# Scale benchmark",
-        "",
-        f"Command: `{report['command']}`. Machine: {report['machine']}.",
-        "",
-        "| measure | " + " | ".join(f"{int(c):,} items" for c in cols) + " |",
-        "|---|" + "---|" * len(cols),
-    ]
+    lines = ["# Scale benchmark", "", f"Command: `{report['command']}`. Machine: {report['machine']}."]
+    if cols:
+        lines += [
+            "",
+            "| measure | " + " | ".join(f"{int(c):,} items" for c in cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
     for k in keys:
         lines.append(f"| {k} | " + " | ".join(str(report["sizes"][c].get(k, "")) for c in cols) + " |")
     if report.get("ray"):
         lines += [
             "",
             "Ray Data path (2 workers): " + ", ".join(f"{k} = {v}" for k, v in report["ray"].items()),
+        ]
+    if report.get("table"):
+        lines += [
+            "",
+            "Table format (CSV): " + ", ".join(f"{k} = {v}" for k, v in report["table"].items()),
         ]
     return "\n".join(lines) + "\n"
 
@@ -327,17 +409,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray_items", type=int, default=1_000_000)
     parser.add_argument("--train_steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of the generate() step-time ratio")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["rqvae", "ray"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["rqvae", "ray", "table"])
+    parser.add_argument("--table_interactions", type=int, default=10_000_000)
+    parser.add_argument("--table_items", type=int, default=1_000_000)
+    parser.add_argument("--only_table", action="store_true", help="only the table-format row")
     parser.add_argument("--cache_dir", type=Path, default=Path.home() / ".cache" / "hf_semtok_scale")
     parser.add_argument("--output_dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.part:
         name, n, cache, *rest = args.part
-        fn = {"assign": part_assign, "load": part_load, "rqvae": part_rqvae, "ray": part_ray}[name]
+        fn = {
+            "assign": part_assign,
+            "load": part_load,
+            "rqvae": part_rqvae,
+            "ray": part_ray,
+            "table_files": part_table_files,
+            "table": part_table,
+        }[name]
         print(json.dumps(fn(int(n), Path(cache), *map(int, rest))))
         return 0
     if args.quick:
         args.sizes, args.ray_items, args.train_steps, args.rounds = [100_000], 100_000, 20, 5
+        args.table_interactions, args.table_items = 100_000, 10_000
+    if args.only_table:
+        args.sizes, args.skip = [], ["ray"]
     cache = args.cache_dir
     cache.mkdir(parents=True, exist_ok=True)
     report: dict = {
@@ -359,11 +454,17 @@ def main(argv: list[str] | None = None) -> int:
             _run_part(["rqvae", str(model_n), str(cache), str(args.train_steps)])
         report["ray"] = _run_part(["ray", str(args.ray_items), str(cache), str(model_n)])
         print(json.dumps(report["ray"]), flush=True)
+    if "table" not in args.skip:
+        report["table"] = run_table(args.table_interactions, args.table_items, cache)
+        print(json.dumps(report["table"]), flush=True)
     from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(report, args.output_dir / "scale.json", indent=1)
-    write_text_atomic(to_markdown(report), args.output_dir / "scale.md")
+    name = (
+        "scale_table" if args.only_table else "scale"
+    )  # the table row alone does not replace the full report
+    write_json_atomic(report, args.output_dir / f"{name}.json", indent=1)
+    write_text_atomic(to_markdown(report), args.output_dir / f"{name}.md")
     return 0
 
 

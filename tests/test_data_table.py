@@ -399,3 +399,19 @@ def test_hub_ids_load_through_datasets(monkeypatch):
     cat = load_table_catalogue("my-org/shop-events", split="validation")
     assert calls == [("my-org/shop-events", "validation")] and cat.name == "my-org/shop-events"
     assert cat.histories == HISTORIES
+
+
+def test_the_scale_benchmark_table_row_at_a_tiny_size(tmp_path):
+    """benchmarks/scale.py's table row (run at 10M / 1M for the README) writes its files and loads them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_scale", Path(__file__).parents[1] / "benchmarks" / "scale.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sizes = bench.part_table_files(2000, tmp_path, 300)
+    assert sizes["interactions.csv"] > 0 and sizes["items.csv"] > 0
+    row = bench.part_table(2000, tmp_path, 300)
+    assert row["table_items_loaded"] == 300 and 0 < row["table_events_kept"] <= 2000
+    assert row["table_users"] == 200 and row["table_load_s"] >= 0

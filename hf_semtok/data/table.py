@@ -65,13 +65,14 @@ from hf_semtok.data.embeddings import load_embedding_file
 from hf_semtok.data.table_columns import (
     IdCodes,
     TimestampParser,
-    category_path,
+    category_lists,
+    clean_strings,
     compose_table_text,
+    compose_texts,
     embedding_matrix,
     first_true,
     id_strings,
-    item_texts,
-    text_value,
+    strings_by_item,
 )
 from hf_semtok.data.table_sources import TableSource, import_pyarrow, open_table
 
@@ -200,11 +201,9 @@ def _histories(
         if dropped:
             users, items, new_user = users[keep], items[keep], new_user[keep]
     starts = np.flatnonzero(new_user)
-    stops = np.append(starts[1:], len(items))
-    names = np.asarray(item_ids, dtype=object)[items]  # (events,) references to the id strings, no copies
-    return {
-        user_ids[u]: names[a:b].tolist() for u, a, b in zip(users[starts].tolist(), starts, stops)
-    }, dropped
+    bounds = zip(users[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(items)])
+    names = np.asarray(item_ids, dtype=object)[items].tolist()  # references to the id strings, no copies
+    return {user_ids[u]: names[a:b] for u, a, b in bounds}, dropped
 
 
 @dataclass
@@ -212,7 +211,7 @@ class _Items:
     """The items table as read: ids (an Arrow string array), column -> values, and the roles of the columns."""
 
     ids: Any = None
-    values: dict[str, list[Any]] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
     text_columns: list[str] = field(default_factory=list)
     title: str | None = None
     category: str | None = None
@@ -222,18 +221,20 @@ class _Items:
     def catalogue_fields(self, item_ids: list[str]) -> dict[str, Any]:
         """The `TableCatalogue` fields the items table fills: titles, texts, categories, text_fields, embeddings."""
         values, title, category = self.values, self.title, self.category
+        texts = (
+            compose_texts([(c, values[c]) for c in self.text_columns], title, category)
+            if self.text_columns
+            else None
+        )
+        paths = category_lists(values[category]).to_pylist() if category else []
         return {
-            "titles": {i: t for i, v in zip(item_ids, values[title]) if (t := text_value(v))}
-            if title
-            else {},
-            "texts": item_texts(item_ids, values, self.text_columns, title, category),
-            "categories": {i: p for i, v in zip(item_ids, values[category]) if (p := category_path(v))}
-            if category
-            else {},
+            "titles": strings_by_item(item_ids, clean_strings(values[title])) if title else {},
+            "texts": strings_by_item(item_ids, texts) if texts is not None else {},
+            "categories": {item: path for item, path in zip(item_ids, paths) if path},
             "text_fields": [
                 c
                 for c in self.text_columns
-                if c in TEXT_FIELD_NAMES and any(text_value(v) for v in values[c])
+                if c in TEXT_FIELD_NAMES and clean_strings(values[c]).null_count < len(item_ids)
             ],
             "embeddings": {c: embedding_matrix(values[c], self.label, c) for c in self.embedding_columns},
         }
@@ -255,17 +256,18 @@ def _read_items(
     )
     options = {item_column: "item_column", **{c: "text_columns" for c in text_columns}}
     source.require(wanted, {**options, **{c: "embedding_columns" for c in embedding_columns}})
-    ids, values, row0 = [], {c: [] for c in wanted[1:]}, 0
+    ids, chunks, row0 = [], {c: [] for c in wanted[1:]}, 0
     for batch in source.batches(wanted):
         ids.append(id_strings(batch.column(0), source.label, item_column, row0))
         for i, column in enumerate(wanted[1:], start=1):
-            values[column].extend(batch.column(i).to_pylist())
+            chunks[column].append(batch.column(i))
         row0 += batch.num_rows
     if row0 == 0:
         raise ValueError(
             f"{source.label} has a header but no rows; it needs one row per item ({item_column},...)."
         )
     ids = pa.concat_arrays(ids)
+    values = {column: pa.chunked_array(parts).combine_chunks() for column, parts in chunks.items()}
     if len(pa.compute.unique(ids)) != len(ids):
         rows: dict[str, list[int]] = {}
         for row, item in enumerate(ids.to_pylist(), start=1):

@@ -13,13 +13,14 @@ from hf_semtok.data.table_sources import import_pyarrow
 __all__ = [
     "IdCodes",
     "TimestampParser",
-    "category_path",
+    "category_lists",
+    "clean_strings",
     "compose_table_text",
+    "compose_texts",
     "embedding_matrix",
     "first_true",
     "id_strings",
-    "item_texts",
-    "text_value",
+    "strings_by_item",
 ]
 
 _NUMBER, _DATE, _DATE_UTC = "number", "date without a UTC offset", "date with a UTC offset"
@@ -153,21 +154,89 @@ class IdCodes:
         return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def text_value(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (list, tuple)):
-        value = ", ".join(str(v).strip() for v in value if v is not None and str(v).strip())
-    text = str(value).strip()
-    return text or None
+def clean_strings(array: Any) -> Any:
+    """Any item column as trimmed text, one string per row: lists joined with `", "`, numbers written out, and
+    empty values (null, NaN, blank) null."""
+    pa = import_pyarrow()
+    pc = pa.compute
+    kind = array.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        array = pc.binary_join(pc.cast(array, pa.list_(pa.string())), ", ")
+    elif pa.types.is_floating(kind):
+        array = pc.cast(pc.if_else(pc.is_nan(array), pa.scalar(None, kind), array), pa.string())
+    elif not pa.types.is_string(kind):
+        array = pc.cast(array, pa.string())
+    array = pc.utf8_trim_whitespace(array)
+    return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
 
 
-def category_path(value: Any) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        parts = [str(v).strip() for v in value if v is not None]
+def category_lists(array: Any) -> Any:
+    """A category column (`"a > b"` strings or lists) as an Arrow list array of trimmed, non-empty names."""
+    pa = import_pyarrow()
+    pc = pa.compute
+    kind = array.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        lists = pc.cast(array, pa.list_(pa.string()))
     else:
-        parts = [p.strip() for p in str(value).split(">")] if text_value(value) else []
-    return [p for p in parts if p]
+        lists = pc.split_pattern(clean_strings(array), ">")
+    flat = pc.utf8_trim_whitespace(lists.flatten())
+    keep = pc.fill_null(pc.not_equal(flat, ""), False)
+    parents = pc.list_parent_indices(lists).to_numpy()[keep.to_numpy(zero_copy_only=False)]
+    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(parents, minlength=len(lists)), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), flat.filter(keep))
+
+
+def _join(parts: list[Any], separator: str) -> Any:
+    """Row-wise join of string arrays, leaving out nulls (null where every part is null)."""
+    pc = import_pyarrow().compute
+    joined = parts[0]
+    for part in parts[1:]:  # (pyarrow's null_handling="skip" drops all-null rows from its output: not used)
+        joined = pc.coalesce(pc.binary_join_element_wise(joined, part, separator), joined, part)
+    return joined
+
+
+def compose_texts(
+    columns: Sequence[tuple[str, Any]],
+    title_column: str | None = "title",
+    category_column: str | None = "categories",
+) -> Any:
+    """Join items' text columns, row by row, into sentence-like texts for a sentence embedder.
+
+    The title column gives its value alone, and so does `description`; the category column reads
+    `Category: a > b`; any other column `<Column name>: value` (`brand` -> `Brand: OPI`; a list value is joined
+    with commas). Empty values are left out.
+
+    Args:
+        columns: `(column name, Arrow array or list of values)` pairs in the order to join them, one value per item.
+        title_column: The column whose value stands alone.
+        category_column: The column holding a category path (`"a > b"` or a list).
+
+    Returns:
+        An Arrow string array: for example `"OPI Nail Lacquer. Brand: OPI. Category: Beauty > Nails."`, null for
+        an item whose values are all empty.
+    """
+    pa = import_pyarrow()
+    pc = pa.compute
+    parts = []
+    for name, values in columns:
+        values = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if name == category_column:
+            path = pc.binary_join(category_lists(values), " > ")
+            part = pc.binary_join_element_wise("Category: ", pc.if_else(pc.equal(path, ""), None, path), "")
+        else:
+            text = pc.utf8_rtrim(clean_strings(values), characters=". ")
+            text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+            label = f"{name.replace('_', ' ').capitalize()}: "
+            part = (
+                text
+                if name in (title_column, "description")
+                else pc.binary_join_element_wise(label, text, "")
+            )
+        parts.append(part)
+    return pc.binary_join_element_wise(_join(parts, ". "), ".", "")
 
 
 def compose_table_text(
@@ -175,41 +244,40 @@ def compose_table_text(
     title_column: str | None = "title",
     category_column: str | None = "categories",
 ) -> str | None:
-    """Join one item's text columns into a sentence-like text for a sentence embedder.
+    """One item's text from its `(column, value)` pairs, as `compose_texts` writes it (None when all are empty).
 
-    The title column gives its value alone, and so does `description`; the category column reads
-    `Category: a > b`; any other column `<Column name>: value` (`brand` -> `Brand: OPI`; a list value is joined
-    with commas). Empty values are left out.
-
-    Args:
-        values: `(column, value)` pairs in the order to join them.
-        title_column: The column whose value stands alone.
-        category_column: The column holding a category path (`"a > b"` or a list).
-
-    Returns:
-        For example `"OPI Nail Lacquer. Brand: OPI. Category: Beauty > Nails."`, or None when every value is empty.
+    Example:
+        `compose_table_text([("title", "OPI Nail Lacquer"), ("brand", "OPI"), ("categories", "Beauty > Nails")])`
+        gives `"OPI Nail Lacquer. Brand: OPI. Category: Beauty > Nails."`.
     """
-    parts = []
-    for column, value in values:
-        if column == category_column:
-            path = category_path(value)
-            if path:
-                parts.append("Category: " + " > ".join(path))
-            continue
-        text = text_value(value)
-        if text is None:
-            continue
-        if column in (title_column, "description"):
-            parts.append(text.rstrip(". "))
-        else:
-            parts.append(f"{column.replace('_', ' ').capitalize()}: {text.rstrip('. ')}")
-    return ". ".join(parts) + "." if parts else None
+    if not values:
+        return None
+    columns = [(name, [value]) for name, value in values]
+    return compose_texts(columns, title_column, category_column)[0].as_py()
 
 
-def embedding_matrix(values: list[Any], label: str, column: str) -> np.ndarray:
+def strings_by_item(item_ids: list[str], array: Any) -> dict[str, str]:
+    """Item id -> value of a string array, for the items whose value is not null."""
+    return {item: value for item, value in zip(item_ids, array.to_pylist()) if value is not None}
+
+
+def embedding_matrix(values: Any, label: str, column: str) -> np.ndarray:
     """One embedding column (lists of floats, or strings of numbers) as a float32 matrix; empty rows are NaN."""
+    pa = import_pyarrow()
+    kind = values.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        lengths = pa.compute.list_value_length(values).to_numpy(zero_copy_only=False)  # NaN where null
+        dims = set(np.unique(lengths[~np.isnan(lengths)]).astype(int).tolist()) if len(lengths) else set()
+        if len(dims) == 1:
+            present = ~np.isnan(lengths)
+            out = np.full((len(values), dims.pop()), np.nan, dtype=np.float32)  # (n_items, dim)
+            flat = pa.compute.list_flatten(values.filter(pa.array(present)))
+            out[present] = (
+                flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(int(present.sum()), -1)
+            )
+            return out
     rows: list[np.ndarray | None] = []
-    for value in values:
+    for value in values.to_pylist():
         if value is None or (isinstance(value, str) and not value.strip()):
             rows.append(None)
         elif isinstance(value, str):
@@ -228,24 +296,8 @@ def embedding_matrix(values: list[Any], label: str, column: str) -> np.ndarray:
             f"{label}: column {column!r} has embeddings of sizes {sorted(dims)[:5] or 'none'}; every row needs the "
             "same number of values (leave a row empty when the item has none)."
         )
-    dim = dims.pop()
-    out = np.full((len(rows), dim), np.nan, dtype=np.float32)  # (n_items, dim)
+    out = np.full((len(rows), dims.pop()), np.nan, dtype=np.float32)  # (n_items, dim)
     for i, row in enumerate(rows):
         if row is not None:
             out[i] = row
     return out
-
-
-def item_texts(
-    item_ids: list[str],
-    values: dict[str, list[Any]],
-    columns: list[str],
-    title: str | None,
-    category: str | None,
-) -> dict[str, str]:
-    texts = {}
-    for row, item in enumerate(item_ids):
-        text = compose_table_text([(c, values[c][row]) for c in columns], title, category)
-        if text:
-            texts[item] = text
-    return texts
