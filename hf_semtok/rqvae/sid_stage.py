@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+import yaml
 
-from hf_semtok.constants import DEFAULT_SEED
+from hf_semtok.constants import DEFAULT_SEED, TIGER_CODEBOOK_SIZES
 from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.training import RQVAETrainingResult, train_rqvae
@@ -24,39 +25,95 @@ __all__ = ["SIDStageConfig", "train_sid_stage"]
 logger = logging.getLogger(__name__)
 
 
+def _arg(text: str, default: Any = None, **kwargs: Any) -> Any:
+    """A dataclass field with its `--help` text (a list default is copied per instance)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": text}, **kwargs)
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+#: `SIDStageConfig` fields that are `RQVAEConfig` fields whose default (None) means "RQVAEConfig's default".
+_RQVAE_OPTIONAL = (
+    "commitment_weight",
+    "gradient_estimator",
+    "contrastive_temperature",
+    "progressive_masking_prob",
+    "dead_code_threshold",
+)
+
+
 @dataclass
 class SIDStageConfig:
-    """How the RQ-VAE Semantic IDs are made (arguments of `RQVAEConfig` and `train_rqvae`).
+    """How the RQ-VAE Semantic IDs are made: the settings of `RQVAEConfig` and `train_rqvae`, declared once.
 
-    Args:
-        codebook_sizes: Codes per RQ-VAE level (TIGER `[256, 256, 256]`; multi-resolution e.g. `[1024, 512, 256]`).
-        hidden_sizes: Encoder MLP sizes.
-        latent_dim: Size of the quantized latent.
-        contrastive_weight: Weight of the co-occurrence InfoNCE loss (0 disables it).
-        cooccurrence_window: Positions within which two training items co-occur.
-        modality_weights: Optional weight per embedding modality.
-        collision_strategy: `"extra_level"` (TIGER) or `"reassign"`.
-        epochs: RQ-VAE training epochs.
-        batch_size: Items per RQ-VAE step.
-        learning_rate: RQ-VAE learning rate.
-        max_steps: Stop after this many steps (-1: `epochs` decide).
-        extra_level_size: Size of the dedup level (default: the largest group), room for items added later.
-        extra: Further `RQVAEConfig` fields (e.g. `{"progressive_masking_prob": 0.2}`).
+    `recipes/train_rqvae.py` parses it directly (`--codebook_sizes 256 256 256 --contrastive_weight 0.1 ...`), the
+    benchmarks read it from their config's `sid:` section, and `train_sid_stage` turns it into an `RQVAEConfig`.
+    Each field's help text is its documentation (`python recipes/train_rqvae.py --help` prints them).
     """
 
-    codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
-    hidden_sizes: list[int] = field(default_factory=lambda: [512, 256, 128])
-    latent_dim: int = 32
-    contrastive_weight: float = 0.0
-    cooccurrence_window: int = 3
-    modality_weights: dict[str, float] | None = None
-    collision_strategy: str = "extra_level"
-    epochs: float = 100.0
-    max_steps: int = -1
-    batch_size: int = 1024
-    learning_rate: float = 2e-3
-    extra_level_size: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    codebook_sizes: list[int] = _arg(
+        "Codes per RQ-VAE level (TIGER [256, 256, 256]; multi-resolution, coarse first, e.g. [1024, 512, 256]).",
+        list(TIGER_CODEBOOK_SIZES),
+    )
+    hidden_sizes: list[int] = _arg("Encoder MLP sizes (the decoder mirrors them).", [512, 256, 128])
+    latent_dim: int = _arg("Size of the latent the codebooks quantise.", 32)
+    contrastive_weight: float = _arg("Weight of the co-occurrence InfoNCE loss (0: off).", 0.0)
+    cooccurrence_window: int = _arg("Positions within which two training items co-occur.", 3)
+    modality_weights: dict[str, float] | str | None = _arg(
+        "Modality -> reconstruction weight, e.g. '{text: 1.0, image: 0.5}' (default: equal)."
+    )
+    collision_strategy: str = _arg(
+        "How items sharing codes get unique SIDs: extra_level (TIGER) or reassign.", "extra_level"
+    )
+    epochs: float = _arg("RQ-VAE training epochs.", 100.0)
+    max_steps: int = _arg("Stop after this many steps (-1: epochs decide).", -1)
+    batch_size: int = _arg("Items per RQ-VAE step.", 1024)
+    learning_rate: float = _arg("RQ-VAE learning rate.", 2e-3)
+    extra_level_size: int | None = _arg(
+        "Room in the dedup level for items sharing codes; set it above the largest group to keep room for items "
+        "added later with SemanticIDTokenizer.add_items (cold start). Default: the largest group."
+    )
+    commitment_weight: float | None = _arg("Commitment loss weight (default: RQVAEConfig's, 0.25).")
+    gradient_estimator: str | None = _arg("Gradient through the quantiser: ste or rotation (default: ste).")
+    contrastive_temperature: float | None = _arg("Temperature of the contrastive loss (default: 0.1).")
+    progressive_masking_prob: float | None = _arg(
+        "Probability of masking the deeper levels in training, so SID prefixes decode on their own (default: 0)."
+    )
+    dead_code_threshold: int | None = _arg("Codes used fewer times per epoch are re-seeded (default: 1).")
+    extra: dict[str, Any] | str | None = _arg(
+        "Further RQVAEConfig fields, e.g. '{dropout: 0.1}' or --extra.dropout 0.1."
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("modality_weights", "extra"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = yaml.safe_load(value) if value.strip() else None
+            if value is not None and not isinstance(value, Mapping):
+                raise ValueError(
+                    f"SIDStageConfig.{name} must be a mapping such as {{text: 1.0}}, got {value!r}."
+                )
+            setattr(self, name, dict(value) if value is not None else None)
+        self.extra = self.extra or {}
+        clash = sorted(set(self.extra) & {f.name for f in fields(self)})
+        if clash:
+            raise ValueError(
+                f"SIDStageConfig.extra repeats the field(s) {clash}; set them as fields instead."
+            )
+
+    def rqvae_config(self, modality_dims: dict[str, int] | int) -> RQVAEConfig:
+        """The `RQVAEConfig` these settings describe, for embeddings of `modality_dims`."""
+        optional = {name: getattr(self, name) for name in _RQVAE_OPTIONAL if getattr(self, name) is not None}
+        return RQVAEConfig(
+            modality_dims=modality_dims,
+            modality_weights=self.modality_weights,
+            hidden_sizes=list(self.hidden_sizes),
+            latent_dim=self.latent_dim,
+            codebook_sizes=list(self.codebook_sizes),
+            contrastive_weight=self.contrastive_weight,
+            **optional,
+            **self.extra,
+        )
 
 
 def train_sid_stage(
@@ -93,15 +150,7 @@ def train_sid_stage(
         dims: dict[str, int] | int = {name: int(np.asarray(m).shape[1]) for name, m in embeddings.items()}
     else:
         dims = int(np.asarray(embeddings).shape[1])
-    rq_config = RQVAEConfig(
-        modality_dims=dims,
-        modality_weights=config.modality_weights,
-        hidden_sizes=list(config.hidden_sizes),
-        latent_dim=config.latent_dim,
-        codebook_sizes=list(config.codebook_sizes),
-        contrastive_weight=config.contrastive_weight,
-        **config.extra,
-    )
+    rq_config = config.rqvae_config(dims)
     pairs = None
     if config.contrastive_weight > 0:
         if not train_histories:
