@@ -21,15 +21,16 @@ layout with co-occurrence features, instead of the dataset). `python benchmarks/
 --quick` is run by the test suite, so the command never rots.
 
 Usage:
-    python benchmarks/gpu_check.py                          # on the GPU: every step at its real size
+    python benchmarks/gpu_check.py                          # on the GPU (the Amazon run at its real size)
     python benchmarks/gpu_check.py --device cpu --quick     # the same steps, tiny, on CPU (about a minute)
     python benchmarks/gpu_check.py --dataset toys --data_root /data/amazon
-    python benchmarks/gpu_check.py --amazon_args "--features collab"   # no text-embedding model on the machine
+    python benchmarks/gpu_check.py --amazon_args "--features attributes+collab"   # no text-embedding model there
 
 The Amazon step reads `--data_root/<dataset folder>` (default `../shared/data`, relative to the repository root)
 and, with text features (the config's `features: auto` for Beauty and Toys), the cached all-MiniLM-L6-v2
-embeddings under `benchmarks/cache/embeddings`: a machine without the embedding model needs that cache, or
-`--amazon_args "--features collab"`.
+embeddings under `benchmarks/cache/embeddings`: a machine without the embedding model needs that cache, or, on
+Beauty and Sports, `--amazon_args "--features attributes+collab"` (co-occurrence alone leaves some Beauty items
+without a vector).
 """
 
 from __future__ import annotations
@@ -481,7 +482,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Amazon dataset.",
     )
     parser.add_argument(
-        "--amazon_args", default="", help='More overrides of the Amazon run, e.g. "--features collab".'
+        "--amazon_args",
+        default="",
+        help='More overrides of the Amazon run, e.g. "--features attributes+collab".',
     )
     parser.add_argument(
         "--steps", nargs="+", default=list(STEPS), choices=STEPS, help="Run only these steps."
