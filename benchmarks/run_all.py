@@ -23,6 +23,7 @@ BENCHMARKS = [
     "tokenizer_speed",
     "generation_speed",
     "sid_quality",
+    "serving",
     "split_gap",
     "rqvae_convergence",
     "amazon",
