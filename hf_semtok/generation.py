@@ -3,26 +3,28 @@
 `SIDLogitsProcessor` (`hf_semtok.logits_process`) is a stock transformers `LogitsProcessor`: pass it to `model.generate(logits_processor=...)`
 and every SID the model writes is a real catalogue item, under greedy search, sampling and beam search, for
 left-padded batches of mixed prompt lengths. `recommend()` wraps it: histories in, ranked items out, in the
-tokenizer's SID layout (`hf_semtok.prompts.get_sid_layout`): `<|sid_start|>` codes `<|sid_end|>` when marked,
+tokenizer's SID layout (`tokenizer.sid_layout`): `<|sid_start|>` codes `<|sid_end|>` when marked,
 the `L` code tokens alone when bare.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import numbers
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers.generation import utils as _generation_utils
 
 from hf_semtok.logits_process import DEAD_END_SCORE, SIDLogitsProcessor
-from hf_semtok.prompts import get_sid_layout, history_prompt
+from hf_semtok.prompts import history_prompt
 
 __all__ = ["SIDLogitsProcessor", "recommend", "PrefillOnceLM", "DEAD_END_SCORE"]
 
@@ -175,6 +177,138 @@ def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> Non
             )
 
 
+@dataclass
+class _Plan:
+    """What every batch of one `recommend` call shares: the checked arguments and the tokenizer's SID lookups."""
+
+    k: int
+    num_beams: int
+    prefix_level: int | None
+    exclude_seen: bool
+    do_sample: bool
+    bare: bool
+    levels_out: int
+    eos: int
+    pad: int
+    codes_to_item: dict[tuple[int, ...], str]
+    token_to_code: dict[int, int]
+
+    @property
+    def beam_search(self) -> bool:
+        return self.num_beams > 1 and not self.do_sample
+
+    @property
+    def new_tokens(self) -> int:
+        """Tokens generated per SID: `[<|sid_start|>]`, the codes, `[<|sid_end|>]`."""
+        return self.levels_out if self.bare else self.levels_out + 2
+
+
+def _check_tokenizer(tokenizer: Any) -> None:
+    """A `SemanticIDTokenizer` (anything with its item table and SID token ids), else a TypeError."""
+    needed = ("sid_codes", "sid_token_ids", "item_ids", "num_items", "num_levels", "sid_start_token_id")
+    missing = [name for name in needed if not hasattr(tokenizer, name)]
+    if missing:
+        raise TypeError(
+            f"recommend(): `tokenizer` must be the SemanticIDTokenizer the model was trained with; got "
+            f"{type(tokenizer).__name__} (it has no {missing[0]}). Build one with SemanticIDTokenizer.from_base(...) "
+            "or load it with AutoTokenizer.from_pretrained(path, trust_remote_code=True)."
+        )
+
+
+def _check_model(model: Any) -> None:
+    """A causal LM with `generate()` and input embeddings, else a TypeError."""
+    if not callable(getattr(model, "generate", None)) or not callable(
+        getattr(model, "get_input_embeddings", None)
+    ):
+        raise TypeError(
+            f"recommend(): `model` must be a causal LM (a transformers model with generate()); got "
+            f"{type(model).__name__}."
+        )
+
+
+def _plan(
+    tokenizer: Any,
+    k: Any,
+    num_beams: Any,
+    prefix_level: Any,
+    exclude_seen: bool,
+    do_sample: bool,
+) -> _Plan:
+    """Check `k`, `num_beams` and `prefix_level` against the catalogue and gather the tokenizer's SID lookups."""
+    num_items, num_levels = int(tokenizer.num_items), int(tokenizer.num_levels)
+    k = _check_int("k", k, 1)
+    num_beams = _check_int("num_beams", num_beams, 1, optional=True)
+    prefix_level = _check_int("prefix_level", prefix_level, 1, optional=True)
+    if prefix_level is None and k > num_items:
+        raise ValueError(f"k={k} is larger than the catalogue ({num_items} items); use k <= {num_items}.")
+    if prefix_level is not None and not 1 <= prefix_level < num_levels:
+        raise ValueError(
+            f"prefix_level must be between 1 and {num_levels - 1} (the SIDs have {num_levels} levels; use "
+            f"prefix_level=None for whole items); got {prefix_level}."
+        )
+    if num_beams is None:
+        num_beams = max(2 * k if exclude_seen else k, 20)
+    if num_beams > _MAX_BEAMS:
+        raise ValueError(
+            f"num_beams={num_beams} is more than {_MAX_BEAMS}: beam search keeps every beam's cache in memory. "
+            "Use fewer beams (k <= num_beams)."
+        )
+    if num_beams < k:
+        raise ValueError(
+            f"num_beams={num_beams} is smaller than k={k}; beam search returns at most num_beams."
+        )
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sid_end_token_id
+    return _Plan(
+        k=k,
+        num_beams=num_beams,
+        prefix_level=prefix_level,
+        exclude_seen=bool(exclude_seen),
+        do_sample=bool(do_sample),
+        bare=tokenizer.sid_layout == "bare",
+        levels_out=prefix_level or num_levels,
+        eos=eos,
+        pad=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        codes_to_item={
+            tuple(row): item for item, row in zip(tokenizer.item_ids, tokenizer.sid_codes.tolist())
+        },
+        token_to_code={int(t): c for level_ids in tokenizer.sid_token_ids for c, t in enumerate(level_ids)},
+    )
+
+
+def _check_prompt_lengths(
+    model: Any, lengths: Sequence[int], new_tokens: int, max_history: int | None
+) -> None:
+    """The longest prompt plus the SID's tokens must fit the model's positions, where its config bounds them
+    (`max_position_embeddings`, or GPT-2's `n_positions`): past them GPT-2 fails inside torch and rotary models
+    run on positions they never saw."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        limit = getattr(config, name, None)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            break
+    else:
+        return
+    user = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[user] + new_tokens > limit:
+        raise ValueError(
+            f"recommend(): the prompt of histories[{user}] has {lengths[user]} tokens; with the {new_tokens} "
+            f"tokens of its SID it needs {lengths[user] + new_tokens} positions, but the model has {limit} "
+            f"(config.{name}). Shorten the prompts: lower max_history (now {max_history}) or leave out titles."
+        )
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Eval mode for the block; afterwards, even after an error, every submodule's train/eval flag as before."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 @torch.no_grad()
 def recommend(
     model: Any,
@@ -194,7 +328,7 @@ def recommend(
     """Recommend the next items for each user by constrained beam search over Semantic IDs.
 
     Each history becomes a prompt (`hf_semtok.prompts.history_prompt`, the same text the model was fine-tuned on);
-    the tokenizer's SID layout (`hf_semtok.prompts.get_sid_layout`) says whether the model writes
+    the tokenizer's SID layout (`tokenizer.sid_layout`) says whether the model writes
     `<|sid_start|>` codes `<|sid_end|>` (marked) or the code tokens alone (bare), and generation follows it;
     users go through `model.generate()` in left-padded batches of `batch_size`, with beam search
     (`num_return_sequences=num_beams`) under a `SIDLogitsProcessor`, so every output is a catalogue SID. Outputs are
@@ -208,8 +342,9 @@ def recommend(
     may repeat. A user can therefore get fewer than `k` items; evaluation counts the missing ranks as misses. Raise
     `num_beams` to get closer to `k`.
 
-    Threads: `recommend` never changes the tokenizer or the model's settings, and encodes prompts with a private
-    copy of the tokenizer's backend. The fast tokenizer's own `__call__` is not thread-safe: it switches
+    Settings and threads: `recommend` changes no setting of the tokenizer or the model. It runs the model in eval
+    mode and restores every submodule's train/eval flag afterwards, also when it raises. It encodes prompts with
+    a private copy of the tokenizer's backend. The fast tokenizer's own `__call__` is not thread-safe: it switches
     truncation and padding on its shared backend for every call, so two threads calling `tokenizer(...)` with
     different `truncation`/`padding` can change each other's results. Give each thread its own tokenizer if
     other code tokenizes concurrently.
@@ -238,9 +373,17 @@ def recommend(
         Per user, a list of `(item_id, score)` sorted by decreasing score (no duplicates), or with `prefix_level`,
         `(prefix_codes: tuple[int, ...], score, item_ids: list[str])`. A list in the order of `histories`, or a
         dict user id -> that list when `histories` is a mapping.
+
+    Raises:
+        TypeError: `tokenizer` is not a `SemanticIDTokenizer`, `model` is not a causal LM, or an argument or
+            history has the wrong type.
+        ValueError: A bad value (the message names it), a model without the SID tokens, or a prompt that with
+            the SID's tokens needs more positions than the model has (`config.max_position_embeddings` /
+            `n_positions`).
     """
     from tqdm.auto import tqdm
 
+    _check_tokenizer(tokenizer)
     if isinstance(histories, Mapping):
         users = list(histories)
         ranked = recommend(
@@ -259,115 +402,98 @@ def recommend(
             prefill_once=prefill_once,
         )
         return dict(zip(users, ranked))
-
-    num_items = int(tokenizer.num_items)
-    num_levels = int(tokenizer.num_levels)
-    k = _check_int("k", k, 1)
-    num_beams = _check_int("num_beams", num_beams, 1, optional=True)
-    prefix_level = _check_int("prefix_level", prefix_level, 1, optional=True)
+    plan = _plan(tokenizer, k, num_beams, prefix_level, exclude_seen, do_sample)
     batch_size = _check_int("batch_size", batch_size, 1)
     max_history = _check_int("max_history", max_history, 1, optional=True)
-    if prefix_level is None and k > num_items:
-        raise ValueError(f"k={k} is larger than the catalogue ({num_items} items); use k <= {num_items}.")
-    if prefix_level is not None and not 1 <= prefix_level < num_levels:
-        raise ValueError(
-            f"prefix_level must be between 1 and {num_levels - 1} (the SIDs have {num_levels} levels; use "
-            f"prefix_level=None for whole items); got {prefix_level}."
-        )
-    if num_beams is None:
-        num_beams = max(2 * k if exclude_seen else k, 20)
-    if num_beams > _MAX_BEAMS:
-        raise ValueError(
-            f"num_beams={num_beams} is more than {_MAX_BEAMS}: beam search keeps every beam's cache in memory. "
-            "Use fewer beams (k <= num_beams)."
-        )
-    if num_beams < k:
-        raise ValueError(
-            f"num_beams={num_beams} is smaller than k={k}; beam search returns at most num_beams."
-        )
+    _check_model(model)
     _check_model_vocab(model, tokenizer)
     _check_histories(histories, set(tokenizer.item_ids))
-
-    bare = get_sid_layout(tokenizer) == "bare"
-    codes_to_item = {tuple(row): item for item, row in zip(tokenizer.item_ids, tokenizer.sid_codes.tolist())}
-    token_to_code = {int(t): c for level_ids in tokenizer.sid_token_ids for c, t in enumerate(level_ids)}
-    levels_out = prefix_level or num_levels
-    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sid_end_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    beam_search = num_beams > 1 and not do_sample
+    prompts = [history_prompt(tokenizer, list(h), titles=titles, max_history=max_history) for h in histories]
+    all_ids = _encode_prompts(tokenizer, prompts)
+    _check_prompt_lengths(model, [len(ids) for ids in all_ids], plan.new_tokens, max_history)
     generator = model
-    if beam_search and prefill_once and not isinstance(model, PrefillOnceLM):
+    if plan.beam_search and prefill_once and not isinstance(model, PrefillOnceLM):
         generator = PrefillOnceLM(model)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-
-    all_prompts = [
-        history_prompt(tokenizer, list(h), titles=titles, max_history=max_history) for h in histories
-    ]
-    all_ids = _encode_prompts(tokenizer, all_prompts)
     # Users with prompts of similar length share a batch (less padding); results go back in input order.
     order = sorted(range(len(histories)), key=lambda i: len(all_ids[i]))
     results: list[list[tuple[Any, ...]]] = [[] for _ in histories]
-    starts = range(0, len(histories), batch_size)
-    for first in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
-        users = order[first : first + batch_size]
-        batch = [histories[i] for i in users]
-        input_ids, attention_mask = _left_pad([all_ids[i] for i in users], pad)  # (batch, prompt_len)
-        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        prompt_len = input_ids.shape[1]
-        processor = SIDLogitsProcessor.from_tokenizer(
-            tokenizer,
-            mode="sid",
-            prompt_length=prompt_len,
-            num_levels_to_generate=prefix_level,
-            eos_token_id=eos,
-            layout="bare" if bare else "marked",
-        )
-        decoding: dict[str, Any] = (
-            {"num_beams": num_beams, "length_penalty": 0.0, "early_stopping": True, "do_sample": False}
-            if beam_search
-            else {"num_beams": 1, "do_sample": bool(do_sample), "output_logits": True}
-        )
-        out = generator.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            logits_processor=[processor],
-            max_new_tokens=levels_out if bare else levels_out + 2,  # [<|sid_start|>], codes, [<|sid_end|>]
-            num_return_sequences=num_beams,
-            output_scores=True,
-            return_dict_in_generate=True,
-            pad_token_id=pad,
-            eos_token_id=eos,
-            **decoding,
-        )
-        sequences = out.sequences[:, prompt_len:].reshape(len(batch), num_beams, -1).tolist()
-        scores = _sequence_scores(out, prompt_len, levels_out, first_code=0 if bare else 1)
-        scores = scores.reshape(len(batch), num_beams).tolist()
-        for user, history in enumerate(batch):
-            seen = set(history) if exclude_seen else set()
-            ranked: list[tuple[Any, ...]] = []
-            taken: set[Any] = set()
-            for seq, score in sorted(zip(sequences[user], scores[user]), key=lambda pair: -pair[1]):
-                if not math.isfinite(score) or score < _MIN_VALID_BEAM_SCORE:
-                    continue
-                sid = _parse_generated_sid(seq, levels_out, tokenizer, token_to_code, bare=bare)
-                if sid is None or sid in taken:
-                    continue
-                if prefix_level is None:
-                    item = codes_to_item.get(sid)
-                    if item is None or item in seen:
-                        continue
-                    ranked.append((item, float(score)))
-                else:
-                    ranked.append((sid, float(score), list(tokenizer.items_with_prefix(sid))))
-                taken.add(sid)
-                if len(ranked) == k:
-                    break
-            results[users[user]] = ranked
-    if was_training:
-        model.train()
+    with _eval_mode(model):
+        starts = range(0, len(histories), batch_size)
+        for first in tqdm(starts, desc="recommend", unit="batch", disable=not progress):
+            users = order[first : first + batch_size]
+            ranked = _recommend_batch(
+                generator, tokenizer, [all_ids[i] for i in users], [histories[i] for i in users], plan
+            )
+            for user, items in zip(users, ranked):
+                results[user] = items
     return results
+
+
+def _recommend_batch(
+    generator: Any, tokenizer: Any, ids: list[list[int]], batch: list[Sequence[str]], plan: _Plan
+) -> list[list[tuple[Any, ...]]]:
+    """One `generate()` call for a batch of users: their ranked results, in batch order."""
+    device = next(generator.parameters()).device
+    input_ids, attention_mask = _left_pad(ids, plan.pad)  # (batch, prompt_len)
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    prompt_len = input_ids.shape[1]
+    processor = SIDLogitsProcessor.from_tokenizer(
+        tokenizer,
+        mode="sid",
+        prompt_length=prompt_len,
+        num_levels_to_generate=plan.prefix_level,
+        eos_token_id=plan.eos,
+        layout="bare" if plan.bare else "marked",
+    )
+    decoding: dict[str, Any] = (
+        {"num_beams": plan.num_beams, "length_penalty": 0.0, "early_stopping": True, "do_sample": False}
+        if plan.beam_search
+        else {"num_beams": 1, "do_sample": plan.do_sample, "output_logits": True}
+    )
+    out = generator.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        logits_processor=[processor],
+        max_new_tokens=plan.new_tokens,
+        num_return_sequences=plan.num_beams,
+        output_scores=True,
+        return_dict_in_generate=True,
+        pad_token_id=plan.pad,
+        eos_token_id=plan.eos,
+        **decoding,
+    )
+    sequences = out.sequences[:, prompt_len:].reshape(len(batch), plan.num_beams, -1).tolist()
+    scores = _sequence_scores(out, prompt_len, plan.levels_out, first_code=0 if plan.bare else 1)
+    scores = scores.reshape(len(batch), plan.num_beams).tolist()
+    return [
+        _rank(sequences[user], scores[user], history, tokenizer, plan) for user, history in enumerate(batch)
+    ]
+
+
+def _rank(
+    sequences: list[list[int]], scores: list[float], history: Sequence[str], tokenizer: Any, plan: _Plan
+) -> list[tuple[Any, ...]]:
+    """One user's generated SIDs, best score first: valid, distinct, unseen (with `exclude_seen`), at most `k`."""
+    seen = set(history) if plan.exclude_seen else set()
+    ranked: list[tuple[Any, ...]] = []
+    taken: set[Any] = set()
+    for seq, score in sorted(zip(sequences, scores), key=lambda pair: -pair[1]):
+        if not math.isfinite(score) or score < _MIN_VALID_BEAM_SCORE:
+            continue
+        sid = _parse_generated_sid(seq, plan.levels_out, tokenizer, plan.token_to_code, bare=plan.bare)
+        if sid is None or sid in taken:
+            continue
+        if plan.prefix_level is None:
+            item = plan.codes_to_item.get(sid)
+            if item is None or item in seen:
+                continue
+            ranked.append((item, float(score)))
+        else:
+            ranked.append((sid, float(score), list(tokenizer.items_with_prefix(sid))))
+        taken.add(sid)
+        if len(ranked) == plan.k:
+            break
+    return ranked
 
 
 def _parse_generated_sid(

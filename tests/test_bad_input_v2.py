@@ -6,15 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from hf_semtok.cli import main, parse_args_with_config
+from hf_semtok.generation import recommend
 from hf_semtok.logits_process import SIDLogitsProcessor
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.sid_stage import SIDStageConfig
 from hf_semtok.rqvae.training import _check_finite_weights, train_rqvae
 from hf_semtok.sids.assignment import add_items_to_table, assign_unique_sids
-from hf_semtok.small_models import train_base_tokenizer
+from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenizer.item_ids import ItemIds, check_item_ids
 from hf_semtok.tokenizer.sid_table import SIDTable
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
@@ -333,3 +335,68 @@ def test_demo_output_dir_that_is_a_file(tmp_path, no_demo):
     with pytest.raises(ValueError, match=r"sub' lies under the file .*results\.txt'"):
         main(["demo", "--quick", "--output_dir", str(a_file / "sub")])
     assert a_file.read_text() == "not a folder"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# recommend(): model state, prompt length, tokenizer type (items 6, 11)
+# --------------------------------------------------------------------------------------------------------------
+HISTORIES = [["i01", "i02"], ["i03"]]
+
+
+def _qwen2(tok: SemanticIDTokenizer, max_positions: int = 512):
+    return build_causal_lm(
+        len(tok), hidden_size=16, num_layers=1, num_heads=2, max_position_embeddings=max_positions, seed=0
+    )
+
+
+def _gpt2(tok: SemanticIDTokenizer, n_positions: int):
+    config = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(config)
+
+
+def test_recommend_restores_every_train_eval_flag_after_an_error(tok, monkeypatch):
+    model = _qwen2(tok)
+    model.train()
+    model.model.layers[0].eval()  # mixed modes: each submodule gets its own flag back
+    flags = {name: m.training for name, m in model.named_modules()}
+
+    def broken_generate(*args, **kwargs):
+        assert not model.training  # recommend runs in eval mode
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "generate", broken_generate)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        recommend(model, tok, HISTORIES, k=2, num_beams=2, progress=False, prefill_once=False)
+    assert {name: m.training for name, m in model.named_modules()} == flags
+    monkeypatch.undo()
+    recommend(model, tok, HISTORIES, k=2, num_beams=2, progress=False)  # and after a normal run
+    assert {name: m.training for name, m in model.named_modules()} == flags
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2"])
+def test_recommend_refuses_prompts_longer_than_the_model_positions(tok, arch):
+    limit = 48  # the prompt of 20 history items needs about 110 positions, that of one item about 30
+    model = _gpt2(tok, limit) if arch == "gpt2" else _qwen2(tok, limit)
+    field = "max_position_embeddings"  # GPT2Config maps it to n_positions
+    long_history = [[f"i{i:02d}" for i in range(10)] * 3]  # 30 items, 4 tokens each in the marked layout
+    with pytest.raises(
+        ValueError, match=rf"needs \d+ positions, but the model has {limit} \(config\.{field}\)"
+    ):
+        recommend(model, tok, long_history, k=2, num_beams=2, progress=False)
+    with pytest.raises(ValueError, match="lower max_history"):
+        recommend(model, tok, {"u": long_history[0]}, k=2, num_beams=2, progress=False)
+    # a short enough prompt fits the same model
+    assert len(recommend(model, tok, long_history, k=2, num_beams=2, max_history=1, progress=False)[0]) <= 2
+
+
+@pytest.mark.parametrize("bad", [None, "tokenizer", "plain"])
+def test_recommend_with_a_plain_tokenizer_is_a_type_error(tok, bad):
+    other = tok if bad != "plain" else train_base_tokenizer(["a b c"] * 5, vocab_size=270)
+    bad_tok = None if bad is None else (other if bad == "plain" else "gpt2")
+    with pytest.raises(
+        TypeError, match="`tokenizer` must be the SemanticIDTokenizer the model was trained with"
+    ):
+        recommend(_qwen2(tok), bad_tok, HISTORIES, k=2, progress=False)
+    with pytest.raises(TypeError, match="`model` must be a causal LM"):
+        recommend(None, tok, HISTORIES, k=2, progress=False)
