@@ -3,7 +3,8 @@
 Runs, each as a subprocess on the chosen device, and prints one PASS/FAIL line per step with its numbers and
 seconds:
 
-1. `cuda-tests`: `pytest -m cuda tests` (the tests that exercise every path on the device they are given);
+1. `cuda-tests`: `pytest -m cuda` over the test files that hold `cuda`-marked tests (they exercise every path
+   on the device they are given);
 2. `demo`: `hf-semtok demo --quick`;
 3. the recipe chain of `recipes/README.md`, shortened with overrides such as `--max_steps`: `train_rqvae`,
    `cpt` (continued pretraining), `lora` (fine-tuning) and `evaluate`. On CUDA the two LM stages run in bf16;
@@ -15,8 +16,7 @@ passes only if it allocated CUDA memory (so a silent fall-back to the CPU fails)
 with `CUDA_VISIBLE_DEVICES=""` and must not see a GPU. The JSON (`benchmarks/results/gpu_check_<device>.json`,
 or `--output`) holds every step's command, numbers, seconds and output tail, plus the device and library versions.
 
-`--quick` shrinks every step to seconds (tiny synthetic catalogue, a few steps; the cuda tests collect only
-`tests/test_cuda_paths.py`; the Amazon step runs the GPU config on a small synthetic stand-in in the Amazon 2014
+`--quick` shrinks every step to seconds (tiny synthetic catalogue, a few steps; the Amazon step runs the GPU config on a small synthetic stand-in in the Amazon 2014
 layout with co-occurrence features, instead of the dataset). `python benchmarks/gpu_check.py --device cpu
 --quick` is run by the test suite, so the command never rots.
 
@@ -180,6 +180,16 @@ def _write_stand_in_amazon(root: Path, seed: int = 42) -> Path:
     return root
 
 
+def cuda_test_files() -> list[str]:
+    """The test files that hold `cuda`-marked tests: `pytest -m cuda` over them runs every cuda test without
+    importing the rest of the suite (whose optional dependencies, e.g. pyarrow, a GPU machine may lack)."""
+    return sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "tests").glob("test_*.py")
+        if "pytest.mark.cuda" in path.read_text(encoding="utf-8")
+    )
+
+
 def build_steps(args: argparse.Namespace, work: Path) -> list[Step]:
     """The steps of one check, with their commands (relative to the repository root) and number readers."""
     cuda = args.device == "cuda"
@@ -188,7 +198,7 @@ def build_steps(args: argparse.Namespace, work: Path) -> list[Step]:
     steps: list[Step] = []
 
     report = work / "cuda_tests.xml"
-    tests = ["tests/test_cuda_paths.py"] if quick else ["tests"]
+    tests = cuda_test_files()
     steps.append(
         Step(
             "cuda-tests",
