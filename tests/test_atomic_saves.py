@@ -1,25 +1,30 @@
-"""Saves killed at any instant leave the old complete directory or the new one: never a mix, never nothing."""
+"""Saves killed at any instant leave the old complete set of files or the new one, never a mix, and never touch
+anything else in the folder. Readers loading while saves run never see a mix either."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from hf_semtok import io_utils
+from hf_semtok import SIDTable, io_utils
 from hf_semtok.constants import SID_TABLE_FILE
-from hf_semtok.io_utils import atomic_directory, recover_directory
+from hf_semtok.io_utils import atomic_directory, open_file_set, recover_directory
 from hf_semtok.lm import generator
 from hf_semtok.rqvae import training
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import save_training_result, train_rqvae
-from hf_semtok import SIDTable
+from hf_semtok.sids import assign_unique_sids
+from hf_semtok.tokenizer import file_sets, tokenization_semtok
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 _HARNESS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_harness.py"
 _spec = importlib.util.spec_from_file_location("kill_harness", _HARNESS_PATH)
@@ -30,6 +35,8 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the kill harnes
 
 OLD = {"common.txt": b"old common", "only_old.txt": b"old", "sub/a.bin": b"\x00old"}
 NEW = {"common.txt": b"new common", "only_new.txt": b"new", "sub/b.bin": b"\x01new", "more/c.txt": b"c"}
+#: Files of the user in the folder saved into (`volume/` stands in for a mounted volume): no save may touch them.
+FOREIGN = {"user_notes.txt": b"mine", "volume/data.bin": b"mounted"}
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:
@@ -40,6 +47,20 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
 
 def siblings(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir())
+
+
+def own_files(target: Path) -> dict[str, bytes]:
+    """The files of `target` that are neither the user's nor hf_semtok's bookkeeping (manifests, staging)."""
+    return {
+        name: data
+        for name, data in kill_harness.tree_contents(target).items()
+        if name not in FOREIGN and not name.startswith(".hf_semtok")
+    }
+
+
+def check_foreign(target: Path) -> None:
+    found = {name: (target / name).read_bytes() for name in FOREIGN if (target / name).is_file()}
+    assert found == FOREIGN, "a save touched files it does not own"
 
 
 @pytest.fixture(autouse=True)
@@ -55,35 +76,40 @@ def old_new(tmp_path):
     parent = tmp_path / "out"
     target = parent / "model"
 
+    def save_files(files: dict[str, bytes]) -> None:
+        with atomic_directory(target) as tmp:
+            for name, data in files.items():  # several files: kills land between them
+                write_tree(tmp, {name: data})
+
     def reset():
         shutil.rmtree(parent, ignore_errors=True)
-        parent.mkdir()
-        target.mkdir()
-        write_tree(target, OLD)
-
-    def save():
-        with atomic_directory(target) as tmp:
-            for name, data in NEW.items():  # several files: kills land between them
-                write_tree(tmp, {name: data})
+        target.mkdir(parents=True)
+        write_tree(target, FOREIGN)
+        save_files(OLD)
 
     def check(recover: bool = False) -> str:
         if recover:
             recover_directory(target)
         assert target.is_dir(), f"{target} is missing; left: {siblings(parent)}"
-        found = kill_harness.tree_contents(target)
-        assert found in (OLD, NEW), f"mixed or partial directory: {sorted(found)}"
+        with open_file_set(target, "directory", on_mismatch="raise") as files:  # completes a pending commit
+            assert files is not None, "no manifest"
+            found = {name: files.read_bytes(name) for name in files.files}
+        assert found in (OLD, NEW), f"mixed or partial set: {sorted(found)}"
+        check_foreign(target)
+        if recover:  # the files on disk are now exactly the set: nothing stale, nothing missing
+            assert own_files(target) == found
         return "old" if found == OLD else "new"
 
     def check_clean() -> None:
-        assert kill_harness.tree_contents(target) == NEW
-        assert siblings(parent) == ["model"], "leftovers of the killed save were not removed"
+        assert own_files(target) == NEW
+        assert [n for n in siblings(target) if n.startswith(".hf_semtok_tmp")] == []
+        assert siblings(parent) == ["model"], "a save wrote beside its folder"
+        check_foreign(target)
 
-    return target, reset, save, check, check_clean
+    return target, reset, lambda: save_files(NEW), check, check_clean
 
 
-def test_kill_anywhere_with_exchange_leaves_old_or_new(old_new):
-    if io_utils._renameat2 is None:
-        pytest.skip("renameat2 is not available here")
+def test_kill_anywhere_leaves_old_or_new(old_new):
     target, reset, save, check, check_clean = old_new
     summary = kill_harness.kill_during_save(
         save, check, reset=reset, check_clean=check_clean, n_points=32, random_kills=3, seed=0
@@ -92,8 +118,8 @@ def test_kill_anywhere_with_exchange_leaves_old_or_new(old_new):
     assert summary["states"].get("old", 0) > 0 and summary["states"].get("new", 0) > 0
 
 
-def test_kill_anywhere_without_exchange_is_recovered(old_new, monkeypatch):
-    monkeypatch.setattr(io_utils, "_renameat2", None)  # the two-rename fallback, inherited by the children
+def test_kill_anywhere_without_folder_locks_is_recovered(old_new, monkeypatch):
+    monkeypatch.setattr(file_sets, "fcntl", None)  # no flock (not POSIX), inherited by the children
     target, reset, save, check, check_clean = old_new
     summary = kill_harness.kill_during_save(
         save, lambda: check(recover=True), reset=reset, check_clean=check_clean, n_points=32, seed=1
@@ -127,29 +153,36 @@ def test_kill_save_training_result_anywhere(two_results, tmp_path):
     emb, first, second = two_results
     parent = tmp_path / "runs"
     target = parent / "rqvae"
+    target.mkdir(parents=True)
+    write_tree(target, FOREIGN)
     save_training_result(first, target)
-    old_files = kill_harness.tree_contents(target)
+    old_files = sorted(own_files(target))
 
     def reset():
         shutil.rmtree(parent)
+        target.mkdir(parents=True)
+        write_tree(target, FOREIGN)
         save_training_result(first, target)
 
     def check() -> str:
         assert target.is_dir(), f"{target} is missing; left: {siblings(parent)}"
-        files = kill_harness.tree_contents(target)
-        table = SIDTable.from_json(target / SID_TABLE_FILE).as_dict()
-        model = RQVAEModel.from_pretrained(target)
+        with open_file_set(target, training.TRAINING_FILE_SET_KIND, on_mismatch="raise"):
+            table = SIDTable.from_json(target / SID_TABLE_FILE).as_dict()
+            model = RQVAEModel.from_pretrained(target)
+            files = own_files(target)
         label = "old" if table == first.sid_table.as_dict() else "new"
         expected = first if label == "old" else second
         assert table == expected.sid_table.as_dict()
-        assert sorted(files) == sorted(old_files)  # the same file set: nothing stale, nothing missing
+        assert sorted(files) == old_files  # the same file set: nothing stale, nothing missing
         np.testing.assert_array_equal(model.encode(emb).numpy(), expected.model.encode(emb).numpy())
+        check_foreign(target)
         return label
 
     def check_clean() -> None:
         assert SIDTable.from_json(target / SID_TABLE_FILE).as_dict() == second.sid_table.as_dict()
-        assert sorted(kill_harness.tree_contents(target)) == sorted(old_files)
+        assert sorted(own_files(target)) == old_files
         assert siblings(parent) == ["rqvae"]
+        check_foreign(target)
 
     summary = kill_harness.kill_during_save(
         lambda: save_training_result(second, target),
@@ -158,15 +191,103 @@ def test_kill_save_training_result_anywhere(two_results, tmp_path):
         check_clean=check_clean,
         n_points=30,
         seed=3,
-        trace_files=[io_utils.__file__, training.__file__, shutil.__file__],
+        trace_files=[io_utils.__file__, file_sets.__file__, training.__file__, shutil.__file__],
     )
     assert summary["outcomes"].get("killed", 0) >= 30
     assert summary["states"].get("old", 0) > 0 and summary["states"].get("new", 0) > 0
 
 
+@pytest.fixture(scope="module")
+def two_tokenizers(base_tokenizer):
+    """Tokenizers A and B over the same 40 items, each with its own RQ-VAE and table."""
+    emb = np.random.default_rng(0).normal(size=(40, 8)).astype("float32")
+    made = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = RQVAEModel(
+            RQVAEConfig(modality_dims=8, hidden_sizes=[16], latent_dim=4, codebook_sizes=[4, 4])
+        )
+        table = assign_unique_sids(
+            model.encode(emb), [f"i{i}" for i in range(40)], [4, 4], extra_level_size=40
+        )
+        made.append(SemanticIDTokenizer.from_base(base_tokenizer, sid_table=table, rqvae=model))
+    a, b = made
+    assert a.sid_table_dict() != b.sid_table_dict()
+    assert not np.array_equal(a.sids_for_embeddings(emb), b.sids_for_embeddings(emb))
+    return emb, a, b
+
+
+def tokenizer_label(
+    tok: SemanticIDTokenizer, emb: np.ndarray, a: SemanticIDTokenizer, b: SemanticIDTokenizer
+) -> str:
+    """ "A" or "B" when the table and the RQ-VAE of `tok` are both A's or both B's; fails on a mix."""
+    table = "A" if tok.sid_table_dict() == a.sid_table_dict() else "B"
+    expected = a if table == "A" else b
+    assert tok.sid_table_dict() == expected.sid_table_dict()
+    np.testing.assert_array_equal(tok.sids_for_embeddings(emb), expected.sids_for_embeddings(emb))
+    return table
+
+
+def test_kill_tokenizer_save_anywhere_keeps_table_and_rqvae_together(two_tokenizers, tmp_path):
+    emb, a, b = two_tokenizers
+    target = tmp_path / "tok"
+
+    def reset():
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        write_tree(target, FOREIGN)
+        a.save_pretrained(target)
+
+    def check() -> str:
+        label = tokenizer_label(SemanticIDTokenizer.from_pretrained(target), emb, a, b)
+        check_foreign(target)
+        return label
+
+    summary = kill_harness.kill_during_save(
+        lambda: b.save_pretrained(target),
+        check,
+        reset=reset,
+        n_points=16,
+        seed=4,
+        trace_files=[file_sets.__file__, tokenization_semtok.__file__],
+    )
+    assert summary["outcomes"].get("killed", 0) >= 14
+    assert summary["states"].get("A", 0) > 0 and summary["states"].get("B", 0) > 0
+
+
+def test_loads_during_saves_never_mix_two_versions(two_tokenizers, tmp_path):
+    """A reader loading while another process saves A and B in turn gets A or B whole (was: 98 of 2,787 mixed)."""
+    emb, a, b = two_tokenizers
+    target = tmp_path / "tok"
+    a.save_pretrained(target)
+    pid = os.fork()
+    if pid == 0:  # the writer: never returns into pytest
+        code = 0
+        try:
+            while True:
+                b.save_pretrained(target)
+                a.save_pretrained(target)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    try:
+        labels = {"A": 0, "B": 0}
+        deadline = time.monotonic() + 120  # a bound against a hang, not a timing assertion
+        while min(labels.values()) < 3 and time.monotonic() < deadline:
+            labels[tokenizer_label(SemanticIDTokenizer.from_pretrained(target), emb, a, b)] += 1
+        assert min(labels.values()) >= 3, f"the loads did not see both versions: {labels}"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert tokenizer_label(SemanticIDTokenizer.from_pretrained(target), emb, a, b) in ("A", "B")
+
+
 class _FakeTokenizer:
     def save_pretrained(self, path):
-        with atomic_directory(path) as tmp:  # a tokenizer that replaces its folder, keeping nothing
+        with atomic_directory(
+            path, kind="tokenizer"
+        ) as tmp:  # a nested save: becomes a part of the outer one
             (tmp / "tokenizer.json").write_text("{}")
 
 
@@ -175,12 +296,15 @@ class _FakeModel:
         (Path(path) / "model.safetensors").write_bytes(b"weights")
 
 
-def test_generator_save_keeps_model_and_tokenizer_and_drops_stale_files(tmp_path):
+def test_generator_save_keeps_foreign_files_and_replaces_its_own(tmp_path):
     target = tmp_path / "model"
     target.mkdir()
-    (target / "stale.bin").write_bytes(b"old")
+    write_tree(target, FOREIGN)
     generator._save_atomic(_FakeModel(), _FakeTokenizer(), target)
-    assert siblings(target) == ["model.safetensors", "tokenizer.json"]
+    assert own_files(target) == {"model.safetensors": b"weights", "tokenizer.json": b"{}"}
+    check_foreign(target)
+    with open_file_set(target, "tokenizer") as part:  # the tokenizer's files are found as a part
+        assert part is not None and set(part.files) == {"tokenizer.json"}
     assert siblings(tmp_path) == ["model"]
 
 

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from hf_semtok import io_utils
 from hf_semtok.io_utils import (
     atomic_directory,
     atomic_write,
@@ -56,6 +55,11 @@ def _names(path):
     return sorted(p.name for p in path.iterdir())
 
 
+def _own(path):
+    """Entries of `path` other than the file-set manifests."""
+    return [n for n in _names(path) if not n.startswith(".hf_semtok_manifest.")]
+
+
 def test_atomic_write_and_directory_modes_follow_the_umask(tmp_path):
     previous = os.umask(0o027)
     try:
@@ -63,63 +67,62 @@ def test_atomic_write_and_directory_modes_follow_the_umask(tmp_path):
         with atomic_directory(tmp_path / "d") as tmp:
             write_text_atomic("y", tmp / "inner.txt")
             (tmp / "plain.txt").write_text("z")
+            (tmp / "private.bin").write_bytes(b"w")
+            os.chmod(tmp / "private.bin", 0o600)  # as safetensors and mkstemp write them
     finally:
         os.umask(previous)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o640
-    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750  # not mkdtemp's 0700
-    assert (tmp_path / "d" / "inner.txt").stat().st_mode & 0o777 == 0o640
-    assert (tmp_path / "d" / "plain.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
+    for name in ("inner.txt", "plain.txt", "private.bin"):
+        assert (tmp_path / "d" / name).stat().st_mode & 0o777 == 0o640, name
 
 
-def test_atomic_directory_replaces_the_whole_directory(tmp_path):
+def test_atomic_write_takes_a_file_name_of_any_valid_length(tmp_path):
+    path = tmp_path / ("n" * 255)  # NAME_MAX: a temporary name built from it would be too long
+    write_text_atomic("x", path)
+    assert path.read_text() == "x" and _names(tmp_path) == [path.name]
+
+
+def test_atomic_directory_replaces_only_its_own_files(tmp_path):
     target = tmp_path / "out" / "model"  # parent made on demand
     with atomic_directory(target) as tmp:
-        assert tmp.parent == target.parent and tmp.name.startswith(".model.tmp-") and not target.exists()
+        assert tmp.parent == target and tmp.name.startswith(".hf_semtok_tmp-")  # staged inside the folder
         (tmp / "a.txt").write_text("A")
         (tmp / "sub").mkdir()
         (tmp / "sub" / "x").write_text("x")
-    assert _names(target) == ["a.txt", "sub"]
+    (target / "mine.txt").write_text("the user's")
     with atomic_directory(target) as tmp:
         (tmp / "b.txt").write_text("B")
-    assert _names(target) == ["b.txt"]  # nothing of the old version is left
-    assert _names(target.parent) == ["model"]
+    # the files of the previous save of this kind are gone, the user's file stays
+    assert _own(target) == ["b.txt", "mine.txt"] and _names(target.parent) == ["model"]
+    with atomic_directory(target, kind="other") as tmp:  # another kind: leaves b.txt alone
+        (tmp / "c.txt").write_text("C")
+    assert _own(target) == ["b.txt", "c.txt", "mine.txt"]
 
 
-def test_atomic_directory_keep_carries_unwritten_entries(tmp_path):
-    target = tmp_path / "model"
-    with atomic_directory(target) as tmp:
-        (tmp / "model.safetensors").write_bytes(b"weights")
-        (tmp / "config.json").write_text("{}")
-        (tmp / "tokenizer.json").write_text("old tokenizer")
-        (tmp / "cache").mkdir()
-        (tmp / "cache" / "c").write_text("c")
-    inode = (target / "model.safetensors").stat().st_ino
-    with atomic_directory(target, keep=lambda name: name != "config.json") as tmp:
-        (tmp / "tokenizer.json").write_text("new tokenizer")
-    assert _names(target) == ["cache", "model.safetensors", "tokenizer.json"]
-    assert (target / "tokenizer.json").read_text() == "new tokenizer"  # what the save wrote wins
-    assert (target / "model.safetensors").read_bytes() == b"weights"
-    assert (target / "model.safetensors").stat().st_ino == inode  # hard link, not a copy
-    assert (target / "cache" / "c").read_text() == "c"
-    assert _names(tmp_path) == ["model"]
+def test_atomic_directory_keep_is_deprecated_and_ignored(tmp_path):
+    with pytest.warns(DeprecationWarning, match="keep"):
+        with atomic_directory(tmp_path / "d", keep=lambda name: False) as tmp:
+            (tmp / "a").write_text("a")
+    assert _own(tmp_path / "d") == ["a"]
 
 
 def test_atomic_directory_exception_leaves_target_untouched(tmp_path):
     target = tmp_path / "model"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
+    with atomic_directory(target) as tmp:
+        (tmp / "old.txt").write_text("old")
     with pytest.raises(RuntimeError, match="boom"):
         with atomic_directory(target) as tmp:
             (tmp / "new.txt").write_text("new")
             raise RuntimeError("boom")
-    assert _names(target) == ["old.txt"] and _names(tmp_path) == ["model"]
+    assert _own(target) == ["old.txt"] and _names(tmp_path) == ["model"]
     with pytest.raises(RuntimeError, match="boom"):
         with atomic_directory(tmp_path / "fresh") as tmp:
             raise RuntimeError("boom")
-    assert _names(tmp_path) == ["model"]
+    assert _names(tmp_path) == ["model"]  # a folder the failed save created is removed again
 
 
-def test_atomic_directory_refuses_files_and_links_to_files(tmp_path):
+def test_atomic_directory_refuses_files_links_to_files_and_the_root(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="a file of that name exists"):
         with atomic_directory(tmp_path / "file"):
@@ -132,49 +135,39 @@ def test_atomic_directory_refuses_files_and_links_to_files(tmp_path):
     with pytest.raises(ValueError, match="not a directory"):
         with atomic_directory(tmp_path / "dangling"):
             pass
+    with pytest.raises(ValueError, match="Refusing to save into the filesystem root '/'"):
+        with atomic_directory("/"):
+            pass
     assert (tmp_path / "file").read_text() == "x"
 
 
-def test_atomic_directory_through_a_symlink_replaces_the_linked_directory(tmp_path):
+def test_atomic_directory_through_a_symlink_saves_into_the_linked_directory(tmp_path):
     (tmp_path / "run-1").mkdir()
     (tmp_path / "run-1" / "old").write_text("old")
     (tmp_path / "latest").symlink_to("run-1")
     with atomic_directory(tmp_path / "latest") as tmp:
         (tmp / "new").write_text("new")
     assert (tmp_path / "latest").is_symlink()
-    assert _names(tmp_path / "run-1") == ["new"] and _names(tmp_path) == ["latest", "run-1"]
+    assert _own(tmp_path / "run-1") == ["new", "old"] and _names(tmp_path) == ["latest", "run-1"]
 
 
-def test_leftovers_of_a_killed_save_are_removed_or_restored(tmp_path):
+def test_recover_directory_repairs_what_an_earlier_release_left(tmp_path):
     target = tmp_path / "model"
-    (tmp_path / ".model.tmp-dead").mkdir()  # a killed save's half-written directory
+    (tmp_path / ".model.tmp-dead").mkdir()  # a killed folder-swap save's half-written directory
     (tmp_path / ".model.tmp-dead" / "half").write_text("half")
-    (tmp_path / ".model.old-dead").mkdir()  # fallback killed between its renames: target missing
+    (tmp_path / ".model.old-dead").mkdir()  # killed between its two renames: target missing
     (tmp_path / ".model.old-dead" / "old.txt").write_text("old")
     (tmp_path / ".other.tmp-keep").mkdir()  # another target's: not ours to touch
     assert recover_directory(target) == target
     assert _names(target) == ["old.txt"]
     assert _names(tmp_path) == [".other.tmp-keep", "model"]
-    (tmp_path / ".model.tmp-dead2").mkdir()
-    (tmp_path / ".model.old-dead2").mkdir()  # target exists: the swap had finished
-    with atomic_directory(target) as tmp:
-        (tmp / "new.txt").write_text("new")
-    assert _names(target) == ["new.txt"] and _names(tmp_path) == [".other.tmp-keep", "model"]
 
 
-def test_fallback_without_renameat2(tmp_path, monkeypatch):
-    monkeypatch.setattr(io_utils, "_renameat2", None)
+def test_recover_directory_removes_a_dead_staging_folder(tmp_path):
     target = tmp_path / "model"
-    for version in ("a", "b"):
-        with atomic_directory(target, keep=lambda name: name == "a") as tmp:
-            (tmp / version).write_text(version)
-    assert _names(target) == ["a", "b"] and _names(tmp_path) == ["model"]
-
-
-@pytest.mark.skipif(io_utils._renameat2 is None, reason="renameat2 is not available here")
-def test_exchange_swaps_two_directories(tmp_path):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "1").write_text("1")
-    (tmp_path / "y").mkdir()
-    assert io_utils._exchange(tmp_path / "x", tmp_path / "y")
-    assert _names(tmp_path / "y") == ["1"] and _names(tmp_path / "x") == []
+    with atomic_directory(target) as tmp:
+        (tmp / "a").write_text("a")
+    (target / ".hf_semtok_tmp-deadbeef").mkdir()  # a save killed before its commit point
+    (target / ".hf_semtok_tmp-deadbeef" / "half").write_text("half")
+    recover_directory(target)
+    assert _own(target) == ["a"]

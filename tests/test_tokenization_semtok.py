@@ -522,6 +522,9 @@ def test_missing_files_are_named(bpe, tmp_path):
     shutil.copytree(tmp_path / "b", tmp_path / "c")
     tok.save_pretrained(tmp_path / "c")
     (tmp_path / "c" / RQVAE_CONFIG_FILE).write_text("{}")
+    # With the tokenizer's manifest, a file that its save did not write is not the tokenizer's: ignored.
+    assert not SemanticIDTokenizer.from_pretrained(tmp_path / "c").has_rqvae
+    (tmp_path / "c" / ".hf_semtok_manifest.tokenizer.json").unlink()  # as saved by an older release
     with pytest.raises(ValueError, match=f"missing {RQVAE_WEIGHTS_FILE}"):
         SemanticIDTokenizer.from_pretrained(tmp_path / "c")
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModel
 
+from hf_semtok import SIDTable
 from hf_semtok.constants import QUALITY_REPORT_FILE, SID_TABLE_FILE
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.training import train_rqvae
-from hf_semtok import SIDTable
 
 N, DIM = 300, 16
 
@@ -74,8 +74,9 @@ def test_same_seed_same_sids(result, emb):
 
 def test_output_dir_written_atomically(emb, tmp_path):
     out = tmp_path / "rqvae"
-    out.mkdir()
-    (out / "stale.txt").write_text("old run")
+    (out / "volume").mkdir(parents=True)  # stands in for a volume mounted inside output_dir
+    (out / "volume" / "data.bin").write_bytes(b"keep")
+    (out / "notes.txt").write_text("the user's file")
     result = run(emb, output_dir=out, collision_strategy="reassign")
     names = {p.name for p in out.iterdir()}
     assert {
@@ -85,8 +86,11 @@ def test_output_dir_written_atomically(emb, tmp_path):
         QUALITY_REPORT_FILE,
         "sid_quality.md",
     } <= names
-    assert "stale.txt" not in names  # replaced as a whole
-    assert [p.name for p in tmp_path.iterdir()] == ["rqvae"]  # no temporary directories left
+    # the save owns only its files: everything else in output_dir stays (issue 24: it used to be deleted)
+    assert (out / "notes.txt").read_text() == "the user's file"
+    assert (out / "volume" / "data.bin").read_bytes() == b"keep"
+    assert not [n for n in names if n.startswith(".hf_semtok_tmp")]  # no staging folder left
+    assert [p.name for p in tmp_path.iterdir()] == ["rqvae"]  # nothing written beside output_dir
     table = SIDTable.from_json(out / SID_TABLE_FILE)
     assert table.as_dict() == result.sid_table.as_dict() and table.collision_strategy == "reassign"
     model = AutoModel.from_pretrained(out)

@@ -45,7 +45,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from hf_semtok.constants import DEFAULT_SEED, SID_LAYOUTS
 from hf_semtok.evaluation import evaluate_recommender
-from hf_semtok.io_utils import atomic_directory
+from hf_semtok.io_utils import save_file_set
 from hf_semtok.lm.corpus import lm_collator
 from hf_semtok.lm.sid_sequences import (
     check_prompt_is_sid_sequence,
@@ -524,12 +524,13 @@ def _training_facts(
     }
 
 
-def _save_atomic(model: Any, tokenizer: Any, target: Path) -> None:
-    """Save `model` and `tokenizer` together into `target`, replacing it in one step (see `atomic_directory`).
+#: The kind of file set `_save_atomic` writes (`hf_semtok.io_utils.save_file_set`).
+GENERATOR_FILE_SET_KIND = "generator"
 
-    The tokenizer is written first: a model's `save_pretrained` adds its files beside whatever the folder holds,
-    whereas a tokenizer save may replace the folder it is given.
-    """
-    with atomic_directory(target) as tmp:
+
+def _save_atomic(model: Any, tokenizer: Any, target: Path) -> None:
+    """Save `model` and `tokenizer` together into `target` as one atomic set of files (`save_file_set`, kind
+    `"generator"`): the files of the previous generator save there are replaced, everything else stays."""
+    with save_file_set(target, GENERATOR_FILE_SET_KIND) as tmp:
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)

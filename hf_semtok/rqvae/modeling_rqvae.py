@@ -27,7 +27,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from hf_semtok.constants import DEFAULT_SEED
-from hf_semtok.io_utils import atomic_directory
+from hf_semtok.io_utils import open_file_set, save_file_set
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.inputs import (
     EmbeddingsInput,
@@ -57,6 +57,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The kind of file set `RQVAEModel.save_pretrained` writes (`hf_semtok.io_utils.save_file_set`).
+RQVAE_FILE_SET_KIND = "rqvae"
 
 
 @dataclass
@@ -165,6 +168,12 @@ class RQVAEModel(RQVAEPreTrainedModel):
         """
         want_info = bool(kwargs.pop("output_loading_info", False))
         source = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(source) and not kwargs.pop("_in_file_set", False):
+            # Complete an interrupted save into the folder, and let no save commit there while loading.
+            with open_file_set(source, RQVAE_FILE_SET_KIND):
+                return cls.from_pretrained(
+                    source, *model_args, output_loading_info=want_info, _in_file_set=True, **kwargs
+                )
         if os.path.isdir(source):
             for name in ("config.json", "model.safetensors"):
                 if name == "model.safetensors" and any(
@@ -203,17 +212,14 @@ class RQVAEModel(RQVAEPreTrainedModel):
         return (model, info) if want_info else model
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
-        """`PreTrainedModel.save_pretrained`, atomically: a save killed at any instant leaves the complete old
-        directory or the complete new one (`hf_semtok.io_utils.atomic_directory`). Files of other kinds already
-        in the directory (a tokenizer, a SID table) are kept, as with the stock method."""
+        """`PreTrainedModel.save_pretrained`, as one atomic set of files (`hf_semtok.io_utils.save_file_set`, kind
+        `"rqvae"`): a save killed at any instant leaves the complete old model or the complete new one, the files
+        of the previous RQ-VAE save that this one does not write are deleted, and every other file in the folder
+        (a tokenizer, a SID table, the user's own) stays. Files get `umask` modes (`0o666 & ~umask`)."""
         if kwargs.get("push_to_hub") or os.path.isfile(save_directory):
             return super().save_pretrained(save_directory, *args, **kwargs)
-
-        def keep(name: str) -> bool:  # drop the old weights and config: the new save writes its own
-            return name != "config.json" and not (name.startswith("model") and ".safetensors" in name)
-
-        with atomic_directory(save_directory, keep=keep) as tmp:
-            return super().save_pretrained(tmp, *args, **kwargs)
+        with save_file_set(save_directory, RQVAE_FILE_SET_KIND) as staging:
+            return super().save_pretrained(staging, *args, **kwargs)
 
     @classmethod
     def from_files(cls, config_file: str | os.PathLike, weights_file: str | os.PathLike) -> RQVAEModel:

@@ -26,7 +26,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FILE
 from hf_semtok.data.features import build_cooccurrence_pairs
-from hf_semtok.io_utils import atomic_directory, write_json_atomic
+from hf_semtok.io_utils import check_save_target, save_file_set, write_json_atomic
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.inputs import (
     EmbeddingsInput,
@@ -319,6 +319,8 @@ def train_rqvae(
         An [`RQVAETrainingResult`].
     """
     # Cheap checks first: a bad argument must fail before minutes of training, not after.
+    if output_dir is not None:  # the filesystem root or an existing file: refused now, not after training
+        check_save_target(output_dir)
     if collision_strategy not in COLLISION_STRATEGIES:
         raise ValueError(
             f"`collision_strategy` is {collision_strategy!r}; use one of {COLLISION_STRATEGIES}."
@@ -557,21 +559,26 @@ def _infer_modality_dims(embeddings: EmbeddingsInput) -> dict[str, int]:
     return {"text": int(shape[1])}
 
 
+#: The kind of file set `save_training_result` writes (`hf_semtok.io_utils.save_file_set`).
+TRAINING_FILE_SET_KIND = "rqvae_training"
+
+
 def save_training_result(
     result: RQVAETrainingResult,
     output_dir: str | os.PathLike,
     extra_files: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write model, SID table, quality report and history to `output_dir` atomically.
+    """Write model, SID table, quality report and history into `output_dir` as one atomic set of files.
 
-    Everything goes to a temporary sibling directory first, which then replaces `output_dir` in one step (see
-    [`~hf_semtok.io_utils.atomic_directory`]): a failure or a kill at any moment leaves either the previous
-    complete directory or the new one, never a mix and never nothing. Files of a previous version that this
-    save does not write are not kept.
+    The files are committed together (see [`~hf_semtok.io_utils.save_file_set`], kind `"rqvae_training"`): a
+    failure or a kill at any moment leaves either the previous complete result or the new one, never a mix. Only
+    this save's own files are written; the files of the previous training result in `output_dir` that this one
+    does not write are deleted, and everything else in the folder stays (it may be `.`, a mount point, or hold
+    other work).
 
     Args:
         result: What [`train_rqvae`] returned.
-        output_dir: The directory to create or replace.
+        output_dir: The folder to save into (created if needed; not the filesystem root).
         extra_files: More text files to write in the same step, `{file name: UTF-8 text}` (e.g. the recipe's
             resolved config), so they can never disagree with the model beside them.
 
@@ -579,7 +586,7 @@ def save_training_result(
         `Path`: `output_dir`.
     """
     output_dir = Path(output_dir)
-    with atomic_directory(output_dir) as tmp:
+    with save_file_set(output_dir, TRAINING_FILE_SET_KIND) as tmp:
         result.model.save_pretrained(tmp)
         result.sid_table.to_json(tmp / SID_TABLE_FILE)
         write_json_atomic(result.report, tmp / QUALITY_REPORT_FILE)

@@ -848,6 +848,17 @@ class FileSet:
         """The bytes of the file `name` of the set (read them inside the [`open_file_set`] block)."""
         return self.path(name).read_bytes()
 
+    def is_current(self) -> bool:
+        """Whether the manifest still records this set's commit, complete: no save has committed into the
+        folder since the set was opened. (Always true inside [`open_file_set`] where `flock` works; where it does
+        not, check it after reading and read again when it is false.)"""
+        try:
+            with open(self.directory / self.manifest, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and data.get("commit") == self.commit and data.get("pending") is None
+
     def problems(self) -> list[str]:
         """How the files on disk differ from the manifest (size or SHA-256; missing files): one line each."""
         found = []

@@ -352,21 +352,35 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _holds(path: str, data: bytes) -> bool:
+    """Whether the file `path` still holds exactly `data`."""
+    try:
+        if os.path.getsize(path) != len(data):
+            return False
+        with open(path, "rb") as handle:
+            return handle.read() == data
+    except OSError:
+        return False
+
+
 def _load_rqvae(
     config_file: str, weights_file: str, table: SIDTable | None = None, data: Sequence[bytes] | None = None
 ) -> Any:
     """Load and check the RQ-VAE saved beside a tokenizer (`RQVAEModel.from_files`); errors name the real file.
 
     With `data` (the two files' bytes, read when the tokenizer was loaded) the model is built from those bytes,
-    not from whatever the files hold now.
+    not from whatever the files hold now (from private copies when a later save changed the files).
     """
     load_rqvae = get_hook("load_rqvae")
-    if data is None:
+    unchanged = data is not None and _holds(config_file, data[0]) and _holds(weights_file, data[1])
+    if data is None or unchanged:  # the files themselves, so that messages name them
         if table is not None:
             check_rqvae_sizes(
                 read_json_object(config_file, "RQ-VAE config").get("codebook_sizes"), table, config_file
             )
-        return load_rqvae(config_file, weights_file)
+        model = load_rqvae(config_file, weights_file)
+        if data is None or (_holds(config_file, data[0]) and _holds(weights_file, data[1])):
+            return model
     real = (str(config_file), str(weights_file))
     with tempfile.TemporaryDirectory(prefix="hf_semtok_rqvae-") as tmp:
         paths = [os.path.join(tmp, name) for name in ("config.json", "model.safetensors")]

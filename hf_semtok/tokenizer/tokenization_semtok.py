@@ -36,7 +36,7 @@ from .constants import (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
 )
-from .file_sets import FileSet, check_save_target, open_file_set, save_file_set
+from .file_sets import FileSet, FileSetError, check_save_target, open_file_set, save_file_set
 from .library_hooks import get_hook
 from .sid_catalogue import SID_LAYOUT_KEY, SIDCatalogueMixin, check_sid_layout
 from .sid_table import SID_CODES_FILE, SIDTable
@@ -305,10 +305,21 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         if not os.path.isdir(pretrained_model_name_or_path) or "_file_set" in kwargs:
             return cls._load_checked(pretrained_model_name_or_path, *args, **kwargs)
         # A local folder: load the files of the last tokenizer save, checked against its manifest, while no save
-        # can commit into the folder (`file_sets.open_file_set`).
+        # can commit into the folder (`file_sets.open_file_set`). Where folder locks are unavailable, a load that
+        # a save overlapped is done again.
         folder = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
-        with open_file_set(folder, FILE_SET_KIND) as file_set:
-            return cls._load_checked(pretrained_model_name_or_path, *args, _file_set=file_set, **kwargs)
+        for _ in range(5):
+            with open_file_set(folder, FILE_SET_KIND) as file_set:
+                tokenizer = cls._load_checked(
+                    pretrained_model_name_or_path, *args, _file_set=file_set, **kwargs
+                )
+                if file_set is None or file_set.is_current():
+                    return tokenizer
+            logger.info("%s: a save committed while the tokenizer was loaded; loading it again.", folder)
+        raise FileSetError(
+            f"{folder}: saves kept replacing the tokenizer while it was loaded (5 tries); load it when no save "
+            "into the folder is running."
+        )
 
     @classmethod
     def _load_checked(
