@@ -696,7 +696,7 @@ def _commit(target: Path, staging: _Staging, manifest: str) -> None:
             rel for data in remaining if data is not None for part in data["parts"] for rel in part["files"]
         }
         for key, legacy_files in staging.legacy.items():  # a part saved before manifests existed
-            if key in claimed_keys:
+            if key in claimed_keys or key not in parts:
                 continue
             for rel in _listing_top(target):
                 if rel not in new_names and rel not in claimed and _legacy_match(legacy_files, rel):
