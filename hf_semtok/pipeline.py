@@ -17,7 +17,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from hf_semtok.lm.generator import GeneratorConfig, evaluate_with_standard_error
 from hf_semtok.lm.sid_sequences import build_sid_tokenizer, order_by_history_length
 from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
 from hf_semtok.sids.assignment import sid_table_from_codes
+from hf_semtok.tokenizer import SIDTable
 
 __all__ = ["PipelineResult", "run_pipeline"]
 
@@ -110,31 +111,9 @@ def run_pipeline(
     train, valid, test = leave_one_out_split(catalogue.histories, max_history=config.max_history)
     if not test:
         raise ValueError("No user has 3 or more items, so there is nothing to test; check the histories.")
-    sid_facts: dict[str, Any] = {}
     sid_began = time.perf_counter()
-    if embeddings is not None:
-        began = time.perf_counter()
-        sid_dir = Path(output_dir) / "sids" if output_dir is not None else None
-        sids = train_sid_stage(
-            embeddings,
-            catalogue.item_ids,
-            train,
-            sid_config,
-            seed=config.seed,
-            output_dir=sid_dir,
-            progress=progress,
-        )
-        sid_table, report = sids.sid_table, sids.report
-        sid_facts["rqvae_seconds"] = round(time.perf_counter() - began, 1)
-        sid_facts["quality"] = report
-    elif isinstance(sid_table, Mapping):
-        sid_table = sid_table_from_codes(sid_table, catalogue.item_ids)
-    sid_facts.update(
-        num_levels=len(sid_table.codebook_sizes),
-        codebook_sizes=list(sid_table.codebook_sizes),
-        num_semantic_levels=sid_table.num_semantic_levels,
-        collision_strategy=sid_table.collision_strategy,
-        collision_stats={k: v for k, v in sid_table.stats.items() if isinstance(v, (int, float, str))},
+    sid_table, sid_facts = _semantic_ids(
+        catalogue, train, sid_table, embeddings, sid_config, config.seed, output_dir, progress
     )
     sid_seconds = time.perf_counter() - sid_began
     tokenizer = build_sid_tokenizer(sid_table, sid_layout=config.sid_layout)
@@ -161,32 +140,8 @@ def run_pipeline(
     eval_seconds = time.perf_counter() - began
     popularity = popularity_baseline(train, test_examples, ks=config.ks)
     popularity.pop("top_items", None)
-    threads = torch.get_num_threads()
-    stages = {
-        "sids": {
-            "seconds": round(sid_seconds, 1),
-            "threads": threads,
-            "trained_rqvae": embeddings is not None,
-        },
-        "training": {
-            key: training[key]
-            for key in (
-                "train_seconds",
-                "threads",
-                "steps",
-                "selected_step",
-                "tokens_seen",
-                "target_items_seen",
-            )
-        },
-        "evaluation": {
-            "seconds": round(valid_seconds + eval_seconds, 1),
-            "threads": threads,
-            "validation_users": len(valid_examples),
-            "test_users": len(test_examples),
-        },
-    }
-    stages["training"]["seconds"] = stages["training"].pop("train_seconds")
+    stages = _stage_facts(sid_seconds, embeddings is not None, training, valid_seconds + eval_seconds)
+    stages["evaluation"].update(validation_users=len(valid_examples), test_users=len(test_examples))
     return PipelineResult(
         metrics=metrics,
         validation=validation,
@@ -214,3 +169,55 @@ def run_pipeline(
         stages=stages,
         config=dataclasses.asdict(config),
     )
+
+
+def _semantic_ids(
+    catalogue: Any,
+    train: Mapping[str, Sequence[str]],
+    sid_table: Any,
+    embeddings: np.ndarray | Mapping[str, np.ndarray] | None,
+    sid_config: SIDStageConfig | None,
+    seed: int,
+    output_dir: str | os.PathLike | None,
+    progress: bool,
+) -> tuple[SIDTable, dict[str, Any]]:
+    """The pipeline's SIDs (trained on `train` when `embeddings` are given, else `sid_table`) and their facts."""
+    sid_facts: dict[str, Any] = {}
+    if embeddings is not None:
+        began = time.perf_counter()
+        sid_dir = Path(output_dir) / "sids" if output_dir is not None else None
+        sids = train_sid_stage(
+            embeddings,
+            catalogue.item_ids,
+            train,
+            sid_config,
+            seed=seed,
+            output_dir=sid_dir,
+            progress=progress,
+        )
+        sid_table = sids.sid_table
+        sid_facts["rqvae_seconds"] = round(time.perf_counter() - began, 1)
+        sid_facts["quality"] = sids.report
+    elif isinstance(sid_table, Mapping):
+        sid_table = sid_table_from_codes(sid_table, catalogue.item_ids)
+    sid_facts.update(
+        num_levels=len(sid_table.codebook_sizes),
+        codebook_sizes=list(sid_table.codebook_sizes),
+        num_semantic_levels=sid_table.num_semantic_levels,
+        collision_strategy=sid_table.collision_strategy,
+        collision_stats={k: v for k, v in sid_table.stats.items() if isinstance(v, (int, float, str))},
+    )
+    return sid_table, sid_facts
+
+
+def _stage_facts(
+    sid_seconds: float, trained_rqvae: bool, training: Mapping[str, Any], eval_seconds: float
+) -> dict[str, dict[str, Any]]:
+    """Per stage (SIDs, training, evaluation): seconds, torch threads and the work done."""
+    threads = torch.get_num_threads()
+    keys = ("threads", "steps", "selected_step", "tokens_seen", "target_items_seen")
+    return {
+        "sids": {"seconds": round(sid_seconds, 1), "threads": threads, "trained_rqvae": trained_rqvae},
+        "training": {"seconds": training["train_seconds"], **{key: training[key] for key in keys}},
+        "evaluation": {"seconds": round(eval_seconds, 1), "threads": threads},
+    }
