@@ -3,6 +3,11 @@ convention gives: TypeError for a wrong type, ValueError for a wrong value) whos
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -400,3 +405,83 @@ def test_recommend_with_a_plain_tokenizer_is_a_type_error(tok, bad):
         recommend(_qwen2(tok), bad_tok, HISTORIES, k=2, progress=False)
     with pytest.raises(TypeError, match="`model` must be a causal LM"):
         recommend(None, tok, HISTORIES, k=2, progress=False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# tokenizer_config.json validated at load (item 10); from_base on a missing path (item 11)
+# --------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved_tok(tok, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("saved_tok")
+    tok.save_pretrained(folder)
+    return folder
+
+
+def _edited_copy(saved: Path, tmp_path: Path, **fields: Any) -> Path:
+    folder = tmp_path / "edited"
+    shutil.copytree(saved, folder)
+    path = folder / "tokenizer_config.json"
+    data = json.loads(path.read_text())
+    for key, value in fields.items():
+        if value is _DROP:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path.write_text(json.dumps(data))
+    return folder
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"model_max_length": 1.5}, "field 'model_max_length' is 1.5; it must be a positive integer"),
+        ({"model_max_length": "512"}, "field 'model_max_length' is '512'"),
+        ({"model_max_length": 0}, "field 'model_max_length' is 0"),
+        ({"model_max_length": True}, "field 'model_max_length' is True"),
+        ({"chat_template": 5}, "field 'chat_template' is 5; it must be a Jinja template string"),
+        ({"chat_template": [{"name": "default"}]}, "field 'chat_template'"),
+        ({"eos_token": 5}, "field 'eos_token' is 5; it must be a token string"),
+        ({"pad_token": {"text": "<|pad|>"}}, "field 'pad_token'"),
+        (
+            {"sid_start_token": "<|sid_begin|>"},
+            "field 'sid_start_token' is '<|sid_begin|>'; it must be '<|sid_start|>'",
+        ),
+        ({"sid_end_token": None}, "field 'sid_end_token' is None; it must be '<|sid_end|>'"),
+        ({"padding_side": "middle"}, "field 'padding_side' is 'middle'; it must be 'left' or 'right'"),
+        ({"model_input_names": "input_ids"}, "field 'model_input_names'"),
+        ({"additional_special_tokens": [3]}, "field 'additional_special_tokens' is 3"),
+    ],
+)
+def test_hand_edited_tokenizer_config_is_refused_at_load(saved_tok, tmp_path, fields, fragment):
+    folder = _edited_copy(saved_tok, tmp_path, **fields)
+    with pytest.raises(ValueError) as err:
+        SemanticIDTokenizer.from_pretrained(folder)
+    assert fragment in str(err.value) and str(folder / "tokenizer_config.json") in str(err.value)
+
+
+def test_valid_edits_still_load_and_a_missing_config_is_named(saved_tok, tmp_path):
+    named = [{"name": "default", "template": "{{ messages }}"}]
+    for i, fields in enumerate(
+        [{"model_max_length": 1e30}, {"chat_template": "{{ messages }}"}, {"chat_template": named}]
+    ):
+        folder = _edited_copy(saved_tok, tmp_path / str(i), **fields)
+        assert SemanticIDTokenizer.from_pretrained(folder).eos_token == "<|eos|>"
+    missing = tmp_path / "missing"
+    shutil.copytree(saved_tok, missing)
+    (missing / "tokenizer_config.json").unlink()
+    for manifest in missing.glob(".hf_semtok_manifest*"):  # as if the folder was copied by hand
+        manifest.unlink()
+    with pytest.raises(FileNotFoundError, match=r"tokenizer_config\.json: missing\. It holds the EOS"):
+        SemanticIDTokenizer.from_pretrained(missing)
+
+
+def test_from_base_on_a_missing_path_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="/nonexistent/base: no such directory"):
+        SemanticIDTokenizer.from_base("/nonexistent/base", sid_table={"a": (0, 1)}, codebook_sizes=[2, 2])
+    a_file = tmp_path / "tokenizer.json"
+    a_file.write_text("{}")
+    with pytest.raises(FileNotFoundError, match="is a file, not a tokenizer directory"):
+        SemanticIDTokenizer.from_base(a_file, sid_table={"a": (0, 1)}, codebook_sizes=[2, 2])

@@ -326,8 +326,8 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any
     ) -> Any:
         config_path = local_file(pretrained_model_name_or_path, TOKENIZER_CONFIG_FILE, kwargs)
-        if config_path is not None:
-            check_tokenizer_config(config_path)
+        folder = pretrained_model_name_or_path if os.path.isdir(pretrained_model_name_or_path) else None
+        check_tokenizer_config(config_path, folder and os.path.join(folder, kwargs.get("subfolder") or ""))
         try:
             tokenizer = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except Exception as err:
@@ -386,6 +386,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         """
         check_sid_layout(sid_layout, "from_base")
         if isinstance(base_tokenizer_or_path, (str, os.PathLike)):
+            check_source(base_tokenizer_or_path)  # a mistyped path: say so, not "Repo id must be in the form"
             base = AutoTokenizer.from_pretrained(str(base_tokenizer_or_path), **base_kwargs)
         else:
             base = base_tokenizer_or_path

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .constants import TOKENIZER_FILE
+from .constants import SID_END_TOKEN, SID_START_TOKEN, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from .sid_table import SIDTable
 
 __all__ = [
@@ -126,20 +126,119 @@ def check_source(name_or_path: str | os.PathLike) -> None:
         )
 
 
-def check_tokenizer_config(path: str | os.PathLike) -> None:
-    """ValueError naming `tokenizer_config.json` and the field when a field transformers compares is invalid."""
-    data = read_json_object(path, "tokenizer config")
+#: Special-token fields of `tokenizer_config.json`: a token string, an AddedToken object (`{"content": ...}`) or
+#: null. The SID markers must keep their names: the SID code expects them, and a renamed one would be added as a
+#: new token.
+_SPECIAL_TOKEN_FIELDS = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
+_FIXED_TOKENS = {"sid_start_token": SID_START_TOKEN, "sid_end_token": SID_END_TOKEN}
+
+
+def _token_content(path: str | os.PathLike, field: str, value: Any) -> str | None:
+    """The text of a special-token field (a string or an AddedToken object), None for null."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    raise ValueError(
+        f'{path}: field {field!r} is {json.dumps(value)[:60]}; it must be a token string (e.g. "<|eos|>"), a '
+        f"token object with a 'content' string, or null. {_RESAVE}"
+    )
+
+
+def _check_config_values(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Fields transformers reads at load or on first use, checked now: lengths, sides, chat template, names."""
     value = data.get("model_max_length")
     if value is not None and (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not value > 0
         or not math.isfinite(value)
+        or value < 1
+        or value != int(value)
     ):
         raise ValueError(
             f"{path}: field 'model_max_length' is {value!r}; it must be a positive integer (the longest input "
-            f"the model takes). {_RESAVE}"
+            f"the model takes, e.g. 512). {_RESAVE}"
         )
+    for side in ("padding_side", "truncation_side"):
+        if side in data and data[side] not in ("left", "right"):
+            raise ValueError(
+                f"{path}: field {side!r} is {data[side]!r}; it must be 'left' or 'right'. {_RESAVE}"
+            )
+    template = data.get("chat_template")
+    named = isinstance(template, list) and all(
+        isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("template"), str)
+        for t in template
+    )
+    if template is not None and not isinstance(template, str) and not named:
+        raise ValueError(
+            f"{path}: field 'chat_template' is {json.dumps(template)[:60]}; it must be a Jinja template string, a "
+            f"list of {{'name': ..., 'template': ...}} objects, or absent. {_RESAVE}"
+        )
+    names = data.get("model_input_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise ValueError(
+            f"{path}: field 'model_input_names' is {json.dumps(names)[:60]}; it must be a list of strings such "
+            f'as ["input_ids", "attention_mask"]. {_RESAVE}'
+        )
+    if "clean_up_tokenization_spaces" in data and not isinstance(data["clean_up_tokenization_spaces"], bool):
+        raise ValueError(f"{path}: field 'clean_up_tokenization_spaces' must be true or false. {_RESAVE}")
+
+
+def check_tokenizer_config(
+    path: str | os.PathLike | None, directory: str | os.PathLike | None = None
+) -> None:
+    """Validate `tokenizer_config.json` at load, before transformers reads it.
+
+    A hand-edited config used to load and fail later (a `model_max_length` of 1.5, a `chat_template` of 5), a
+    missing one loaded with no EOS or padding token, and a renamed SID marker was silently added as a new token.
+
+    Args:
+        path: The file, or None where it was not found.
+        directory: The local tokenizer folder, when loading from one: a missing config is then an error (a Hub
+            repository not yet in the cache is not checked here).
+
+    Raises:
+        FileNotFoundError: `directory` has no `tokenizer_config.json`.
+        ValueError: naming the file, the field and the fix, for a field of the wrong type or value.
+    """
+    if path is None:
+        if directory is not None and os.path.isdir(directory):
+            raise FileNotFoundError(
+                f"{os.path.join(directory, TOKENIZER_CONFIG_FILE)}: missing. It holds the EOS, padding and SID "
+                "marker tokens and the SID layout; without it the tokenizer would load without them. Copy it back "
+                "beside tokenizer.json, or re-save the tokenizer with save_pretrained()."
+            )
+        return
+    data = read_json_object(path, "tokenizer config")
+    _check_config_values(path, data)
+    for field in (*_SPECIAL_TOKEN_FIELDS, *_FIXED_TOKENS):
+        content = _token_content(path, field, data.get(field))
+        expected = _FIXED_TOKENS.get(field)
+        if expected is not None and field in data and content != expected:
+            raise ValueError(
+                f"{path}: field {field!r} is {content!r}; it must be {expected!r} (the SID marker the item tokens "
+                f"are written with; another name would be added as a new token). Restore {expected!r} or re-save "
+                "the tokenizer with save_pretrained()."
+            )
+    for field in ("additional_special_tokens", "extra_special_tokens"):
+        value = data.get(field)
+        if value is None:
+            continue
+        values = value.values() if isinstance(value, dict) else value
+        if isinstance(values, str) or not isinstance(values, (list, type({}.values()))):
+            raise ValueError(
+                f"{path}: field {field!r} must be a list of tokens; got {json.dumps(value)[:60]}."
+            )
+        for token in values:
+            _token_content(path, field, token)
 
 
 def _top_level_spans(text: str) -> list[tuple[str, int, int]]:
