@@ -53,6 +53,7 @@ from hf_semtok.generation import SIDLogitsProcessor, recommend
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+from hf_semtok.tokenizer import file_sets
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 HERE = Path(__file__).resolve().parent
@@ -601,18 +602,25 @@ def kills_during_save(ctx: Any, n_points: int, random_kills: int) -> dict[str, A
     }
     trace = {
         "tokenizer save_pretrained": None,
-        "RQ-VAE save_pretrained": [modeling_utils.__file__, io_utils.__file__, shutil.__file__],
+        "RQ-VAE save_pretrained": [
+            modeling_utils.__file__,
+            io_utils.__file__,
+            file_sets.__file__,
+            shutil.__file__,
+        ],
     }
     for name, (target, save, reset, check) in targets.items():
         reference = ctx.fresh_dir() / target.name
         save_to = {"tokenizer save_pretrained": new_tok, "RQ-VAE save_pretrained": new_rq}[name]
         save_to.save_pretrained(reference)
+        # The user's own files sit in the folder through every kill: none may be lost or changed.
+        planted = FAMILIES.plant_foreign(target, ctx.fresh_dir())
         try:
             summary = harness.kill_during_save(
                 save=save,
-                check=check,
+                check=lambda c=check, t=target, p=planted: _check_foreign(t, p) or c(),
                 reset=reset,
-                check_clean=lambda t=target, r=reference: _no_stale_files(t, r),
+                check_clean=lambda t=target, r=reference, p=planted: _no_stale_files(t, r, p),
                 n_points=n_points,
                 random_kills=random_kills,
                 trace_files=trace[name],
@@ -626,10 +634,20 @@ def kills_during_save(ctx: Any, n_points: int, random_kills: int) -> dict[str, A
     return out
 
 
-def _no_stale_files(target: Path, reference: Path) -> None:
-    """After a kill and then a complete save, `target` holds exactly the files of a clean save (`reference`) and
-    its parent holds no temporary leftovers."""
-    found = sorted(p.name for p in target.iterdir())
+def _check_foreign(target: Path, planted: dict[str, Any]) -> None:
+    lost = FAMILIES.lost_files(planted, target)
+    if lost:
+        raise AssertionError(f"foreign files lost in {target.name}: {lost}")
+
+
+def _no_stale_files(target: Path, reference: Path, planted: dict[str, Any] | None = None) -> None:
+    """After a kill and then a complete save, `target` holds exactly the files of a clean save (`reference`) beside
+    the user's own files (`planted`, all intact), and its parent holds no temporary leftovers."""
+    foreign = set()
+    if planted is not None:
+        _check_foreign(target, planted)
+        foreign = {rel.split("/")[0].split(" ")[0] for rel in planted}
+    found = sorted(p.name for p in target.iterdir() if p.name not in foreign)
     expected = sorted(p.name for p in reference.iterdir())
     if found != expected:
         raise AssertionError(f"stale or missing files in {target.name}: {sorted(set(found) ^ set(expected))}")
@@ -747,7 +765,12 @@ def main(argv: list[str] | None = None) -> int:
         "undetectable_corruption": counts["undetectable"],
         "valid_calls": len(valid),
         "valid_calls_failing": len(failing),
-        "foreign_files_lost": sum(int(v.get("lost", 0)) for v in valid),
+        "foreign_files_lost": sum(int(v.get("lost", 0)) for v in valid)
+        + sum(
+            "foreign files lost" in str(info.get("first_broken_state", ""))
+            for info in kills.values()
+            if isinstance(info, dict)
+        ),  # fmt: skip
         "saves_with_wrong_file_modes": sum(bool(v.get("wrong_modes")) for v in valid),
     }
     figures["crashes_on_valid_calls"] = figures["valid_calls_failing"]  # the name earlier results used

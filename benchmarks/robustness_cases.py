@@ -43,6 +43,7 @@ import torch
 import hf_semtok as hs
 from hf_semtok.generation import SIDLogitsProcessor, recommend
 from hf_semtok.prompts import history_prompt
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.small_models import build_causal_lm
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
@@ -460,6 +461,46 @@ def _check_modes(result: Any) -> Any:
             "wrong_modes": len(wrong),
         }
     return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 1b. A loaded tokenizer keeps its own RQ-VAE when the folder is saved over
+# --------------------------------------------------------------------------------------------------------------
+def rqvae_swap_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """Load a tokenizer, then save another one into its folder: the loaded tokenizer must still give new items
+    SIDs with the RQ-VAE it was loaded with (issue 24 item 2)."""
+    expected = np.asarray(ctx.rqvae.encode(ctx.embeddings))
+
+    def other_tokenizer(with_rqvae: bool) -> SemanticIDTokenizer:
+        torch.manual_seed(123)
+        config = RQVAEConfig(modality_dims=bad.DIM, hidden_sizes=[8], latent_dim=4, codebook_sizes=bad.SIZES)
+        other = RQVAEModel(config)
+        other.quantizer.initialized.fill_(True)
+        table = {f"o{i:02d}": (i % 3, i % 4) for i in range(bad.N_ITEMS)}
+        return SemanticIDTokenizer.from_base(ctx.base, sid_table=table, codebook_sizes=bad.SIZES,
+                                             rqvae=other if with_rqvae else None)  # fmt: skip
+
+    probes = []
+    for label, with_rqvae, touch_first in (
+        ("another tokenizer with another RQ-VAE", True, False),
+        ("another tokenizer with another RQ-VAE, RQ-VAE used before", True, True),
+        ("a tokenizer without an RQ-VAE", False, False),
+    ):
+
+        def call(with_rqvae: bool = with_rqvae, touch_first: bool = touch_first) -> Any:
+            folder = _mk(ctx.root, "swap") / "tok"
+            shutil.copytree(ctx.tok_dir, folder)
+            tok = SemanticIDTokenizer.from_pretrained(folder)
+            if touch_first:
+                tok.rqvae  # noqa: B018 - build it now
+            other_tokenizer(with_rqvae).save_pretrained(folder)
+            return np.asarray(tok.sids_for_embeddings(ctx.embeddings))
+
+        probes.append(Probe(f"loaded tokenizer, then {label} saved into its folder: its own RQ-VAE encodes", call,
+                            valid=True, check=lambda codes: None if np.array_equal(codes, expected)
+                            else f"{int((codes != expected).any(axis=1).sum())} of {len(codes)} items got the "
+                            "other model's codes", family="tokenizer keeps its RQ-VAE"))  # fmt: skip
+    return probes
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1206,6 +1247,7 @@ def run_command(cmd: Command, folder: Path, timeout: float) -> dict[str, Any]:
 
 FAMILIES: list[Callable[..., list[Probe]]] = [
     foreign_file_probes,
+    rqvae_swap_probes,
     file_mode_probes,
     hostile_token_probes,
     divergence_probes,
