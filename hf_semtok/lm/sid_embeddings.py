@@ -127,42 +127,9 @@ def extend_model(
         The sorted SID token ids, markers included: pass them to
         `peft.LoraConfig(trainable_token_indices={"embed_tokens": ids})`.
     """
-    if init not in ("mean", "codebook"):
-        raise ValueError(f"init must be 'mean' or 'codebook'; got {init!r}.")
-    for name, value in (("noise_scale", noise_scale), ("codebook_scale", codebook_scale)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(
-                f"extend_model: `{name}` must be a number >= 0; got {type(value).__name__} {value!r}."
-            )
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(
-                f"extend_model: `{name}` must be a finite number >= 0 (it scales the std of the new rows); got "
-                f"{value!r}."
-            )
-    if pad_to_multiple_of is not None and (
-        isinstance(pad_to_multiple_of, bool)
-        or not isinstance(pad_to_multiple_of, int)
-        or pad_to_multiple_of < 1
-    ):
-        raise ValueError(
-            f"extend_model: `pad_to_multiple_of` must be an int >= 1 or None; got {pad_to_multiple_of!r}."
-        )
+    _check_extend_arguments(init, noise_scale, codebook_scale, pad_to_multiple_of)
     sid_ids = _sid_ids(tokenizer)
-    codebooks = None
-    if init == "codebook":
-        rqvae = rqvae if rqvae is not None else getattr(tokenizer, "rqvae", None)
-        quantizer = getattr(rqvae, "quantizer", None)
-        if quantizer is None:
-            raise ValueError(
-                "init='codebook' needs an RQ-VAE: pass rqvae=... or build the tokenizer with from_base(..., rqvae=)."
-            )
-        codebooks = [cb.detach().float().cpu() for cb in quantizer.codebooks]
-        sizes = [cb.shape[0] for cb in codebooks]
-        if sizes != tokenizer.codebook_sizes[: len(sizes)]:
-            raise ValueError(
-                f"The RQ-VAE's codebook sizes {sizes} do not match the tokenizer's {tokenizer.codebook_sizes}; "
-                "use the RQ-VAE that made the tokenizer's SIDs."
-            )
+    codebooks = _rqvae_codebooks(tokenizer, rqvae) if init == "codebook" else None
     embeddings = model.get_input_embeddings()
     output = model.get_output_embeddings()
     was_tied = output is not None and output.weight is embeddings.weight
@@ -279,3 +246,47 @@ def sid_lora_config(
         trainable_token_indices={input_embedding_module_name(model): sid_ids},
         **kwargs,
     )
+
+
+def _check_extend_arguments(
+    init: str, noise_scale: float, codebook_scale: float, pad_to_multiple_of: int | None
+) -> None:
+    """`extend_model`'s arguments, checked before the model is touched."""
+    if init not in ("mean", "codebook"):
+        raise ValueError(f"init must be 'mean' or 'codebook'; got {init!r}.")
+    for name, value in (("noise_scale", noise_scale), ("codebook_scale", codebook_scale)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(
+                f"extend_model: `{name}` must be a number >= 0; got {type(value).__name__} {value!r}."
+            )
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"extend_model: `{name}` must be a finite number >= 0 (it scales the std of the new rows); got "
+                f"{value!r}."
+            )
+    if pad_to_multiple_of is not None and (
+        isinstance(pad_to_multiple_of, bool)
+        or not isinstance(pad_to_multiple_of, int)
+        or pad_to_multiple_of < 1
+    ):
+        raise ValueError(
+            f"extend_model: `pad_to_multiple_of` must be an int >= 1 or None; got {pad_to_multiple_of!r}."
+        )
+
+
+def _rqvae_codebooks(tokenizer: Any, rqvae: Any) -> list[torch.Tensor]:
+    """The RQ-VAE's codebooks on the CPU (`rqvae`, or the one the tokenizer carries), checked against the tokenizer."""
+    rqvae = rqvae if rqvae is not None else getattr(tokenizer, "rqvae", None)
+    quantizer = getattr(rqvae, "quantizer", None)
+    if quantizer is None:
+        raise ValueError(
+            "init='codebook' needs an RQ-VAE: pass rqvae=... or build the tokenizer with from_base(..., rqvae=)."
+        )
+    codebooks = [cb.detach().float().cpu() for cb in quantizer.codebooks]
+    sizes = [cb.shape[0] for cb in codebooks]
+    if sizes != tokenizer.codebook_sizes[: len(sizes)]:
+        raise ValueError(
+            f"The RQ-VAE's codebook sizes {sizes} do not match the tokenizer's {tokenizer.codebook_sizes}; "
+            "use the RQ-VAE that made the tokenizer's SIDs."
+        )
+    return codebooks
