@@ -1,9 +1,20 @@
-"""Robustness to bad input: hundreds of wrong calls and damaged saved files, each outcome classified.
+"""Robustness to bad input: over a thousand wrong calls, damaged or hostile files and saves into folders the user
+owns, each outcome classified.
 
-Inputs: the table of `benchmarks/bad_input_cases.py` (which `tests/test_bad_input.py` also asserts) plus generated variants (wrong types, NaN/inf, negative and huge
-sizes, out-of-range codes for every public entry point; every file of a saved tokenizer and RQ-VAE directory
-truncated, bit-flipped, emptied, missing, rewritten with a wrong dtype or NaN weights, and every top-level JSON
-field replaced by a wrong value). A list of valid calls must keep working.
+Inputs:
+- the table of `benchmarks/bad_input_cases.py` (which `tests/test_bad_input.py` also asserts);
+- generated variants: wrong types, NaN/inf, negative and huge sizes, out-of-range codes for every public entry
+  point; every file of a saved tokenizer and RQ-VAE directory truncated, bit-flipped, emptied, missing, rewritten
+  with a wrong dtype or NaN weights, every top-level JSON field replaced by a wrong value, each with the save's
+  manifest kept and deleted;
+- the families of `benchmarks/robustness_cases.py` (issue 24): foreign files through every save kind and target
+  form (`.`, nested, 250-character names, mounted volumes), a loaded tokenizer keeping its RQ-VAE, file modes under
+  several umasks, hostile `tokenizer.json` added tokens (run in a forked child with a time and memory limit),
+  diverged training, wrong `item_ids`, `recommend()` state / prompt length / tokenizer, silent coercions, titles
+  that try to inject items, hand-edited `tokenizer_config.json`, `from_base` paths and command lines (subprocesses;
+  not with `--quick`).
+A list of valid calls must keep working, and each must leave the right result (a save keeps every file it does not
+own, writes umask modes and loads back; `recommend` leaves the model as it found it; a prompt holds the history).
 
 Outcome of a bad input:
 - clear error: a `ValueError`, `TypeError`, `FileNotFoundError` or `KeyError` (not a raw `JSONDecodeError`,
@@ -11,19 +22,20 @@ Outcome of a bad input:
   (the argument, field or file name, or the table's fragment);
 - unclear error: any other exception (`AttributeError`, `IndexError`, `RuntimeError`, `OSError`, a raw parser
   error...), or one of ours whose message does not name the problem;
-- silent coercion: no error where one was due. A damaged file that loads into exactly the object that was saved
-  (a metadata field nobody reads) is counted apart as harmless; a bit flip inside tensor data or inside a JSON
-  string cannot be detected without checksums and is counted apart as undetectable when it loads;
-- crash on a valid call: a call of the valid list raised.
+- silent coercion: no error where one was due. No error and a right result (a damaged field nobody reads, a token
+  that is not a SID token, training that stays finite) is counted apart as harmless; a bit flip inside tensor data
+  is counted apart as undetectable when it loads (with the manifest kept, the load logs it);
+- hang: an isolated call that did not return within its time limit;
+- valid call that fails: a call of the valid list raised, hung, or left a wrong result.
 
 "Kills during save" come from `benchmarks/kill_harness.py`, loaded from this script's directory: a forked save
-killed at traced lines (and, without `--quick`, by `SIGKILL` after random delays); the directory must then load as
-the old or the new version, and after a complete save it must hold exactly a clean save's files with no temporary
-leftovers beside it.
+killed at traced lines (and, without `--quick`, by `SIGKILL` after random delays) in a folder that also holds the
+user's files; the directory must then load as the old or the new version with the user's files intact, and after a
+complete save it must hold exactly a clean save's files (beside the user's) with no temporary leftovers.
 
 Usage:
     python benchmarks/robustness.py            # writes benchmarks/results/robustness.{json,md}
-    python benchmarks/robustness.py --quick    # fewer kill points, no random-delay kills
+    python benchmarks/robustness.py --quick    # a sample of each family, fewer kill points, no command lines
 """
 
 from __future__ import annotations
