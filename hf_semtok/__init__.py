@@ -25,6 +25,7 @@ from hf_semtok.data import (
     load_amazon2014,
     load_catalogue,
     load_lcrec_dataset,
+    load_table_catalogue,
     make_synthetic_catalogue,
 )
 from hf_semtok.demo import DemoConfig, run_demo
@@ -92,6 +93,7 @@ __all__ = [
     "make_synthetic_catalogue",
     "load_catalogue",
     "load_lcrec_dataset",
+    "load_table_catalogue",
     "load_amazon2014",
     "leave_one_out_split",
     "build_cooccurrence_pairs",
