@@ -244,12 +244,6 @@ def test_cuda_train_rqvae_trains_and_initialises_on_the_gpu(monkeypatch):
 
 
 @cuda_test
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 25 report: train_rqvae's DataLoader pins memory (Trainer's dataloader_pin_memory) and pinning "
-    "the collator's CUDA rows raises; fix in hf_semtok/rqvae/training.py (dataloader_pin_memory=False for a CUDA "
-    "source), then drop this mark",
-)
 def test_cuda_train_rqvae_from_cuda_embeddings():
     from hf_semtok.rqvae.training import train_rqvae
 
@@ -444,3 +438,11 @@ def test_cuda_encode_actor_and_sids_on_ray_with_gpu_actors(tmp_path):
         ray.shutdown()
     want = assign_unique_sids(model.encode(x), ids, [8, 4])
     assert table.item_ids == want.item_ids and np.array_equal(table.codes, want.codes)
+
+
+def test_rows_on_an_accelerator_are_not_pinned():
+    """train_rqvae turns pinning off for embeddings already on a GPU (pinning a CUDA tensor raises)."""
+    from hf_semtok.rqvae.training import _on_accelerator
+
+    assert not _on_accelerator(np.zeros((2, 2))) and not _on_accelerator(torch.zeros(2, 2))
+    assert _on_accelerator({"text": torch.zeros(2, 2), "image": torch.zeros(2, 2, device="meta")})

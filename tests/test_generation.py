@@ -303,6 +303,7 @@ def test_bad_construction_arguments():
         proc(torch.tensor([[4]]), torch.randn(1, FIRST_SID))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_scores():
     cat = Catalogue((4, 3, 5), 30, seed=6)

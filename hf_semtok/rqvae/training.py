@@ -166,6 +166,12 @@ def _check_finite_weights(model: torch.nn.Module, step: int, learning_rate: floa
             raise _diverged(step, f"{name} holds NaN or inf", learning_rate)
 
 
+def _on_accelerator(raw: Any) -> bool:
+    """Whether the embeddings (one tensor or a dict of them) are torch tensors on a device other than the CPU."""
+    values = raw.values() if isinstance(raw, Mapping) else [raw]
+    return any(isinstance(v, torch.Tensor) and v.device.type != "cpu" for v in values)
+
+
 def _check_rows(model: RQVAEModel, source: EmbeddingsInput, modality_dims: Mapping[str, int]) -> None:
     """Validate every row (NaN / inf / all-missing) before training, a block of rows at a time."""
     n = num_embedding_rows(source)
@@ -425,6 +431,8 @@ def train_rqvae(
             dataloader_num_workers=0,
             disable_tqdm=not progress,
             use_cpu=use_cpu,
+            # The collator gathers rows from `raw`; rows already on a GPU cannot be pinned.
+            dataloader_pin_memory=not _on_accelerator(raw),
         )
         trainer = _RQVAETrainer(
             model=model,
@@ -453,7 +461,7 @@ def train_rqvae(
             f"{config.autoencoder_warmup_steps} steps): its SIDs would be arbitrary. Train longer (`epochs` / "
             "`max_steps`) or lower `warmup_ratio`."
         )
-    model = model.cpu().eval()
+    model.eval()  # encode the catalogue on the training device; the result holds the model on the CPU
     if collision_strategy == "reassign":  # needs every item's distances to the last level's codes
         codes, distances = model.encode(raw, return_distances=True)
     else:  # streaming: memory holds one batch of embeddings plus the codes
@@ -473,6 +481,7 @@ def train_rqvae(
         distances=distances,
         extra_level_size=extra_level_size,
     )
+    model = model.cpu()
     quality: dict[str, Any] = {}
     if report and n > _REPORT_MAX_ROWS:
         logger.info(
