@@ -118,12 +118,14 @@ def test_save_into_the_working_directory(tmp_path, monkeypatch):
     assert (tmp_path / "a.txt").read_text() == "a" and no_leftovers(tmp_path)
 
 
-def test_a_250_character_folder_name_works(tmp_path):
+def test_a_250_character_folder_name_works(tmp_path, sid_tokenizer):
     folder = tmp_path / ("f" * 250)  # a temporary sibling named after it would pass NAME_MAX (255)
     for version in ("1", "2"):
         with save_file_set(folder, "demo") as staging:
             (staging / "a.txt").write_text(version)
     assert (folder / "a.txt").read_text() == "2" and no_leftovers(folder)
+    sid_tokenizer.save_pretrained(folder)
+    assert SemanticIDTokenizer.from_pretrained(folder).sid_table_dict() == sid_tokenizer.sid_table_dict()
 
 
 def test_no_folder_is_renamed_so_a_mount_point_works(tmp_path, monkeypatch):
