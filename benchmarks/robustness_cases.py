@@ -1110,7 +1110,7 @@ def config_edit_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Prob
 
         return call
 
-    for name in [p.name for p in sorted(ctx.tok_dir.iterdir()) if p.suffix == ".json"]:
+    for name in [p.name for p in sorted(ctx.tok_dir.iterdir()) if p.suffix == ".json" and p.name[0] != "."]:
         probes.append(Probe(f"{name} deleted (manifest deleted too)", missing(name), fragment=name,
                             check=lambda tok: same(tok) or _config_sane(tok, ""),
                             family="hand-edited tokenizer_config.json"))  # fmt: skip
