@@ -503,6 +503,69 @@ def rqvae_swap_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe
     return probes
 
 
+def loads_during_saves_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """A reader loads the folder again and again while a writer process saves tokenizer A and B into it in turn:
+    every load must give one version's table with that version's RQ-VAE (issue 24 item 2: 98 of 2,787 loads got
+    table A without its RQ-VAE)."""
+    seconds = 3.0 if quick else 12.0
+    codes_a = np.asarray(ctx.rqvae.encode(ctx.embeddings))
+
+    def call() -> Any:
+        import signal
+
+        folder = _mk(ctx.root, "concurrent") / "tok"
+        tok_a = ctx.tok
+        torch.manual_seed(123)
+        config = RQVAEConfig(modality_dims=bad.DIM, hidden_sizes=[8], latent_dim=4, codebook_sizes=bad.SIZES)
+        rq_b = RQVAEModel(config)
+        rq_b.quantizer.initialized.fill_(True)
+        table_b = {f"o{i:02d}": (i % 3, i % 4) for i in range(bad.N_ITEMS)}
+        tok_b = SemanticIDTokenizer.from_base(
+            ctx.base, sid_table=table_b, codebook_sizes=bad.SIZES, rqvae=rq_b
+        )
+        codes_b = np.asarray(rq_b.encode(ctx.embeddings))
+        tok_a.save_pretrained(folder)
+        pid = os.fork()
+        if pid == 0:  # the writer
+            try:
+                i = 0
+                while True:
+                    (tok_b if i % 2 == 0 else tok_a).save_pretrained(folder)
+                    i += 1
+            finally:
+                os._exit(0)
+        loads, mixed, failed, messages = 0, 0, 0, []
+        try:
+            import time
+
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                loads += 1
+                try:
+                    tok = SemanticIDTokenizer.from_pretrained(folder)
+                    first = tok.sid_table.item_ids[0]
+                    got = np.asarray(tok.sids_for_embeddings(ctx.embeddings))
+                except Exception as err:  # noqa: BLE001 - a load that fails during a save is counted
+                    failed += 1
+                    messages.append(f"{type(err).__name__}: {str(err)[:120]}")
+                    continue
+                want = codes_a if first.startswith("i") else codes_b
+                mixed += not np.array_equal(got, want)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        return loads, mixed, failed, messages[:3]
+
+    def check(result: Any) -> Any:
+        loads, mixed, failed, messages = result
+        if mixed or failed:
+            return f"{mixed} of {loads} loads mixed two versions, {failed} failed: {messages}"
+        return None if loads >= 3 else f"only {loads} loads"
+
+    return [Probe(f"loads during saves of two tokenizers into one folder ({seconds:g} s)", call, valid=True,
+                  check=check, family="tokenizer keeps its RQ-VAE")]  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------------------
 # 2. Hostile tokenizer.json
 # --------------------------------------------------------------------------------------------------------------
@@ -1248,6 +1311,7 @@ def run_command(cmd: Command, folder: Path, timeout: float) -> dict[str, Any]:
 FAMILIES: list[Callable[..., list[Probe]]] = [
     foreign_file_probes,
     rqvae_swap_probes,
+    loads_during_saves_probes,
     file_mode_probes,
     hostile_token_probes,
     divergence_probes,
