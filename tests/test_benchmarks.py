@@ -117,7 +117,7 @@ def test_robustness_quick_meets_the_target(tmp_path):
                    "recommend state", "recommend prompt length", "silent coercions", "titles",
                    "hand-edited tokenizer_config.json"):  # fmt: skip
         assert sum(families.get(family, {}).values()) >= 5, (family, families.get(family))
-    assert families["foreign files"].get("ok", 0) >= 40  # every save kind into every target form
+    assert families["foreign files"].get("ok", 0) >= 25  # every save kind into each quick target form
     kills = result["kills_during_save"]
     assert set(kills) == {"tokenizer save_pretrained", "RQ-VAE save_pretrained"}, kills
     for name, info in kills.items():
