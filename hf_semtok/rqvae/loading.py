@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import nn
 
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
@@ -169,3 +170,44 @@ def validate_loaded(
             source,
         )
     return model
+
+
+def load_from_files(
+    model_class: type[nn.Module], config_file: str | os.PathLike, weights_file: str | os.PathLike
+) -> nn.Module:
+    """`RQVAEModel.from_files`: build `model_class` from a config JSON and a safetensors file, checked strictly.
+
+    Returns:
+        The model, in eval mode.
+    """
+    config_file, weights_file = os.fspath(config_file), os.fspath(weights_file)
+    for path in (config_file, weights_file):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"RQ-VAE file {path} is missing; save the model (or tokenizer) again.")
+    config = _config_from_file(config_file)
+    try:
+        state = load_file(weights_file)
+    except Exception as err:  # safetensors raises its own error type for truncated or corrupted files
+        raise ValueError(
+            f"{weights_file} is not a readable safetensors file ({type(err).__name__}: {str(err)[:200]}); "
+            "the file is damaged, save the model again."
+        ) from err
+    model = model_class(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": []}
+    for key in sorted(set(state) & set(expected)):
+        if tuple(state[key].shape) != tuple(expected[key].shape):
+            info["mismatched_keys"].append((key, tuple(state[key].shape), tuple(expected[key].shape)))
+        elif state[key].dtype != expected[key].dtype and (
+            expected[key].is_floating_point() != state[key].is_floating_point()
+        ):
+            raise ValueError(
+                f"{weights_file}: tensor {key!r} has dtype {state[key].dtype}, expected {expected[key].dtype}; "
+                "the file is damaged or from another model."
+            )
+    _check_loading_info(info, weights_file, config_file)
+    model.load_state_dict(state, strict=True)
+    validate_loaded(model, weights_file)
+    return model.eval()

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, PreTrainedModel
@@ -37,10 +36,10 @@ from hf_semtok.rqvae.inputs import (
     num_embedding_rows,
 )
 from hf_semtok.rqvae.loading import (
-    _check_loading_info,
     _check_weight_dtypes,
     _config_from_file,
     _damaged_file_hint,
+    load_from_files,
     validate_loaded,
 )
 from hf_semtok.rqvae.quantization import ResidualQuantizer
@@ -239,39 +238,7 @@ class RQVAEModel(RQVAEPreTrainedModel):
                 weights disagree with the config (missing, unexpected or misshapen tensors, non-float or
                 non-finite values). The message names the file.
         """
-        config_file, weights_file = os.fspath(config_file), os.fspath(weights_file)
-        for path in (config_file, weights_file):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"RQ-VAE file {path} is missing; save the model (or tokenizer) again."
-                )
-        config = _config_from_file(config_file)
-        try:
-            state = load_file(weights_file)
-        except Exception as err:  # safetensors raises its own error type for truncated or corrupted files
-            raise ValueError(
-                f"{weights_file} is not a readable safetensors file ({type(err).__name__}: {str(err)[:200]}); "
-                "the file is damaged, save the model again."
-            ) from err
-        model = cls(config)
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": []}
-        for key in sorted(set(state) & set(expected)):
-            if tuple(state[key].shape) != tuple(expected[key].shape):
-                info["mismatched_keys"].append((key, tuple(state[key].shape), tuple(expected[key].shape)))
-            elif state[key].dtype != expected[key].dtype and (
-                expected[key].is_floating_point() != state[key].is_floating_point()
-            ):
-                raise ValueError(
-                    f"{weights_file}: tensor {key!r} has dtype {state[key].dtype}, expected {expected[key].dtype}; "
-                    "the file is damaged or from another model."
-                )
-        _check_loading_info(info, weights_file, config_file)
-        model.load_state_dict(state, strict=True)
-        validate_loaded(model, weights_file)
-        return model.eval()
+        return load_from_files(cls, config_file, weights_file)
 
     @property
     def in_warmup(self) -> bool:
