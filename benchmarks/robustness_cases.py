@@ -430,6 +430,36 @@ def _check_beside(result: Any, kind: SaveKind) -> Any:
     return {"problem": "; ".join(problems), "lost": len(lost) + len(neighbour)} if problems else None
 
 
+def root_target_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """Saves into the filesystem root must be refused with a clear error. Each runs in a forked child chrooted
+    into an empty folder (holding only a copy of the model-card templates), so a save that is not refused writes
+    into that folder, never into the real root. Needs root (`os.chroot`); skipped otherwise."""
+    if not hasattr(os, "chroot") or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return []
+    kinds = save_kinds(ctx, bad, ex)
+    for kind in kinds:  # import everything the saves need before any chroot
+        kind.save(_mk(ctx.root, "warm") / "out")
+    templates = Path(str(__import__("importlib.resources").resources.files("hf_semtok") / "templates"))
+    probes = []
+    for kind in kinds:
+        if kind.heavy and quick:
+            continue
+        for label, target in (("'/'", "/"), ("'//'", "//"), ("'/.'", "/."), ("'.' with the cwd at '/'", ".")):
+
+            def call(kind: SaveKind = kind, target: str = target) -> Any:
+                jail = _mk(ctx.root, "jail")
+                if templates.is_dir():
+                    shutil.copytree(templates, jail / templates.relative_to("/"))
+                os.chroot(jail)
+                os.chdir("/")
+                return kind.save(target)
+
+            probes.append(Probe(f"{kind.name} into {label} (the filesystem root)", call,
+                                fragment=("filesystem root", "refus"), isolate=True, timeout=120,
+                                family="filesystem root refused"))  # fmt: skip
+    return probes
+
+
 def file_mode_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
     probes = []
     for kind in save_kinds(ctx, bad, ex):
@@ -1312,6 +1342,7 @@ FAMILIES: list[Callable[..., list[Probe]]] = [
     foreign_file_probes,
     rqvae_swap_probes,
     loads_during_saves_probes,
+    root_target_probes,
     file_mode_probes,
     hostile_token_probes,
     divergence_probes,
