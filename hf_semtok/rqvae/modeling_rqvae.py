@@ -234,9 +234,8 @@ class RQVAEModel(RQVAEPreTrainedModel):
 
         Raises:
             FileNotFoundError: A file is missing.
-            ValueError: A file is unreadable (truncated or not JSON / safetensors), the config is invalid, or the
-                weights disagree with the config (missing, unexpected or misshapen tensors, non-float or
-                non-finite values). The message names the file.
+            ValueError: A file is unreadable, the config is invalid, or the weights disagree with the config
+                (missing, unexpected, misshapen, non-float or non-finite tensors). The message names the file.
         """
         return load_from_files(cls, config_file, weights_file)
 
