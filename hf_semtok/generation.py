@@ -207,6 +207,11 @@ def _check_tokenizer(tokenizer: Any) -> None:
     """A `SemanticIDTokenizer` (anything with its item table and SID token ids), else a TypeError."""
     needed = ("sid_codes", "sid_token_ids", "item_ids", "num_items", "num_levels", "sid_start_token_id")
     missing = [name for name in needed if not hasattr(tokenizer, name)]
+    if isinstance(tokenizer, type):
+        raise TypeError(
+            f"recommend(): `tokenizer` is the class {tokenizer.__name__}, not a tokenizer; pass an instance, e.g. "
+            f"{tokenizer.__name__}.from_pretrained(path)."
+        )
     if missing:
         raise TypeError(
             f"recommend(): `tokenizer` must be the SemanticIDTokenizer the model was trained with; got "
@@ -217,8 +222,10 @@ def _check_tokenizer(tokenizer: Any) -> None:
 
 def _check_model(model: Any) -> None:
     """A causal LM with `generate()` and input embeddings, else a TypeError."""
-    if not callable(getattr(model, "generate", None)) or not callable(
-        getattr(model, "get_input_embeddings", None)
+    if (
+        isinstance(model, type)
+        or not callable(getattr(model, "generate", None))
+        or not callable(getattr(model, "get_input_embeddings", None))
     ):
         raise TypeError(
             f"recommend(): `model` must be a causal LM (a transformers model with generate()); got "

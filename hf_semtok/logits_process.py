@@ -23,7 +23,7 @@ import torch
 from transformers import LogitsProcessor
 
 from hf_semtok.constants import SID_LAYOUTS
-from hf_semtok.prefix_index import SIDPrefixIndex
+from hf_semtok.prefix_index import MAX_TOKEN_ID, SIDPrefixIndex
 
 __all__ = ["DEAD_END_SCORE", "SIDLogitsProcessor", "SIDPrefixIndex"]
 
@@ -49,8 +49,11 @@ def _check_token_id(name: str, value: Any) -> int:
         raise TypeError(
             f"{_SOURCE}: {name} must be a token id (an int >= 0); got {type(value).__name__} {value!r}."
         )
-    if value < 0:
-        raise ValueError(f"{_SOURCE}: {name} must be a token id >= 0; got {value}. Pass tokenizer.{name}.")
+    if not 0 <= value <= MAX_TOKEN_ID:
+        raise ValueError(
+            f"{_SOURCE}: {name} must be a token id >= 0 and at most {MAX_TOKEN_ID}; got {value}. Pass "
+            f"tokenizer.{name}."
+        )
     return int(value)
 
 

@@ -31,11 +31,14 @@ import torch
 
 from hf_semtok.tokenizer.sid_checks import mixed_radix_keys
 
-__all__ = ["SIDPrefixIndex", "TokenPrefixLookup", "as_sid_codes", "check_sid_token_ids"]
+#: Largest token id accepted anywhere (a vocabulary of 2**31 tokens is beyond any model).
+MAX_TOKEN_ID = 2**31 - 1
+
+__all__ = ["MAX_TOKEN_ID", "SIDPrefixIndex", "TokenPrefixLookup", "as_sid_codes", "check_sid_token_ids"]
 
 
 def as_sid_codes(sid_codes: Any, source: str) -> np.ndarray:
-    """`(n_items, L)` int64 codes (integral floats accepted, as torch float tensors of codes are common).
+    """`(n_items, L)` int64 codes from an integer array, tensor or nested lists (floats and bools are refused).
 
     Raises:
         ValueError: Ragged, non-integer or empty codes, or a uint64 code past int64 (the message names `source`).
@@ -49,10 +52,7 @@ def as_sid_codes(sid_codes: Any, source: str) -> np.ndarray:
             f"{source}: sid_codes is ragged (rows of different lengths); pass a (n_items, num_levels) integer "
             "array."
         ) from err
-    if raw.size and not (
-        np.issubdtype(raw.dtype, np.integer)
-        or (np.issubdtype(raw.dtype, np.floating) and np.array_equal(raw, np.round(raw)))
-    ):
+    if raw.size and not np.issubdtype(raw.dtype, np.integer):
         raise ValueError(
             f"{source}: sid_codes must hold integer codes, got dtype {raw.dtype}; pass tokenizer.sid_codes or "
             "SIDTable.codes."
@@ -112,8 +112,11 @@ def check_sid_token_ids(sid_token_ids: Any, num_levels: int, source: str) -> lis
                     f"{source}: sid_token_ids[{level}] holds {type(token).__name__} {token!r}; token ids are "
                     "ints (tokenizer.sid_token_ids)."
                 )
-            if token < 0:
-                raise ValueError(f"{source}: sid_token_ids[{level}] holds {token}; token ids are >= 0.")
+            if not 0 <= token <= MAX_TOKEN_ID:
+                raise ValueError(
+                    f"{source}: sid_token_ids[{level}] holds {token}; token ids are >= 0 and at most {MAX_TOKEN_ID} "
+                    "(no vocabulary is larger)."
+                )
             ids.append(int(token))
         if len(set(ids)) != len(ids) or seen.intersection(ids):
             raise ValueError(

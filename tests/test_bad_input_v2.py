@@ -64,6 +64,11 @@ PROC = {
         ({"sid_token_ids": [[5, 6], 7]}, TypeError, r"sid_token_ids\[1\] must be a list"),
         ({"sid_codes": np.array([[0, 2**64 - 1]], np.uint64)}, ValueError, str(2**64 - 1)),
         ({"sid_codes": [[True, False]]}, ValueError, "integer codes"),
+        ({"sid_codes": [[0.0, 1.0]]}, ValueError, "integer codes"),  # integral floats too: codes are ints
+        ({"sid_codes": torch.tensor([[0.0, 1.0]])}, ValueError, "integer codes"),
+        ({"sid_start_token_id": 2**70}, ValueError, "at most 2147483647"),
+        ({"eos_token_id": 2**40}, ValueError, "at most 2147483647"),
+        ({"sid_token_ids": [[5, 6], [7, 2**40]]}, ValueError, "at most 2147483647"),
     ],
 )
 def test_processor_ids_are_validated(override, error, fragment):
@@ -453,6 +458,12 @@ _DROP = object()
         ({"padding_side": "middle"}, "field 'padding_side' is 'middle'; it must be 'left' or 'right'"),
         ({"model_input_names": "input_ids"}, "field 'model_input_names'"),
         ({"additional_special_tokens": [3]}, "field 'additional_special_tokens' is 3"),
+        ({"chat_template": []}, "field 'chat_template' is []"),
+        (
+            {"chat_template": "{% for m in messages %}{{ m"},
+            "field 'chat_template' is not a valid Jinja template",
+        ),
+        ({"eos_token": "<never-added>"}, "field 'eos_token' is '<never-added>', a token that"),
     ],
 )
 def test_hand_edited_tokenizer_config_is_refused_at_load(saved_tok, tmp_path, fields, fragment):
@@ -485,3 +496,40 @@ def test_from_base_on_a_missing_path_says_so(tmp_path):
     a_file.write_text("{}")
     with pytest.raises(FileNotFoundError, match="is a file, not a tokenizer directory"):
         SemanticIDTokenizer.from_base(a_file, sid_table={"a": (0, 1)}, codebook_sizes=[2, 2])
+
+
+@pytest.mark.parametrize(
+    ("ids", "error", "fragment"),
+    [
+        ([2**70], ValueError, "out of range"),
+        ([[-(2**70)]], ValueError, "out of range"),
+        (np.array([2**64 - 1], dtype=np.uint64), ValueError, f"token id {2**64 - 1} is out of range"),
+        ([True, False], TypeError, "integer token ids; got bool"),
+        ([1, "2"], TypeError, "got str '2'"),
+        ([None], TypeError, "got NoneType"),
+        (torch.tensor([1.0, 2.0]), TypeError, "tensor of dtype torch.float32"),
+        (np.array([1.5]), TypeError, "array of dtype float64"),
+    ],
+)
+def test_token_ids_to_codes_takes_integer_ids_only(tok, ids, error, fragment):
+    with pytest.raises(error, match=fragment):
+        tok.token_ids_to_codes(ids)
+
+
+def test_token_ids_to_codes_keeps_valid_input(tok):
+    sid_ids = tok.codes_to_token_ids([[1, 2]])[0].tolist()
+    levels, codes = tok.token_ids_to_codes([sid_ids, [0, 1]])
+    assert levels.tolist() == [[0, 1], [-1, -1]] and codes.tolist() == [[1, 2], [-1, -1]]
+    levels, codes = tok.token_ids_to_codes(torch.tensor(sid_ids))
+    assert isinstance(codes, torch.Tensor) and codes.tolist() == [1, 2]
+
+
+def test_more_unclear_errors_are_named(tok):
+    with pytest.raises(FileNotFoundError, match="from_base: the base tokenizer path is empty"):
+        SemanticIDTokenizer.from_base("", sid_table={"a": (0, 1)}, codebook_sizes=[2, 2])
+    with pytest.raises(TypeError, match="`tokenizer` is the class SemanticIDTokenizer, not a tokenizer"):
+        recommend(_qwen2(tok), SemanticIDTokenizer, HISTORIES, k=2, progress=False)
+    with pytest.raises(ValueError, match="SIDStageConfig.collision_strategy is 'bogus'; use one of"):
+        SIDStageConfig(collision_strategy="bogus")
+    with pytest.raises(TypeError, match=r"SIDStageConfig.hidden_sizes must be a list of ints, e\.g\. \[16\]"):
+        SIDStageConfig(hidden_sizes=16)

@@ -20,6 +20,7 @@ from hf_semtok.constants import DEFAULT_SEED, TIGER_CODEBOOK_SIZES
 from hf_semtok.data.features import build_cooccurrence_pairs
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.training import RQVAETrainingResult, train_rqvae
+from hf_semtok.sids.assignment import COLLISION_STRATEGIES
 
 __all__ = ["SIDStageConfig", "train_sid_stage"]
 
@@ -79,6 +80,17 @@ class SIDStageConfig:
     )
 
     def __post_init__(self) -> None:
+        for name in ("codebook_sizes", "hidden_sizes"):  # a scalar would fail after the data is loaded
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray)):
+                raise TypeError(
+                    f"SIDStageConfig.{name} must be a list of ints, e.g. [{value!r}]; got {type(value).__name__}."
+                )
+        if self.collision_strategy not in COLLISION_STRATEGIES:
+            raise ValueError(
+                f"SIDStageConfig.collision_strategy is {self.collision_strategy!r}; use one of "
+                f"{list(COLLISION_STRATEGIES)}."
+            )
         for name in ("modality_weights", "extra"):
             value = getattr(self, name)
             if isinstance(value, str):

@@ -19,7 +19,7 @@ from .constants import SID_LAYOUTS
 from .item_ids import check_item_ids
 from .library_hooks import get_hook
 from .sid_table import SIDTable, as_code_matrix, as_int
-from .sid_tokens import parse_sid_string, scan_sid_text, token_id_rows
+from .sid_tokens import check_token_ids, parse_sid_string, scan_sid_text, token_id_rows
 from .tokenizer_files import check_rqvae_sizes, read_json_object
 
 logger = logging.getLogger(__name__)
@@ -237,8 +237,12 @@ class SIDCatalogueMixin:
 
         Returns:
             `(levels, codes)`, same shape and kind as the input.
+
+        Raises:
+            TypeError: ids that are not integers (floats, bools, strings, None).
+            ValueError: an id too large for int64.
         """
-        return self._sid_lookup.ids_to_codes(token_ids)
+        return self._sid_lookup.ids_to_codes(check_token_ids(token_ids))
 
     # ---------------------------------------------------------------- parsing generated output
     def parse_items(self, text_or_token_ids: Any, on_invalid: str = "skip") -> list[Any]:

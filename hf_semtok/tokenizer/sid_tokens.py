@@ -263,6 +263,36 @@ def group_sid_events(
     return out
 
 
+def check_token_ids(x: Any, what: str = "token_ids") -> Any:
+    """Any-shaped integer token ids, checked: a torch tensor is returned as is, anything else as an int64 array.
+
+    Raises:
+        TypeError: floats, bools, strings, None or other non-integers (a tensor or array of such a dtype too).
+        ValueError: an id outside int64 (e.g. `2**70`, or a uint64 past `2**63 - 1`).
+    """
+    if type(x).__module__.startswith("torch"):
+        if x.dtype.is_floating_point or x.dtype.is_complex or str(x.dtype) == "torch.bool":
+            raise TypeError(f"{what} must hold integer token ids; got a tensor of dtype {x.dtype}.")
+        return x
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        if x.size and (x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.integer)):
+            raise TypeError(f"{what} must hold integer token ids; got an array of dtype {x.dtype}.")
+        if x.dtype == np.uint64 and x.size and int(x.max()) > np.iinfo(np.int64).max:
+            raise ValueError(
+                f"{what}: token id {int(x.max())} is out of range (too large for any vocabulary)."
+            )
+        return x.astype(np.int64, copy=False)
+    if isinstance(x, (str, bytes, Mapping)):
+        raise TypeError(f"{what} must be integer token ids; got {type(x).__name__} {str(x)[:40]!r}.")
+    flat = np.asarray(x, dtype=object)
+    for value in flat.reshape(-1):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{what} must hold integer token ids; got {type(value).__name__} {value!r}.")
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"{what}: token id {value} is out of range (too large for any vocabulary).")
+    return np.asarray(flat.tolist() if flat.ndim else flat.item(), dtype=np.int64)
+
+
 def token_id_rows(x: Any) -> np.ndarray | list[np.ndarray]:
     """Token ids as a 1-D or 2-D int64 array, or a list of 1-D rows for a ragged batch.
 

@@ -43,6 +43,7 @@ from .sid_table import SID_CODES_FILE, SIDTable
 from .sid_tokens import SID_RE, SIDTokenLookup
 from .tokenizer_files import (
     check_byte_level,
+    check_config_tokens,
     check_rqvae_sizes,
     check_source,
     check_tokenizer_config,
@@ -338,6 +339,10 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         check_byte_level(
             tokenizer.backend_tokenizer, local_file(pretrained_model_name_or_path, TOKENIZER_FILE, kwargs)
         )
+        if not kwargs.get(
+            "_add_sid_tokens"
+        ):  # from_base extends a base: its missing special tokens are added
+            check_config_tokens(config_path)
         return tokenizer
 
     @staticmethod
@@ -386,6 +391,10 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         """
         check_sid_layout(sid_layout, "from_base")
         if isinstance(base_tokenizer_or_path, (str, os.PathLike)):
+            if not os.fspath(base_tokenizer_or_path).strip():
+                raise FileNotFoundError(
+                    "from_base: the base tokenizer path is empty; pass a fast tokenizer, or its folder or Hub id."
+                )
             check_source(base_tokenizer_or_path)  # a mistyped path: say so, not "Repo id must be in the form"
             base = AutoTokenizer.from_pretrained(str(base_tokenizer_or_path), **base_kwargs)
         else:

@@ -18,6 +18,7 @@ from .sid_table import SIDTable
 
 __all__ = [
     "check_byte_level",
+    "check_config_tokens",
     "check_rqvae_sizes",
     "check_source",
     "check_tokenizer_config",
@@ -113,6 +114,10 @@ def check_source(name_or_path: str | os.PathLike) -> None:
     Without this, transformers answers a mistyped local path with "Repo id must be in the form ...".
     """
     text = os.fspath(name_or_path)
+    if not text.strip():
+        raise FileNotFoundError(
+            f"The tokenizer path is empty ({text!r}); pass the folder of a saved tokenizer or a Hub repo id."
+        )
     if os.path.isdir(text):
         return
     if os.path.exists(text):
@@ -153,6 +158,54 @@ def _token_content(path: str | os.PathLike, field: str, value: Any) -> str | Non
     )
 
 
+def _check_jinja(path: str | os.PathLike, templates: list[dict[str, Any]]) -> None:
+    """Compile each chat template as transformers will on first use, so that a syntax error names the file now."""
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:  # pragma: no cover - a transformers without it: checked on first use instead
+        return
+    for entry in templates:
+        try:
+            _compile_jinja_template(entry["template"])
+        except ImportError:  # jinja2 is not installed: transformers says so on first use
+            return
+        except Exception as err:  # noqa: BLE001 - jinja2's TemplateSyntaxError and kin
+            which = f" (template {entry['name']!r})" if entry["name"] else ""
+            raise ValueError(
+                f"{path}: field 'chat_template'{which} is not a valid Jinja template ({type(err).__name__}: "
+                f"{str(err)[:120]}). Fix the template or remove the field."
+            ) from None
+
+
+def check_config_tokens(path: str | os.PathLike | None) -> None:
+    """Refuse a special token that `tokenizer_config.json` names but `tokenizer.json` beside it does not hold.
+
+    transformers adds such a token at load as a new one, silently changing the special token ids (a hand-edited
+    `eos_token`). Called once the files have loaded, so a damaged `tokenizer.json` is reported as such first. A
+    text search: a token whose text appears anywhere in the file passes, so a valid file is never refused.
+
+    Raises:
+        ValueError: naming the config, the field and the token.
+    """
+    if path is None:
+        return
+    data = read_json_object(path, "tokenizer config")
+    fields = [f for f in (*_SPECIAL_TOKEN_FIELDS, *_FIXED_TOKENS) if isinstance(data.get(f), (str, dict))]
+    tokenizer_path = os.path.join(os.path.dirname(os.fspath(path)), TOKENIZER_FILE)
+    if not fields or not os.path.isfile(tokenizer_path):
+        return
+    with open(tokenizer_path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    for field in fields:
+        content = _token_content(path, field, data[field])
+        if content and json.dumps(content)[1:-1] not in text:
+            raise ValueError(
+                f"{path}: field {field!r} is {content!r}, a token that {tokenizer_path} does not hold; loading would "
+                f"add it as a new token and change the special token ids. Name a token of the vocabulary (e.g. the "
+                f"one saved before the edit) or re-save the tokenizer with save_pretrained()."
+            )
+
+
 def _check_config_values(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
     """Fields transformers reads at load or on first use, checked now: lengths, sides, chat template, names."""
     value = data.get("model_max_length")
@@ -173,15 +226,21 @@ def _check_config_values(path: str | os.PathLike, data: Mapping[str, Any]) -> No
                 f"{path}: field {side!r} is {data[side]!r}; it must be 'left' or 'right'. {_RESAVE}"
             )
     template = data.get("chat_template")
-    named = isinstance(template, list) and all(
-        isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("template"), str)
-        for t in template
+    named = (
+        isinstance(template, list)
+        and bool(template)
+        and all(
+            isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("template"), str)
+            for t in template
+        )
     )
     if template is not None and not isinstance(template, str) and not named:
         raise ValueError(
             f"{path}: field 'chat_template' is {json.dumps(template)[:60]}; it must be a Jinja template string, a "
-            f"list of {{'name': ..., 'template': ...}} objects, or absent. {_RESAVE}"
+            f"non-empty list of {{'name': ..., 'template': ...}} objects, or absent. {_RESAVE}"
         )
+    if template is not None:
+        _check_jinja(path, template if isinstance(template, list) else [{"name": None, "template": template}])
     names = data.get("model_input_names")
     if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
         raise ValueError(
