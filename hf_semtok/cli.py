@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from hf_semtok.demo import QUICK_OVERRIDES, DemoConfig, run_demo
+from hf_semtok.demo import SCRATCH, DemoConfig, demo_overrides, run_demo
 
 __all__ = ["main", "parse_args_with_config", "read_yaml_config", "section_from_mapping"]
 
@@ -282,7 +282,10 @@ def parse_args_with_config(
 class _DemoCommand:
     quick: bool = dataclasses.field(
         default=False,
-        metadata={"help": "A smaller run (about a minute), for tests: the QUICK_OVERRIDES sizes."},
+        metadata={
+            "help": "A smaller run (about a minute), for tests: the QUICK_OVERRIDES sizes "
+            "(SMOLLM2_QUICK_OVERRIDES with --base smollm2)."
+        },
     )
 
 
@@ -300,19 +303,22 @@ def _check_output_dir(output_dir: str) -> None:
 
 
 def _demo(argv: Sequence[str]) -> int:
-    quick = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    quick.add_argument("--quick", nargs="?", const=True, default=False)
-    use_quick = quick.parse_known_args(_normalise_argv(argv, {}))[0].quick not in (False, "false", "False")
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--quick", nargs="?", const=True, default=False)
+    pre.add_argument("--base", default=None)
+    known = pre.parse_known_args(_normalise_argv(argv, {}))[0]
+    use_quick = known.quick not in (False, "false", "False")
     cfg, command = parse_args_with_config(
         [DemoConfig, _DemoCommand],
         argv,
-        overrides=QUICK_OVERRIDES if use_quick else None,
+        overrides=demo_overrides(known.base, use_quick) or None,
         prog="hf-semtok demo",
         description="End-to-end offline demo on a synthetic catalogue; options also as key=value.",
     )
     _check_output_dir(cfg.output_dir)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sys.stdout.write(f"hf-semtok demo ({'quick' if command.quick else 'full'}) -> {cfg.output_dir}\n")
+    base = "" if cfg.base == SCRATCH else f" on {cfg.base}"
+    sys.stdout.write(f"hf-semtok demo ({'quick' if command.quick else 'full'}) -> {cfg.output_dir}{base}\n")
     run_demo(cfg, out=sys.stdout)
     return 0
 

