@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hf_semtok import SIDTable
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data import DatasetArguments
 from hf_semtok.data.synthetic import make_synthetic_catalogue
-from hf_semtok import SIDTable
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 ROOT = Path(__file__).resolve().parent.parent

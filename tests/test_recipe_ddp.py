@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hf_semtok import SIDTable
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.lm.sid_embeddings import extend_model
 from hf_semtok.lm.stages import EXTENDED_FLAG, load_sid_tokenizer
-from hf_semtok import SIDTable
 from hf_semtok.small_models import build_causal_lm
 
 ROOT = Path(__file__).resolve().parent.parent

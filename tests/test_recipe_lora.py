@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from hf_semtok import SIDTable
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data import DatasetArguments
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.lm.sid_embeddings import extend_model
 from hf_semtok.lm.stages import EXTENDED_FLAG, load_sid_tokenizer
-from hf_semtok import SIDTable
 from hf_semtok.small_models import build_causal_lm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,11 @@ def test_killed_run_resumes_from_last_checkpoint(cpt_dir, tmp_path):
 
 def test_lora_recipe_config_parses_and_bad_keys_fail():
     lora = _load("finetune_lora")
-    formats = {"lora_synthetic.yaml": "synthetic", "lora_qwen2.5-0.5b.yaml": "lcrec", "lora_table.yaml": "table"}
+    formats = {
+        "lora_synthetic.yaml": "synthetic",
+        "lora_qwen2.5-0.5b.yaml": "lcrec",
+        "lora_table.yaml": "table",
+    }
     for name, dataset_format in formats.items():
         cfg, data = parse_args_with_config(
             [lora.LoRAArguments, DatasetArguments], ["--config", str(ROOT / "recipes" / "configs" / name)]

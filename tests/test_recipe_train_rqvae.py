@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
+from hf_semtok import SIDTable
 from hf_semtok.data.synthetic import make_synthetic_catalogue
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
-from hf_semtok import SIDTable
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_rqvae.py"
 

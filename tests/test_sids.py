@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
 from hf_semtok import SIDTable
+from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
 from hf_semtok.sids import add_items_to_table, assign_unique_sids, collision_stats
 
 
