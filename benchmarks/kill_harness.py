@@ -1,9 +1,9 @@
 """Kill a save at many points and check what it leaves: the harness behind the crash-safety tests and benchmarks.
 
 A save runs in a forked child process. The child counts the Python lines it executes in chosen source files
-(by default `hf_semtok/io_utils.py`, `hf_semtok/tokenizer/file_sets.py` and `shutil.py`) and calls `os._exit` at
-the k-th one: the process dies as under `SIGKILL`, without running `finally` blocks or `__exit__`, so every kill
-point is reproducible. A first run without a kill counts the lines; the kill points are spread over them. Optional
+(by default `hf_semtok/io_utils.py`, the file-set modules of `hf_semtok/tokenizer/` and `shutil.py`) and calls
+`os._exit` at the k-th one: the process dies as under `SIGKILL`, without running `finally` blocks or `__exit__`, so
+every kill point is reproducible. A first run without a kill counts the lines; the kill points are spread over them. Optional
 random-delay `SIGKILL`s also catch the instants inside C calls (a half-written file, a half-removed tree).
 
 Usage (see `tests/test_atomic_saves.py`):
@@ -30,16 +30,25 @@ from pathlib import Path
 from typing import Any
 
 from hf_semtok import io_utils
-from hf_semtok.tokenizer import file_sets
+from hf_semtok.tokenizer import file_locks, file_sets, manifests
 
-__all__ = ["KILLED_EXIT_CODE", "kill_during_save", "run_here", "run_in_child", "tree_contents"]
+__all__ = [
+    "FILE_SET_SOURCES",
+    "KILLED_EXIT_CODE",
+    "kill_during_save",
+    "run_here",
+    "run_in_child",
+    "tree_contents",
+]
 
 KILLED_EXIT_CODE = 87  # what a child killed at a trace point exits with
+#: The source files of the file-set saves (`file_sets.py` and the two modules it is built on).
+FILE_SET_SOURCES = [file_sets.__file__, file_locks.__file__, manifests.__file__]
 _FAILED_EXIT_CODE = 86  # the save raised in the child
 
 
 def _default_trace_files() -> list[str]:
-    return [io_utils.__file__, file_sets.__file__, shutil.__file__]
+    return [io_utils.__file__, *FILE_SET_SOURCES, shutil.__file__]
 
 
 def _tracer(files: set[str], kill_at: int | None, counter: list[int]) -> Callable:
@@ -174,7 +183,7 @@ def kill_during_save(
         random_kills: How many extra kills by `SIGKILL` after a random delay within the save's duration.
         seed: Seed of the choice of points and delays.
         trace_files: Source files whose executed lines are the kill points (default: `hf_semtok/io_utils.py`,
-            `hf_semtok/tokenizer/file_sets.py` and `shutil.py`).
+            the file-set modules of `hf_semtok/tokenizer/` and `shutil.py`).
 
     Returns:
         `dict`: `traced_lines` (lines the uninterrupted save ran), `kill_points`, `outcomes` (count of

@@ -65,7 +65,6 @@ from hf_semtok.generation import SIDLogitsProcessor, recommend
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
-from hf_semtok.tokenizer import file_sets
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 HERE = Path(__file__).resolve().parent
@@ -617,7 +616,7 @@ def kills_during_save(ctx: Any, n_points: int, random_kills: int) -> dict[str, A
         "RQ-VAE save_pretrained": [
             modeling_utils.__file__,
             io_utils.__file__,
-            file_sets.__file__,
+            *harness.FILE_SET_SOURCES,
             shutil.__file__,
         ],
     }

@@ -23,7 +23,7 @@ from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import save_training_result, train_rqvae
 from hf_semtok.sids import assign_unique_sids
-from hf_semtok.tokenizer import file_sets, tokenization_semtok
+from hf_semtok.tokenizer import file_locks, tokenization_semtok
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 _HARNESS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_harness.py"
@@ -119,7 +119,7 @@ def test_kill_anywhere_leaves_old_or_new(old_new):
 
 
 def test_kill_anywhere_without_folder_locks_is_recovered(old_new, monkeypatch):
-    monkeypatch.setattr(file_sets, "fcntl", None)  # no flock (not POSIX), inherited by the children
+    monkeypatch.setattr(file_locks, "fcntl", None)  # no flock (not POSIX), inherited by the children
     target, reset, save, check, check_clean = old_new
     summary = kill_harness.kill_during_save(
         save, lambda: check(recover=True), reset=reset, check_clean=check_clean, n_points=32, seed=1
@@ -191,7 +191,7 @@ def test_kill_save_training_result_anywhere(two_results, tmp_path):
         check_clean=check_clean,
         n_points=30,
         seed=3,
-        trace_files=[io_utils.__file__, file_sets.__file__, training.__file__, shutil.__file__],
+        trace_files=[io_utils.__file__, *kill_harness.FILE_SET_SOURCES, training.__file__, shutil.__file__],
     )
     assert summary["outcomes"].get("killed", 0) >= 30
     assert summary["states"].get("old", 0) > 0 and summary["states"].get("new", 0) > 0
@@ -249,7 +249,7 @@ def test_kill_tokenizer_save_anywhere_keeps_table_and_rqvae_together(two_tokeniz
         reset=reset,
         n_points=16,
         seed=4,
-        trace_files=[file_sets.__file__, tokenization_semtok.__file__],
+        trace_files=[*kill_harness.FILE_SET_SOURCES, tokenization_semtok.__file__],
     )
     assert summary["outcomes"].get("killed", 0) >= 14
     assert summary["states"].get("A", 0) > 0 and summary["states"].get("B", 0) > 0

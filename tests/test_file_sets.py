@@ -29,7 +29,7 @@ from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import train_rqvae
 from hf_semtok.sids import assign_unique_sids
-from hf_semtok.tokenizer import file_sets
+from hf_semtok.tokenizer import file_locks, file_sets
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 #: What a user keeps in the folder saved into; `volume/` stands in for a volume mounted inside it.
@@ -206,7 +206,7 @@ def test_a_dead_staging_folder_is_removed_but_a_live_one_is_not(tmp_path):
     (dead / "half").write_text("half")
     live = tmp_path / ".hf_semtok_tmp-live0000"
     live.mkdir()
-    holder = file_sets._hold_staging(live)  # another save (as another process would) still writing there
+    holder = file_locks.hold_staging(live)  # another save (as another process would) still writing there
     try:
         recover_file_sets(tmp_path)
         assert not dead.exists() and live.is_dir()

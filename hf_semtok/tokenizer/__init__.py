@@ -13,7 +13,8 @@ which `import hf_semtok` fills.
 - `sid_tokens.py`: SID tokens <-> codes; `sid_checks.py`: strict integer and id checks.
 - `tokenizer_files.py`: checks of the saved files; `constants.py`: token templates, file names, bounds.
 - `file_sets.py`: saves that own only their files (staged, committed with a manifest, crash-safe) and atomic file
-  writes, for the whole library (`hf_semtok.io_utils` re-exports them).
+  writes, for the whole library (`hf_semtok.io_utils` re-exports them); built on `manifests.py` (the manifest
+  format, atomic single-file writes, hashes) and `file_locks.py` (folder locks, staging folders).
 """
 
 from __future__ import annotations

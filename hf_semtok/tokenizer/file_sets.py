@@ -21,36 +21,60 @@ as its own (`legacy_files`). Saves nest: a save whose target is inside another s
 tokenizer saved within an LM stage's output) writes straight into it, and the outer manifest records the inner
 save's files as a *part* of its own kind, so a later save of that kind finds and replaces them.
 
-This module is part of the tokenizer package that ships beside every saved tokenizer, so it imports only the
-standard library. Locks use `fcntl.flock` (POSIX); where it is unavailable, saves and loads still work, but two
-processes saving into one folder at the same time are not coordinated.
+This module holds the commit protocol and the public entry points; `manifests.py` holds the manifest format,
+atomic single-file writes and hashes, and `file_locks.py` the folder locks and the staging folders. The three are
+part of the tokenizer package that ships beside every saved tokenizer, so they import only the standard library.
+Locks use `fcntl.flock` (POSIX); where it is unavailable, saves and loads still work, but two processes saving
+into one folder at the same time are not coordinated.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None
+from .file_locks import (
+    LOCK_TIMEOUT_S,
+    FolderLock,
+    PartKey,
+    Staging,
+    active_staging,
+    legacy_match,
+    listing,
+    listing_top,
+    staging_in_use,
+    staging_is_dead,
+)
+from .manifests import (
+    MANIFEST_PREFIX,
+    STAGING_PREFIX,
+    STAGING_RE,
+    FileSet,
+    FileSetError,
+    atomic_write,
+    current_umask,
+    find_part,
+    fsync_dir,
+    hash_file,
+    manifest_name,
+    mismatch_message,
+    new_manifest,
+    read_manifests,
+    remove_manifest,
+    write_manifest,
+)
 
 __all__ = [
+    "LOCK_TIMEOUT_S",
     "MANIFEST_PREFIX",
     "atomic_write",
     "STAGING_PREFIX",
@@ -67,62 +91,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Manifests are `.hf_semtok_manifest.<kind>.json`, or `.hf_semtok_manifest.<kind>.<prefix>.json` for a save with
-#: a file-name prefix (`tokenizer.save_pretrained(d, filename_prefix="p")`).
-MANIFEST_PREFIX = ".hf_semtok_manifest."
-#: Staging folders (and temporary manifests) of saves in progress: `.hf_semtok_tmp-` + 8 random characters.
-STAGING_PREFIX = ".hf_semtok_tmp-"
-_FORMAT = "hf_semtok.file_set"
-_VERSION = 1
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_STAGING_RE = re.compile(r"^\.hf_semtok_tmp-[A-Za-z0-9_]{8}$")
-_CHUNK = 1 << 20
-#: How long a save or load waits for the folder's lock before it gives up (another process's save or load).
-LOCK_TIMEOUT_S = 600.0
-
-PartKey = tuple[str, "str | None"]
-
-
-class FileSetError(ValueError):
-    """A saved file set cannot be trusted or completed: a file differs from its manifest, a manifest is damaged,
-    or an interrupted save cannot be completed (e.g. a read-only folder)."""
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where Linux allows (`/proc/self/status`)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def manifest_name(kind: str, prefix: str | None = None) -> str:
-    """The manifest file name of saves of `kind` (with `prefix`, for saves with a file-name prefix).
-
-    Raises:
-        ValueError: `kind` is not a short lower-case identifier, or `prefix` is empty or holds a path separator.
-    """
-    if not isinstance(kind, str) or not _KIND_RE.match(kind):
-        raise ValueError(
-            f"A file-set kind is a short lower-case identifier such as 'tokenizer'; got {kind!r}."
-        )
-    if prefix is None:
-        return f"{MANIFEST_PREFIX}{kind}.json"
-    if not isinstance(prefix, str) or not prefix or "/" in prefix or os.sep in prefix or "\0" in prefix:
-        raise ValueError(
-            f"filename_prefix must be a non-empty string without path separators; got {prefix!r}."
-        )
-    name = f"{MANIFEST_PREFIX}{kind}.{prefix}.json"
-    if len(name.encode("utf-8", "surrogateescape")) > 200:  # keep well under NAME_MAX (255 bytes)
-        digest = hashlib.sha256(prefix.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        name = f"{MANIFEST_PREFIX}{kind}.{digest}.json"
-    return name
+#: What a save's nested or legacy file list may be: names, or a predicate on names.
+LegacyFiles = Callable[[str], bool] | Collection[str]
 
 
 def check_save_target(directory: str | os.PathLike) -> Path:
@@ -154,317 +124,8 @@ def check_save_target(directory: str | os.PathLike) -> Path:
     return absolute
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call `write(handle)` on a temporary file beside `path` (binary mode), then rename it onto `path`.
-
-    A reader sees the old file or the new one, never part of one, even if the writer is killed. The folder is
-    created if needed; the temporary name is short (`.hf_semtok_write-XXXXXXXX`), so any valid `path` works. The
-    file is fsynced before the rename and gets mode `0o666 & ~umask` (as `open` would give it). On any failure
-    the temporary file is removed and `path` is untouched.
-
-    Args:
-        path: The file to create or replace.
-        write: Writes the new content to the binary handle it is given.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".hf_semtok_write-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            _fsync_fd(handle.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync_fd(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    except OSError as err:  # a filesystem without fsync: durability is its own business
-        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-
-
 # ----------------------------------------------------------------------------------------------------------
-# Locks
-# ----------------------------------------------------------------------------------------------------------
-_THREAD = threading.local()
-
-
-def _held_shared() -> dict[str, int]:
-    held = getattr(_THREAD, "shared", None)
-    if held is None:
-        held = _THREAD.shared = {}
-    return held
-
-
-class _FolderLock:
-    """`flock` on a folder: shared for readers, exclusive for a commit. A no-op where `flock` is unavailable."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.key = os.path.realpath(directory)
-        self.fd: int | None = None
-        self.mode: int | None = None
-        self.supported = fcntl is not None
-
-    def __enter__(self) -> _FolderLock:
-        if self.supported:
-            try:
-                self.fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            except OSError:
-                self.supported = False
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def _flock(self, mode: int, what: str) -> None:
-        if not self.supported or self.mode == mode:
-            return
-        if mode == fcntl.LOCK_EX and _held_shared().get(self.key):
-            raise RuntimeError(
-                f"Cannot save into {self.directory} while this thread is loading from it (open_file_set); finish "
-                "the load first."
-            )
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        warned = False
-        while True:
-            try:
-                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
-                break
-            except OSError as err:
-                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    logger.debug("No folder lock on %s (%s); continuing without one.", self.directory, err)
-                    self.supported = False
-                    return
-            if not warned and time.monotonic() > deadline - LOCK_TIMEOUT_S + 10:
-                logger.warning(
-                    "Waiting for another process's save or load in %s to finish (%s).", self.directory, what
-                )
-                warned = True
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"Waited {LOCK_TIMEOUT_S:.0f} s for another process's save or load in {self.directory} to "
-                    f"finish ({what}). Check for a hung process that holds the folder."
-                )
-            time.sleep(0.02)
-        if self.mode == fcntl.LOCK_SH:
-            _held_shared()[self.key] -= 1
-        self.mode = mode
-        if mode == fcntl.LOCK_SH:
-            _held_shared()[self.key] = _held_shared().get(self.key, 0) + 1
-
-    def shared(self) -> None:
-        if fcntl is not None:
-            self._flock(fcntl.LOCK_SH, "reading")
-
-    def exclusive(self) -> None:
-        if fcntl is not None:
-            if self.mode == fcntl.LOCK_SH:
-                self.release()
-            self._flock(fcntl.LOCK_EX, "saving")
-
-    def release(self) -> None:
-        if self.supported and self.fd is not None and self.mode is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            if self.mode == fcntl.LOCK_SH:
-                _held_shared()[self.key] -= 1
-        self.mode = None
-
-
-def _hold_staging(path: Path) -> int | None:
-    """Lock a staging folder for the life of its save: the lock marks it as in use by a live process."""
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        pass
-    return fd
-
-
-def _staging_is_dead(path: Path) -> bool:
-    """Whether no live save uses the staging folder `path` (its lock is free, or it is not this process's own)."""
-    with _ACTIVE_LOCK:
-        if os.path.realpath(path) in _ACTIVE:
-            return False
-    if fcntl is None:
-        return True  # without locks, one process per folder at a time is assumed (see the module docstring)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        return err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-    finally:
-        os.close(fd)
-    return True
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Manifests
-# ----------------------------------------------------------------------------------------------------------
-def _check_relpath(name: Any, source: Path) -> str:
-    """A file name of a manifest: relative, normalised, inside the folder, not one of ours."""
-    parts = name.split("/") if isinstance(name, str) else []
-    if (
-        not parts
-        or name.startswith("/")
-        or "\\" in name
-        or "\0" in name
-        or any(p in ("", ".", "..") for p in parts)
-        or parts[0].startswith((MANIFEST_PREFIX, STAGING_PREFIX))
-    ):
-        raise FileSetError(
-            f"{source}: names the file {name!r}, which is not a plain path inside the folder. The manifest is "
-            "damaged or was not written by hf_semtok; delete it to load the files as they are."
-        )
-    return name
-
-
-def _check_manifest(data: Any, source: Path) -> dict[str, Any]:
-    bad = f"{source}: is not a valid hf_semtok file-set manifest"
-    hint = "The file is damaged or was edited; delete it to load the files as they are, then save again."
-    if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("parts"), list):
-        raise FileSetError(f"{bad}. {hint}")
-    if data.get("version") != _VERSION:
-        raise FileSetError(
-            f"{source}: manifest version {data.get('version')!r}; this hf_semtok reads version {_VERSION}. "
-            "Upgrade hf_semtok, or delete the manifest to load the files as they are."
-        )
-    seen: set[str] = set()
-    for part in data["parts"]:
-        if (
-            not isinstance(part, dict)
-            or not isinstance(part.get("kind"), str)
-            or not (part.get("prefix") is None or isinstance(part.get("prefix"), str))
-            or not isinstance(part.get("files"), dict)
-        ):
-            raise FileSetError(f"{bad} (a part is malformed). {hint}")
-        for name, meta in part["files"].items():
-            _check_relpath(name, source)
-            if (
-                not isinstance(meta, dict)
-                or not isinstance(meta.get("size"), int)
-                or not isinstance(meta.get("sha256"), str)
-            ):
-                raise FileSetError(f"{bad} (entry {name!r} has no size and sha256). {hint}")
-            if name in seen:
-                raise FileSetError(f"{bad} (file {name!r} is named twice). {hint}")
-            seen.add(name)
-    pending = data.get("pending")
-    if pending is not None:
-        if (
-            not isinstance(pending, dict)
-            or not isinstance(pending.get("staging"), str)
-            or not _STAGING_RE.match(pending["staging"])
-            or not isinstance(pending.get("obsolete"), list)
-        ):
-            raise FileSetError(f"{bad} (its 'pending' entry is malformed). {hint}")
-        for name in pending["obsolete"]:
-            _check_relpath(name, source)
-    return data
-
-
-def read_manifests(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Every file-set manifest in `directory`: `{file name: manifest}` (empty when there is none).
-
-    Raises:
-        FileSetError: a manifest is unreadable or malformed (naming it).
-    """
-    directory = Path(directory)
-    found: dict[str, dict[str, Any]] = {}
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return found
-    for entry in entries:
-        if not (entry.name.startswith(MANIFEST_PREFIX) and entry.name.endswith(".json")):
-            continue
-        if not entry.is_file(follow_symlinks=False):
-            continue
-        path = directory / entry.name
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise FileSetError(
-                f"{path}: cannot read this file-set manifest ({err}). Delete it to load the files as they are, "
-                "then save again."
-            ) from err
-        found[entry.name] = _check_manifest(data, path)
-    return found
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a folder
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_manifest(directory: Path, name: str, data: Mapping[str, Any]) -> None:
-    """Write a manifest atomically and durably (temporary file, fsync, rename, fsync of the folder)."""
-    text = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    tmp = directory / f"{STAGING_PREFIX}{secrets.token_hex(4)}.json"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text)
-            handle.flush()
-            _fsync_fd(handle.fileno())
-        os.replace(tmp, directory / name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _remove_manifest(directory: Path, name: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(directory / name)
-    _fsync_dir(directory)
-
-
-def _hash_file(path: Path, fsync: bool = False) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while chunk := os.read(fd, _CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-        if fsync:
-            _fsync_fd(fd)
-    finally:
-        os.close(fd)
-    return size, digest.hexdigest()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Committing and completing saves
+# Completing commits
 # ----------------------------------------------------------------------------------------------------------
 def _remove_tree(path: Path) -> None:
     try:
@@ -488,7 +149,7 @@ def _place(src: Path, dst: Path) -> None:
     try:
         shutil.copyfile(src, tmp, follow_symlinks=False)
         shutil.copymode(src, tmp)
-        _hash_file(tmp, fsync=True)
+        hash_file(tmp, fsync=True)
         os.replace(tmp, dst)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -530,9 +191,9 @@ def _roll_forward(directory: Path, name: str, data: dict[str, Any]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             _prune_empty_dirs(path.parent, directory)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     done = {k: v for k, v in data.items() if k != "pending"}
-    _write_manifest(directory, name, done)
+    write_manifest(directory, name, done)
     _remove_tree(staging)
 
 
@@ -551,7 +212,7 @@ def _settle(directory: Path) -> list[str]:
     for entry in leftovers:
         path = directory / entry.name
         if entry.is_dir(follow_symlinks=False):
-            if _STAGING_RE.match(entry.name) and _staging_is_dead(path):
+            if STAGING_RE.match(entry.name) and staging_is_dead(path):
                 _remove_tree(path)
                 done.append(entry.name)
         elif entry.name.endswith((".json", ".part")):  # a temporary manifest of a dead commit
@@ -575,158 +236,177 @@ def recover_file_sets(directory: str | os.PathLike) -> list[str]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    with _FolderLock(directory) as lock:
+    with FolderLock(directory) as lock:
         lock.exclusive()
         return _settle(directory)
 
 
-@dataclass
-class _Staging:
-    """A save in progress: its staging folder and the parts (kind, prefix) of the files written into it."""
-
-    path: Path
-    key: PartKey
-    parts: dict[PartKey, set[str]] = field(default_factory=dict)
-    legacy: dict[PartKey, Callable[[str], bool] | Collection[str]] = field(default_factory=dict)
-    committed: bool = False
-
-    def record(
-        self, key: PartKey, files: set[str], legacy_files: Callable[[str], bool] | Collection[str] | None
-    ) -> None:
-        for other in self.parts.values():
-            other -= files  # the last save to write a file owns it
-        self.parts.setdefault(key, set()).update(files)
-        if legacy_files is not None:
-            self.legacy.setdefault(key, legacy_files)
+# ----------------------------------------------------------------------------------------------------------
+# Committing a save
+# ----------------------------------------------------------------------------------------------------------
+PartFiles = dict[PartKey, dict[str, dict[str, Any]]]
 
 
-_ACTIVE: dict[str, _Staging] = {}
-_ACTIVE_LOCK = threading.Lock()
+def _check_staged_file(target: Path, rel: str, path: Path) -> None:
+    """Refuse a staged file that is not a regular file or that has a name reserved for the saves' own files."""
+    if path.is_symlink() or not path.is_file():
+        raise ValueError(
+            f"Cannot save {rel!r} into {target}: only regular files can be saved, and it is a link or a "
+            "special file."
+        )
+    if rel.split("/")[0].startswith((MANIFEST_PREFIX, STAGING_PREFIX)):
+        raise ValueError(
+            f"Cannot save {rel!r} into {target}: names starting with {STAGING_PREFIX!r} or "
+            f"{MANIFEST_PREFIX!r} are reserved for hf_semtok's saves."
+        )
 
 
-def _active_staging(real: str) -> tuple[_Staging, str] | None:
-    with _ACTIVE_LOCK:
-        for root, staging in _ACTIVE.items():
-            if real == root or real.startswith(root + os.sep):
-                return staging, os.path.relpath(real, root)
-    return None
+def _check_destination(target: Path, rel: str) -> None:
+    """Refuse a file whose place in `target` is a folder, or whose parent folders are files."""
+    dst = target / rel
+    for parent in [dst, *dst.parents]:
+        if parent == target:
+            break
+        if parent != dst and (parent.is_file() or (parent.is_symlink() and not parent.is_dir())):
+            raise ValueError(f"Cannot save {rel!r} into {target}: {parent} is a file, not a folder.")
+        if parent == dst and parent.is_dir() and not parent.is_symlink():
+            raise ValueError(f"Cannot save {rel!r} into {target}: {dst} is a folder. Move it away first.")
 
 
-def _listing(root: Path) -> dict[str, tuple[int, int, int]]:
-    """`{relative path: (inode, size, mtime_ns)}` of the files (and links) under `root`."""
-    found = {}
-    for current, dirs, files in os.walk(root):
-        rel_dir = os.path.relpath(current, root)
-        for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(current, d)))]:
-            st = os.lstat(os.path.join(current, name))
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
-            found[rel] = (st.st_ino, st.st_size, st.st_mtime_ns)
-    return found
-
-
-def _legacy_match(legacy_files: Callable[[str], bool] | Collection[str] | None, name: str) -> bool:
-    if legacy_files is None:
-        return False
-    if callable(legacy_files):
-        return bool(legacy_files(name))
-    return name in legacy_files
-
-
-def _commit(target: Path, staging: _Staging, manifest: str) -> None:
-    files = _listing(staging.path)
+def _hash_staged_files(target: Path, staging: Staging) -> PartFiles:
+    """Check every staged file, give it the mode `open` would, fsync and hash it: `{part: {name: meta}}`."""
+    files = listing(staging.path)
     mode = 0o666 & ~current_umask()
     owner: dict[str, PartKey] = {}
     for key, names in staging.parts.items():
         for rel in names:
             owner[rel] = key
-    parts: dict[PartKey, dict[str, dict[str, Any]]] = {staging.key: {}}
+    parts: PartFiles = {staging.key: {}}
     for rel in sorted(files):
         path = staging.path / rel
-        if path.is_symlink() or not path.is_file():
-            raise ValueError(
-                f"Cannot save {rel!r} into {target}: only regular files can be saved, and it is a link or a "
-                "special file."
-            )
-        if rel.split("/")[0].startswith((MANIFEST_PREFIX, STAGING_PREFIX)):
-            raise ValueError(
-                f"Cannot save {rel!r} into {target}: names starting with {STAGING_PREFIX!r} or "
-                f"{MANIFEST_PREFIX!r} are reserved for hf_semtok's saves."
-            )
+        _check_staged_file(target, rel, path)
         st = path.stat()
         # Files written through mkstemp (safetensors, tempfile) are 0600: give them the modes `open` would.
         os.chmod(path, mode | (st.st_mode & 0o111 & ~current_umask()))
-        size, digest = _hash_file(path, fsync=True)
+        size, digest = hash_file(path, fsync=True)
         parts.setdefault(owner.get(rel, staging.key), {})[rel] = {"size": size, "sha256": digest}
-        dst = target / rel
-        for parent in [dst, *dst.parents]:
-            if parent == target:
-                break
-            if parent != dst and (parent.is_file() or (parent.is_symlink() and not parent.is_dir())):
-                raise ValueError(f"Cannot save {rel!r} into {target}: {parent} is a file, not a folder.")
-            if parent == dst and parent.is_dir() and not parent.is_symlink():
-                raise ValueError(f"Cannot save {rel!r} into {target}: {dst} is a folder. Move it away first.")
+        _check_destination(target, rel)
     for current, _, _ in os.walk(staging.path):
-        _fsync_dir(Path(current))
-    with _FolderLock(target) as lock:
+        fsync_dir(Path(current))
+    return parts
+
+
+def _take_over(
+    manifests: Mapping[str, Mapping[str, Any]], manifest: str, parts: PartFiles
+) -> tuple[set[str], dict[str, dict[str, Any] | None], set[PartKey]]:
+    """What a save of `parts` into `manifest` takes over from the folder's `manifests`.
+
+    Returns:
+        The files of the previous version of its parts that it does not rewrite (to delete), the other manifests
+        rewritten without the files it takes over (`None`: nothing left, remove it), and every part the manifests
+        claim.
+    """
+    new_names = {rel for names in parts.values() for rel in names}
+    mine = set(parts)
+    claimed_keys = set()
+    obsolete: set[str] = set()
+    rewrites: dict[str, dict[str, Any] | None] = {}
+    for name, data in manifests.items():
+        kept = []
+        changed = False
+        for part in data["parts"]:
+            key = (part["kind"], part["prefix"])
+            claimed_keys.add(key)
+            if name == manifest or key in mine:
+                obsolete |= set(part["files"]) - new_names
+                changed = True
+                continue
+            files_left = {rel: meta for rel, meta in part["files"].items() if rel not in new_names}
+            changed |= len(files_left) != len(part["files"])
+            kept.append({**part, "files": files_left})
+        if name != manifest and changed:
+            rewrites[name] = {**data, "parts": kept} if any(p["files"] for p in kept) else None
+    return obsolete, rewrites, claimed_keys
+
+
+def _legacy_obsolete(
+    target: Path,
+    staging: Staging,
+    parts: PartFiles,
+    remaining: list[Mapping[str, Any] | None],
+    claimed_keys: set[PartKey],
+) -> set[str]:
+    """The files of a part saved before manifests existed that this save may delete (see `legacy_files`): named
+    by the part's `legacy_files`, not rewritten, and claimed by none of the `remaining` manifests."""
+    new_names = {rel for names in parts.values() for rel in names}
+    claimed = {
+        rel for data in remaining if data is not None for part in data["parts"] for rel in part["files"]
+    }
+    obsolete = set()
+    for key, legacy_files in staging.legacy.items():
+        if key in claimed_keys or key not in parts:
+            continue
+        for rel in listing_top(target):
+            if rel not in new_names and rel not in claimed and legacy_match(legacy_files, rel):
+                obsolete.add(rel)
+    return obsolete
+
+
+def _commit(target: Path, staging: Staging, manifest: str) -> None:
+    """Commit the staged files into `target` (see the module docstring): with the folder's exclusive lock, write
+    the pending manifest (the commit point), then roll it forward."""
+    parts = _hash_staged_files(target, staging)
+    with FolderLock(target) as lock:
         lock.exclusive()
         _settle(target)
         manifests = read_manifests(target)
-        new_names = {rel for names in parts.values() for rel in names}
-        mine = set(parts)
-        claimed_keys = set()
-        obsolete: set[str] = set()
-        rewrites: dict[str, dict[str, Any] | None] = {}
-        for name, data in manifests.items():
-            kept = []
-            changed = False
-            for part in data["parts"]:
-                key = (part["kind"], part["prefix"])
-                claimed_keys.add(key)
-                if name == manifest or key in mine:
-                    obsolete |= set(part["files"]) - new_names
-                    changed = True
-                    continue
-                files_left = {rel: meta for rel, meta in part["files"].items() if rel not in new_names}
-                changed |= len(files_left) != len(part["files"])
-                kept.append({**part, "files": files_left})
-            if name != manifest and changed:
-                rewrites[name] = {**data, "parts": kept} if any(p["files"] for p in kept) else None
+        obsolete, rewrites, claimed_keys = _take_over(manifests, manifest, parts)
         remaining = [rewrites.get(name, data) for name, data in manifests.items() if name != manifest]
-        claimed = {
-            rel for data in remaining if data is not None for part in data["parts"] for rel in part["files"]
-        }
-        for key, legacy_files in staging.legacy.items():  # a part saved before manifests existed
-            if key in claimed_keys or key not in parts:
-                continue
-            for rel in _listing_top(target):
-                if rel not in new_names and rel not in claimed and _legacy_match(legacy_files, rel):
-                    obsolete.add(rel)
-        data = {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "kind": staging.key[0],
-            "prefix": staging.key[1],
-            "commit": secrets.token_hex(8),
-            "parts": [
-                {"kind": key[0], "prefix": key[1], "files": dict(sorted(files_of.items()))}
-                for key, files_of in parts.items()
-            ],
-            "pending": {"staging": staging.path.name, "obsolete": sorted(obsolete)},
-        }
+        obsolete |= _legacy_obsolete(target, staging, parts, remaining, claimed_keys)
+        data = new_manifest(staging.key, parts, {"staging": staging.path.name, "obsolete": sorted(obsolete)})
         for name, rewritten in rewrites.items():  # others give up the files this save takes over
             if rewritten is None:
-                _remove_manifest(target, name)
+                remove_manifest(target, name)
             else:
-                _write_manifest(target, name, rewritten)
-        _write_manifest(target, manifest, data)  # the commit point
+                write_manifest(target, name, rewritten)
+        write_manifest(target, manifest, data)  # the commit point
         staging.committed = True
         _roll_forward(target, manifest, data)
 
 
-def _listing_top(directory: Path) -> list[str]:
-    """Names of the plain files directly in `directory` (legacy files are never in sub-folders)."""
-    with os.scandir(directory) as entries:
-        return sorted(e.name for e in entries if e.is_file(follow_symlinks=False))
+@contextlib.contextmanager
+def _nested_save(
+    outer: Staging, target: Path, key: PartKey, legacy_files: LegacyFiles | None
+) -> Iterator[Path]:
+    """A save into `target` inside the staging folder of `outer`: written in place, recorded as a part of it."""
+    target.mkdir(parents=True, exist_ok=True)
+    before = listing(outer.path)
+    yield target
+    after = listing(outer.path)
+    changed = {rel for rel, st in after.items() if before.get(rel) != st}
+    outer.record(key, changed, legacy_files)
+
+
+@contextlib.contextmanager
+def _staged_save(target: Path, key: PartKey, legacy_files: LegacyFiles | None) -> Iterator[Staging]:
+    """A staging folder in `target` for the block; removed (with `target`, if this save created it) when the
+    block raises before the commit point."""
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Staging(Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target)), key)
+    if legacy_files is not None:
+        staging.legacy[key] = legacy_files
+    with staging_in_use(staging):
+        try:
+            os.chmod(staging.path, 0o777 & ~current_umask())
+            yield staging
+        except BaseException:
+            if not staging.committed:
+                _remove_tree(staging.path)
+                if created:  # a failed save into a new folder leaves nothing behind (rmdir: only if empty)
+                    with contextlib.suppress(OSError):
+                        os.rmdir(target)
+            raise
 
 
 @contextlib.contextmanager
@@ -735,7 +415,7 @@ def save_file_set(
     kind: str,
     *,
     prefix: str | None = None,
-    legacy_files: Callable[[str], bool] | Collection[str] | None = None,
+    legacy_files: LegacyFiles | None = None,
 ) -> Iterator[Path]:
     """Write a set of files into `directory` as one atomic step that touches nothing else.
 
@@ -777,110 +457,19 @@ def save_file_set(
     """
     manifest = manifest_name(kind, prefix)
     target = check_save_target(directory)
-    nested = _active_staging(os.path.realpath(target))
+    nested = active_staging(os.path.realpath(target))
     if nested is not None:
-        outer, _ = nested
-        target.mkdir(parents=True, exist_ok=True)
-        before = _listing(outer.path)
-        yield target
-        after = _listing(outer.path)
-        changed = {rel for rel, st in after.items() if before.get(rel) != st}
-        outer.record((kind, prefix), changed, legacy_files)
+        with _nested_save(nested[0], target, (kind, prefix), legacy_files) as path:
+            yield path
         return
-    created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
-    staging_path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
-    staging = _Staging(staging_path, (kind, prefix))
-    if legacy_files is not None:
-        staging.legacy[(kind, prefix)] = legacy_files
-    staging_fd = _hold_staging(staging_path)
-    real = os.path.realpath(staging_path)
-    with _ACTIVE_LOCK:
-        _ACTIVE[real] = staging
-    try:
-        os.chmod(staging_path, 0o777 & ~current_umask())
-        yield staging_path
+    with _staged_save(target, (kind, prefix), legacy_files) as staging:
+        yield staging.path
         _commit(target, staging, manifest)
-    except BaseException:
-        if not staging.committed:
-            _remove_tree(staging_path)
-            if created:  # a failed save into a new folder leaves nothing behind (rmdir: only if empty)
-                with contextlib.suppress(OSError):
-                    os.rmdir(target)
-        raise
-    finally:
-        with _ACTIVE_LOCK:
-            _ACTIVE.pop(real, None)
-        if staging_fd is not None:
-            os.close(staging_fd)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading
 # ----------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FileSet:
-    """A committed set of files in a folder, as its manifest names them (see [`open_file_set`]).
-
-    Attributes:
-        directory: The folder.
-        manifest: The manifest's file name.
-        kind, prefix: The part of the manifest this set is.
-        files: `{relative name: {"size": int, "sha256": str}}`.
-        commit: The manifest's commit id (changes with every save).
-    """
-
-    directory: Path
-    manifest: str
-    kind: str
-    prefix: str | None
-    files: Mapping[str, Mapping[str, Any]]
-    commit: str | None = None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.files
-
-    def path(self, name: str) -> Path:
-        """The path of the file `name` of the set."""
-        return self.directory / name
-
-    def read_bytes(self, name: str) -> bytes:
-        """The bytes of the file `name` of the set (read them inside the [`open_file_set`] block)."""
-        return self.path(name).read_bytes()
-
-    def is_current(self) -> bool:
-        """Whether the manifest still records this set's commit, complete: no save has committed into the
-        folder since the set was opened. (Always true inside [`open_file_set`] where `flock` works; where it does
-        not, check it after reading and read again when it is false.)"""
-        try:
-            with open(self.directory / self.manifest, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError):
-            return False
-        return isinstance(data, dict) and data.get("commit") == self.commit and data.get("pending") is None
-
-    def problems(self) -> list[str]:
-        """How the files on disk differ from the manifest (size or SHA-256; missing files): one line each."""
-        found = []
-        for name, meta in self.files.items():
-            try:
-                size, digest = _hash_file(self.path(name))
-            except FileNotFoundError:
-                found.append(f"{self.path(name)} is missing")
-                continue
-            if size != meta["size"] or digest != meta["sha256"]:
-                found.append(f"{self.path(name)} differs from what the save wrote")
-        return found
-
-
-def _mismatch_message(file_set: FileSet, problems: list[str]) -> str:
-    return (
-        f"{'; '.join(problems)} (per the manifest {file_set.directory / file_set.manifest}): the {file_set.kind} "
-        f"files were changed after the save, by hand or by another program. Save the {file_set.kind} again, or "
-        f"delete {file_set.manifest} to use the files as they are."
-    )
-
-
 @contextlib.contextmanager
 def open_file_set(
     directory: str | os.PathLike, kind: str, prefix: str | None = None, on_mismatch: str = "warn"
@@ -915,11 +504,11 @@ def open_file_set(
     if not directory.is_dir():
         yield None
         return
-    with _FolderLock(directory) as lock:
+    with FolderLock(directory) as lock:
         lock.shared()
         for attempt in range(3):
             manifests = _settled_manifests(directory, lock)
-            file_set = _find_part(directory, manifests, kind, prefix)
+            file_set = find_part(directory, manifests, kind, prefix)
             if file_set is None:
                 yield None
                 return
@@ -929,9 +518,9 @@ def open_file_set(
             if (
                 lock.supported
                 or attempt == 2
-                or _find_part(directory, read_manifests(directory), kind, prefix) == file_set
+                or find_part(directory, read_manifests(directory), kind, prefix) == file_set
             ):
-                message = _mismatch_message(file_set, problems)
+                message = mismatch_message(file_set, problems)
                 if on_mismatch == "raise":
                     raise FileSetError(message)
                 logger.warning("%s", message)
@@ -939,7 +528,7 @@ def open_file_set(
         yield file_set
 
 
-def _settled_manifests(directory: Path, lock: _FolderLock) -> dict[str, dict[str, Any]]:
+def _settled_manifests(directory: Path, lock: FolderLock) -> dict[str, dict[str, Any]]:
     """The manifests of `directory` once no commit is pending (completing a dead one)."""
     manifests = read_manifests(directory)
     if not any(d.get("pending") is not None for d in manifests.values()):
@@ -966,23 +555,3 @@ def _settled_manifests(directory: Path, lock: _FolderLock) -> dict[str, dict[str
     finally:
         lock.shared()
     return read_manifests(directory)
-
-
-def _find_part(
-    directory: Path, manifests: Mapping[str, Mapping[str, Any]], kind: str, prefix: str | None
-) -> FileSet | None:
-    found = [
-        (name, data, part)
-        for name, data in manifests.items()
-        for part in data["parts"]
-        if part["kind"] == kind and part["prefix"] == prefix
-    ]
-    if not found:
-        return None
-    if len(found) > 1:
-        raise FileSetError(
-            f"{directory}: the manifests {[n for n, _, _ in found]} both claim the {kind} files. One was copied in "
-            "from elsewhere; delete the stale one, or save the files again."
-        )
-    name, data, part = found[0]
-    return FileSet(directory, name, kind, prefix, dict(part["files"]), data.get("commit"))
