@@ -19,7 +19,8 @@ from hf_semtok.logits_process import SIDLogitsProcessor
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.sid_stage import SIDStageConfig
-from hf_semtok.rqvae.training import _check_finite_weights, train_rqvae
+from hf_semtok.rqvae.trainer import check_finite_weights
+from hf_semtok.rqvae.training import train_rqvae
 from hf_semtok.sids.assignment import add_items_to_table, assign_unique_sids
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenizer.item_ids import ItemIds, check_item_ids
@@ -136,11 +137,11 @@ def test_diverged_training_raises_and_writes_nothing(tmp_path):
 
 def test_non_finite_weights_name_the_tensor_and_the_step():
     model = RQVAEModel(_config())
-    _check_finite_weights(model, 3, 2e-3)  # a fresh model is finite
+    check_finite_weights(model, 3, 2e-3)  # a fresh model is finite
     with torch.no_grad():
         next(model.parameters())[0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"diverged at step 3: encoder\..* holds NaN or inf"):
-        _check_finite_weights(model, 3, 2e-3)
+        check_finite_weights(model, 3, 2e-3)
 
 
 def test_collapsed_codes_are_reported(monkeypatch, caplog):
@@ -210,7 +211,7 @@ def test_train_rqvae_refuses_wrong_item_ids_before_training(ids, fragment, monke
     def no_training(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr("hf_semtok.rqvae.training._RQVAETrainer.train", no_training)
+    monkeypatch.setattr("hf_semtok.rqvae.trainer.RQVAETrainer.train", no_training)
     with pytest.raises(TypeError, match=fragment):
         train_rqvae(_embeddings(), _config(), item_ids=ids, max_steps=2, batch_size=16, progress=False)
 

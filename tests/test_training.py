@@ -171,12 +171,12 @@ def test_bad_inputs_raise(emb, kwargs, message):
     ],
 )
 def test_bad_arguments_fail_before_training(emb, monkeypatch, kwargs, message):
-    from hf_semtok.rqvae import training
+    from hf_semtok.rqvae import trainer
 
     def no_training(*args, **kw):
         raise AssertionError("training started before the arguments were checked")
 
-    monkeypatch.setattr(training._RQVAETrainer, "train", no_training)
+    monkeypatch.setattr(trainer.RQVAETrainer, "train", no_training)
     with pytest.raises(ValueError, match=message):
         run(emb, **kwargs)
 
@@ -234,12 +234,12 @@ def test_bad_embeddings_raise(emb):
 )
 def test_training_that_cannot_initialise_codebooks_is_refused(emb, monkeypatch, kwargs, error, message):
     """0 steps (or warm-up for every step) would return SIDs from codebooks never initialised."""
-    from hf_semtok.rqvae import training
+    from hf_semtok.rqvae import trainer
 
     def no_training(*args, **kw):
         raise AssertionError("training started before the arguments were checked")
 
-    monkeypatch.setattr(training._RQVAETrainer, "train", no_training)
+    monkeypatch.setattr(trainer.RQVAETrainer, "train", no_training)
     kwargs = {"max_steps": 3, **kwargs} if "epochs" not in kwargs else {"max_steps": -1, **kwargs}
     with pytest.raises(error, match=message):
         train_rqvae(emb, **{"config": small_config(), "progress": False, "report": False, **kwargs})

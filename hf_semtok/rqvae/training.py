@@ -1,20 +1,16 @@
 """`train_rqvae`: item embeddings (+ optional co-occurrence) -> trained RQ-VAE, unique SIDs and a quality report.
 
-Training runs on the stock `transformers.Trainer`: the model's `forward` returns the loss and its breakdown,
-a collator gathers rows (and co-occurring pairs) from the in-memory matrix, k-means initialisation runs in a
-callback at the start of training, and dead-code re-seeding happens inside the quantizer's training forward.
+The steps: argument checks, the embeddings and item ids, the co-occurrence pairs, the training plan (steps and
+autoencoder warm-up), the `transformers.Trainer` run (`hf_semtok.rqvae.trainer`), the SIDs of the trained model,
+and the quality report; [`save_training_result`] writes them as one atomic set of files.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import math
 import os
-import tempfile
-import time
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import set_seed
 
 from hf_semtok.constants import DEFAULT_SEED, QUALITY_REPORT_FILE, SID_TABLE_FILE
 from hf_semtok.data.features import build_cooccurrence_pairs
@@ -37,6 +33,7 @@ from hf_semtok.rqvae.inputs import (
 )
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.quality import format_quality_table, sid_quality_report
+from hf_semtok.rqvae.trainer import check_finite_weights, run_training
 from hf_semtok.sids.assignment import COLLISION_STRATEGIES, SIDTable, assign_unique_sids
 from hf_semtok.tokenizer.item_ids import check_item_ids
 from hf_semtok.tokenizer.sid_table import COMPACT_MIN_ITEMS, ItemIds
@@ -55,13 +52,6 @@ _EMPTY_CATALOGUE = (
     "Empty catalogue: `embeddings` has no rows. Pass one embedding row per item, e.g. a (n_items, dim) array "
     "or {'text': (n_items, 384), 'image': (n_items, 512)}; "
     "`hf_semtok.data.embeddings.catalogue_embeddings` builds them from a catalogue."
-)
-_BREAKDOWN = (
-    "reconstruction_loss",
-    "quantization_loss",
-    "commitment_loss",
-    "codebook_loss",
-    "contrastive_loss",
 )
 
 
@@ -90,82 +80,6 @@ _CHECK_BLOCK = 262_144
 _REPORT_MAX_ROWS = 1_000_000
 
 
-class _RowCollator:
-    """Gather a batch of item rows and, with pairs, as many random co-occurring pairs (seeded).
-
-    Rows are read from the source as needed (a `np.memmap` reads only them) and made float32 per batch."""
-
-    def __init__(
-        self,
-        source: EmbeddingsInput,
-        modality_dims: Mapping[str, int],
-        pairs: torch.Tensor | None,
-        pairs_per_batch: int,
-        seed: int,
-    ) -> None:
-        self.source = source  # (n, D) matrix or dict of modalities
-        self.modality_dims = dict(modality_dims)
-        self.pairs = pairs  # (P, 2) or None
-        self.pairs_per_batch = pairs_per_batch
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def _rows(self, index: np.ndarray) -> torch.Tensor:
-        return concat_modalities(embedding_rows(self.source, index), self.modality_dims)  # (len(index), D)
-
-    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        batch = {"embeddings": self._rows(np.asarray(indices, dtype=np.int64))}  # (B, D)
-        if self.pairs is not None:
-            pick = torch.randint(0, len(self.pairs), (self.pairs_per_batch,), generator=self.generator)
-            pair_rows = self.pairs[pick]  # (P, 2)
-            batch["pair_embeddings"] = self._rows(pair_rows.reshape(-1).numpy()).view(len(pick), 2, -1)
-        return batch
-
-
-class _CodebookCallback(TrainerCallback):
-    """k-means initialisation of the codebooks on a data sample, once the autoencoder warm-up is over."""
-
-    def __init__(self, embeddings: EmbeddingsInput, seed: int, max_samples: int) -> None:
-        self.embeddings = embeddings
-        self.seed = seed
-        self.max_samples = max_samples
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):  # noqa: D102
-        if model is None or not model.config.kmeans_init or bool(model.quantizer.initialized):
-            return
-        if not model.in_warmup:
-            # k-means on the latents of a diverged encoder would fail inside torch (NaN probabilities)
-            _check_finite_weights(model, state.global_step, args.learning_rate)
-            model.initialize_codebooks(self.embeddings, max_samples=self.max_samples, seed=self.seed)
-            logger.info(
-                "step %d: k-means initialised %d codebooks", state.global_step, model.config.num_levels
-            )
-
-
-def _diverged(step: int, what: str, learning_rate: float) -> ValueError:
-    """The error of a training run whose loss or weights stopped being finite."""
-    return ValueError(
-        f"train_rqvae diverged at step {step}: {what}. The learning rate is too high for these embeddings: lower "
-        f"`learning_rate` (it is {learning_rate:g}; the default is 2e-3, try {learning_rate / 10:g}). Nothing was "
-        "written to `output_dir`."
-    )
-
-
-def _check_finite_weights(model: torch.nn.Module, step: int, learning_rate: float) -> None:
-    """Raise if a floating-point parameter or buffer of `model` (codebooks included) holds NaN or inf.
-
-    Args:
-        model: The RQ-VAE being trained.
-        step: Training steps done, named in the message.
-        learning_rate: The run's learning rate, named in the message.
-
-    Raises:
-        ValueError: Training diverged; the message names the tensor and the step and says to lower `learning_rate`.
-    """
-    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise _diverged(step, f"{name} holds NaN or inf", learning_rate)
-
-
 def _on_accelerator(raw: Any) -> bool:
     """Whether the embeddings (one tensor or a dict of them) are torch tensors on a device other than the CPU."""
     values = raw.values() if isinstance(raw, Mapping) else [raw]
@@ -186,43 +100,6 @@ def _check_rows(model: RQVAEModel, source: EmbeddingsInput, modality_dims: Mappi
             raise ValueError(
                 f"In embedding rows {start}..{start + len(raw) - 1} (rows counted from {start}): {err}"
             ) from None
-
-
-class _RQVAETrainer(Trainer):
-    """`Trainer` that also logs the loss breakdown and per-level code utilisation."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sums: dict[str, float] = defaultdict(float)
-        self._count = 0
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
-        outputs = model(**inputs)
-        loss = float(outputs.loss.detach())  # one host sync per step, as the breakdown below already costs
-        if not math.isfinite(loss):
-            raise _diverged(
-                self.state.global_step + 1, f"the training loss is {loss}", self.args.learning_rate
-            )
-        for key in _BREAKDOWN:
-            self._sums[key] += float(getattr(outputs, key))
-        self._count += 1
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:  # noqa: D102
-        if "loss" in logs:  # every `logging_steps`: the weights after the last update must be finite too
-            _check_finite_weights(self.model, self.state.global_step, self.args.learning_rate)
-        if self._count and "loss" in logs:
-            for key in _BREAKDOWN:
-                logs[key] = round(self._sums[key] / self._count, 6)
-            quantizer = self.accelerator.unwrap_model(self.model).quantizer
-            for level, counts in enumerate(quantizer.utilization_counts()):
-                logs[f"utilization_{level}"] = round(float((counts > 0).float().mean()), 4)
-            logs["reseeded_codes"] = quantizer.num_reseeded
-            quantizer.reset_usage(include_recent=False)
-            self._sums.clear()
-            self._count = 0
-            logger.info("step %d: %s", self.state.global_step, logs)
-        super().log(logs, *args, **kwargs)
 
 
 def _resolve_pairs(
@@ -266,6 +143,7 @@ def _has_strings(pairs: Any) -> bool:
         return False
 
 
+# Long: 22 arguments, each documented (signature and docstring: 66 lines); the body is a list of named steps.
 def train_rqvae(
     embeddings: EmbeddingsInput,
     config: RQVAEConfig | None = None,
@@ -325,6 +203,75 @@ def train_rqvae(
         An [`RQVAETrainingResult`].
     """
     # Cheap checks first: a bad argument must fail before minutes of training, not after.
+    _check_arguments(
+        output_dir,
+        collision_strategy,
+        extra_level_size,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        window=window,
+        kmeans_samples=kmeans_samples,
+        logging_steps=logging_steps,
+        seed=seed,
+    )
+    raw, config, item_ids = _embeddings_and_ids(embeddings, config, item_ids)
+    n = num_embedding_rows(raw)
+    pairs = _training_pairs(cooccurrence_pairs, histories, window, item_ids, config)
+    config = _plan_warmup(config, n, batch_size, epochs, max_steps, warmup_ratio)
+    set_seed(seed)
+    model = RQVAEModel(config)
+    _check_rows(model, raw, config.modality_dims)  # NaN / inf / all-missing rows fail before any training
+    steps, history, elapsed = run_training(
+        model,
+        raw,
+        pairs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        lr_scheduler_type=lr_scheduler_type,
+        epochs=epochs,
+        max_steps=max_steps,
+        seed=seed,
+        logging_steps=logging_steps,
+        kmeans_samples=kmeans_samples,
+        progress=progress,
+        use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu,
+        # The collator gathers rows from `raw`; rows already on a GPU cannot be pinned.
+        pin_memory=not _on_accelerator(raw),
+    )
+    _check_trained(model, steps, learning_rate)  # before any SID is assigned or any file is written
+    table = _assign_sids(
+        model, raw, item_ids, collision_strategy, extra_level_size, progress, steps, learning_rate
+    )
+    model = model.cpu()
+    quality = _quality_report(model, raw, table, seed) if report else {}
+    quality.update(
+        {
+            "training_time_s": round(elapsed, 2),
+            "steps": steps,
+            "reseeded_codes": model.quantizer.num_reseeded,
+            "num_pairs": 0 if pairs is None else len(pairs),
+        }
+    )
+    logger.info("RQ-VAE trained in %.1f s (%d steps)", elapsed, steps)
+    result = RQVAETrainingResult(model=model, sid_table=table, report=quality, history=history)
+    if output_dir is not None:
+        save_training_result(result, output_dir)
+    return result
+
+
+def _check_arguments(
+    output_dir: str | os.PathLike | None,
+    collision_strategy: str,
+    extra_level_size: int | None,
+    **numbers: Any,
+) -> None:
+    """The checks of `train_rqvae`'s arguments that need no data: the output folder, the collision strategy, the
+    dedup level size and the numeric arguments (see [`_check_training_arguments`])."""
     if output_dir is not None:  # the filesystem root or an existing file: refused now, not after training
         check_save_target(output_dir)
     if collision_strategy not in COLLISION_STRATEGIES:
@@ -340,18 +287,14 @@ def train_rqvae(
             f"`extra_level_size` is {extra_level_size!r}; give a positive int (room in the dedup level for items "
             "sharing codes, including ones added later with `add_items`) or None for the largest group."
         )
-    _check_training_arguments(
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        warmup_ratio=warmup_ratio,
-        window=window,
-        kmeans_samples=kmeans_samples,
-        logging_steps=logging_steps,
-        seed=seed,
-    )
+    _check_training_arguments(**numbers)
+
+
+def _embeddings_and_ids(
+    embeddings: EmbeddingsInput, config: RQVAEConfig | None, item_ids: Sequence[str] | None
+) -> tuple[EmbeddingsInput, RQVAEConfig, Sequence[str]]:
+    """The embeddings as a row source, the config (the default one fitted to them when `None`) and one item id
+    per row (the row numbers when `None`), checked against each other."""
     if embeddings is None or isinstance(embeddings, (str, bytes)) or not hasattr(embeddings, "__len__"):
         raise TypeError(
             f"`embeddings` must be a (n_items, dim) matrix or a dict of them, got {type(embeddings).__name__}."
@@ -383,6 +326,14 @@ def train_rqvae(
         item_ids = check_item_ids(item_ids, "train_rqvae", compact_min_items=COMPACT_MIN_ITEMS)
     if len(item_ids) != n:
         raise ValueError(f"{len(item_ids)} item ids for {n} embedding rows; give one id per row.")
+    return raw, config, item_ids
+
+
+def _training_pairs(
+    cooccurrence_pairs: Any, histories: Any, window: int, item_ids: Sequence[str], config: RQVAEConfig
+) -> np.ndarray | None:
+    """The co-occurring row pairs for the contrastive loss (`None` when there are none, with a warning where
+    `config` asks for the loss)."""
     pairs = _resolve_pairs(cooccurrence_pairs, histories, window, item_ids)
     if pairs is not None and not len(pairs):
         logger.warning("No co-occurrence pairs: training without the contrastive loss.")
@@ -391,7 +342,14 @@ def train_rqvae(
         logger.warning(
             "contrastive_weight=%s but no co-occurrence pairs were given.", config.contrastive_weight
         )
+    return pairs
 
+
+def _plan_warmup(
+    config: RQVAEConfig, n: int, batch_size: int, epochs: float, max_steps: int, warmup_ratio: float
+) -> RQVAEConfig:
+    """Check that the run leaves steps for the codebooks, and give `config` (a copy) the autoencoder warm-up
+    `warmup_ratio` asks for when it sets none."""
     total_steps = max_steps if max_steps > 0 else int(math.ceil(n / batch_size) * epochs)
     if total_steps < 1:
         raise ValueError(
@@ -407,60 +365,33 @@ def train_rqvae(
     if config.autoencoder_warmup_steps == 0 and warmup_ratio > 0 and config.kmeans_init:
         config = copy.deepcopy(config)
         config.autoencoder_warmup_steps = int(warmup_ratio * total_steps)
-    set_seed(seed)
-    model = RQVAEModel(config)
-    _check_rows(model, raw, config.modality_dims)  # NaN / inf / all-missing rows fail before any training
-    if use_cpu is None:
-        use_cpu = not torch.cuda.is_available()
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rqvae-trainer-") as trainer_dir:
-        args = TrainingArguments(
-            output_dir=trainer_dir,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            lr_scheduler_type=lr_scheduler_type,
-            num_train_epochs=epochs,
-            max_steps=max_steps,
-            seed=seed,
-            data_seed=seed,
-            logging_steps=logging_steps,
-            save_strategy="no",
-            report_to="none",
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            disable_tqdm=not progress,
-            use_cpu=use_cpu,
-            # The collator gathers rows from `raw`; rows already on a GPU cannot be pinned.
-            dataloader_pin_memory=not _on_accelerator(raw),
-        )
-        trainer = _RQVAETrainer(
-            model=model,
-            args=args,
-            train_dataset=range(n),  # item indices; the collator gathers the rows in one tensor index
-            data_collator=_RowCollator(
-                raw,
-                config.modality_dims,
-                None if pairs is None else torch.from_numpy(pairs),
-                batch_size,
-                seed,
-            ),
-            callbacks=[_CodebookCallback(raw, seed, kmeans_samples)],
-        )
-        if not progress:
-            # Without a progress bar the stock Trainer prints every log record; keep them in the history only.
-            trainer.remove_callback(PrinterCallback)
-        trainer.train()
-        steps = trainer.state.global_step
-        history = [dict(rec) for rec in trainer.state.log_history]
-    elapsed = time.perf_counter() - start
-    _check_finite_weights(model, steps, learning_rate)  # before any SID is assigned or any file is written
+    return config
+
+
+def _check_trained(model: RQVAEModel, steps: int, learning_rate: float) -> None:
+    """Refuse a trained model whose weights are not finite or whose codebooks were never initialised."""
+    check_finite_weights(model, steps, learning_rate)
     if not bool(model.quantizer.initialized):
         raise ValueError(
             f"The RQ-VAE codebooks were never initialised in {steps} training step(s) (autoencoder warm-up "
-            f"{config.autoencoder_warmup_steps} steps): its SIDs would be arbitrary. Train longer (`epochs` / "
+            f"{model.config.autoencoder_warmup_steps} steps): its SIDs would be arbitrary. Train longer (`epochs` / "
             "`max_steps`) or lower `warmup_ratio`."
         )
+
+
+def _assign_sids(
+    model: RQVAEModel,
+    raw: EmbeddingsInput,
+    item_ids: Sequence[str],
+    collision_strategy: str,
+    extra_level_size: int | None,
+    progress: bool,
+    steps: int,
+    learning_rate: float,
+) -> SIDTable:
+    """Encode the catalogue with the trained model (on the training device) and make the codes unique SIDs."""
+    config = model.config
+    n = num_embedding_rows(raw)
     model.eval()  # encode the catalogue on the training device; the result holds the model on the CPU
     if collision_strategy == "reassign":  # needs every item's distances to the last level's codes
         codes, distances = model.encode(raw, return_distances=True)
@@ -473,7 +404,7 @@ def train_rqvae(
             steps,
             learning_rate,
         )
-    table = assign_unique_sids(
+    return assign_unique_sids(
         codes,
         item_ids,
         config.codebook_sizes,
@@ -481,30 +412,19 @@ def train_rqvae(
         distances=distances,
         extra_level_size=extra_level_size,
     )
-    model = model.cpu()
-    quality: dict[str, Any] = {}
-    if report and n > _REPORT_MAX_ROWS:
+
+
+def _quality_report(model: RQVAEModel, raw: EmbeddingsInput, table: SIDTable, seed: int) -> dict[str, Any]:
+    """The [`sid_quality_report`] of the trained model (the codes only above `_REPORT_MAX_ROWS` items)."""
+    n = num_embedding_rows(raw)
+    if n > _REPORT_MAX_ROWS:
         logger.info(
             "%d items: the quality report covers the codes only (coherence and reconstruction need every "
             "embedding in memory; run sid_quality_report on a sample).",
             n,
         )
-        quality = sid_quality_report(None, None, table, seed=seed)
-    elif report:
-        quality = sid_quality_report(model, concat_modalities(raw, config.modality_dims), table, seed=seed)
-    quality.update(
-        {
-            "training_time_s": round(elapsed, 2),
-            "steps": steps,
-            "reseeded_codes": model.quantizer.num_reseeded,
-            "num_pairs": 0 if pairs is None else len(pairs),
-        }
-    )
-    logger.info("RQ-VAE trained in %.1f s (%d steps)", elapsed, steps)
-    result = RQVAETrainingResult(model=model, sid_table=table, report=quality, history=history)
-    if output_dir is not None:
-        save_training_result(result, output_dir)
-    return result
+        return sid_quality_report(None, None, table, seed=seed)
+    return sid_quality_report(model, concat_modalities(raw, model.config.modality_dims), table, seed=seed)
 
 
 def _check_training_arguments(**kwargs: Any) -> None:
