@@ -454,6 +454,8 @@ def file_variants(
             return False
         if tok.num_semantic_levels != intact_tok.num_semantic_levels:
             return False
+        if any(getattr(tok, a) != getattr(intact_tok, a) for a in SAME_TOKENIZER_ATTRIBUTES):
+            return False  # e.g. a special token or the length limit lost
         return rq is not None and _same_model(rq, intact_rq)
 
     def load_tok(path: Path) -> Any:
@@ -534,6 +536,13 @@ def _without_manifest(damage: Callable[[Path], None]) -> Callable[[Path], None]:
         damage(path)
 
     return apply
+
+
+#: Settings a damaged tokenizer folder must load unchanged for the damage to count as harmless: the ones the
+#: library depends on (EOS ends generation, the pad token left-pads batches). A `null` BOS / UNK token or
+#: `model_max_length` is the transformers way to unset them, so those may change.
+SAME_TOKENIZER_ATTRIBUTES = ("eos_token_id", "pad_token_id", "chat_template", "padding_side", "truncation_side",
+                             "sid_start_token_id", "sid_end_token_id", "sid_layout")  # fmt: skip
 
 
 def _json_kind(value: Any) -> str:
