@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -479,21 +480,7 @@ def run_lm_stage(
     checkpoint, state = last_complete_checkpoint(cfg.output_dir) if cfg.resume else (None, None)
     finished = state is not None and is_finished(state, cfg)
     if finished and _final_output_present(cfg.output_dir):
-        logger.warning(
-            "%s already finished training (%s, global step %d) and its output is saved: nothing to do. "
-            "Raise max_steps / num_train_epochs to train further, or set resume=false (or another output_dir) "
-            "to start over.", cfg.output_dir, checkpoint, state["global_step"],
-        )  # fmt: skip
-        return LMStageResult(
-            model=None,
-            tokenizer=None,
-            output_dir=Path(cfg.output_dir),
-            resumed_from=checkpoint,
-            global_step=state["global_step"],
-            train_loss=None,
-            trainable_parameters=0,
-            already_finished=True,
-        )
+        return _nothing_to_do(cfg, checkpoint, state)
     set_seed(cfg.seed)
     if catalogue is None:
         catalogue = (dataset or DatasetArguments()).load_catalogue(seed=cfg.seed)
@@ -518,18 +505,51 @@ def run_lm_stage(
         int(os.environ.get("RANK", 0)),
     )  # fmt: skip
     if finished:
-        logger.warning(
-            "%s finished training at %s but its output was not saved: saving the weights of that checkpoint.",
-            cfg.output_dir, checkpoint,
-        )  # fmt: skip
-        trainer = _build_trainer(model, tokenizer, rows, cfg)
-        trainer._load_from_checkpoint(checkpoint)
-        trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+        trainer = _restore_finished(model, tokenizer, rows, cfg, checkpoint)
         resumed_from = checkpoint
     else:
         trainer, resumed_from = train_with_resume(model, tokenizer, rows, cfg)
+    facts = _stage_facts(trainer, rows, n_trainable, catalogue)
+    return _save_stage(trainer, tokenizer, cfg, facts, resumed_from)
+
+
+def _nothing_to_do(cfg: LMStageArguments, checkpoint: str, state: Mapping[str, Any]) -> LMStageResult:
+    """The result of a resumed stage whose training finished and whose output is saved (logged)."""
+    logger.warning(
+        "%s already finished training (%s, global step %d) and its output is saved: nothing to do. "
+        "Raise max_steps / num_train_epochs to train further, or set resume=false (or another output_dir) "
+        "to start over.", cfg.output_dir, checkpoint, state["global_step"],
+    )  # fmt: skip
+    return LMStageResult(
+        model=None,
+        tokenizer=None,
+        output_dir=Path(cfg.output_dir),
+        resumed_from=checkpoint,
+        global_step=state["global_step"],
+        train_loss=None,
+        trainable_parameters=0,
+        already_finished=True,
+    )
+
+
+def _restore_finished(
+    model: Any, tokenizer: Any, rows: Any, cfg: LMStageArguments, checkpoint: str
+) -> Trainer:
+    """A trainer holding the weights and state of `checkpoint`, which finished training but was never saved."""
+    logger.warning(
+        "%s finished training at %s but its output was not saved: saving the weights of that checkpoint.",
+        cfg.output_dir, checkpoint,
+    )  # fmt: skip
+    trainer = _build_trainer(model, tokenizer, rows, cfg)
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+    return trainer
+
+
+def _stage_facts(trainer: Trainer, rows: Any, n_trainable: int, catalogue: Any) -> dict[str, Any]:
+    """What the stage saves beside its model: steps, rows, last loss, trainable parameters, world size."""
     losses = [r["train_loss"] for r in trainer.state.log_history if "train_loss" in r]
-    facts = {
+    return {
         "global_step": trainer.state.global_step,
         "train_rows": len(rows),
         "train_loss": round(losses[-1], 4) if losses else None,
@@ -537,6 +557,16 @@ def run_lm_stage(
         "world_size": trainer.args.world_size,
         "catalogue": getattr(catalogue, "name", None),
     }
+
+
+def _save_stage(
+    trainer: Trainer,
+    tokenizer: Any,
+    cfg: LMStageArguments,
+    facts: Mapping[str, Any],
+    resumed_from: str | None,
+) -> LMStageResult:
+    """Save the trained model (merged for `sid_embeddings`) on the main process, and return the stage result."""
     model = trainer.model
     if cfg.train_mode == "sid_embeddings":
         model = model.merge_and_unload()  # a full model again, SID rows trained, tied weights still tied
@@ -550,6 +580,6 @@ def run_lm_stage(
         resumed_from=resumed_from,
         global_step=trainer.state.global_step,
         train_loss=facts["train_loss"],
-        trainable_parameters=n_trainable,
+        trainable_parameters=facts["trainable_parameters"],
         world_size=trainer.args.world_size,
     )
