@@ -136,6 +136,51 @@ def assign_unique_sids(
     """
     if strategy not in _STRATEGIES:
         raise ValueError(f"`strategy` is {strategy!r}; use one of {_STRATEGIES}.")
+    codes, item_ids, codebook_sizes = _check_assignment_inputs(codes, item_ids, codebook_sizes)
+    before = collision_stats(codes)
+    semantic = codes  # a fresh array from _as_codes: reassignment may change it in place
+    reassigned = 0
+    if strategy == "reassign":
+        if distances is None:
+            raise ValueError(
+                "strategy='reassign' needs `distances` (n_items, codebook_sizes[-1]); get them with "
+                "`RQVAEModel.encode(embeddings, return_distances=True)`, or use strategy='extra_level'."
+            )
+        dist = _as_distances(distances, len(codes), codebook_sizes[-1])
+        reassigned = _reassign_last_level(semantic, dist, codebook_sizes[-1])
+    after = collision_stats(semantic) if reassigned else before
+    stats: dict[str, Any] = {
+        "num_items": len(codes),
+        "collision_rate_before": before["collision_rate"],
+        "collision_rate_after": after["collision_rate"],
+        "colliding_items_before": before["num_colliding_items"],
+        "largest_group_before": before["largest_group"],
+        "largest_group": after["largest_group"],
+        "reassigned_items": reassigned,
+        "items_needing_extra_level": after["num_colliding_items"],
+        "final_collision_rate": 0.0,  # the extra level (when present) makes every SID distinct
+    }
+    if strategy == "extra_level" or after["num_colliding_items"] > 0 or extra_level_size is not None:
+        final, sizes = _with_extra_level(semantic, codebook_sizes, extra_level_size, after["largest_group"])
+        stats["extra_level_size"] = sizes[-1]
+    else:
+        final, sizes = semantic, codebook_sizes
+        stats["extra_level_size"] = 0
+    if strategy == "reassign":
+        logger.info(
+            "SIDs: collision rate %.4f -> %.4f after reassigning %d items; %d items need the extra level.",
+            before["collision_rate"],
+            after["collision_rate"],
+            reassigned,
+            after["num_colliding_items"],
+        )
+    return SIDTable(item_ids, final, sizes, len(codebook_sizes), strategy, stats)
+
+
+def _check_assignment_inputs(
+    codes: Any, item_ids: Sequence[str], codebook_sizes: Sequence[int]
+) -> tuple[np.ndarray, Sequence[str], list[int]]:
+    """`assign_unique_sids`' codes (a fresh `(n, L)` int array), item ids and codebook sizes, checked together."""
     codes = _as_codes(codes)
     item_ids = check_item_ids(item_ids, "assign_unique_sids", compact_min_items=COMPACT_MIN_ITEMS)
     codebook_sizes = as_int_list(codebook_sizes, "codebook_sizes", "assign_unique_sids")
@@ -153,56 +198,21 @@ def assign_unique_sids(
         logger.info(
             "%d items for codebooks of up to %d codes: some codes stay unused.", n, max(codebook_sizes)
         )
-    before = collision_stats(codes)
-    semantic = codes  # a fresh array from _as_codes: reassignment may change it in place
-    reassigned = 0
-    if strategy == "reassign":
-        if distances is None:
-            raise ValueError(
-                "strategy='reassign' needs `distances` (n_items, codebook_sizes[-1]); get them with "
-                "`RQVAEModel.encode(embeddings, return_distances=True)`, or use strategy='extra_level'."
-            )
-        dist = _as_distances(distances, n, codebook_sizes[-1])
-        reassigned = _reassign_last_level(semantic, dist, codebook_sizes[-1])
-    after = collision_stats(semantic) if reassigned else before
-    largest = after["largest_group"]
-    needs_extra = (
-        strategy == "extra_level" or after["num_colliding_items"] > 0 or extra_level_size is not None
-    )
-    stats: dict[str, Any] = {
-        "num_items": n,
-        "collision_rate_before": before["collision_rate"],
-        "collision_rate_after": after["collision_rate"],
-        "colliding_items_before": before["num_colliding_items"],
-        "largest_group_before": before["largest_group"],
-        "largest_group": largest,
-        "reassigned_items": reassigned,
-        "items_needing_extra_level": after["num_colliding_items"],
-        "final_collision_rate": 0.0,  # the extra level (when present) makes every SID distinct
-    }
-    if needs_extra:
-        size = int(extra_level_size) if extra_level_size is not None else largest
-        if size < largest:
-            raise ValueError(
-                f"`extra_level_size` {size} is smaller than the largest group of items sharing codes "
-                f"({largest}); use at least {largest} or leave it unset."
-            )
-        extra = _index_within_group(semantic)[:, None]
-        final = np.concatenate([semantic, extra], axis=1)
-        sizes = [*codebook_sizes, size]
-        stats["extra_level_size"] = size
-    else:
-        final, sizes = semantic, codebook_sizes
-        stats["extra_level_size"] = 0
-    if strategy == "reassign":
-        logger.info(
-            "SIDs: collision rate %.4f -> %.4f after reassigning %d items; %d items need the extra level.",
-            before["collision_rate"],
-            after["collision_rate"],
-            reassigned,
-            after["num_colliding_items"],
+    return codes, item_ids, codebook_sizes
+
+
+def _with_extra_level(
+    semantic: np.ndarray, codebook_sizes: list[int], extra_level_size: int | None, largest: int
+) -> tuple[np.ndarray, list[int]]:
+    """The codes with TIGER's extra level (each item's index within its group of equal codes) and the sizes."""
+    size = int(extra_level_size) if extra_level_size is not None else largest
+    if size < largest:
+        raise ValueError(
+            f"`extra_level_size` {size} is smaller than the largest group of items sharing codes "
+            f"({largest}); use at least {largest} or leave it unset."
         )
-    return SIDTable(item_ids, final, sizes, len(codebook_sizes), strategy, stats)
+    extra = _index_within_group(semantic)[:, None]
+    return np.concatenate([semantic, extra], axis=1), [*codebook_sizes, size]
 
 
 def _as_distances(distances: Any, n: int, k: int) -> np.ndarray:
@@ -277,27 +287,13 @@ def add_items_to_table(
             the table with a larger `extra_level_size` (`train_rqvae(..., extra_level_size=N)` or
             `assign_unique_sids(..., extra_level_size=N)`).
     """
-    new_item_ids = check_item_ids(
-        new_item_ids, "add_items_to_table", "new_item_ids", compact_min_items=COMPACT_MIN_ITEMS
-    )
+    new_item_ids, new = _check_new_items(table, new_item_ids, new_codes)
     s = table.num_semantic_levels
-    new = _as_codes(new_codes, "new_codes")
-    if new.shape != (len(new_item_ids), s):
-        raise ValueError(
-            f"`new_codes` must have shape ({len(new_item_ids)}, {s}) (one row of semantic codes per new item), "
-            f"got {new.shape}."
-        )
-    known = set(table.item_ids)
-    clash = [i for i in new_item_ids if i in known][:5]
-    if clash:
-        raise ValueError(f"Items {clash} are already in the table; new items need new ids.")
-    check_code_range(new, table.codebook_sizes[:s], new_item_ids, "new_codes")
     dist = None
     if distances is not None and table.collision_strategy == "reassign":
         dist = _as_distances(distances, len(new), table.codebook_sizes[s - 1])
-    extra_size = table.codebook_sizes[-1] if table.has_extra_level else 0
-    used_extra: dict[tuple[int, ...], set[int]] = defaultdict(set)
-    used_last: dict[tuple[int, ...], set[int]] = defaultdict(set)
+    used_extra: dict[tuple[int, ...], set[int]] = defaultdict(set)  # semantic codes -> extra codes in use
+    used_last: dict[tuple[int, ...], set[int]] = defaultdict(set)  # semantic prefix -> last codes in use
     for row in table.codes.tolist():
         sem = tuple(row[:s])
         used_extra[sem].add(row[s] if table.has_extra_level else 0)
@@ -306,27 +302,12 @@ def add_items_to_table(
     for r, (item, code) in enumerate(zip(new_item_ids, new.tolist())):
         sem = tuple(code)
         if sem in used_extra and dist is not None:
-            taken = used_last[sem[:-1]]
-            for c in np.argsort(dist[r], kind="stable").tolist():
-                if c not in taken:
-                    sem = (*sem[:-1], int(c))
-                    reassigned += 1
-                    break
+            moved = _free_last_code(sem, dist[r], used_last[sem[:-1]])
+            if moved is not None:
+                sem = moved
+                reassigned += 1
         if sem in used_extra:
-            if not table.has_extra_level:
-                raise ValueError(
-                    f"New item {item!r} collides with existing SID {sem} and the table has no extra level; "
-                    "rebuild it with `extra_level_size=N` (`train_rqvae`, `recipes/train_rqvae.py` or "
-                    "`assign_unique_sids`) to keep room for new items."
-                )
-            free = [e for e in range(extra_size) if e not in used_extra[sem]]
-            if not free:
-                raise ValueError(
-                    f"New item {item!r}: the extra level is full for codes {sem} ({extra_size} items); rebuild the "
-                    "table with a larger `extra_level_size` (`train_rqvae(..., extra_level_size=N)`, "
-                    "`recipes/train_rqvae.py --extra_level_size N` or `assign_unique_sids(..., extra_level_size=N)`)."
-                )
-            extra = free[0]
+            extra = _free_extra_code(table, item, sem, used_extra[sem])
             needing_extra += 1
         else:
             extra = 0
@@ -347,6 +328,59 @@ def add_items_to_table(
         table.collision_strategy,
         stats,
     )
+
+
+def _check_new_items(
+    table: SIDTable, new_item_ids: Sequence[str], new_codes: Any
+) -> tuple[Sequence[str], np.ndarray]:
+    """`add_items_to_table`'s new ids (not in `table`) and their semantic codes (in range), checked together."""
+    new_item_ids = check_item_ids(
+        new_item_ids, "add_items_to_table", "new_item_ids", compact_min_items=COMPACT_MIN_ITEMS
+    )
+    s = table.num_semantic_levels
+    new = _as_codes(new_codes, "new_codes")
+    if new.shape != (len(new_item_ids), s):
+        raise ValueError(
+            f"`new_codes` must have shape ({len(new_item_ids)}, {s}) (one row of semantic codes per new item), "
+            f"got {new.shape}."
+        )
+    known = set(table.item_ids)
+    clash = [i for i in new_item_ids if i in known][:5]
+    if clash:
+        raise ValueError(f"Items {clash} are already in the table; new items need new ids.")
+    check_code_range(new, table.codebook_sizes[:s], new_item_ids, "new_codes")
+    return new_item_ids, new
+
+
+def _free_last_code(sem: tuple[int, ...], dist: np.ndarray, taken: set[int]) -> tuple[int, ...] | None:
+    """`sem` with the closest last-level code (by `dist`) not in `taken`; `None` when every code is taken."""
+    for c in np.argsort(dist, kind="stable").tolist():
+        if c not in taken:
+            return (*sem[:-1], int(c))
+    return None
+
+
+def _free_extra_code(table: SIDTable, item: str, sem: tuple[int, ...], taken: set[int]) -> int:
+    """The first extra-level code not in `taken` for a new `item` whose semantic codes `sem` are in use.
+
+    Raises:
+        ValueError: the table has no extra level, or it is full for `sem`.
+    """
+    if not table.has_extra_level:
+        raise ValueError(
+            f"New item {item!r} collides with existing SID {sem} and the table has no extra level; "
+            "rebuild it with `extra_level_size=N` (`train_rqvae`, `recipes/train_rqvae.py` or "
+            "`assign_unique_sids`) to keep room for new items."
+        )
+    extra_size = table.codebook_sizes[-1]
+    free = [e for e in range(extra_size) if e not in taken]
+    if not free:
+        raise ValueError(
+            f"New item {item!r}: the extra level is full for codes {sem} ({extra_size} items); rebuild the "
+            "table with a larger `extra_level_size` (`train_rqvae(..., extra_level_size=N)`, "
+            "`recipes/train_rqvae.py --extra_level_size N` or `assign_unique_sids(..., extra_level_size=N)`)."
+        )
+    return free[0]
 
 
 def sid_table_from_codes(
