@@ -131,43 +131,9 @@ class RQVAEConfig(PreTrainedConfig):
         **kwargs: Any,
     ) -> None:
         _reject_unknown_keys(kwargs)
-        if modality_dims is None:
-            modality_dims = {"text": 384}
-        if isinstance(modality_dims, numbers.Integral) and not isinstance(modality_dims, bool):
-            modality_dims = {"text": modality_dims}
-        if not isinstance(modality_dims, Mapping):
-            raise ValueError(
-                f"`modality_dims` must be a dict name -> dimension or an int, got {modality_dims!r}; "
-                'pass e.g. `modality_dims={"text": 384}` or `modality_dims=384`.'
-            )
-        modality_dims = {
-            str(k): _as_int(f"modality_dims[{k!r}]", v, None, MAX_LAYER_SIZE)
-            for k, v in modality_dims.items()
-        }
-        if modality_order is not None:
-            # config.json is written with sorted keys: `modality_order` restores the concatenation order.
-            if (
-                not isinstance(modality_order, (list, tuple))
-                or not all(isinstance(m, str) for m in modality_order)
-                or sorted(modality_order) != sorted(modality_dims)
-            ):
-                raise ValueError(
-                    f"`modality_order` {modality_order} must list exactly the modalities of `modality_dims` "
-                    f"{sorted(modality_dims)}; leave it out to use the order of `modality_dims`."
-                )
-            modality_dims = {name: modality_dims[name] for name in modality_order}
-        self.modality_dims = modality_dims
-        self.modality_order = list(modality_dims)
-        if modality_weights is not None and not isinstance(modality_weights, Mapping):
-            raise ValueError(
-                f"`modality_weights` must be a dict name -> weight, got {modality_weights!r}; e.g. "
-                '{"text": 1.0, "image": 0.5}.'
-            )
-        self.modality_weights = (
-            None
-            if not modality_weights  # None or {}: every modality weighs 1
-            else {str(k): _as_float(f"modality_weights[{k!r}]", v) for k, v in modality_weights.items()}
-        )
+        self.modality_dims = _as_modality_dims(modality_dims, modality_order)
+        self.modality_order = list(self.modality_dims)
+        self.modality_weights = _as_modality_weights(modality_weights)
         self.hidden_sizes = _as_int_list("hidden_sizes", hidden_sizes, 1, MAX_LAYER_SIZE, allow_empty=True)
         self.latent_dim = _as_int("latent_dim", latent_dim, None, MAX_LAYER_SIZE)
         self.codebook_sizes = _as_int_list(
@@ -258,6 +224,48 @@ class RQVAEConfig(PreTrainedConfig):
             raise ValueError(f"`reseed_interval` is {self.reseed_interval}; it must be >= 1.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` is {self.dropout}; it must lie in [0, 1).")
+
+
+def _as_modality_dims(modality_dims: Any, modality_order: Any) -> dict[str, int]:
+    """`modality_dims` as an ordered dict name -> dimension (an int is one `"text"` modality), in
+    `modality_order` when it is given (config.json is written with sorted keys)."""
+    if modality_dims is None:
+        modality_dims = {"text": 384}
+    if isinstance(modality_dims, numbers.Integral) and not isinstance(modality_dims, bool):
+        modality_dims = {"text": modality_dims}
+    if not isinstance(modality_dims, Mapping):
+        raise ValueError(
+            f"`modality_dims` must be a dict name -> dimension or an int, got {modality_dims!r}; "
+            'pass e.g. `modality_dims={"text": 384}` or `modality_dims=384`.'
+        )
+    modality_dims = {
+        str(k): _as_int(f"modality_dims[{k!r}]", v, None, MAX_LAYER_SIZE) for k, v in modality_dims.items()
+    }
+    if modality_order is not None:
+        # config.json is written with sorted keys: `modality_order` restores the concatenation order.
+        if (
+            not isinstance(modality_order, (list, tuple))
+            or not all(isinstance(m, str) for m in modality_order)
+            or sorted(modality_order) != sorted(modality_dims)
+        ):
+            raise ValueError(
+                f"`modality_order` {modality_order} must list exactly the modalities of `modality_dims` "
+                f"{sorted(modality_dims)}; leave it out to use the order of `modality_dims`."
+            )
+        modality_dims = {name: modality_dims[name] for name in modality_order}
+    return modality_dims
+
+
+def _as_modality_weights(modality_weights: Any) -> dict[str, float] | None:
+    """`modality_weights` as a dict name -> float, or `None` (also for `{}`) when every modality weighs 1."""
+    if modality_weights is not None and not isinstance(modality_weights, Mapping):
+        raise ValueError(
+            f"`modality_weights` must be a dict name -> weight, got {modality_weights!r}; e.g. "
+            '{"text": 1.0, "image": 0.5}.'
+        )
+    if not modality_weights:
+        return None
+    return {str(k): _as_float(f"modality_weights[{k!r}]", v) for k, v in modality_weights.items()}
 
 
 def _as_int(name: str, value: Any, minimum: int | None, maximum: int | None = None) -> int:
