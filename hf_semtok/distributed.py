@@ -305,8 +305,33 @@ def sids_on_ray(
         str(out / "sids")
     )
 
-    # Gather in catalogue order into flat arrays (ids as one UTF-8 buffer): no Python object per item is kept.
     n = ds.count()
+    codes, group_size, item_ids = _gather_in_catalogue_order(ds, n, levels, catalogue_path)
+    size, stats = _extra_level_stats(group_size, extra_level_size)
+    table = SIDTable(
+        item_ids,
+        codes,
+        [*sizes, size],
+        levels,
+        "extra_level",
+        stats,
+        source=str(catalogue_path),
+    )
+    table.to_json(out / "sid_table.json", compact=True)
+    logger.info("Ray SIDs: %d items, largest group %d, written to %s", n, stats["largest_group"], out)
+    return table
+
+
+def _gather_in_catalogue_order(
+    ds: Any, n: int, levels: int, catalogue_path: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray, ItemIds]:
+    """The codes (with the extra level), group sizes and item ids of the Ray dataset `ds`, in catalogue order.
+
+    Gathered into flat arrays (ids as one UTF-8 buffer): no Python object per item is kept.
+
+    Raises:
+        ValueError: the catalogue's row column does not number the items 0 .. n-1, each once.
+    """
     codes = np.empty((n, levels + 1), dtype=np.int64)
     group_size = np.empty(n, dtype=np.int64)
     lengths = np.full(n, -1, dtype=np.int64)
@@ -334,8 +359,16 @@ def sids_on_ray(
     for rows, ids in parts:  # scatter each batch's id bytes to their catalogue positions, vectorised
         seg = np.diff(ids.offsets)
         buffer[np.repeat(offsets[rows] - ids.offsets[:-1], seg) + np.arange(len(ids.buffer))] = ids.buffer
-    del parts
+    return codes, group_size, ItemIds(buffer, offsets)
 
+
+def _extra_level_stats(group_size: np.ndarray, extra_level_size: int | None) -> tuple[int, dict[str, Any]]:
+    """The dedup level's size and the table's `stats` (as `assign_unique_sids` gives them) from the group sizes.
+
+    Raises:
+        ValueError: `extra_level_size` is smaller than the largest group.
+    """
+    n = len(group_size)
     largest = int(group_size.max()) if n else 0
     size = largest if extra_level_size is None else int(extra_level_size)
     if size < largest:
@@ -355,15 +388,4 @@ def sids_on_ray(
         "final_collision_rate": 0.0,
         "extra_level_size": size,
     }
-    table = SIDTable(
-        ItemIds(buffer, offsets),
-        codes,
-        [*sizes, size],
-        levels,
-        "extra_level",
-        stats,
-        source=str(catalogue_path),
-    )
-    table.to_json(out / "sid_table.json", compact=True)
-    logger.info("Ray SIDs: %d items, largest group %d, written to %s", n, largest, out)
-    return table
+    return size, stats
