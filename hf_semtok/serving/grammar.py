@@ -215,52 +215,11 @@ def sid_grammar(
         ValueError: An unknown dialect, mode, layout or token match; a combination the dialect cannot express;
             codes that do not fit the codebooks; a missing marker id.
     """
-    if dialect not in GRAMMAR_DIALECTS:
-        raise ValueError(f"dialect must be one of {list(GRAMMAR_DIALECTS)}; got {dialect!r}.")
-    if mode not in GRAMMAR_MODES:
-        raise ValueError(f"mode must be one of {list(GRAMMAR_MODES)}; got {mode!r}.")
-    if layout not in ("marked", "bare"):
-        raise ValueError(f"layout must be 'marked' or 'bare'; got {layout!r}.")
-    if token_match not in ("id", "text"):
-        raise ValueError(f"token_match must be 'id' or 'text'; got {token_match!r}.")
-    if token_match == "text" and (dialect != "xgrammar" or mode != "sid"):
-        raise ValueError(
-            "token_match='text' is for the xgrammar dialect in mode='sid' only (llguidance always matches token "
-            "ids, and free text cannot exclude SID tokens by their text); use token_match='id'."
-        )
-    if mode == "free" and layout != "marked":
-        raise ValueError("mode='free' needs layout='marked': free text needs <|sid_start|> to open a SID.")
-    if (layout == "marked" or mode == "free") and (sid_start_token_id is None or sid_end_token_id is None):
-        raise ValueError("The marked layout and free mode need sid_start_token_id and sid_end_token_id.")
-    codes = np.asarray(sid_codes)
-    if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
-        raise ValueError(
-            f"sid_codes must be a non-empty (n_items, num_levels) array; got shape {codes.shape}."
-        )
-    if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(
-            f"sid_codes must hold integer codes, got dtype {codes.dtype}; pass tokenizer.sid_codes."
-        )
-    codes = codes.astype(np.int64, copy=False)
-    num_levels = codes.shape[1]
-    if len(sid_token_ids) != num_levels:
-        raise ValueError(
-            f"sid_token_ids has {len(sid_token_ids)} levels but sid_codes has {num_levels} columns; "
-            "pass one list of token ids per SID level (tokenizer.sid_token_ids)."
-        )
-    sizes = [len(ids) for ids in sid_token_ids]
-    if codes.min() < 0 or any(int(codes[:, lv].max()) >= sizes[lv] for lv in range(num_levels)):
-        raise ValueError(f"sid_codes contain codes outside the codebooks (sizes {sizes}).")
-
-    token_text: dict[int, str] = {}
-    if token_match == "text":
-        for lv, ids in enumerate(sid_token_ids):
-            for code, token_id in enumerate(ids):
-                token_text[int(token_id)] = SID_TOKEN_TEMPLATE.format(level=lv, code=code)
-        if sid_start_token_id is not None:
-            token_text[int(sid_start_token_id)] = SID_START_TOKEN
-        if sid_end_token_id is not None:
-            token_text[int(sid_end_token_id)] = SID_END_TOKEN
+    _check_grammar_options(dialect, mode, layout, token_match, sid_start_token_id, sid_end_token_id)
+    codes = _checked_codes(sid_codes, sid_token_ids)
+    token_text = (
+        _sid_token_texts(sid_token_ids, sid_start_token_id, sid_end_token_id) if token_match == "text" else {}
+    )
     writer = _Writer(dialect, token_match, token_text)
     rules, root, num_prefixes = _trie_rules(codes, sid_token_ids, writer)
     if layout == "marked":
@@ -283,6 +242,74 @@ def sid_grammar(
         num_prefixes,
     )  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _check_grammar_options(
+    dialect: str,
+    mode: str,
+    layout: str,
+    token_match: str,
+    sid_start_token_id: int | None,
+    sid_end_token_id: int | None,
+) -> None:
+    """Refuse an unknown dialect, mode, layout or token match, a combination the dialect cannot express, and a
+    missing marker id."""
+    if dialect not in GRAMMAR_DIALECTS:
+        raise ValueError(f"dialect must be one of {list(GRAMMAR_DIALECTS)}; got {dialect!r}.")
+    if mode not in GRAMMAR_MODES:
+        raise ValueError(f"mode must be one of {list(GRAMMAR_MODES)}; got {mode!r}.")
+    if layout not in ("marked", "bare"):
+        raise ValueError(f"layout must be 'marked' or 'bare'; got {layout!r}.")
+    if token_match not in ("id", "text"):
+        raise ValueError(f"token_match must be 'id' or 'text'; got {token_match!r}.")
+    if token_match == "text" and (dialect != "xgrammar" or mode != "sid"):
+        raise ValueError(
+            "token_match='text' is for the xgrammar dialect in mode='sid' only (llguidance always matches token "
+            "ids, and free text cannot exclude SID tokens by their text); use token_match='id'."
+        )
+    if mode == "free" and layout != "marked":
+        raise ValueError("mode='free' needs layout='marked': free text needs <|sid_start|> to open a SID.")
+    if (layout == "marked" or mode == "free") and (sid_start_token_id is None or sid_end_token_id is None):
+        raise ValueError("The marked layout and free mode need sid_start_token_id and sid_end_token_id.")
+
+
+def _checked_codes(sid_codes: Any, sid_token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """`sid_codes` as a non-empty `(n_items, L)` int64 array whose codes fit the codebooks of `sid_token_ids`."""
+    codes = np.asarray(sid_codes)
+    if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
+        raise ValueError(
+            f"sid_codes must be a non-empty (n_items, num_levels) array; got shape {codes.shape}."
+        )
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(
+            f"sid_codes must hold integer codes, got dtype {codes.dtype}; pass tokenizer.sid_codes."
+        )
+    codes = codes.astype(np.int64, copy=False)
+    num_levels = codes.shape[1]
+    if len(sid_token_ids) != num_levels:
+        raise ValueError(
+            f"sid_token_ids has {len(sid_token_ids)} levels but sid_codes has {num_levels} columns; "
+            "pass one list of token ids per SID level (tokenizer.sid_token_ids)."
+        )
+    sizes = [len(ids) for ids in sid_token_ids]
+    if codes.min() < 0 or any(int(codes[:, lv].max()) >= sizes[lv] for lv in range(num_levels)):
+        raise ValueError(f"sid_codes contain codes outside the codebooks (sizes {sizes}).")
+    return codes
+
+
+def _sid_token_texts(
+    sid_token_ids: Sequence[Sequence[int]], sid_start_token_id: int | None, sid_end_token_id: int | None
+) -> dict[int, str]:
+    """Token id -> text of every SID token and marker (for `token_match="text"`)."""
+    token_text: dict[int, str] = {}
+    for lv, ids in enumerate(sid_token_ids):
+        for code, token_id in enumerate(ids):
+            token_text[int(token_id)] = SID_TOKEN_TEMPLATE.format(level=lv, code=code)
+    if sid_start_token_id is not None:
+        token_text[int(sid_start_token_id)] = SID_START_TOKEN
+    if sid_end_token_id is not None:
+        token_text[int(sid_end_token_id)] = SID_END_TOKEN
+    return token_text
 
 
 def export_grammar(
