@@ -143,7 +143,7 @@ def _has_strings(pairs: Any) -> bool:
         return False
 
 
-# Long: 22 arguments, each documented (signature and docstring: 66 lines); the body is a list of named steps.
+# Long: 22 arguments, each documented (signature and docstring: 58 lines); the body is a list of named steps.
 def train_rqvae(
     embeddings: EmbeddingsInput,
     config: RQVAEConfig | None = None,
