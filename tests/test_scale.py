@@ -210,7 +210,7 @@ def test_large_assignment_keeps_ids_compact_and_equal(monkeypatch):
     assert large.item_ids == ids and np.array_equal(large.codes, small.codes)
     assert large.stats == small.stats
     assert large.index_of("sku-7-é") == small.index_of("sku-7-é") == 7
-    with pytest.raises(ValueError, match=r"Duplicate item ids in 'item_ids': \['sku-1'\]"):
+    with pytest.raises(ValueError, match=r"Duplicate item ids in item_ids: \['sku-1'\]"):
         assign_unique_sids(codes, [*ids[:-1], "sku-1"], [4, 4, 4])
 
 
