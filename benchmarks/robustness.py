@@ -883,8 +883,9 @@ def _markdown(result: dict[str, Any]) -> str:
         lines.append(kills["status"])
     else:
         lines += [
-            "Each kill is followed by a load (it must give the old or the new version) and by a complete save "
-            "(the directory must then hold exactly a clean save's files, with no temporary leftovers beside it).",
+            "The folder also holds the user's own files. Each kill is followed by a load (it must give the old or "
+            "the new version, the user's files intact) and by a complete save (the directory must then hold "
+            "exactly a clean save's files beside the user's, with no temporary leftovers).",
             "",
             "| save | kills | broken states | states found | outcomes |",
             "|---|---:|---:|---|---|",
@@ -904,9 +905,10 @@ def _markdown(result: dict[str, Any]) -> str:
             detail = (
                 rec.get("problem")
                 or rec.get("state_problem")
-                or f"{rec.get('error', '')}: {rec.get('message', '')}"
+                or f"{rec.get('error', '')}: {rec.get('message', '')}".strip(": ")
+                or ("no error; the loaded object differs from the saved one" if key == "silent" else "")
             )
-            detail = detail.strip(": ").replace("|", "\\|").replace("\n", " ")
+            detail = detail.replace("|", "\\|").replace("\n", " ")
             lines.append(f"- `{rec['input']}` {detail[:240]}")
     lines += [
         "",
