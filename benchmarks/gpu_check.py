@@ -185,7 +185,7 @@ def cuda_test_files() -> list[str]:
     importing the rest of the suite (whose optional dependencies, e.g. pyarrow, a GPU machine may lack)."""
     return sorted(
         str(path.relative_to(REPO))
-        for path in (REPO / "tests").glob("test_*.py")
+        for path in (REPO / "tests").rglob("test_*.py")
         if "pytest.mark.cuda" in path.read_text(encoding="utf-8")
     )
 

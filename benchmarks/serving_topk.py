@@ -8,7 +8,7 @@ against 20-beam constrained search, with the same generator, the same constraint
   `--generator.num_beams` beams, ranked by the SID's sequence log-probability);
 - **sample**: per batch of users, one `generate(do_sample=True, num_return_sequences=n, temperature=T, top_k=0,
   top_p=1.0, logits_processor=[SIDLogitsProcessor])`: what a server does for `SamplingParams(n=n, temperature=T)`
-  with the exported grammar, whose masks equal the processor's (tests/test_serving.py). transformers' default
+  with the exported grammar, whose masks equal the processor's (tests/serving/test_serving.py). transformers' default
   `top_k=50` is switched off: vLLM samples from the whole distribution unless told otherwise. The distinct items
   of a user's `n` draws are ranked two ways from the same draws: by sequence log-probability (the sum of the
   code tokens' log-probabilities under the model, the score beam search ranks by), and by how often they were

@@ -80,7 +80,7 @@ class RQVAEConfig(PreTrainedConfig):
         autoencoder_warmup_steps (`int`, *optional*, defaults to 0):
             Train the encoder and decoder as a plain autoencoder (no quantization) for this many steps before the
             codebooks are initialised. k-means on the latents of a trained encoder beats k-means on those of a
-            random one (measured in `tests/test_modeling_rqvae.py`); `train_rqvae` sets it from
+            random one (measured in `tests/rqvae/test_modeling_rqvae.py`); `train_rqvae` sets it from
             `warmup_ratio` when it is 0.
         dead_code_threshold (`int`, *optional*, defaults to 1):
             A code chosen fewer than this many times during the last `reseed_interval` training steps is

@@ -1,4 +1,4 @@
-"""Run by tests/test_serving.py::test_vllm_serves_only_real_items with an interpreter that has vLLM.
+"""Run by tests/serving/test_serving.py::test_vllm_serves_only_real_items with an interpreter that has vLLM.
 
 Serves the model folder given (a tiny LM and its SemanticIDTokenizer, built by the test) with `vllm.LLM` on CPU,
 offline, and prints one JSON line: per request, the completions, for the exported grammar on both structured-output

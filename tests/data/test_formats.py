@@ -17,7 +17,7 @@ from hf_semtok.data import (
     parse_sid_strings,
 )
 
-SCIENTIFIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon18-scientific"
+SCIENTIFIC = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon18-scientific"
 
 
 def _write_json(path: Path, obj) -> None:

@@ -282,7 +282,7 @@ def test_constraint_batch_mask_and_dead_ends(sid_tokenizer):
 
 # ------------------------------------------------------------------------------------------------ vLLM
 VLLM_PYTHON_ENV = "HF_SEMTOK_VLLM_PYTHON"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _served_model(tmp_path: Path) -> tuple[Path, SemanticIDTokenizer]:

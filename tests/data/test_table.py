@@ -406,7 +406,7 @@ def test_the_scale_benchmark_table_row_at_a_tiny_size(tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "bench_scale", Path(__file__).parents[1] / "benchmarks" / "scale.py"
+        "bench_scale", Path(__file__).parents[2] / "benchmarks" / "scale.py"
     )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
