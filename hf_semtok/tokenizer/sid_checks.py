@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .constants import MAX_CODEBOOK_SIZE
+
 #: Largest number of levels of a SID.
 MAX_NUM_LEVELS = 64
 
@@ -176,3 +178,69 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+# ---------------------------------------------------------------- the fields of a SID table
+def check_codebook_sizes(codebook_sizes: Any, source: str) -> list[int]:
+    """A table's `codebook_sizes`: 1 to `MAX_NUM_LEVELS` levels of 1 to `MAX_CODEBOOK_SIZE` codes, < 2**62 SIDs."""
+    sizes = as_int_list(codebook_sizes, "codebook_sizes", source)
+    if not 1 <= len(sizes) <= MAX_NUM_LEVELS or any(not 1 <= s <= MAX_CODEBOOK_SIZE for s in sizes):
+        raise ValueError(
+            f"{source}: field 'codebook_sizes' must list 1 to {MAX_NUM_LEVELS} levels of 1 to "
+            f"{MAX_CODEBOOK_SIZE} (2**{MAX_CODEBOOK_SIZE.bit_length() - 1}) codes each; got {sizes}."
+        )
+    if float(np.prod([float(s) for s in sizes])) >= 2.0**62:
+        raise ValueError(
+            f"{source}: field 'codebook_sizes' {sizes} gives more than 2**62 SIDs; use fewer levels or codes."
+        )
+    return sizes
+
+
+def check_table_metadata(
+    num_semantic_levels: Any,
+    collision_strategy: Any,
+    stats: Any,
+    num_levels: int,
+    strategies: Sequence[str],
+    source: str,
+) -> int:
+    """Check a table's `num_semantic_levels`, `collision_strategy` and `stats`; returns the semantic levels."""
+    if num_semantic_levels is None:
+        num_semantic = num_levels
+    elif not _is_int(num_semantic_levels) or not 1 <= int(num_semantic_levels) <= num_levels:
+        raise ValueError(
+            f"{source}: field 'num_semantic_levels' must be an integer in [1, {num_levels}] (the levels "
+            f"from the RQ-VAE; the rest is the dedup level); got {num_semantic_levels!r}."
+        )
+    else:
+        num_semantic = int(num_semantic_levels)
+    if collision_strategy is not None and not isinstance(collision_strategy, str):
+        raise ValueError(
+            f"{source}: field 'collision_strategy' must be a string or null; got {collision_strategy!r}."
+        )
+    if collision_strategy is not None and collision_strategy not in strategies:
+        raise ValueError(
+            f"{source}: field 'collision_strategy' is {collision_strategy!r}; use one of "
+            f"{list(strategies)} or null (unknown)."
+        )
+    if stats is not None and not isinstance(stats, Mapping):
+        raise ValueError(f"{source}: field 'stats' must be an object (dict); got {type(stats).__name__}.")
+    return num_semantic
+
+
+def check_table_codes(codes: Any, num_items: int, sizes: Sequence[int], source: str) -> np.ndarray:
+    """A table's `codes` as an int64 `(num_items, len(sizes))` matrix (an empty list is an empty table)."""
+    if isinstance(codes, Sequence) and not isinstance(codes, (str, bytes)) and len(codes) == 0:
+        codes = np.zeros((0, len(sizes)), dtype=np.int64)
+    codes = as_code_matrix(codes, f"{source}: field 'codes'")
+    if codes.shape[0] != num_items:
+        raise ValueError(
+            f"{source}: field 'codes' must have shape (num_items, num_levels) = ({num_items}, L); "
+            f"got {tuple(codes.shape)}."
+        )
+    if codes.shape[1] != len(sizes):
+        raise ValueError(
+            f"{source}: every SID has {codes.shape[1]} codes but 'codebook_sizes' lists {len(sizes)} levels "
+            f"({sizes}); give one size per level."
+        )
+    return codes

@@ -35,6 +35,9 @@ from .sid_checks import (
     as_int,
     as_int_list,
     check_code_range,
+    check_codebook_sizes,
+    check_table_codes,
+    check_table_metadata,
     check_unique_item_ids,
 )
 from .sid_tokens import group_sid_events
@@ -126,49 +129,11 @@ class SIDTable:
     ) -> None:
         # duplicates are checked below, where the index is built
         item_ids = check_item_ids(item_ids, source, unique=False, compact_min_items=COMPACT_MIN_ITEMS)
-        sizes = as_int_list(codebook_sizes, "codebook_sizes", source)
-        if not 1 <= len(sizes) <= MAX_NUM_LEVELS or any(not 1 <= s <= MAX_CODEBOOK_SIZE for s in sizes):
-            raise ValueError(
-                f"{source}: field 'codebook_sizes' must list 1 to {MAX_NUM_LEVELS} levels of 1 to "
-                f"{MAX_CODEBOOK_SIZE} (2**{MAX_CODEBOOK_SIZE.bit_length() - 1}) codes each; got {sizes}."
-            )
-        if float(np.prod([float(s) for s in sizes])) >= 2.0**62:
-            raise ValueError(
-                f"{source}: field 'codebook_sizes' {sizes} gives more than 2**62 SIDs; use fewer levels or codes."
-            )
-        if num_semantic_levels is None:
-            num_semantic = len(sizes)
-        elif not _is_int(num_semantic_levels) or not 1 <= int(num_semantic_levels) <= len(sizes):
-            raise ValueError(
-                f"{source}: field 'num_semantic_levels' must be an integer in [1, {len(sizes)}] (the levels "
-                f"from the RQ-VAE; the rest is the dedup level); got {num_semantic_levels!r}."
-            )
-        else:
-            num_semantic = int(num_semantic_levels)
-        if collision_strategy is not None and not isinstance(collision_strategy, str):
-            raise ValueError(
-                f"{source}: field 'collision_strategy' must be a string or null; got {collision_strategy!r}."
-            )
-        if collision_strategy is not None and collision_strategy not in TABLE_COLLISION_STRATEGIES:
-            raise ValueError(
-                f"{source}: field 'collision_strategy' is {collision_strategy!r}; use one of "
-                f"{list(TABLE_COLLISION_STRATEGIES)} or null (unknown)."
-            )
-        if stats is not None and not isinstance(stats, Mapping):
-            raise ValueError(f"{source}: field 'stats' must be an object (dict); got {type(stats).__name__}.")
-        if isinstance(codes, Sequence) and not isinstance(codes, (str, bytes)) and len(codes) == 0:
-            codes = np.zeros((0, len(sizes)), dtype=np.int64)
-        codes = as_code_matrix(codes, f"{source}: field 'codes'")
-        if codes.shape[0] != len(item_ids):
-            raise ValueError(
-                f"{source}: field 'codes' must have shape (num_items, num_levels) = ({len(item_ids)}, L); "
-                f"got {tuple(codes.shape)}."
-            )
-        if codes.shape[1] != len(sizes):
-            raise ValueError(
-                f"{source}: every SID has {codes.shape[1]} codes but 'codebook_sizes' lists {len(sizes)} levels "
-                f"({sizes}); give one size per level."
-            )
+        sizes = check_codebook_sizes(codebook_sizes, source)
+        num_semantic = check_table_metadata(
+            num_semantic_levels, collision_strategy, stats, len(sizes), TABLE_COLLISION_STRATEGIES, source
+        )
+        codes = check_table_codes(codes, len(item_ids), sizes, source)
         check_code_range(codes, sizes, item_ids, source)
         if isinstance(item_ids, ItemIds):
             index: Mapping[str, int] = HashedItemIndex(item_ids, source)
