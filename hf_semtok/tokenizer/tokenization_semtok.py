@@ -171,47 +171,8 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         source = kwargs.get("name_or_path") or "the tokenizer directory"
         if SID_LAYOUT_KEY in kwargs:  # kept in init_kwargs, so saved in tokenizer_config.json
             check_sid_layout(kwargs[SID_LAYOUT_KEY], f"{source}: {TOKENIZER_CONFIG_FILE}")
-        # The catalogue comes from sid_table.json (or from from_base, as a SIDTable object) only: values of these
-        # keys planted in tokenizer_config.json are plain JSON, never objects, and are ignored.
-        if sid_table is not None and not isinstance(sid_table, SIDTable):
-            if isinstance(sid_table, (Mapping, list, str, int, float)):
-                logger.warning(
-                    "%s: ignoring the key 'sid_table' of %s; the item table is read from %s only.",
-                    source,
-                    TOKENIZER_CONFIG_FILE,
-                    SID_TABLE_FILE,
-                )
-                sid_table = None
-            else:
-                sid_table = SIDTable.from_any(sid_table)
-        if rqvae is not None and not hasattr(rqvae, "encode"):
-            logger.warning(
-                "%s: ignoring the key 'rqvae' of %s; the RQ-VAE is read from %s + %s only.",
-                source,
-                TOKENIZER_CONFIG_FILE,
-                RQVAE_CONFIG_FILE,
-                RQVAE_WEIGHTS_FILE,
-            )
-            rqvae = None
-        if codebook_sizes is not None:
-            logger.warning(
-                "%s: ignoring the key 'codebook_sizes' of %s; the codebook sizes are read from %s.",
-                source,
-                TOKENIZER_CONFIG_FILE,
-                SID_TABLE_FILE,
-            )
-        if kwargs.get("tokenizer_object") is None and not (
-            kwargs.get("tokenizer_file") and os.path.isfile(kwargs["tokenizer_file"])
-        ):
-            raise ValueError(
-                f"{source}: missing {TOKENIZER_FILE}; a SemanticIDTokenizer is saved with save_pretrained() or "
-                "built with SemanticIDTokenizer.from_base(base_tokenizer, sid_table=...)."
-            )
-        if sid_table is None and sid_table_file is None:
-            raise ValueError(
-                f"{source}: missing {SID_TABLE_FILE} (the item table); save the tokenizer with save_pretrained() "
-                "or build it with SemanticIDTokenizer.from_base(base_tokenizer, sid_table=...)."
-            )
+        sid_table, rqvae = _ignore_planted_keys(source, sid_table, rqvae, codebook_sizes)
+        _check_required_files(source, kwargs, sid_table, sid_table_file)
         if (
             file_set is not None
         ):  # a folder with a manifest: files of other saves beside it are not this tokenizer's
@@ -570,6 +531,59 @@ def _read_set_file(path: str, file_set: FileSet | None) -> bytes:
         with open(path, "rb") as handle:
             return handle.read()
     return file_set.read_bytes(os.path.relpath(path, file_set.directory).replace(os.sep, "/"))
+
+
+def _ignore_planted_keys(source: str, sid_table: Any, rqvae: Any, codebook_sizes: Any) -> tuple[Any, Any]:
+    """The table and RQ-VAE passed by `from_base` (objects); JSON values planted in tokenizer_config.json are
+    ignored with a warning: the catalogue is read from sid_table.json and the RQ-VAE files only."""
+    # The catalogue comes from sid_table.json (or from from_base, as a SIDTable object) only: values of these
+    # keys planted in tokenizer_config.json are plain JSON, never objects, and are ignored.
+    if sid_table is not None and not isinstance(sid_table, SIDTable):
+        if isinstance(sid_table, (Mapping, list, str, int, float)):
+            logger.warning(
+                "%s: ignoring the key 'sid_table' of %s; the item table is read from %s only.",
+                source,
+                TOKENIZER_CONFIG_FILE,
+                SID_TABLE_FILE,
+            )
+            sid_table = None
+        else:
+            sid_table = SIDTable.from_any(sid_table)
+    if rqvae is not None and not hasattr(rqvae, "encode"):
+        logger.warning(
+            "%s: ignoring the key 'rqvae' of %s; the RQ-VAE is read from %s + %s only.",
+            source,
+            TOKENIZER_CONFIG_FILE,
+            RQVAE_CONFIG_FILE,
+            RQVAE_WEIGHTS_FILE,
+        )
+        rqvae = None
+    if codebook_sizes is not None:
+        logger.warning(
+            "%s: ignoring the key 'codebook_sizes' of %s; the codebook sizes are read from %s.",
+            source,
+            TOKENIZER_CONFIG_FILE,
+            SID_TABLE_FILE,
+        )
+    return sid_table, rqvae
+
+
+def _check_required_files(
+    source: str, kwargs: Mapping[str, Any], sid_table: Any, sid_table_file: str | None
+) -> None:
+    """`tokenizer.json` and the item table must be there (files, or objects passed by `from_base`)."""
+    if kwargs.get("tokenizer_object") is None and not (
+        kwargs.get("tokenizer_file") and os.path.isfile(kwargs["tokenizer_file"])
+    ):
+        raise ValueError(
+            f"{source}: missing {TOKENIZER_FILE}; a SemanticIDTokenizer is saved with save_pretrained() or "
+            "built with SemanticIDTokenizer.from_base(base_tokenizer, sid_table=...)."
+        )
+    if sid_table is None and sid_table_file is None:
+        raise ValueError(
+            f"{source}: missing {SID_TABLE_FILE} (the item table); save the tokenizer with save_pretrained() "
+            "or build it with SemanticIDTokenizer.from_base(base_tokenizer, sid_table=...)."
+        )
 
 
 # Registration: `AutoTokenizer.from_pretrained(dir)` returns this class once the module is imported, and
