@@ -82,6 +82,7 @@ def _subsample(examples: list[Any], users: int | None, seed: int) -> list[Any]:
     return examples
 
 
+# Long: the docstring; the body is ~64 lines, one stage after another (SIDs, training, validation, test).
 def run_pipeline(
     catalogue: Any,
     sid_table: Any = None,

@@ -282,6 +282,7 @@ def _read_items(
     return _Items(ids, values, text_columns, title, category, embedding_columns, source.label)
 
 
+# Long: every column option is documented here; the body is ~45 lines.
 def load_table_catalogue(
     interactions: Any,
     items: Any = None,

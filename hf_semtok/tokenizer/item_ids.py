@@ -254,6 +254,7 @@ class HashedItemIndex(Mapping):
         return iter(self._ids)
 
 
+# Long: the docstring states the one item-id rule of the library; the body is ~46 lines.
 def check_item_ids(
     item_ids: Any,
     source: str,
