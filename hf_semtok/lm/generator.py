@@ -400,8 +400,40 @@ def train_generator(
         config.warmup_steps,
         config.min_lr_ratio,
     )
-    optimizer, scheduler = _optimizer(model, config, clock)
     callback = _make_callback(clock, tokenizer, config, valid)
+    state = _run_trainer(model, tokenizer, rows, config, clock, callback, planned, progress)
+    selected_step = state.global_step
+    if callback.best is not None:
+        model.load_state_dict(callback.best["state"])
+        selected_step = callback.best["step"]
+        logger.info(
+            "select_best: keeping the weights of step %d (validation %s %.4f on %d users)",
+            selected_step, config.select_metric, callback.best["value"], len(valid),
+        )  # fmt: skip
+    model.eval()
+    facts = _training_facts(
+        state, clock, callback, config, layout, per_item, rows, n_tokens, n_targets, len(valid)
+    )
+    facts["num_parameters"] = n_params
+    facts["epochs"] = round(state.global_step / steps_per_epoch, 3)
+    facts["selected_step"] = selected_step
+    if output_dir is not None:
+        _save_atomic(model, tokenizer, Path(output_dir) / "model")
+    return model, facts, callback.curve
+
+
+def _run_trainer(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Any],
+    config: GeneratorConfig,
+    clock: _Clock,
+    callback: Any,
+    planned: int,
+    progress: bool,
+) -> Any:
+    """Train `model` on the windows `rows` with the stock `Trainer` for `planned` steps; returns its state."""
+    optimizer, scheduler = _optimizer(model, config, clock)
     with tempfile.TemporaryDirectory(prefix="semtok-generator-") as trainer_dir:
         args = TrainingArguments(
             output_dir=trainer_dir,
@@ -428,25 +460,7 @@ def train_generator(
         )
         clock.start = time.perf_counter()
         trainer.train()
-        state = trainer.state
-    selected_step = state.global_step
-    if callback.best is not None:
-        model.load_state_dict(callback.best["state"])
-        selected_step = callback.best["step"]
-        logger.info(
-            "select_best: keeping the weights of step %d (validation %s %.4f on %d users)",
-            selected_step, config.select_metric, callback.best["value"], len(valid),
-        )  # fmt: skip
-    model.eval()
-    facts = _training_facts(
-        state, clock, callback, config, layout, per_item, rows, n_tokens, n_targets, len(valid)
-    )
-    facts["num_parameters"] = n_params
-    facts["epochs"] = round(state.global_step / steps_per_epoch, 3)
-    facts["selected_step"] = selected_step
-    if output_dir is not None:
-        _save_atomic(model, tokenizer, Path(output_dir) / "model")
-    return model, facts, callback.curve
+        return trainer.state
 
 
 def _build_model(tokenizer: Any, config: GeneratorConfig) -> Any:
