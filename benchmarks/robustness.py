@@ -454,8 +454,8 @@ def file_variants(
             return False
         if tok.num_semantic_levels != intact_tok.num_semantic_levels:
             return False
-        if any(getattr(tok, a) != getattr(intact_tok, a) for a in SAME_TOKENIZER_ATTRIBUTES):
-            return False  # e.g. a special token or the length limit lost
+        if any(_changed(tok, intact_tok, a) for a in SAME_TOKENIZER_ATTRIBUTES):
+            return False  # e.g. a special token or the chat template lost
         return rq is not None and _same_model(rq, intact_rq)
 
     def load_tok(path: Path) -> Any:
@@ -539,10 +539,19 @@ def _without_manifest(damage: Callable[[Path], None]) -> Callable[[Path], None]:
 
 
 #: Settings a damaged tokenizer folder must load unchanged for the damage to count as harmless: the ones the
-#: library depends on (EOS ends generation, the pad token left-pads batches). A `null` BOS / UNK token or
-#: `model_max_length` is the transformers way to unset them, so those may change.
+#: library depends on (EOS ends generation, the pad token left-pads batches). A `null` special token or
+#: `model_max_length` is the transformers way to unset it, and a tokenizer whose base has no EOS or pad token is
+#: saved that way, so an EOS / pad token that loads as None (unset, as the file says) is honoured, not damage.
 SAME_TOKENIZER_ATTRIBUTES = ("eos_token_id", "pad_token_id", "chat_template", "padding_side", "truncation_side",
                              "sid_start_token_id", "sid_end_token_id", "sid_layout")  # fmt: skip
+
+
+def _changed(tok: Any, intact: Any, attribute: str) -> bool:
+    """Whether `attribute` differs from the intact tokenizer's (an EOS / pad token explicitly unset does not)."""
+    value = getattr(tok, attribute)
+    if attribute in ("eos_token_id", "pad_token_id") and value is None:
+        return False
+    return value != getattr(intact, attribute)
 
 
 def _json_kind(value: Any) -> str:
