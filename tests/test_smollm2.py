@@ -5,15 +5,23 @@ One load (~20 s) serves the module: the model answers a plain question, gets the
 trains 2 LoRA steps through `run_lm_stage` (the stage the recipes run), recommends catalogue items with
 constrained beams, and its saved adapter and tokenizer load back to the same model. The `base_model: smollm2`
 shortcut of the recipes is checked on the tokenizer side for real and on the model side with the loaded model.
+Where the Scientific data is present, the SmolLM2 recipe configs run as typed, shortened to 2 steps.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from peft import PeftModel
 from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -29,11 +37,19 @@ from hf_semtok.lm.stages import (
     run_lm_stage,
 )
 from hf_semtok.prompts import history_prompt
-from hf_semtok.small_models import SMOLLM2, SMOLLM2_INSTALL, load_smollm2, smollm2_gguf_path
+from hf_semtok.small_models import (
+    SMOLLM2,
+    SMOLLM2_INSTALL,
+    SMOLLM2_SYSTEM_PROMPT,
+    load_smollm2,
+    smollm2_gguf_path,
+)
 from hf_semtok.tokenizer.sid_table import SIDTable
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE_VOCAB = 49_152
 ITEMS = [f"i{n}" for n in range(12)]
@@ -83,6 +99,23 @@ def test_load_smollm2_is_the_pretrained_instruct_model(smollm2):
     # dequantised weights that still speak: a wrong tensor layout would answer with noise
     answer = _answer(model, base, "Name three planets.")
     assert sum(planet in answer for planet in ("Mars", "Venus", "Earth", "Jupiter", "Saturn", "Mercury")) >= 2
+
+
+def test_short_system_prompt_replaces_the_default_one(smollm2):
+    base = smollm2[1]
+    user = [{"role": "user", "content": "Hi"}]
+    text = base.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    assert (
+        text
+        == f"<|im_start|>system\n{SMOLLM2_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        + ("<|im_start|>assistant\n")
+    )
+    own = [{"role": "system", "content": "Be brief."}, *user]  # a conversation's own system turn is kept
+    assert "Be brief." in base.apply_chat_template(own, tokenize=False) and SMOLLM2_SYSTEM_PROMPT not in (
+        base.apply_chat_template(own, tokenize=False)
+    )
+    quoted = small_models.load_smollm2_tokenizer(system_prompt="It's a shop\\.")
+    assert "system\nIt's a shop\\.<|im_end|>" in quoted.apply_chat_template(user, tokenize=False)
 
 
 def test_missing_package_error_gives_the_install_command(monkeypatch):
@@ -180,3 +213,84 @@ def test_extend_train_lora_recommend_save_and_load(smollm2, tok, catalogue, tmp_
         torch.testing.assert_close(loaded(**ids).logits, trained_logits, atol=1e-4, rtol=1e-4)
     loaded = loaded.merge_and_unload().eval()
     assert recommend(loaded, loaded_tok, histories, k=3, num_beams=4, max_history=3, progress=False) == recs
+
+
+SCIENTIFIC = ROOT.parent / "shared" / "data" / "amazon18-scientific"
+SMOLLM2_CONFIGS = ROOT / "recipes" / "configs"
+
+
+@pytest.mark.skipif(
+    not SCIENTIFIC.is_dir(), reason="needs the Amazon 2018 Scientific files under ../shared/data"
+)
+def test_scientific_smollm2_configs_run_as_typed(tmp_path):
+    """The three documented commands of the SmolLM2 chain, as typed, shortened by overrides: 2 steps, small
+    batches, 4 users, outputs in tmp_path, and a published SID set of the catalogue standing in for the RQ-VAE's
+    `sid_table.json` (that stage has its own config and test)."""
+    from hf_semtok.data import DatasetArguments
+
+    config = yaml.safe_load((SMOLLM2_CONFIGS / "cpt_smollm2_scientific.yaml").read_text())
+    catalogue = DatasetArguments(
+        dataset_format=config["dataset_format"],
+        data_dir=str(ROOT / config["data_dir"]),
+        dataset_name="Scientific",
+    ).load_catalogue()
+    published = catalogue.published_sids["sids_collisiongenrec/mql4grec"]  # unique SIDs
+    sizes = [max(codes[level] for codes in published.values()) + 1 for level in range(4)]
+    SIDTable.from_mapping(published, codebook_sizes=sizes).to_json(tmp_path / "sid_table.json")
+    cpt, lora = tmp_path / "cpt", tmp_path / "lora"
+    small = [
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--disable_tqdm",
+        "true",
+    ]
+    commands = [
+        "python recipes/continued_pretraining.py --config recipes/configs/cpt_smollm2_scientific.yaml",
+        "python recipes/finetune_lora.py --config recipes/configs/lora_smollm2_scientific.yaml",
+        "python recipes/evaluate.py --config recipes/configs/evaluate_smollm2_scientific.yaml",
+    ]
+    extras = [
+        [
+            *small,
+            "--max_length",
+            "64",
+            "--sid_table",
+            str(tmp_path / "sid_table.json"),
+            "--output_dir",
+            str(cpt),
+        ],
+        [
+            *small,
+            "--model_name_or_path",
+            str(cpt),
+            "--tokenizer_name_or_path",
+            str(cpt),
+            "--output_dir",
+            str(lora),
+        ],
+        ["--max_users", "4", "--num_beams", "10", "--no_progress", "--model_name_or_path", str(cpt)]
+        + ["--adapter_path", str(lora), "--output_file", str(tmp_path / "eval.json")],
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    for command, extra in zip(commands, extras, strict=True):
+        argv = shlex.split(command)
+        argv[0] = sys.executable
+        proc = subprocess.run([*argv, *extra], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    for stage in (cpt, lora):
+        state = json.loads((stage / "checkpoint-2" / "trainer_state.json").read_text())
+        assert state["global_step"] == 2
+    assert "smollm2" in (cpt / "README.md").read_text()
+    cpt_config = json.loads((cpt / "config.json").read_text())
+    assert cpt_config["vocab_size"] == BASE_VOCAB + sum(sizes) + 2  # the SID rows, saved in the CPT model
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["num_users"] == 4 and result["num_items"] == 4344 and "recall@10" in result["metrics"]
