@@ -158,7 +158,7 @@ SMOLLM2_OVERRIDES: dict[str, Any] = {
     "cpt_max_length": 64,
     "cpt_batch_size": 8,
     "sft_epochs": 0.4,
-    "sft_learning_rate": 2e-3,
+    "sft_learning_rate": 1e-3,
     "sft_examples_per_user": 2,
     "batch_size": 8,
     "test_users": 60,
