@@ -25,8 +25,10 @@ import yaml
 from peft import PeftModel
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+import hf_semtok.cli
 import hf_semtok.small_models as small_models
 from hf_semtok.data import Catalogue
+from hf_semtok.demo import SMOLLM2_OVERRIDES, SMOLLM2_QUICK_OVERRIDES, DemoConfig
 from hf_semtok.generation import recommend
 from hf_semtok.lm.sid_embeddings import extend_model
 from hf_semtok.lm.stages import (
@@ -294,3 +296,28 @@ def test_scientific_smollm2_configs_run_as_typed(tmp_path):
     assert cpt_config["vocab_size"] == BASE_VOCAB + sum(sizes) + 2  # the SID rows, saved in the CPT model
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["num_users"] == 4 and result["num_items"] == 4344 and "recall@10" in result["metrics"]
+
+
+@pytest.fixture
+def demo_configs(monkeypatch):
+    """`hf-semtok demo` with `run_demo` replaced by a recorder of its config (nothing trains)."""
+    calls = []
+    monkeypatch.setattr(hf_semtok.cli, "run_demo", lambda config=None, out=None: calls.append(config) or {})
+    return calls
+
+
+def test_demo_base_smollm2_applies_its_sizes_and_the_command_line_wins(demo_configs, capsys):
+    assert hf_semtok.cli.main(["demo", "--base", "smollm2", "--sft_epochs", "0.1"]) == 0
+    expected = {**SMOLLM2_OVERRIDES, "sft_epochs": 0.1}
+    assert {key: getattr(demo_configs[0], key) for key in expected} == expected
+    assert capsys.readouterr().out.startswith("hf-semtok demo (full) -> outputs/demo on smollm2")
+    assert hf_semtok.cli.main(["demo", "base=smollm2", "--quick"]) == 0
+    quick = demo_configs[1]
+    assert {key: getattr(quick, key) for key in SMOLLM2_QUICK_OVERRIDES} == SMOLLM2_QUICK_OVERRIDES
+    assert quick.n_users < demo_configs[0].n_users and quick.model_config == DemoConfig().model_config
+
+
+def test_demo_unknown_base_names_the_known_ones(demo_configs):
+    with pytest.raises(ValueError, match="'scratch' or one of \\['smollm2'\\]"):
+        hf_semtok.cli.main(["demo", "--base", "smollm3"])
+    assert demo_configs == []
