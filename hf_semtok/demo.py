@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -248,7 +249,67 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     _line(out, f"[1/6] Synthetic catalogue: {catalogue.num_items} items, {len(catalogue.histories)} users")
 
     t = time.perf_counter()
-    sid_table = train_sid_stage(
+    sid_table = _demo_sids(cfg, catalogue, train, out_dir)
+    times["rqvae"] = time.perf_counter() - t
+    _line(
+        out, f"[2/6] RQ-VAE Semantic IDs: {len(sid_table.codebook_sizes)} levels {sid_table.codebook_sizes}"
+    )
+
+    pretrained = cfg.base != SCRATCH
+    model, tokenizer, before = _demo_model(cfg, catalogue, sid_table, times)
+    n_params = sum(p.numel() for p in model.parameters())
+    kind = f"pretrained {cfg.base} ({type(model).__name__})" if pretrained else "Qwen2-style LM"
+    _line(out, f"[3/6] Tokenizer: {len(tokenizer)} tokens; {kind}: {n_params / 1e6:.2f}M parameters")
+
+    model = _demo_training(cfg, tokenizer, catalogue, model, out_dir, times, out)
+
+    users = sorted(test)
+    if cfg.test_users < len(users):
+        users = random.Random(cfg.seed).sample(users, cfg.test_users)
+    examples = [test[u] for u in users]
+    t = time.perf_counter()
+    metrics = evaluate_recommender(
+        PrefillOnceLM(model),
+        tokenizer,
+        examples,
+        ks=(10,),
+        num_beams=cfg.num_beams,
+        max_history=cfg.max_history,
+        progress=cfg.progress,
+    )
+    popularity = popularity_baseline(train, examples, ks=(10,))
+    times["evaluation"] = time.perf_counter() - t
+
+    examples_out = _show_recommendations(cfg, model, tokenizer, catalogue, test, users[: cfg.show_users], out)
+
+    questions = []
+    if pretrained and cfg.questions:
+        after = _answers(model, tokenizer, list(cfg.questions))
+        _line(out, "Plain questions, before -> after fine-tuning (what the language side keeps):")
+        for question, old, new in zip(cfg.questions, before, after, strict=True):
+            _line(out, f"  {question}\n    before: {old!r}\n    after:  {new!r}")
+            questions.append({"question": question, "before": old, "after": new})
+
+    times["total"] = time.perf_counter() - began
+    result = {
+        "metrics": {k: metrics[k] for k in ("recall@10", "ndcg@10")},
+        "popularity": {k: popularity[k] for k in ("recall@10", "ndcg@10")},
+        "test_users": len(examples),
+        "examples": examples_out,
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "model_parameters": n_params,
+        "base": cfg.base,
+        "questions": questions,
+        "config": dataclasses.asdict(cfg),
+    }
+    _report_table(out, result, times)
+    write_json_atomic(result, out_dir / "demo_results.json", indent=2)
+    return result
+
+
+def _demo_sids(cfg: DemoConfig, catalogue: Any, train: Mapping[str, Any], out_dir: Path) -> Any:
+    """Step 2: the RQ-VAE Semantic IDs of the catalogue (co-occurrence from the training split only)."""
+    return train_sid_stage(
         {name: catalogue.embeddings[name] for name in cfg.modalities},
         catalogue.item_ids,
         train,
@@ -263,13 +324,15 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
         output_dir=out_dir / "rqvae",
         progress=cfg.progress,
     ).sid_table
-    times["rqvae"] = time.perf_counter() - t
-    _line(
-        out, f"[2/6] RQ-VAE Semantic IDs: {len(sid_table.codebook_sizes)} levels {sid_table.codebook_sizes}"
-    )
 
-    pretrained = cfg.base != SCRATCH
-    if pretrained:
+
+def _demo_model(
+    cfg: DemoConfig, catalogue: Any, sid_table: Any, times: dict[str, float]
+) -> tuple[Any, Any, list[str]]:
+    """Step 3: the base LM (a pretrained one, or a small one built here) and its SemanticIDTokenizer; with a
+    pretrained base, also its answers to the plain questions before any training."""
+    before: list[str] = []
+    if cfg.base != SCRATCH:
         t = time.perf_counter()
         model, base = load_named_base(cfg.base)
         times["load"] = time.perf_counter() - t
@@ -280,7 +343,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     tokenizer = SemanticIDTokenizer.from_base(base, sid_table=sid_table)
     if cfg.sid_only_prompts:
         tokenizer.chat_template = sid_only_chat_template()
-    if not pretrained:
+    if cfg.base == SCRATCH:
         model = build_causal_lm(
             len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,
@@ -289,10 +352,19 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
             seed=cfg.seed,
             **cfg.model_config,
         )
-    n_params = sum(p.numel() for p in model.parameters())
-    kind = f"pretrained {cfg.base} ({type(model).__name__})" if pretrained else "Qwen2-style LM"
-    _line(out, f"[3/6] Tokenizer: {len(tokenizer)} tokens; {kind}: {n_params / 1e6:.2f}M parameters")
+    return model, tokenizer, before
 
+
+def _demo_training(
+    cfg: DemoConfig,
+    tokenizer: Any,
+    catalogue: Any,
+    model: Any,
+    out_dir: Path,
+    times: dict[str, float],
+    out: TextIO | None,
+) -> Any:
+    """Steps 4 and 5: continued pretraining, then LoRA fine-tuning; returns the merged model in eval mode."""
     common = dict(
         max_history=cfg.max_history,
         seed=cfg.seed,
@@ -305,7 +377,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     cpt = run_lm_stage(
         LMStageArguments(
             data="cpt",
-            train_mode="sid_embeddings" if pretrained else "full",
+            train_mode="sid_embeddings" if cfg.base != SCRATCH else "full",
             output_dir=str(out_dir / "cpt"),
             learning_rate=cfg.cpt_learning_rate,
             num_train_epochs=cfg.cpt_epochs,
@@ -346,25 +418,19 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     times["lora"] = time.perf_counter() - t
     _line(out, f"[5/6] LoRA fine-tuning: {sft.global_step} steps, loss {sft.train_loss}")
 
-    model = sft.model.merge_and_unload().eval()
-    users = sorted(test)
-    if cfg.test_users < len(users):
-        users = random.Random(cfg.seed).sample(users, cfg.test_users)
-    examples = [test[u] for u in users]
-    t = time.perf_counter()
-    metrics = evaluate_recommender(
-        PrefillOnceLM(model),
-        tokenizer,
-        examples,
-        ks=(10,),
-        num_beams=cfg.num_beams,
-        max_history=cfg.max_history,
-        progress=cfg.progress,
-    )
-    popularity = popularity_baseline(train, examples, ks=(10,))
-    times["evaluation"] = time.perf_counter() - t
+    return sft.model.merge_and_unload().eval()
 
-    shown = users[: cfg.show_users]
+
+def _show_recommendations(
+    cfg: DemoConfig,
+    model: Any,
+    tokenizer: Any,
+    catalogue: Any,
+    test: Mapping[str, Any],
+    shown: list[str],
+    out: TextIO | None,
+) -> list[dict[str, Any]]:
+    """Step 6: the top 5 of a few test users, beside their held-out next item."""
     recs = recommend(
         model,
         tokenizer,
@@ -386,28 +452,13 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
             _line(out, f"    {rank}. {tokenizer.items_to_text([item])}  {titles[item]}  ({score:.2f}){mark}")
         examples_out.append({"user": user, "target": target, "ranked": [i for i, _ in ranked]})
 
-    questions = []
-    if pretrained and cfg.questions:
-        after = _answers(model, tokenizer, list(cfg.questions))
-        _line(out, "Plain questions, before -> after fine-tuning (what the language side keeps):")
-        for question, old, new in zip(cfg.questions, before, after, strict=True):
-            _line(out, f"  {question}\n    before: {old!r}\n    after:  {new!r}")
-            questions.append({"question": question, "before": old, "after": new})
+    return examples_out
 
-    times["total"] = time.perf_counter() - began
-    result = {
-        "metrics": {k: metrics[k] for k in ("recall@10", "ndcg@10")},
-        "popularity": {k: popularity[k] for k in ("recall@10", "ndcg@10")},
-        "test_users": len(examples),
-        "examples": examples_out,
-        "seconds": {k: round(v, 1) for k, v in times.items()},
-        "model_parameters": n_params,
-        "base": cfg.base,
-        "questions": questions,
-        "config": dataclasses.asdict(cfg),
-    }
+
+def _report_table(out: TextIO | None, result: Mapping[str, Any], times: Mapping[str, float]) -> None:
+    """The closing table: Recall@10 / NDCG@10 of the SID LM beside popularity, and the wall times."""
     _line(out, "")
-    _line(out, f"Held-out test users: {len(examples)}")
+    _line(out, f"Held-out test users: {result['test_users']}")
     _line(out, f"{'':24}{'Recall@10':>10}{'NDCG@10':>10}")
     for name, m in (
         ("SID LM (CPT + LoRA)", result["metrics"]),
@@ -415,5 +466,3 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
     ):
         _line(out, f"{name:24}{m['recall@10']:>10.4f}{m['ndcg@10']:>10.4f}")
     _line(out, f"Wall time: {times['total']:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in times.items())})")
-    write_json_atomic(result, out_dir / "demo_results.json", indent=2)
-    return result

@@ -49,7 +49,8 @@ _MIN_VALID_BEAM_SCORE = -1.0e8
 # recommend()
 # --------------------------------------------------------------------------------------------------------------
 def _check_model_vocab(model: Any, tokenizer: Any) -> None:
-    num_embeddings = model.get_input_embeddings().num_embeddings
+    # `.weight`, not `.num_embeddings`: a peft wrapper of trainable SID rows has no `num_embeddings`.
+    num_embeddings = model.get_input_embeddings().weight.shape[0]
     if num_embeddings < len(tokenizer):
         raise ValueError(
             f"The model has {num_embeddings} embedding rows but the tokenizer has {len(tokenizer)} tokens: the "

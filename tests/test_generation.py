@@ -724,3 +724,18 @@ def test_bare_layout_greedy_sampling_and_prefixes(bare_setup):
         assert sorted(p for p, _, _ in ranked) == [(0,), (1,), (2,)]  # all three level-0 codes
         for prefix, _, items in ranked:
             assert items and all(table[i][:1] == prefix for i in items)
+
+
+def test_recommend_on_an_unmerged_peft_model_with_trainable_sid_rows(rec_setup):
+    """peft wraps the embeddings of trainable SID rows in a module without `num_embeddings`."""
+    import copy
+
+    from peft import get_peft_model
+
+    from hf_semtok.generation import recommend
+    from hf_semtok.lm.sid_embeddings import sid_lora_config
+
+    tok, model, table, histories = rec_setup
+    peft_model = get_peft_model(copy.deepcopy(model), sid_lora_config(model, tok, r=2, lora_alpha=4))
+    ranked = recommend(peft_model, tok, histories[:2], k=3, num_beams=4, progress=False)
+    assert all(item in table for row in ranked for item, _ in row) and all(len(row) == 3 for row in ranked)
