@@ -74,3 +74,25 @@ def make_tiny_lm():
         )
 
     return make
+
+
+def rqvae_tokenizer_pair(base_tokenizer, n_items: int):
+    """Embeddings and tokenizers A and B over the same `n_items` items, each with its own (untrained) RQ-VAE and
+    table: a load that mixes two saves shows up as a table or RQ-VAE of the other one."""
+    import numpy as np
+
+    from hf_semtok import RQVAEConfig, RQVAEModel
+    from hf_semtok.sids import assign_unique_sids
+
+    emb = np.random.default_rng(0).normal(size=(n_items, 8)).astype("float32")
+    made = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = RQVAEModel(
+            RQVAEConfig(modality_dims=8, hidden_sizes=[16], latent_dim=4, codebook_sizes=[4, 4])
+        )
+        table = assign_unique_sids(
+            model.encode(emb), [f"i{i}" for i in range(n_items)], [4, 4], extra_level_size=n_items
+        )
+        made.append(SemanticIDTokenizer.from_base(base_tokenizer, sid_table=table, rqvae=model))
+    return emb, made[0], made[1]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import rqvae_tokenizer_pair
 
 from hf_semtok import SIDTable, io_utils
 from hf_semtok.constants import SID_TABLE_FILE
@@ -22,7 +23,6 @@ from hf_semtok.rqvae import training
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import save_training_result, train_rqvae
-from hf_semtok.sids import assign_unique_sids
 from hf_semtok.tokenizer import file_locks, tokenization_semtok
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
@@ -200,18 +200,7 @@ def test_kill_save_training_result_anywhere(two_results, tmp_path):
 @pytest.fixture(scope="module")
 def two_tokenizers(base_tokenizer):
     """Tokenizers A and B over the same 40 items, each with its own RQ-VAE and table."""
-    emb = np.random.default_rng(0).normal(size=(40, 8)).astype("float32")
-    made = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        model = RQVAEModel(
-            RQVAEConfig(modality_dims=8, hidden_sizes=[16], latent_dim=4, codebook_sizes=[4, 4])
-        )
-        table = assign_unique_sids(
-            model.encode(emb), [f"i{i}" for i in range(40)], [4, 4], extra_level_size=40
-        )
-        made.append(SemanticIDTokenizer.from_base(base_tokenizer, sid_table=table, rqvae=model))
-    a, b = made
+    emb, a, b = rqvae_tokenizer_pair(base_tokenizer, 40)
     assert a.sid_table_dict() != b.sid_table_dict()
     assert not np.array_equal(a.sids_for_embeddings(emb), b.sids_for_embeddings(emb))
     return emb, a, b

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import rqvae_tokenizer_pair
 
 from hf_semtok.constants import RQVAE_CONFIG_FILE, RQVAE_WEIGHTS_FILE, SID_TABLE_FILE, TOKENIZER_FILE
 from hf_semtok.io_utils import (
@@ -28,7 +28,6 @@ from hf_semtok.lm.stages import LMStageArguments, save_stage_output
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import train_rqvae
-from hf_semtok.sids import assign_unique_sids
 from hf_semtok.tokenizer import file_locks, file_sets
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
@@ -58,18 +57,7 @@ def no_leftovers(folder: Path) -> bool:
 @pytest.fixture(scope="module")
 def rq_tokenizers(base_tokenizer):
     """Tokenizers A and B over the same 30 items, each with its own RQ-VAE, and the embeddings."""
-    emb = np.random.default_rng(0).normal(size=(30, 8)).astype("float32")
-    made = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        model = RQVAEModel(
-            RQVAEConfig(modality_dims=8, hidden_sizes=[16], latent_dim=4, codebook_sizes=[4, 4])
-        )
-        table = assign_unique_sids(
-            model.encode(emb), [f"i{i}" for i in range(30)], [4, 4], extra_level_size=30
-        )
-        made.append(SemanticIDTokenizer.from_base(base_tokenizer, sid_table=table, rqvae=model))
-    return emb, made[0], made[1]
+    return rqvae_tokenizer_pair(base_tokenizer, 30)
 
 
 # ------------------------------------------------------------------------------------------- the core
