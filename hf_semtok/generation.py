@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import numbers
@@ -338,7 +339,9 @@ def recommend(
 
     Each history becomes a prompt (`hf_semtok.prompts.history_prompt`, the same text the model was fine-tuned on);
     the tokenizer's SID layout (`tokenizer.sid_layout`) says whether the model writes
-    `<|sid_start|>` codes `<|sid_end|>` (marked) or the code tokens alone (bare), and generation follows it;
+    `<|sid_start|>` codes `<|sid_end|>` (marked) or the code tokens alone (bare), and generation follows it (in
+    the marked layout the forced `<|sid_start|>` ends the prompt and decoding stops after the last code, which
+    saves two forward passes per SID and changes no score);
     users go through `model.generate()` in left-padded batches of `batch_size`, with beam search
     (`num_return_sequences=num_beams`) under a `SIDLogitsProcessor`, so every output is a catalogue SID. Outputs are
     ranked by their score, the sum of the log-probabilities of the SID's code tokens (forced markers count 0;
@@ -420,6 +423,12 @@ def recommend(
     prompts = [history_prompt(tokenizer, list(h), titles=titles, max_history=max_history) for h in histories]
     all_ids = _encode_prompts(tokenizer, prompts)
     _check_prompt_lengths(model, [len(ids) for ids in all_ids], plan.new_tokens, max_history)
+    if not plan.bare:
+        # The marked layout's `<|sid_start|>` is forced and `<|sid_end|>` follows the last code: putting the start
+        # marker into the prompt and stopping after the codes gives the same SIDs and scores (forced tokens score
+        # 0) with two forward passes fewer per SID, which is a third of a 4-level SID's decoding cost.
+        all_ids = [ids + [int(tokenizer.sid_start_token_id)] for ids in all_ids]
+        plan = dataclasses.replace(plan, bare=True)
     generator = model
     if plan.beam_search and prefill_once and not isinstance(model, PrefillOnceLM):
         generator = PrefillOnceLM(model)

@@ -646,6 +646,28 @@ def test_recommend_uses_prefill_once_for_beam_search(rec_setup, monkeypatch):
     assert [[i for i, _ in r] for r in already] == [[i for i, _ in r] for r in plain[:2]]
 
 
+def test_marked_layout_decodes_one_step_per_code(rec_setup, monkeypatch):
+    """The forced `<|sid_start|>` goes into the prompt and nothing runs after the last code: `generate()` gets
+    prompts ending in the start marker and `max_new_tokens == num_levels` (two forward passes fewer per SID than
+    writing both markers), for beam search, greedy search and prefixes alike."""
+    from hf_semtok.generation import recommend
+
+    tok, model, _, histories = rec_setup
+    seen = []
+    original = type(model).generate
+
+    def spying(self, *args, **kwargs):
+        seen.append((kwargs["input_ids"][:, -1].tolist(), kwargs["max_new_tokens"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "generate", spying)
+    recommend(model, tok, histories[:3], k=4, num_beams=8, progress=False)
+    recommend(model, tok, histories[:3], k=1, num_beams=1, progress=False)
+    recommend(model, tok, histories[:3], k=2, num_beams=4, prefix_level=2, progress=False)
+    assert [new for _, new in seen] == [tok.num_levels, tok.num_levels, 2]
+    assert all(set(last) == {tok.sid_start_token_id} for last, _ in seen)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # recommend() in the bare SID layout (an item is its code tokens, no markers)
 # ----------------------------------------------------------------------------------------------------------------
