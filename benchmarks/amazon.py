@@ -237,6 +237,12 @@ def _generator_key(run: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, default=str)
 
 
+def _sasrec(results_dir: Path, dataset: str) -> dict[str, Any] | None:
+    """The SASRec baseline of `dataset` (`sasrec_<dataset>.json`, written by benchmarks/sasrec.py), if present."""
+    path = results_dir / f"sasrec_{dataset}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def write_markdown(results_dir: Path = RESULTS) -> str:
     """Regenerate `amazon.md` from every `amazon_*.json` in `results_dir` and return its text."""
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("amazon_*.json"))]
@@ -253,7 +259,7 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
         main_rows = [r for r in ours if not r["run_name"].startswith(ABLATION_PREFIX)]
         ablation = [r for r in ours if r["run_name"].startswith(ABLATION_PREFIX)]
         if main_rows:
-            groups.append((f"## {dataset}", main_rows))
+            groups.append((f"## {dataset}", main_rows, _sasrec(results_dir, dataset)))
         by_generator: dict[str, list[dict[str, Any]]] = {}
         for r in ablation:
             by_generator.setdefault(_generator_key(r), []).append(r)
@@ -263,8 +269,8 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
                 f"## {dataset}: SID ablation ({rows[0]['training']['steps']} steps; one generator config, "
                 "only the SIDs differ)"
             )
-            groups.append((title, sorted(rows + partners, key=lambda r: r["run_name"])))
-    for title, rows in groups:
+            groups.append((title, sorted(rows + partners, key=lambda r: r["run_name"]), None))
+    for title, rows, sasrec in groups:
         lines += [
             "",
             title,
@@ -277,6 +283,17 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
             lines.append(
                 f"| TIGER (Table 1, published) | RQ-VAE 3x256 + dedup | Sentence-T5 text | {_fmt(rows[0]['tiger'])} "
                 "| | | | ~13M | | | | | | all |"
+            )
+        # The baseline users would pick instead (benchmarks/sasrec.py): same splits, users and metrics.
+        if sasrec:
+            t = sasrec["training"]
+            lines.append(
+                f"| SASRec, full cross-entropy, history 50 (`sasrec_{sasrec['dataset']}.json`) | none (item ids) "
+                "| item ids "
+                f"| {_fmt(sasrec['metrics'])} | {_se(sasrec['metrics'])} "
+                f"| {_with_se(sasrec['validation'], 'recall@10')} | {_with_se(sasrec['validation'], 'ndcg@10')} "
+                f"| {t['num_parameters'] / 1e6:.1f}M | {_steps(t)} | | {t['threads']} | {t['train_seconds'] / 60:.1f} "
+                f"| {sasrec['total_seconds'] / 60:.0f} | {sasrec['evaluation']['test_users']} |"
             )
         for r in rows:
             training = r["training"]
@@ -300,6 +317,8 @@ def write_markdown(results_dir: Path = RESULTS) -> str:
             "for NDCG). Rows before step-bounded runs were cut by wall-clock time.",
         ]
         lines += ["", "Commands:", ""] + [f"- {r['run_name']}: `{r['command']}`" for r in rows]
+        if sasrec:
+            lines.append(f"- SASRec: `{sasrec['command']}`")
     text = "\n".join(lines) + "\n"
     write_text_atomic(text, results_dir / "amazon.md")
     return text
