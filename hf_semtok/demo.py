@@ -50,7 +50,14 @@ from hf_semtok.small_models import (
 )
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
-__all__ = ["DemoConfig", "run_demo", "demo_overrides", "QUICK_OVERRIDES", "SMOLLM2_OVERRIDES"]
+__all__ = [
+    "DemoConfig",
+    "run_demo",
+    "demo_overrides",
+    "plain_answers",
+    "QUICK_OVERRIDES",
+    "SMOLLM2_OVERRIDES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +204,7 @@ def demo_overrides(base: str | None = None, quick: bool = False) -> dict[str, An
     return dict(QUICK_OVERRIDES) if quick else {}
 
 
-def _answers(model: Any, tokenizer: Any, questions: list[str], max_new_tokens: int = 24) -> list[str]:
+def plain_answers(model: Any, tokenizer: Any, questions: list[str], max_new_tokens: int = 24) -> list[str]:
     """Greedy answers of a chat model to plain questions (its chat template, no SIDs asked for); SID tokens the
     model writes are kept in the text, the end-of-turn token is not."""
     import torch
@@ -284,7 +291,7 @@ def run_demo(config: DemoConfig | None = None, out: TextIO | None = None) -> dic
 
     questions = []
     if pretrained and cfg.questions:
-        after = _answers(model, tokenizer, list(cfg.questions))
+        after = plain_answers(model, tokenizer, list(cfg.questions))
         _line(out, "Plain questions, before -> after fine-tuning (what the language side keeps):")
         for question, old, new in zip(cfg.questions, before, after, strict=True):
             _line(out, f"  {question}\n    before: {old!r}\n    after:  {new!r}")
@@ -336,7 +343,7 @@ def _demo_model(
         t = time.perf_counter()
         model, base = load_named_base(cfg.base)
         times["load"] = time.perf_counter() - t
-        before = _answers(model, base, list(cfg.questions))
+        before = plain_answers(model, base, list(cfg.questions))
     else:
         words = ["User history:", "Next item:", "A user bought:", "has ID", "is", "category"]
         base = train_base_tokenizer(list(catalogue.titles.values()) + words, vocab_size=cfg.base_vocab_size)

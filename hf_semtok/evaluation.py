@@ -217,6 +217,7 @@ def popularity_baseline(
     test_examples: Sequence[tuple[Sequence[str], str]] | Mapping[Any, tuple[Sequence[str], str]],
     ks: Iterable[int] = (5, 10),
     exclude_seen: bool = False,
+    standard_errors: bool = False,
 ) -> dict[str, Any]:
     """Recall@K / NDCG@K of recommending the most frequent training items to everyone.
 
@@ -231,6 +232,7 @@ def popularity_baseline(
         test_examples: `(history, target)` pairs, or `{user: (history, target)}`.
         ks: Cut-offs.
         exclude_seen: Skip items already in the user's history.
+        standard_errors: Also return `"recall@K_se"` and `"ndcg@K_se"` (see `ranking_metrics`).
 
     Returns:
         `{"recall@K", "ndcg@K" for each K, "num_examples", "top_items"}` (`top_items`: the `max(ks)` most popular).
@@ -256,6 +258,6 @@ def popularity_baseline(
             rankings.append([item for item in order if item not in seen][:top])
         else:
             rankings.append(order[:top])
-    out: dict[str, Any] = ranking_metrics(rankings, targets, ks)
+    out: dict[str, Any] = ranking_metrics(rankings, targets, ks, standard_errors=standard_errors)
     out["top_items"] = order[:top]
     return out

@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         max_history=cfg.max_history,
         progress=cfg.progress,
         return_rankings=cfg.save_rankings,
+        standard_errors=True,
     )
     rankings = metrics.pop("rankings", None)
     result: dict = {
@@ -128,15 +129,17 @@ def main(argv: list[str] | None = None) -> dict:
         "config": {**dataclasses.asdict(dataset), **dataclasses.asdict(cfg)},
     }
     if cfg.popularity_baseline:
-        popularity = popularity_baseline(train, examples, ks=cfg.ks, exclude_seen=cfg.exclude_seen)
+        popularity = popularity_baseline(
+            train, examples, ks=cfg.ks, exclude_seen=cfg.exclude_seen, standard_errors=True
+        )
         result["popularity"] = {k: v for k, v in popularity.items() if k != "top_items"}
     if rankings is not None:
         result["rankings"] = {u: [[item, score] for item, score in r] for u, r in zip(users, rankings)}
     write_text_atomic(json.dumps(result, indent=2) + "\n", cfg.output_file)
-    for key in sorted(k for k in metrics if "@" in k):
+    for key in sorted(k for k in metrics if "@" in k and not k.endswith("_se")):
         baseline = result.get("popularity", {}).get(key)
         print(
-            f"{key:>10}: {metrics[key]:.4f}"
+            f"{key:>10}: {metrics[key]:.4f} +- {metrics[f'{key}_se']:.4f}"
             + (f"   (popularity {baseline:.4f})" if baseline is not None else "")
         )
     print(f"Wrote {cfg.output_file}")
