@@ -31,6 +31,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -91,7 +92,8 @@ class SASRecBenchConfig:
         max_steps: Optimizer steps; the run's only bound (never wall time).
         eval_every_steps: Steps between two points of the validation curve (all validation users); `None` or 0: no
             curve, only the final evaluation.
-        select_best: Keep the weights of the curve's best validation NDCG@10 (validation only) instead of the last.
+        select_best: Keep the weights of the curve's best validation NDCG at the largest K (NDCG@10; validation
+            only) instead of the last.
         eval_batch_size: Users per forward pass in evaluation.
         ks: Cut-offs of Recall@K / NDCG@K.
         seed: Seed of the weights, the dropout and the batch order.
@@ -395,8 +397,8 @@ def train_sasrec(
             point["loss"] = float(np.mean(losses[-cfg.eval_every_steps :]))
             curve.append(point)
             logger.info("step %d: validation %s", step, point)
-            if cfg.select_best and (best is None or point["ndcg@10"] > best[0]):
-                best = (point["ndcg@10"], step, copy.deepcopy(model.state_dict()))
+            if cfg.select_best and (best is None or point[f"ndcg@{max(cfg.ks)}"] > best[0]):
+                best = (point[f"ndcg@{max(cfg.ks)}"], step, copy.deepcopy(model.state_dict()))
             began = time.perf_counter()
     bar.close()
     train_seconds += time.perf_counter() - began
@@ -523,7 +525,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "config": dataclasses.asdict(cfg),
         "command": "python benchmarks/sasrec.py " + " ".join(argv),
         "git_commit": commit,
-        "device": _AMAZON._device(),
+        "device": f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)",  # never moved to a GPU
         "total_seconds": round(time.perf_counter() - began, 1),
     }
     logger.info("test %s", metrics)
