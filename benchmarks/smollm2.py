@@ -85,12 +85,18 @@ def _read_yaml(path: str) -> dict[str, Any]:
     return yaml.safe_load(Path(path).read_text()) or {}
 
 
-def _run(script: str, config: str, extra: list[str], cfg: SmolLM2BenchConfig) -> float:
-    """Run one recipe as a user types it; its seconds. Raises if it fails (its output is shown)."""
+def _command(script: str, config: str, extra: list[str], cfg: SmolLM2BenchConfig, threads: int) -> tuple:
+    """The argv and environment of one recipe run as a user types it (plus `extra` overrides)."""
     command = [sys.executable, f"recipes/{script}", "--config", config, *extra]
     if cfg.data_dir is not None:
         command += ["--data_dir", cfg.data_dir]
-    env = {**os.environ, "OMP_NUM_THREADS": str(cfg.num_threads), "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONHASHSEED": "0"}
+    return command, env
+
+
+def _run(script: str, config: str, extra: list[str], cfg: SmolLM2BenchConfig) -> float:
+    """Run one recipe as a user types it; its seconds. Raises if it fails (its output is shown)."""
+    command, env = _command(script, config, extra, cfg, cfg.num_threads)
     logger.info("running: %s", " ".join(command))
     began = time.perf_counter()
     subprocess.run(command, cwd=REPO, env=env, check=True)
@@ -110,23 +116,36 @@ def _stage(name: str, script: str, config: str, done_file: str, cfg: SmolLM2Benc
     return {**entry, "reused": False, "seconds": _run(script, config, [], cfg)}
 
 
-def _evaluate(split: str, cfg: SmolLM2BenchConfig) -> dict[str, Any]:
-    """`recipes/evaluate.py` on every user of `split`; its result JSON plus the command."""
-    out_file = Path("outputs") / f"eval-smollm2-{cfg.dataset}" / f"{split}.json"
-    extra = ["--split", split, "--max_users", "null" if cfg.max_users is None else str(cfg.max_users)]
-    extra += ["--output_file", str(out_file), "--no_progress"]
-    if cfg.num_beams is not None:
-        extra += ["--num_beams", str(cfg.num_beams)]
-    seconds = _run("evaluate.py", cfg.evaluate_config, extra, cfg)
-    result = json.loads((REPO / out_file).read_text())
-    return {
-        "command": f"python recipes/evaluate.py --config {cfg.evaluate_config} {' '.join(extra)}",
-        "seconds": seconds,
-        "num_users": result["num_users"],
-        "metrics": result["metrics"],
-        "popularity": result.get("popularity"),
-        "num_beams": result["config"]["num_beams"],
-    }
+def _evaluate(cfg: SmolLM2BenchConfig) -> dict[str, Any]:
+    """`recipes/evaluate.py` on every user of each split, the splits side by side (`num_threads` shared between
+    them: two one-thread processes get more out of 2 cores than one after the other); per split its result
+    JSON's metrics plus the command."""
+    threads = max(1, cfg.num_threads // len(cfg.splits))
+    runs = {}
+    for split in cfg.splits:
+        out_file = Path("outputs") / f"eval-smollm2-{cfg.dataset}" / f"{split}.json"
+        extra = ["--split", split, "--max_users", "null" if cfg.max_users is None else str(cfg.max_users)]
+        extra += ["--output_file", str(out_file), "--no_progress"]
+        if cfg.num_beams is not None:
+            extra += ["--num_beams", str(cfg.num_beams)]
+        command, env = _command("evaluate.py", cfg.evaluate_config, extra, cfg, threads)
+        logger.info("running: %s", " ".join(command))
+        runs[split] = (out_file, extra, time.perf_counter(), subprocess.Popen(command, cwd=REPO, env=env))
+    evaluation = {}
+    for split, (out_file, extra, began, proc) in runs.items():
+        if proc.wait() != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
+        result = json.loads((REPO / out_file).read_text())
+        evaluation[split] = {
+            "command": f"python recipes/evaluate.py --config {cfg.evaluate_config} {' '.join(extra)}",
+            "seconds": round(time.perf_counter() - began, 1),
+            "threads": threads,
+            "num_users": result["num_users"],
+            "metrics": result["metrics"],
+            "popularity": result.get("popularity"),
+            "num_beams": result["config"]["num_beams"],
+        }
+    return evaluation
 
 
 def _fine_tuned(cfg: SmolLM2BenchConfig) -> tuple[Any, Any]:
@@ -225,7 +244,7 @@ def write_markdown(result: dict[str, Any]) -> str:
         scratch = (result.get("from_scratch") or {}).get(split)
         if scratch:
             lines.append(_row(f"from-scratch generator ({result['from_scratch']['run']})", scratch))
-        lines += ["", f"`{ev['command']}` ({ev['seconds']:.0f} s)", ""]
+        lines += ["", f"`{ev['command']}` ({ev['seconds']:.0f} s, {ev.get('threads', '?')} thread(s))", ""]
     lines += ["## Plain questions, before -> after fine-tuning", ""]
     for qa in result["language"]["plain_answers"]:
         lines += [f"- {qa['question']}", f"  - before: {qa['before']!r}", f"  - after: {qa['after']!r}"]
@@ -266,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cpt": _stage("cpt", "continued_pretraining.py", cfg.cpt_config, "config.json", cfg),
         "lora": _stage("lora", "finetune_lora.py", cfg.lora_config, "adapter_config.json", cfg),
     }
-    evaluation = {split: _evaluate(split, cfg) for split in cfg.splits}
+    evaluation = _evaluate(cfg)
     result = {
         "dataset": cfg.dataset,
         "command": "python benchmarks/smollm2.py " + " ".join(argv),
