@@ -27,6 +27,8 @@ BENCHMARKS = [
     "split_gap",
     "rqvae_convergence",
     "amazon",
+    "sasrec",
+    "smollm2",
 ]
 
 

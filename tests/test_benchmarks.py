@@ -45,7 +45,17 @@ def test_run_all_rejects_unknown_names(capsys):
 
 
 @pytest.mark.parametrize(
-    "name", ["encode_speed", "tokenizer_speed", "generation_speed", "sid_quality", "split_gap", "amazon"]
+    "name",
+    [
+        "encode_speed",
+        "tokenizer_speed",
+        "generation_speed",
+        "sid_quality",
+        "split_gap",
+        "amazon",
+        "sasrec",
+        "smollm2",
+    ],
 )
 def test_every_listed_benchmark_exists(name):
     assert name in _load("run_all").BENCHMARKS and (ROOT / "benchmarks" / f"{name}.py").exists()
