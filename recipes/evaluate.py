@@ -47,6 +47,11 @@ class EvaluateConfig:
         "The SemanticIDTokenizer (default: adapter_path, else the model)."
     )
     device: str | None = arg("Device (default: cuda when available).")
+    dtype: Literal["float32", "bfloat16", "float16"] = arg(
+        "Weights' dtype during ranking (the adapter is merged in float32 first). bfloat16 is about 1.8x faster on "
+        "CPUs with AVX512-BF16 and on GPUs; scores then carry bfloat16 rounding.",
+        "float32",
+    )
     # data: the same catalogue the model was trained on (hf_semtok.data.DatasetArguments, parsed beside this class)
     split: Literal["test", "valid"] = arg("Which leave-one-out split is ranked.", "test")
     max_users: int | None = arg("A seeded random subset of the split's users (null: all).")
@@ -80,7 +85,7 @@ def load_model_and_tokenizer(cfg: EvaluateConfig):
 
         model = PeftModel.from_pretrained(model, cfg.adapter_path).merge_and_unload()
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), tokenizer
+    return model.to(device=device, dtype=getattr(torch, cfg.dtype)).eval(), tokenizer
 
 
 def main(argv: list[str] | None = None) -> dict:

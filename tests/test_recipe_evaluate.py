@@ -125,6 +125,29 @@ def test_main_merges_a_lora_adapter(saved):
         assert result["metrics"][key] == pytest.approx(direct[key])
 
 
+def test_main_ranks_in_bfloat16_when_asked(saved, monkeypatch):
+    """`--dtype bfloat16`: the ranking runs on the model cast after loading, the choice is recorded in the JSON,
+    and every ranked item is still a catalogue item."""
+    import torch
+
+    root, model_dir, catalogue, _, _ = saved
+    dtypes = []
+    library = evaluate_recipe.evaluate_recommender
+
+    def spying(model, *args, **kwargs):
+        dtypes.append(next(model.parameters()).dtype)
+        return library(model, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_recipe, "evaluate_recommender", spying)
+    out = root / "metrics_bf16.json"
+    evaluate_recipe.main(_args(model_dir, out, "--dtype", "bfloat16", "--save_rankings", "true"))
+    written = json.loads(out.read_text())
+    assert dtypes == [torch.bfloat16] and written["config"]["dtype"] == "bfloat16"
+    assert all(item in catalogue.item_ids for r in written["rankings"].values() for item, _ in r)
+    with pytest.raises(SystemExit):
+        evaluate_recipe.main(_args(model_dir, out, "--dtype", "int8"))
+
+
 def test_main_bad_config(saved):
     root, model_dir, *_ = saved
     with pytest.raises(ValueError, match="model_name_or_path is required"):
