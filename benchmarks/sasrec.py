@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import json
 import logging
 import math
@@ -53,18 +52,9 @@ REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("benchmarks.sasrec")
 
 
-def _load_amazon_bench() -> Any:
-    """benchmarks/amazon.py (its DATASETS table, git and device helpers), loaded as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "_amazon_bench", Path(__file__).resolve().parent / "amazon.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+import amazon as _AMAZON  # noqa: E402  (benchmarks/amazon.py)
 
-
-_AMAZON = sys.modules.get("_amazon_bench") or _load_amazon_bench()
 #: The datasets of benchmarks/amazon.py: folder, loader and TIGER's published row.
 DATASETS: dict[str, dict[str, Any]] = _AMAZON.DATASETS
 

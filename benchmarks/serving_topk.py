@@ -32,7 +32,6 @@ saved under `benchmarks/runs/serving_topk_<dataset>/` (gitignored).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import math
@@ -77,18 +76,8 @@ EVAL_ONLY = (
 RANKINGS = ("logprob", "frequency")
 
 
-def _load_amazon_bench() -> Any:
-    """benchmarks/amazon.py (its config dataclass, dataset table, loader and feature builder)."""
-    spec = importlib.util.spec_from_file_location(
-        "_amazon_bench", Path(__file__).resolve().parent / "amazon.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-_AMAZON = _load_amazon_bench()
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+import amazon as _AMAZON  # noqa: E402  (benchmarks/amazon.py)
 
 
 @dataclass

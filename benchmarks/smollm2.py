@@ -38,6 +38,9 @@ from hf_semtok.arguments import arg
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+import amazon  # noqa: E402  (benchmarks/amazon.py: the commit and device strings of every result)
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 KEYS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -273,8 +276,6 @@ def _from_scratch(cfg: SmolLM2BenchConfig) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the chain and write the results; returns the result dict."""
-    import amazon  # benchmarks/amazon.py, beside this file: the commit and device strings of every result
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     (cfg,) = parse_args_with_config(SmolLM2BenchConfig, argv, prog="smollm2.py")

@@ -21,7 +21,6 @@ Writes benchmarks/results/split_gap.json and benchmarks/results/split_gap.md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from collections import Counter
@@ -35,18 +34,9 @@ from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_amazon_bench():
-    """benchmarks/amazon.py, loaded once: its DATASETS table and the run name each config writes."""
-    spec = importlib.util.spec_from_file_location(
-        "_amazon_bench", Path(__file__).resolve().parent / "amazon.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+import amazon as _AMAZON  # noqa: E402  (benchmarks/amazon.py)
 
-
-_AMAZON = _load_amazon_bench()
 #: Dataset name -> folder under --data_root (benchmarks/amazon.py's DATASETS).
 FOLDERS = {name: info["folder"] for name, info in _AMAZON.DATASETS.items()}
 
