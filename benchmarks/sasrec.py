@@ -89,6 +89,7 @@ class SASRecBenchConfig:
         seed: Seed of the weights, the dropout and the batch order.
         num_threads: Torch CPU threads (`torch.set_num_threads`; `None`: torch's default).
         progress: Show progress bars.
+        run_name: Suffix of the result file (`sasrec_<dataset>_<run_name>.json`) for a run beside the main row.
     """
 
     dataset: str = "beauty"
@@ -112,6 +113,7 @@ class SASRecBenchConfig:
     seed: int = 42
     num_threads: int | None = None
     progress: bool = True
+    run_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -436,7 +438,8 @@ def write_markdown(results_dir: Path) -> str:
         m, v, t, p = r["metrics"], r["validation"], r["training"], r["popularity"]
         tiger = f"{r['tiger']['recall@10']:.4f} / {r['tiger']['ndcg@10']:.4f}" if r.get("tiger") else ""
         lines.append(
-            f"| {r['dataset']} | {_with_se(m, 'recall@5')} | {_with_se(m, 'ndcg@5')} | {_with_se(m, 'recall@10')} "
+            f"| {r['dataset']}{' (' + r['config']['run_name'] + ')' if r['config'].get('run_name') else ''} "
+            f"| {_with_se(m, 'recall@5')} | {_with_se(m, 'ndcg@5')} | {_with_se(m, 'recall@10')} "
             f"| {_with_se(m, 'ndcg@10')} | {_with_se(v, 'recall@10')} | {_with_se(v, 'ndcg@10')} | {tiger} "
             f"| {p['recall@10']:.4f} / {p['ndcg@10']:.4f} | {t['num_parameters'] / 1e6:.2f}M "
             f"| {t['steps']} ({t['selected_step']}) | {t['epochs']} | {t['threads']} "
@@ -521,7 +524,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logger.info("test %s", metrics)
     results_dir = REPO / cfg.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(result, results_dir / f"sasrec_{cfg.dataset}.json", indent=2)
+    suffix = f"_{cfg.run_name}" if cfg.run_name else ""  # the dataset's main row has no run name
+    write_json_atomic(result, results_dir / f"sasrec_{cfg.dataset}{suffix}.json", indent=2)
     print(write_markdown(results_dir))
     return result
 
