@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 import math
 import numbers
@@ -127,24 +126,24 @@ def _left_pad(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return input_ids, attention_mask
 
 
-def _sequence_scores(out: Any, prompt_len: int, levels: int, first_code: int = 1) -> torch.Tensor:
+def _sequence_scores(out: Any, prompt_len: int, levels: int) -> torch.Tensor:
     """Per returned sequence, the score `recommend` ranks by: the sum of the SID code tokens' log-probabilities.
 
-    Beam search returns it as `sequences_scores` (with `length_penalty=0`; forced markers score 0). Greedy search
-    and sampling do not: there it is recomputed from the raw logits (`output_logits=True`), log-softmaxed, at
-    the code positions (steps `first_code..first_code + levels - 1`: after `<|sid_start|>` in the marked layout,
-    from step 0 in the bare one), so all decoding modes rank on the same scale.
+    `recommend` generates the code tokens alone (a marked layout's `<|sid_start|>` ends the prompt). Beam search
+    returns the score as `sequences_scores` (with `length_penalty=0`). Greedy search and sampling do not: there it
+    is recomputed from the raw logits (`output_logits=True`), log-softmaxed, at the first `levels` steps, so all
+    decoding modes rank on the same scale.
     """
     scores = getattr(out, "sequences_scores", None)
     if scores is not None:
         return scores
     if not out.logits:
         raise ValueError("generate() returned neither sequences_scores nor logits; cannot score the SIDs.")
-    steps = min(levels + first_code, len(out.logits))
+    steps = min(levels, len(out.logits))
     logits = torch.stack(out.logits[:steps], dim=1).float()  # (rows, steps, vocab)
     tokens = out.sequences[:, prompt_len : prompt_len + steps].to(logits.device)  # (rows, steps)
     logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (rows, steps)
-    return logp[:, first_code:].sum(dim=1)  # code tokens only; a forced <|sid_start|> is skipped
+    return logp.sum(dim=1)
 
 
 def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> None:
@@ -201,7 +200,7 @@ class _Plan:
 
     @property
     def new_tokens(self) -> int:
-        """Tokens generated per SID: `[<|sid_start|>]`, the codes, `[<|sid_end|>]`."""
+        """Positions one SID takes in the layout: `[<|sid_start|>]`, the codes, `[<|sid_end|>]`."""
         return self.levels_out if self.bare else self.levels_out + 2
 
 
@@ -426,9 +425,9 @@ def recommend(
     if not plan.bare:
         # The marked layout's `<|sid_start|>` is forced and `<|sid_end|>` follows the last code: putting the start
         # marker into the prompt and stopping after the codes gives the same SIDs and scores (forced tokens score
-        # 0) with two forward passes fewer per SID, which is a third of a 4-level SID's decoding cost.
+        # 0) with two forward passes fewer per SID, which is a third of a 4-level SID's decoding cost. From here
+        # on, both layouts decode the code tokens alone.
         all_ids = [ids + [int(tokenizer.sid_start_token_id)] for ids in all_ids]
-        plan = dataclasses.replace(plan, bare=True)
     generator = model
     if plan.beam_search and prefill_once and not isinstance(model, PrefillOnceLM):
         generator = PrefillOnceLM(model)
@@ -461,7 +460,7 @@ def _recommend_batch(
         prompt_length=prompt_len,
         num_levels_to_generate=plan.prefix_level,
         eos_token_id=plan.eos,
-        layout="bare" if plan.bare else "marked",
+        layout="bare",  # the code tokens alone: a marked layout's <|sid_start|> ends the prompt
     )
     decoding: dict[str, Any] = (
         {"num_beams": plan.num_beams, "length_penalty": 0.0, "early_stopping": True, "do_sample": False}
@@ -472,7 +471,7 @@ def _recommend_batch(
         input_ids=input_ids,
         attention_mask=attention_mask,
         logits_processor=[processor],
-        max_new_tokens=plan.new_tokens,
+        max_new_tokens=plan.levels_out,
         num_return_sequences=plan.num_beams,
         output_scores=True,
         return_dict_in_generate=True,
@@ -481,7 +480,7 @@ def _recommend_batch(
         **decoding,
     )
     sequences = out.sequences[:, prompt_len:].reshape(len(batch), plan.num_beams, -1).tolist()
-    scores = _sequence_scores(out, prompt_len, plan.levels_out, first_code=0 if plan.bare else 1)
+    scores = _sequence_scores(out, prompt_len, plan.levels_out)
     scores = scores.reshape(len(batch), plan.num_beams).tolist()
     return [
         _rank(sequences[user], scores[user], history, tokenizer, plan) for user, history in enumerate(batch)
@@ -498,7 +497,7 @@ def _rank(
     for seq, score in sorted(zip(sequences, scores), key=lambda pair: -pair[1]):
         if not math.isfinite(score) or score < _MIN_VALID_BEAM_SCORE:
             continue
-        sid = _parse_generated_sid(seq, plan.levels_out, tokenizer, plan.token_to_code, bare=plan.bare)
+        sid = _parse_generated_sid(seq, plan.levels_out, tokenizer, plan.token_to_code)
         if sid is None or sid in taken:
             continue
         if plan.prefix_level is None:
@@ -515,22 +514,13 @@ def _rank(
 
 
 def _parse_generated_sid(
-    tokens: Sequence[int], levels: int, tokenizer: Any, token_to_code: Mapping[int, int], bare: bool = False
+    tokens: Sequence[int], levels: int, tokenizer: Any, token_to_code: Mapping[int, int]
 ) -> tuple[int, ...] | None:
-    """Codes of `<|sid_start|> c_0 .. c_{levels-1} <|sid_end|>` (bare: `c_0 .. c_{levels-1}`) at the start of
-    `tokens`, or None if malformed."""
-    if bare:
-        if len(tokens) < levels:
-            return None
-        code_tokens = tokens[:levels]
-    else:
-        if len(tokens) < levels + 2 or tokens[0] != tokenizer.sid_start_token_id:
-            return None
-        if tokens[levels + 1] != tokenizer.sid_end_token_id:
-            return None
-        code_tokens = tokens[1 : levels + 1]
+    """Codes of the generated code tokens `c_0 .. c_{levels-1}` at the start of `tokens`, or None if malformed."""
+    if len(tokens) < levels:
+        return None
     codes = []
-    for level, token in enumerate(code_tokens):
+    for level, token in enumerate(tokens[:levels]):
         code = token_to_code.get(int(token))
         if code is None or int(tokenizer.sid_token_ids[level][code]) != int(token):
             return None
