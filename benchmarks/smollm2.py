@@ -207,7 +207,7 @@ def _language(cfg: SmolLM2BenchConfig) -> dict[str, Any]:
     """Plain answers of the base and the fine-tuned model, and the fine-tuned model's free-mode answers."""
     import random
 
-    from hf_semtok.data import leave_one_out_split
+    from hf_semtok.data import leave_one_out_split, load_catalogue
     from hf_semtok.demo import plain_answers
     from hf_semtok.small_models import load_smollm2
 
@@ -217,8 +217,6 @@ def _language(cfg: SmolLM2BenchConfig) -> dict[str, Any]:
     model, tokenizer = _fine_tuned(cfg)
     after = plain_answers(model, tokenizer, cfg.questions, max_new_tokens=cfg.max_new_tokens)
     settings = _read_yaml(cfg.evaluate_config)
-    from hf_semtok.data import load_catalogue
-
     catalogue = load_catalogue(
         settings["dataset_format"], cfg.data_dir or settings["data_dir"], name=settings.get("dataset_name")
     )
