@@ -15,6 +15,7 @@ from hf_semtok.lm.generator import (
     GeneratorConfig,
     add_dropout_hooks,
     evaluate_with_standard_errors,
+    level_smoothed_loss,
     train_generator,
 )
 from hf_semtok.lm.sid_sequences import build_sid_tokenizer, history_sequences, order_by_history_length
@@ -237,6 +238,54 @@ def test_hidden_and_embedding_dropout_act_in_train_mode_only():
         GeneratorConfig(hidden_dropout=1.0)
     with pytest.raises(ValueError, match="self_attn"):
         add_dropout_hooks(torch.nn.Sequential(torch.nn.Embedding(4, 2)), hidden_dropout=0.1)
+
+
+def test_level_smoothed_loss_spreads_mass_inside_the_label_level_only():
+    from hf_semtok.small_models import build_causal_lm
+
+    tok = build_sid_tokenizer({"a": (0, 1), "b": (1, 0), "c": (1, 1)})
+    model = build_causal_lm(len(tok), hidden_size=16, num_layers=1, num_heads=2, seed=0)
+    ids = torch.tensor([tok.encode_items(["a", "b", "c"])])
+    labels = ids.clone()
+    labels[0, :2] = -100  # ignored labels stay ignored
+    outputs = model(input_ids=ids)
+    plain = level_smoothed_loss(tok.sid_token_ids, len(tok), 0.0)(outputs, labels)
+    own = model(input_ids=ids, labels=labels).loss
+    assert torch.allclose(plain, own, atol=1e-6)  # smoothing 0: the model's own loss
+    smoothed = level_smoothed_loss(tok.sid_token_ids, len(tok), 0.3)(outputs, labels)
+    log_probs = torch.log_softmax(outputs.logits[0, :-1].float(), dim=-1)
+    expected = []
+    for position, label in enumerate(labels[0, 1:].tolist()):
+        if label == -100:
+            continue
+        level = next(lvl for lvl, level_ids in enumerate(tok.sid_token_ids) if label in level_ids)
+        uniform = -log_probs[position, tok.sid_token_ids[level]].mean()
+        expected.append(0.7 * -log_probs[position, label] + 0.3 * uniform)
+    assert torch.allclose(smoothed, torch.stack(expected).mean(), atol=1e-6)
+    halved = level_smoothed_loss(tok.sid_token_ids, len(tok), 0.3)(
+        outputs, labels, num_items_in_batch=2 * len(expected)
+    )
+    assert torch.allclose(halved, smoothed / 2, atol=1e-6)  # the Trainer's count of labels divides the sum
+    with pytest.raises(ValueError, match="smoothing must lie"):
+        level_smoothed_loss(tok.sid_token_ids, len(tok), 1.0)
+    with pytest.raises(ValueError, match="label_smoothing must lie"):
+        GeneratorConfig(label_smoothing=-0.1)
+
+
+def test_label_smoothing_changes_training_and_repeats(catalogue):
+    config = dict(
+        hidden_size=32, num_layers=1, num_heads=2, batch_size=16, max_steps=6, warmup_steps=2, seed=3
+    )
+    table = {item: (i // 16, i % 16) for i, item in enumerate(catalogue.item_ids)}
+    histories = dict(list(catalogue.histories.items())[:80])
+    losses = []
+    for smoothing in (0.0, 0.2, 0.2):
+        tok = build_sid_tokenizer(table)
+        _, facts, _ = train_generator(
+            tok, histories, GeneratorConfig(**config, label_smoothing=smoothing), progress=False
+        )
+        losses.append(facts["final_train_loss"])
+    assert losses[1] == losses[2] and losses[1] != losses[0]
 
 
 def test_prefill_once_gives_the_same_rankings(catalogue):

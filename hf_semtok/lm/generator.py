@@ -23,7 +23,8 @@ metrics on a loaded machine, only later; `max_train_minutes` stays an option for
 Regularisation: `embedding_dropout` (on the token embeddings), `hidden_dropout` (on the output of every attention
 and MLP block before it joins the residual stream, as GPT-2's residual dropout; Qwen2 and Llama have none),
 `attention_dropout` and `weight_decay`. The dropouts are forward hooks, active in train mode only; the saved
-model is a plain checkpoint.
+model is a plain checkpoint. `label_smoothing` moves a share of each SID label's target mass onto the other codes
+of the same level (`level_smoothed_loss`): the codes the constrained decoder chooses among, never text tokens.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class GeneratorConfig:
         embedding_dropout: Dropout on the token embeddings during training.
         hidden_dropout: Dropout on each attention and MLP block's output before it is added to the residual
             stream, during training (GPT-2's residual dropout).
+        label_smoothing: Share of each SID label's target mass spread evenly over the codes of its level
+            (`level_smoothed_loss`; 0: the model's own cross-entropy).
         learning_rate: Peak AdamW learning rate.
         min_lr_ratio: The cosine schedule ends at `learning_rate * min_lr_ratio`.
         weight_decay: AdamW weight decay (on matrices; biases and norms get none).
@@ -113,6 +116,7 @@ class GeneratorConfig:
     attention_dropout: float = 0.0
     embedding_dropout: float = 0.0
     hidden_dropout: float = 0.0
+    label_smoothing: float = 0.0
     learning_rate: float = 1e-3
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.05
@@ -142,6 +146,8 @@ class GeneratorConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {value}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
         for name in ("eval_users", "valid_users", "test_users"):
@@ -457,10 +463,63 @@ def _run_trainer(
             data_collator=lm_collator(tokenizer),
             optimizers=(optimizer, scheduler),
             callbacks=[callback],
+            compute_loss_func=(
+                level_smoothed_loss(tokenizer.sid_token_ids, len(tokenizer), config.label_smoothing)
+                if config.label_smoothing > 0
+                else None  # the model's own loss: runs without smoothing stay bit-identical
+            ),
         )
         clock.start = time.perf_counter()
         trainer.train()
         return trainer.state
+
+
+def level_smoothed_loss(level_token_ids: Sequence[Sequence[int]], vocab_size: int, smoothing: float) -> Any:
+    """A causal-LM loss with label smoothing inside each SID level, for `Trainer(compute_loss_func=...)`.
+
+    For a label that is a level-`l` SID token the loss is `(1 - smoothing) * -log p(label)` plus `smoothing` times
+    the mean of `-log p(c)` over the codes `c` of level `l`, with `p` the softmax over the whole vocabulary. So the
+    mass taken from the label goes to the codes constrained decoding chooses among at that step, not to text
+    tokens or other levels. Any other label (an end marker, text) keeps the plain cross-entropy. Labels are
+    shifted as the model's own loss shifts them (position `t` predicts label `t + 1`); `-100` is ignored.
+
+    Args:
+        level_token_ids: `level_token_ids[l]` lists the token ids of level `l`
+            (`SemanticIDTokenizer.sid_token_ids`).
+        vocab_size: The model's vocabulary size.
+        smoothing: The share in `[0, 1)`; 0 gives the plain cross-entropy.
+
+    Returns:
+        `loss(outputs, labels, num_items_in_batch=None)`: the summed loss over labelled positions divided by
+        `num_items_in_batch` (the Trainer's count of labels in the batch) or, without it, by the local count.
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}.")
+    level_of = torch.full((vocab_size,), -1, dtype=torch.long)
+    averaging = torch.zeros(len(level_token_ids), vocab_size)  # row l: 1/|level l| on level l's tokens
+    for level, ids in enumerate(level_token_ids):
+        ids = torch.as_tensor(list(ids), dtype=torch.long)
+        if ids.numel() == 0 or int(ids.max()) >= vocab_size or int(ids.min()) < 0:
+            raise ValueError(f"Level {level}'s token ids must be non-empty and lie in [0, {vocab_size}).")
+        level_of[ids] = level
+        averaging[level, ids] = 1.0 / ids.numel()
+
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
+        shifted = labels[:, 1:].to(logits.device)
+        keep = shifted != -100
+        log_probs = torch.log_softmax(logits[:, :-1][keep].float(), dim=-1)  # (N, V): labelled positions only
+        target = shifted[keep]
+        nll = -log_probs.gather(1, target[:, None]).squeeze(1)
+        levels = level_of.to(target.device)[target]
+        # (N, levels): the mean -log p over each level's codes
+        level_mean = -(log_probs @ averaging.to(log_probs.device).T)
+        smoothed = level_mean.gather(1, levels.clamp(min=0)[:, None]).squeeze(1)
+        per_label = torch.where(levels >= 0, (1.0 - smoothing) * nll + smoothing * smoothed, nll)
+        count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+        return per_label.sum() / torch.as_tensor(count, device=per_label.device).clamp(min=1)
+
+    return loss
 
 
 def _build_model(tokenizer: Any, config: GeneratorConfig) -> Any:
