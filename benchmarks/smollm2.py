@@ -160,8 +160,16 @@ def _evaluate(cfg: SmolLM2BenchConfig) -> dict[str, Any]:
 
 def _fine_tuned(cfg: SmolLM2BenchConfig) -> tuple[Any, Any]:
     """The evaluated model (CPT output + LoRA adapter, merged) and its tokenizer, as recipes/evaluate.py loads them."""
-    sys.path.insert(0, str(REPO / "recipes"))
-    from evaluate import EvaluateConfig, load_model_and_tokenizer
+    import importlib.util
+
+    # By path under a private name: `evaluate` is also the name of a Hugging Face package.
+    spec = importlib.util.spec_from_file_location(
+        "hf_semtok_recipe_evaluate", REPO / "recipes" / "evaluate.py"
+    )
+    recipe = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = recipe  # its dataclasses look their module up here
+    spec.loader.exec_module(recipe)
+    EvaluateConfig, load_model_and_tokenizer = recipe.EvaluateConfig, recipe.load_model_and_tokenizer
 
     settings = _read_yaml(cfg.evaluate_config)
     keys = ("model_name_or_path", "adapter_path", "tokenizer_name_or_path")

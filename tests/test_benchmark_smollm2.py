@@ -103,3 +103,26 @@ def test_markdown_shows_rows_answers_and_commands():
     assert text.count("| popularity | 0.0100 | 0.0050 |") == 2
     assert text.count("from-scratch generator") == 2
     assert "'Mars'" in text and "'<|sid_start|>x'" in text and "['B']" in text and "(reused)" in text
+
+
+def test_fine_tuned_loads_the_evaluated_model_without_shadowing_evaluate(tmp_path):
+    """The model is loaded as recipes/evaluate.py loads it, imported by path under a private name: `recipes/`
+    never goes onto sys.path, so the Hugging Face `evaluate` package name stays free."""
+    from hf_semtok.lm.sid_sequences import build_sid_tokenizer
+    from hf_semtok.small_models import build_causal_lm
+
+    bench = _load()
+    tokenizer = build_sid_tokenizer({"a": (0, 1), "b": (1, 0)})
+    model = build_causal_lm(len(tokenizer), hidden_size=16, num_layers=1, num_heads=2, seed=0)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "evaluate.yaml").write_text(f"model_name_or_path: {tmp_path / 'model'}\nsplit: test\n")
+    path_before = list(sys.path)
+    loaded, loaded_tokenizer = bench._fine_tuned(
+        bench.SmolLM2BenchConfig(evaluate_config=str(tmp_path / "evaluate.yaml"))
+    )
+    assert sys.path == path_before and "evaluate" not in sys.modules
+    assert loaded_tokenizer.item_ids == ["a", "b"] and not loaded.training
+    import torch
+
+    assert torch.equal(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight)
