@@ -13,13 +13,17 @@ library's `recommend()` (the benchmark's beam search), and splits the ranking er
   the rank of the target's prefix among the distinct prefixes of the ranked list;
 - **collision siblings**: items that share all semantic codes with the target and differ only in the dedup code;
   how often one ranks above the target, and the NDCG@10 if every target moved up to its sibling group's best rank
-  (what ranking the dedup code perfectly could give).
+  (what ranking the dedup code perfectly could give), and with each sibling group reordered by training
+  popularity (a rule needing no labels);
+- **a popularity prior**: the ranked list re-sorted by `score + w * log(1 + training count)` for each weight `w`
+  of `--popularity_weights` (choose `w` on the validation split, then read the test split at that `w` alone).
 
-Writes `benchmarks/results/ndcg_diagnosis_<dataset>_<run_name>.{json,md}`.
+Writes `benchmarks/results/ndcg_diagnosis_<dataset>_<run_name>[_test].{json,md}`.
 
 Usage:
     python benchmarks/ndcg_diagnosis.py --dataset toys --run_name rqvae-256x3-contrastive-text-collab
     python benchmarks/ndcg_diagnosis.py --dataset beauty --run_name <run> --users 0   # every validation user
+    python benchmarks/ndcg_diagnosis.py --dataset toys --run_name <run> --split test --popularity_weights 0 0.1
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import math
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +93,27 @@ def target_scores(
     return out
 
 
+def _metrics_at_10(ranks: list[int | None]) -> dict[str, float]:
+    n = max(len(ranks), 1)
+    return {
+        "recall@10": sum(1 for r in ranks if r is not None and r <= 10) / n,
+        "ndcg@10": sum(_discount(r) for r in ranks) / n,
+    }
+
+
 def diagnose(
-    model: Any, tokenizer: Any, examples: list[tuple[list[str], str]], num_beams: int, max_history: int
-):
-    """The diagnosis dict for `(history, target)` examples (see the module docstring)."""
+    model: Any,
+    tokenizer: Any,
+    examples: list[tuple[list[str], str]],
+    num_beams: int,
+    max_history: int,
+    popularity: dict[str, int] | None = None,
+    popularity_weights: tuple[float, ...] = (),
+) -> dict[str, Any]:
+    """The diagnosis dict for `(history, target)` examples (see the module docstring); `popularity` holds each
+    item's training count (missing: 0)."""
+    popularity = popularity or {}
+    log_pop = {item: math.log1p(popularity.get(item, 0)) for item in tokenizer.item_ids}
     histories = [list(h) for h, _ in examples]
     targets = [t for _, t in examples]
     began = time.perf_counter()
@@ -109,6 +131,8 @@ def diagnose(
     prefix_rr = [0.0] * levels
     sibling_above = sibling_groups = 0
     oracle_dcg = 0.0
+    by_popularity_ranks: list[int | None] = []
+    prior_ranks: dict[float, list[int | None]] = {w: [] for w in popularity_weights}
     for items, target, score in zip(ranked, targets, own):
         names = [r[0] for r in items]
         rank = names.index(target) + 1 if target in names else None
@@ -141,6 +165,20 @@ def diagnose(
                 sibling_above += 1
                 best = siblings[0] + 1
         oracle_dcg += _discount(best)
+        # Each sibling group keeps its positions; inside it, the more popular item (in training) comes first.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(codes_of[name][:sem], []).append(i)
+        reordered = list(names)
+        for positions in groups.values():
+            members = sorted((names[i] for i in positions), key=lambda n: -popularity.get(n, 0))
+            for i, name in zip(positions, members):
+                reordered[i] = name
+        by_popularity_ranks.append(reordered.index(target) + 1 if target in reordered else None)
+        for w in popularity_weights:
+            resorted = sorted(items, key=lambda r: -(r[1] + w * log_pop[r[0]]))
+            order = [r[0] for r in resorted]
+            prior_ranks[w].append(order.index(target) + 1 if target in order else None)
     n = len(examples)
     hits10 = sum(hist[1:11])
     ndcg10 = sum(hist[r] * _discount(r) for r in range(1, 11)) / n
@@ -165,6 +203,8 @@ def diagnose(
         "targets_with_sibling_in_list": sibling_groups,
         "sibling_ranked_above_target": sibling_above,
         "ndcg@10_if_siblings_ranked_right": oracle_dcg / n,
+        "siblings_by_training_popularity": _metrics_at_10(by_popularity_ranks),
+        "popularity_prior": {str(w): _metrics_at_10(prior_ranks[w]) for w in popularity_weights},
     }
 
 
@@ -174,7 +214,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Where NDCG is lost: {result['dataset']}, run `{result['run_name']}`",
         "",
-        f"{n:,} validation users (seed {result['seed']}), {d['num_beams']} beams, "
+        f"{n:,} {result['split']} users (seed {result['seed']}), {d['num_beams']} beams, "
         f"{result['threads']} thread(s). Command: `{result['command']}`",
         "",
         f"- Recall@10 {d['recall@10']:.4f}, NDCG@10 {d['ndcg@10']:.4f}: NDCG/Recall "
@@ -194,9 +234,18 @@ def markdown(result: dict[str, Any]) -> str:
         f"- Collision siblings (same {d['semantic_levels']} semantic codes, another dedup code) in the list: "
         f"{d['targets_with_sibling_in_list']:,} targets; a sibling above a hit target: "
         f"{d['sibling_ranked_above_target']:,}. NDCG@10 with every such target moved to its group's best rank: "
-        f"{d['ndcg@10_if_siblings_ranked_right']:.4f} (now {d['ndcg@10']:.4f}).",
-        "",
+        f"{d['ndcg@10_if_siblings_ranked_right']:.4f} (now {d['ndcg@10']:.4f}); with each sibling group "
+        f"ordered by training popularity: {d['siblings_by_training_popularity']['ndcg@10']:.4f}.",
     ]
+    if d["popularity_prior"]:
+        lines.append(
+            f"- The {d['num_beams']} results re-sorted by score + w * log(1 + training count), Recall@10 / NDCG@10: "
+            + "; ".join(
+                f"w={w}: {m['recall@10']:.4f} / {m['ndcg@10']:.4f}" for w, m in d["popularity_prior"].items()
+            )
+            + "."
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -206,7 +255,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--run_name", required=True, help="The amazon.py run whose saved model to read.")
     parser.add_argument("--data_root", default="../shared/data", help="Folder holding the dataset folders.")
     parser.add_argument("--runs_dir", default="benchmarks/runs", help="Where amazon.py saved its runs.")
-    parser.add_argument("--users", type=int, default=4000, help="Validation users (0: all).")
+    parser.add_argument("--split", default="valid", choices=["valid", "test"])
+    parser.add_argument("--users", type=int, default=4000, help="Users of the split (0: all).")
+    parser.add_argument(
+        "--popularity_weights",
+        type=float,
+        nargs="*",
+        default=[0.0, 0.05, 0.1, 0.2, 0.4],
+        help="Weights w of the popularity prior score + w * log(1 + training count).",
+    )
     parser.add_argument("--num_beams", type=int, default=20)
     parser.add_argument("--max_history", type=int, default=20)
     parser.add_argument("--num_threads", type=int, default=2)
@@ -234,23 +291,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     cfg = _AMAZON.AmazonBenchConfig(dataset=args.dataset, data_root=args.data_root)
     catalogue = _AMAZON._load(cfg)
-    _, valid, _ = leave_one_out_split(catalogue.histories, max_history=args.max_history)
-    users = sorted(valid)
+    train, valid, test = leave_one_out_split(catalogue.histories, max_history=args.max_history)
+    split = valid if args.split == "valid" else test
+    popularity = Counter(item for history in train.values() for item in history)
+    users = sorted(split)
     if args.users:
         users = sorted(random.Random(args.seed).sample(users, min(args.users, len(users))))
-    examples = [valid[u] for u in users]
+    examples = [split[u] for u in users]
     result = {
         "dataset": args.dataset,
         "run_name": args.run_name,
+        "split": args.split,
         "seed": args.seed,
         "threads": torch.get_num_threads(),
         "command": "python benchmarks/ndcg_diagnosis.py " + " ".join(argv),
         "git_commit": _AMAZON._git_commit(),
-        "diagnosis": diagnose(model, tokenizer, examples, args.num_beams, args.max_history),
+        "diagnosis": diagnose(
+            model,
+            tokenizer,
+            examples,
+            args.num_beams,
+            args.max_history,
+            dict(popularity),
+            tuple(args.popularity_weights),
+        ),  # fmt: skip
     }
     out = REPO / args.results_dir
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"ndcg_diagnosis_{args.dataset}_{args.run_name}"
+    stem = f"ndcg_diagnosis_{args.dataset}_{args.run_name}" + ("_test" if args.split == "test" else "")
     write_json_atomic(result, out / f"{stem}.json", indent=2)
     text = markdown(result)
     write_text_atomic(text, out / f"{stem}.md")

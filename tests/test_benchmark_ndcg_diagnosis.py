@@ -68,7 +68,10 @@ def test_teacher_forced_scores_are_the_beam_scores(trained):
 def test_diagnosis_parts_add_up(trained):
     diag = _load("ndcg_diagnosis")
     examples = [trained["valid"][u] for u in sorted(trained["valid"])[:80]]
-    d = diag.diagnose(trained["model"], trained["tokenizer"], examples, num_beams=12, max_history=20)
+    popularity = {item: int(item) for item in trained["tokenizer"].item_ids}  # higher ids: more popular
+    d = diag.diagnose(
+        trained["model"], trained["tokenizer"], examples, 12, 20, popularity, popularity_weights=(0.0, 50.0)
+    )
     hits10 = sum(c for r, c in d["hit_rank_histogram"].items() if int(r) <= 10)
     assert d["recall@10"] == pytest.approx(hits10 / 80)
     assert d["misses@10"] == 80 - hits10
@@ -78,6 +81,13 @@ def test_diagnosis_parts_add_up(trained):
     assert d["targets_with_sibling_in_list"] > 0
     assert all(a >= b for a, b in zip(d["prefix_top1"], d["prefix_top1"][1:]))  # longer prefixes match less
     assert d["ndcg_over_recall@10"] <= 1.0
+    assert d["popularity_prior"]["0.0"] == {
+        "recall@10": d["recall@10"],
+        "ndcg@10": pytest.approx(d["ndcg@10"]),
+    }
+    # A heavy prior sorts the 12 results by popularity alone: the same set, so Recall@12 is kept; NDCG moves.
+    assert d["popularity_prior"]["50.0"]["ndcg@10"] != pytest.approx(d["ndcg@10"])
+    assert d["siblings_by_training_popularity"]["ndcg@10"] <= d["ndcg@10_if_siblings_ranked_right"] + 1e-12
 
 
 def test_command_writes_json_and_markdown(trained, tmp_path):
@@ -92,6 +102,12 @@ def test_command_writes_json_and_markdown(trained, tmp_path):
     result = json.loads((tmp_path / "ndcg_diagnosis_beauty_tiny.json").read_text())
     assert result["diagnosis"]["users"] == 40
     assert "Where NDCG is lost" in (tmp_path / "ndcg_diagnosis_beauty_tiny.md").read_text()
+    test_split = subprocess.run(
+        [*command, "--split", "test", "--popularity_weights", "0.1"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert test_split.returncode == 0, test_split.stderr[-2000:]
+    result = json.loads((tmp_path / "ndcg_diagnosis_beauty_tiny_test.json").read_text())
+    assert result["split"] == "test" and list(result["diagnosis"]["popularity_prior"]) == ["0.1"]
     missing = subprocess.run(
         [*command[:5], "nothing-here", *command[6:]], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
