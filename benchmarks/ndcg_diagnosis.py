@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 import amazon as _AMAZON  # noqa: E402
 
 from hf_semtok.data import leave_one_out_split  # noqa: E402
-from hf_semtok.generation import _encode_prompts, recommend  # noqa: E402
+from hf_semtok.generation import _encode_prompts, _left_pad, recommend  # noqa: E402
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic  # noqa: E402
 from hf_semtok.prompts import history_prompt  # noqa: E402
 
@@ -78,12 +78,8 @@ def target_scores(
     out: list[float] = []
     for first in range(0, len(prompts), batch):
         rows = [p + t for p, t in zip(prompt_ids[first : first + batch], target_ids[first : first + batch])]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):  # left padding, as recommend() pads
-            ids[i, width - len(r) :] = torch.as_tensor(r)
-            mask[i, width - len(r) :] = 1
+        ids, mask = _left_pad(rows, pad)  # as recommend() pads
+        width = ids.shape[1]
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits.float()
         levels = codes.shape[1]

@@ -96,3 +96,17 @@ def rqvae_tokenizer_pair(base_tokenizer, n_items: int):
         )
         made.append(SemanticIDTokenizer.from_base(base_tokenizer, sid_table=table, rqvae=model))
     return emb, made[0], made[1]
+
+
+def write_cyclic_beauty_folder(root, n_users: int, n_items: int, length: int, stride: int):
+    """A P5-layout Beauty folder (`root/data/amazon-beauty/sequential_data.txt`) whose user `u` (1-based ids)
+    walks the items in a cycle from `u * stride`: the next item is always the last + 1, which a sequential model
+    learns and a popularity ranking (every item about equally frequent) cannot. Returns `root/data`."""
+    folder = root / "data" / "amazon-beauty"
+    folder.mkdir(parents=True)
+    lines = []
+    for user in range(n_users):
+        items = [(user * stride + k) % n_items + 1 for k in range(length)]
+        lines.append(" ".join(str(x) for x in [user + 1, *items]))
+    (folder / "sequential_data.txt").write_text("\n".join(lines) + "\n")
+    return root / "data"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_cyclic_beauty_folder
 
 from hf_semtok.data import leave_one_out_split, load_catalogue
 from hf_semtok.generation import recommend
@@ -34,14 +35,8 @@ def trained(tmp_path_factory):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("diag")
-    folder = root / "data" / "amazon-beauty"
-    folder.mkdir(parents=True)
-    lines = []
-    for user in range(N_USERS):
-        items = [(user * 5 + k) % N_ITEMS + 1 for k in range(LENGTH)]
-        lines.append(" ".join(str(x) for x in [user + 1, *items]))
-    (folder / "sequential_data.txt").write_text("\n".join(lines) + "\n")
-    catalogue = load_catalogue("amazon2014", folder)
+    data = write_cyclic_beauty_folder(root, N_USERS, N_ITEMS, LENGTH, stride=5)
+    catalogue = load_catalogue("amazon2014", data / "amazon-beauty")
     table = {item: (int(item) // 4 % 4, int(item) // 16) for item in catalogue.item_ids}  # 4 collide per SID
     tokenizer = build_sid_tokenizer(table)
     train, valid, _ = leave_one_out_split(catalogue.histories, max_history=20)

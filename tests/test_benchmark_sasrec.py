@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_cyclic_beauty_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 N_ITEMS, N_USERS, LENGTH = 40, 200, 8
@@ -30,14 +31,7 @@ def sasrec():
 def data_root(tmp_path):
     """A P5-layout Beauty folder whose histories walk the items in a cycle: the next item is always the last + 1,
     which a sequential model learns and a popularity ranking (every item about equally frequent) cannot."""
-    folder = tmp_path / "data" / "amazon-beauty"
-    folder.mkdir(parents=True)
-    lines = []
-    for user in range(N_USERS):
-        items = [(user * 7 + k) % N_ITEMS + 1 for k in range(LENGTH)]
-        lines.append(" ".join(str(x) for x in [user + 1, *items]))
-    (folder / "sequential_data.txt").write_text("\n".join(lines) + "\n")
-    return tmp_path / "data"
+    return write_cyclic_beauty_folder(tmp_path, N_USERS, N_ITEMS, LENGTH, stride=7)
 
 
 def test_documented_config_runs_as_typed_and_feeds_the_amazon_table(data_root, tmp_path):
