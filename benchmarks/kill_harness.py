@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hf_semtok import io_utils
-from hf_semtok.tokenizer import file_locks, file_sets, manifests
+from hf_semtok.tokenizer import file_locks, file_sets, manifests, safe_paths
 
 __all__ = [
     "FILE_SET_SOURCES",
@@ -43,7 +43,7 @@ __all__ = [
 
 KILLED_EXIT_CODE = 87  # what a child killed at a trace point exits with
 #: The source files of the file-set saves (`file_sets.py` and the two modules it is built on).
-FILE_SET_SOURCES = [file_sets.__file__, file_locks.__file__, manifests.__file__]
+FILE_SET_SOURCES = [file_sets.__file__, file_locks.__file__, manifests.__file__, safe_paths.__file__]
 _FAILED_EXIT_CODE = 86  # the save raised in the child
 
 

@@ -31,6 +31,7 @@ from hf_semtok.tokenizer.file_sets import (
     open_file_set,
     read_manifests,
     recover_file_sets,
+    repair_plan,
     save_file_set,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "read_manifests",
     "recover_directory",
     "recover_file_sets",
+    "repair_plan",
     "save_file_set",
     "write_json_atomic",
     "write_text_atomic",

@@ -110,3 +110,28 @@ def write_cyclic_beauty_folder(root, n_users: int, n_items: int, length: int, st
         lines.append(" ".join(str(x) for x in [user + 1, *items]))
     (folder / "sequential_data.txt").write_text("\n".join(lines) + "\n")
     return root / "data"
+
+
+def tree_snapshot(root) -> dict:
+    """Every entry under `root` (links not followed): a file's SHA-256, a link's target, a folder, a special
+    file's mode. Two snapshots are equal only if nothing under `root` was written, deleted or created."""
+    import hashlib
+    import stat
+    from pathlib import Path
+
+    root = Path(root)
+    found = {}
+    for current, dirs, files in os.walk(root, followlinks=False):
+        for name in [*dirs, *files]:
+            path = Path(current) / name
+            rel = str(path.relative_to(root))
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = ("link", os.readlink(path))
+            elif stat.S_ISREG(st.st_mode):
+                found[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), st.st_mode)
+            elif stat.S_ISDIR(st.st_mode):
+                found[rel] = ("dir", st.st_mode)
+            else:
+                found[rel] = ("special", st.st_mode)
+    return found

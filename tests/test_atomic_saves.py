@@ -17,7 +17,7 @@ from conftest import rqvae_tokenizer_pair
 
 from hf_semtok import SIDTable, io_utils
 from hf_semtok.constants import SID_TABLE_FILE
-from hf_semtok.io_utils import atomic_directory, open_file_set, recover_directory
+from hf_semtok.io_utils import FileSetError, atomic_directory, open_file_set, recover_directory
 from hf_semtok.lm import generator
 from hf_semtok.rqvae import training
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
@@ -58,6 +58,19 @@ def own_files(target: Path) -> dict[str, bytes]:
     }
 
 
+def load_or_repair(target: Path, load):
+    """`load()`; where a kill landed after the commit point, the load must refuse without changing a byte, name
+    the repair, and the repair must complete the save (the loaded result is then the new version)."""
+    before = kill_harness.tree_contents(target)
+    try:
+        return load()
+    except FileSetError as err:
+        assert "interrupted after its commit point" in str(err) and "hf-semtok repair" in str(err), err
+        assert kill_harness.tree_contents(target) == before, "a failed load changed the folder"
+    recover_directory(target)
+    return load()
+
+
 def check_foreign(target: Path) -> None:
     found = {name: (target / name).read_bytes() for name in FOREIGN if (target / name).is_file()}
     assert found == FOREIGN, "a save touched files it does not own"
@@ -91,9 +104,13 @@ def old_new(tmp_path):
         if recover:
             recover_directory(target)
         assert target.is_dir(), f"{target} is missing; left: {siblings(parent)}"
-        with open_file_set(target, "directory", on_mismatch="raise") as files:  # completes a pending commit
-            assert files is not None, "no manifest"
-            found = {name: files.read_bytes(name) for name in files.files}
+
+        def load():
+            with open_file_set(target, "directory", on_mismatch="raise") as files:
+                assert files is not None, "no manifest"
+                return {name: files.read_bytes(name) for name in files.files}
+
+        found = load_or_repair(target, load)
         assert found in (OLD, NEW), f"mixed or partial set: {sorted(found)}"
         check_foreign(target)
         if recover:  # the files on disk are now exactly the set: nothing stale, nothing missing
@@ -102,6 +119,7 @@ def old_new(tmp_path):
 
     def check_clean() -> None:
         assert own_files(target) == NEW
+        recover_directory(target)  # a save leaves what killed saves left to the explicit repair
         assert [n for n in siblings(target) if n.startswith(".hf_semtok_tmp")] == []
         assert siblings(parent) == ["model"], "a save wrote beside its folder"
         check_foreign(target)
@@ -166,10 +184,16 @@ def test_kill_save_training_result_anywhere(two_results, tmp_path):
 
     def check() -> str:
         assert target.is_dir(), f"{target} is missing; left: {siblings(parent)}"
-        with open_file_set(target, training.TRAINING_FILE_SET_KIND, on_mismatch="raise"):
-            table = SIDTable.from_json(target / SID_TABLE_FILE).as_dict()
-            model = RQVAEModel.from_pretrained(target)
-            files = own_files(target)
+
+        def load():
+            with open_file_set(target, training.TRAINING_FILE_SET_KIND, on_mismatch="raise"):
+                return (
+                    SIDTable.from_json(target / SID_TABLE_FILE).as_dict(),
+                    RQVAEModel.from_pretrained(target),
+                    own_files(target),
+                )
+
+        table, model, files = load_or_repair(target, load)
         label = "old" if table == first.sid_table.as_dict() else "new"
         expected = first if label == "old" else second
         assert table == expected.sid_table.as_dict()
@@ -228,7 +252,8 @@ def test_kill_tokenizer_save_anywhere_keeps_table_and_rqvae_together(two_tokeniz
         a.save_pretrained(target)
 
     def check() -> str:
-        label = tokenizer_label(SemanticIDTokenizer.from_pretrained(target), emb, a, b)
+        tok = load_or_repair(target, lambda: SemanticIDTokenizer.from_pretrained(target))
+        label = tokenizer_label(tok, emb, a, b)
         check_foreign(target)
         return label
 

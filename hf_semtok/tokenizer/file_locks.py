@@ -170,24 +170,32 @@ _ACTIVE_LOCK = threading.Lock()
 
 
 def hold_staging(path: Path) -> int | None:
-    """Lock a staging folder for the life of its save: the lock marks it as in use by a live process."""
+    """Lock a staging folder for the life of its save: the lock marks it as in use by a live process.
+
+    Call it while holding the folder's exclusive lock, right after creating `path`, so no other process can take
+    the new folder for a dead save's leftover.
+
+    Raises:
+        OSError: the staging folder cannot be locked (the save must not go on unmarked).
+    """
     if fcntl is None:
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        pass
+    except OSError as err:
+        os.close(fd)
+        raise OSError(
+            err.errno,
+            f"Cannot lock the staging folder {path} of a save ({err.strerror}); the save is aborted",
+        ) from err
     return fd
 
 
 @contextlib.contextmanager
-def staging_in_use(staging: Staging) -> Iterator[None]:
-    """Mark `staging` as in use while the block runs: locked for other processes, registered for this one."""
-    staging_fd = hold_staging(staging.path)
+def staging_in_use(staging: Staging, staging_fd: int | None) -> Iterator[None]:
+    """Mark `staging` as in use while the block runs: locked for other processes (by `staging_fd`, from
+    [`hold_staging`]), registered for this one."""
     real = os.path.realpath(staging.path)
     with _ACTIVE_LOCK:
         _ACTIVE[real] = staging

@@ -6,26 +6,39 @@ their sizes and SHA-256) and moves each staged file onto its name. Nothing else 
 files of other kinds, the user's own files, sub-folders and mounted volumes stay as they are. The target folder
 itself is never renamed, so it may be a mount point, `.`, or a name of any valid length.
 
-The commit is crash-safe. The new manifest is first written with a `pending` entry (the staging folder and the
-files of the previous version to delete); its atomic rename is the commit point. The staged files are then moved
-into place, the old files of the same kind deleted, and the manifest rewritten without `pending`. A save killed
-before the commit point leaves the old version untouched (and a staging folder that the next save removes); one
-killed after it leaves a pending manifest that the next save or load completes ("rolls forward"). Readers go
-through [`open_file_set`]: it completes an interrupted commit, holds a shared lock on the folder while the caller
-reads (a commit takes the exclusive lock only for its renames), and checks every file of the set against the
-manifest. A reader therefore sees the complete old set or the complete new set, never a mix.
+Three rules keep a folder safe from the saves and loads of this library, whatever came with it (a `git clone` or
+`snapshot_download` of a Hub repository may bring symlinks and manifests):
 
-A save deletes only files that an earlier manifest of the same kind (and prefix) named. A folder saved by an older
-release has no manifest: a save then replaces the files it writes and may delete only the names its caller lists
-as its own (`legacy_files`). Saves nest: a save whose target is inside another save's staging folder (e.g. the
-tokenizer saved within an LM stage's output) writes straight into it, and the outer manifest records the inner
-save's files as a *part* of its own kind, so a later save of that kind finds and replaces them.
+- **A load only reads.** [`open_file_set`] never completes, removes or locks anything on disk; a save that was
+  interrupted after its commit point is a clear error naming the repair command ([`recover_file_sets`],
+  `hf-semtok repair DIR`), which says what it will do before doing it.
+- **A save never follows a link** below its target: every write, move and delete walks the path through folder
+  descriptors opened with `O_NOFOLLOW` (`safe_paths.py`); a link in the way is an error.
+- **A save deletes only bytes it wrote, and replaces only files it owns.** A manifest is data, never an order: a
+  file of the previous save of the same kind is deleted only if its bytes still match the manifest's hash, and a
+  pending entry found in a folder is never acted on by a save. A file written by another kind of save, or by no
+  save, is replaced only with `overwrite=True`.
+
+The commit is crash-safe. The new manifest is first written with a `pending` entry (the staging folder and the
+files of the previous version to delete, with their hashes); its atomic rename is the commit point. The staged
+files are then moved into place, the old files deleted, and the manifest rewritten without `pending`. A save
+killed before the commit point leaves the old version untouched (and a staging folder that the repair removes);
+one killed after it leaves a pending manifest that loads refuse until the repair completes it, or a new save of
+the same kind replaces it. Readers hold a shared lock on the folder while they read (a commit takes the
+exclusive lock only for its renames) and check every file against the manifest, so a reader sees the complete
+old set or the complete new set, never a mix. The manifest's commit id is a hash of its content, so two saves of
+the same files give byte-identical folders.
+
+A folder saved by an older release has no manifest: a save then replaces, and may delete, only the names its
+caller lists as its own (`legacy_files`). Saves nest: a save whose target is inside another save's staging folder
+(e.g. the tokenizer saved within an LM stage's output) writes straight into it, and the outer manifest records the
+inner save's files as a *part* of its own kind, so a later save of that kind finds and replaces them.
 
 This module holds the commit protocol and the public entry points; `manifests.py` holds the manifest format,
-atomic single-file writes and hashes, and `file_locks.py` the folder locks and the staging folders. The three are
-part of the tokenizer package that ships beside every saved tokenizer, so they import only the standard library.
-Locks use `fcntl.flock` (POSIX); where it is unavailable, saves and loads still work, but two processes saving
-into one folder at the same time are not coordinated.
+atomic single-file writes and hashes, `safe_paths.py` the link-free file operations and `file_locks.py` the folder
+locks and the staging folders. All four ship beside every saved tokenizer, so they import only the standard
+library. Locks use `fcntl.flock` (POSIX); where it is unavailable, saves and loads still work, but two processes
+saving into one folder at the same time are not coordinated.
 """
 
 from __future__ import annotations
@@ -36,6 +49,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -48,6 +62,7 @@ from .file_locks import (
     PartKey,
     Staging,
     active_staging,
+    hold_staging,
     legacy_match,
     listing,
     listing_top,
@@ -72,6 +87,7 @@ from .manifests import (
     remove_manifest,
     write_manifest,
 )
+from .safe_paths import LinkError, hash_regular, open_folder, regular_stat, remove_if_unchanged
 
 __all__ = [
     "LOCK_TIMEOUT_S",
@@ -80,16 +96,20 @@ __all__ = [
     "STAGING_PREFIX",
     "FileSet",
     "FileSetError",
+    "LinkError",
     "check_save_target",
     "current_umask",
     "manifest_name",
     "open_file_set",
     "read_manifests",
     "recover_file_sets",
+    "repair_plan",
     "save_file_set",
 ]
 
 logger = logging.getLogger(__name__)
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 #: What a save's nested or legacy file list may be: names, or a predicate on names.
 LegacyFiles = Callable[[str], bool] | Collection[str]
@@ -125,9 +145,10 @@ def check_save_target(directory: str | os.PathLike) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Completing commits
+# Moving and deleting, never through a link
 # ----------------------------------------------------------------------------------------------------------
-def _remove_tree(path: Path) -> None:
+def _remove_own_tree(path: Path) -> None:
+    """Remove a staging folder this process created (`shutil.rmtree` never follows links inside it)."""
     try:
         shutil.rmtree(path)
     except FileNotFoundError:
@@ -136,99 +157,125 @@ def _remove_tree(path: Path) -> None:
         logger.warning("Could not remove %s: %s", path, exc)
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Move the staged `src` onto `dst` in one step (a copy and a rename where `dst` is on another filesystem,
-    e.g. a volume mounted inside the folder)."""
-    try:
-        os.replace(src, dst)
-        return
-    except OSError as err:
-        if err.errno != errno.EXDEV:
-            raise
-    tmp = dst.parent / f"{STAGING_PREFIX}{secrets.token_hex(4)}.part"
-    try:
-        shutil.copyfile(src, tmp, follow_symlinks=False)
-        shutil.copymode(src, tmp)
-        hash_file(tmp, fsync=True)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.unlink(src)
-
-
-def _prune_empty_dirs(start: Path, root: Path) -> None:
-    """Remove `start` and its parents up to `root` (excluded) while they are empty folders (never a mount)."""
-    current = start
-    while current != root and root in current.parents:
-        if os.path.ismount(current):
-            return
+def _place(target: Path, staging_name: str, rel: str) -> None:
+    """Move the staged file `staging_name/rel` onto `rel` in `target` in one step, walking both paths without
+    following links (a copy and a rename where `rel` is on another filesystem, e.g. a mounted volume)."""
+    parent, _, name = rel.rpartition("/")
+    src_dir = f"{staging_name}/{parent}" if parent else staging_name
+    with (
+        open_folder(target, src_dir, what="move") as src_fd,
+        open_folder(target, parent, create=True, what="write") as dst_fd,
+    ):
+        found = regular_stat(dst_fd, name)
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            raise ValueError(f"Cannot save {rel!r} into {target}: it is a folder. Move it away first.")
         try:
-            os.rmdir(current)
-        except OSError:
+            os.replace(name, name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
             return
-        current = current.parent
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+        tmp = f"{STAGING_PREFIX}{secrets.token_hex(4)}.part"
+        src = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=src_fd)
+        try:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666, dir_fd=dst_fd)
+            try:
+                with os.fdopen(out, "wb", closefd=False) as handle:
+                    while chunk := os.read(src, 1 << 20):
+                        handle.write(chunk)
+                    handle.flush()
+                    os.fchmod(out, os.fstat(src).st_mode & 0o777)
+                    os.fsync(out)
+            finally:
+                os.close(out)
+            os.replace(tmp, name, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dst_fd)
+            raise
+        finally:
+            os.close(src)
+        os.unlink(name, dir_fd=src_fd)
 
 
-def _roll_forward(directory: Path, name: str, data: dict[str, Any]) -> None:
-    """Finish the commit of a pending manifest: staged files into place, old ones deleted, `pending` dropped."""
+def _finish(directory: Path, name: str, data: dict[str, Any]) -> list[str]:
+    """Finish the commit of the pending manifest `name`: staged files that match it into place, the obsolete files
+    whose bytes still match deleted, `pending` dropped. Returns what was kept that the commit meant to delete."""
     pending = data["pending"]
-    staging = directory / pending["staging"]
+    staging = pending["staging"]
+    kept = []
     for part in data["parts"]:
-        for rel in part["files"]:
-            src = staging / rel
-            if os.path.lexists(src):
-                dst = directory / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                _place(src, dst)
+        for rel, meta in part["files"].items():
+            parent, _, base = rel.rpartition("/")
+            try:
+                with open_folder(directory, f"{staging}/{parent}" if parent else staging, what="move") as fd:
+                    staged = hash_regular(fd, base)
+            except (FileNotFoundError, NotADirectoryError):
+                staged = None
+            if staged is None:
+                continue  # placed already (or never staged: a file missing is reported at load)
+            if staged != (meta["size"], meta["sha256"]):
+                raise FileSetError(
+                    f"{directory / staging / rel}: differs from what the manifest {name} records; not moving it. "
+                    f"Delete {name} and {staging} and save again."
+                )
+            _place(directory, staging, rel)
     named = {rel for part in data["parts"] for rel in part["files"]}
-    for rel in pending["obsolete"]:
+    obsolete = pending["obsolete"]
+    for rel in obsolete:
         if rel in named:
             continue
-        path = directory / rel
-        if path.is_symlink() or path.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            _prune_empty_dirs(path.parent, directory)
+        meta = obsolete[rel] if isinstance(obsolete, dict) else None
+        if meta is None or not remove_if_unchanged(directory, rel, meta):
+            if os.path.lexists(directory / rel):
+                kept.append(rel)
     fsync_dir(directory)
-    done = {k: v for k, v in data.items() if k != "pending"}
-    write_manifest(directory, name, done)
-    _remove_tree(staging)
+    write_manifest(directory, name, {k: v for k, v in data.items() if k != "pending"})
+    return kept
 
 
-def _settle(directory: Path) -> list[str]:
-    """With the folder's exclusive lock held: complete pending commits, remove what dead saves left."""
-    done = []
-    for name, data in read_manifests(directory).items():
-        if data.get("pending") is not None:
-            _roll_forward(directory, name, data)
-            logger.warning(
-                "Completed a save into %s that was interrupted after its commit point (%s).", directory, name
-            )
-            done.append(name)
+def _dead_leftovers(directory: Path) -> list[str]:
+    """Staging folders and temporary manifests that saves killed in this folder left (none of a live save)."""
+    found = []
     with os.scandir(directory) as entries:
-        leftovers = [e for e in entries if e.name.startswith(STAGING_PREFIX)]
-    for entry in leftovers:
-        path = directory / entry.name
-        if entry.is_dir(follow_symlinks=False):
-            if STAGING_RE.match(entry.name) and staging_is_dead(path):
-                _remove_tree(path)
-                done.append(entry.name)
-        elif entry.name.endswith((".json", ".part")):  # a temporary manifest of a dead commit
-            try:
-                os.unlink(path)
-                done.append(entry.name)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                logger.warning("Could not remove %s: %s", path, exc)
-    return done
+        for entry in sorted(entries, key=lambda e: e.name):
+            if not entry.name.startswith(STAGING_PREFIX):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if STAGING_RE.match(entry.name) and staging_is_dead(directory / entry.name):
+                    found.append(entry.name)
+            elif entry.is_file(follow_symlinks=False) and entry.name.endswith((".json", ".part")):
+                found.append(entry.name)
+    return found
+
+
+def repair_plan(directory: str | os.PathLike) -> list[str]:
+    """What [`recover_file_sets`] would do in `directory`, one line each, without doing any of it."""
+    directory = Path(directory)
+    lines = []
+    for name, data in read_manifests(directory).items():
+        pending = data.get("pending")
+        if pending is None:
+            continue
+        moves = sum(len(p["files"]) for p in data["parts"])
+        lines.append(
+            f"complete the interrupted save {name}: move its staged files (up to {moves}) from {pending['staging']} "
+            f"into place, delete the {len(pending['obsolete'])} files of the previous version it replaced (each "
+            "only if its bytes are still the ones that save wrote)"
+        )
+    for leftover in _dead_leftovers(directory):
+        lines.append(f"remove {leftover}, left by a save that was killed before its commit point")
+    return lines
 
 
 def recover_file_sets(directory: str | os.PathLike) -> list[str]:
-    """Complete the saves into `directory` that were interrupted after their commit point, and remove the staging
-    folders of saves killed before it. Saves and loads do this themselves; call it to tidy a folder by hand.
+    """Complete the saves into `directory` that were interrupted after their commit point, and remove what saves
+    killed before it left (staging folders, temporary manifests).
+
+    This is the explicit repair: loads never change a folder, and saves never complete another save's commit (a
+    manifest that came with a cloned folder is data, not an order). It logs what it will do before doing it (see
+    [`repair_plan`]; `hf-semtok repair DIR` shows the plan and asks first). Moves and deletes never follow a link,
+    and a file is deleted only if its bytes are the ones the interrupted save recorded.
 
     Returns:
         The manifests completed and the leftovers removed.
@@ -238,7 +285,32 @@ def recover_file_sets(directory: str | os.PathLike) -> list[str]:
         return []
     with FolderLock(directory) as lock:
         lock.exclusive()
-        return _settle(directory)
+        for line in repair_plan(directory):
+            logger.warning("Repairing %s: %s.", directory, line)
+        done = []
+        for name, data in read_manifests(directory).items():
+            if data.get("pending") is not None:
+                kept = _finish(directory, name, data)
+                if kept:
+                    logger.warning(
+                        "%s: kept %s: changed since that save wrote them, or behind a link.", directory, kept
+                    )
+                _remove_staging(directory, data["pending"]["staging"])
+                done.append(name)
+        for leftover in _dead_leftovers(directory):
+            _remove_staging(directory, leftover)
+            done.append(leftover)
+        return done
+
+
+def _remove_staging(directory: Path, name: str) -> None:
+    """Remove the leftover `name` of `directory` (a staging folder, never followed if it is a link)."""
+    path = directory / name
+    if path.is_symlink() or path.is_file():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    elif path.is_dir():
+        _remove_own_tree(path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -261,16 +333,27 @@ def _check_staged_file(target: Path, rel: str, path: Path) -> None:
         )
 
 
-def _check_destination(target: Path, rel: str) -> None:
-    """Refuse a file whose place in `target` is a folder, or whose parent folders are files."""
-    dst = target / rel
-    for parent in [dst, *dst.parents]:
-        if parent == target:
-            break
-        if parent != dst and (parent.is_file() or (parent.is_symlink() and not parent.is_dir())):
-            raise ValueError(f"Cannot save {rel!r} into {target}: {parent} is a file, not a folder.")
-        if parent == dst and parent.is_dir() and not parent.is_symlink():
-            raise ValueError(f"Cannot save {rel!r} into {target}: {dst} is a folder. Move it away first.")
+def _check_destination(target: Path, rel: str) -> tuple[int, str] | None:
+    """Refuse a file whose place in `target` is a folder, or whose path goes through a link or a file; return the
+    size and hash of the file it would replace (`None`: nothing there)."""
+    parent, _, name = rel.rpartition("/")
+    try:
+        with open_folder(target, parent, what="write") as fd:
+            found = regular_stat(fd, name)
+            if found is None:
+                return None
+            if stat.S_ISDIR(found.st_mode):
+                raise ValueError(
+                    f"Cannot save {rel!r} into {target}: {target / rel} is a folder. Move it away first."
+                )
+            if stat.S_ISLNK(found.st_mode):
+                raise LinkError(
+                    f"Cannot save {rel!r} into {target}: {target / rel} is a symbolic link. hf_semtok never writes "
+                    "through links inside a save folder; remove the link or save into another folder."
+                )
+            return hash_regular(fd, name) or (-1, "")
+    except FileNotFoundError:
+        return None
 
 
 def _hash_staged_files(target: Path, staging: Staging) -> PartFiles:
@@ -290,35 +373,69 @@ def _hash_staged_files(target: Path, staging: Staging) -> PartFiles:
         os.chmod(path, mode | (st.st_mode & 0o111 & ~current_umask()))
         size, digest = hash_file(path, fsync=True)
         parts.setdefault(owner.get(rel, staging.key), {})[rel] = {"size": size, "sha256": digest}
-        _check_destination(target, rel)
     for current, _, _ in os.walk(staging.path):
         fsync_dir(Path(current))
     return parts
 
 
-def _take_over(
-    manifests: Mapping[str, Mapping[str, Any]], manifest: str, parts: PartFiles
-) -> tuple[set[str], dict[str, dict[str, Any] | None], set[PartKey]]:
-    """What a save of `parts` into `manifest` takes over from the folder's `manifests`.
+def _describe(key: PartKey) -> str:
+    return f"a {key[0]!r} save" + (f" with prefix {key[1]!r}" if key[1] else "")
+
+
+def _plan(
+    target: Path,
+    manifests: Mapping[str, Mapping[str, Any]],
+    manifest: str,
+    parts: PartFiles,
+    staging: Staging,
+    overwrite: bool,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any] | None]]:
+    """What a save of `parts` into `manifest` does to the folder's other files.
 
     Returns:
-        The files of the previous version of its parts that it does not rewrite (to delete), the other manifests
-        rewritten without the files it takes over (`None`: nothing left, remove it), and every part the manifests
-        claim.
+        The files of the previous version of its parts that it does not rewrite, with the size and hash they must
+        still have to be deleted; and the other manifests rewritten without the files it takes over (`None`:
+        nothing left, remove it).
+
+    Raises:
+        FileSetError: a file of this save would replace one written by another kind of save, or by no save, and
+            `overwrite` is false.
     """
     new_names = {rel for names in parts.values() for rel in names}
     mine = set(parts)
-    claimed_keys = set()
-    obsolete: set[str] = set()
+    owner_of: dict[str, tuple[str, PartKey, Mapping[str, Any]]] = {}
+    for name, data in manifests.items():
+        for part in data["parts"]:
+            for rel, meta in part["files"].items():
+                owner_of[rel] = (name, (part["kind"], part["prefix"]), meta)
+    # One owner per file name: replace only files a save of these parts wrote (or identical bytes).
+    for rel in sorted(new_names):
+        existing = _check_destination(target, rel)
+        if existing is None or overwrite:
+            continue
+        owner = owner_of.get(rel)
+        if owner is not None and (owner[0] == manifest or owner[1] in mine):
+            continue
+        staged = next(meta for names in parts.values() for r, meta in names.items() if r == rel)
+        if existing == (staged["size"], staged["sha256"]):
+            continue
+        if owner is None and any(legacy_match(staging.legacy.get(key), rel) for key in mine):
+            continue  # a file of this kind saved by a release without manifests
+        whose = f"written by {_describe(owner[1])} ({owner[0]})" if owner else "that no hf_semtok save wrote"
+        raise FileSetError(
+            f"Cannot save {_describe(staging.key)} into {target}: it would replace {rel!r}, {whose}. Save into "
+            "another folder (each save owns its file names), or pass overwrite=True to replace it."
+        )
+    obsolete: dict[str, dict[str, Any]] = {}
     rewrites: dict[str, dict[str, Any] | None] = {}
     for name, data in manifests.items():
         kept = []
         changed = False
         for part in data["parts"]:
             key = (part["kind"], part["prefix"])
-            claimed_keys.add(key)
             if name == manifest or key in mine:
-                obsolete |= set(part["files"]) - new_names
+                if data.get("pending") is None:  # an interrupted save's list is not ours to act on
+                    obsolete.update({r: m for r, m in part["files"].items() if r not in new_names})
                 changed = True
                 continue
             files_left = {rel: meta for rel, meta in part["files"].items() if rel not in new_names}
@@ -326,44 +443,41 @@ def _take_over(
             kept.append({**part, "files": files_left})
         if name != manifest and changed:
             rewrites[name] = {**data, "parts": kept} if any(p["files"] for p in kept) else None
-    return obsolete, rewrites, claimed_keys
+    if not any(
+        key in {(p["kind"], p["prefix"]) for d in manifests.values() for p in d["parts"]} for key in mine
+    ):
+        obsolete.update(_legacy_obsolete(target, staging, new_names, set(owner_of)))
+    return obsolete, rewrites
 
 
 def _legacy_obsolete(
-    target: Path,
-    staging: Staging,
-    parts: PartFiles,
-    remaining: list[Mapping[str, Any] | None],
-    claimed_keys: set[PartKey],
-) -> set[str]:
+    target: Path, staging: Staging, new_names: set[str], claimed: set[str]
+) -> dict[str, dict[str, Any]]:
     """The files of a part saved before manifests existed that this save may delete (see `legacy_files`): named
-    by the part's `legacy_files`, not rewritten, and claimed by none of the `remaining` manifests."""
-    new_names = {rel for names in parts.values() for rel in names}
-    claimed = {
-        rel for data in remaining if data is not None for part in data["parts"] for rel in part["files"]
-    }
-    obsolete = set()
-    for key, legacy_files in staging.legacy.items():
-        if key in claimed_keys or key not in parts:
-            continue
-        for rel in listing_top(target):
-            if rel not in new_names and rel not in claimed and legacy_match(legacy_files, rel):
-                obsolete.add(rel)
+    by the part's `legacy_files`, not rewritten, claimed by no manifest; with their current hashes."""
+    obsolete = {}
+    with open_folder(target) as fd:
+        for legacy_files in staging.legacy.values():
+            for rel in listing_top(target):
+                if rel in new_names or rel in claimed or not legacy_match(legacy_files, rel):
+                    continue
+                found = hash_regular(fd, rel)
+                if found is not None:
+                    obsolete[rel] = {"size": found[0], "sha256": found[1]}
     return obsolete
 
 
-def _commit(target: Path, staging: Staging, manifest: str) -> None:
+def _commit(target: Path, staging: Staging, manifest: str, overwrite: bool) -> None:
     """Commit the staged files into `target` (see the module docstring): with the folder's exclusive lock, write
-    the pending manifest (the commit point), then roll it forward."""
+    the pending manifest (the commit point), then finish it."""
     parts = _hash_staged_files(target, staging)
     with FolderLock(target) as lock:
         lock.exclusive()
-        _settle(target)
         manifests = read_manifests(target)
-        obsolete, rewrites, claimed_keys = _take_over(manifests, manifest, parts)
-        remaining = [rewrites.get(name, data) for name, data in manifests.items() if name != manifest]
-        obsolete |= _legacy_obsolete(target, staging, parts, remaining, claimed_keys)
-        data = new_manifest(staging.key, parts, {"staging": staging.path.name, "obsolete": sorted(obsolete)})
+        obsolete, rewrites = _plan(target, manifests, manifest, parts, staging, overwrite)
+        data = new_manifest(
+            staging.key, parts, {"staging": staging.path.name, "obsolete": dict(sorted(obsolete.items()))}
+        )
         for name, rewritten in rewrites.items():  # others give up the files this save takes over
             if rewritten is None:
                 remove_manifest(target, name)
@@ -371,7 +485,17 @@ def _commit(target: Path, staging: Staging, manifest: str) -> None:
                 write_manifest(target, name, rewritten)
         write_manifest(target, manifest, data)  # the commit point
         staging.committed = True
-        _roll_forward(target, manifest, data)
+        _finish(target, manifest, data)
+        _remove_own_tree(staging.path)
+        leftovers = _dead_leftovers(target)
+    if leftovers:
+        logger.warning(
+            "%s holds %d leftover(s) of saves that were killed (%s); run `hf-semtok repair %s` to remove them.",
+            target,
+            len(leftovers),
+            ", ".join(leftovers[:3]),
+            target,
+        )
 
 
 @contextlib.contextmanager
@@ -389,20 +513,28 @@ def _nested_save(
 
 @contextlib.contextmanager
 def _staged_save(target: Path, key: PartKey, legacy_files: LegacyFiles | None) -> Iterator[Staging]:
-    """A staging folder in `target` for the block; removed (with `target`, if this save created it) when the
-    block raises before the commit point."""
+    """A staging folder in `target` for the block, created and locked under the folder's lock (so no other save's
+    clean-up can take it); removed (with `target`, if this save created it) when the block raises before the
+    commit point."""
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
-    staging = Staging(Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target)), key)
+    with FolderLock(target) as lock:
+        lock.exclusive()
+        staging = Staging(Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target)), key)
+        try:
+            staging_fd = hold_staging(staging.path)
+        except BaseException:
+            _remove_own_tree(staging.path)
+            raise
     if legacy_files is not None:
         staging.legacy[key] = legacy_files
-    with staging_in_use(staging):
+    with staging_in_use(staging, staging_fd):
         try:
             os.chmod(staging.path, 0o777 & ~current_umask())
             yield staging
         except BaseException:
             if not staging.committed:
-                _remove_tree(staging.path)
+                _remove_own_tree(staging.path)
                 if created:  # a failed save into a new folder leaves nothing behind (rmdir: only if empty)
                     with contextlib.suppress(OSError):
                         os.rmdir(target)
@@ -416,6 +548,7 @@ def save_file_set(
     *,
     prefix: str | None = None,
     legacy_files: LegacyFiles | None = None,
+    overwrite: bool = False,
 ) -> Iterator[Path]:
     """Write a set of files into `directory` as one atomic step that touches nothing else.
 
@@ -427,9 +560,10 @@ def save_file_set(
 
     Write the files into the yielded staging folder (inside `directory`, so on its filesystem). When the block
     ends normally they are committed (see the module docstring): they replace the files of the previous save of
-    the same `kind` and `prefix`, files of that previous save that this one did not write are deleted, and every
-    other entry of `directory` stays. A save killed at any instant leaves the old set or the new one loadable. If
-    the block raises, the staging folder is removed and `directory` is untouched. Files get the modes `open`
+    the same `kind` and `prefix`; files of that previous save that this one did not write are deleted if their
+    bytes are still the ones it wrote; every other entry of `directory` stays. A save never writes, moves or
+    deletes through a symlink below `directory`. A save killed at any instant leaves the old set or the new one.
+    If the block raises, the staging folder is removed and `directory` is untouched. Files get the modes `open`
     gives them (`0o666 & ~umask`); `directory` is created if needed.
 
     A save whose `directory` is inside another save's staging folder (in this process) writes straight into it:
@@ -445,7 +579,10 @@ def save_file_set(
             The file-name prefix of the save, when it has one: saves with different prefixes coexist.
         legacy_files (`Callable[[str], bool]` or a collection of names, *optional*):
             For a folder saved before manifests existed (no manifest of this kind): the names of its top-level
-            files this save may delete when it does not rewrite them. By default none are deleted.
+            files this save may replace or delete. By default none are deleted.
+        overwrite (`bool`, *optional*, defaults to `False`):
+            Replace files of the same name that another kind of save, or no save, wrote. By default such a save
+            is refused with a `FileSetError`, so one save never silently replaces another's files.
 
     Yields:
         `Path`: the staging folder to write into.
@@ -453,7 +590,9 @@ def save_file_set(
     Raises:
         ValueError: `directory` is the filesystem root, a file, or a link to one; or a file cannot be placed (a
             folder of the same name is in the way).
-        FileSetError: a manifest in `directory` is damaged.
+        LinkError: a file's path below `directory` goes through a symlink.
+        FileSetError: a manifest in `directory` is damaged, or a file would replace another save's (see
+            `overwrite`).
     """
     manifest = manifest_name(kind, prefix)
     target = check_save_target(directory)
@@ -464,7 +603,7 @@ def save_file_set(
         return
     with _staged_save(target, (kind, prefix), legacy_files) as staging:
         yield staging.path
-        _commit(target, staging, manifest)
+        _commit(target, staging, manifest, overwrite)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -476,14 +615,13 @@ def open_file_set(
 ) -> Iterator[FileSet | None]:
     """Hold a consistent view of the files of the last `kind` save in `directory` while the block reads them.
 
-    An interrupted save is completed first (which needs write access to `directory`). Then a shared lock on the
-    folder keeps every save of this library from committing until the block ends, so the files read in the block
-    are the complete set of one save, and each file is checked against the manifest. A file that differs while no
-    save is committing was changed by hand or by another program: with `on_mismatch="warn"` it is logged and read
-    as it is (the caller's own checks then name anything invalid in it), with `"raise"` it is an error.
-
-    Where `flock` is unavailable, a save that is committing is waited for (up to 10 s) and a set that changes
-    while it is checked is checked again.
+    A load only reads: it never completes, removes or locks anything on disk, and works on a read-only folder. A
+    shared `flock` on the folder (no lock file) keeps every save of this library from committing until the block
+    ends, so the files read in the block are the complete set of one save, and each file is checked against the
+    manifest. A file that differs while no save is committing was changed by hand or by another program: with
+    `on_mismatch="warn"` it is logged and read as it is (the caller's own checks then name anything invalid in
+    it), with `"raise"` it is an error. A save that was interrupted after its commit point is an error that names
+    the repair command; nothing is rolled forward.
 
     Args:
         directory: The folder.
@@ -495,8 +633,8 @@ def open_file_set(
         or by another program: read its files as they are).
 
     Raises:
-        FileSetError: a manifest is damaged, two manifests claim the part, an interrupted save cannot be
-            completed, or (with `on_mismatch="raise"`) a file differs from the manifest.
+        FileSetError: a manifest is damaged, two manifests claim the part, the save of the part was interrupted
+            after its commit point, or (with `on_mismatch="raise"`) a file differs from the manifest.
     """
     if on_mismatch not in ("warn", "raise"):
         raise ValueError(f"on_mismatch must be 'warn' or 'raise'; got {on_mismatch!r}.")
@@ -507,7 +645,7 @@ def open_file_set(
     with FolderLock(directory) as lock:
         lock.shared()
         for attempt in range(3):
-            manifests = _settled_manifests(directory, lock)
+            manifests = _committed_manifests(directory, lock, kind, prefix)
             file_set = find_part(directory, manifests, kind, prefix)
             if file_set is None:
                 yield None
@@ -528,30 +666,32 @@ def open_file_set(
         yield file_set
 
 
-def _settled_manifests(directory: Path, lock: FolderLock) -> dict[str, dict[str, Any]]:
-    """The manifests of `directory` once no commit is pending (completing a dead one)."""
+def _committed_manifests(
+    directory: Path, lock: FolderLock, kind: str, prefix: str | None
+) -> dict[str, dict[str, Any]]:
+    """The manifests of `directory`, refusing a pending commit of the part read (never completing it)."""
     manifests = read_manifests(directory)
-    if not any(d.get("pending") is not None for d in manifests.values()):
-        return manifests
-    if not lock.supported:  # a live save may be committing: give it time before completing it
+    if not lock.supported:  # a live save may be committing: give it time to finish
         deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
+        while _pending_of(manifests, kind, prefix) and time.monotonic() < deadline:
             time.sleep(0.05)
-            again = read_manifests(directory)
-            if again != manifests:
-                manifests = again
-                if not any(d.get("pending") is not None for d in manifests.values()):
-                    return manifests
-                deadline = time.monotonic() + 10.0
-    try:
-        lock.exclusive()
-        _settle(directory)
-    except OSError as err:
+            manifests = read_manifests(directory)
+    name = _pending_of(manifests, kind, prefix)
+    if name is not None:
         raise FileSetError(
-            f"{directory}: holds a save that was interrupted after its commit point, and it cannot be completed "
-            f"({err}). Give this process write access to the folder and load again, or run "
-            "hf_semtok.io_utils.recover_directory() on it."
-        ) from err
-    finally:
-        lock.shared()
-    return read_manifests(directory)
+            f"{directory}: the last {kind} save into this folder was interrupted after its commit point (the "
+            f"manifest {name} still lists a pending commit from {manifests[name]['pending']['staging']}). Loading "
+            f"never changes a folder. Run `hf-semtok repair {directory}` (it shows what it will do first), or "
+            f"hf_semtok.io_utils.recover_directory(...), then load again; or save the {kind} again."
+        )
+    return manifests
+
+
+def _pending_of(manifests: Mapping[str, Mapping[str, Any]], kind: str, prefix: str | None) -> str | None:
+    """The manifest holding the part (`kind`, `prefix`) when its commit is pending."""
+    for name, data in manifests.items():
+        if data.get("pending") is not None and any(
+            p["kind"] == kind and p["prefix"] == prefix for p in data["parts"]
+        ):
+            return name
+    return None

@@ -18,11 +18,14 @@ import json
 import os
 import re
 import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from .safe_paths import read_regular
 
 __all__ = [
     "MANIFEST_PREFIX",
@@ -54,6 +57,11 @@ _FORMAT = "hf_semtok.file_set"
 _VERSION = 1
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _CHUNK = 1 << 20
+#: A manifest larger than this, or naming more files, was not written by hf_semtok (a tokenizer names ~20).
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_MANIFEST_FILES = 100_000
+#: How many differing files a check names before it stops looking.
+_MAX_PROBLEMS = 20
 
 
 class FileSetError(ValueError):
@@ -156,7 +164,12 @@ def hash_file(path: Path, fsync: bool = False) -> tuple[int, str]:
     """The size and SHA-256 (hex) of the file `path`, read in chunks; with `fsync`, the file is fsynced too."""
     digest = hashlib.sha256()
     size = 0
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileSetError(
+            f"{path} is not a regular file (a FIFO, a device or a folder); it cannot be hashed."
+        )
     try:
         while chunk := os.read(fd, _CHUNK):
             digest.update(chunk)
@@ -194,6 +207,10 @@ def _check_manifest(data: Any, source: Path) -> dict[str, Any]:
     hint = "The file is damaged or was edited; delete it to load the files as they are, then save again."
     if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("parts"), list):
         raise FileSetError(f"{bad}. {hint}")
+    if sum(
+        len(p["files"]) for p in data["parts"] if isinstance(p, dict) and isinstance(p.get("files"), dict)
+    ) > (MAX_MANIFEST_FILES):
+        raise FileSetError(f"{bad} (it names more than {MAX_MANIFEST_FILES:,} files). {hint}")
     if data.get("version") != _VERSION:
         raise FileSetError(
             f"{source}: manifest version {data.get('version')!r}; this hf_semtok reads version {_VERSION}. "
@@ -225,7 +242,8 @@ def _check_manifest(data: Any, source: Path) -> dict[str, Any]:
             not isinstance(pending, dict)
             or not isinstance(pending.get("staging"), str)
             or not STAGING_RE.match(pending["staging"])
-            or not isinstance(pending.get("obsolete"), list)
+            or not isinstance(pending.get("obsolete"), (list, dict))
+            or len(pending["obsolete"]) > MAX_MANIFEST_FILES
         ):
             raise FileSetError(f"{bad} (its 'pending' entry is malformed). {hint}")
         for name in pending["obsolete"]:
@@ -252,9 +270,8 @@ def read_manifests(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
             continue
         path = directory / entry.name
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            data = json.loads(read_regular(path, MAX_MANIFEST_BYTES, "file-set manifest").decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as err:
             raise FileSetError(
                 f"{path}: cannot read this file-set manifest ({err}). Delete it to load the files as they are, "
                 "then save again."
@@ -266,18 +283,23 @@ def read_manifests(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
 def new_manifest(
     key: tuple[str, str | None], parts: Mapping[Any, Mapping[str, Any]], pending: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The manifest of a save of `key` (kind, prefix) holding `parts` (`{(kind, prefix): {name: meta}}`), with a
-    fresh commit id and its `pending` entry (staging folder name, obsolete files)."""
+    """The manifest of a save of `key` (kind, prefix) holding `parts` (`{(kind, prefix): {name: meta}}`), with its
+    `pending` entry (staging folder name, obsolete files with their sizes and hashes).
+
+    The commit id is a hash of the parts, so two saves of the same files write byte-identical manifests (a
+    content-addressed cache, `git diff` or the Hub see no change where there is none)."""
+    listed = [
+        {"kind": part[0], "prefix": part[1], "files": dict(sorted(files_of.items()))}
+        for part, files_of in sorted(parts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+    ]
+    canonical = json.dumps([key[0], key[1], listed], sort_keys=True, ensure_ascii=False)
     return {
         "format": _FORMAT,
         "version": _VERSION,
         "kind": key[0],
         "prefix": key[1],
-        "commit": secrets.token_hex(8),
-        "parts": [
-            {"kind": part[0], "prefix": part[1], "files": dict(sorted(files_of.items()))}
-            for part, files_of in parts.items()
-        ],
+        "commit": hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()[:16],
+        "parts": listed,
         "pending": dict(pending),
     }
 
@@ -355,11 +377,24 @@ class FileSet:
         """How the files on disk differ from the manifest (size or SHA-256; missing files): one line each."""
         found = []
         for name, meta in self.files.items():
+            if len(found) >= _MAX_PROBLEMS:
+                found.append(f"and possibly more of its {len(self.files):,} files")
+                break
             try:
-                size, digest = hash_file(self.path(name))
-            except FileNotFoundError:
+                st = os.stat(self.path(name))
+            except (FileNotFoundError, NotADirectoryError):
                 found.append(f"{self.path(name)} is missing")
                 continue
+            except OSError as err:
+                found.append(f"{self.path(name)} cannot be read ({err.strerror})")
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                found.append(f"{self.path(name)} is not a regular file")
+                continue
+            if st.st_size != meta["size"]:
+                found.append(f"{self.path(name)} differs from what the save wrote")
+                continue
+            size, digest = hash_file(self.path(name))
             if size != meta["size"] or digest != meta["sha256"]:
                 found.append(f"{self.path(name)} differs from what the save wrote")
         return found

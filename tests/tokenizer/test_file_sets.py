@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import rqvae_tokenizer_pair
+from conftest import tree_snapshot as tree_hashes
 
 from hf_semtok.constants import RQVAE_CONFIG_FILE, RQVAE_WEIGHTS_FILE, SID_TABLE_FILE, TOKENIZER_FILE
 from hf_semtok.io_utils import (
@@ -29,6 +30,7 @@ from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import train_rqvae
 from hf_semtok.tokenizer import file_locks, file_sets
+from hf_semtok.tokenizer.file_sets import repair_plan
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
 #: What a user keeps in the folder saved into; `volume/` stands in for a volume mounted inside it.
@@ -83,11 +85,23 @@ def test_a_save_replaces_only_the_files_of_its_previous_save(tmp_path):
         assert set(files.files) == {"a.txt"} and files.problems() == []
 
 
-def test_a_file_written_by_a_save_of_another_kind_changes_hands(tmp_path):
+def test_a_file_of_another_kind_of_save_is_replaced_only_with_overwrite(tmp_path):
     with save_file_set(tmp_path, "first") as staging:
         (staging / "shared.json").write_text("1")
         (staging / "only_first.json").write_text("1")
-    with save_file_set(tmp_path, "second") as staging:
+    (tmp_path / "users.json").write_text("mine")
+    for name, whose in [
+        ("shared.json", "written by a 'first' save"),
+        ("users.json", "that no hf_semtok save wrote"),
+    ]:
+        with pytest.raises(FileSetError, match=f"would replace '{name}', {whose}.*overwrite=True"):
+            with save_file_set(tmp_path, "second") as staging:
+                (staging / name).write_text("2")
+    assert (tmp_path / "shared.json").read_text() == "1" and (tmp_path / "users.json").read_text() == "mine"
+    assert no_leftovers(tmp_path)
+    with save_file_set(tmp_path, "second") as staging:  # the same bytes replace nothing: allowed
+        (staging / "users.json").write_text("mine")
+    with save_file_set(tmp_path, "second", overwrite=True) as staging:
         (staging / "shared.json").write_text("2")
     with open_file_set(tmp_path, "first", on_mismatch="raise") as first:
         assert set(first.files) == {"only_first.json"}  # gave up the file the later save wrote
@@ -161,18 +175,20 @@ def test_a_failed_save_leaves_the_old_set(tmp_path):
     assert (tmp_path / "a.txt").read_text() == "old" and no_leftovers(tmp_path)
 
 
-def test_a_save_cut_after_its_commit_point_is_completed_by_the_next_load(tmp_path, monkeypatch):
+def test_a_save_cut_after_its_commit_point_is_refused_by_loads_and_completed_by_the_repair(
+    tmp_path, monkeypatch
+):
     with save_file_set(tmp_path, "demo") as staging:
         (staging / "a.txt").write_text("old a")
         (staging / "gone.txt").write_text("old")
     real_place = file_sets._place
     placed = []
 
-    def place_once(src, dst):  # the first file lands, then the save "dies"
+    def place_once(target, staging, rel):  # the first file lands, then the save "dies"
         if placed:
             raise OSError(errno.EIO, "killed")
-        placed.append(dst)
-        real_place(src, dst)
+        placed.append(rel)
+        real_place(target, staging, rel)
 
     monkeypatch.setattr(file_sets, "_place", place_once)
     with pytest.raises(OSError, match="killed"):
@@ -181,7 +197,15 @@ def test_a_save_cut_after_its_commit_point_is_completed_by_the_next_load(tmp_pat
             (staging / "b.txt").write_text("new b")
     monkeypatch.setattr(file_sets, "_place", real_place)
     pending = read_manifests(tmp_path)[manifest_name("demo")]["pending"]
-    assert (tmp_path / pending["staging"]).is_dir()  # kept for the roll-forward
+    assert (tmp_path / pending["staging"]).is_dir()  # kept for the repair
+    before = tree_hashes(tmp_path)
+    with pytest.raises(FileSetError, match="interrupted after its commit point.*hf-semtok repair"):
+        with open_file_set(tmp_path, "demo"):
+            pass
+    assert tree_hashes(tmp_path) == before  # a load only reads
+    assert any("complete the interrupted save" in line for line in repair_plan(tmp_path))
+    assert tree_hashes(tmp_path) == before  # the plan only reads too
+    recover_file_sets(tmp_path)
     with open_file_set(tmp_path, "demo", on_mismatch="raise") as files:
         got = {name: files.read_bytes(name) for name in files.files}
     assert got == {"a.txt": b"new a", "b.txt": b"new b"}
