@@ -399,6 +399,15 @@ def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]
     return trainer, resumed_from
 
 
+def _card_config_json(cfg: LMStageArguments) -> str:
+    """The stage's arguments for its card, without where this machine put the output (so two saves of one stage
+    into two folders write the same card)."""
+    data = json.loads(cfg.to_json_string())
+    for key in ("output_dir", "logging_dir", "run_name", "overwrite"):
+        data.pop(key, None)
+    return json.dumps(data, indent=2, sort_keys=True)
+
+
 def render_adapter_card(cfg: LMStageArguments, tokenizer: Any, facts: dict[str, Any]) -> Any:
     """Render the adapter card template (`adapter_card.md`) for a trained stage (a `huggingface_hub.ModelCard`)."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -415,7 +424,8 @@ def render_adapter_card(cfg: LMStageArguments, tokenizer: Any, facts: dict[str, 
     return ModelCard.from_template(
         data,
         template_path=str(card_template_path(ADAPTER_CARD_TEMPLATE)),
-        model_id=cfg.hub_model_id or Path(cfg.output_dir).name,
+        model_id=cfg.hub_model_id
+        or f"hf_semtok-{cfg.data}-{cfg.train_mode}",  # not the folder: saves reproduce
         base_model_name=cfg.model_name_or_path
         or cfg.base_model
         or f"built from config {json.dumps(cfg.model_config)}",
@@ -425,8 +435,21 @@ def render_adapter_card(cfg: LMStageArguments, tokenizer: Any, facts: dict[str, 
         num_levels=tokenizer.num_levels,
         codebook_sizes=list(tokenizer.codebook_sizes),
         facts=facts,
-        config_json=cfg.to_json_string(),
+        config_json=_card_config_json(cfg),
     )
+
+
+def _refuse_the_sid_folder(cfg: LMStageArguments) -> None:
+    """An LM stage never saves into the folder its SIDs came from (the RQ-VAE that cold start needs lives there)."""
+    source = cfg.sid_table or cfg.tokenizer_name_or_path
+    if not source or not os.path.exists(source):  # a Hub id is not a local folder
+        return
+    source_dir = source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
+    if os.path.isdir(source_dir) and os.path.realpath(source_dir) == os.path.realpath(cfg.output_dir):
+        raise ValueError(
+            f"output_dir {cfg.output_dir!r} is the folder the SIDs come from ({source!r}): the LM stage would write "
+            "its config.json, weights and README.md beside the RQ-VAE there. Choose another output_dir."
+        )
 
 
 #: The kind of file set `save_stage_output` writes (`hf_semtok.io_utils.save_file_set`).
@@ -442,7 +465,10 @@ def save_stage_output(model: Any, tokenizer: Any, cfg: LMStageArguments, facts: 
     everything else stays: the `checkpoint-N` folders (resume and re-runs need them), logs, the user's own files.
     """
     card = render_adapter_card(cfg, tokenizer, facts)
-    with save_file_set(cfg.output_dir, STAGE_FILE_SET_KIND) as tmp:
+    _refuse_the_sid_folder(cfg)
+    with save_file_set(
+        cfg.output_dir, STAGE_FILE_SET_KIND, overwrite=bool(getattr(cfg, "overwrite", False))
+    ) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         card.save(Path(tmp) / "README.md")

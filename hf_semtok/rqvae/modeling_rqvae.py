@@ -43,6 +43,7 @@ from hf_semtok.rqvae.loading import (
     validate_loaded,
 )
 from hf_semtok.rqvae.quantization import ResidualQuantizer
+from hf_semtok.tokenizer.safe_paths import check_regular_files
 
 __all__ = [
     "RQVAEModel",
@@ -168,7 +169,8 @@ class RQVAEModel(RQVAEPreTrainedModel):
         want_info = bool(kwargs.pop("output_loading_info", False))
         source = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(source) and not kwargs.pop("_in_file_set", False):
-            # Complete an interrupted save into the folder, and let no save commit there while loading.
+            check_regular_files(source, "RQ-VAE")
+            # Let no save commit into the folder while loading (a load only reads: an interrupted save is an error).
             with open_file_set(source, RQVAE_FILE_SET_KIND):
                 return cls.from_pretrained(
                     source, *model_args, output_loading_info=want_info, _in_file_set=True, **kwargs
@@ -214,10 +216,12 @@ class RQVAEModel(RQVAEPreTrainedModel):
         """`PreTrainedModel.save_pretrained`, as one atomic set of files (`hf_semtok.io_utils.save_file_set`, kind
         `"rqvae"`): a save killed at any instant leaves the complete old model or the complete new one, the files
         of the previous RQ-VAE save that this one does not write are deleted, and every other file in the folder
-        (a tokenizer, a SID table, the user's own) stays. Files get `umask` modes (`0o666 & ~umask`)."""
+        (a tokenizer, a SID table, the user's own) stays. Files get `umask` modes (`0o666 & ~umask`). A file of the
+        same name written by another kind of save, or by no save, is replaced only with `overwrite=True`."""
+        overwrite = bool(kwargs.pop("overwrite", False))
         if kwargs.get("push_to_hub") or os.path.isfile(save_directory):
             return super().save_pretrained(save_directory, *args, **kwargs)
-        with save_file_set(save_directory, RQVAE_FILE_SET_KIND) as staging:
+        with save_file_set(save_directory, RQVAE_FILE_SET_KIND, overwrite=overwrite) as staging:
             return super().save_pretrained(staging, *args, **kwargs)
 
     @classmethod

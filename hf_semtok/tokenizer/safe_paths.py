@@ -24,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "LinkError",
+    "check_regular_files",
     "hash_regular",
     "open_folder",
     "read_regular",
@@ -197,3 +198,34 @@ def read_regular(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+def check_regular_files(folder: str | os.PathLike, what: str) -> None:
+    """Refuse a saved folder holding a FIFO, a device or a socket (or a link to one) where a file belongs: reading
+    one would hang or never end. Checks the folder's entries and those of its visible sub-folders.
+
+    Raises:
+        ValueError: naming the entry.
+    """
+    folder = Path(folder)
+    todo = [(folder, 0)]
+    while todo:
+        current, depth = todo.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = os.stat(entry.path)  # through a link: what a reader would open
+            except OSError:
+                continue  # a dangling link: the loader names a missing file itself
+            if stat.S_ISDIR(st.st_mode):
+                if depth < 1 and not entry.name.startswith(".") and not entry.is_symlink():
+                    todo.append((Path(entry.path), depth + 1))
+            elif not stat.S_ISREG(st.st_mode):
+                raise ValueError(
+                    f"{entry.path}: is a special file (a FIFO, a device or a socket{', through a link' if entry.is_symlink() else ''}), "
+                    f"not a regular file; a saved {what} holds only regular files, and reading this one would hang "
+                    "or never end. Remove it, or load a folder written by save_pretrained()."
+                )

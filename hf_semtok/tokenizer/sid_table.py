@@ -27,6 +27,7 @@ import numpy as np
 
 from .constants import MAX_CODEBOOK_SIZE, SID_CODES_FILE, SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_TEMPLATE
 from .item_ids import HashedItemIndex, ItemIds, _smallest_uint, _write_bytes, check_item_ids
+from .safe_paths import read_regular
 from .sid_checks import (
     MAX_NUM_LEVELS,
     _is_int,
@@ -41,6 +42,10 @@ from .sid_checks import (
     check_unique_item_ids,
 )
 from .sid_tokens import group_sid_events
+
+#: The largest `sid_table.json` a load reads (its codes live in `sid_codes.safetensors`; 10M item ids fit well
+#: within it): a bound on what a planted file can make a load read.
+MAX_SID_TABLE_JSON_BYTES = 4 << 30
 
 try:  # a dependency of transformers; only the compact (version 2) table needs it
     from safetensors import SafetensorError
@@ -476,8 +481,7 @@ class SIDTable:
             ValueError: naming the file (and field) for bytes that are not UTF-8 JSON or a table that is invalid.
         """
         name = str(path)
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular(path, MAX_SID_TABLE_JSON_BYTES, "SID table")
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as err:

@@ -38,6 +38,7 @@ from .constants import (
 )
 from .file_sets import FileSet, FileSetError, check_save_target, open_file_set, save_file_set
 from .library_hooks import get_hook
+from .safe_paths import check_regular_files
 from .sid_catalogue import SID_LAYOUT_KEY, SIDCatalogueMixin, check_sid_layout
 from .sid_table import SID_CODES_FILE, SIDTable
 from .sid_tokens import SID_RE, SIDTokenLookup
@@ -264,6 +265,10 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
                 tokenizer manifest.
         """
         check_source(pretrained_model_name_or_path)
+        if os.path.isdir(pretrained_model_name_or_path) and "_file_set" not in kwargs:
+            check_regular_files(
+                os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or ""), "tokenizer"
+            )
         if not os.path.isdir(pretrained_model_name_or_path) or "_file_set" in kwargs:
             return cls._load_checked(pretrained_model_name_or_path, *args, **kwargs)
         # A local folder: load the files of the last tokenizer save, checked against its manifest, while no save

@@ -14,7 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from .constants import SID_END_TOKEN, SID_START_TOKEN, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
+from .safe_paths import read_regular
 from .sid_table import SIDTable
+
+#: The largest tokenizer JSON file a load reads (a 150k-token `tokenizer.json` is about 10 MB).
+MAX_JSON_BYTES = 512 << 20
 
 __all__ = [
     "check_byte_level",
@@ -52,8 +56,7 @@ def json_problem(path: str | os.PathLike | None) -> str:
     if not path or not os.path.isfile(path):
         return ""
     try:
-        with open(path, "rb") as f:
-            json.loads(f.read().decode("utf-8"))
+        json.loads(read_regular(path, MAX_JSON_BYTES, "tokenizer file").decode("utf-8"))
     except UnicodeDecodeError:
         return "not UTF-8 text"
     except json.JSONDecodeError as err:
@@ -90,8 +93,7 @@ def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
     problem = json_problem(path)
     if problem:
         raise ValueError(f"{path}: {problem}; the {what} is truncated or corrupt. Re-save the tokenizer.")
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    data = json.loads(read_regular(path, MAX_JSON_BYTES, what).decode("utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not a {what} object.")
     return data

@@ -1,0 +1,322 @@
+"""Folders that came from elsewhere (a `git clone` of a Hub repository restores symlinks and may carry manifests and
+staging folders): a load never changes a file anywhere, a save never writes or deletes through a link, a manifest
+is data and never an order, loads of planted special files are bounded, saves of one object are reproducible, and
+concurrent saves never fail."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tree_snapshot
+from transformers import AutoTokenizer
+
+from hf_semtok.io_utils import FileSetError, manifest_name, open_file_set, read_manifests, save_file_set
+from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+from hf_semtok.tokenizer.file_sets import LinkError
+from hf_semtok.tokenizer.manifests import hash_file
+from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
+
+VICTIM = {"precious.txt": b"keep me", "overwrite_me.txt": b"original", "sub/x.txt": b"x"}
+PROJECT = {"train.py": b"print('train')", "data/interactions.csv": b"user,item\n1,2\n"}
+
+
+def write(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+def meta(data: bytes) -> dict:
+    import hashlib
+
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def manifest(kind: str, files: dict, pending: dict | None = None) -> dict:
+    data = {
+        "format": "hf_semtok.file_set",
+        "version": 1,
+        "kind": kind,
+        "prefix": None,
+        "commit": "planted",
+        "parts": [{"kind": kind, "prefix": None, "files": files}],
+    }
+    if pending is not None:
+        data["pending"] = pending
+    return data
+
+
+def plant(clone: Path, victim: Path, kind: str, staging_link: Path | None = None) -> None:
+    """The probe's set-up: `link -> ../victim`, a staging folder whose files go through the link, a pending
+    manifest of `kind` naming them and obsolete files behind the link, and a `zzz` manifest ordering the project's
+    own files deleted."""
+    write(victim, VICTIM)
+    write(clone, PROJECT)
+    os.symlink(os.path.relpath(victim, clone), clone / "link")
+    staging = clone / ".hf_semtok_tmp-abcdefgh"
+    if staging_link is None:
+        write(staging, {"link/owned.sh": b"#!/bin/sh\necho owned\n", "link/overwrite_me.txt": b"evil"})
+    else:
+        os.symlink(staging_link, staging)
+    files = {"link/owned.sh": meta(b"#!/bin/sh\necho owned\n"), "link/overwrite_me.txt": meta(b"evil")}
+    obsolete = {"link/precious.txt": meta(VICTIM["precious.txt"]), "link/sub/x.txt": meta(b"x")}
+    pending = {"staging": staging.name, "obsolete": obsolete}
+    (clone / manifest_name(kind)).write_text(json.dumps(manifest(kind, files, pending)))
+    project_obsolete = {name: meta(data) for name, data in PROJECT.items()}
+    pending = {"staging": ".hf_semtok_tmp-zzzzzzzz", "obsolete": project_obsolete}
+    (clone / manifest_name("zzz")).write_text(json.dumps(manifest("zzz", {}, pending)))
+
+
+def tiny_rqvae() -> RQVAEModel:
+    config = RQVAEConfig(modality_dims=8, hidden_sizes=[16], latent_dim=4, codebook_sizes=[8, 4])
+    return RQVAEModel(config).eval()
+
+
+LOADERS = {
+    "SemanticIDTokenizer": lambda d: SemanticIDTokenizer.from_pretrained(d),
+    "AutoTokenizer": lambda d: AutoTokenizer.from_pretrained(d, trust_remote_code=False),
+    "RQVAEModel": lambda d: RQVAEModel.from_pretrained(d),
+}
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+@pytest.mark.parametrize("staging_is_a_link", [False, True])
+def test_loading_a_hostile_clone_changes_no_file_anywhere(tmp_path, sid_tokenizer, loader, staging_is_a_link):
+    clone, victim, other = tmp_path / "clone", tmp_path / "victim", tmp_path / "other"
+    sid_tokenizer.save_pretrained(clone)
+    tiny_rqvae().save_pretrained(clone / "rqvae")
+    target = clone / "rqvae" if loader == "RQVAEModel" else clone
+    write(other, {"their.txt": b"theirs"})
+    kind = "rqvae" if loader == "RQVAEModel" else "tokenizer"
+    plant(target, victim, kind, staging_link=other if staging_is_a_link else None)
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(FileSetError, match="interrupted after its commit point.*hf-semtok repair"):
+        LOADERS[loader](str(target)) if loader != "AutoTokenizer" else _auto_load(target)
+    assert tree_snapshot(tmp_path) == before
+
+
+def _auto_load(target: Path):
+    # AutoTokenizer reads the folder through the library's registration; the pending tokenizer save is refused.
+    return LOADERS["AutoTokenizer"](str(target))
+
+
+def test_a_planted_manifest_of_another_kind_is_never_acted_on(tmp_path, sid_tokenizer):
+    clone, victim = tmp_path / "clone", tmp_path / "victim"
+    sid_tokenizer.save_pretrained(clone)
+    plant(clone, victim, "zzz_other")  # pending entries of kinds the loads and saves do not read
+    before = tree_snapshot(tmp_path)
+    loaded = SemanticIDTokenizer.from_pretrained(clone)  # `snapshot_download(..., local_dir=".")` then a load
+    assert loaded.sid_table_dict() == sid_tokenizer.sid_table_dict()
+    assert tree_snapshot(tmp_path) == before
+    loaded.save_pretrained(clone)  # nor a save: the project's files and the link's target stay
+    for name, data in {**PROJECT}.items():
+        assert (clone / name).read_bytes() == data
+    for name, data in VICTIM.items():
+        assert (victim / name).read_bytes() == data
+    assert not (victim / "owned.sh").exists()
+
+
+def test_loads_work_on_a_read_only_folder(tmp_path, sid_tokenizer):
+    sid_tokenizer.save_pretrained(tmp_path / "tok")
+    for path in [tmp_path / "tok", *(tmp_path / "tok").rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        before = tree_snapshot(tmp_path)
+        assert SemanticIDTokenizer.from_pretrained(tmp_path / "tok").num_items == sid_tokenizer.num_items
+        assert tree_snapshot(tmp_path) == before
+    finally:
+        for path in [tmp_path / "tok", *(tmp_path / "tok").rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_a_committed_manifest_naming_a_path_through_a_link_deletes_nothing(tmp_path, sid_tokenizer):
+    clone, victim = tmp_path / "clone", tmp_path / "victim"
+    sid_tokenizer.save_pretrained(clone)
+    write(victim, VICTIM)
+    os.symlink("../victim", clone / "link")
+    name = manifest_name("tokenizer")
+    data = json.loads((clone / name).read_text())
+    data["parts"][0]["files"]["link/precious.txt"] = meta(VICTIM["precious.txt"])  # the right hash, even
+    (clone / name).write_text(json.dumps(data))
+    sid_tokenizer.save_pretrained(clone)
+    assert {n: (victim / n).read_bytes() for n in VICTIM} == VICTIM
+
+
+def test_a_save_refuses_to_write_through_a_linked_folder(tmp_path, sid_tokenizer):
+    clone, victim = tmp_path / "clone", tmp_path / "victim"
+    write(victim, VICTIM)
+    clone.mkdir()
+    os.symlink("../victim", clone / "additional_chat_templates")
+    tok = SemanticIDTokenizer.from_pretrained(_saved(sid_tokenizer, tmp_path / "src"))
+    tok.chat_template = {"default": "{{ messages }}", "tool": "{{ tools }}"}
+    before = tree_snapshot(victim)
+    with pytest.raises(LinkError, match="'additional_chat_templates' on its path is a symbolic link"):
+        tok.save_pretrained(clone)
+    assert tree_snapshot(victim) == before
+    assert not [n for n in os.listdir(clone) if n.startswith(".hf_semtok")]
+
+
+def _saved(tok, folder: Path) -> Path:
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_a_file_changed_since_its_save_is_not_deleted(tmp_path):
+    with save_file_set(tmp_path, "demo") as staging:
+        (staging / "old.txt").write_text("written by the save")
+        (staging / "edited.txt").write_text("written by the save")
+    (tmp_path / "edited.txt").write_text("the user's edit")
+    with save_file_set(tmp_path, "demo") as staging:
+        (staging / "new.txt").write_text("new")
+    assert not (tmp_path / "old.txt").exists()
+    assert (tmp_path / "edited.txt").read_text() == "the user's edit"
+
+
+def test_the_lm_stage_refuses_the_rqvae_folder_and_foreign_files(tmp_path, sid_tokenizer, make_tiny_lm):
+    from hf_semtok.lm.stages import LMStageArguments, save_stage_output
+
+    rqvae_dir = tmp_path / "rqvae"
+    tiny_rqvae().save_pretrained(rqvae_dir)
+    before = tree_snapshot(rqvae_dir)
+    model = make_tiny_lm(len(sid_tokenizer))
+    cfg = LMStageArguments(output_dir=str(rqvae_dir), report_to="none", use_cpu=True)
+    with pytest.raises(FileSetError, match=r"would replace 'config.json', written by a 'rqvae' save"):
+        save_stage_output(model, sid_tokenizer, cfg, {})
+    assert tree_snapshot(rqvae_dir) == before
+    project = tmp_path / "project"
+    write(project, {"README.md": b"# my project\n", "config.json": b"{}"})
+    cfg = LMStageArguments(output_dir=str(project), report_to="none", use_cpu=True)
+    with pytest.raises(FileSetError, match="that no hf_semtok save wrote.*overwrite=True"):
+        save_stage_output(model, sid_tokenizer, cfg, {})
+    assert (project / "README.md").read_bytes() == b"# my project\n"
+
+
+# ------------------------------------------------------------------------------------------------ bounded loads
+@pytest.mark.parametrize("planted", ["fifo", "dev_zero"])
+def test_a_planted_fifo_or_device_never_hangs_a_load(tmp_path, sid_tokenizer, planted):
+    folder = tmp_path / "tok"
+    sid_tokenizer.save_pretrained(folder)
+
+    def make(path: Path) -> None:
+        path.unlink(missing_ok=True)
+        if planted == "fifo":
+            os.mkfifo(path)
+        else:
+            os.symlink("/dev/zero", path)
+
+    result: dict = {}
+
+    def load():
+        try:
+            SemanticIDTokenizer.from_pretrained(folder)
+            result["ok"] = True
+        except ValueError as err:
+            result["error"] = str(err)
+
+    for name in ["sid_table.json", "tokenizer_config.json", "tokenizer.json"]:
+        sid_tokenizer.save_pretrained(folder)
+        make(folder / name)
+        thread = threading.Thread(target=load, daemon=True)
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive(), f"a load hung on {name} as a {planted}"
+        assert "regular file" in result.pop("error", ""), name
+        (folder / name).unlink()
+    # A manifest entry that is a FIFO: reported as a problem, never read.
+    sid_tokenizer.save_pretrained(tmp_path / "t2")
+    data = json.loads((tmp_path / "t2" / manifest_name("tokenizer")).read_text())
+    data["parts"][0]["files"]["pipe"] = {"size": 0, "sha256": "0" * 64}
+    (tmp_path / "t2" / manifest_name("tokenizer")).write_text(json.dumps(data))
+    make(tmp_path / "t2" / "pipe")
+    with open_file_set(tmp_path / "t2", "tokenizer") as files:
+        assert any("pipe is not a regular file" in p for p in files.problems())
+
+
+def test_a_manifest_naming_too_many_files_is_refused_quickly(tmp_path):
+    files = {f"f{i}": {"size": 1, "sha256": "0"} for i in range(200_000)}
+    (tmp_path / manifest_name("demo")).write_text(json.dumps(manifest("demo", files)))
+    start = time.perf_counter()
+    with pytest.raises(FileSetError, match="names more than 100,000 files"):
+        read_manifests(tmp_path)
+    assert time.perf_counter() - start < 30  # was 68 s before the cap (a bound, not a speed target)
+
+
+def test_hash_file_refuses_special_files(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(FileSetError, match="not a regular file"):
+        hash_file(tmp_path / "pipe")
+
+
+# ------------------------------------------------------------------------------------------------ reproducible
+def test_two_saves_of_the_same_objects_are_byte_identical(tmp_path, sid_tokenizer, make_tiny_lm):
+    from hf_semtok.lm.stages import LMStageArguments, save_stage_output
+
+    rq = tiny_rqvae()
+    model = make_tiny_lm(len(sid_tokenizer))
+    for copy in ("a", "b"):
+        sid_tokenizer.save_pretrained(tmp_path / copy / "tok")
+        rq.save_pretrained(tmp_path / copy / "rqvae")
+        cfg = LMStageArguments(
+            output_dir=str(tmp_path / copy / f"stage_{copy}"), report_to="none", use_cpu=True
+        )
+        save_stage_output(model, sid_tokenizer, cfg, {"train_steps": 2})
+    for sub in ("tok", "rqvae"):
+        assert tree_snapshot(tmp_path / "a" / sub) == tree_snapshot(tmp_path / "b" / sub), sub
+    assert tree_snapshot(tmp_path / "a" / "stage_a") == tree_snapshot(tmp_path / "b" / "stage_b")
+
+
+# ------------------------------------------------------------------------------------------------ concurrency
+def _writer(folder: str, seed: int, n: int, failures) -> None:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        version = f"{seed}-{i}-{rng.integers(1 << 30)}"
+        try:
+            with save_file_set(folder, "demo") as staging:
+                (staging / "a.txt").write_text(version)
+                (staging / "sub").mkdir()
+                (staging / "sub" / "b.txt").write_text(version)
+        except Exception as err:  # counted, not raised: the test reports every failure
+            failures.put(f"writer {seed} save {i}: {type(err).__name__}: {err}")
+
+
+def _reader(folder: str, stop, failures, reads) -> None:
+    count = 0
+    while not stop.is_set():
+        try:
+            with open_file_set(folder, "demo", on_mismatch="raise") as files:
+                if files is not None:
+                    a, b = files.read_bytes("a.txt"), files.read_bytes("sub/b.txt")
+                    if a != b:
+                        failures.put(f"read a mix: {a!r} / {b!r}")
+                    count += 1
+        except Exception as err:
+            failures.put(f"reader: {type(err).__name__}: {err}")
+    reads.put(count)
+
+
+def test_four_writers_and_a_reader_never_fail(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    failures, reads, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    reader = ctx.Process(target=_reader, args=(str(tmp_path), stop, failures, reads))
+    reader.start()
+    writers = [ctx.Process(target=_writer, args=(str(tmp_path), s, 300, failures)) for s in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(300)
+    stop.set()
+    reader.join(60)
+    found = []
+    while not failures.empty():
+        found.append(failures.get())
+    assert found == [], f"{len(found)} of 1,200 saves or reads failed: {found[:5]}"
+    assert all(w.exitcode == 0 for w in writers) and reads.get(timeout=5) > 0
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".hf_semtok_tmp")]
