@@ -613,6 +613,7 @@ def kills_during_save(ctx: Any, n_points: int, random_kills: int) -> dict[str, A
             lambda: new_tok.save_pretrained(work / "tok"),
             lambda: old_tok.save_pretrained(work / "tok"),
             lambda: _label(
+                work / "tok",
                 lambda: SemanticIDTokenizer.from_pretrained(work / "tok").sid_table_dict(),
                 old_tok.sid_table_dict(),
                 new_tok.sid_table_dict(),
@@ -623,6 +624,7 @@ def kills_during_save(ctx: Any, n_points: int, random_kills: int) -> dict[str, A
             lambda: new_rq.save_pretrained(work / "rq"),
             lambda: old_rq.save_pretrained(work / "rq"),
             lambda: _label(
+                work / "rq",
                 lambda: RQVAEModel.from_pretrained(work / "rq").quantizer.codebooks[0].tolist(),
                 old_rq.quantizer.codebooks[0].tolist(),
                 new_rq.quantizer.codebooks[0].tolist(),
@@ -673,6 +675,7 @@ def _no_stale_files(target: Path, reference: Path, planted: dict[str, Any] | Non
     """After a kill and then a complete save, `target` holds exactly the files of a clean save (`reference`) beside
     the user's own files (`planted`, all intact), and its parent holds no temporary leftovers."""
     foreign = set()
+    io_utils.recover_directory(target)  # what killed saves left is the explicit repair's to remove
     if planted is not None:
         _check_foreign(target, planted)
         foreign = {rel.split("/")[0].split(" ")[0] for rel in planted}
@@ -685,16 +688,43 @@ def _no_stale_files(target: Path, reference: Path, planted: dict[str, Any] | Non
         raise AssertionError(f"temporary leftovers beside {target.name}: {leftovers}")
 
 
-def _label(load: Callable[[], Any], old: Any, new: Any) -> str:
+def _label(folder: Path, load: Callable[[], Any], old: Any, new: Any) -> str:
+    """ "old" or "new": what `folder` loads as. A kill after the commit point makes the load refuse (changing
+    nothing) and name the repair; the repair must then give the new version."""
+    before = harness_tree(folder)
     try:
-        found = load()
+        return _label_of(load(), old, new)
     except Exception as err:  # noqa: BLE001 - an unloadable directory is a broken state
-        raise AssertionError(f"the directory does not load: {type(err).__name__}: {str(err)[:200]}") from err
+        if not isinstance(err, io_utils.FileSetError) or "interrupted after its commit point" not in str(err):
+            raise AssertionError(
+                f"the directory does not load: {type(err).__name__}: {str(err)[:200]}"
+            ) from err
+        if harness_tree(folder) != before:
+            raise AssertionError("a refused load changed the folder") from err
+    io_utils.recover_directory(folder)
+    if (label := _label_of_checked(load, old, new)) != "new":
+        raise AssertionError("the repair of a committed save did not give the new version")
+    return label
+
+
+def harness_tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _label_of(found: Any, old: Any, new: Any) -> str:
     if found == old:
         return "old"
     if found == new:
         return "new"
     raise AssertionError("the directory holds neither the old nor the new version")
+
+
+def _label_of_checked(load: Callable[[], Any], old: Any, new: Any) -> str:
+    try:
+        found = load()
+    except Exception as err:  # noqa: BLE001 - an unloadable directory is a broken state
+        raise AssertionError(f"the directory does not load: {type(err).__name__}: {str(err)[:200]}") from err
+    return _label_of(found, old, new)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import difflib
 import logging
+import os
 import re
 import sys
 import types
@@ -323,6 +324,39 @@ def _demo(argv: Sequence[str]) -> int:
     return 0
 
 
+def _repair(argv: Sequence[str]) -> int:
+    """`hf-semtok repair DIR [--yes]`: show what completing the interrupted saves in DIR would do, then do it."""
+    from hf_semtok.io_utils import recover_directory, repair_plan
+
+    parser = argparse.ArgumentParser(
+        prog="hf-semtok repair",
+        description="Complete saves into a folder that were interrupted after their commit point, and remove "
+        "what killed saves left. Loads never do this: they only read. The plan is shown first.",
+    )
+    parser.add_argument("directory", help="The folder a save was interrupted in.")
+    parser.add_argument("--yes", action="store_true", help="Do it without asking.")
+    args = parser.parse_args(list(argv))
+    if not os.path.isdir(args.directory):
+        parser.error(f"{args.directory!r} is not a folder.")
+    plan = repair_plan(args.directory)
+    if not plan:
+        sys.stdout.write(f"{args.directory}: nothing to repair.\n")
+        return 0
+    sys.stdout.write(
+        f"In {args.directory}, hf-semtok repair will:\n" + "".join(f"  - {line}\n" for line in plan)
+    )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            sys.stderr.write("Not a terminal: pass --yes to go ahead.\n")
+            return 1
+        if input("Go ahead? [y/N] ").strip().lower() not in ("y", "yes"):
+            sys.stdout.write("Nothing changed.\n")
+            return 1
+    recover_directory(args.directory)
+    sys.stdout.write("Done.\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `hf-semtok`; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -334,9 +368,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         add_help=False,
         help="End-to-end offline demo on a synthetic catalogue (`demo --help`: options).",
     )
+    sub.add_parser(
+        "repair",
+        add_help=False,
+        help="Complete an interrupted save into a folder, after showing what it will do (`repair --help`).",
+    )
     args, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     if args.command == "demo":
         return _demo(rest)
+    if args.command == "repair":
+        return _repair(rest)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

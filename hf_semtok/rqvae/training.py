@@ -496,6 +496,7 @@ def save_training_result(
     result: RQVAETrainingResult,
     output_dir: str | os.PathLike,
     extra_files: Mapping[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write model, SID table, quality report and history into `output_dir` as one atomic set of files.
 
@@ -510,12 +511,14 @@ def save_training_result(
         output_dir: The folder to save into (created if needed; not the filesystem root).
         extra_files: More text files to write in the same step, `{file name: UTF-8 text}` (e.g. the recipe's
             resolved config), so they can never disagree with the model beside them.
+        overwrite: Replace files of the same name written by another kind of save, or by no save (refused by
+            default, so one save never silently replaces another's files).
 
     Returns:
         `Path`: `output_dir`.
     """
     output_dir = Path(output_dir)
-    with save_file_set(output_dir, TRAINING_FILE_SET_KIND) as tmp:
+    with save_file_set(output_dir, TRAINING_FILE_SET_KIND, overwrite=overwrite) as tmp:
         result.model.save_pretrained(tmp)
         result.sid_table.to_json(tmp / SID_TABLE_FILE)
         write_json_atomic(result.report, tmp / QUALITY_REPORT_FILE)

@@ -441,6 +441,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         legacy_format: bool | None = None,
         filename_prefix: str | None = None,
         push_to_hub: bool = False,
+        overwrite: bool = False,
         **kwargs: Any,
     ) -> tuple[str, ...]:
         """Save tokenizer, item table and RQ-VAE into `save_directory` as one atomic set that touches nothing else.
@@ -457,13 +458,16 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             save_directory: Target directory (created if needed; not the filesystem root).
             legacy_format, filename_prefix: As in `PreTrainedTokenizerFast.save_pretrained`.
             push_to_hub: Also call `push_to_hub(repo_id)` (repo id from `repo_id=` or the directory name).
+            overwrite: Replace files of the same name that another kind of save, or no save, wrote (by default
+                such a save is refused: each save owns its file names).
             **kwargs: `repo_id` and the other `push_to_hub` arguments.
 
         Returns:
             The paths of the saved files.
 
         Raises:
-            ValueError: `save_directory` is a file or the filesystem root.
+            ValueError: `save_directory` is a file or the filesystem root; a file's path in it goes through a
+                symlink (`file_sets.LinkError`); or (`file_sets.FileSetError`) a file would replace another save's.
         """
         target = Path(save_directory)
         if target.is_file():
@@ -474,6 +478,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             FILE_SET_KIND,
             prefix=filename_prefix or None,
             legacy_files=_legacy_tokenizer_files(filename_prefix),
+            overwrite=overwrite,
         ) as staging:
             saved = super().save_pretrained(
                 staging, legacy_format=legacy_format, filename_prefix=filename_prefix

@@ -320,3 +320,37 @@ def test_four_writers_and_a_reader_never_fail(tmp_path):
     assert found == [], f"{len(found)} of 1,200 saves or reads failed: {found[:5]}"
     assert all(w.exitcode == 0 for w in writers) and reads.get(timeout=5) > 0
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".hf_semtok_tmp")]
+
+
+def test_the_repair_command_shows_its_plan_first_and_acts_only_when_told(tmp_path, monkeypatch):
+    import errno
+    import subprocess
+    import sys
+
+    from hf_semtok.tokenizer import file_sets
+
+    with save_file_set(tmp_path, "demo") as staging:
+        (staging / "a.txt").write_text("old")
+    real_place = file_sets._place
+
+    def die(*args):
+        raise OSError(errno.EIO, "killed")
+
+    monkeypatch.setattr(file_sets, "_place", die)
+    with pytest.raises(OSError, match="killed"):
+        with save_file_set(tmp_path, "demo") as staging:
+            (staging / "a.txt").write_text("new")
+    monkeypatch.setattr(file_sets, "_place", real_place)
+    command = [sys.executable, "-m", "hf_semtok.cli", "repair", str(tmp_path)]
+    before = tree_snapshot(tmp_path)
+    shown = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert (
+        shown.returncode == 1 and "complete the interrupted save" in shown.stdout and "--yes" in shown.stderr
+    )
+    assert tree_snapshot(tmp_path) == before
+    done = subprocess.run([*command, "--yes"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with open_file_set(tmp_path, "demo", on_mismatch="raise") as files:
+        assert files.read_bytes("a.txt") == b"new"
+    again = subprocess.run([*command, "--yes"], capture_output=True, text=True)
+    assert "nothing to repair" in again.stdout
