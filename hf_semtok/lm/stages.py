@@ -51,7 +51,13 @@ from hf_semtok.lm.corpus import (
     tokenize_sft,
 )
 from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config, sid_trainable_tokens_config
-from hf_semtok.small_models import BASE_MODELS, build_causal_lm, load_named_base, train_base_tokenizer
+from hf_semtok.small_models import (
+    BASE_MODELS,
+    build_causal_lm,
+    check_model_config,
+    load_named_base,
+    train_base_tokenizer,
+)
 from hf_semtok.tokenizer.sid_table import SIDTable
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
@@ -179,6 +185,7 @@ class LMStageArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         self.model_config = _as_dict(self.model_config, "model_config")
+        check_model_config(self.model_config)
         if self.base_model is not None and self.base_model not in BASE_MODELS:
             raise ValueError(
                 f"Unknown base_model {self.base_model!r}; known short names: {sorted(BASE_MODELS)}. For any other "
