@@ -30,6 +30,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from hf_semtok.demo import SCRATCH, DemoConfig, demo_overrides, run_demo
+from hf_semtok.run_lock import hold_output_dir
 
 __all__ = ["load_yaml_text", "main", "parse_args_with_config", "read_yaml_config", "section_from_mapping"]
 
@@ -322,7 +323,8 @@ def _check_config_values(
     """Hold the YAML values to what the command line accepts: each value's type must be one the field allows (the
     YAML types, not text to convert: `epochs: '1'` is text where a number belongs), and a field with choices (a
     `Literal` or an `Enum`) must get one of them. A value starting with `~` in a text field is expanded to the home
-    folder, as the shell expands it on the command line. Values are checked (and expanded) in place.
+    folder, as the shell expands it on the command line, and `true`/`false` given to a text-only field is the text
+    `--key true` gives (`resume_from_checkpoint: true`). Values are checked (and rewritten) in place.
 
     Raises:
         TypeError: A value has the wrong type; the message names the key, the expected type and the fix.
@@ -332,6 +334,8 @@ def _check_config_values(
         hint = hints.get(key)
         if hint is None:
             continue
+        if isinstance(value, bool) and not _matches(value, hint) and str in _members(hint):
+            value = values[key] = str(value).lower()  # the text `--key true` gives on the command line
         if not _matches(value, hint):
             got = "null" if value is None else f"{type(value).__name__} {value!r}"
             raise TypeError(
@@ -512,7 +516,8 @@ def _demo(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     base = "" if cfg.base == SCRATCH else f" on {cfg.base}"
     sys.stdout.write(f"hf-semtok demo ({'quick' if command.quick else 'full'}) -> {cfg.output_dir}{base}\n")
-    run_demo(cfg, out=sys.stdout)
+    with hold_output_dir(cfg.output_dir, what="hf-semtok demo"):  # one run per output_dir
+        run_demo(cfg, out=sys.stdout)
     return 0
 
 
