@@ -31,6 +31,7 @@ from transformers import HfArgumentParser
 
 from hf_semtok.demo import SCRATCH, DemoConfig, demo_overrides, run_demo
 from hf_semtok.run_lock import hold_output_dir
+from hf_semtok.small_models import SMOLLM2, smollm2_gguf_path
 
 __all__ = ["load_yaml_text", "main", "parse_args_with_config", "read_yaml_config", "section_from_mapping"]
 
@@ -513,6 +514,8 @@ def _demo(argv: Sequence[str]) -> int:
         description="End-to-end offline demo on a synthetic catalogue; options also as key=value.",
     )
     _check_output_dir(cfg.output_dir)
+    if cfg.base == SMOLLM2:
+        smollm2_gguf_path()  # its packages, checked before the catalogue and the SIDs are built
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     base = "" if cfg.base == SCRATCH else f" on {cfg.base}"
     sys.stdout.write(f"hf-semtok demo ({'quick' if command.quick else 'full'}) -> {cfg.output_dir}{base}\n")

@@ -37,6 +37,7 @@ from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data import load_catalogue
 from hf_semtok.data.embeddings import catalogue_embeddings
 from hf_semtok.distributed import sids_on_ray, start_ray, write_catalogue_parquet
+from hf_semtok.extras import require_extra
 from hf_semtok.io_utils import write_text_atomic
 from hf_semtok.rqvae.inputs import concat_modalities
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the recipe. Returns the table's statistics (plus seconds and items/s)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     (cfg,) = parse_args_with_config(SIDsOnRayConfig, argv, prog="sids_on_ray.py", description=__doc__)
+    require_extra("ray", "sids_on_ray.py")
     output_dir = Path(cfg.output_dir)
     with hold_output_dir(output_dir, what="sids_on_ray.py"):  # one run per output_dir
         model = RQVAEModel.from_pretrained(cfg.model_path)
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
             catalogue = str(output_dir / "catalogue")
             write_catalogue_parquet(*local, catalogue)
             logger.info("Synthetic catalogue of %d items written to %s", len(local[0]), catalogue)
-        # needs the extra: pip install "hf-semtok[ray]"; sids_on_ray refuses actors that would hold every CPU
+        # sids_on_ray refuses actors that would hold every CPU
         start_ray(cfg.ray_address, cfg.num_cpus)
         start = time.perf_counter()
         table = sids_on_ray(

@@ -25,6 +25,7 @@ from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED, EMBEDDINGS_CACHE_DIRNAME
 from hf_semtok.data import DatasetArguments, leave_one_out_split
 from hf_semtok.data.embeddings import catalogue_embeddings
+from hf_semtok.extras import require_extra
 from hf_semtok.rqvae.quality import format_quality_table
 from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
 from hf_semtok.rqvae.training import save_training_result
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, sid_config, dataset = parse_args_with_config(
         [TrainRQVAEConfig, SIDStageConfig, DatasetArguments], argv, prog="train_rqvae.py", description=__doc__
     )
+    if cfg.embedding_source == "text":
+        require_extra("text", "embedding_source: text", ["sentence_transformers"])
     output_dir = Path(cfg.output_dir)
     with hold_output_dir(output_dir, what="train_rqvae.py"):  # one run per output_dir
         catalogue = dataset.load_catalogue(seed=cfg.seed)

@@ -59,9 +59,11 @@ from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config, sid_train
 from hf_semtok.run_lock import hold_output_dir
 from hf_semtok.small_models import (
     BASE_MODELS,
+    SMOLLM2,
     build_causal_lm,
     check_model_config,
     load_named_base,
+    smollm2_gguf_path,
     train_base_tokenizer,
 )
 from hf_semtok.tokenizer.sid_table import SIDTable
@@ -545,6 +547,11 @@ def run_lm_stage(
     Raises:
         OutputDirInUseError: Another run is writing into `cfg.output_dir`.
     """
+    uses_base = cfg.base_model and not (
+        cfg.model_name_or_path and (cfg.tokenizer_name_or_path or cfg.base_tokenizer)
+    )
+    if uses_base and cfg.base_model == SMOLLM2:
+        smollm2_gguf_path()  # its packages, checked now rather than after the data is loaded
     with hold_output_dir(cfg.output_dir, what=f"{cfg.data} stage ({cfg.train_mode})"):
         return _run_lm_stage(cfg, tokenizer, catalogue, model, dataset)
 
