@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from hf_semtok.cli import parse_args_with_config, section_from_mapping
+from hf_semtok.extras import require_extra
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 from hf_semtok.lm.generator import GeneratorConfig
 from hf_semtok.rqvae.sid_stage import SIDStageConfig
@@ -331,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     (cfg,) = parse_args_with_config(AmazonBenchConfig, argv, prog="amazon.py")
+    require_extra("bench", "benchmarks/amazon.py (its training curve plot)", ["matplotlib"])
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     began = time.perf_counter()

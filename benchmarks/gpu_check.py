@@ -519,6 +519,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    from hf_semtok.extras import require_extra
+
+    try:  # at the start, not after every other step has run
+        if "amazon" in args.steps:
+            require_extra("bench", "The amazon step (benchmarks/amazon.py plots its curve)", ["matplotlib"])
+    except ImportError as err:
+        sys.stderr.write(f"gpu_check: {err}\n")
+        return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.stderr.write(
             "gpu_check: --device cuda but torch sees no CUDA GPU; run it on a GPU machine, or use --device cpu.\n"

@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads((args.output_dir / "serving.json").read_text())
         (args.output_dir / "serving.md").write_text(to_markdown(report))
         return 0
+    from hf_semtok.extras import require_extra
+
+    require_extra("serving", "benchmarks/serving.py")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     from importlib.metadata import version

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import enum
 import logging
 import os
 import re
@@ -23,18 +24,67 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from transformers import HfArgumentParser
 
 from hf_semtok.demo import SCRATCH, DemoConfig, demo_overrides, run_demo
+from hf_semtok.run_lock import hold_output_dir
+from hf_semtok.small_models import SMOLLM2, smollm2_gguf_path
 
-__all__ = ["main", "parse_args_with_config", "read_yaml_config", "section_from_mapping"]
+__all__ = ["load_yaml_text", "main", "parse_args_with_config", "read_yaml_config", "section_from_mapping"]
 
 _KEY_VALUE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 _DOTTED = re.compile(r"^(?:--)?([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", re.DOTALL)
 _NULL = {"none", "null", "~"}
+#: Fields that name a folder or file the run writes: an empty value would write into the current folder.
+_OUTPUT_FIELDS = ("output_dir", "output_file")
+
+
+class _AliasError(yaml.composer.ComposerError):
+    """A YAML alias in a config (refused)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` for config files: YAML 1.2 floats (`1e-4` is a number, as in JSON, not the text that
+    YAML 1.1 makes of it), and no aliases (`*name`): a few lines of nested aliases expand to gigabytes (the
+    "billion laughs"), and every value is written back into `recipe_config.yaml`."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasError(
+                None,
+                None,
+                f"found the alias *{event.anchor}: aliases (&name / *name) are not accepted in a config, since a "
+                "few of them can expand a small file into a huge one; write the value out where it is used",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text as the config files are read: safe types, `1e-4` as a number, no aliases.
+
+    Raises:
+        yaml.YAMLError: The text is not YAML, or uses an alias (`*name`).
+    """
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _field_hints(dataclass_types: Sequence[type]) -> dict[str, Any]:
@@ -67,11 +117,13 @@ def read_yaml_config(path: str | Path, valid_keys: Iterable[str]) -> dict[str, A
         raise ValueError(f"Config file {str(path)!r} does not exist; check the path given to --config.")
     try:
         with path.open(encoding="utf-8") as handle:
-            values = yaml.safe_load(handle)
+            values = load_yaml_text(handle.read())
     except UnicodeDecodeError as err:
         raise ValueError(
             f"Config file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8."
         ) from None
+    except _AliasError as err:
+        raise ValueError(f"Config file {str(path)!r} uses a YAML alias, which is refused: {err}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"Config file {str(path)!r} is not valid YAML: {err}") from None
     if values is None:
@@ -94,7 +146,7 @@ def section_from_mapping(cls: type, value: Any, name: str) -> Any:
     if isinstance(value, cls):
         return value
     if isinstance(value, str):
-        value = yaml.safe_load(value)
+        value = load_yaml_text(value)
     if value is None:
         value = {}
     if not isinstance(value, dict):
@@ -127,7 +179,7 @@ def _split_dotted(
                 raise ValueError(f"--{section}.{key} needs a value: write `--{section}.{key} VALUE`.")
             value = args[i + 1]
             i += 1
-        sections.setdefault(section, {})[key] = yaml.safe_load(value)
+        sections.setdefault(section, {})[key] = load_yaml_text(value)
         i += 1
     return rest, sections
 
@@ -149,6 +201,8 @@ def _normalise_argv(args: Sequence[str], hints: Mapping[str, Any]) -> list[str]:
             key, value = match.groups()
         elif token.startswith("--") and "=" in token:
             key, value = token[2:].split("=", 1)
+            if value.startswith("~"):  # the shell expands `key=~/x`, not `--key=~/x`: expand it here
+                value = os.path.expanduser(value)
         elif token.startswith("--") and i + 1 < len(args) and args[i + 1].lstrip().startswith("["):
             key, value = token[2:], args[i + 1]
             i += 1
@@ -159,26 +213,155 @@ def _normalise_argv(args: Sequence[str], hints: Mapping[str, Any]) -> list[str]:
         i += 1
         key = key.replace("-", "_")
         if key in hints and _is_list(hints[key]) and value.lstrip().startswith("["):
-            items = yaml.safe_load(value)
+            items = load_yaml_text(value)
             out.extend([f"--{key}", *(str(item) for item in items)])
         else:
             out.extend([f"--{key}", value])
     return out
 
 
-def _check_list_values(values: Mapping[str, Any], hints: Mapping[str, Any], where: str) -> None:
-    """A list option given one value in YAML (`hidden_sizes: 16`) is an error naming the key and the fix, not a
-    crash later ("'int' object is not iterable") nor a silent `[16]`."""
+def _members(hint: Any) -> tuple[Any, ...]:
+    """The types a hint allows: the members of a union, else the hint itself."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value has a type the field `hint` allows (the values of a `Literal` or an `Enum` are checked
+    against the command line's choices afterwards)."""
+    if hint is Any:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_matches(value, member) for member in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin is Literal:  # the type here; the value is checked against the choices, as on the command line
+        return any(type(value) is type(c) for c in typing.get_args(hint))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(value, (str, hint))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is list or origin is list:
+        args = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(item, args[0]) for item in value) if args else True
+    if hint is dict or origin is dict:
+        args = typing.get_args(hint)
+        if not isinstance(value, dict):
+            return False
+        return all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items()) if args else True
+    return True  # another class (e.g. accelerate's ParallelismConfig): its own constructor checks it
+
+
+_PLURAL = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+
+
+def _describe(hint: Any) -> str:
+    """A hint in words, for an error message: "a number", "true or false", "a list of integers or null"."""
+    words = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "text",
+        dict: "a mapping",
+        list: "a list",
+        type(None): "null",
+    }
+    parts = []
+    for member in _members(hint):
+        origin = typing.get_origin(member)
+        if member in words:
+            parts.append(words[member])
+        elif origin is list:
+            item = typing.get_args(member)[0]
+            parts.append(f"a list of {_PLURAL.get(item, _describe(item))}")
+        elif origin is dict:
+            parts.append("a mapping")
+        elif origin is Literal:
+            parts.append("one of " + ", ".join(repr(c) for c in typing.get_args(member)))
+        elif isinstance(member, type) and issubclass(member, enum.Enum):
+            parts.append("one of " + ", ".join(repr(m.value) for m in member))
+        else:
+            parts.append(getattr(member, "__name__", str(member)))
+    return " or ".join(dict.fromkeys(parts))
+
+
+def _type_fix(key: str, value: Any, hint: Any) -> str:
+    """How to write `value` for a field of type `hint`, when there is an obvious way."""
+    members = _members(hint)
+    if isinstance(value, str) and any(m in (int, float) for m in members):
+        try:
+            (int if int in members else float)(value)
+        except ValueError:
+            return ""
+        return f" Write the number without quotes: `{key}: {value.strip()}`."
+    if isinstance(value, str) and bool in members and value.lower() in ("true", "false"):
+        return f" Write it without quotes: `{key}: {value.lower()}`."
+    if _is_list(hint) and not isinstance(value, (list, dict)) and value is not None:
+        return f" Write a list, e.g. `{key}: [{value}]`."
+    if str in members and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f" Quote it if it is meant as text: `{key}: '{value}'`."
+    return ""
+
+
+def _action_for(parser: argparse.ArgumentParser, dest: str) -> argparse.Action | None:
+    for action in parser._actions:
+        if action.dest == dest and action.option_strings and not action.option_strings[0].startswith("--no_"):
+            return action
+    return None
+
+
+def _check_config_values(
+    values: dict[str, Any], parser: argparse.ArgumentParser, hints: Mapping[str, Any], where: str
+) -> None:
+    """Hold the YAML values to what the command line accepts: each value's type must be one the field allows (the
+    YAML types, not text to convert: `epochs: '1'` is text where a number belongs), and a field with choices (a
+    `Literal` or an `Enum`) must get one of them. A value starting with `~` in a text field is expanded to the home
+    folder, as the shell expands it on the command line, and `true`/`false` given to a text-only field is the text
+    `--key true` gives (`resume_from_checkpoint: true`). Values are checked (and rewritten) in place.
+
+    Raises:
+        TypeError: A value has the wrong type; the message names the key, the expected type and the fix.
+        ValueError: A value is not one of the field's choices, or an output path is empty.
+    """
     for key, value in values.items():
         hint = hints.get(key)
-        if hint is None or not _is_list(hint) or value is None or isinstance(value, (list, tuple)):
+        if hint is None:
             continue
-        members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
-        if any(isinstance(m, type) and not isinstance(value, bool) and isinstance(value, m) for m in members):
-            continue  # `list[str] | str`: a plain string is one of the accepted types
-        raise ValueError(
-            f"`{key}` in {where} must be a list, e.g. `{key}: [{value}]`; got {type(value).__name__} {value!r}."
-        )
+        if isinstance(value, bool) and not _matches(value, hint) and str in _members(hint):
+            value = values[key] = str(value).lower()  # the text `--key true` gives on the command line
+        if not _matches(value, hint):
+            got = "null" if value is None else f"{type(value).__name__} {value!r}"
+            raise TypeError(
+                f"`{key}` in {where} must be {_describe(hint)}; got {got}.{_type_fix(key, value, hint)}"
+            )
+        if isinstance(value, str) and value.startswith("~") and str in _members(hint):
+            value = values[key] = os.path.expanduser(value)
+        if key in _OUTPUT_FIELDS and isinstance(value, str) and not value.strip():
+            raise ValueError(
+                f"`{key}` in {where} is empty, which would write into the current folder; give a path such as "
+                f"`{key}: outputs/my-run`."
+            )
+        action = _action_for(parser, key)
+        choices = getattr(action, "choices", None)
+        if choices is None or value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            item = item.value if isinstance(item, enum.Enum) else item
+            if item not in choices:
+                close = difflib.get_close_matches(str(item), [str(c) for c in choices], n=1, cutoff=0.5)
+                hint_text = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"`{key}: {item}` in {where} is not one of the accepted values "
+                    f"({', '.join(repr(c) for c in choices)}).{hint_text}"
+                )
 
 
 def _accept_null(parser: argparse.ArgumentParser, hints: Mapping[str, Any]) -> None:
@@ -222,9 +405,15 @@ def parse_args_with_config(
     Returns:
         A tuple with one instance per dataclass type, in order.
 
+    YAML values meet the command line's rules: a value of the wrong YAML type (`epochs: '1'`, text where a number
+    belongs) or outside a field's choices (`train_mode: bogus`) is refused, aliases (`*name`) are refused, `~` at
+    the start of a text value is the home folder, and an empty `output_dir` / `output_file` is refused.
+
     Raises:
-        ValueError: The YAML file is missing or has an unknown key, or an argument names no option (the message
-            suggests the closest one). A value of the wrong type exits through argparse (status 2).
+        TypeError: A YAML value has the wrong type (the message names the key, the type and the fix).
+        ValueError: The YAML file is missing, is not YAML, uses an alias or has an unknown key; a YAML value is
+            not one of the field's choices; `output_dir` is empty; or an argument names no option (the message
+            suggests the closest one). A command-line value of the wrong type exits through argparse (status 2).
     """
     types_ = [dataclass_types] if isinstance(dataclass_types, type) else list(dataclass_types)
     parser = HfArgumentParser(types_, prog=prog, description=description, allow_abbrev=False)
@@ -255,12 +444,12 @@ def parse_args_with_config(
     pre.add_argument("--config", default=None)
     config_path = pre.parse_known_args(args)[0].config
     values = read_yaml_config(config_path, hints) if config_path else {}
-    _check_list_values(values, hints, f"the config file {config_path!r}")
+    _check_config_values(values, parser, hints, f"the config file {config_path!r}")
     values.update(overrides or {})
     for section, updates in sections.items():
         base = values.get(section)
         if isinstance(base, str):
-            base = yaml.safe_load(base)
+            base = load_yaml_text(base)
         values[section] = {**(base if isinstance(base, dict) else {}), **updates}
     for action in parser._actions:
         if action.dest in values:
@@ -276,6 +465,14 @@ def parse_args_with_config(
         raise ValueError(
             f"Cannot read the argument {token!r}: write options as `--key value`, `--key=value` or `key=value`."
         )
+    for output in outputs:
+        for name in _OUTPUT_FIELDS:
+            value = getattr(output, name, None)
+            if isinstance(value, str) and not value.strip():
+                raise ValueError(
+                    f"--{name} is empty, which would write into the current folder; give a path such as "
+                    f"--{name} outputs/my-run."
+                )
     return tuple(outputs)
 
 
@@ -317,10 +514,13 @@ def _demo(argv: Sequence[str]) -> int:
         description="End-to-end offline demo on a synthetic catalogue; options also as key=value.",
     )
     _check_output_dir(cfg.output_dir)
+    if cfg.base == SMOLLM2:
+        smollm2_gguf_path()  # its packages, checked before the catalogue and the SIDs are built
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     base = "" if cfg.base == SCRATCH else f" on {cfg.base}"
     sys.stdout.write(f"hf-semtok demo ({'quick' if command.quick else 'full'}) -> {cfg.output_dir}{base}\n")
-    run_demo(cfg, out=sys.stdout)
+    with hold_output_dir(cfg.output_dir, what="hf-semtok demo"):  # one run per output_dir
+        run_demo(cfg, out=sys.stdout)
     return 0
 
 

@@ -45,6 +45,7 @@ from hf_semtok.small_models import (
     BASE_MODELS,
     SMOLLM2,
     build_causal_lm,
+    check_model_config,
     load_named_base,
     train_base_tokenizer,
 )
@@ -134,6 +135,7 @@ class DemoConfig:
             raise ValueError(
                 f"model_config must be a mapping such as {{hidden_size: 64}}, got {self.model_config!r}."
             )
+        check_model_config(self.model_config)
 
 
 #: Overrides for `--quick` (about a minute): a smaller catalogue and shorter training.

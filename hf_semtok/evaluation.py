@@ -5,6 +5,10 @@ leave-one-out, the held-out next item is the only relevant item, Recall@K is 1 i
 NDCG@K is `1 / log2(rank + 1)` at its 1-based rank (0 beyond K; the ideal DCG is 1). A model that returns fewer
 than K valid items is not padded or penalised otherwise: the missing ranks simply cannot hit, so they count as
 misses.
+
+Under `accelerate launch` or `torchrun` with several processes, `evaluate_recommender` ranks each process's share
+of the users ([`process_shard`], contiguous, as `accelerate`'s `split_between_processes`) and gathers the rankings,
+so every process returns the metrics of all users.
 """
 
 from __future__ import annotations
@@ -17,9 +21,19 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from accelerate import PartialState
+from accelerate.utils import gather_object
+
 from hf_semtok.generation import recommend
 
-__all__ = ["recall_at_k", "ndcg_at_k", "evaluate_recommender", "popularity_baseline", "ranking_metrics"]
+__all__ = [
+    "recall_at_k",
+    "ndcg_at_k",
+    "evaluate_recommender",
+    "popularity_baseline",
+    "process_shard",
+    "ranking_metrics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +160,23 @@ def _split_examples(
     return histories, targets
 
 
+def process_shard(n: int, process_index: int, num_processes: int) -> range:
+    """The indices of `n` examples that process `process_index` of `num_processes` ranks: contiguous shards in
+    process order, the first `n % num_processes` one longer (the split of `accelerate`'s `split_between_processes`),
+    so the shards concatenated in process order are `range(n)`.
+
+    Raises:
+        ValueError: `num_processes < 1`, or `process_index` not in `[0, num_processes)`.
+    """
+    if num_processes < 1 or not 0 <= process_index < num_processes:
+        raise ValueError(
+            f"process_index must be in [0, num_processes); got process {process_index} of {num_processes}."
+        )
+    size, extra = divmod(n, num_processes)
+    start = process_index * size + min(process_index, extra)
+    return range(start, start + size + (process_index < extra))
+
+
 def evaluate_recommender(
     model: Any,
     tokenizer: Any,
@@ -163,7 +194,9 @@ def evaluate_recommender(
     """Leave-one-out Recall@K / NDCG@K of a generative recommender (TIGER / LC-Rec semantics).
 
     Every user's history is ranked once with `hf_semtok.generation.recommend(k=max(ks))` (constrained beam search,
-    batched, with a progress bar); each K is then read off the same ranking. Users for whom beam search returns
+    batched, with a progress bar); each K is then read off the same ranking. With several processes (`accelerate
+    launch`, `torchrun`), each ranks its [`process_shard`] of the users and the rankings are gathered: every process
+    returns the metrics of all users (write them from the main process only). Users for whom beam search returns
     fewer than K valid items count the missing ranks as misses (see the module docstring). Targets unknown to the
     tokenizer are kept and can never be hit (a cold item the tokenizer was not told about).
 
@@ -192,18 +225,25 @@ def evaluate_recommender(
     histories, targets = _split_examples(test_examples)
     if not histories:
         raise ValueError("test_examples is empty; pass at least one (history, target) pair.")
-    rankings = recommend(
-        model,
-        tokenizer,
-        histories,
-        k=max(ks),
-        num_beams=num_beams,
-        exclude_seen=exclude_seen,
-        batch_size=batch_size,
-        titles=titles,
-        max_history=max_history,
-        progress=progress,
-    )
+    # the processes of a launch (gloo for a model on the CPU); one process otherwise
+    state = PartialState(cpu=getattr(getattr(model, "device", None), "type", "cpu") == "cpu")
+    shard = process_shard(len(histories), state.process_index, state.num_processes)
+    rankings = []
+    if len(shard):
+        rankings = recommend(
+            model,
+            tokenizer,
+            histories[shard.start : shard.stop],
+            k=max(ks),
+            num_beams=num_beams,
+            exclude_seen=exclude_seen,
+            batch_size=batch_size,
+            titles=titles,
+            max_history=max_history,
+            progress=progress and state.is_main_process,
+        )
+    if state.num_processes > 1:
+        rankings = gather_object(rankings)  # the shards in process order: every user's ranking, in order
     out: dict[str, Any] = ranking_metrics(rankings, targets, ks, standard_errors=standard_errors)
     out["mean_num_results"] = sum(len(r) for r in rankings) / len(rankings)
     if return_rankings:

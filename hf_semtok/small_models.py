@@ -12,9 +12,11 @@ One pretrained LLM is installable from PyPI without the Hub: `load_smollm2()` lo
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +36,7 @@ from transformers import (
 __all__ = [
     "train_base_tokenizer",
     "build_causal_lm",
+    "check_model_config",
     "smollm2_gguf_path",
     "load_smollm2",
     "load_smollm2_tokenizer",
@@ -143,6 +146,9 @@ def build_causal_lm(
         A `Qwen2ForCausalLM` or `LlamaForCausalLM`.
     """
 
+    check_model_config(
+        {"arch": arch, "hidden_size": hidden_size, "num_heads": num_heads, "num_kv_heads": num_kv_heads}
+    )
     kwargs = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -165,6 +171,55 @@ def build_causal_lm(
     if seed is not None:
         torch.manual_seed(seed)
     return cls(config)
+
+
+def check_model_config(model_config: Mapping[str, Any], name: str = "model_config") -> None:
+    """Check `build_causal_lm` arguments (a recipe's `model_config`) before any data or model is loaded.
+
+    Args:
+        model_config: Keyword arguments of `build_causal_lm` (without `vocab_size` and `seed`).
+        name: How the error messages name the mapping.
+
+    Raises:
+        ValueError: A key is not a `build_causal_lm` argument, `arch` is unknown, or the attention heads do not
+            divide the hidden size (`hidden_size % num_heads`, `num_heads % num_kv_heads`): each head gets
+            `hidden_size // num_heads` dimensions, so the rest would be dropped without a word.
+    """
+    valid = [p for p in inspect.signature(build_causal_lm).parameters if p not in ("vocab_size", "seed")]
+    for key in model_config:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Unknown {name} key {key!r}.{hint} Valid keys: {', '.join(valid)}.")
+    arch = model_config.get("arch", "qwen2")
+    if arch not in ("qwen2", "llama"):
+        raise ValueError(f"{name}: unknown arch {arch!r}; use 'qwen2' or 'llama'.")
+    hidden_size = model_config.get("hidden_size", 128)
+    num_heads = model_config.get("num_heads", 4)
+    num_kv_heads = model_config.get("num_kv_heads") or num_heads
+    for key, value in (
+        ("hidden_size", hidden_size),
+        ("num_heads", num_heads),
+        ("num_kv_heads", num_kv_heads),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: {key} must be a positive integer; got {value!r}.")
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"{name}: num_heads={num_heads} does not divide hidden_size={hidden_size}, so each head's "
+            f"{hidden_size // num_heads} dimensions would leave {hidden_size % num_heads} unused; pick num_heads "
+            f"that divides hidden_size (e.g. {_divisor_near(hidden_size, num_heads)}) or change hidden_size."
+        )
+    if num_heads % num_kv_heads:
+        raise ValueError(
+            f"{name}: num_kv_heads={num_kv_heads} does not divide num_heads={num_heads}; each key/value head "
+            "serves a whole group of query heads, so pick num_kv_heads that divides num_heads."
+        )
+
+
+def _divisor_near(n: int, k: int) -> int:
+    """The divisor of `n` nearest to `k` (the smaller one on a tie)."""
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))
 
 
 #: Short name of SmolLM2-135M-Instruct in recipe configs (`base_model: smollm2`) and `hf-semtok demo --base`.

@@ -8,7 +8,11 @@ Examples:
 Loads the model (`model_name_or_path`, plus an optional peft adapter, merged for speed) and the
 `SemanticIDTokenizer` (`tokenizer_name_or_path`, by default the adapter or model directory), splits the catalogue's
 histories leave-one-out, ranks the test (or validation) users with constrained beam search and writes
-`output_file` (JSON): the metrics, the popularity baseline on the same users, and the resolved config.
+`output_file` (JSON): the metrics, the popularity baseline on the same users, and the resolved config. Under
+`accelerate launch` / `torchrun` with several processes, each ranks its share of the users (on its own GPU), and
+the main process writes the result of all of them once:
+
+    torchrun --nproc_per_node 2 recipes/evaluate.py --config recipes/configs/evaluate_synthetic.yaml
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+from accelerate import PartialState
 from transformers import AutoModelForCausalLM
 
 from hf_semtok.arguments import arg
@@ -84,7 +89,9 @@ def load_model_and_tokenizer(cfg: EvaluateConfig):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, cfg.adapter_path).merge_and_unload()
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # the processes of a launch: this process's GPU under a multi-GPU launch, gloo on the CPU
+    state = PartialState(cpu=not torch.cuda.is_available() or str(cfg.device).startswith("cpu"))
+    device = cfg.device or state.device
     return model.to(device=device, dtype=getattr(torch, cfg.dtype)).eval(), tokenizer
 
 
@@ -140,6 +147,10 @@ def main(argv: list[str] | None = None) -> dict:
         result["popularity"] = {k: v for k, v in popularity.items() if k != "top_items"}
     if rankings is not None:
         result["rankings"] = {u: [[item, score] for item, score in r] for u, r in zip(users, rankings)}
+    state = PartialState()
+    result["num_processes"] = state.num_processes
+    if not state.is_main_process:  # every process holds all users' metrics: one writes them
+        return result
     write_text_atomic(json.dumps(result, indent=2) + "\n", cfg.output_file)
     for key in sorted(k for k in metrics if "@" in k and not k.endswith("_se")):
         baseline = result.get("popularity", {}).get(key)

@@ -37,9 +37,11 @@ from hf_semtok.constants import DEFAULT_SEED
 from hf_semtok.data import load_catalogue
 from hf_semtok.data.embeddings import catalogue_embeddings
 from hf_semtok.distributed import sids_on_ray, start_ray, write_catalogue_parquet
+from hf_semtok.extras import require_extra
 from hf_semtok.io_utils import write_text_atomic
 from hf_semtok.rqvae.inputs import concat_modalities
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
+from hf_semtok.run_lock import hold_output_dir
 from hf_semtok.sids import assign_unique_sids
 
 logger = logging.getLogger("sids_on_ray")
@@ -95,58 +97,60 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the recipe. Returns the table's statistics (plus seconds and items/s)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     (cfg,) = parse_args_with_config(SIDsOnRayConfig, argv, prog="sids_on_ray.py", description=__doc__)
+    require_extra("ray", "sids_on_ray.py")
     output_dir = Path(cfg.output_dir)
-    model = RQVAEModel.from_pretrained(cfg.model_path)
-    catalogue, local = cfg.catalogue, None
-    if catalogue is None:
-        local = _synthetic_catalogue(cfg, model)
-        catalogue = str(output_dir / "catalogue")
-        write_catalogue_parquet(*local, catalogue)
-        logger.info("Synthetic catalogue of %d items written to %s", len(local[0]), catalogue)
-    # needs the extra: pip install "hf-semtok[ray]"; sids_on_ray refuses actors that would hold every CPU
-    start_ray(cfg.ray_address, cfg.num_cpus)
-    start = time.perf_counter()
-    table = sids_on_ray(
-        catalogue,
-        cfg.model_path,
-        output_dir,
-        num_workers=cfg.num_workers,
-        batch_size=cfg.batch_size,
-        extra_level_size=cfg.extra_level_size,
-        cpus_per_worker=cfg.cpus_per_worker,
-        num_gpus=cfg.num_gpus,
-    )
-    seconds = time.perf_counter() - start
-    report = {
-        **table.stats,
-        "seconds": round(seconds, 2),
-        "items_per_s": round(len(table.item_ids) / seconds),
-    }
-    if cfg.check_single_process:
-        if local is None:
-            raise ValueError(
-                "check_single_process needs the catalogue in this process: leave `catalogue` unset (synthetic)."
-            )
-        single = assign_unique_sids(
-            model.encode_batches(local[1], progress=False),
-            local[0],
-            model.config.codebook_sizes,
+    with hold_output_dir(output_dir, what="sids_on_ray.py"):  # one run per output_dir
+        model = RQVAEModel.from_pretrained(cfg.model_path)
+        catalogue, local = cfg.catalogue, None
+        if catalogue is None:
+            local = _synthetic_catalogue(cfg, model)
+            catalogue = str(output_dir / "catalogue")
+            write_catalogue_parquet(*local, catalogue)
+            logger.info("Synthetic catalogue of %d items written to %s", len(local[0]), catalogue)
+        # sids_on_ray refuses actors that would hold every CPU
+        start_ray(cfg.ray_address, cfg.num_cpus)
+        start = time.perf_counter()
+        table = sids_on_ray(
+            catalogue,
+            cfg.model_path,
+            output_dir,
+            num_workers=cfg.num_workers,
+            batch_size=cfg.batch_size,
             extra_level_size=cfg.extra_level_size,
+            cpus_per_worker=cfg.cpus_per_worker,
+            num_gpus=cfg.num_gpus,
         )
-        same = single.item_ids == table.item_ids and np.array_equal(single.codes, table.codes)
-        if not same:
-            raise RuntimeError(
-                "The Ray SIDs differ from the single-process SIDs; please report this as a bug."
+        seconds = time.perf_counter() - start
+        report = {
+            **table.stats,
+            "seconds": round(seconds, 2),
+            "items_per_s": round(len(table.item_ids) / seconds),
+        }
+        if cfg.check_single_process:
+            if local is None:
+                raise ValueError(
+                    "check_single_process needs the catalogue in this process: leave `catalogue` unset (synthetic)."
+                )
+            single = assign_unique_sids(
+                model.encode_batches(local[1], progress=False),
+                local[0],
+                model.config.codebook_sizes,
+                extra_level_size=cfg.extra_level_size,
             )
-        report["equal_to_single_process"] = True
-    write_text_atomic(
-        yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), output_dir / "recipe_config.yaml"
-    )
-    print(
-        f"SIDs for {len(table.item_ids)} items on Ray ({cfg.num_workers} workers, {seconds:.1f} s) -> {output_dir}"
-    )
-    print(yaml.safe_dump(report, sort_keys=False).rstrip())
-    return report
+            same = single.item_ids == table.item_ids and np.array_equal(single.codes, table.codes)
+            if not same:
+                raise RuntimeError(
+                    "The Ray SIDs differ from the single-process SIDs; please report this as a bug."
+                )
+            report["equal_to_single_process"] = True
+        write_text_atomic(
+            yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False), output_dir / "recipe_config.yaml"
+        )
+        print(
+            f"SIDs for {len(table.item_ids)} items on Ray ({cfg.num_workers} workers, {seconds:.1f} s) -> {output_dir}"
+        )
+        print(yaml.safe_dump(report, sort_keys=False).rstrip())
+        return report
 
 
 if __name__ == "__main__":

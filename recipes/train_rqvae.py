@@ -25,9 +25,11 @@ from hf_semtok.cli import parse_args_with_config
 from hf_semtok.constants import DEFAULT_SEED, EMBEDDINGS_CACHE_DIRNAME
 from hf_semtok.data import DatasetArguments, leave_one_out_split
 from hf_semtok.data.embeddings import catalogue_embeddings
+from hf_semtok.extras import require_extra
 from hf_semtok.rqvae.quality import format_quality_table
 from hf_semtok.rqvae.sid_stage import SIDStageConfig, train_sid_stage
 from hf_semtok.rqvae.training import save_training_result
+from hf_semtok.run_lock import hold_output_dir
 
 logger = logging.getLogger("train_rqvae")
 
@@ -68,31 +70,34 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, sid_config, dataset = parse_args_with_config(
         [TrainRQVAEConfig, SIDStageConfig, DatasetArguments], argv, prog="train_rqvae.py", description=__doc__
     )
+    if cfg.embedding_source == "text":
+        require_extra("text", "embedding_source: text", ["sentence_transformers"])
     output_dir = Path(cfg.output_dir)
-    catalogue = dataset.load_catalogue(seed=cfg.seed)
-    cache_dir = cfg.embedding_cache_dir or output_dir.parent / "cache" / EMBEDDINGS_CACHE_DIRNAME
-    embeddings = catalogue_embeddings(
-        catalogue,
-        source=cfg.embedding_source,
-        embedding_files=cfg.embedding_files,
-        text_model=cfg.text_model,
-        cache_dir=cache_dir,
-        batch_size=cfg.embedding_batch_size,
-        progress=cfg.progress,
-    )
-    # Co-occurrence pairs come from the training part of the histories only: no held-out target leaks into SIDs.
-    train_histories = leave_one_out_split(catalogue.histories)[0] if catalogue.histories else None
-    result = train_sid_stage(
-        embeddings, catalogue.item_ids, train_histories, sid_config, seed=cfg.seed, progress=cfg.progress
-    )
-    recipe_config = yaml.safe_dump(
-        {**dataclasses.asdict(dataset), **dataclasses.asdict(sid_config), **dataclasses.asdict(cfg)},
-        sort_keys=False,
-    )
-    save_training_result(result, output_dir, extra_files={"recipe_config.yaml": recipe_config})
-    print(f"Semantic IDs for {catalogue.name!r} ({catalogue.num_items} items) -> {output_dir}")
-    print(format_quality_table(result.report))
-    return result.report
+    with hold_output_dir(output_dir, what="train_rqvae.py"):  # one run per output_dir
+        catalogue = dataset.load_catalogue(seed=cfg.seed)
+        cache_dir = cfg.embedding_cache_dir or output_dir.parent / "cache" / EMBEDDINGS_CACHE_DIRNAME
+        embeddings = catalogue_embeddings(
+            catalogue,
+            source=cfg.embedding_source,
+            embedding_files=cfg.embedding_files,
+            text_model=cfg.text_model,
+            cache_dir=cache_dir,
+            batch_size=cfg.embedding_batch_size,
+            progress=cfg.progress,
+        )
+        # Co-occurrence pairs come from the training part of the histories only: no held-out target leaks into SIDs.
+        train_histories = leave_one_out_split(catalogue.histories)[0] if catalogue.histories else None
+        result = train_sid_stage(
+            embeddings, catalogue.item_ids, train_histories, sid_config, seed=cfg.seed, progress=cfg.progress
+        )
+        recipe_config = yaml.safe_dump(
+            {**dataclasses.asdict(dataset), **dataclasses.asdict(sid_config), **dataclasses.asdict(cfg)},
+            sort_keys=False,
+        )
+        save_training_result(result, output_dir, extra_files={"recipe_config.yaml": recipe_config})
+        print(f"Semantic IDs for {catalogue.name!r} ({catalogue.num_items} items) -> {output_dir}")
+        print(format_quality_table(result.report))
+        return result.report
 
 
 if __name__ == "__main__":

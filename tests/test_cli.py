@@ -244,7 +244,132 @@ def test_stage_arguments_are_training_arguments_and_the_command_line_wins(tmp_pa
     (cfg,) = parse_args_with_config(LMStageArguments, argv)
     assert isinstance(cfg, TrainingArguments)
     assert cfg.max_steps == 2 and cfg.window_stride is None  # the command line wins over the file
-    assert cfg.learning_rate == pytest.approx(2e-4)  # YAML 1.1 reads 2e-4 as a string: converted by its type
+    assert cfg.learning_rate == pytest.approx(2e-4)  # a number (YAML 1.1 alone would read the text "2e-4")
     assert cfg.model_config == {"hidden_size": 32} and cfg.optim == "adamw_torch"
     (cfg,) = parse_args_with_config(LMStageArguments, ["--model_config", "{hidden_size: 16}"])
     assert cfg.model_config == {"hidden_size": 16}
+
+
+# ---------------------------------------------------------------- YAML values meet the command line's rules
+
+
+def _parse_yaml(tmp_path, text: str, types_=(LMStageArguments,), argv=()):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text, encoding="utf-8")
+    return parse_args_with_config(list(types_), ["--config", str(path), *argv])
+
+
+def test_yaml_choice_outside_the_literal_is_refused(tmp_path):
+    """`train_mode: bogus` used to train as LoRA: a Literal's choices were checked on the command line only."""
+    with pytest.raises(
+        ValueError, match=r"`train_mode: bogus` in the config file .* \('sid_embeddings', 'full'"
+    ):
+        _parse_yaml(tmp_path, "train_mode: bogus\n")
+    with pytest.raises(ValueError, match=r"`lr_scheduler_type: cosin` .* Did you mean 'cosine'\?"):
+        _parse_yaml(tmp_path, "lr_scheduler_type: cosin\n")  # an Enum of TrainingArguments: its values
+    (cfg,) = _parse_yaml(tmp_path, "train_mode: full\nlr_scheduler_type: linear\n")
+    assert cfg.train_mode == "full" and cfg.lr_scheduler_type == "linear"
+
+
+def test_yaml_value_of_the_wrong_type_is_refused_with_the_fix(tmp_path):
+    from hf_semtok.rqvae.sid_stage import SIDStageConfig
+
+    with pytest.raises(TypeError, match=r"`epochs` .* must be a number; got str '1'\. .*`epochs: 1`"):
+        _parse_yaml(tmp_path, "epochs: '1'\n", (SIDStageConfig,))
+    with pytest.raises(TypeError, match=r"`max_steps` .* must be an integer; got float 2\.5"):
+        _parse_yaml(tmp_path, "max_steps: 2.5\n")
+    with pytest.raises(TypeError, match=r"`bf16` .* must be true or false; got str 'true'\. .*`bf16: true`"):
+        _parse_yaml(tmp_path, "bf16: 'true'\n")
+    with pytest.raises(TypeError, match=r"`hidden_sizes` .* a list of integers; got int 16\. .*\[16\]"):
+        _parse_yaml(tmp_path, "hidden_sizes: 16\n", (SIDStageConfig,))
+    (sid,) = _parse_yaml(tmp_path, "epochs: 1\nlearning_rate: 1e-3\n", (SIDStageConfig,))
+    assert sid.epochs == 1 and sid.learning_rate == pytest.approx(1e-3)  # `1e-3` is a number, as in YAML 1.2
+
+
+def test_every_shipped_config_meets_the_rules():
+    """The checks refuse nothing the recipes' own configs say (the Ray one needs a trained model: parsed up to it)."""
+    import importlib.util
+
+    def recipe(name):
+        spec = importlib.util.spec_from_file_location(f"_recipe_{name}", ROOT / "recipes" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+
+    from hf_semtok.rqvae.sid_stage import SIDStageConfig
+
+    classes = {
+        "cpt": [recipe("continued_pretraining").CPTArguments, DatasetArguments],
+        "lora": [recipe("finetune_lora").LoRAArguments, DatasetArguments],
+        "evaluate": [recipe("evaluate").EvaluateConfig, DatasetArguments],
+        "rqvae": [recipe("train_rqvae").TrainRQVAEConfig, SIDStageConfig, DatasetArguments],
+    }
+    configs = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
+    checked = 0
+    for path in configs:
+        kind = path.name.split("_")[0]
+        if kind in classes:
+            parse_args_with_config(classes[kind], ["--config", str(path)])
+            checked += 1
+    assert checked >= 12
+
+
+def test_empty_output_dir_is_refused_and_tilde_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(
+        ValueError, match=r"`output_dir` in the config file .* is empty, which would write into"
+    ):
+        _parse_yaml(tmp_path, "output_dir: ''\n")
+    with pytest.raises(ValueError, match=r"--output_dir is empty"):
+        parse_args_with_config(LMStageArguments, ["--output_dir", ""])
+    (cfg,) = _parse_yaml(tmp_path, "output_dir: '~/runs/cpt'\n")
+    assert cfg.output_dir == str(tmp_path / "home" / "runs" / "cpt")
+    (cfg,) = parse_args_with_config(
+        LMStageArguments, ["--output_dir=~/runs/x"]
+    )  # bash leaves this one as typed
+    assert cfg.output_dir == str(tmp_path / "home" / "runs" / "x")
+
+
+def test_yaml_aliases_are_refused(tmp_path):
+    """Nested aliases expand a kilobyte of YAML into megabytes (then written to recipe_config.yaml): refused."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    with pytest.raises(ValueError, match=r"uses a YAML alias, which is refused: found the alias \*a0"):
+        _parse_yaml(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"found the alias \*base"):
+        _parse_yaml(tmp_path, "model_config: &base {hidden_size: 32}\nextra: *base\n")
+
+
+def test_num_heads_that_do_not_divide_hidden_size_are_refused_at_once(tmp_path):
+    with pytest.raises(ValueError, match=r"num_heads=4 does not divide hidden_size=30.* \(e\.g\. 3\)"):
+        _parse_yaml(tmp_path, "model_config: {hidden_size: 30, num_heads: 4}\n")
+    with pytest.raises(ValueError, match=r"num_kv_heads=3 does not divide num_heads=4"):
+        LMStageArguments(model_config={"hidden_size": 32, "num_heads": 4, "num_kv_heads": 3})
+    with pytest.raises(
+        ValueError, match=r"Unknown model_config key 'hidden_siz'\. Did you mean 'hidden_size'"
+    ):
+        LMStageArguments(model_config={"hidden_siz": 32})
+    with pytest.raises(ValueError, match=r"num_heads=3 does not divide hidden_size=64"):
+        DemoConfig(model_config={"hidden_size": 64, "num_heads": 3})
+
+
+def test_a_recipe_refuses_a_bad_yaml_value_as_typed(tmp_path):
+    """The recipe as a user runs it: the error names the key and the fix, and nothing is trained."""
+    import os
+    import subprocess
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"train_mode: bogus\noutput_dir: {tmp_path / 'out'}\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "recipes/continued_pretraining.py", "--config", str(path)],
+        cwd=ROOT,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "`train_mode: bogus` in the config file" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -171,3 +171,46 @@ def test_shipped_configs_parse(name, dataset_format):
     )
     assert cfg.model_name_or_path and cfg.ks == [5, 10] and cfg.split == "test"
     assert data.dataset_format == dataset_format
+
+
+def test_process_shards_cover_every_user_once_in_order():
+    from hf_semtok.evaluation import process_shard
+
+    for n in (0, 1, 5, 6, 7):
+        for world in (1, 2, 3, 8):
+            shards = [process_shard(n, rank, world) for rank in range(world)]
+            assert [i for shard in shards for i in shard] == list(range(n))  # gathered in rank order
+            assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    with pytest.raises(
+        ValueError, match=r"process_index must be in \[0, num_processes\); got process 2 of 2"
+    ):
+        process_shard(4, 2, 2)
+
+
+def test_two_processes_share_the_users_and_write_the_result_once(saved, tmp_path):
+    """As launched: `torchrun --nproc_per_node 2 recipes/evaluate.py ...` on CPU (gloo). Each process ranks half of
+    the users; the main process writes the metrics of all of them, equal to a one-process run's."""
+    import os
+    import subprocess
+
+    _, model_dir, _, _, _ = saved
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    root = Path(__file__).resolve().parents[1]
+    one = evaluate_recipe.main(_args(model_dir, tmp_path / "one.json", "--save_rankings", "true"))
+    out = tmp_path / "two" / "metrics.json"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "recipes/evaluate.py"]
+    argv += _args(model_dir, out, "--save_rankings", "true")
+    proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two, stdout = json.loads(out.read_text()), proc.stdout
+    assert two["num_processes"] == 2 and one["num_processes"] == 1
+    assert stdout.count("Wrote ") == 1  # one process wrote and printed
+    assert two["num_users"] == one["num_users"] == 6
+    assert list(two["rankings"]) == list(one["rankings"])  # every user ranked once, in the same order
+    for user, ranking in one["rankings"].items():  # other batches, other padding: scores equal up to rounding
+        assert [item for item, _ in two["rankings"][user]] == [item for item, _ in ranking]
+        assert [score for _, score in two["rankings"][user]] == pytest.approx(
+            [score for _, score in ranking], abs=1e-4
+        )
+    for key in ("recall@1", "recall@5", "ndcg@5"):
+        assert two["metrics"][key] == pytest.approx(one["metrics"][key])

@@ -20,7 +20,7 @@ from transformers.trainer_utils import (
     sort_checkpoints,
 )
 
-__all__ = ["is_finished", "last_complete_checkpoint"]
+__all__ = ["checkpoint_state", "is_finished", "last_complete_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,29 @@ def _read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
         reason = f"its {TRAINER_STATE_NAME} has no global_step"
     logger.warning("Skipping %s: %s.", checkpoint, reason)
     return None
+
+
+def checkpoint_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The trainer state of a checkpoint folder named by the user (`resume_from_checkpoint`).
+
+    Raises:
+        ValueError: The folder does not exist, or has no readable `trainer_state.json` (not a `checkpoint-N`
+            folder, or one cut short by a kill); the message names the folder and the fix.
+    """
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise ValueError(
+            f"resume_from_checkpoint {str(path)!r} is not a folder; give a checkpoint-N folder of an earlier run, "
+            "or 'latest' for the last complete one in output_dir."
+        )
+    state = _read_trainer_state(path)
+    if state is None:
+        raise ValueError(
+            f"resume_from_checkpoint {str(path)!r} is not a complete checkpoint (no readable {TRAINER_STATE_NAME}, "
+            "so it is not a checkpoint-N folder or its run was stopped while saving it); give another "
+            "checkpoint-N folder, or 'latest'."
+        )
+    return state
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, dict[str, Any] | None]:

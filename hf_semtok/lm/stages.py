@@ -41,7 +41,12 @@ from hf_semtok.data.arguments import DatasetArguments
 from hf_semtok.data.catalogue import leave_one_out_split
 from hf_semtok.hub import card_template_path
 from hf_semtok.io_utils import save_file_set
-from hf_semtok.lm.checkpoints import _final_output_present, is_finished, last_complete_checkpoint
+from hf_semtok.lm.checkpoints import (
+    _final_output_present,
+    checkpoint_state,
+    is_finished,
+    last_complete_checkpoint,
+)
 from hf_semtok.lm.corpus import (
     check_histories,
     cpt_documents,
@@ -51,7 +56,16 @@ from hf_semtok.lm.corpus import (
     tokenize_sft,
 )
 from hf_semtok.lm.sid_embeddings import extend_model, sid_lora_config, sid_trainable_tokens_config
-from hf_semtok.small_models import BASE_MODELS, build_causal_lm, load_named_base, train_base_tokenizer
+from hf_semtok.run_lock import hold_output_dir
+from hf_semtok.small_models import (
+    BASE_MODELS,
+    SMOLLM2,
+    build_causal_lm,
+    check_model_config,
+    load_named_base,
+    smollm2_gguf_path,
+    train_base_tokenizer,
+)
 from hf_semtok.tokenizer.sid_table import SIDTable
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
@@ -64,6 +78,7 @@ __all__ = [
     "build_train_rows",
     "last_complete_checkpoint",
     "is_finished",
+    "resume_point",
     "train_with_resume",
     "save_stage_output",
     "render_adapter_card",
@@ -73,6 +88,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ADAPTER_CARD_TEMPLATE = "adapter_card.md"
+#: `resume_from_checkpoint` meaning the last complete checkpoint in `output_dir`.
+RESUME_LATEST = "latest"
+_LATEST = {"latest", "last", "true"}
+_NO_RESUME = {"false", "none", "null", ""}
+
 #: Set in `model.config` once the SID rows exist, so a later stage does not re-initialise trained rows.
 EXTENDED_FLAG = "hf_semtok_sid_rows"
 
@@ -167,6 +187,15 @@ class LMStageArguments(TrainingArguments):
         "Resume from the last complete checkpoint-N in output_dir; a finished run is not trained again.",
         default=True,
     )
+    resume_from_checkpoint: str | None = arg(
+        "A checkpoint-N folder to resume from (it wins over resume); 'latest' or 'true': the last complete "
+        "checkpoint in output_dir; 'false': start over.",
+        default=None,
+    )
+    overwrite: bool = arg(
+        "Replace files written by another kind of save or by no save.",
+        default=False,
+    )
     # TrainingArguments fields with other defaults
     output_dir: str | None = _training_default("output_dir", "outputs/lm")
     learning_rate: float = _training_default("learning_rate", 2e-4)
@@ -179,6 +208,7 @@ class LMStageArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         self.model_config = _as_dict(self.model_config, "model_config")
+        check_model_config(self.model_config)
         if self.base_model is not None and self.base_model not in BASE_MODELS:
             raise ValueError(
                 f"Unknown base_model {self.base_model!r}; known short names: {sorted(BASE_MODELS)}. For any other "
@@ -193,9 +223,30 @@ class LMStageArguments(TrainingArguments):
                 "weight_decay is set to 0 for train_mode=sid_embeddings: decay would move the frozen rows."
             )
             self.weight_decay = 0.0
+        self.resume_from_checkpoint = self._resume_choice(self.resume_from_checkpoint)
         if not self.use_cpu and not torch.cuda.is_available():
             self.use_cpu = True
         super().__post_init__()
+
+    def _resume_choice(self, value: Any) -> str | None:
+        """`resume_from_checkpoint` as given: a checkpoint folder, `latest`/`true` (the last complete checkpoint in
+        output_dir), `false` (start over: `resume` off) or unset."""
+        if (
+            value is None
+            or value is False
+            or (isinstance(value, str) and value.strip().lower() in _NO_RESUME)
+        ):
+            if value is not None:
+                self.resume = False
+            return None
+        if value is True or (isinstance(value, str) and value.strip().lower() in _LATEST):
+            return RESUME_LATEST
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(
+                f"resume_from_checkpoint must be a checkpoint folder, 'latest' or 'false'; got {value!r}."
+            )
+        checkpoint_state(value)  # a folder the Trainer can resume from, checked before any data is loaded
+        return os.fspath(value)
 
 
 @dataclass
@@ -385,14 +436,27 @@ def _build_trainer(
     )
 
 
+def resume_point(cfg: LMStageArguments) -> tuple[str | None, dict[str, Any] | None]:
+    """The checkpoint a stage resumes from, and its trainer state: `cfg.resume_from_checkpoint` when it names a
+    folder, else the last complete `checkpoint-N` in `output_dir` (with `resume`, or `resume_from_checkpoint`
+    `latest` / `true`), else `(None, None)`."""
+    choice = cfg.resume_from_checkpoint
+    if choice is not None and choice != RESUME_LATEST:
+        return choice, checkpoint_state(choice)
+    if cfg.resume or choice == RESUME_LATEST:
+        return last_complete_checkpoint(cfg.output_dir)
+    return None, None
+
+
 def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]]], cfg: LMStageArguments):
-    """Train with the stock `Trainer`, resuming from the last complete `checkpoint-N` in `cfg.output_dir`.
+    """Train with the stock `Trainer`, resuming from `cfg.resume_from_checkpoint` when it names a checkpoint, else
+    from the last complete `checkpoint-N` in `cfg.output_dir` (`resume_point`).
 
     Returns:
         `(trainer, resumed_from)`; `resumed_from` is the checkpoint path or `None`.
     """
     trainer = _build_trainer(model, tokenizer, rows, cfg)
-    resumed_from = last_complete_checkpoint(cfg.output_dir)[0] if cfg.resume else None
+    resumed_from = resume_point(cfg)[0]
     if resumed_from:
         logger.info("Resuming from %s", resumed_from)
     trainer.train(resume_from_checkpoint=resumed_from)
@@ -500,10 +564,32 @@ def run_lm_stage(
         dataset: The catalogue to load when `catalogue` is None (the recipes parse it beside `cfg`; default:
             `DatasetArguments()`, the synthetic catalogue), seeded with `cfg.seed`.
 
+    The run holds `output_dir` for its whole length (`hf_semtok.run_lock.hold_output_dir`): a second run into the
+    same folder is refused at its start.
+
     Returns:
         An `LMStageResult`.
+
+    Raises:
+        OutputDirInUseError: Another run is writing into `cfg.output_dir`.
     """
-    checkpoint, state = last_complete_checkpoint(cfg.output_dir) if cfg.resume else (None, None)
+    uses_base = cfg.base_model and not (
+        cfg.model_name_or_path and (cfg.tokenizer_name_or_path or cfg.base_tokenizer)
+    )
+    if uses_base and cfg.base_model == SMOLLM2:
+        smollm2_gguf_path()  # its packages, checked now rather than after the data is loaded
+    with hold_output_dir(cfg.output_dir, what=f"{cfg.data} stage ({cfg.train_mode})"):
+        return _run_lm_stage(cfg, tokenizer, catalogue, model, dataset)
+
+
+def _run_lm_stage(
+    cfg: LMStageArguments,
+    tokenizer: Any,
+    catalogue: Any,
+    model: Any,
+    dataset: DatasetArguments | None,
+) -> LMStageResult:
+    checkpoint, state = resume_point(cfg)
     finished = state is not None and is_finished(state, cfg)
     if finished and _final_output_present(cfg.output_dir):
         return _nothing_to_do(cfg, checkpoint, state)

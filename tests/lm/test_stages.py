@@ -234,3 +234,46 @@ def test_is_finished_follows_max_steps_and_epochs(tmp_path):
     assert is_finished(state, _cfg(tmp_path, max_steps=-1, num_train_epochs=2))
     assert not is_finished(state, _cfg(tmp_path, max_steps=-1, num_train_epochs=3))
     assert not is_finished({**state, "global_step": 29}, _cfg(tmp_path, max_steps=-1, num_train_epochs=2))
+
+
+def test_resume_from_checkpoint_path_is_where_training_resumes(tok, catalogue, tmp_path):
+    """`--resume_from_checkpoint PATH` used to be accepted and ignored (the run resumed from the latest one)."""
+    from hf_semtok.cli import parse_args_with_config
+
+    model, _ = _base_model(tok)
+    cfg = _cfg(tmp_path, data="cpt", train_mode="full", max_steps=4, save_steps=2)
+    run_lm_stage(cfg, tok, catalogue, model)
+    assert (tmp_path / "checkpoint-2").is_dir() and (tmp_path / "checkpoint-4").is_dir()
+    older = str(tmp_path / "checkpoint-2")
+    again = run_lm_stage(
+        _cfg(
+            tmp_path, data="cpt", train_mode="full", max_steps=5, save_steps=2, resume_from_checkpoint=older
+        ),
+        tok,
+        catalogue,
+        _base_model(tok)[0],
+    )
+    assert again.resumed_from == older and again.global_step == 5
+    assert (tmp_path / "checkpoint-5").is_dir()
+    # `latest` / `true` keep meaning the last complete checkpoint; `false` starts over
+    for latest in ("latest", "true", True):
+        assert _cfg(tmp_path, resume_from_checkpoint=latest).resume_from_checkpoint == "latest"
+    assert not _cfg(tmp_path, resume_from_checkpoint="false").resume
+    (tmp_path / "resume.yaml").write_text(f"resume_from_checkpoint: true\noutput_dir: {tmp_path}\n")
+    (parsed,) = parse_args_with_config(LMStageArguments, ["--config", str(tmp_path / "resume.yaml")])
+    assert (
+        parsed.resume_from_checkpoint == "latest"
+    )  # YAML's true: the text `--resume_from_checkpoint true` gives
+    newer = str(tmp_path / "checkpoint-5")  # checkpoint-2 rotated away (save_total_limit 2)
+    (parsed,) = parse_args_with_config(LMStageArguments, ["--resume_from_checkpoint", newer])
+    assert parsed.resume_from_checkpoint == newer
+
+
+def test_resume_from_checkpoint_that_is_no_checkpoint_fails_at_once(tmp_path):
+    with pytest.raises(ValueError, match=r"resume_from_checkpoint '.*nowhere' is not a folder"):
+        _cfg(tmp_path, resume_from_checkpoint=str(tmp_path / "nowhere"))
+    (tmp_path / "checkpoint-7").mkdir()
+    with pytest.raises(
+        ValueError, match=r"checkpoint-7' is not a complete checkpoint \(no readable trainer_state"
+    ):
+        _cfg(tmp_path, resume_from_checkpoint=str(tmp_path / "checkpoint-7"))
