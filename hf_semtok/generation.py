@@ -24,7 +24,7 @@ import torch
 from transformers.generation import utils as _generation_utils
 
 from hf_semtok.logits_process import DEAD_END_SCORE, SIDLogitsProcessor
-from hf_semtok.prompts import history_prompt
+from hf_semtok.prompts import check_titles, history_prompt
 
 __all__ = ["SIDLogitsProcessor", "recommend", "PrefillOnceLM", "DEAD_END_SCORE"]
 
@@ -372,7 +372,7 @@ def recommend(
             categories) instead of items; each result is then `(prefix_codes, score, [item_ids under it])`.
         exclude_seen: Drop items already in the user's history (for `prefix_level`: nothing is dropped).
         batch_size: Users per `generate()` call.
-        titles: Optional item id -> title, passed to the prompt builder.
+        titles: Optional mapping item id -> title (e.g. `catalogue.titles`), passed to the prompt builder.
         max_history: Most recent items kept in the prompt (same default as the prompt builder).
         progress: Show a progress bar over batches.
         do_sample: Sample `num_beams` SIDs per user (under the model's generation config: temperature, top-k...)
@@ -383,11 +383,12 @@ def recommend(
     Returns:
         Per user, a list of `(item_id, score)` sorted by decreasing score (no duplicates), or with `prefix_level`,
         `(prefix_codes: tuple[int, ...], score, item_ids: list[str])`. A list in the order of `histories`, or a
-        dict user id -> that list when `histories` is a mapping.
+        dict user id -> that list when `histories` is a mapping. No users (`[]` or `{}`) give `[]` (or `{}`), once
+        the other arguments are checked.
 
     Raises:
-        TypeError: `tokenizer` is not a `SemanticIDTokenizer`, `model` is not a causal LM, or an argument or
-            history has the wrong type.
+        TypeError: `tokenizer` is not a `SemanticIDTokenizer`, `model` is not a causal LM, `titles` is not a
+            mapping, or an argument or history has the wrong type.
         ValueError: A bad value (the message names it), a model without the SID tokens, or a prompt that with
             the SID's tokens needs more positions than the model has (`config.max_position_embeddings` /
             `n_positions`).
@@ -419,6 +420,9 @@ def recommend(
     _check_model(model)
     _check_model_vocab(model, tokenizer)
     _check_histories(histories, set(tokenizer.item_ids))
+    check_titles(titles, "recommend()")
+    if len(histories) == 0:
+        return []  # no users, no recommendations (as a batch call in transformers); a mapping gives {}
     prompts = [history_prompt(tokenizer, list(h), titles=titles, max_history=max_history) for h in histories]
     all_ids = _encode_prompts(tokenizer, prompts)
     _check_prompt_lengths(model, [len(ids) for ids in all_ids], plan.new_tokens, max_history)

@@ -25,7 +25,14 @@ from typing import Any
 
 from hf_semtok.constants import SID_END_TOKEN, SID_START_TOKEN, SID_TOKEN_PATTERN, SID_TOKEN_TEMPLATE
 
-__all__ = ["history_prompt", "target_text", "clean_item_text", "HISTORY_PREFIX", "NEXT_ITEM_SUFFIX"]
+__all__ = [
+    "history_prompt",
+    "target_text",
+    "check_titles",
+    "clean_item_text",
+    "HISTORY_PREFIX",
+    "NEXT_ITEM_SUFFIX",
+]
 
 HISTORY_PREFIX = "User history:"
 NEXT_ITEM_SUFFIX = "\nNext item:"
@@ -70,11 +77,23 @@ def clean_item_text(tokenizer: Any, text: Any, what: str = "item text") -> str:
     return " ".join(text.split())
 
 
+def check_titles(titles: Any, where: str = "history_prompt()") -> None:
+    """`titles` must be None or a mapping item id -> title, else a TypeError saying so (a list of titles has no
+    item ids to look them up by)."""
+    if titles is not None and not isinstance(titles, Mapping):
+        raise TypeError(
+            f"{where}: titles must be a mapping item id -> title (e.g. catalogue.titles) or None; got "
+            f"{type(titles).__name__} {str(titles)[:40]!r}. For a list in item order, pass "
+            "dict(zip(item_ids, titles))."
+        )
+
+
 def _history_body(
     tokenizer: Any, history: Sequence[str], titles: Mapping[str, str] | None, max_history: int | None
 ) -> str:
     if isinstance(history, str):
         raise ValueError("history must be a sequence of item ids, not one string; wrap it in a list.")
+    check_titles(titles)
     if max_history is not None:
         if max_history < 1:
             raise ValueError(f"max_history must be >= 1 or None, got {max_history}.")

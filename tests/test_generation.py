@@ -761,3 +761,25 @@ def test_recommend_on_an_unmerged_peft_model_with_trainable_sid_rows(rec_setup):
     peft_model = get_peft_model(copy.deepcopy(model), sid_lora_config(model, tok, r=2, lora_alpha=4))
     ranked = recommend(peft_model, tok, histories[:2], k=3, num_beams=4, progress=False)
     assert all(item in table for row in ranked for item, _ in row) and all(len(row) == 3 for row in ranked)
+
+
+def test_recommend_with_no_users_returns_empty_and_titles_must_be_a_mapping(rec_setup):
+    """Issue 35: `recommend(model, tok, [])` raised `max() arg is an empty sequence`, and a list of titles an
+    AttributeError."""
+    from hf_semtok.generation import recommend
+    from hf_semtok.prompts import history_prompt
+
+    tok, model, table, histories = rec_setup
+    assert recommend(model, tok, [], k=3, progress=False) == []
+    assert recommend(model, tok, {}, k=3, progress=False) == {}
+    with pytest.raises(ValueError, match="larger than the catalogue"):  # the arguments are still checked
+        recommend(model, tok, [], k=len(table) + 1, progress=False)
+    for titles in (["Red Pen", "Glue"], "Red Pen"):
+        with pytest.raises(
+            TypeError, match=r"recommend\(\): titles must be a mapping item id -> title .*dict\(zip\(item_ids"
+        ):
+            recommend(model, tok, histories[:1], k=3, titles=titles, progress=False)
+        with pytest.raises(TypeError, match=r"history_prompt\(\): titles must be a mapping"):
+            history_prompt(tok, histories[0], titles=titles)
+    titled = recommend(model, tok, histories[:1], k=3, titles={i: "a title" for i in table}, progress=False)
+    assert len(titled[0]) >= 1

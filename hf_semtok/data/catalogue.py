@@ -10,6 +10,7 @@ import gzip
 import html
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -209,7 +210,7 @@ def _json_line(line: str, path: Path, number: int) -> Any:
 def _find(directory: Path, stem: str) -> Path | None:
     """Return `directory/stem` or `directory/stem.gz`, whichever exists."""
     for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
+        if os.path.isfile(candidate):  # (pathlib's is_file raises for a name too long for the file system)
             return candidate
     return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,8 +196,9 @@ def load_embedding_file(
         A float32 array `(n_items, dim)`. NaN rows (missing modality) are kept; the RQ-VAE handles them.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Embedding file {str(path)!r} does not exist.")
+    if not os.path.isfile(path):  # (pathlib's is_file raises for a name too long for the file system)
+        where = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise ValueError(f"Embedding file {str(path)!r} {where}; name a .npy or .safetensors file.")
     ids = None
     if path.suffix == ".npy":
         array = np.load(path, allow_pickle=False)

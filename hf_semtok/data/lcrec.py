@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,8 +63,9 @@ def load_lcrec_index(path: str | Path, id_offset: int = 0) -> dict[str, tuple[in
         Item id (string) -> tuple of codes, one per level.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"SID index file {str(path)!r} does not exist.")
+    if not os.path.isfile(path):  # (pathlib's is_file raises for a name too long for the file system)
+        where = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise ValueError(f"SID index file {str(path)!r} {where}; name the .index.json file.")
     raw = _read_json(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{str(path)!r} is not an LC-Rec index: expected a JSON object {{item: [tokens]}}.")
@@ -143,7 +145,7 @@ def load_lcrec_dataset(
         those of the histories and the SID files.
     """
     directory = Path(directory)
-    if not directory.is_dir():
+    if not os.path.isdir(directory):
         raise ValueError(f"Dataset folder {str(directory)!r} does not exist.")
     name = _lcrec_name(directory, name)
     inter_path = _find(directory, f"{name}.inter.json")

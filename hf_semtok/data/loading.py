@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def _load_table(data_dir: str | Path | None, name: str | None, options: dict[str
     options = dict(options)
     interactions, items = options.pop("interactions", None), options.pop("items", None)
     if interactions is None:
-        if data_dir is None or not Path(data_dir).is_dir():
+        if data_dir is None or not os.path.isdir(data_dir):
             raise ValueError(
                 "dataset_format='table' needs interactions (a .csv / .parquet / .jsonl file or a Hugging Face "
                 "dataset id), or data_dir: a folder holding interactions.csv (and items.csv)."

@@ -6,7 +6,7 @@
 |---|---|---|
 | `user_id` | required | the user |
 | `item_id` | required | the item |
-| `timestamp` | optional | numbers (Unix time in any unit) or ISO-8601 dates (`2024-05-01T12:30:00`, with or without a UTC offset, one kind per column); without it the file order decides |
+| `timestamp` | optional | finite numbers (Unix time in any unit; integers compare exactly at any size) or ISO-8601 dates (`2024-05-01T12:30:00`, with or without a UTC offset, one kind per column); without it the file order decides |
 
 **Items**, one row per item (optional: without it the items are those of the interactions):
 
@@ -26,7 +26,9 @@ Rules:
 
 - **Ids are strings.** CSV values are kept as written (`"007"` stays `"007"`). A Parquet, JSON Lines or `datasets`
   id column of integers is converted to decimal strings; that is the only conversion. Floats, booleans, empty
-  ids and a column that mixes numbers and strings are errors.
+  or whitespace-only ids and a column that mixes numbers and strings are errors.
+- **Column names are unique**; a table with a name twice is an error. A CSV value that spans lines because of a
+  stray quote (`a,"Red Pen` never closed), swallowing the rows after it, is an error naming the line.
 - **Histories** are each user's events sorted by timestamp; the sort is stable, so events with the same timestamp
   (and every event, without timestamps) keep their file order. Users appear in the order of their first event.
 - **Consecutive duplicates**, a user taking the same item twice in a row (a double click, a reload), are dropped
@@ -330,9 +332,11 @@ def load_table_catalogue(
         A `TableCatalogue`: a `Catalogue` with `embeddings` and `load_stats`.
 
     Raises:
-        ValueError: A missing column, an empty table, an id that is not a string or an integer, an unparseable
-            timestamp, duplicate item rows, a file that is not UTF-8, or (with `unknown_items="error"`) an
-            interaction naming an unknown item. The message names the file, the column, the row and the fix.
+        ValueError: A missing column, a column name twice, an empty table, an id that is not a string or an
+            integer (or is blank), an unparseable or non-finite timestamp, integer timestamps above 2**53 mixed with
+            decimal ones, duplicate item rows, a CSV quote that swallows rows, a file that is not UTF-8, or (with
+            `unknown_items="error"`) an interaction naming an unknown item. The message names the file, the
+            column, the row and the fix.
     """
     if unknown_items not in ("skip", "error"):
         raise ValueError(f"unknown_items must be 'skip' or 'error', got {unknown_items!r}.")

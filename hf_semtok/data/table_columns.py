@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 _NUMBER, _DATE, _DATE_UTC = "number", "date without a UTC offset", "date with a UTC offset"
+#: The largest integer that float64 holds exactly, with every integer below it.
+_EXACT_FLOAT_INT = 2**53
 
 
 def first_true(mask: Any) -> int:
@@ -32,8 +34,8 @@ def first_true(mask: Any) -> int:
 
 
 def id_strings(array: Any, label: str, column: str, row0: int) -> Any:
-    """An id column as an Arrow string array: strings as written, integers as decimal strings, anything else an
-    error naming the row."""
+    """An id column as an Arrow string array: strings as written, integers as decimal strings, anything else (and
+    an empty or whitespace-only id) an error naming the row."""
     pa = import_pyarrow()
     pc = pa.compute
     kind = array.type
@@ -52,20 +54,30 @@ def id_strings(array: Any, label: str, column: str, row0: int) -> Any:
             f"{label}: column {column!r} holds {kind} values ({example!r}). Ids are strings: only text and integer "
             "columns are read as ids (integers become '42'); write the ids as text or integers."
         )
-    empty = pc.equal(pc.utf8_length(array), 0)
+    empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(array)), 0)
     if pc.any(empty).as_py():
-        row = row0 + first_true(empty.to_numpy(zero_copy_only=False)) + 1
+        at = first_true(empty.to_numpy(zero_copy_only=False))
+        value = array[at].as_py()
+        blank = f" (only whitespace: {value!r})" if value else ""
         raise ValueError(
-            f"{label}: row {row} has an empty {column!r}; every row needs one. Fill or drop that row."
+            f"{label}: row {row0 + at + 1} has an empty {column!r}{blank}; every row needs one. Fill or drop that "
+            "row."
         )
     return array
 
 
 class TimestampParser:
-    """Turns one timestamp column, batch by batch, into sortable numbers: float64 for numbers, int64 ns for dates."""
+    """Turns one timestamp column, batch by batch, into sortable numbers: int64 for integers (exact at any size),
+    float64 for decimal numbers, int64 ns for dates.
+
+    A column that holds integers above 2**53 and decimal numbers is refused: the loader would compare both as
+    float64, where such integers are no longer exact (2**53 + 1 == 2**53).
+    """
 
     def __init__(self, label: str, column: str) -> None:
         self.label, self.column, self.kind = label, column, None
+        self.big_integer: tuple[int, Any] | None = None  # (row, value) of the first integer above 2**53
+        self.decimal: tuple[int, Any] | None = None  # (row, value) of the first decimal (float) number
 
     def _bad(self, row: int, value: Any, why: str = "") -> ValueError:
         return ValueError(
@@ -75,9 +87,11 @@ class TimestampParser:
         )
 
     def _parse_strings(self, array: Any) -> tuple[str, Any] | None:
-        """`(kind, parsed array)` of the first kind that reads every value (only the column's kind once known)."""
+        """`(kind, parsed array)` of the first kind that reads every value (only the column's kind once known).
+        Numbers are read as int64 when every value of the batch is an integer, else as float64."""
         pa = import_pyarrow()
         attempts = [
+            (_NUMBER, pa.int64()),
             (_NUMBER, pa.float64()),
             (_DATE, pa.timestamp("ns")),
             (_DATE_UTC, pa.timestamp("ns", "UTC")),
@@ -107,13 +121,56 @@ class TimestampParser:
                 )
         return self._bad(row0 + 1, values[0] if values else None)
 
+    def _numbers(self, raw: Any, parsed: Any, row0: int) -> np.ndarray:
+        """Check a batch of numbers: finite, and no integer above 2**53 in a column with decimal numbers."""
+        pa = import_pyarrow()
+        pc = pa.compute
+        values = parsed.to_numpy(zero_copy_only=False)
+        if pa.types.is_integer(parsed.type):
+            big = np.abs(values) > _EXACT_FLOAT_INT
+            if big.any() and self.big_integer is None:
+                at = first_true(big)
+                self.big_integer = (row0 + at + 1, raw[at].as_py())
+        else:
+            finite = np.isfinite(values)
+            if not finite.all():
+                at = first_true(~finite)
+                raise self._bad(row0 + at + 1, raw[at].as_py(), " (not a finite number)")
+            decimal = np.ones(len(values), dtype=bool)
+            if pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type):
+                # integers written out in a batch that also holds decimals: the float cast rounded them
+                whole = pc.match_substring_regex(raw, r"^\s*[+-]?[0-9]+\s*$").to_numpy(zero_copy_only=False)
+                decimal = ~whole
+                big = whole & (np.abs(values) >= _EXACT_FLOAT_INT)
+                if big.any() and self.big_integer is None:
+                    at = first_true(big)
+                    self.big_integer = (row0 + at + 1, raw[at].as_py())
+            if self.decimal is None and decimal.any():
+                at = first_true(decimal)
+                self.decimal = (row0 + at + 1, raw[at].as_py())
+        if self.big_integer is not None and self.decimal is not None:
+            (row, value), (other_row, other) = self.big_integer, self.decimal
+            raise ValueError(
+                f"{self.label}: column {self.column!r} holds integers above 2**53 (row {row}: {value!r}) and decimal "
+                f"numbers (row {other_row}: {other!r}); compared as floats, such integers lose their exact order. "
+                "Write every timestamp as an integer (e.g. Unix time in nanoseconds) or as an ISO-8601 date."
+            )
+        return values
+
     def __call__(self, array: Any, row0: int) -> np.ndarray:
         pa = import_pyarrow()
         if array.null_count:
             row = row0 + first_true(array.is_null().to_numpy(zero_copy_only=False)) + 1
             raise self._bad(row, None, " (the value is missing)")
         kind = array.type
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        if pa.types.is_integer(kind):
+            try:
+                parsed = (_NUMBER, pa.compute.cast(array, pa.int64()))
+            except pa.ArrowInvalid:  # uint64 past int64
+                big = pa.compute.greater(array, pa.scalar(2**63 - 1, kind)).to_numpy(zero_copy_only=False)
+                at = first_true(big)
+                raise self._bad(row0 + at + 1, array[at].as_py(), " (larger than 2**63 - 1)") from None
+        elif pa.types.is_floating(kind) or pa.types.is_decimal(kind):
             parsed = (_NUMBER, pa.compute.cast(array, pa.float64()))
         elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             tz = kind.tz if pa.types.is_timestamp(kind) else None
@@ -130,10 +187,7 @@ class TimestampParser:
             )
         self.kind = parsed[0]
         if parsed[0] == _NUMBER:
-            values = parsed[1].to_numpy(zero_copy_only=False)
-            if np.isnan(values).any():
-                raise self._bad(row0 + first_true(np.isnan(values)) + 1, float("nan"))
-            return values
+            return self._numbers(array, parsed[1], row0)
         return parsed[1].cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 

@@ -21,11 +21,14 @@ import difflib
 import gzip
 import io
 import logging
+import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ TABLE_EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json"}
 #: Rows per record batch of the Parquet and in-memory readers; CSV and JSON read blocks of `BLOCK_BYTES`.
 BATCH_ROWS = 1 << 20
 BLOCK_BYTES = 32 << 20
+#: The longest JSON Lines record read (pyarrow's block size is a 32-bit integer).
+_MAX_JSON_LINE = 512 << 20
 _UTF8_HINT = (
     "re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`), or for a CSV file give its "
     "encoding (`table_encoding: latin-1`)"
@@ -115,6 +120,16 @@ class TableSource:
     names: list[str]
     read: Callable[[Sequence[str]], Iterator[Any]]
     path: Path | None = None
+
+    def __post_init__(self) -> None:
+        seen: dict[str, int] = {}
+        for position, name in enumerate(self.names, start=1):
+            if name in seen:
+                raise ValueError(
+                    f"{self.label}: the column name {name!r} appears twice (columns {seen[name]} and {position}); "
+                    "which one is meant is ambiguous. Give every column its own name (rename or drop one)."
+                )
+            seen[name] = position
 
     def require(self, columns: Sequence[str], option: dict[str, str]) -> None:
         """Raise a ValueError naming the first column of `columns` that the table lacks, and how to fix it.
@@ -198,9 +213,76 @@ def _csv_source(path: Path, encoding: str) -> TableSource:
                 column_types={c: pa.string() for c in columns},  # every value as written; the loader converts
             ),
         )
-        yield from reader
+        rows = 0
+        for batch in reader:
+            rows += batch.num_rows
+            yield batch
+        if _content_lines(path) > rows + 1:  # some value spans lines (or blank lines): find out which
+            _check_multiline_values(path, header_encoding, header, label)
 
     return TableSource(label, header, read, path)
+
+
+def _content_lines(path: Path) -> int:
+    """Lines of `path` up to its last non-blank one: the header plus one per row, when no value spans lines."""
+    lines, trailing, text = 0, 0, False
+    with _open_binary(path) as handle:
+        while chunk := handle.read(1 << 22):
+            newlines = chunk.count(b"\n")
+            lines += newlines
+            stripped = chunk.rstrip(b"\r\n")
+            if stripped:
+                text, trailing = True, chunk.count(b"\n", len(stripped))
+            else:
+                trailing += newlines
+    return lines - trailing + 1 if text else 0
+
+
+def _check_multiline_values(path: Path, encoding: str, header: list[str], label: str) -> None:
+    """Refuse a quoted value that swallowed rows: an opening quote that a stray quote (`a,"Red Pen` with no closing
+    quote) leaves open reads every following line into one value, until the next quote or the end of the file,
+    and those rows vanish. A value whose inner lines each split into one field per column is taken for such rows
+    when there are two or more of them, or when the quote never closes; other values with line breaks (a
+    description in paragraphs) are valid CSV and only logged."""
+    fix = (
+        "A stray quote is the usual cause: a value that begins with a quote must end with one, and a quote inside "
+        'a quoted value is written twice ("Red ""Pen"""). Escape or remove the quote'
+    )
+    width, spans = len(header), []
+    with _open_binary(path) as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding=encoding, newline=""))
+        next(reader, None)
+        start = reader.line_num + 1
+        try:
+            for row in reader:
+                for column, value in zip(header, row):
+                    if "\n" in value or "\r" in value:
+                        spans.append((start, reader.line_num, column, value))
+                start = reader.line_num + 1
+        except csv.Error as err:  # a value past the csv module's field size limit: a quote ran on and on
+            raise ValueError(
+                f"{label}, line {start}: a quoted value runs on past {csv.field_size_limit() // 1024} KiB ({err}), "
+                f"swallowing the rows after it. {fix} on line {start}."
+            ) from None
+    for first, last, column, value in spans:
+        inner = value.splitlines()[1:]
+        cut = inner[:-1] if len(inner) > 1 else inner  # the last line may be cut short by a closing quote
+        filled = [line for line in cut if line.strip()]
+        rows = filled and all(len(next(csv.reader([line]))) == width for line in filled)
+        # one row-like line could be a line of text; a value that ends in a line break never saw its closing quote
+        if rows and (len(inner) > 1 or value.endswith(("\n", "\r"))):
+            raise ValueError(
+                f"{label}, line {first}: the value of column {column!r} opens a quote that runs on to line {last}, "
+                f"so lines {first + 1}-{last}, which look like rows of their own, were read into that one value "
+                f"({last - first} rows lost). {fix} on line {first}."
+            )
+    if spans:
+        first, last, column, _ = spans[0]
+        logger.warning(
+            "%s: %d values span several lines (%d lines in all; the first is column %r at lines %d-%d). Line breaks "
+            "inside quoted values are valid CSV; if these should be rows, a stray quote joined them.",
+            label, len(spans), sum(b - a for a, b, _, _ in spans), column, first, last,
+        )  # fmt: skip
 
 
 def _json_source(path: Path) -> TableSource:
@@ -210,7 +292,7 @@ def _json_source(path: Path) -> TableSource:
     label = str(path)
     if first_non_utf8(path) is not None:  # pyarrow.json would replace bad bytes with U+FFFD silently
         raise not_utf8_error(label, path)
-    options = pa_json.ReadOptions(block_size=BLOCK_BYTES)
+    options = pa_json.ReadOptions(block_size=_json_block_size(path, label))
     try:
         names = pa_json.open_json(path, read_options=options).schema.names
     except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as err:
@@ -223,6 +305,41 @@ def _json_source(path: Path) -> TableSource:
             yield pa.record_batch([batch.column(c) for c in columns], names=list(columns))
 
     return TableSource(label, names, read, path)
+
+
+def _longest_line(path: Path) -> tuple[int, int]:
+    """`(bytes, line number)` of the longest line of `path`."""
+    longest, at, line, run = 0, 1, 1, 0
+    with _open_binary(path) as handle:
+        while chunk := handle.read(1 << 24):
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)  # (newlines in the chunk,)
+            if len(ends) == 0:
+                run += len(chunk)
+                continue
+            lengths = np.diff(ends, prepend=-1) - 1  # (newlines,) bytes of each line, without its newline
+            lengths[0] += run
+            i = int(lengths.argmax())
+            if lengths[i] > longest:
+                longest, at = int(lengths[i]), line + i
+            line, run = line + len(ends), len(chunk) - int(ends[-1]) - 1
+    return (run, line) if run > longest else (longest, at)
+
+
+def _json_block_size(path: Path, label: str) -> int:
+    """A block size of the JSON reader that holds the longest line: pyarrow cannot parse a record that straddles
+    two blocks ("straddling object straddles two block boundaries")."""
+    if path.stat().st_size <= BLOCK_BYTES and not _is_gzip(path):
+        return BLOCK_BYTES
+    longest, line = _longest_line(path)
+    if longest < BLOCK_BYTES // 2:
+        return BLOCK_BYTES
+    if longest > _MAX_JSON_LINE:
+        raise ValueError(
+            f"{label}, line {line}: the line is {longest >> 20} MiB long; JSON Lines holds one record per line, and a "
+            f"record this large (more than {_MAX_JSON_LINE >> 20} MiB) is not read. If the file is one JSON "
+            "document or has records without line breaks between them, write one record per line."
+        )
+    return 2 * longest + 2
 
 
 def _parquet_source(path: Path) -> TableSource:
@@ -305,14 +422,15 @@ def open_table(
     pa = import_pyarrow()
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
-        if data_dir is not None and not path.is_absolute() and not path.exists():
+        # (os.path, not pathlib: pathlib's is_file raises for a name too long for the file system)
+        if data_dir is not None and not path.is_absolute() and not os.path.exists(path):
             path = Path(data_dir) / path
         kind = file_kind(path)
-        if path.is_dir():
+        if os.path.isdir(path):
             raise ValueError(
                 f"The {role} table {str(path)!r} is a folder; name a file in it (.csv, .parquet or .jsonl)."
             )
-        if path.is_file():
+        if os.path.isfile(path):
             if kind is None:
                 raise ValueError(
                     f"The {role} file {str(path)!r} has an extension the table format does not read; use .csv, "
@@ -323,7 +441,7 @@ def open_table(
             return {"csv": lambda: _csv_source(path, encoding), "json": lambda: _json_source(path)}.get(
                 kind, lambda: _parquet_source(path)
             )()
-        if kind is not None or str(source).startswith((".", "/", "~")):
+        if kind is not None or str(source).startswith((".", "/", "~")) or len(str(source)) > 255:
             raise ValueError(f"The {role} file {str(path)!r} does not exist; check the path.")
         return _datasets_source(_hub_dataset(str(source), split), f"dataset {str(source)!r}", split)
     if isinstance(source, pa.RecordBatch):

@@ -193,6 +193,7 @@ def sid_grammar(
     sid_start_token_id: int | None = None,
     sid_end_token_id: int | None = None,
     token_match: Literal["id", "text"] = "id",
+    vocab_size: int | None = None,
 ) -> str:
     """A grammar whose sentences are the SIDs of a catalogue (see the module docstring). `export_grammar` reads
     the arguments from a tokenizer; this takes them directly (e.g. a `SIDTable`'s codes).
@@ -207,15 +208,22 @@ def sid_grammar(
         sid_end_token_id: Id of `<|sid_end|>` (marked layout and free mode).
         token_match: `"id"` (token-id terminals) or `"text"` (xgrammar only: SID tokens as string literals,
             `<|sid_{level}_{code}|>`, for xgrammar releases without `Token(...)`; `"sid"` mode only).
+        vocab_size: The model's vocabulary size (`len(tokenizer)`): every token id must be below it. Without it,
+            ids are only checked to be 32-bit (what the servers' token ids are).
 
     Returns:
         The grammar text. Its start rule is `start` (Lark) or `root` (EBNF).
 
     Raises:
+        TypeError: A token id (or `vocab_size`) that is not an integer.
         ValueError: An unknown dialect, mode, layout or token match; a combination the dialect cannot express;
-            codes that do not fit the codebooks; a missing marker id.
+            codes that do not fit the codebooks; a missing marker id; a negative, out-of-vocabulary or repeated
+            token id.
     """
     _check_grammar_options(dialect, mode, layout, token_match, sid_start_token_id, sid_end_token_id)
+    sid_token_ids, sid_start_token_id, sid_end_token_id = _checked_token_ids(
+        sid_token_ids, sid_start_token_id, sid_end_token_id, vocab_size
+    )
     codes = _checked_codes(sid_codes, sid_token_ids)
     token_text = (
         _sid_token_texts(sid_token_ids, sid_start_token_id, sid_end_token_id) if token_match == "text" else {}
@@ -271,6 +279,63 @@ def _check_grammar_options(
         raise ValueError("mode='free' needs layout='marked': free text needs <|sid_start|> to open a SID.")
     if (layout == "marked" or mode == "free") and (sid_start_token_id is None or sid_end_token_id is None):
         raise ValueError("The marked layout and free mode need sid_start_token_id and sid_end_token_id.")
+
+
+def _token_id(value: Any, what: str, limit: int, limit_name: str) -> int:
+    """`value` as a token id: an integer (not a bool or float) in `[0, limit)`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{what} is {value!r} ({type(value).__name__}); token ids are integers. Pass the tokenizer's ids "
+            "(tokenizer.sid_token_ids, tokenizer.sid_start_token_id, tokenizer.sid_end_token_id)."
+        )
+    if not 0 <= int(value) < limit:
+        raise ValueError(
+            f"{what} is {int(value)}, outside the vocabulary (token ids run from 0 to {limit_name} - 1 = "
+            f"{limit - 1}). Pass the ids of the tokenizer the served model uses."
+        )
+    return int(value)
+
+
+def _checked_token_ids(
+    sid_token_ids: Any, sid_start_token_id: Any, sid_end_token_id: Any, vocab_size: Any
+) -> tuple[list[np.ndarray], int | None, int | None]:
+    """The SID token ids per level as int64 arrays and the marker ids, each an integer below the vocabulary
+    size (or 2**31), none used twice: a grammar with a float, negative or out-of-vocabulary id names a token the
+    model does not have."""
+    limit, limit_name = 2**31, "2**31"
+    if vocab_size is not None:
+        limit = _token_id(vocab_size, "vocab_size", 2**31 + 1, "2**31 + 1")
+        limit_name = "vocab_size"
+    if isinstance(sid_token_ids, (str, bytes)) or not isinstance(sid_token_ids, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"sid_token_ids must be a list of token-id lists, one per SID level; got {type(sid_token_ids).__name__}."
+        )
+    levels, owner = [], {}
+    for lv, ids in enumerate(sid_token_ids):
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, (Sequence, np.ndarray)):
+            raise TypeError(f"sid_token_ids[{lv}] must be a list of token ids; got {type(ids).__name__}.")
+        checked = [_token_id(t, f"sid_token_ids[{lv}][{c}]", limit, limit_name) for c, t in enumerate(ids)]
+        for c, t in enumerate(checked):
+            if t in owner:
+                raise ValueError(
+                    f"sid_token_ids[{lv}][{c}] is {t}, the id of {owner[t]} too; every SID code needs its own token. "
+                    "Pass tokenizer.sid_token_ids."
+                )
+            owner[t] = f"sid_token_ids[{lv}][{c}]"
+        levels.append(np.asarray(checked, dtype=np.int64))
+    markers = []
+    for name, value in (("sid_start_token_id", sid_start_token_id), ("sid_end_token_id", sid_end_token_id)):
+        if value is None:
+            markers.append(None)
+            continue
+        token = _token_id(value, name, limit, limit_name)
+        if token in owner:
+            raise ValueError(
+                f"{name} is {token}, the id of {owner[token]} too; the markers need their own tokens."
+            )
+        owner[token] = name
+        markers.append(token)
+    return levels, markers[0], markers[1]
 
 
 def _checked_codes(sid_codes: Any, sid_token_ids: Sequence[Sequence[int]]) -> np.ndarray:
@@ -362,4 +427,5 @@ def export_grammar(
         sid_start_token_id=tokenizer.sid_start_token_id,
         sid_end_token_id=tokenizer.sid_end_token_id,
         token_match=token_match,
+        vocab_size=len(tokenizer),
     )

@@ -254,6 +254,14 @@ class HashedItemIndex(Mapping):
         return iter(self._ids)
 
 
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # Long: the docstring states the one item-id rule of the library; the body is ~46 lines.
 def check_item_ids(
     item_ids: Any,
@@ -266,7 +274,8 @@ def check_item_ids(
 ) -> list[str] | ItemIds:
     """The library's one item-id validator: every public entry point that takes item ids calls it.
 
-    The rule: item ids are non-empty `str` (numpy strings too), given as an ordered sequence (a list, tuple,
+    The rule: item ids are non-empty `str` (numpy strings too) of valid Unicode (encodable as UTF-8: no lone
+    surrogate), given as an ordered sequence (a list, tuple,
     numpy array, pandas Series or [`ItemIds`]), with no id twice. Nothing is converted: an int, float, None or
     bytes element is refused, not turned into text, and so are a `set` (no row order), a `str` (it would be split
     into characters), a mapping and an iterator.
@@ -288,7 +297,7 @@ def check_item_ids(
 
     Raises:
         TypeError: A wrong container or element type (a `ValueError` with `in_file=True`).
-        ValueError: An empty id or a duplicate.
+        ValueError: An empty id, an id that is not valid Unicode, or a duplicate.
     """
     what = f"field {name!r}" if in_file else name
     type_error = ValueError if in_file else TypeError
@@ -322,6 +331,15 @@ def check_item_ids(
                 "are meant."
             )
         ids = [str(i) for i in ids]  # str subclasses (numpy strings) -> plain str
+    try:
+        "".join(ids).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not Unicode text, cannot be saved as UTF-8
+        bad = next(p for p, i in enumerate(ids) if not _is_utf8_encodable(i))
+        raise ValueError(
+            f"{source}: {what}[{bad}] is {ids[bad]!r}, which holds a lone surrogate and is not valid Unicode; item "
+            "ids must be encodable as UTF-8. Fix the id (e.g. decode the source bytes with errors='strict', or "
+            "join surrogate pairs with .encode('utf-16', 'surrogatepass').decode('utf-16'))."
+        ) from None
     if unique or "" in ids:
         seen = set(ids)
         if "" in seen:

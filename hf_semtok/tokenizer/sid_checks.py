@@ -18,6 +18,20 @@ from .constants import MAX_CODEBOOK_SIZE
 MAX_NUM_LEVELS = 64
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object holds one key twice (`json` would keep the last value silently); `args[0]` is the key."""
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for `json.loads`: a dict of `pairs`, or `DuplicateKeyError` for a key given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Strict integer checks shared by the table, the tokenizer and the SID assignment
 # ----------------------------------------------------------------------------------------------------------

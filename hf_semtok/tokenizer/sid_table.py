@@ -30,6 +30,7 @@ from .item_ids import HashedItemIndex, ItemIds, _smallest_uint, _write_bytes, ch
 from .safe_paths import read_regular
 from .sid_checks import (
     MAX_NUM_LEVELS,
+    DuplicateKeyError,
     _is_int,
     _jsonable,
     as_code_matrix,
@@ -40,6 +41,7 @@ from .sid_checks import (
     check_table_codes,
     check_table_metadata,
     check_unique_item_ids,
+    no_duplicate_keys,
 )
 from .sid_tokens import group_sid_events
 
@@ -68,6 +70,8 @@ __all__ = [
     "as_int_list",
     "check_code_range",
     "check_unique_item_ids",
+    "DuplicateKeyError",
+    "no_duplicate_keys",
 ]
 
 #: `"format"` of `sid_table.json`.
@@ -483,7 +487,12 @@ class SIDTable:
         name = str(path)
         raw = read_regular(path, MAX_SID_TABLE_JSON_BYTES, "SID table")
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
+        except DuplicateKeyError as err:
+            raise ValueError(
+                f"{name}: the key {err.args[0]!r} appears twice in one JSON object; a JSON reader keeps only the "
+                f"last one, so which table is meant is unclear. Remove one of them ({_FIX})."
+            ) from None
         except UnicodeDecodeError as err:
             raise ValueError(f"{name} is not UTF-8 text ({err}); it is not a SID table ({_FIX}).") from None
         except json.JSONDecodeError as err:

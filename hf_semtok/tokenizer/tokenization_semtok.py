@@ -45,6 +45,7 @@ from .sid_tokens import SID_RE, SIDTokenLookup
 from .tokenizer_files import (
     check_byte_level,
     check_config_tokens,
+    check_files_are_files,
     check_rqvae_sizes,
     check_source,
     check_tokenizer_config,
@@ -266,9 +267,9 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         """
         check_source(pretrained_model_name_or_path)
         if os.path.isdir(pretrained_model_name_or_path) and "_file_set" not in kwargs:
-            check_regular_files(
-                os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or ""), "tokenizer"
-            )
+            folder = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+            check_files_are_files(folder, [TOKENIZER_CONFIG_FILE, *cls.vocab_files_names.values()])
+            check_regular_files(folder, "tokenizer")
         if not os.path.isdir(pretrained_model_name_or_path) or "_file_set" in kwargs:
             return cls._load_checked(pretrained_model_name_or_path, *args, **kwargs)
         # A local folder: load the files of the last tokenizer save, checked against its manifest, while no save

@@ -13,9 +13,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .constants import SID_END_TOKEN, SID_START_TOKEN, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
+from .constants import (
+    SID_END_TOKEN,
+    SID_START_TOKEN,
+    SID_TOKEN_PATTERN,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+)
 from .safe_paths import read_regular
-from .sid_table import SIDTable
+from .sid_table import DuplicateKeyError, SIDTable, no_duplicate_keys
 
 #: The largest tokenizer JSON file a load reads (a 150k-token `tokenizer.json` is about 10 MB).
 MAX_JSON_BYTES = 512 << 20
@@ -23,6 +29,7 @@ MAX_JSON_BYTES = 512 << 20
 __all__ = [
     "check_byte_level",
     "check_config_tokens",
+    "check_files_are_files",
     "check_rqvae_sizes",
     "check_source",
     "check_tokenizer_config",
@@ -56,7 +63,10 @@ def json_problem(path: str | os.PathLike | None) -> str:
     if not path or not os.path.isfile(path):
         return ""
     try:
-        json.loads(read_regular(path, MAX_JSON_BYTES, "tokenizer file").decode("utf-8"))
+        raw = read_regular(path, MAX_JSON_BYTES, "tokenizer file")
+        json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
+    except DuplicateKeyError as err:
+        return f"the key {err.args[0]!r} appears twice in one JSON object (a JSON reader keeps only the last one)"
     except UnicodeDecodeError:
         return "not UTF-8 text"
     except json.JSONDecodeError as err:
@@ -93,7 +103,9 @@ def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
     problem = json_problem(path)
     if problem:
         raise ValueError(f"{path}: {problem}; the {what} is truncated or corrupt. Re-save the tokenizer.")
-    data = json.loads(read_regular(path, MAX_JSON_BYTES, what).decode("utf-8"))
+    data = json.loads(
+        read_regular(path, MAX_JSON_BYTES, what).decode("utf-8"), object_pairs_hook=no_duplicate_keys
+    )
     if not isinstance(data, dict):
         raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not a {what} object.")
     return data
@@ -108,6 +120,18 @@ def check_rqvae_sizes(sizes: Any, table: SIDTable, source: str | os.PathLike) ->
             f"{semantic} (codebook_sizes {table.codebook_sizes}, num_semantic_levels {table.num_semantic_levels}). "
             "The RQ-VAE and the table come from different trainings; save them together with save_pretrained()."
         )
+
+
+def check_files_are_files(directory: str | os.PathLike, names: list[str]) -> None:
+    """ValueError when one of the tokenizer's file names in `directory` is a folder (a load would fail with
+    `IsADirectoryError`, or call the file missing)."""
+    for name in names:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path):
+            raise ValueError(
+                f"{path}: is a folder where the tokenizer's file {name} belongs; move the folder away and put the "
+                "file back, or re-save the tokenizer with save_pretrained()."
+            )
 
 
 def check_source(name_or_path: str | os.PathLike) -> None:
@@ -146,6 +170,19 @@ _SPECIAL_TOKEN_FIELDS = (
     "mask_token",
 )
 _FIXED_TOKENS = {"sid_start_token": SID_START_TOKEN, "sid_end_token": SID_END_TOKEN}
+#: Special tokens that must not be a SID token, and why.
+_NOT_SID_TOKENS = {
+    "eos_token": "generation would stop at the SID code (or marker) it stands for, and SIDs would end early.",
+    "pad_token": "padding is masked out of the loss, so the model would never learn to write that SID token.",
+}
+_SID_TOKEN_RE = re.compile(SID_TOKEN_PATTERN)
+
+
+def _is_reserved_sid_token(content: str, field: str) -> bool:
+    """A SID code token or marker; an EOS of `<|sid_end|>` is allowed (generation then stops after the SID)."""
+    if _SID_TOKEN_RE.fullmatch(content) or content == SID_START_TOKEN:
+        return True
+    return content == SID_END_TOKEN and field != "eos_token"
 
 
 def _token_content(path: str | os.PathLike, field: str, value: Any) -> str | None:
@@ -249,6 +286,12 @@ def _check_config_values(path: str | os.PathLike, data: Mapping[str, Any]) -> No
             f"{path}: field 'model_input_names' is {json.dumps(names)[:60]}; it must be a list of strings such "
             f'as ["input_ids", "attention_mask"]. {_RESAVE}'
         )
+    if data.get("split_special_tokens", False) is not False:
+        raise ValueError(
+            f"{path}: field 'split_special_tokens' is {json.dumps(data['split_special_tokens'])}; it must be false: "
+            "the SID markers are special tokens, and split they would be written as text pieces, breaking the SID "
+            f"layout. Remove the field or set it to false. {_RESAVE}"
+        )
     if "clean_up_tokenization_spaces" in data and not isinstance(data["clean_up_tokenization_spaces"], bool):
         raise ValueError(f"{path}: field 'clean_up_tokenization_spaces' must be true or false. {_RESAVE}")
 
@@ -282,6 +325,12 @@ def check_tokenizer_config(
     _check_config_values(path, data)
     for field in (*_SPECIAL_TOKEN_FIELDS, *_FIXED_TOKENS):
         content = _token_content(path, field, data.get(field))
+        if content and field in _NOT_SID_TOKENS and _is_reserved_sid_token(content, field):
+            raise ValueError(
+                f"{path}: field {field!r} is {content!r}, a SID token; {_NOT_SID_TOKENS[field]} Name a token of "
+                "the base vocabulary (e.g. the one saved before the edit) or re-save the tokenizer with "
+                "save_pretrained()."
+            )
         expected = _FIXED_TOKENS.get(field)
         if expected is not None and field in data and content != expected:
             raise ValueError(

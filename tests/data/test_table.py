@@ -415,3 +415,108 @@ def test_the_scale_benchmark_table_row_at_a_tiny_size(tmp_path):
     row = bench.part_table(2000, tmp_path, 300)
     assert row["table_items_loaded"] == 300 and 0 < row["table_events_kept"] <= 2000
     assert row["table_users"] == 200 and row["table_load_s"] >= 0
+
+
+# ------------------------------------------------------------------------------------------------ issue 35
+def test_a_stray_quote_that_swallows_rows_names_the_line_and_the_fix(tmp_path, caplog):
+    ok = _bad(tmp_path, "ok.csv", "user_id,item_id\nu,a\n")
+    unclosed = _bad(tmp_path, "items.csv", 'item_id,title\na,"Red Pen\nb,Glue\nc,Stapler\nd,Ruler\n')
+    with pytest.raises(
+        ValueError,
+        match=r"items.csv, line 2: the value of column 'title' opens a quote that runs on to line 5, so lines "
+        r"3-5, which look like rows of their own, were read into that one value \(3 rows lost\).*Escape or "
+        r"remove the quote on line 2",
+    ):
+        load_table_catalogue(ok, unclosed)
+    closed_later = _bad(tmp_path, "i2.csv", 'user_id,item_id\nu,"a\nu,b\nu,c" x\nu,d\n')
+    with pytest.raises(ValueError, match=r"i2.csv, line 2: the value of column 'item_id'.*\(2 rows lost\)"):
+        load_table_catalogue(closed_later)
+    big = _bad(tmp_path, "big.csv", 'user_id,item_id\nu,"a\n' + "u,b\n" * 40000)
+    with pytest.raises(ValueError, match=r"big.csv, line 2: a quoted value runs on past 128 KiB"):
+        load_table_catalogue(big)
+    # line breaks inside a properly quoted value are valid CSV: loaded, and logged
+    text = _bad(tmp_path, "text.csv", 'item_id,title\na,"Line one\nLine, two"\nb,Glue\n\n')
+    cat = load_table_catalogue(ok, text)
+    assert cat.titles == {"a": "Line one\nLine, two", "b": "Glue"}
+    assert "1 values span several lines" in caplog.text
+
+
+def test_duplicate_column_names_are_refused(tmp_path):
+    path = _bad(tmp_path, "d.csv", "user_id,item_id,item_id\nu,a,b\n")
+    with pytest.raises(
+        ValueError,
+        match=r"d.csv: the column name 'item_id' appears twice \(columns 2 and 3\).*rename or drop",
+    ):
+        load_table_catalogue(path)
+    table = pa.table([["u"], ["a"], ["x"], ["y"]], names=["user_id", "item_id", "title", "title"])
+    with pytest.raises(ValueError, match="the column name 'title' appears twice"):
+        load_table_catalogue(table)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e400", "nan"])
+def test_non_finite_timestamps_are_refused(tmp_path, value):
+    path = _bad(tmp_path, "t.csv", f"user_id,item_id,timestamp\nu,a,1\nu,b,{value}\n")
+    with pytest.raises(
+        ValueError,
+        match=rf"t.csv: column 'timestamp', row 2: cannot read '{value}' as a timestamp \(not a finite",
+    ):
+        load_table_catalogue(path)
+    floats = pa.table({"user_id": ["u", "u"], "item_id": ["a", "b"], "timestamp": [1.0, float(value)]})
+    with pytest.raises(ValueError, match="row 2: cannot read .* as a timestamp"):
+        load_table_catalogue(floats)
+
+
+def test_integer_timestamps_above_2_53_stay_exact(tmp_path):
+    big = 2**53
+    rows = [("u", "a", big + 1), ("u", "b", big)]  # as float64 both are 2**53: the file order would win
+    csv_path = _write_csv(tmp_path / "t.csv", ["user_id", "item_id", "timestamp"], rows)
+    assert load_table_catalogue(csv_path).histories == {"u": ["b", "a"]}
+    users, items, times = zip(*rows)
+    table = pa.table({"user_id": users, "item_id": items, "timestamp": pa.array(times, pa.int64())})
+    assert load_table_catalogue(table).histories == {"u": ["b", "a"]}
+    mixed = _write_csv(tmp_path / "m.csv", ["user_id", "item_id", "timestamp"], [*rows, ("u", "c", "1.5")])
+    with pytest.raises(
+        ValueError,
+        match=r"m.csv: column 'timestamp' holds integers above 2\*\*53 \(row 1: '9007199254740993'\) and decimal "
+        r"numbers \(row 3: '1.5'\).*Write every timestamp as an integer",
+    ):
+        load_table_catalogue(mixed)
+
+
+def test_whitespace_only_ids_are_refused(tmp_path):
+    path = _bad(tmp_path, "w.csv", "user_id,item_id\nu,a\nu,  \n")
+    with pytest.raises(ValueError, match=r"w.csv: row 2 has an empty 'item_id' \(only whitespace: '  '\)"):
+        load_table_catalogue(path)
+    with pytest.raises(ValueError, match=r"row 1 has an empty 'user_id' \(only whitespace: '\\t'\)"):
+        load_table_catalogue(pa.table({"user_id": ["\t"], "item_id": ["a"]}))
+
+
+def test_json_lines_rows_longer_than_a_block_are_read(tmp_path, monkeypatch):
+    from hf_semtok.data import table_sources
+
+    monkeypatch.setattr(table_sources, "BLOCK_BYTES", 64)  # pyarrow: "straddling object straddles two blocks"
+    long_id = "b" * 300
+    path = _bad(
+        tmp_path,
+        "l.jsonl",
+        '{"user_id": "u", "item_id": "a"}\n' * 3 + f'{{"user_id": "u", "item_id": "{long_id}"}}\n',
+    )
+    assert load_table_catalogue(path).histories == {"u": ["a", long_id]}
+    monkeypatch.setattr(table_sources, "_MAX_JSON_LINE", 100)
+    with pytest.raises(
+        ValueError, match=r"l.jsonl, line 4: the line is 0 MiB long; JSON Lines holds one record"
+    ):
+        load_table_catalogue(path)
+
+
+def test_paths_too_long_or_folders_are_clear_errors(tmp_path):
+    long_name = str(tmp_path / ("a" * 300 + ".csv"))  # pathlib raised OSError [Errno 36] File name too long
+    with pytest.raises(ValueError, match="does not exist; check the path"):
+        load_table_catalogue(long_name)
+    ok = _bad(tmp_path, "ok.csv", "user_id,item_id\nu,a\n")
+    with pytest.raises(ValueError, match="does not exist; check the path"):
+        load_table_catalogue("a" * 300)
+    with pytest.raises(ValueError, match=r"Embedding file .* is a folder; name a .npy or .safetensors file"):
+        load_table_catalogue(ok, embedding_files={"text": tmp_path})
+    with pytest.raises(ValueError, match=r"Embedding file .* does not exist"):
+        load_table_catalogue(ok, embedding_files={"text": long_name[:-4] + ".npy"})

@@ -254,6 +254,51 @@ def test_export_errors_name_the_fix(sid_tokenizer, base_tokenizer):
         SIDConstraint.from_tokenizer(sid_tokenizer, vocab_size=10)
 
 
+@pytest.mark.parametrize(
+    ("change", "error", "fragment"),
+    [
+        (
+            {"level0": [1.5, 2, 3, 4]},
+            TypeError,
+            r"sid_token_ids\[0\]\[0\] is 1.5 \(float\); token ids are integers",
+        ),
+        ({"level0": [True, 2, 3, 4]}, TypeError, r"sid_token_ids\[0\]\[0\] is True \(bool\)"),
+        ({"level0": [-1, 2, 3, 4]}, ValueError, r"sid_token_ids\[0\]\[0\] is -1, outside the vocabulary"),
+        (
+            {"level0": [10**12, 2, 3, 4], "vocab_size": None},
+            ValueError,
+            r"is 1000000000000, outside the vocabulary .* 2\*\*31 - 1",
+        ),
+        (
+            {"vocab_size": 308},
+            ValueError,
+            r"sid_token_ids\[1\]\[2\] is 308, outside the vocabulary .*vocab_size - 1",
+        ),
+        (
+            {"level0": [306, 2, 3, 4]},
+            ValueError,
+            r"sid_token_ids\[1\]\[0\] is 306, the id of sid_token_ids\[0\]\[0\]",
+        ),
+        ({"start": 2.0}, TypeError, r"sid_start_token_id is 2.0 \(float\)"),
+        ({"start": 302}, ValueError, r"sid_start_token_id is 302, the id of sid_token_ids\[0\]\[0\] too"),
+        ({"vocab_size": 1.5e3}, TypeError, r"vocab_size is 1500.0 \(float\)"),
+    ],
+)
+def test_grammar_refuses_float_negative_and_out_of_vocabulary_token_ids(
+    sid_tokenizer, change, error, fragment
+):
+    ids = [list(level) for level in sid_tokenizer.sid_token_ids]  # [[302..305], [306..309]]
+    ids[0] = change.get("level0", ids[0])
+    with pytest.raises(error, match=fragment):
+        sid_grammar(
+            sid_tokenizer.sid_codes,
+            ids,
+            sid_start_token_id=change.get("start", sid_tokenizer.sid_start_token_id),
+            sid_end_token_id=sid_tokenizer.sid_end_token_id,
+            vocab_size=change.get("vocab_size", len(sid_tokenizer)),
+        )
+
+
 def test_constraint_batch_mask_and_dead_ends(sid_tokenizer):
     """SIDConstraint.mask (what the vLLM adapter applies) equals allowed_token_ids row by row, rows at different
     steps in one batch; a row given a wrong token may only end."""

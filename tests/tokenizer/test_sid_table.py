@@ -912,3 +912,29 @@ def test_single_id_hash_matches_the_vectorised_one():
     ids = ["", "a", "é€", "item-123456789", "x" * 70]
     packed = ItemIds.from_list(ids)
     assert _hash_utf8(packed.buffer, packed.offsets).tolist() == [_hash_one(i) for i in ids]
+
+
+# ------------------------------------------------------------------------------------------------ issue 35
+def test_a_key_twice_in_sid_table_json_is_refused(tmp_path):
+    """`json` keeps the last of two equal keys: a table with `item_ids` twice loaded the second list silently."""
+    table = SIDTable.from_mapping({"a": (0, 1), "b": (1, 0)}, codebook_sizes=[2, 2])
+    path = tmp_path / "sid_table.json"
+    table.to_json(path)
+    text = path.read_text().rstrip()
+    path.write_text(text[:-1] + ', "item_ids": ["x", "y"]}')
+    with pytest.raises(
+        ValueError, match=r"sid_table.json: the key 'item_ids' appears twice in one JSON object.*Remove one"
+    ):
+        SIDTable.from_json(path)
+
+
+@pytest.mark.parametrize("surrogate", ["\ud800", "a\udfffb"])
+def test_item_ids_must_be_valid_unicode(tmp_path, surrogate):
+    with pytest.raises(ValueError, match=r"item_ids\[1\] is .* lone surrogate and is not valid Unicode"):
+        SIDTable.from_mapping({"a": (0, 1), surrogate: (1, 0)}, codebook_sizes=[2, 2])
+    path = tmp_path / "sid_table.json"
+    SIDTable.from_mapping({"a": (0, 1), "b": (1, 0)}, codebook_sizes=[2, 2]).to_json(path)
+    escaped = json.dumps(surrogate)[1:-1]  # JSON may spell a lone surrogate as \\ud800
+    path.write_text(path.read_text().replace('"b"', f'"{escaped}"'))
+    with pytest.raises(ValueError, match=r"sid_table.json: field 'item_ids'\[1\] is .* lone surrogate"):
+        SIDTable.from_json(path)

@@ -732,3 +732,70 @@ def test_real_bert_base_tokenizer(tmp_path):
     tok.save_pretrained(tmp_path / "tok")
     loaded = SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
     assert loaded(text)["input_ids"] == ids and loaded.model_max_length == base.model_max_length
+
+
+# ------------------------------------------------------------------------------------------------ issue 35
+def _edited(bpe, tmp_path, file: str, edit) -> str:
+    folder = tmp_path / "edited"
+    bpe[2].save_pretrained(folder)
+    path = folder / file
+    path.write_text(edit(path.read_text()))
+    for manifest in folder.glob(".hf_semtok_manifest*"):  # as if edited and the manifest dropped
+        manifest.unlink()
+    return str(folder)
+
+
+def _config(**fields):
+    return lambda text: json.dumps({**json.loads(text), **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        (
+            {"eos_token": "<|sid_0_1|>"},
+            "field 'eos_token' is '<|sid_0_1|>', a SID token; generation would stop",
+        ),
+        ({"eos_token": SID_START_TOKEN}, "field 'eos_token' is '<|sid_start|>', a SID token"),
+        ({"pad_token": "<|sid_1_2|>"}, "field 'pad_token' is '<|sid_1_2|>', a SID token; padding is masked"),
+        ({"pad_token": {"content": SID_END_TOKEN}}, "field 'pad_token' is '<|sid_end|>', a SID token"),
+        ({"split_special_tokens": True}, "field 'split_special_tokens' is true; it must be false"),
+    ],
+)
+def test_config_edits_that_break_the_sid_layout_are_refused_at_load(bpe, tmp_path, fields, fragment):
+    folder = _edited(bpe, tmp_path, "tokenizer_config.json", _config(**fields))
+    with pytest.raises(ValueError) as err:
+        SemanticIDTokenizer.from_pretrained(folder)
+    assert fragment in str(err.value) and "tokenizer_config.json" in str(err.value)
+
+
+def test_eos_may_still_be_the_sid_end_marker(bpe, tmp_path):
+    folder = _edited(bpe, tmp_path, "tokenizer_config.json", _config(eos_token=SID_END_TOKEN))
+    assert SemanticIDTokenizer.from_pretrained(folder).eos_token == SID_END_TOKEN
+
+
+def test_a_key_twice_in_a_saved_json_file_is_refused_at_load(bpe, tmp_path):
+    folder = _edited(bpe, tmp_path, SID_TABLE_FILE, lambda t: t.rstrip()[:-1] + ', "item_ids": []}')
+    with pytest.raises(ValueError, match=r"sid_table.json: the key 'item_ids' appears twice"):
+        SemanticIDTokenizer.from_pretrained(folder)
+    shutil.rmtree(folder)
+    folder = _edited(
+        bpe, tmp_path, "tokenizer_config.json", lambda t: t.rstrip()[:-1] + ', "eos_token": "<|pad|>"}'
+    )
+    with pytest.raises(ValueError, match=r"tokenizer_config.json: the key 'eos_token' appears twice"):
+        SemanticIDTokenizer.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", SID_TABLE_FILE])
+@pytest.mark.parametrize("manifest", [True, False])
+def test_a_folder_where_a_file_belongs_is_named(bpe, tmp_path, name, manifest):
+    """It raised IsADirectoryError (from the manifest check) or called the file missing."""
+    folder = tmp_path / "saved"
+    bpe[2].save_pretrained(folder)
+    (folder / name).unlink()
+    (folder / name).mkdir()
+    if not manifest:
+        for path in folder.glob(".hf_semtok_manifest*"):
+            path.unlink()
+    with pytest.raises(ValueError, match=rf"{re.escape(name)}: is a folder where the tokenizer's file"):
+        SemanticIDTokenizer.from_pretrained(folder)
