@@ -54,6 +54,7 @@ class TrainRQVAEConfig:
     seed: int = arg("Seed of data, model and training.", DEFAULT_SEED)
     output_dir: str = arg("Where the RQ-VAE, sid_table.json and the reports go.", "outputs/rqvae")
     progress: bool = arg("Show progress bars.", True)
+    overwrite: bool = arg("Replace files in output_dir written by another kind of save or by no save.", False)
 
     def __post_init__(self) -> None:
         value = self.embedding_files
@@ -94,7 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
             {**dataclasses.asdict(dataset), **dataclasses.asdict(sid_config), **dataclasses.asdict(cfg)},
             sort_keys=False,
         )
-        save_training_result(result, output_dir, extra_files={"recipe_config.yaml": recipe_config})
+        save_training_result(
+            result, output_dir, extra_files={"recipe_config.yaml": recipe_config}, overwrite=cfg.overwrite
+        )
         print(f"Semantic IDs for {catalogue.name!r} ({catalogue.num_items} items) -> {output_dir}")
         print(format_quality_table(result.report))
         return result.report
