@@ -18,9 +18,12 @@ import errno
 import logging
 import os
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from hf_semtok.tokenizer.safe_paths import LinkError
 
 try:
     import fcntl
@@ -65,7 +68,20 @@ def _acquire(lock_path: Path) -> int | None:
     `lock_path` (the usual protocol for lock files that get removed).
     """
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link: the lock file is truncated and written
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise LinkError(
+                    f"{lock_path} is a symbolic link; a run writes its lock file there and never through a link. "
+                    "Remove the link, or give the run another output_dir."
+                ) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LinkError(
+                f"{lock_path} is not a regular file; remove it, or give the run another output_dir."
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

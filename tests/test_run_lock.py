@@ -88,3 +88,18 @@ def test_other_ranks_of_the_same_run_share_the_folder(tmp_path, monkeypatch):
     with hold_output_dir(tmp_path / "out"):
         with hold_output_dir(tmp_path / "out"):  # rank 1 takes no lock: rank 0 holds it for the run
             pass
+
+
+def test_a_planted_lock_link_is_refused_and_its_target_untouched(tmp_path):
+    from hf_semtok.run_lock import RUN_LOCK_FILE
+    from hf_semtok.tokenizer.safe_paths import LinkError
+
+    victim = tmp_path / "bashrc"
+    victim.write_text("export PATH=...\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RUN_LOCK_FILE).symlink_to(victim)
+    with pytest.raises(LinkError, match="symbolic link"):
+        with hold_output_dir(out):
+            pass
+    assert victim.read_text() == "export PATH=...\n"
