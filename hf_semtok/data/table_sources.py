@@ -41,6 +41,8 @@ BATCH_ROWS = 1 << 20
 BLOCK_BYTES = 32 << 20
 #: The longest JSON Lines record read (pyarrow's block size is a 32-bit integer).
 _MAX_JSON_LINE = 512 << 20
+#: The deepest nesting of a JSON Lines record read (pyarrow's parser crashes the process somewhere past 10,000).
+_MAX_JSON_DEPTH = 1000
 _UTF8_HINT = (
     "re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`), or for a CSV file give its "
     "encoding (`table_encoding: latin-1`)"
@@ -165,6 +167,13 @@ class TableSource:
         message = str(err).split("\n")[0]
         if "UTF8" in message or "UTF-8" in message:
             return not_utf8_error(self.label, self.path)
+        if (
+            "changed from object to" in message
+        ):  # pyarrow.json: a line that is a list or a number, not an object
+            return ValueError(
+                f"{self.label}: a line is not a JSON object ({message}). JSON Lines tables hold one object per "
+                'line, keyed by column: {"user_id": "u1", "item_id": "i7", "timestamp": 1714566600}.'
+            )
         if (
             "changed from" in message
         ):  # pyarrow.json: one column with numbers in some rows and strings in others
@@ -307,30 +316,48 @@ def _json_source(path: Path) -> TableSource:
     return TableSource(label, names, read, path)
 
 
-def _longest_line(path: Path) -> tuple[int, int]:
-    """`(bytes, line number)` of the longest line of `path`."""
-    longest, at, line, run = 0, 1, 1, 0
+def _json_lines_shape(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+    """`((bytes, line), (depth, line))`: the longest line of `path`, and the deepest nesting of `[` / `{` in one
+    line (an upper bound: brackets inside strings count too)."""
+    longest, depth, line, run, carry = (0, 1), (0, 1), 1, 0, 0
     with _open_binary(path) as handle:
-        while chunk := handle.read(1 << 24):
-            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)  # (newlines in the chunk,)
+        while chunk := handle.read(1 << 22):
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            newline = data == 10
+            step = np.zeros(len(data), dtype=np.int32)  # (bytes,) +1 opens a list or object, -1 closes one
+            step[(data == 91) | (data == 123)] = 1
+            step[(data == 93) | (data == 125)] = -1
+            level = np.cumsum(step, dtype=np.int32) + carry  # (bytes,) nesting since the line began
+            last = np.maximum.accumulate(np.where(newline, np.arange(len(data)), -1))  # (bytes,) last newline
+            level -= np.where(last >= 0, level[np.maximum(last, 0)], 0)
+            deepest = int(level.argmax())
+            if level[deepest] > depth[0]:
+                depth = (int(level[deepest]), line + int(newline[:deepest].sum()))
+            carry = int(level[-1])
+            ends = np.flatnonzero(newline)
             if len(ends) == 0:
                 run += len(chunk)
                 continue
             lengths = np.diff(ends, prepend=-1) - 1  # (newlines,) bytes of each line, without its newline
             lengths[0] += run
-            i = int(lengths.argmax())
-            if lengths[i] > longest:
-                longest, at = int(lengths[i]), line + i
+            k = int(lengths.argmax())
+            if lengths[k] > longest[0]:
+                longest = (int(lengths[k]), line + k)
             line, run = line + len(ends), len(chunk) - int(ends[-1]) - 1
-    return (run, line) if run > longest else (longest, at)
+    return ((run, line) if run > longest[0] else longest), depth
 
 
 def _json_block_size(path: Path, label: str) -> int:
     """A block size of the JSON reader that holds the longest line: pyarrow cannot parse a record that straddles
-    two blocks ("straddling object straddles two block boundaries")."""
-    if path.stat().st_size <= BLOCK_BYTES and not _is_gzip(path):
-        return BLOCK_BYTES
-    longest, line = _longest_line(path)
+    two blocks ("straddling object straddles two block boundaries"). Lines nested deeper than
+    `_MAX_JSON_DEPTH` are refused first: pyarrow's JSON parser crashes the process on very deep nesting."""
+    (longest, line), (depth, deep_line) = _json_lines_shape(path)
+    if depth > _MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{label}, line {deep_line}: values nested about {depth} levels deep; a table row holds flat values "
+            f"(ids, a timestamp, a title, a list of floats), at most {_MAX_JSON_DEPTH} levels. The file is not a "
+            "table of this format, or is damaged."
+        )
     if longest < BLOCK_BYTES // 2:
         return BLOCK_BYTES
     if longest > _MAX_JSON_LINE:

@@ -520,3 +520,22 @@ def test_paths_too_long_or_folders_are_clear_errors(tmp_path):
         load_table_catalogue(ok, embedding_files={"text": tmp_path})
     with pytest.raises(ValueError, match=r"Embedding file .* does not exist"):
         load_table_catalogue(ok, embedding_files={"text": long_name[:-4] + ".npy"})
+
+
+def test_json_lines_nested_too_deeply_or_not_objects_are_clear_errors(tmp_path):
+    """pyarrow's JSON parser crashes the process (a segmentation fault) on very deep nesting: refused first."""
+    deep = _bad(
+        tmp_path, "d.jsonl", '{"user_id": "u", "item_id": "a"}\n{"x": ' + "[" * 50_000 + "]" * 50_000 + "}\n"
+    )
+    with pytest.raises(ValueError, match=r"d.jsonl, line 2: values nested about 50001 levels deep"):
+        load_table_catalogue(deep)
+    brackets = _bad(
+        tmp_path, "b.jsonl", "".join(f'{{"user_id": "u", "item_id": "a[{i}"}}\n' for i in range(2000))
+    )
+    assert load_table_catalogue(brackets).item_ids[:2] == [
+        "a[0",
+        "a[1",
+    ]  # unbalanced brackets in text: per line
+    for text in ('["u", "a"]\n', "5\n"):
+        with pytest.raises(ValueError, match=r"a.jsonl: a line is not a JSON object .*one object per line"):
+            load_table_catalogue(_bad(tmp_path, "a.jsonl", text))
