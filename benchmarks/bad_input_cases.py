@@ -368,7 +368,7 @@ CASES: list[Case] = [
     Case(
         "from_base table a string",
         lambda c: SemanticIDTokenizer.from_base(c.base, sid_table="table.json"),
-        VE,
+        TE,
         "sid_table must be",
     ),
     Case("item_to_sid unknown", lambda c: c.tok.item_to_sid("nope"), VE, "unknown item id"),
