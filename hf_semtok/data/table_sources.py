@@ -316,25 +316,35 @@ def _json_source(path: Path) -> TableSource:
     return TableSource(label, names, read, path)
 
 
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)  # +1 for `[` and `{`, -1 for `]` and `}`
+_BRACKET_STEP[[ord("["), ord("{")]] = 1
+_BRACKET_STEP[[ord("]"), ord("}")]] = -1
+
+
 def _json_lines_shape(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
     """`((bytes, line), (depth, line))`: the longest line of `path`, and the deepest nesting of `[` / `{` in one
-    line (an upper bound: brackets inside strings count too)."""
+    line (an upper bound: brackets inside strings count too; exact lines only where a chunk nests deeper than
+    `_MAX_JSON_DEPTH`)."""
     longest, depth, line, run, carry = (0, 1), (0, 1), 1, 0, 0
     with _open_binary(path) as handle:
         while chunk := handle.read(1 << 22):
             data = np.frombuffer(chunk, dtype=np.uint8)
-            newline = data == 10
-            step = np.zeros(len(data), dtype=np.int32)  # (bytes,) +1 opens a list or object, -1 closes one
-            step[(data == 91) | (data == 123)] = 1
-            step[(data == 93) | (data == 125)] = -1
-            level = np.cumsum(step, dtype=np.int32) + carry  # (bytes,) nesting since the line began
-            last = np.maximum.accumulate(np.where(newline, np.arange(len(data)), -1))  # (bytes,) last newline
-            level -= np.where(last >= 0, level[np.maximum(last, 0)], 0)
-            deepest = int(level.argmax())
-            if level[deepest] > depth[0]:
-                depth = (int(level[deepest]), line + int(newline[:deepest].sum()))
-            carry = int(level[-1])
-            ends = np.flatnonzero(newline)
+            ends = np.flatnonzero(data == 10)  # (newlines in the chunk,)
+            level = (
+                np.cumsum(_BRACKET_STEP[data], dtype=np.int32) + carry
+            )  # (bytes,) nesting, from a line start
+            # A line's depth is at most the chunk's range of levels: only a range past the limit needs the per-line
+            # maxima (the levels at each line's start are subtracted).
+            if int(level.max()) - min(int(level.min()), 0) > _MAX_JSON_DEPTH:
+                starts = np.concatenate(
+                    [[0], ends[ends + 1 < len(data)] + 1]
+                )  # (lines,) first byte of each line
+                base = np.concatenate([[0], level[starts[1:] - 1]])  # (lines,) level where the line began
+                per_line = np.maximum.reduceat(level, starts) - base  # (lines,) deepest nesting in each line
+                k = int(per_line.argmax())
+                if per_line[k] > depth[0]:
+                    depth = (int(per_line[k]), line + k)
+            carry = int(level[-1]) - (int(level[ends[-1]]) if len(ends) else 0)
             if len(ends) == 0:
                 run += len(chunk)
                 continue
