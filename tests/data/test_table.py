@@ -539,3 +539,23 @@ def test_json_lines_nested_too_deeply_or_not_objects_are_clear_errors(tmp_path):
     for text in ('["u", "a"]\n', "5\n"):
         with pytest.raises(ValueError, match=r"a.jsonl: a line is not a JSON object .*one object per line"):
             load_table_catalogue(_bad(tmp_path, "a.jsonl", text))
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "fragment"),
+    [
+        ("user_column", None, TypeError, r"user_column must be a column name \(a string\); got NoneType"),
+        ("timestamp_column", 5, TypeError, r"timestamp_column must be a column name or None .*got int 5"),
+        ("title_column", ["title"], TypeError, r"title_column must be a column name or None"),
+        ("text_columns", [1], TypeError, r"text_columns must be a list of column names"),
+        ("embedding_files", "x.npy", TypeError, r"embedding_files maps a modality name to a file"),
+        ("data_dir", 5, TypeError, r"data_dir must be a folder path; got int"),
+        ("encoding", "nope", ValueError, r"encoding 'nope' is not a text encoding Python knows"),
+        ("encoding", None, TypeError, r"encoding must be a codec name"),
+    ],
+)
+def test_options_of_the_wrong_type_name_the_option(tmp_path, option, value, error, fragment):
+    """These raised "'NoneType' object is not iterable", "unhashable type: 'list'", a LookupError and the like."""
+    inter, items = _csv_pair(tmp_path)
+    with pytest.raises(error, match=fragment):
+        load_table_catalogue(inter, items, **{option: value})
