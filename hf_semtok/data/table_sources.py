@@ -487,6 +487,9 @@ def open_table(
         return _arrow_source(source, f"the {role} table")
     module = type(source).__module__.split(".")[0]
     if module == "pandas":
+        TableSource(
+            f"the {role} DataFrame", [str(c) for c in source.columns], lambda c: iter(())
+        )  # names twice
         try:
             table = pa.Table.from_pandas(source, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:

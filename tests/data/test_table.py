@@ -451,6 +451,12 @@ def test_duplicate_column_names_are_refused(tmp_path):
     table = pa.table([["u"], ["a"], ["x"], ["y"]], names=["user_id", "item_id", "title", "title"])
     with pytest.raises(ValueError, match="the column name 'title' appears twice"):
         load_table_catalogue(table)
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame([["u", "a", "b"]], columns=["user_id", "item_id", "item_id"])
+    with pytest.raises(
+        ValueError, match=r"the interactions DataFrame: the column name 'item_id' appears twice"
+    ):
+        load_table_catalogue(frame)
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "1e400", "nan"])
