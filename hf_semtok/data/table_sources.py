@@ -107,6 +107,18 @@ def not_utf8_error(label: str, path: Path | None) -> ValueError:
     return ValueError(f"{label} is not UTF-8 text{where}; {_UTF8_HINT}.")
 
 
+def check_unique_names(label: str, names: Sequence[Any]) -> None:
+    """A ValueError naming the first column name that `names` holds twice: which column is meant is ambiguous."""
+    seen: dict[Any, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise ValueError(
+                f"{label}: the column name {name!r} appears twice (columns {seen[name]} and {position}); which one "
+                "is meant is ambiguous. Give every column its own name (rename or drop one)."
+            )
+        seen[name] = position
+
+
 @dataclass
 class TableSource:
     """One table to read: where it is (`label`, for messages), its column names, and a batch reader.
@@ -124,14 +136,7 @@ class TableSource:
     path: Path | None = None
 
     def __post_init__(self) -> None:
-        seen: dict[str, int] = {}
-        for position, name in enumerate(self.names, start=1):
-            if name in seen:
-                raise ValueError(
-                    f"{self.label}: the column name {name!r} appears twice (columns {seen[name]} and {position}); "
-                    "which one is meant is ambiguous. Give every column its own name (rename or drop one)."
-                )
-            seen[name] = position
+        check_unique_names(self.label, self.names)
 
     def require(self, columns: Sequence[str], option: dict[str, str]) -> None:
         """Raise a ValueError naming the first column of `columns` that the table lacks, and how to fix it.
@@ -487,9 +492,7 @@ def open_table(
         return _arrow_source(source, f"the {role} table")
     module = type(source).__module__.split(".")[0]
     if module == "pandas":
-        TableSource(
-            f"the {role} DataFrame", [str(c) for c in source.columns], lambda c: iter(())
-        )  # names twice
+        check_unique_names(f"the {role} DataFrame", list(source.columns))
         try:
             table = pa.Table.from_pandas(source, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
