@@ -107,7 +107,7 @@ def not_utf8_error(label: str, path: Path | None) -> ValueError:
     return ValueError(f"{label} is not UTF-8 text{where}; {_UTF8_HINT}.")
 
 
-def check_unique_names(label: str, names: Sequence[Any]) -> None:
+def _check_unique_names(label: str, names: Sequence[Any]) -> None:
     """A ValueError naming the first column name that `names` holds twice: which column is meant is ambiguous."""
     seen: dict[Any, int] = {}
     for position, name in enumerate(names, start=1):
@@ -136,7 +136,7 @@ class TableSource:
     path: Path | None = None
 
     def __post_init__(self) -> None:
-        check_unique_names(self.label, self.names)
+        _check_unique_names(self.label, self.names)
 
     def require(self, columns: Sequence[str], option: dict[str, str]) -> None:
         """Raise a ValueError naming the first column of `columns` that the table lacks, and how to fix it.
@@ -492,7 +492,7 @@ def open_table(
         return _arrow_source(source, f"the {role} table")
     module = type(source).__module__.split(".")[0]
     if module == "pandas":
-        check_unique_names(f"the {role} DataFrame", list(source.columns))
+        _check_unique_names(f"the {role} DataFrame", list(source.columns))
         try:
             table = pa.Table.from_pandas(source, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
