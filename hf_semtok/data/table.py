@@ -346,11 +346,18 @@ def load_table_catalogue(
     if isinstance(text_columns, str) or isinstance(embedding_columns, str):
         raise TypeError("text_columns and embedding_columns are lists of column names, e.g. ['title'].")
     _check_options(
-        {"user_column": user_column, "item_column": item_column},
-        {"timestamp_column": timestamp_column, "title_column": title_column, "category_column": category_column},
-        {"text_columns": text_columns, "embedding_columns": embedding_columns},
-        embedding_files, data_dir, encoding, name,
-    )  # fmt: skip
+        required={"user_column": user_column, "item_column": item_column},
+        optional={
+            "timestamp_column": timestamp_column,
+            "title_column": title_column,
+            "category_column": category_column,
+        },
+        lists={"text_columns": text_columns, "embedding_columns": embedding_columns},
+        embedding_files=embedding_files,
+        data_dir=data_dir,
+        encoding=encoding,
+        name=name,
+    )
     inter = open_table(interactions, "interactions", data_dir, split, encoding)
     timestamp = _optional(timestamp_column, "timestamp_column", inter)
     if timestamp is None:
@@ -393,9 +400,15 @@ def load_table_catalogue(
 
 
 def _check_options(
-    required: dict[str, Any], optional: dict[str, Any], lists: dict[str, Any], embedding_files: Any,
-    data_dir: Any, encoding: Any, name: Any,
-) -> None:  # fmt: skip
+    *,
+    required: dict[str, Any],
+    optional: dict[str, Any],
+    lists: dict[str, Any],
+    embedding_files: Any,
+    data_dir: Any,
+    encoding: Any,
+    name: Any,
+) -> None:
     """TypeError (ValueError for an unknown encoding) naming the option whose value has the wrong type."""
     for option, value in {**required, **optional}.items():
         if not isinstance(value, str) and not (value is None and option in optional):

@@ -172,9 +172,8 @@ class TableSource:
         message = str(err).split("\n")[0]
         if "UTF8" in message or "UTF-8" in message:
             return not_utf8_error(self.label, self.path)
-        if (
-            "changed from object to" in message
-        ):  # pyarrow.json: a line that is a list or a number, not an object
+        # pyarrow.json: a line that is a list or a number, not an object
+        if "changed from object to" in message:
             return ValueError(
                 f"{self.label}: a line is not a JSON object ({message}). JSON Lines tables hold one object per "
                 'line, keyed by column: {"user_id": "u1", "item_id": "i7", "timestamp": 1714566600}.'
@@ -295,8 +294,13 @@ def _check_multiline_values(path: Path, encoding: str, header: list[str], label:
         logger.warning(
             "%s: %d values span several lines (%d lines in all; the first is column %r at lines %d-%d). Line breaks "
             "inside quoted values are valid CSV; if these should be rows, a stray quote joined them.",
-            label, len(spans), sum(b - a for a, b, _, _ in spans), column, first, last,
-        )  # fmt: skip
+            label,
+            len(spans),
+            sum(b - a for a, b, _, _ in spans),
+            column,
+            first,
+            last,
+        )
 
 
 def _json_source(path: Path) -> TableSource:
