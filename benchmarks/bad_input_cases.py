@@ -240,7 +240,7 @@ CASES: list[Case] = [
     Case("recommend empty history", _rec(histories=[[]]), VE, "is empty"),
     Case("recommend history is a string", _rec(histories=["i00"]), VE, "a list of item ids"),
     Case("recommend int item ids", _rec(histories=[[0, 1]]), TE, "item ids are strings"),
-    Case("recommend histories=None", _rec(histories=None), VE, "histories must be a list"),
+    Case("recommend histories=None", _rec(histories=None), TE, "histories must be a list"),
     Case("recommend history=None", _rec(histories=[None]), TE, "must be a list of item ids"),
     # SIDLogitsProcessor
     Case("processor float codes", _proc(sid_codes=[[0, 1.5]]), VE, "integer codes"),
@@ -368,7 +368,7 @@ CASES: list[Case] = [
     Case(
         "from_base table a string",
         lambda c: SemanticIDTokenizer.from_base(c.base, sid_table="table.json"),
-        VE,
+        TE,
         "sid_table must be",
     ),
     Case("item_to_sid unknown", lambda c: c.tok.item_to_sid("nope"), VE, "unknown item id"),

@@ -79,12 +79,12 @@ _ConfigLoader.add_implicit_resolver(
 
 
 def load_yaml_text(text: str) -> Any:
-    """Parse YAML text as the config files are read: safe types, `1e-4` as a number, no aliases.
+    """Parse YAML text as the config files are read: safe types, `1e-4` as a number, no aliases, no key twice.
 
     Raises:
-        yaml.YAMLError: The text is not YAML, or uses an alias (`*name`).
+        yaml.YAMLError: The text is not YAML, uses an alias (`*name`), or gives a key twice.
     """
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _field_hints(dataclass_types: Sequence[type]) -> dict[str, Any]:
@@ -105,19 +105,47 @@ def _unknown_key_error(key: str, valid: Iterable[str], where: str) -> ValueError
     )
 
 
+class _UniqueKeyLoader(_ConfigLoader):
+    """The config loader, also refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {key!r} appears twice (only one value can hold)",
+                    key_node.start_mark,
+                )
+            if isinstance(key, typing.Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_config(path: str | Path, valid_keys: Iterable[str]) -> dict[str, Any]:
     """Read a YAML config file: a mapping whose keys must all be in `valid_keys`.
 
     Raises:
-        ValueError: The file is missing, is not UTF-8 text or not YAML, is not a mapping, or has a key not in
-            `valid_keys` (the message names the closest valid key). Every message names the file.
+        ValueError: The file is missing (or a folder), is not UTF-8 text or not YAML (a key twice, nesting too
+            deep), is not a mapping, or has a key not in `valid_keys` (the message names the closest valid key).
+            Every message names the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Config file {str(path)!r} does not exist; check the path given to --config.")
+    if not os.path.isfile(path):  # (pathlib's is_file raises for a name too long for the file system)
+        where = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise ValueError(
+            f"Config file {str(path)!r} {where}; check the path given to --config (a .yaml file)."
+        )
     try:
         with path.open(encoding="utf-8") as handle:
             values = load_yaml_text(handle.read())
+    except RecursionError:
+        raise ValueError(
+            f"Config file {str(path)!r} is nested too deeply to be a config; it holds keys and values, a few "
+            "levels deep."
+        ) from None
     except UnicodeDecodeError as err:
         raise ValueError(
             f"Config file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8."

@@ -148,7 +148,11 @@ def _sequence_scores(out: Any, prompt_len: int, levels: int) -> torch.Tensor:
 
 def _check_histories(histories: Sequence[Sequence[str]], known: set[str]) -> None:
     if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
-        raise ValueError("histories must be a list of per-user item id lists, e.g. [['i1', 'i7'], ['i3']].")
+        raise TypeError(
+            f"recommend(): histories must be a list of per-user item id lists, e.g. [['i1', 'i7'], ['i3']], or a "
+            f"mapping user id -> such a list; got {type(histories).__name__}. Pass list(...) for a generator or "
+            "an array."
+        )
     for user, history in enumerate(histories):
         if isinstance(history, (str, bytes)):
             raise ValueError(

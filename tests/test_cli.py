@@ -217,6 +217,26 @@ def test_missing_yaml_file_is_a_clear_error(runs, tmp_path):
     assert runs == []
 
 
+def test_bad_yaml_files_are_clear_errors(runs, tmp_path):
+    """Issue 35: a folder or a name too long for the file system (OSError [Errno 36]), deep nesting
+    (RecursionError) and a key given twice (silently the last) are errors naming the file."""
+    with pytest.raises(ValueError, match=r"Config file .* is a folder; check the path given to --config"):
+        main(["demo", "--config", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"does not exist; check the path given to --config"):
+        main(["demo", "--config", str(tmp_path / ("a" * 300 + ".yaml"))])
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("seed: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ValueError, match=r"deep\.yaml' is nested too deeply to be a config"):
+        main(["demo", "--config", str(deep)])
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("seed: 1\nseed: 2\n")
+    with pytest.raises(
+        ValueError, match=r"twice\.yaml' is not valid YAML: the key 'seed' appears twice[\s\S]*line 2"
+    ):
+        main(["demo", "--config", str(twice)])
+    assert runs == []
+
+
 # ---------------------------------------------------------------- parse_args_with_config on the LM stage
 
 

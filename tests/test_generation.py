@@ -781,5 +781,10 @@ def test_recommend_with_no_users_returns_empty_and_titles_must_be_a_mapping(rec_
             recommend(model, tok, histories[:1], k=3, titles=titles, progress=False)
         with pytest.raises(TypeError, match=r"history_prompt\(\): titles must be a mapping"):
             history_prompt(tok, histories[0], titles=titles)
+    for bad in (None, (h for h in histories), np.array([["item01"]])):
+        with pytest.raises(
+            TypeError, match=r"recommend\(\): histories must be a list of per-user item id lists"
+        ):
+            recommend(model, tok, bad, k=3, progress=False)
     titled = recommend(model, tok, histories[:1], k=3, titles={i: "a title" for i in table}, progress=False)
     assert len(titled[0]) >= 1

@@ -190,6 +190,11 @@ def _read_json(path: Path) -> Any:
         raise ValueError(
             f"{str(path)!r} is not valid JSON ({err}); the file is truncated or corrupt: download or write it again."
         ) from None
+    except RecursionError:
+        raise ValueError(
+            f"{str(path)!r} holds JSON nested too deeply for a dataset file; it is corrupt or not the file "
+            "expected: download or write it again."
+        ) from None
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as err:
         raise ValueError(
             f"{str(path)!r} cannot be read as UTF-8 JSON ({type(err).__name__}: {err}); the file is truncated or "
@@ -204,6 +209,10 @@ def _json_line(line: str, path: Path, number: int) -> Any:
     except json.JSONDecodeError as err:
         raise ValueError(
             f"{str(path)!r} line {number}: not valid JSON ({err}); the file is truncated or corrupt."
+        ) from None
+    except RecursionError:
+        raise ValueError(
+            f"{str(path)!r} line {number}: JSON nested too deeply for a record; the file is corrupt."
         ) from None
 
 

@@ -50,6 +50,7 @@ The example in `EXAMPLE_TABLE_DIR` (`interactions.csv`, `items.csv`) is written 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 import re
@@ -344,6 +345,19 @@ def load_table_catalogue(
         raise ValueError(f"consecutive_duplicates must be 'drop' or 'keep', got {consecutive_duplicates!r}.")
     if isinstance(text_columns, str) or isinstance(embedding_columns, str):
         raise TypeError("text_columns and embedding_columns are lists of column names, e.g. ['title'].")
+    _check_options(
+        required={"user_column": user_column, "item_column": item_column},
+        optional={
+            "timestamp_column": timestamp_column,
+            "title_column": title_column,
+            "category_column": category_column,
+        },
+        lists={"text_columns": text_columns, "embedding_columns": embedding_columns},
+        embedding_files=embedding_files,
+        data_dir=data_dir,
+        encoding=encoding,
+        name=name,
+    )
     inter = open_table(interactions, "interactions", data_dir, split, encoding)
     timestamp = _optional(timestamp_column, "timestamp_column", inter)
     if timestamp is None:
@@ -383,6 +397,45 @@ def load_table_catalogue(
     }
     logger.info("Loaded table catalogue %r: %s", catalogue.name, catalogue.load_stats)
     return catalogue
+
+
+def _check_options(
+    *,
+    required: dict[str, Any],
+    optional: dict[str, Any],
+    lists: dict[str, Any],
+    embedding_files: Any,
+    data_dir: Any,
+    encoding: Any,
+    name: Any,
+) -> None:
+    """TypeError (ValueError for an unknown encoding) naming the option whose value has the wrong type."""
+    for option, value in {**required, **optional}.items():
+        if not isinstance(value, str) and not (value is None and option in optional):
+            allowed = "a column name" + (" or None" if option in optional else "")
+            raise TypeError(f"{option} must be {allowed} (a string); got {type(value).__name__} {value!r}.")
+    for option, value in lists.items():
+        if value is not None and (
+            not isinstance(value, (list, tuple)) or not all(isinstance(c, str) for c in value)
+        ):
+            raise TypeError(f"{option} must be a list of column names, e.g. ['title']; got {value!r}.")
+    if embedding_files is not None and not isinstance(embedding_files, Mapping):
+        raise TypeError(
+            "embedding_files maps a modality name to a file, e.g. {'text': 'text.npy'}; got "
+            f"{type(embedding_files).__name__} {embedding_files!r}."
+        )
+    if data_dir is not None and not isinstance(data_dir, (str, Path)):
+        raise TypeError(f"data_dir must be a folder path; got {type(data_dir).__name__} {data_dir!r}.")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a string; got {type(name).__name__} {name!r}.")
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding must be a codec name such as 'utf-8'; got {type(encoding).__name__}.")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(
+            f"encoding {encoding!r} is not a text encoding Python knows; use e.g. 'utf-8', 'latin-1' or 'cp1252'."
+        ) from None
 
 
 def _default_name(source: Any) -> str:

@@ -41,6 +41,8 @@ BATCH_ROWS = 1 << 20
 BLOCK_BYTES = 32 << 20
 #: The longest JSON Lines record read (pyarrow's block size is a 32-bit integer).
 _MAX_JSON_LINE = 512 << 20
+#: The deepest nesting of a JSON Lines record read (pyarrow's parser crashes the process somewhere past 10,000).
+_MAX_JSON_DEPTH = 1000
 _UTF8_HINT = (
     "re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`), or for a CSV file give its "
     "encoding (`table_encoding: latin-1`)"
@@ -105,6 +107,18 @@ def not_utf8_error(label: str, path: Path | None) -> ValueError:
     return ValueError(f"{label} is not UTF-8 text{where}; {_UTF8_HINT}.")
 
 
+def _check_unique_names(label: str, names: Sequence[Any]) -> None:
+    """A ValueError naming the first column name that `names` holds twice: which column is meant is ambiguous."""
+    seen: dict[Any, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise ValueError(
+                f"{label}: the column name {name!r} appears twice (columns {seen[name]} and {position}); which one "
+                "is meant is ambiguous. Give every column its own name (rename or drop one)."
+            )
+        seen[name] = position
+
+
 @dataclass
 class TableSource:
     """One table to read: where it is (`label`, for messages), its column names, and a batch reader.
@@ -122,14 +136,7 @@ class TableSource:
     path: Path | None = None
 
     def __post_init__(self) -> None:
-        seen: dict[str, int] = {}
-        for position, name in enumerate(self.names, start=1):
-            if name in seen:
-                raise ValueError(
-                    f"{self.label}: the column name {name!r} appears twice (columns {seen[name]} and {position}); "
-                    "which one is meant is ambiguous. Give every column its own name (rename or drop one)."
-                )
-            seen[name] = position
+        _check_unique_names(self.label, self.names)
 
     def require(self, columns: Sequence[str], option: dict[str, str]) -> None:
         """Raise a ValueError naming the first column of `columns` that the table lacks, and how to fix it.
@@ -165,6 +172,12 @@ class TableSource:
         message = str(err).split("\n")[0]
         if "UTF8" in message or "UTF-8" in message:
             return not_utf8_error(self.label, self.path)
+        # pyarrow.json: a line that is a list or a number, not an object
+        if "changed from object to" in message:
+            return ValueError(
+                f"{self.label}: a line is not a JSON object ({message}). JSON Lines tables hold one object per "
+                'line, keyed by column: {"user_id": "u1", "item_id": "i7", "timestamp": 1714566600}.'
+            )
         if (
             "changed from" in message
         ):  # pyarrow.json: one column with numbers in some rows and strings in others
@@ -281,8 +294,13 @@ def _check_multiline_values(path: Path, encoding: str, header: list[str], label:
         logger.warning(
             "%s: %d values span several lines (%d lines in all; the first is column %r at lines %d-%d). Line breaks "
             "inside quoted values are valid CSV; if these should be rows, a stray quote joined them.",
-            label, len(spans), sum(b - a for a, b, _, _ in spans), column, first, last,
-        )  # fmt: skip
+            label,
+            len(spans),
+            sum(b - a for a, b, _, _ in spans),
+            column,
+            first,
+            last,
+        )
 
 
 def _json_source(path: Path) -> TableSource:
@@ -307,30 +325,58 @@ def _json_source(path: Path) -> TableSource:
     return TableSource(label, names, read, path)
 
 
-def _longest_line(path: Path) -> tuple[int, int]:
-    """`(bytes, line number)` of the longest line of `path`."""
-    longest, at, line, run = 0, 1, 1, 0
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)  # +1 for `[` and `{`, -1 for `]` and `}`
+_BRACKET_STEP[[ord("["), ord("{")]] = 1
+_BRACKET_STEP[[ord("]"), ord("}")]] = -1
+
+
+def _json_lines_shape(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+    """`((bytes, line), (depth, line))`: the longest line of `path`, and the deepest nesting of `[` / `{` in one
+    line (an upper bound: brackets inside strings count too; exact lines only where a chunk nests deeper than
+    `_MAX_JSON_DEPTH`)."""
+    longest, depth, line, run, carry = (0, 1), (0, 1), 1, 0, 0
     with _open_binary(path) as handle:
-        while chunk := handle.read(1 << 24):
-            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)  # (newlines in the chunk,)
+        while chunk := handle.read(1 << 22):
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            ends = np.flatnonzero(data == 10)  # (newlines in the chunk,)
+            level = (
+                np.cumsum(_BRACKET_STEP[data], dtype=np.int32) + carry
+            )  # (bytes,) nesting, from a line start
+            # A line's depth is at most the chunk's range of levels: only a range past the limit needs the per-line
+            # maxima (the levels at each line's start are subtracted).
+            if int(level.max()) - min(int(level.min()), 0) > _MAX_JSON_DEPTH:
+                starts = np.concatenate(
+                    [[0], ends[ends + 1 < len(data)] + 1]
+                )  # (lines,) first byte of each line
+                base = np.concatenate([[0], level[starts[1:] - 1]])  # (lines,) level where the line began
+                per_line = np.maximum.reduceat(level, starts) - base  # (lines,) deepest nesting in each line
+                k = int(per_line.argmax())
+                if per_line[k] > depth[0]:
+                    depth = (int(per_line[k]), line + k)
+            carry = int(level[-1]) - (int(level[ends[-1]]) if len(ends) else 0)
             if len(ends) == 0:
                 run += len(chunk)
                 continue
             lengths = np.diff(ends, prepend=-1) - 1  # (newlines,) bytes of each line, without its newline
             lengths[0] += run
-            i = int(lengths.argmax())
-            if lengths[i] > longest:
-                longest, at = int(lengths[i]), line + i
+            k = int(lengths.argmax())
+            if lengths[k] > longest[0]:
+                longest = (int(lengths[k]), line + k)
             line, run = line + len(ends), len(chunk) - int(ends[-1]) - 1
-    return (run, line) if run > longest else (longest, at)
+    return ((run, line) if run > longest[0] else longest), depth
 
 
 def _json_block_size(path: Path, label: str) -> int:
     """A block size of the JSON reader that holds the longest line: pyarrow cannot parse a record that straddles
-    two blocks ("straddling object straddles two block boundaries")."""
-    if path.stat().st_size <= BLOCK_BYTES and not _is_gzip(path):
-        return BLOCK_BYTES
-    longest, line = _longest_line(path)
+    two blocks ("straddling object straddles two block boundaries"). Lines nested deeper than
+    `_MAX_JSON_DEPTH` are refused first: pyarrow's JSON parser crashes the process on very deep nesting."""
+    (longest, line), (depth, deep_line) = _json_lines_shape(path)
+    if depth > _MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{label}, line {deep_line}: values nested about {depth} levels deep; a table row holds flat values "
+            f"(ids, a timestamp, a title, a list of floats), at most {_MAX_JSON_DEPTH} levels. The file is not a "
+            "table of this format, or is damaged."
+        )
     if longest < BLOCK_BYTES // 2:
         return BLOCK_BYTES
     if longest > _MAX_JSON_LINE:
@@ -450,6 +496,7 @@ def open_table(
         return _arrow_source(source, f"the {role} table")
     module = type(source).__module__.split(".")[0]
     if module == "pandas":
+        _check_unique_names(f"the {role} DataFrame", list(source.columns))
         try:
             table = pa.Table.from_pandas(source, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:

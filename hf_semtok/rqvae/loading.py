@@ -43,6 +43,10 @@ def _config_from_file(config_file: str) -> RQVAEConfig:
         raise ValueError(
             f"{config_file} is not valid JSON ({err}); the file is damaged, save it again."
         ) from err
+    except RecursionError:
+        raise ValueError(
+            f"{config_file} is JSON nested too deeply to be an RQVAEConfig; the file is damaged, save it again."
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(
             f"{config_file} must hold a JSON object (an RQVAEConfig), got {type(data).__name__}."

@@ -118,6 +118,36 @@ class RQVAEPreTrainedModel(PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
 
+def _check_source(source: str) -> None:
+    """FileNotFoundError for a path that is a file, or that is neither a folder nor a possible Hub repo id
+    (`name` or `namespace/name`): transformers would answer "Repo id must be in the form ..." about a missing
+    file; ValueError for a folder where one of the model's files belongs."""
+    if os.path.isdir(source):
+        for name in ("config.json", "model.safetensors"):
+            if os.path.isdir(os.path.join(source, name)):
+                raise ValueError(
+                    f"{os.path.join(source, name)} is a folder where the model's file {name} belongs; move it "
+                    "away and put the file back, or save the model again with save_pretrained()."
+                )
+        return
+    if os.path.exists(source):
+        raise FileNotFoundError(
+            f"{source}: is a file, not a saved RQVAEModel; pass the folder that holds config.json and "
+            "model.safetensors."
+        )
+    parts = source.split("/")
+    if (
+        not source.strip()
+        or source.startswith((".", "/", "~"))
+        or len(parts) > 2
+        or any(not part or len(part) > 96 for part in parts)
+    ):
+        raise FileNotFoundError(
+            f"{source!r}: no such folder, and not a Hub repo id ('name' or 'namespace/name'). Check the path, or "
+            "save the model there with save_pretrained()."
+        )
+
+
 class RQVAEModel(RQVAEPreTrainedModel):
     """MLP encoder -> [`ResidualQuantizer`] -> MLP decoder over concatenated, normalised modalities.
 
@@ -168,6 +198,7 @@ class RQVAEModel(RQVAEPreTrainedModel):
         """
         want_info = bool(kwargs.pop("output_loading_info", False))
         source = os.fspath(pretrained_model_name_or_path)
+        _check_source(source)
         if os.path.isdir(source) and not kwargs.pop("_in_file_set", False):
             check_regular_files(source, "RQ-VAE")
             # Let no save commit into the folder while loading (a load only reads: an interrupted save is an error).

@@ -340,7 +340,13 @@ def _checked_token_ids(
 
 def _checked_codes(sid_codes: Any, sid_token_ids: Sequence[Sequence[int]]) -> np.ndarray:
     """`sid_codes` as a non-empty `(n_items, L)` int64 array whose codes fit the codebooks of `sid_token_ids`."""
-    codes = np.asarray(sid_codes)
+    try:
+        codes = np.asarray(sid_codes)
+    except ValueError:  # numpy: "setting an array element with a sequence" (rows of different lengths)
+        raise ValueError(
+            "sid_codes must be a rectangular (n_items, num_levels) integer array, one row of codes per item; its "
+            "rows have different lengths. Pass tokenizer.sid_codes."
+        ) from None
     if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
         raise ValueError(
             f"sid_codes must be a non-empty (n_items, num_levels) array; got shape {codes.shape}."
@@ -411,6 +417,11 @@ def export_grammar(
         TypeError: `tokenizer` is not a `SemanticIDTokenizer` (it has no SID table).
         ValueError: As `sid_grammar`.
     """
+    if isinstance(tokenizer, type):
+        raise TypeError(
+            f"export_grammar: `tokenizer` is the class {tokenizer.__name__}, not a tokenizer; pass an instance, e.g. "
+            f"{tokenizer.__name__}.from_pretrained(path)."
+        )
     if not hasattr(tokenizer, "sid_codes") or not hasattr(tokenizer, "sid_token_ids"):
         raise TypeError(
             "export_grammar needs a SemanticIDTokenizer (with an item table); got "

@@ -123,6 +123,12 @@ def check_save_target(directory: str | os.PathLike) -> Path:
             folder.
     """
     path = Path(directory)
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:  # e.g. [Errno 36]: a name too long for the file system
+        raise ValueError(f"Cannot save into {str(path)!r}: {err.strerror}. Choose a shorter path.") from None
     if path.is_symlink():
         if not path.is_dir():
             raise ValueError(

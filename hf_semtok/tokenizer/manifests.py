@@ -251,6 +251,16 @@ def _check_manifest(data: Any, source: Path) -> dict[str, Any]:
     return data
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` refusing a key given twice (a JSON reader would silently keep the last one)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return data
+
+
 def read_manifests(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Every file-set manifest in `directory`: `{file name: manifest}` (empty when there is none).
 
@@ -270,7 +280,8 @@ def read_manifests(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
             continue
         path = directory / entry.name
         try:
-            data = json.loads(read_regular(path, MAX_MANIFEST_BYTES, "file-set manifest").decode("utf-8"))
+            raw = read_regular(path, MAX_MANIFEST_BYTES, "file-set manifest")
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
         except (OSError, ValueError, RecursionError) as err:
             raise FileSetError(
                 f"{path}: cannot read this file-set manifest ({err}). Delete it to load the files as they are, "

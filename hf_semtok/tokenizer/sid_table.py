@@ -225,9 +225,14 @@ class SIDTable:
             source: Named in error messages.
         """
         if not isinstance(table, Mapping):
-            raise ValueError(
+            hint = (
+                " To read a saved table, pass SIDTable.from_json(path)."
+                if isinstance(table, (str, os.PathLike))
+                else ""
+            )
+            raise TypeError(
                 f"{source} must be a dict item_id -> tuple of codes or a hf_semtok.SIDTable; got "
-                f"{type(table).__name__}."
+                f"{type(table).__name__}.{hint}"
             )
         if not table:
             raise ValueError(f"{source} is empty; the tokenizer needs at least one item.")
@@ -485,6 +490,12 @@ class SIDTable:
             ValueError: naming the file (and field) for bytes that are not UTF-8 JSON or a table that is invalid.
         """
         name = str(path)
+        if os.path.isdir(path):
+            raise ValueError(f"{name} is a folder; pass the path of its sid_table.json file.")
+        if not os.path.isfile(
+            path
+        ):  # (open() raises OSError [Errno 36] for a name too long for the file system)
+            raise FileNotFoundError(f"{name}: no such file; check the path of the sid_table.json file.")
         raw = read_regular(path, MAX_SID_TABLE_JSON_BYTES, "SID table")
         try:
             data = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_keys)

@@ -268,6 +268,11 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
         check_source(pretrained_model_name_or_path)
         if os.path.isdir(pretrained_model_name_or_path) and "_file_set" not in kwargs:
             folder = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(
+                    f"{folder}: no such folder (subfolder={kwargs.get('subfolder')!r} of "
+                    f"{os.fspath(pretrained_model_name_or_path)}); check the subfolder name."
+                )
             check_files_are_files(folder, [TOKENIZER_CONFIG_FILE, *cls.vocab_files_names.values()])
             check_regular_files(folder, "tokenizer")
         if not os.path.isdir(pretrained_model_name_or_path) or "_file_set" in kwargs:
@@ -363,6 +368,11 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
                     "from_base: the base tokenizer path is empty; pass a fast tokenizer, or its folder or Hub id."
                 )
             check_source(base_tokenizer_or_path)  # a mistyped path: say so, not "Repo id must be in the form"
+            if os.path.isdir(base_tokenizer_or_path):
+                check_files_are_files(
+                    os.path.join(base_tokenizer_or_path, base_kwargs.get("subfolder") or ""),
+                    [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE],
+                )
             base = AutoTokenizer.from_pretrained(str(base_tokenizer_or_path), **base_kwargs)
         else:
             base = base_tokenizer_or_path

@@ -260,3 +260,18 @@ def test_load_catalogue_dispatch(lcrec_dir):
         load_catalogue("lcrec")
     with pytest.raises(ValueError, match="Unknown dataset_format 'csv'"):
         load_catalogue("csv", lcrec_dir)
+
+
+def test_dataset_files_nested_too_deeply_or_at_a_folder_are_clear_errors(tmp_path):
+    """Issue 35: a RecursionError from deeply nested JSON, and OSError [Errno 36] / "does not exist" for a path too
+    long or a folder."""
+    path = tmp_path / "Toy.index.json"
+    path.write_text('{"0": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ValueError, match=r"Toy.index.json' holds JSON nested too deeply"):
+        load_lcrec_index(path)
+    with pytest.raises(ValueError, match=r"SID index file .* is a folder; name the .index.json file"):
+        load_lcrec_index(tmp_path)
+    with pytest.raises(ValueError, match=r"SID index file .* does not exist"):
+        load_lcrec_index(tmp_path / ("a" * 300 + ".index.json"))
+    with pytest.raises(ValueError, match=r"Dataset folder .* does not exist"):
+        load_lcrec_dataset(tmp_path / ("a" * 300))

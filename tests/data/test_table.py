@@ -451,6 +451,12 @@ def test_duplicate_column_names_are_refused(tmp_path):
     table = pa.table([["u"], ["a"], ["x"], ["y"]], names=["user_id", "item_id", "title", "title"])
     with pytest.raises(ValueError, match="the column name 'title' appears twice"):
         load_table_catalogue(table)
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame([["u", "a", "b"]], columns=["user_id", "item_id", "item_id"])
+    with pytest.raises(
+        ValueError, match=r"the interactions DataFrame: the column name 'item_id' appears twice"
+    ):
+        load_table_catalogue(frame)
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "1e400", "nan"])
@@ -520,3 +526,42 @@ def test_paths_too_long_or_folders_are_clear_errors(tmp_path):
         load_table_catalogue(ok, embedding_files={"text": tmp_path})
     with pytest.raises(ValueError, match=r"Embedding file .* does not exist"):
         load_table_catalogue(ok, embedding_files={"text": long_name[:-4] + ".npy"})
+
+
+def test_json_lines_nested_too_deeply_or_not_objects_are_clear_errors(tmp_path):
+    """pyarrow's JSON parser crashes the process (a segmentation fault) on very deep nesting: refused first."""
+    deep = _bad(
+        tmp_path, "d.jsonl", '{"user_id": "u", "item_id": "a"}\n{"x": ' + "[" * 50_000 + "]" * 50_000 + "}\n"
+    )
+    with pytest.raises(ValueError, match=r"d.jsonl, line 2: values nested about 50001 levels deep"):
+        load_table_catalogue(deep)
+    brackets = _bad(
+        tmp_path, "b.jsonl", "".join(f'{{"user_id": "u", "item_id": "a[{i}"}}\n' for i in range(2000))
+    )
+    assert load_table_catalogue(brackets).item_ids[:2] == [
+        "a[0",
+        "a[1",
+    ]  # unbalanced brackets in text: per line
+    for text in ('["u", "a"]\n', "5\n"):
+        with pytest.raises(ValueError, match=r"a.jsonl: a line is not a JSON object .*one object per line"):
+            load_table_catalogue(_bad(tmp_path, "a.jsonl", text))
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "fragment"),
+    [
+        ("user_column", None, TypeError, r"user_column must be a column name \(a string\); got NoneType"),
+        ("timestamp_column", 5, TypeError, r"timestamp_column must be a column name or None .*got int 5"),
+        ("title_column", ["title"], TypeError, r"title_column must be a column name or None"),
+        ("text_columns", [1], TypeError, r"text_columns must be a list of column names"),
+        ("embedding_files", "x.npy", TypeError, r"embedding_files maps a modality name to a file"),
+        ("data_dir", 5, TypeError, r"data_dir must be a folder path; got int"),
+        ("encoding", "nope", ValueError, r"encoding 'nope' is not a text encoding Python knows"),
+        ("encoding", None, TypeError, r"encoding must be a codec name"),
+    ],
+)
+def test_options_of_the_wrong_type_name_the_option(tmp_path, option, value, error, fragment):
+    """These raised "'NoneType' object is not iterable", "unhashable type: 'list'", a LookupError and the like."""
+    inter, items = _csv_pair(tmp_path)
+    with pytest.raises(error, match=fragment):
+        load_table_catalogue(inter, items, **{option: value})

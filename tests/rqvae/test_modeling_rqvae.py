@@ -361,3 +361,33 @@ def test_save_pretrained_is_atomic_and_keeps_other_files(tmp_path, monkeypatch):
     new.save_pretrained(tmp_path)
     assert (tmp_path / "sid_table.json").read_text() == "{}"  # other files are kept, as with the stock method
     assert torch.equal(RQVAEModel.from_pretrained(tmp_path).encoder[0].weight, new.encoder[0].weight)
+
+
+def test_load_from_bad_folders_names_the_problem(tmp_path):
+    """Issue 35: a missing local path gave transformers' "Repo id must be in the form ...", a file path the same
+    about `<file>/config.json`, a config nested too deeply a RecursionError, and a folder where a file belongs an
+    IsADirectoryError (from the folder's manifest check)."""
+    import shutil
+
+    folder = tmp_path / "rq"
+    _saved(folder)
+    with pytest.raises(FileNotFoundError, match=r"no such folder, and not a Hub repo id"):
+        RQVAEModel.from_pretrained(str(tmp_path / ("a" * 300)))
+    with pytest.raises(FileNotFoundError, match=r"no such folder, and not a Hub repo id"):
+        RQVAEModel.from_pretrained("a/b/c")
+    with pytest.raises(FileNotFoundError, match=r"config.json: is a file, not a saved RQVAEModel"):
+        RQVAEModel.from_pretrained(folder / "config.json")
+    for name in ("config.json", "model.safetensors"):
+        broken = tmp_path / f"broken_{name}"
+        shutil.copytree(folder, broken)
+        (broken / name).unlink()
+        (broken / name).mkdir()
+        with pytest.raises(ValueError, match=rf"{name} is a folder where the model's file {name} belongs"):
+            RQVAEModel.from_pretrained(broken)
+    deep = tmp_path / "deep"
+    shutil.copytree(folder, deep)
+    for manifest in deep.glob(".hf_semtok_manifest*"):
+        manifest.unlink()
+    (deep / "config.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ValueError, match=r"config.json is JSON nested too deeply to be an RQVAEConfig"):
+        RQVAEModel.from_pretrained(deep)

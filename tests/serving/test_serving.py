@@ -248,6 +248,10 @@ def test_export_errors_name_the_fix(sid_tokenizer, base_tokenizer):
         export_grammar(sid_tokenizer, mode="free", layout="bare")
     with pytest.raises(TypeError, match="SemanticIDTokenizer"):
         export_grammar(base_tokenizer)
+    with pytest.raises(TypeError, match="`tokenizer` is the class SemanticIDTokenizer, not a tokenizer"):
+        export_grammar(SemanticIDTokenizer)
+    with pytest.raises(ValueError, match=r"sid_codes must be a rectangular .* rows have different lengths"):
+        sid_grammar([[0, 1], [1]], sid_tokenizer.sid_token_ids, layout="bare")
     with pytest.raises(ValueError, match="prompt_length"):
         export_prefix_allowed_tokens_fn(sid_tokenizer)
     with pytest.raises(ValueError, match="vocab_size"):

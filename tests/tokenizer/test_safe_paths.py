@@ -354,3 +354,15 @@ def test_the_repair_command_shows_its_plan_first_and_acts_only_when_told(tmp_pat
         assert files.read_bytes("a.txt") == b"new"
     again = subprocess.run([*command, "--yes"], capture_output=True, text=True)
     assert "nothing to repair" in again.stdout
+
+
+def test_damaged_manifests_and_targets_are_clear_errors(tmp_path):
+    (tmp_path / manifest_name("demo")).write_text('{"format": "hf_semtok.file_set", "format": "x"}')
+    with pytest.raises(FileSetError, match="appears twice"):
+        read_manifests(tmp_path)
+    (tmp_path / manifest_name("demo")).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(FileSetError, match="cannot read this file-set manifest"):
+        read_manifests(tmp_path)
+    with pytest.raises(ValueError, match="Choose a shorter path"):
+        with save_file_set(tmp_path / ("x" * 300), "demo"):
+            pass

@@ -129,8 +129,10 @@ def test_from_dict_with_rqvae_sizes_and_dedup_level():
 
 
 def test_from_any_rejects_other_types():
-    with pytest.raises(ValueError, match="must be a dict item_id -> tuple of codes.*got list"):
+    with pytest.raises(TypeError, match="must be a dict item_id -> tuple of codes.*got list"):
         SIDTable.from_any([("a", (0, 1))], [2, 2])
+    with pytest.raises(TypeError, match=r"got str. To read a saved table, pass SIDTable.from_json\(path\)"):
+        SIDTable.from_any("sid_table.json", [2, 2])
 
 
 def test_empty_table_is_rejected():
@@ -915,6 +917,13 @@ def test_single_id_hash_matches_the_vectorised_one():
 
 
 # ------------------------------------------------------------------------------------------------ issue 35
+def test_from_json_on_a_folder_or_a_name_too_long(tmp_path):
+    with pytest.raises(ValueError, match=r"is a folder; pass the path of its sid_table.json file"):
+        SIDTable.from_json(tmp_path)  # was IsADirectoryError
+    with pytest.raises(FileNotFoundError, match=r"no such file; check the path"):
+        SIDTable.from_json(tmp_path / ("a" * 300 + ".json"))  # was OSError [Errno 36]
+
+
 def test_a_key_twice_in_sid_table_json_is_refused(tmp_path):
     """`json` keeps the last of two equal keys: a table with `item_ids` twice loaded the second list silently."""
     table = SIDTable.from_mapping({"a": (0, 1), "b": (1, 0)}, codebook_sizes=[2, 2])

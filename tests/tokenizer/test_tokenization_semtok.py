@@ -799,3 +799,19 @@ def test_a_folder_where_a_file_belongs_is_named(bpe, tmp_path, name, manifest):
             path.unlink()
     with pytest.raises(ValueError, match=rf"{re.escape(name)}: is a folder where the tokenizer's file"):
         SemanticIDTokenizer.from_pretrained(folder)
+
+
+def test_base_and_subfolder_paths_that_cannot_load_are_named(bpe, tmp_path):
+    base, _, tok = bpe
+    folder = tmp_path / "base"
+    base.save_pretrained(folder)
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").mkdir()
+    with pytest.raises(
+        ValueError, match=r"tokenizer.json: is a folder where the tokenizer's file tokenizer.json"
+    ):
+        SemanticIDTokenizer.from_base(folder, sid_table={"a": (0, 1, 2)}, codebook_sizes=SIZES)
+    saved = tmp_path / "saved"
+    tok.save_pretrained(saved)
+    with pytest.raises(FileNotFoundError, match=r"no such folder \(subfolder='a{300}'"):
+        SemanticIDTokenizer.from_pretrained(saved, subfolder="a" * 300)  # was OSError [Errno 36]
