@@ -33,13 +33,24 @@ from hf_semtok.demo import SCRATCH, DemoConfig, demo_overrides, run_demo
 from hf_semtok.run_lock import hold_output_dir
 from hf_semtok.small_models import SMOLLM2, smollm2_gguf_path
 
-__all__ = ["load_yaml_text", "main", "parse_args_with_config", "read_yaml_config", "section_from_mapping"]
+__all__ = [
+    "ConfigTypeError",
+    "load_yaml_text",
+    "main",
+    "parse_args_with_config",
+    "read_yaml_config",
+    "section_from_mapping",
+]
 
 _KEY_VALUE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 _DOTTED = re.compile(r"^(?:--)?([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$", re.DOTALL)
 _NULL = {"none", "null", "~"}
 #: Fields that name a folder or file the run writes: an empty value would write into the current folder.
 _OUTPUT_FIELDS = ("output_dir", "output_file")
+
+
+class ConfigTypeError(TypeError, ValueError):
+    """A config value of the wrong type. A `TypeError`, and a `ValueError` as config errors were before."""
 
 
 class _AliasError(yaml.composer.ComposerError):
@@ -332,8 +343,6 @@ def _type_fix(key: str, value: Any, hint: Any) -> str:
         return f" Write the number without quotes: `{key}: {value.strip()}`."
     if isinstance(value, str) and bool in members and value.lower() in ("true", "false"):
         return f" Write it without quotes: `{key}: {value.lower()}`."
-    if _is_list(hint) and not isinstance(value, (list, dict)) and value is not None:
-        return f" Write a list, e.g. `{key}: [{value}]`."
     if str in members and isinstance(value, (int, float)) and not isinstance(value, bool):
         return f" Quote it if it is meant as text: `{key}: '{value}'`."
     return ""
@@ -356,7 +365,8 @@ def _check_config_values(
     `--key true` gives (`resume_from_checkpoint: true`). Values are checked (and rewritten) in place.
 
     Raises:
-        TypeError: A value has the wrong type; the message names the key, the expected type and the fix.
+        ConfigTypeError: A value has the wrong type (a `TypeError`, and a `ValueError`); the message names the key,
+            the expected type and the fix.
         ValueError: A value is not one of the field's choices, or an output path is empty.
     """
     for key, value in values.items():
@@ -367,7 +377,11 @@ def _check_config_values(
             value = values[key] = str(value).lower()  # the text `--key true` gives on the command line
         if not _matches(value, hint):
             got = "null" if value is None else f"{type(value).__name__} {value!r}"
-            raise TypeError(
+            if _is_list(hint) and value is not None and not isinstance(value, (list, dict)):
+                raise ConfigTypeError(
+                    f"`{key}` in {where} must be a list, e.g. `{key}: [{value}]`; got {got}."
+                )
+            raise ConfigTypeError(
                 f"`{key}` in {where} must be {_describe(hint)}; got {got}.{_type_fix(key, value, hint)}"
             )
         if isinstance(value, str) and value.startswith("~") and str in _members(hint):
@@ -438,7 +452,8 @@ def parse_args_with_config(
     the start of a text value is the home folder, and an empty `output_dir` / `output_file` is refused.
 
     Raises:
-        TypeError: A YAML value has the wrong type (the message names the key, the type and the fix).
+        ConfigTypeError: A YAML value has the wrong type (a `TypeError`, and a `ValueError` as before; the message
+            names the key, the type and the fix).
         ValueError: The YAML file is missing, is not YAML, uses an alias or has an unknown key; a YAML value is
             not one of the field's choices; `output_dir` is empty; or an argument names no option (the message
             suggests the closest one). A command-line value of the wrong type exits through argparse (status 2).

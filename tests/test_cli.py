@@ -300,7 +300,9 @@ def test_yaml_value_of_the_wrong_type_is_refused_with_the_fix(tmp_path):
         _parse_yaml(tmp_path, "max_steps: 2.5\n")
     with pytest.raises(TypeError, match=r"`bf16` .* must be true or false; got str 'true'\. .*`bf16: true`"):
         _parse_yaml(tmp_path, "bf16: 'true'\n")
-    with pytest.raises(TypeError, match=r"`hidden_sizes` .* a list of integers; got int 16\. .*\[16\]"):
+    with pytest.raises(
+        TypeError, match=r"`hidden_sizes` .* must be a list, e\.g\. `hidden_sizes: \[16\]`; got int 16"
+    ):
         _parse_yaml(tmp_path, "hidden_sizes: 16\n", (SIDStageConfig,))
     (sid,) = _parse_yaml(tmp_path, "epochs: 1\nlearning_rate: 1e-3\n", (SIDStageConfig,))
     assert sid.epochs == 1 and sid.learning_rate == pytest.approx(1e-3)  # `1e-3` is a number, as in YAML 1.2

