@@ -60,7 +60,7 @@ SKIPPED: dict[str, str] = {
     + " (and deepspeed)",
 }
 #: Backticked spans that name a program in prose but are not complete commands.
-FRAGMENTS = {"accelerate launch", "accelerate launch --cpu --num_processes 2"}
+FRAGMENTS = {"accelerate launch", "accelerate launch --cpu --num_processes 2", "hf-semtok repair"}
 
 SYNTHETIC = ["--synthetic_items", "96", "--synthetic_users", "120"]
 #: Appended per script: the smallest settings that still exercise every stage.

@@ -341,7 +341,9 @@ def test_the_repair_command_shows_its_plan_first_and_acts_only_when_told(tmp_pat
         with save_file_set(tmp_path, "demo") as staging:
             (staging / "a.txt").write_text("new")
     monkeypatch.setattr(file_sets, "_place", real_place)
-    command = [sys.executable, "-m", "hf_semtok.cli", "repair", str(tmp_path)]
+    # As a user types it: the `hf-semtok` program installed beside this Python.
+    program = Path(sys.executable).with_name("hf-semtok")
+    command = [str(program) if program.exists() else "hf-semtok", "repair", str(tmp_path)]
     before = tree_snapshot(tmp_path)
     shown = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert (
