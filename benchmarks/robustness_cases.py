@@ -1586,6 +1586,37 @@ def link_save_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]
     probes.append(Probe("tokenizer save over a committed manifest naming link/precious.txt", committed_manifest,
                         fragment=("link",), check=_victim_intact, family="links (saves)"))  # fmt: skip
 
+    def outside_name(form: str) -> Any:
+        root = _mk(ctx.root, "outside-name")
+        folder, victim = root / "clone", root / "victim"
+        ctx.tok.save_pretrained(folder)
+        _write_files(victim, VICTIM)
+        name = manifest_name("tokenizer")
+        data = json.loads((folder / name).read_text())
+        rel = "../victim/precious.txt" if form == "relative" else str(victim / "precious.txt")
+        data["parts"][0]["files"][rel] = _meta(VICTIM["precious.txt"])
+        (folder / name).write_text(json.dumps(data))
+        ctx.tok.save_pretrained(folder)
+        return victim
+
+    for form, shown in (("relative", "../victim/precious.txt"), ("absolute", "/.../victim/precious.txt")):
+        probes.append(Probe(f"tokenizer save over a committed manifest naming {shown}", lambda f=form: outside_name(f),
+                            fragment=("precious.txt",), check=_victim_intact, family="links (saves)"))  # fmt: skip
+
+    def staging_link(kind: SaveKind) -> Any:
+        root = _mk(ctx.root, "staging-link")
+        folder, victim = root / "clone", root / "victim"
+        _write_files(victim, VICTIM)
+        folder.mkdir()
+        os.symlink("../victim", folder / ".hf_semtok_tmp-abcdefgh")  # a leftover's name, planted as a link
+        kind.save(folder)
+        return victim
+
+    for kind in [k for k in save_kinds(ctx, bad, ex) if not k.heavy][: 2 if quick else None]:
+        probes.append(Probe(f"{kind.name} into a folder holding a planted staging folder .hf_semtok_tmp-abcdefgh "
+                            "that links to the victim's folder", lambda k=kind: staging_link(k),
+                            fragment=(".hf_semtok_tmp",), check=_victim_intact, family="links (saves)"))  # fmt: skip
+
     def chat_templates_link() -> Any:
         root = _mk(ctx.root, "link-templates")
         folder, victim = root / "clone", root / "victim"
@@ -2037,10 +2068,35 @@ def _repair(folder: Path, yes: bool, subprocess_run: bool) -> tuple[int, str, st
     return code, out.getvalue(), err.getvalue()
 
 
+def _hostile_repair_state(paths: dict[str, Path]) -> Any:
+    """After a repair of a hostile folder, refused or not: the victim's folder, the folder the staging link points
+    to and the project's own files must be as they were."""
+    if not paths:
+        return None  # the set-up failed: its error is the record
+    folder, victim, other = paths["folder"], paths["victim"], paths["other"]
+    problems = []
+    project = [
+        n for n, data in PROJECT.items() if not (folder / n).is_file() or (folder / n).read_bytes() != data
+    ]
+    if project:
+        problems.append(f"deleted or changed the project's files {project}")
+    found = _victim_intact(victim)
+    if found:
+        problems.append(found["problem"])
+    if (
+        sorted(p.name for p in other.iterdir()) != ["their.txt"]
+        or (other / "their.txt").read_bytes() != b"theirs"
+    ):
+        problems.append("changed the folder the staging link points to")
+    return "; ".join(problems) or None
+
+
 def repair_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
     """`hf-semtok repair DIR` on a save cut after its commit point: without --yes on a non-terminal it shows its
     plan, asks for --yes and changes nothing; with --yes it completes the save (the folder loads as the new
     version). In-process with --quick, also as a subprocess without."""
+    from hf_semtok.io_utils import manifest_name
+
     new_table = ex.coercion_tok.sid_table_dict()
     probes = []
     for as_subprocess in (False, True) if not quick else (False,):
@@ -2068,6 +2124,35 @@ def repair_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
             got = SemanticIDTokenizer.from_pretrained(folder).sid_table_dict()
             return None if got == new_table else "the repaired folder does not load as the new version"
 
+        for staging in ("a real staging folder", "the staging folder a link to another folder",
+                        "planted manifests of other kinds only", "the 'zzz' manifest alone"):  # fmt: skip
+            paths: dict[str, Path] = {}
+
+            def hostile(sub=as_subprocess, staging=staging, paths=paths) -> Any:
+                paths.clear()
+                root = _mk(ctx.root, "repair-hostile")
+                folder, victim, other = root / "clone", root / "victim", root / "other"
+                _saved_copy(ctx, "tokenizer", folder)
+                _write_files(other, {"their.txt": b"theirs"})
+                kind = "zzz_other" if staging.startswith(("planted", "the 'zzz'")) else "tokenizer"
+                plant_hostile(folder, victim, kind, other if "link" in staging else None)
+                if staging.startswith("the 'zzz'"):
+                    (folder / manifest_name(kind)).unlink()
+                paths.update(folder=folder, victim=victim, other=other)
+                code, out, err = _repair(folder, True, sub)
+                if code != 0:
+                    raise ValueError(
+                        f"exit {code}: {err.strip()[-300:]}"
+                    )  # the command's refusal, as printed
+                return out
+
+            planted = (
+                "" if staging.startswith("the 'zzz'") else ", a 'zzz' manifest naming the project's files"
+            )
+            probes.append(Probe(f"hf-semtok repair DIR --yes on a hostile folder: link -> ../victim, {staging}"
+                                f"{planted}{how}", hostile, fragment=("link",),
+                                check=lambda out: None, after=lambda paths=paths: _hostile_repair_state(paths),
+                                family="repair command"))  # fmt: skip
         probes.append(Probe(f"hf-semtok repair DIR without --yes, stdin not a terminal{how}", plan_only, valid=True,
                             check=check_plan, family="repair command"))  # fmt: skip
         probes.append(Probe(f"hf-semtok repair DIR --yes after a save cut past its commit point{how}", with_yes,
