@@ -1818,13 +1818,16 @@ def bounded_load_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Pro
         path.unlink(missing_ok=True)
         if what == "a FIFO":
             os.mkfifo(path)
-        else:
+        elif what == "a link to /dev/zero":
             os.symlink("/dev/zero", path)
+        else:  # a sparse regular file of 8 GiB of zeros: no disk used, bigger than any limit of a load
+            with open(path, "wb") as out:
+                out.truncate(8 << 30)
 
     probes = []
     targets = [("tokenizer", n) for n in ("sid_table.json", "tokenizer.json", "tokenizer_config.json")]
     targets += [("rqvae", n) for n in ("config.json", "model.safetensors")]
-    for what in ("a FIFO", "a link to /dev/zero"):
+    for what in ("a FIFO", "a link to /dev/zero", "a sparse 8 GiB file of zeros"):
         for kind, name in targets:
             for manifest in (True, False) if not quick else (True,):
 
@@ -1835,8 +1838,9 @@ def bounded_load_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Pro
                     special(folder / name, what)
                     return (RQVAEModel if kind == "rqvae" else SemanticIDTokenizer).from_pretrained(folder)
 
+                fragment = ("regular file",) if what != "a sparse 8 GiB file of zeros" else (name,)
                 probes.append(Probe(f"{name} is {what}{'' if manifest else ' (manifest deleted)'}", call,
-                                    fragment=("regular file",), isolate=True, timeout=30, family="bounded loads"))  # fmt: skip
+                                    fragment=fragment, isolate=True, timeout=60, family="bounded loads"))  # fmt: skip
 
         def entry(what=what) -> Any:
             folder = _saved_copy(ctx, "tokenizer", _mk(ctx.root, "bounded") / "saved")
