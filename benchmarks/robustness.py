@@ -169,6 +169,9 @@ def _run_probe_here(probe: Any) -> dict:
             rec["fragment"] = probe.fragment
     if probe.after is not None:
         state = probe.after()
+        if isinstance(state, dict):  # like check: a problem and extra fields for the record (e.g. `lost`)
+            rec.update({k: v for k, v in state.items() if k != "problem"})
+            state = state.get("problem")
         if state:
             rec["state_problem"] = state
             rec["outcome"] = "fail" if probe.valid else "silent"

@@ -93,7 +93,7 @@ class Probe:
     isolate: bool = False
     timeout: float = 30.0
     family: str = ""
-    after: Callable[[], Any] | None = None  # run after the call, error or not: a problem string or None
+    after: Callable[[], Any] | None = None  # run after the call, error or not: None or a problem, as `check`
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -2092,7 +2092,8 @@ def _hostile_repair_state(paths: dict[str, Path]) -> Any:
         or (other / "their.txt").read_bytes() != b"theirs"
     ):
         problems.append("changed the folder the staging link points to")
-    return "; ".join(problems) or None
+    lost = len(project) + (found["lost"] if found else 0)
+    return {"problem": "; ".join(problems), "lost": lost} if problems else None
 
 
 def repair_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
