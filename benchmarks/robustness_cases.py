@@ -8,7 +8,8 @@ Families:
    every kind go into it (tokenizer with and without `filename_prefix`, a prefixed save beside an unprefixed one,
    RQ-VAE, `train_rqvae(output_dir=...)`, the LM stage and generator saves), given as a path, a str, `str + "/"`,
    `"."` in that folder, a relative name, a new nested sub-folder and a 250-character name. Each foreign file
-   lost or changed is counted.
+   lost or changed is counted. A save beside another kind's save that would replace one of its file names is
+   refused naming `overwrite=True` (one owner per file name), and must then change nothing.
 2. hostile `tokenizer.json`: added tokens with huge level / code numbers or ids, thousands of digits, many levels;
    each load runs in a forked child with a time and memory limit (a hang is counted, never waited out).
 3. diverged training: huge learning rates and huge embeddings must raise, not write NaN weights.
@@ -62,6 +63,7 @@ import torch
 
 import hf_semtok as hs
 from hf_semtok.generation import SIDLogitsProcessor, recommend
+from hf_semtok.io_utils import FileSetError
 from hf_semtok.prompts import history_prompt
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
@@ -359,7 +361,13 @@ def foreign_file_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Pro
             reference = parent / "reference"
             second.save(reference)  # the names the second save writes, in an empty folder
             written = set(snapshot(reference))
-            second.save(folder)
+            try:
+                second.save(folder)
+            except FileSetError as err:  # one owner per file name: refused where the two saves share a name
+                shared = sorted(written & set(before) - set(FOREIGN))
+                if not shared or "overwrite=True" not in str(err):
+                    raise
+                return "refused", folder, planted, before, shared
             return folder, folder, planted, before, written, first
 
         probes.append(Probe(f"{second.name} beside a {first.name}", call, valid=True,
@@ -433,6 +441,15 @@ def _check_save(result: Any, kind: SaveKind) -> Any:
 
 
 def _check_beside(result: Any, kind: SaveKind) -> Any:
+    if result[0] == "refused":  # a save that would replace another kind's files (`shared`) was refused
+        _, folder, planted, before, shared = result
+        lost = lost_files(planted, folder)
+        after = {k: v for k, v in snapshot(folder).items() if not k.startswith(".hf_semtok")}
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        if lost or changed:
+            return {"problem": f"the refused save (it shares {shared}) changed {lost + changed}",
+                    "lost": len(lost) + len(changed)}  # fmt: skip
+        return {"problem": None, "refused_shared_names": shared}
     folder, out, planted, before, written, first = result
     lost = lost_files(planted, folder)
     after = snapshot(folder)
