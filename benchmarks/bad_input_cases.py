@@ -19,11 +19,12 @@ import torch
 
 import hf_semtok as hs
 from hf_semtok.constants import RQVAE_CONFIG_FILE, RQVAE_WEIGHTS_FILE, SID_TABLE_FILE
-from hf_semtok.data import load_lcrec_index, load_sequence_text
+from hf_semtok.data import load_lcrec_index, load_sequence_text, load_table_catalogue
 from hf_semtok.generation import SIDLogitsProcessor, recommend
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
 from hf_semtok.rqvae.training import train_rqvae
+from hf_semtok.serving import sid_grammar
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
@@ -217,6 +218,47 @@ def _train(**kwargs: Any) -> Callable[[Context], Any]:
         return train_rqvae(embeddings, **args)
 
     return call
+
+
+def _grammar(level0: Any = None, **kwargs: Any) -> Callable[[Context], Any]:
+    """`sid_grammar` over the tokenizer's catalogue with the first level's token ids (or other arguments)
+    replaced."""
+
+    def call(c: Context) -> Any:
+        ids = [list(level) for level in c.tok.sid_token_ids]
+        if level0 is not None:
+            ids[0] = [level0, *ids[0][1:]]
+        args = {"sid_start_token_id": c.tok.sid_start_token_id, "sid_end_token_id": c.tok.sid_end_token_id,
+                "vocab_size": len(c.tok), **kwargs}  # fmt: skip
+        return sid_grammar(c.tok.sid_codes, ids, **args)
+
+    return call
+
+
+def _edit_text(edit: Callable[[str], str]) -> Callable[[Path], None]:
+    """A damage function rewriting a file's text, the save's manifest deleted too (a hand edit, as the manifest
+    check's message advises)."""
+
+    def apply(path: Path) -> None:
+        path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+        for manifest in path.parent.glob(".hf_semtok_manifest*"):
+            manifest.unlink()
+
+    return apply
+
+
+def _config_field(**fields: Any) -> Callable[[Path], None]:
+    return _edit_text(lambda text: json.dumps({**json.loads(text), **fields}))
+
+
+def _table(name: str, text: str) -> Callable[[Context], Any]:
+    return lambda c: load_table_catalogue(_write(c, name, text))
+
+
+def _lone_surrogate(text: str) -> str:
+    data = json.loads(text)
+    first = data["item_ids"][0]
+    return text.replace(json.dumps(first), '"\\ud800' + first + '"', 1)
 
 
 VE, TE, FNF = ValueError, TypeError, FileNotFoundError
@@ -693,6 +735,75 @@ CASES: list[Case] = [
     Case("recall ranked a string", lambda c: hs.recall_at_k("abc", "a", 2), TE, "ranked"),
     Case("recall ranked a set", lambda c: hs.recall_at_k({"a", "b"}, "a", 2), TE, "ranked"),
     Case("recall ranked None", lambda c: hs.recall_at_k(None, "a", 2), TE, "ranked"),
+    # issue 35: users' tables, sid_grammar, recommend titles, tokenizer files edited by hand
+    Case(
+        "table stray quote in a title",
+        _table("items.csv", 'user_id,item_id,title\nu,a,"Red Pen\nu,b,Glue\nu,c,Ruler\n'),
+        VE,
+        "opens a quote",
+    ),  # fmt: skip
+    Case(
+        "table duplicate column names",
+        _table("d.csv", "user_id,item_id,item_id\nu,a,b\n"),
+        VE,
+        "appears twice",
+    ),
+    Case(
+        "table timestamp inf",
+        _table("t.csv", "user_id,item_id,timestamp\nu,a,1\nu,b,inf\n"),
+        VE,
+        "as a timestamp",
+    ),  # fmt: skip
+    Case(
+        "table timestamp 1e400",
+        _table("t.csv", "user_id,item_id,timestamp\nu,a,1\nu,b,1e400\n"),
+        VE,
+        "as a timestamp",
+    ),  # fmt: skip
+    Case(
+        "table whitespace-only item id",
+        _table("w.csv", "user_id,item_id\nu,a\nu,  \n"),
+        VE,
+        "empty 'item_id'",
+    ),  # fmt: skip
+    Case("sid_grammar float token id", _grammar(1.5), TE, "token ids are integers"),
+    Case("sid_grammar negative token id", _grammar(-1), VE, "outside the vocabulary"),
+    Case("sid_grammar out-of-vocabulary token id", _grammar(10**6), VE, "outside the vocabulary"),
+    Case("sid_grammar vocab_size float", _grammar(vocab_size=1.5e3), TE, "vocab_size"),
+    Case("recommend titles a list", _rec(titles=["Red Pen", "Glue"]), TE, "titles must be a mapping"),
+    Case("recommend titles a string", _rec(titles="Red Pen"), TE, "titles must be a mapping"),
+    Case(
+        "tokenizer_config eos_token a SID token",
+        lambda c: load_tokenizer(c, "tokenizer_config.json", _config_field(eos_token="<|sid_0_1|>")),
+        VE,
+        "a SID token",
+    ),  # fmt: skip
+    Case(
+        "tokenizer_config eos_token <|sid_start|>",
+        lambda c: load_tokenizer(c, "tokenizer_config.json", _config_field(eos_token="<|sid_start|>")),
+        VE,
+        "a SID token",
+    ),  # fmt: skip
+    Case(
+        "tokenizer_config pad_token a SID token",
+        lambda c: load_tokenizer(c, "tokenizer_config.json", _config_field(pad_token="<|sid_1_2|>")),
+        VE,
+        "a SID token",
+    ),  # fmt: skip
+    Case(
+        "sid_table.json a key twice",
+        lambda c: load_tokenizer(
+            c, SID_TABLE_FILE, _edit_text(lambda t: t.rstrip()[:-1] + ', "item_ids": []}')
+        ),
+        VE,
+        "appears twice",
+    ),  # fmt: skip
+    Case(
+        "sid_table.json lone surrogate in an item id",
+        lambda c: load_tokenizer(c, SID_TABLE_FILE, _edit_text(_lone_surrogate)),
+        VE,
+        "lone surrogate",
+    ),
 ]
 
 

@@ -12,7 +12,10 @@ Inputs:
   several umasks, hostile `tokenizer.json` added tokens (run in a forked child with a time and memory limit),
   diverged training, wrong `item_ids`, `recommend()` state / prompt length / tokenizer, silent coercions, titles
   that try to inject items, hand-edited `tokenizer_config.json`, `from_base` paths and command lines (subprocesses;
-  not with `--quick`).
+  not with `--quick`); and those of issue 35: hostile folders (links, planted staging folders and manifests) whose
+  loads must change no file anywhere, saves that must never write or delete through a link, one owner per file
+  name (`overwrite=True`), concurrent saves, loads bounded against FIFOs, `/dev/zero` and huge manifests, users'
+  tables, recipe YAML, reproducible saves and `hf-semtok repair`.
 A list of valid calls must keep working, and each must leave the right result (a save keeps every file it does not
 own, writes umask modes and loads back; `recommend` leaves the model as it found it; a prompt holds the history).
 
@@ -166,6 +169,9 @@ def _run_probe_here(probe: Any) -> dict:
             rec["fragment"] = probe.fragment
     if probe.after is not None:
         state = probe.after()
+        if isinstance(state, dict):  # like check: a problem and extra fields for the record (e.g. `lost`)
+            rec.update({k: v for k, v in state.items() if k != "problem"})
+            state = state.get("problem")
         if state:
             rec["state_problem"] = state
             rec["outcome"] = "fail" if probe.valid else "silent"
@@ -824,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
         "undetectable_corruption": counts["undetectable"],
         "valid_calls": len(valid),
         "valid_calls_failing": len(failing),
-        "foreign_files_lost": sum(int(v.get("lost", 0)) for v in valid)
+        "foreign_files_lost": sum(int(r.get("lost", 0)) for r in [*records, *valid])
         + sum(
             "foreign files lost" in str(info.get("first_broken_state", ""))
             for info in kills.values()

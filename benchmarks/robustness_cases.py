@@ -8,7 +8,8 @@ Families:
    every kind go into it (tokenizer with and without `filename_prefix`, a prefixed save beside an unprefixed one,
    RQ-VAE, `train_rqvae(output_dir=...)`, the LM stage and generator saves), given as a path, a str, `str + "/"`,
    `"."` in that folder, a relative name, a new nested sub-folder and a 250-character name. Each foreign file
-   lost or changed is counted.
+   lost or changed is counted. A save beside another kind's save that would replace one of its file names is
+   refused naming `overwrite=True` (one owner per file name), and must then change nothing.
 2. hostile `tokenizer.json`: added tokens with huge level / code numbers or ids, thousands of digits, many levels;
    each load runs in a forked child with a time and memory limit (a hang is counted, never waited out).
 3. diverged training: huge learning rates and huge embeddings must raise, not write NaN weights.
@@ -21,6 +22,26 @@ Families:
    message advises, and with it kept.
 10. the unclear errors of item 11: `from_base` with a missing path, recipes given non-UTF-8 / malformed YAML or
     `hidden_sizes: 16`, `hf-semtok demo --output_dir <a file>` (command lines run as subprocesses).
+
+Issue 35 (folders from elsewhere and other bad input):
+11. hostile folders: a load (`SemanticIDTokenizer`, `AutoTokenizer` with `trust_remote_code=False`, `RQVAEModel`)
+    of a folder holding `link -> ../victim`, a staging folder (real, or a link to another folder), a pending
+    manifest naming files through the link and a planted manifest naming the project's own files changes no file
+    anywhere (the probe's whole temporary tree is hashed before and after); a read-only folder loads.
+12. links: no save writes or deletes through a link (a committed manifest naming `link/precious.txt`,
+    `additional_chat_templates` a link, each file of each save kind a link into the victim's folder).
+13. one owner per file name: a save over another kind's files or the user's `README.md`/`config.json` is refused
+    naming `overwrite=True`; with it, the save works.
+14. concurrent saves: 4 writer processes (50 saves each with --quick, else 300) and a reader, every failure counted.
+15. bounded loads: FIFOs and `/dev/zero` links where a file belongs or as a manifest entry, a manifest naming 10**6
+    files (2 * 10**5 with --quick); each in a forked child with a time limit.
+16. users' tables: the table reader's defects in Arrow tables, exact integer timestamps above 2**53 (the CSV rows
+    are in the table of `bad_input_cases.py`).
+17. recipe YAML through the recipes' parser (as subprocesses too, without --quick).
+18. smaller defects: `recommend` with no users, titles not a mapping, a lone surrogate in an item id.
+19. reproducible saves: two saves of a tokenizer, an RQ-VAE and an LM stage are byte-identical.
+20. `hf-semtok repair DIR`: without `--yes` on a non-terminal it changes nothing; with it, it completes a save cut
+    after its commit point (in-process with --quick, also as a subprocess without).
 """
 
 from __future__ import annotations
@@ -42,6 +63,7 @@ import torch
 
 import hf_semtok as hs
 from hf_semtok.generation import SIDLogitsProcessor, recommend
+from hf_semtok.io_utils import FileSetError
 from hf_semtok.prompts import history_prompt
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.modeling_rqvae import RQVAEModel
@@ -73,7 +95,7 @@ class Probe:
     isolate: bool = False
     timeout: float = 30.0
     family: str = ""
-    after: Callable[[], Any] | None = None  # run after the call, error or not: a problem string or None
+    after: Callable[[], Any] | None = None  # run after the call, error or not: None or a problem, as `check`
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -339,7 +361,13 @@ def foreign_file_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Pro
             reference = parent / "reference"
             second.save(reference)  # the names the second save writes, in an empty folder
             written = set(snapshot(reference))
-            second.save(folder)
+            try:
+                second.save(folder)
+            except FileSetError as err:  # one owner per file name: refused where the two saves share a name
+                shared = sorted(written & set(before) - set(FOREIGN))
+                if not shared or "overwrite=True" not in str(err):
+                    raise
+                return "refused", folder, planted, before, shared
             return folder, folder, planted, before, written, first
 
         probes.append(Probe(f"{second.name} beside a {first.name}", call, valid=True,
@@ -413,6 +441,15 @@ def _check_save(result: Any, kind: SaveKind) -> Any:
 
 
 def _check_beside(result: Any, kind: SaveKind) -> Any:
+    if result[0] == "refused":  # a save that would replace another kind's files (`shared`) was refused
+        _, folder, planted, before, shared = result
+        lost = lost_files(planted, folder)
+        after = {k: v for k, v in snapshot(folder).items() if not k.startswith(".hf_semtok")}
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        if lost or changed:
+            return {"problem": f"the refused save (it shares {shared}) changed {lost + changed}",
+                    "lost": len(lost) + len(changed)}  # fmt: skip
+        return {"problem": None, "refused_shared_names": shared}
     folder, out, planted, before, written, first = result
     lost = lost_files(planted, folder)
     after = snapshot(folder)
@@ -1294,6 +1331,7 @@ def command_cases(folder: Path) -> list[Command]:
                 {"a_file.txt": b"not a folder"}),
         Command("hf-semtok demo --n_items ten", [py, "-m", "hf_semtok.cli", "demo", "--n_items", "ten"], "n_items"),
         Command("hf-semtok bogus", [py, "-m", "hf_semtok.cli", "bogus"], "bogus"),
+        *recipe_yaml_commands(folder),
     ]  # fmt: skip
 
 
@@ -1338,6 +1376,812 @@ def run_command(cmd: Command, folder: Path, timeout: float) -> dict[str, Any]:
     return rec
 
 
+# --------------------------------------------------------------------------------------------------------------
+# 11-20. Issue 35: hostile folders, links, one owner per file name, concurrent saves, bounded loads, users'
+# tables, recipe YAML, smaller defects, reproducible saves, the repair command
+# --------------------------------------------------------------------------------------------------------------
+VICTIM = {"precious.txt": b"keep me", "overwrite_me.txt": b"original", "sub/x.txt": b"x"}
+PROJECT = {"train.py": b"print('train')", "data/interactions.csv": b"user,item\n1,2\n"}
+
+
+def tree_state(root: Path) -> dict[str, tuple[Any, ...]]:
+    """Every entry under `root` (links not followed): a file's SHA-256, a link's target, a folder, a special file's
+    type. Two states are equal only if nothing under `root` was written, deleted or created."""
+    import hashlib
+    import stat
+
+    found: dict[str, tuple[Any, ...]] = {}
+    for current, dirs, files in os.walk(root, followlinks=False):
+        for name in [*dirs, *files]:
+            path = Path(current) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                entry: tuple[Any, ...] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(mode):
+                entry = ("folder",)
+            elif stat.S_ISREG(mode):
+                entry = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
+            else:
+                entry = ("special", stat.S_IFMT(mode))
+            found[str(path.relative_to(root))] = entry
+    return found
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+
+def _write_files(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+def _meta(data: bytes) -> dict[str, Any]:
+    import hashlib
+
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _manifest(kind: str, files: dict[str, Any], pending: dict[str, Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"format": "hf_semtok.file_set", "version": 1, "kind": kind, "prefix": None,
+                            "commit": "planted", "parts": [{"kind": kind, "prefix": None, "files": files}]}  # fmt: skip
+    if pending is not None:
+        data["pending"] = pending
+    return data
+
+
+def plant_hostile(folder: Path, victim: Path, kind: str, staging_link: Path | None = None) -> None:
+    """What a cloned repository may carry: `link -> ../victim`, a staging folder (real, or a link to another
+    folder) whose files go through the link, a pending manifest of `kind` naming them and obsolete files behind the
+    link, and a `zzz` manifest whose pending entry names the project's own files (`train.py`, the data)."""
+    from hf_semtok.io_utils import manifest_name
+
+    _write_files(victim, VICTIM)
+    _write_files(folder, PROJECT)
+    os.symlink(os.path.relpath(victim, folder), folder / "link")
+    staging = folder / ".hf_semtok_tmp-abcdefgh"
+    evil = {"link/owned.sh": b"#!/bin/sh\necho owned\n", "link/overwrite_me.txt": b"evil"}
+    if staging_link is None:
+        _write_files(staging, evil)
+    else:
+        os.symlink(staging_link, staging)
+    files = {rel: _meta(data) for rel, data in evil.items()}
+    obsolete = {"link/precious.txt": _meta(VICTIM["precious.txt"]), "link/sub/x.txt": _meta(b"x")}
+    pending = {"staging": staging.name, "obsolete": obsolete}
+    (folder / manifest_name(kind)).write_text(json.dumps(_manifest(kind, files, pending)))
+    project = {name: _meta(data) for name, data in PROJECT.items()}
+    pending = {"staging": ".hf_semtok_tmp-zzzzzzzz", "obsolete": project}
+    (folder / manifest_name("zzz")).write_text(json.dumps(_manifest("zzz", {}, pending)))
+
+
+def _victim_intact(victim: Path) -> Any:
+    """None if the victim folder holds exactly its files, else a problem with `lost`: the files changed."""
+    lost = [
+        n for n, data in VICTIM.items() if not (victim / n).is_file() or (victim / n).read_bytes() != data
+    ]
+    extra = sorted(str(p.relative_to(victim)) for p in victim.rglob("*") if p.is_file()
+                   and str(p.relative_to(victim)) not in VICTIM)  # fmt: skip
+    if lost or extra:
+        return {
+            "problem": f"written through the link: lost or changed {lost}, created {extra}",
+            "lost": len(lost),
+        }
+    return None
+
+
+class _Watched:
+    """A probe's own temporary tree (`root`), its state taken by `call` once set up, compared by `after`."""
+
+    def __init__(self, ctx: Any, name: str) -> None:
+        self.ctx, self.name = ctx, name
+        self.root: Path | None = None
+        self.before: dict[str, Any] | None = None
+
+    def new_root(self) -> Path:
+        self.root, self.before = _mk(self.ctx.root, self.name), None
+        return self.root
+
+    def freeze(self) -> None:
+        self.before = tree_state(self.root)
+
+    def after(self) -> Any:
+        if self.before is None:
+            return None  # the set-up itself failed: its error is the record
+        changed = _changed(self.before, tree_state(self.root))
+        return f"the load changed {len(changed)} entries: {changed[:6]}" if changed else None
+
+
+def _loaders() -> dict[str, tuple[str, Callable[[Path], Any]]]:
+    """Load name -> (the file-set kind it reads, the load)."""
+    from transformers import AutoTokenizer
+
+    return {
+        "SemanticIDTokenizer.from_pretrained": ("tokenizer", lambda d: SemanticIDTokenizer.from_pretrained(d)),
+        "AutoTokenizer.from_pretrained(trust_remote_code=False)":
+            ("tokenizer", lambda d: AutoTokenizer.from_pretrained(str(d), trust_remote_code=False)),
+        "RQVAEModel.from_pretrained": ("rqvae", lambda d: RQVAEModel.from_pretrained(d)),
+    }  # fmt: skip
+
+
+def _saved_copy(ctx: Any, kind: str, target: Path) -> Path:
+    shutil.copytree(ctx.rqvae_dir if kind == "rqvae" else ctx.tok_dir, target)
+    return target
+
+
+def hostile_folder_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """A load of a hostile folder changes no file anywhere (the probe's whole temporary tree is hashed before and
+    after): a pending save of the load's kind is refused, naming the repair; a planted manifest of another kind is
+    never acted on. A read-only folder loads."""
+    probes = []
+    for loader, (kind, load) in _loaders().items():
+        for staging in ("a real staging folder", "the staging folder a link to another folder", "only a planted "
+                        "'zzz' manifest"):  # fmt: skip
+            watch = _Watched(ctx, "hostile")
+
+            def call(kind=kind, load=load, staging=staging, watch=watch) -> Any:
+                root = watch.new_root()
+                folder, victim, other = root / "clone", root / "victim", root / "other"
+                _saved_copy(ctx, kind, folder)
+                _write_files(other, {"their.txt": b"theirs"})
+                planted_kind = "zzz_other" if staging.startswith("only") else kind
+                plant_hostile(folder, victim, planted_kind, other if "link" in staging else None)
+                watch.freeze()
+                return load(folder)
+
+            expected = ctx.rqvae.state_dict() if kind == "rqvae" else ctx.tok.sid_table_dict()
+            probes.append(Probe(f"{loader} of a hostile folder: link -> ../victim, {staging}", call,
+                                fragment=("hf-semtok repair",), check=lambda got, kind=kind, e=expected:
+                                _same_load(got, kind, e), after=watch.after, family="hostile folders (loads)"))  # fmt: skip
+    for loader, (kind, load) in _loaders().items():
+
+        def read_only(kind=kind, load=load) -> Any:
+            folder = _saved_copy(ctx, kind, _mk(ctx.root, "read-only") / "saved")
+            paths = [folder, *folder.rglob("*")]
+            for path in paths:
+                path.chmod(0o555 if path.is_dir() else 0o444)
+            try:
+                before = tree_state(folder)
+                got = load(folder)
+                changed = _changed(before, tree_state(folder))
+                return got, changed
+            finally:
+                for path in paths:
+                    path.chmod(0o755 if path.is_dir() else 0o644)
+
+        expected = ctx.rqvae.state_dict() if kind == "rqvae" else ctx.tok.sid_table_dict()
+        probes.append(Probe(f"{loader} of a read-only folder", read_only, valid=True,
+                            check=lambda r, kind=kind, e=expected: f"the load changed {r[1]}" if r[1]
+                            else _same_load(r[0], kind, e), family="hostile folders (loads)"))  # fmt: skip
+
+    def save_after_zzz() -> Any:
+        root = _mk(ctx.root, "zzz-save")
+        folder, victim = root / "clone", root / "victim"
+        _saved_copy(ctx, "tokenizer", folder)
+        plant_hostile(folder, victim, "zzz_other")
+        SemanticIDTokenizer.from_pretrained(folder).save_pretrained(folder)
+        lost = [n for n, data in PROJECT.items() if (folder / n).read_bytes() != data]
+        return lost, _victim_intact(victim)
+
+    probes.append(Probe("a save into a folder with a planted 'zzz' manifest ordering the project's files deleted",
+                        save_after_zzz, fragment=("manifest",),
+                        check=lambda r: ({"problem": f"the project's files deleted: {r[0]}", "lost": len(r[0])}
+                                         if r[0] else r[1]), family="hostile folders (loads)"))  # fmt: skip
+    return probes
+
+
+def _same_load(got: Any, kind: str, expected: Any) -> Any:
+    if kind == "rqvae":
+        state = got.state_dict()
+        same = set(state) == set(expected) and all(torch.equal(state[k], expected[k]) for k in expected)
+        return None if same else "the RQ-VAE loaded with other weights"
+    table = got.sid_table_dict() if hasattr(got, "sid_table_dict") else None
+    return None if table == expected else f"the tokenizer loaded as {type(got).__name__} with another table"
+
+
+def link_save_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """Saves never write or delete through a link: a committed manifest naming `link/precious.txt`,
+    `additional_chat_templates` a link, and every file or folder of every save kind replaced by a link into the
+    victim's folder. Right: a `LinkError` naming the path, or no error with the victim intact."""
+    from hf_semtok.io_utils import manifest_name
+
+    probes = []
+
+    def committed_manifest() -> Any:
+        root = _mk(ctx.root, "link-manifest")
+        folder, victim = root / "clone", root / "victim"
+        ctx.tok.save_pretrained(folder)
+        _write_files(victim, VICTIM)
+        os.symlink("../victim", folder / "link")
+        name = manifest_name("tokenizer")
+        data = json.loads((folder / name).read_text())
+        data["parts"][0]["files"]["link/precious.txt"] = _meta(VICTIM["precious.txt"])  # the right hash, even
+        (folder / name).write_text(json.dumps(data))
+        ctx.tok.save_pretrained(folder)
+        return victim
+
+    probes.append(Probe("tokenizer save over a committed manifest naming link/precious.txt", committed_manifest,
+                        fragment=("link",), check=_victim_intact, family="links (saves)"))  # fmt: skip
+
+    def outside_name(form: str) -> Any:
+        root = _mk(ctx.root, "outside-name")
+        folder, victim = root / "clone", root / "victim"
+        ctx.tok.save_pretrained(folder)
+        _write_files(victim, VICTIM)
+        name = manifest_name("tokenizer")
+        data = json.loads((folder / name).read_text())
+        rel = "../victim/precious.txt" if form == "relative" else str(victim / "precious.txt")
+        data["parts"][0]["files"][rel] = _meta(VICTIM["precious.txt"])
+        (folder / name).write_text(json.dumps(data))
+        ctx.tok.save_pretrained(folder)
+        return victim
+
+    for form, shown in (("relative", "../victim/precious.txt"), ("absolute", "/.../victim/precious.txt")):
+        probes.append(Probe(f"tokenizer save over a committed manifest naming {shown}", lambda f=form: outside_name(f),
+                            fragment=("precious.txt",), check=_victim_intact, family="links (saves)"))  # fmt: skip
+
+    def staging_link(kind: SaveKind) -> Any:
+        root = _mk(ctx.root, "staging-link")
+        folder, victim = root / "clone", root / "victim"
+        _write_files(victim, VICTIM)
+        folder.mkdir()
+        os.symlink("../victim", folder / ".hf_semtok_tmp-abcdefgh")  # a leftover's name, planted as a link
+        kind.save(folder)
+        return victim
+
+    for kind in [k for k in save_kinds(ctx, bad, ex) if not k.heavy][: 2 if quick else None]:
+        probes.append(Probe(f"{kind.name} into a folder holding a planted staging folder .hf_semtok_tmp-abcdefgh "
+                            "that links to the victim's folder", lambda k=kind: staging_link(k),
+                            fragment=(".hf_semtok_tmp",), check=_victim_intact, family="links (saves)"))  # fmt: skip
+
+    def chat_templates_link() -> Any:
+        root = _mk(ctx.root, "link-templates")
+        folder, victim = root / "clone", root / "victim"
+        _write_files(victim, VICTIM)
+        folder.mkdir()
+        os.symlink("../victim", folder / "additional_chat_templates")
+        tok = ex.tok_copy()
+        tok.chat_template = {"default": "{{ messages }}", "tool": "{{ tools }}"}
+        tok.save_pretrained(folder)
+        return victim
+
+    probes.append(Probe("tokenizer save with named chat templates: additional_chat_templates a link",
+                        chat_templates_link, fragment=("additional_chat_templates",), check=_victim_intact,
+                        family="links (saves)"))  # fmt: skip
+    template_tok = ex.tok_copy()
+    template_tok.chat_template = {"default": "{{ messages }}", "tool": "{{ tools }}"}
+    kinds = [k for k in save_kinds(ctx, bad, ex) if not k.heavy]
+    kinds.append(SaveKind("tokenizer.save_pretrained (named chat templates)",
+                          lambda t: template_tok.save_pretrained(t), None))  # fmt: skip
+    for kind in kinds:
+        reference = _mk(ctx.root, "link-reference") / "saved"
+        kind.save(reference)
+        names = sorted(p.name for p in reference.iterdir() if not p.name.startswith(".hf_semtok"))
+        if quick:
+            names = [n for n in names if n.endswith((".json", ".safetensors")) or (reference / n).is_dir()][
+                :4
+            ]
+        for name in names:
+            is_dir = (reference / name).is_dir()
+
+            def call(kind=kind, name=name, is_dir=is_dir) -> Any:
+                root = _mk(ctx.root, "link-save")
+                folder, victim = root / "clone", root / "victim"
+                _write_files(victim, VICTIM)
+                folder.mkdir()
+                os.symlink("../victim" if is_dir else "../victim/overwrite_me.txt", folder / name)
+                kind.save(folder)
+                return victim
+
+            probes.append(Probe(f"{kind.name} into a folder where {name!r} is a link to the victim's "
+                                f"{'folder' if is_dir else 'file'}", call, fragment=(name, "link"),
+                                check=_victim_intact, family="links (saves)"))  # fmt: skip
+    return probes
+
+
+def _stage_save(ctx: Any, ex: Extras, target: Path, overwrite: bool, tok: Any = None) -> Any:
+    from hf_semtok.lm.stages import LMStageArguments, save_stage_output
+
+    cfg = LMStageArguments(output_dir=str(target), report_to="none", train_mode="full", overwrite=overwrite,
+                           model_config={"hidden_size": 16, "num_layers": 1, "num_heads": 2})  # fmt: skip
+    return save_stage_output(ex.fresh_lm(), ctx.tok if tok is None else tok, cfg, {})
+
+
+def owner_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """One owner per file name: a save of one kind over a folder that holds another kind's save, or the user's
+    `README.md` and `config.json`, is refused naming `overwrite=True` (or, where no name is shared, leaves every
+    file as it was); with `overwrite=True` it works and loads back. The second save holds another tokenizer than
+    the first (a file of identical bytes may be taken over by design)."""
+    other = ex.coercion_tok
+    first: dict[str, Callable[[Path], Any]] = {
+        "tokenizer": lambda t: ctx.tok.save_pretrained(t),
+        "RQ-VAE": lambda t: ctx.rqvae.save_pretrained(t),
+        "LM stage": lambda t: _stage_save(ctx, ex, t, False),
+        "the user's README.md and config.json":
+            lambda t: _write_files(t, {"README.md": b"# my project\n", "config.json": b'{"mine": true}'}),
+    }  # fmt: skip
+    second: dict[str, tuple[Callable[[Path, bool], Any], Callable[[Path], Any]]] = {
+        "tokenizer": (lambda t, ow: other.save_pretrained(t, overwrite=ow),
+                      lambda f: SemanticIDTokenizer.from_pretrained(f).sid_table_dict() == other.sid_table_dict()),
+        "RQ-VAE": (lambda t, ow: ctx.rqvae.save_pretrained(t, overwrite=ow),
+                   lambda f: _same_load(RQVAEModel.from_pretrained(f), "rqvae", ctx.rqvae.state_dict()) is None),
+        "LM stage": (lambda t, ow: _stage_save(ctx, ex, t, ow, other),
+                     lambda f: SemanticIDTokenizer.from_pretrained(f).sid_table_dict() == other.sid_table_dict()
+                     and (f / "config.json").is_file()),
+    }  # fmt: skip
+    #: The file-set parts each second save writes: the LM stage's tokenizer is a "tokenizer" part, so a tokenizer
+    #: save into a stage folder replaces the stage's tokenizer files (and a stage save a tokenizer save's) by design.
+    part_kinds = {"tokenizer": {"tokenizer"}, "RQ-VAE": {"rqvae"}, "LM stage": {"lm_stage", "tokenizer"}}
+    probes = []
+    for saver, (save, loads_back) in second.items():
+        for existing, prepare in first.items():
+            if existing == saver:
+                continue
+
+            def refused(save=save, prepare=prepare, mine=part_kinds[saver]) -> Any:
+                folder = _mk(ctx.root, "owner") / "out"
+                prepare(folder)
+                before = snapshot(folder)
+                own = _files_of_parts(folder, mine)  # written by a part of this save's kinds: its to replace
+                save(folder, False)
+                after = snapshot(folder)
+                return [n for n, data in before.items() if after.get(n) != data and n not in own
+                        and not n.startswith(".hf_semtok_manifest")]  # fmt: skip
+
+            label = existing if existing.startswith("the user") else f"a {existing} save"
+            probes.append(Probe(f"{saver} save over {label}", refused, fragment=("overwrite=True",),
+                                check=lambda lost: {"problem": f"replaced {lost} without overwrite=True",
+                                                    "lost": len(lost)} if lost else None,
+                                family="one owner per file name"))  # fmt: skip
+
+            def overwritten(save=save, prepare=prepare, loads_back=loads_back) -> Any:
+                folder = _mk(ctx.root, "owner") / "out"
+                prepare(folder)
+                save(folder, True)
+                return loads_back(folder)
+
+            probes.append(Probe(f"{saver} save over {label}, overwrite=True", overwritten, valid=True,
+                                check=lambda ok: None if ok else "the save does not load back",
+                                family="one owner per file name"))  # fmt: skip
+    return probes
+
+
+def _files_of_parts(folder: Path, kinds: set[str]) -> set[str]:
+    """The files the committed manifests in `folder` list under parts of `kinds`."""
+    from hf_semtok.io_utils import read_manifests
+
+    return {rel for data in read_manifests(folder).values() for part in data["parts"] if part["kind"] in kinds
+            for rel in part["files"]}  # fmt: skip
+
+
+def _concurrent_writer(folder: str, seed: int, n: int, failures: Any) -> None:
+    from hf_semtok.io_utils import save_file_set
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        version = f"{seed}-{i}-{rng.integers(1 << 30)}"
+        try:
+            with save_file_set(folder, "demo") as staging:
+                (staging / "a.txt").write_text(version)
+                (staging / "sub").mkdir()
+                (staging / "sub" / "b.txt").write_text(version)
+        except Exception as err:  # noqa: BLE001 - counted, not raised
+            failures.put(f"writer {seed} save {i}: {type(err).__name__}: {str(err)[:160]}")
+
+
+def _concurrent_reader(folder: str, stop: Any, failures: Any, reads: Any) -> None:
+    from hf_semtok.io_utils import open_file_set
+
+    count = 0
+    while not stop.is_set():
+        try:
+            with open_file_set(folder, "demo", on_mismatch="raise") as files:
+                if files is not None:
+                    a, b = files.read_bytes("a.txt"), files.read_bytes("sub/b.txt")
+                    if a != b:
+                        failures.put(f"read a mix of two saves: {a!r} / {b!r}")
+                    count += 1
+        except Exception as err:  # noqa: BLE001 - counted, not raised
+            failures.put(f"reader: {type(err).__name__}: {str(err)[:160]}")
+    reads.put(count)
+
+
+def concurrent_save_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """4 writer processes save into one folder (50 saves each with --quick, else 300) while a reader loads it:
+    every save and every read must succeed, no read may mix two saves, no staging folder may be left."""
+    import multiprocessing
+
+    saves = 50 if quick else 300
+
+    def call() -> Any:
+        folder = str(_mk(ctx.root, "concurrent-saves"))
+        mp = multiprocessing.get_context("fork")
+        failures, reads, stop = mp.Queue(), mp.Queue(), mp.Event()
+        reader = mp.Process(target=_concurrent_reader, args=(folder, stop, failures, reads))
+        reader.start()
+        writers = [mp.Process(target=_concurrent_writer, args=(folder, s, saves, failures)) for s in range(4)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join(600)
+        stop.set()
+        read_count = reads.get(timeout=60)
+        reader.join(60)
+        found = []
+        while not failures.empty():
+            found.append(failures.get())
+        exits = [w.exitcode for w in writers]
+        left = [n for n in os.listdir(folder) if n.startswith(".hf_semtok_tmp")]
+        return found, read_count, exits, left
+
+    def check(result: Any) -> Any:
+        found, read_count, exits, left = result
+        problem = None
+        if found or any(code != 0 for code in exits) or left or read_count < 1:
+            problem = (f"{len(found)} of {4 * saves} saves and {read_count} reads failed: {found[:3]}; writer exit "
+                       f"codes {exits}; staging left {left}")  # fmt: skip
+        return {"problem": problem, "failures": len(found), "reads": read_count}
+
+    return [Probe(f"4 writers x {saves} saves + a reader, one folder", call, valid=True, check=check,
+                  family="concurrent saves")]  # fmt: skip
+
+
+def bounded_load_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """A FIFO or a link to `/dev/zero` where a file belongs, a manifest entry that is one, and a manifest naming
+    10**6 files (2 * 10**5 with --quick): each load runs in a forked child with a time limit, so a hang is counted."""
+    from hf_semtok.io_utils import manifest_name
+
+    def special(path: Path, what: str) -> None:
+        path.unlink(missing_ok=True)
+        if what == "a FIFO":
+            os.mkfifo(path)
+        elif what == "a link to /dev/zero":
+            os.symlink("/dev/zero", path)
+        else:  # a sparse regular file of 8 GiB of zeros: no disk used, bigger than any limit of a load
+            with open(path, "wb") as out:
+                out.truncate(8 << 30)
+
+    probes = []
+    targets = [("tokenizer", n) for n in ("sid_table.json", "tokenizer.json", "tokenizer_config.json")]
+    targets += [("rqvae", n) for n in ("config.json", "model.safetensors")]
+    for what in ("a FIFO", "a link to /dev/zero", "a sparse 8 GiB file of zeros"):
+        for kind, name in targets:
+            for manifest in (True, False) if not quick else (True,):
+
+                def call(kind=kind, name=name, what=what, manifest=manifest) -> Any:
+                    folder = _saved_copy(ctx, kind, _mk(ctx.root, "bounded") / "saved")
+                    if not manifest:
+                        _remove_manifests(folder)
+                    special(folder / name, what)
+                    return (RQVAEModel if kind == "rqvae" else SemanticIDTokenizer).from_pretrained(folder)
+
+                fragment = ("regular file",) if what != "a sparse 8 GiB file of zeros" else (name,)
+                probes.append(Probe(f"{name} is {what}{'' if manifest else ' (manifest deleted)'}", call,
+                                    fragment=fragment, isolate=True, timeout=60, family="bounded loads"))  # fmt: skip
+
+        def entry(what=what) -> Any:
+            folder = _saved_copy(ctx, "tokenizer", _mk(ctx.root, "bounded") / "saved")
+            path = folder / manifest_name("tokenizer")
+            data = json.loads(path.read_text())
+            data["parts"][0]["files"]["pipe"] = {"size": 0, "sha256": "0" * 64}
+            path.write_text(json.dumps(data))
+            special(folder / "pipe", what)
+            return SemanticIDTokenizer.from_pretrained(folder)
+
+        expected = ctx.tok.sid_table_dict()
+        probes.append(Probe(f"a manifest entry 'pipe' that is {what}", entry, fragment=("pipe",), isolate=True,
+                            timeout=30, check=lambda tok, e=expected: _same_load(tok, "tokenizer", e),
+                            family="bounded loads"))  # fmt: skip
+    count = 200_000 if quick else 1_000_000
+
+    def huge() -> Any:
+        folder = _saved_copy(ctx, "tokenizer", _mk(ctx.root, "bounded") / "saved")
+        path = folder / manifest_name("tokenizer")
+        data = json.loads(path.read_text())
+        files = data["parts"][0]["files"]
+        files.update({f"f{i}": {"size": 1, "sha256": "0" * 64} for i in range(count)})
+        path.write_text(json.dumps(data))
+        return SemanticIDTokenizer.from_pretrained(folder)
+
+    probes.append(Probe(f"a manifest naming {count:,} files", huge, fragment=("more than",), isolate=True,
+                        timeout=120, family="bounded loads"))  # fmt: skip
+    return probes
+
+
+def users_table_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """The table reader beyond the table's CSV rows: the same defects in an in-memory Arrow table, and integer
+    timestamps above 2**53 that must order exactly (as float64 both are 2**53: the file order would win)."""
+    import pyarrow as pa
+
+    from hf_semtok.data import load_table_catalogue
+
+    probes = [
+        Probe("Arrow table with the column 'title' twice",
+              lambda: load_table_catalogue(pa.table([["u"], ["a"], ["x"], ["y"]],
+                                                    names=["user_id", "item_id", "title", "title"])),
+              fragment=("appears twice",), family="users' tables"),
+        Probe("Arrow table float timestamp inf",
+              lambda: load_table_catalogue(pa.table({"user_id": ["u", "u"], "item_id": ["a", "b"],
+                                                     "timestamp": [1.0, math.inf]})),
+              fragment=("as a timestamp",), family="users' tables"),
+        Probe("Arrow table user id '\\t'",
+              lambda: load_table_catalogue(pa.table({"user_id": ["\t"], "item_id": ["a"]})),
+              fragment=("empty 'user_id'",), family="users' tables"),
+        Probe("CSV timestamp nan",
+              lambda: load_table_catalogue(bad._write(ctx, "t.csv", "user_id,item_id,timestamp\nu,a,1\nu,b,nan\n")),
+              fragment=("as a timestamp",), family="users' tables"),
+        Probe("CSV timestamps above 2**53 and a decimal one",
+              lambda: load_table_catalogue(bad._write(ctx, "m.csv", "user_id,item_id,timestamp\n"
+                                                      f"u,a,{2**53 + 1}\nu,b,{2**53}\nu,c,1.5\n")),
+              fragment=("above 2**53",), family="users' tables"),
+    ]  # fmt: skip
+    big = 2**53
+    csv_text = f"user_id,item_id,timestamp\nu,a,{big + 1}\nu,b,{big}\n"
+    arrow = pa.table(
+        {"user_id": ["u", "u"], "item_id": ["a", "b"], "timestamp": pa.array([big + 1, big], pa.int64())}
+    )
+    for label, source in (
+        ("CSV", lambda: bad._write(ctx, "t.csv", csv_text)),
+        ("Arrow int64", lambda: arrow),
+    ):
+        probes.append(Probe(f"{label} integer timestamps 2**53 + 1 and 2**53 (exact order)",
+                            lambda s=source: load_table_catalogue(s()).histories, valid=True,
+                            check=lambda h: None if h == {"u": ["b", "a"]} else f"histories {h}",
+                            family="users' tables"))  # fmt: skip
+    return probes
+
+
+ALIAS_BOMB = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+                       + [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]) + "\n"  # fmt: skip
+#: Recipe YAML that must be refused: label -> (YAML, argument classes ("lm" or "sid"), fragment).
+RECIPE_YAML: dict[str, tuple[str, str, str]] = {
+    "train_mode: bogus": ("train_mode: bogus\n", "lm", "train_mode"),
+    "epochs: '1'": ("epochs: '1'\n", "sid", "epochs"),
+    "output_dir: ''": ("output_dir: ''\n", "lm", "output_dir"),
+    "model_config num_heads 4, hidden_size 30": ("model_config: {hidden_size: 30, num_heads: 4}\n", "lm", "num_heads"),
+    "a YAML alias bomb": (ALIAS_BOMB, "lm", "alias"),
+    "an alias of a mapping": ("model_config: &base {hidden_size: 32}\nextra: *base\n", "lm", "alias"),
+    "lr_scheduler_type: cosin": ("lr_scheduler_type: cosin\n", "lm", "lr_scheduler_type"),
+    "bf16: 'true'": ("bf16: 'true'\n", "lm", "bf16"),
+    "max_steps: 2.5": ("max_steps: 2.5\n", "lm", "max_steps"),
+    "hidden_sizes: 16": ("hidden_sizes: 16\n", "sid", "hidden_sizes"),
+}  # fmt: skip
+
+
+def recipe_yaml_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """Recipe YAML through the recipes' parser (`parse_args_with_config`; the recipes themselves run as
+    subprocesses in `command_cases`, without --quick): wrong choices and types, an empty output_dir, heads that do
+    not divide the hidden size, aliases. `output_dir: '~/x'` is valid: the home folder."""
+    from hf_semtok.cli import parse_args_with_config
+    from hf_semtok.lm.stages import LMStageArguments
+    from hf_semtok.rqvae.sid_stage import SIDStageConfig
+
+    classes = {"lm": [LMStageArguments], "sid": [SIDStageConfig]}
+
+    def parse(text: str, which: str) -> Any:
+        path = _mk(ctx.root, "yaml") / "recipe.yaml"
+        path.write_text(text, encoding="utf-8")
+        return parse_args_with_config(classes[which], ["--config", str(path)])
+
+    probes = [Probe(f"recipe YAML {label}", lambda t=text, w=which: parse(t, w), fragment=(frag,),
+                    family="recipe YAML") for label, (text, which, frag) in RECIPE_YAML.items()]  # fmt: skip
+    home = os.path.expanduser("~/x")
+    probes.append(Probe("recipe YAML output_dir: '~/x'", lambda: parse("output_dir: '~/x'\n", "lm"), valid=True,
+                        check=lambda cfgs: None if cfgs[0].output_dir == home
+                        else f"output_dir is {cfgs[0].output_dir!r}, not {home!r}", family="recipe YAML"))  # fmt: skip
+    return probes
+
+
+def recipe_yaml_commands(folder: Path) -> list[Command]:
+    """The recipe-YAML cases as a user runs them (subprocesses; not with --quick)."""
+    py = sys.executable
+    rq = str(ROOT / "recipes" / "train_rqvae.py")
+    cpt = str(ROOT / "recipes" / "continued_pretraining.py")
+    out = f"output_dir: {folder / 'yaml_out'}\n".encode()
+    small = ["--synthetic_items", "200", "--synthetic_users", "300"]
+    commands = []
+    for label, (text, which, frag) in RECIPE_YAML.items():
+        if label == "hidden_sizes: 16":
+            continue  # a command case of issue 24 already
+        name = f"yaml{len(commands)}.yaml"
+        body = text.encode() if label == "output_dir: ''" else out + text.encode()
+        recipe = rq if which == "sid" else cpt
+        argv = [py, recipe, "--config", str(folder / name), *(small if which == "sid" else [])]
+        commands.append(Command(f"{Path(recipe).name} --config <{label}>", argv, frag, {name: body}))
+    return commands
+
+
+def small_defect_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """`recommend` with no users (an empty result once the arguments are checked), an item id with a lone
+    surrogate given to `from_base`, and `export_grammar` of the tokenizer (valid)."""
+    from hf_semtok.serving import export_grammar
+
+    family = "smaller defects (issue 35)"
+    return [
+        Probe("recommend(model, tok, [])", lambda: recommend(ctx.lm, ctx.tok, [], k=2, progress=False), valid=True,
+              check=lambda r: None if r == [] else f"returned {r!r}", family=family),
+        Probe("recommend(model, tok, {})", lambda: recommend(ctx.lm, ctx.tok, {}, k=2, progress=False), valid=True,
+              check=lambda r: None if r == {} else f"returned {r!r}", family=family),
+        Probe("recommend(model, tok, [], k > catalogue)",
+              lambda: recommend(ctx.lm, ctx.tok, [], k=bad.N_ITEMS + 1, num_beams=bad.N_ITEMS + 1, progress=False),
+              fragment=("larger than the catalogue",), family=family),
+        Probe("recommend titles=('a', 'b') (a tuple)",
+              lambda: recommend(ctx.lm, ctx.tok, ctx.histories, k=2, titles=("a", "b"), progress=False),
+              fragment=("titles must be a mapping",), family=family),
+        Probe("history_prompt titles=['Red Pen']",
+              lambda: history_prompt(ctx.tok, ctx.histories[0], titles=["Red Pen"]),
+              fragment=("titles must be a mapping",), family=family),
+        Probe("from_base sid_table with a lone surrogate in an item id",
+              lambda: SemanticIDTokenizer.from_base(ctx.base, sid_table={"a": (0, 1), "b\ud800": (1, 0)},
+                                                    codebook_sizes=bad.SIZES),
+              fragment=("lone surrogate",), family=family),
+        Probe("export_grammar of the tokenizer", lambda: export_grammar(ctx.tok), valid=True,
+              check=lambda g: None if isinstance(g, str) and g else "no grammar", family=family),
+    ]  # fmt: skip
+
+
+def reproducible_save_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """Two saves of the same object give byte-identical folders (manifests included): tokenizer, RQ-VAE, LM
+    stage."""
+    savers: dict[str, Callable[[Path], Any]] = {
+        "tokenizer": lambda t: ctx.tok.save_pretrained(t),
+        "RQ-VAE": lambda t: ctx.rqvae.save_pretrained(t),
+        "LM stage": lambda t: _stage_save(ctx, ex, t, False),
+    }
+    probes = []
+    for name, save in savers.items():
+
+        def call(save=save) -> Any:
+            root = _mk(ctx.root, "reproducible")
+            save(root / "a")
+            save(root / "b")  # another folder name: nothing of the path may leak into the files
+            return _changed(tree_state(root / "a"), tree_state(root / "b"))
+
+        probes.append(Probe(f"two {name} saves are byte-identical", call, valid=True,
+                            check=lambda changed: f"the folders differ in {changed[:6]}" if changed else None,
+                            family="reproducible saves"))  # fmt: skip
+    return probes
+
+
+def _interrupted_save(ctx: Any, ex: Extras) -> Path:
+    """A folder holding tokenizer A, then a save of tokenizer B cut after its commit point (its files staged,
+    the manifest naming them, none placed)."""
+    import errno
+
+    from hf_semtok.tokenizer import file_sets
+
+    folder = _mk(ctx.root, "repair") / "tok"
+    ctx.tok.save_pretrained(folder)
+    real_place = file_sets._place
+
+    def die(*args: Any) -> None:
+        raise OSError(errno.EIO, "killed")
+
+    file_sets._place = die
+    try:
+        ex.coercion_tok.save_pretrained(folder)
+    except OSError:
+        pass
+    finally:
+        file_sets._place = real_place
+    return folder
+
+
+def _repair(folder: Path, yes: bool, subprocess_run: bool) -> tuple[int, str, str]:
+    argv = ["repair", str(folder), *(["--yes"] if yes else [])]
+    if subprocess_run:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-m", "hf_semtok.cli", *argv], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, env=env, timeout=120)  # fmt: skip
+        return done.returncode, done.stdout, done.stderr
+    import io
+
+    from hf_semtok import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdin
+    sys.stdin = io.StringIO("")  # not a terminal
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+    finally:
+        sys.stdin = old
+    return code, out.getvalue(), err.getvalue()
+
+
+def _hostile_repair_state(paths: dict[str, Path]) -> Any:
+    """After a repair of a hostile folder, refused or not: the victim's folder, the folder the staging link points
+    to and the project's own files must be as they were."""
+    if not paths:
+        return None  # the set-up failed: its error is the record
+    folder, victim, other = paths["folder"], paths["victim"], paths["other"]
+    problems = []
+    project = [
+        n for n, data in PROJECT.items() if not (folder / n).is_file() or (folder / n).read_bytes() != data
+    ]
+    if project:
+        problems.append(f"deleted or changed the project's files {project}")
+    found = _victim_intact(victim)
+    if found:
+        problems.append(found["problem"])
+    if (
+        sorted(p.name for p in other.iterdir()) != ["their.txt"]
+        or (other / "their.txt").read_bytes() != b"theirs"
+    ):
+        problems.append("changed the folder the staging link points to")
+    lost = len(project) + (found["lost"] if found else 0)
+    return {"problem": "; ".join(problems), "lost": lost} if problems else None
+
+
+def repair_probes(ctx: Any, bad: Any, ex: Extras, quick: bool) -> list[Probe]:
+    """`hf-semtok repair DIR` on a save cut after its commit point: without --yes on a non-terminal it shows its
+    plan, asks for --yes and changes nothing; with --yes it completes the save (the folder loads as the new
+    version). In-process with --quick, also as a subprocess without."""
+    from hf_semtok.io_utils import manifest_name
+
+    new_table = ex.coercion_tok.sid_table_dict()
+    probes = []
+    for as_subprocess in (False, True) if not quick else (False,):
+        how = " (subprocess)" if as_subprocess else ""
+
+        def plan_only(sub=as_subprocess) -> Any:
+            folder = _interrupted_save(ctx, ex)
+            before = tree_state(folder.parent)
+            code, out, err = _repair(folder, False, sub)
+            return code, out, err, _changed(before, tree_state(folder.parent))
+
+        def check_plan(r: Any) -> Any:
+            code, out, err, changed = r
+            if changed:
+                return f"changed {changed[:6]}"
+            if code != 1 or "--yes" not in err or "will:" not in out:
+                return f"exit {code}; stdout {out[-160:]!r}; stderr {err[-160:]!r}"
+            return None
+
+        def with_yes(sub=as_subprocess) -> Any:
+            folder = _interrupted_save(ctx, ex)
+            code, out, err = _repair(folder, True, sub)
+            if code != 0:
+                return f"exit {code}: {err[-200:]}"
+            got = SemanticIDTokenizer.from_pretrained(folder).sid_table_dict()
+            return None if got == new_table else "the repaired folder does not load as the new version"
+
+        for staging in ("a real staging folder", "the staging folder a link to another folder",
+                        "planted manifests of other kinds only", "the 'zzz' manifest alone"):  # fmt: skip
+            paths: dict[str, Path] = {}
+
+            def hostile(sub=as_subprocess, staging=staging, paths=paths) -> Any:
+                paths.clear()
+                root = _mk(ctx.root, "repair-hostile")
+                folder, victim, other = root / "clone", root / "victim", root / "other"
+                _saved_copy(ctx, "tokenizer", folder)
+                _write_files(other, {"their.txt": b"theirs"})
+                kind = "zzz_other" if staging.startswith(("planted", "the 'zzz'")) else "tokenizer"
+                plant_hostile(folder, victim, kind, other if "link" in staging else None)
+                if staging.startswith("the 'zzz'"):
+                    (folder / manifest_name(kind)).unlink()
+                paths.update(folder=folder, victim=victim, other=other)
+                code, out, err = _repair(folder, True, sub)
+                if code != 0:
+                    raise ValueError(
+                        f"exit {code}: {err.strip()[-300:]}"
+                    )  # the command's refusal, as printed
+                return out
+
+            planted = (
+                "" if staging.startswith("the 'zzz'") else ", a 'zzz' manifest naming the project's files"
+            )
+            probes.append(Probe(f"hf-semtok repair DIR --yes on a hostile folder: link -> ../victim, {staging}"
+                                f"{planted}{how}", hostile, fragment=("link",),
+                                check=lambda out: None, after=lambda paths=paths: _hostile_repair_state(paths),
+                                family="repair command"))  # fmt: skip
+        probes.append(Probe(f"hf-semtok repair DIR without --yes, stdin not a terminal{how}", plan_only, valid=True,
+                            check=check_plan, family="repair command"))  # fmt: skip
+        probes.append(Probe(f"hf-semtok repair DIR --yes after a save cut past its commit point{how}", with_yes,
+                            valid=True, check=lambda problem: problem, family="repair command"))  # fmt: skip
+    return probes
+
+
 FAMILIES: list[Callable[..., list[Probe]]] = [
     foreign_file_probes,
     rqvae_swap_probes,
@@ -1352,4 +2196,14 @@ FAMILIES: list[Callable[..., list[Probe]]] = [
     title_probes,
     config_edit_probes,
     from_base_probes,
+    hostile_folder_probes,
+    link_save_probes,
+    owner_probes,
+    concurrent_save_probes,
+    bounded_load_probes,
+    users_table_probes,
+    recipe_yaml_probes,
+    small_defect_probes,
+    reproducible_save_probes,
+    repair_probes,
 ]
