@@ -581,7 +581,11 @@ def _repair(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if not os.path.isdir(args.directory):
         parser.error(f"{args.directory!r} is not a folder.")
-    plan = repair_plan(args.directory)
+    try:
+        plan = repair_plan(args.directory)
+    except ValueError as err:  # a damaged manifest: the message names it and the fix
+        sys.stderr.write(f"hf-semtok repair: {err}\n")
+        return 1
     if not plan:
         sys.stdout.write(f"{args.directory}: nothing to repair.\n")
         return 0
@@ -595,7 +599,11 @@ def _repair(argv: Sequence[str]) -> int:
         if input("Go ahead? [y/N] ").strip().lower() not in ("y", "yes"):
             sys.stdout.write("Nothing changed.\n")
             return 1
-    recover_directory(args.directory)
+    try:
+        recover_directory(args.directory)
+    except (ValueError, OSError) as err:
+        sys.stderr.write(f"hf-semtok repair: {err}\n")
+        return 1
     sys.stdout.write("Done.\n")
     return 0
 

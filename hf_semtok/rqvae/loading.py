@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
+from hf_semtok.tokenizer.safe_paths import read_regular
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +35,14 @@ def _damaged_file_hint(source: str, err: BaseException) -> str:
 _CONFIG_METADATA_KEYS = ("architectures", "transformers_version", "dtype", "torch_dtype")
 
 
+#: The largest RQ-VAE `config.json` a load reads.
+MAX_CONFIG_BYTES = 16 << 20
+
+
 def _config_from_file(config_file: str) -> RQVAEConfig:
     """Read and validate a saved `RQVAEConfig`; every error is a `ValueError` naming `config_file`."""
-    try:
-        with open(config_file, encoding="utf-8") as f:
-            data = json.load(f)
+    try:  # a config is a few hundred bytes: a planted huge file or FIFO is refused, never read whole
+        data = json.loads(read_regular(config_file, MAX_CONFIG_BYTES, "RQ-VAE config").decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(
             f"{config_file} is not valid JSON ({err}); the file is damaged, save it again."

@@ -255,22 +255,87 @@ def _dead_leftovers(directory: Path) -> list[str]:
     return found
 
 
+def _repair_of(
+    directory: Path, name: str, data: Mapping[str, Any]
+) -> tuple[list[str], list[str], str | None]:
+    """What completing the pending manifest `name` would do: the files it would move into place, those it would
+    delete, and why it cannot be completed (`None`: it can). Reads only."""
+    staging = data["pending"]["staging"]
+    path = directory / staging
+    if path.is_symlink() or not path.is_dir():
+        return [], [], f"its staging folder {staging} is missing or a link"
+    if not staging_is_dead(path):
+        return [], [], f"its staging folder {staging} is in use by a live save"
+    moves = []
+    for part in data["parts"]:
+        for rel, meta in part["files"].items():
+            parent, _, base = rel.rpartition("/")
+            try:
+                with open_folder(directory, f"{staging}/{parent}" if parent else staging, what="move") as fd:
+                    staged = hash_regular(fd, base)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # placed already
+            except LinkError as err:
+                return [], [], str(err)
+            if staged is None:
+                continue
+            if staged != (meta["size"], meta["sha256"]):
+                return [], [], f"{staging}/{rel} differs from what the manifest records"
+            try:
+                _check_destination(directory, rel)
+            except ValueError as err:  # LinkError included
+                return [], [], str(err)
+            moves.append(rel)
+    named = {rel for part in data["parts"] for rel in part["files"]}
+    obsolete = data["pending"]["obsolete"]
+    deletes = []
+    if isinstance(obsolete, dict):
+        for rel, meta in obsolete.items():
+            if rel in named:
+                continue
+            parent, _, base = rel.rpartition("/")
+            try:
+                with open_folder(directory, parent, what="delete") as fd:
+                    if hash_regular(fd, base) == (meta["size"], meta["sha256"]):
+                        deletes.append(rel)
+            except (FileNotFoundError, NotADirectoryError, LinkError):
+                continue
+    return moves, deletes, None
+
+
+def _names(names: list[str]) -> str:
+    return (
+        ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        if names
+        else "none"
+    )
+
+
 def repair_plan(directory: str | os.PathLike) -> list[str]:
-    """What [`recover_file_sets`] would do in `directory`, one line each, without doing any of it."""
+    """What [`recover_file_sets`] would do in `directory`, one line each, naming every file, without doing any of
+    it."""
     directory = Path(directory)
     lines = []
     for name, data in read_manifests(directory).items():
-        pending = data.get("pending")
-        if pending is None:
+        if data.get("pending") is None:
             continue
-        moves = sum(len(p["files"]) for p in data["parts"])
+        moves, deletes, problem = _repair_of(directory, name, data)
+        if problem:
+            lines.append(
+                f"leave {name} as it is: its interrupted save cannot be completed ({problem}). If you did not make "
+                "it, it came with the folder: delete it by hand, or save again"
+            )
+            continue
         lines.append(
-            f"complete the interrupted save {name}: move its staged files (up to {moves}) from {pending['staging']} "
-            f"into place, delete the {len(pending['obsolete'])} files of the previous version it replaced (each "
-            "only if its bytes are still the ones that save wrote)"
+            f"complete the interrupted save {name}: move into place {_names(moves)}; delete (files of the version "
+            f"it replaced, with the bytes that save recorded) {_names(deletes)}"
         )
     for leftover in _dead_leftovers(directory):
-        lines.append(f"remove {leftover}, left by a save that was killed before its commit point")
+        if not any(
+            d.get("pending", {}) and d["pending"]["staging"] == leftover
+            for d in read_manifests(directory).values()
+        ):
+            lines.append(f"remove {leftover}, left by a save that was killed before its commit point")
     return lines
 
 
@@ -279,9 +344,11 @@ def recover_file_sets(directory: str | os.PathLike) -> list[str]:
     killed before it left (staging folders, temporary manifests).
 
     This is the explicit repair: loads never change a folder, and saves never complete another save's commit (a
-    manifest that came with a cloned folder is data, not an order). It logs what it will do before doing it (see
-    [`repair_plan`]; `hf-semtok repair DIR` shows the plan and asks first). Moves and deletes never follow a link,
-    and a file is deleted only if its bytes are the ones the interrupted save recorded.
+    manifest that came with a cloned folder is data, not an order). It logs what it will do before doing it,
+    naming every file (see [`repair_plan`]; `hf-semtok repair DIR` shows the plan and asks first). A pending entry
+    is completed only when its staging folder is a real, dead staging folder whose files match the manifest and
+    every path is free of links; otherwise it is left as it is. Moves and deletes never follow a link, and a file
+    is deleted only if its bytes are the ones the interrupted save recorded.
 
     Returns:
         The manifests completed and the leftovers removed.
@@ -295,17 +362,22 @@ def recover_file_sets(directory: str | os.PathLike) -> list[str]:
             logger.warning("Repairing %s: %s.", directory, line)
         done = []
         for name, data in read_manifests(directory).items():
-            if data.get("pending") is not None:
-                kept = _finish(directory, name, data)
-                if kept:
-                    logger.warning(
-                        "%s: kept %s: changed since that save wrote them, or behind a link.", directory, kept
-                    )
-                _remove_staging(directory, data["pending"]["staging"])
-                done.append(name)
+            if data.get("pending") is None or _repair_of(directory, name, data)[2] is not None:
+                continue
+            kept = _finish(directory, name, data)
+            if kept:
+                logger.warning(
+                    "%s: kept %s: changed since that save wrote them, or behind a link.", directory, kept
+                )
+            _remove_staging(directory, data["pending"]["staging"])
+            done.append(name)
+        pending_staging = {
+            d["pending"]["staging"] for d in read_manifests(directory).values() if d.get("pending")
+        }
         for leftover in _dead_leftovers(directory):
-            _remove_staging(directory, leftover)
-            done.append(leftover)
+            if leftover not in pending_staging:
+                _remove_staging(directory, leftover)
+                done.append(leftover)
         return done
 
 
