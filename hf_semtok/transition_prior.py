@@ -10,6 +10,13 @@ arXiv 1803.09587); `benchmarks/transition.py` measures it on the Amazon protocol
 
 The counts are a compressed sparse row matrix held in numpy arrays (no scipy), saved as
 `transition_prior.safetensors` plus `transition_prior.json` (settings and item ids); no pickle.
+
+```python
+train, valid, test = leave_one_out_split(catalogue.histories)
+prior = TransitionPrior.fit(train, item_ids=tokenizer.item_ids, window=10, num_history=20, decay=0.5)
+prior.recommend(histories, k=10)  # the heuristic alone
+recommend(model, tokenizer, histories, prior=prior, prior_weight=1.0)  # fused into constrained beam search
+```
 """
 
 from __future__ import annotations
