@@ -67,7 +67,7 @@ class TransitionBenchConfig:
         num_histories: Grid of `num_history` (newest history items scored).
         decays: Grid of `decay` (weight factor per step back; only varied when `num_history > 1`).
         ks: Cut-offs of Recall@K / NDCG@K.
-        batch_size: Histories scored at once.
+        batch_size: Histories scored at once (None: `TransitionPrior.recommend`'s default, about 8M floats).
         run_name: Suffix of the result file (`transition_<dataset>_<run_name>.json`) for a run beside the main row.
     """
 
@@ -79,7 +79,7 @@ class TransitionBenchConfig:
     num_histories: list[int] = field(default_factory=lambda: [1, 2, 3, 5, 10, 20])
     decays: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 1.0])
     ks: list[int] = field(default_factory=lambda: [5, 10])
-    batch_size: int = 1024
+    batch_size: int | None = None
     run_name: str | None = None
 
     def __post_init__(self) -> None:

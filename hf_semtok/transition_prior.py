@@ -298,6 +298,39 @@ class TransitionPrior:
                 ) from None
         return out
 
+    def _sparse_scores(self, rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The scores > 0 of `rows` (history item indices) as `(users, items, values)`, sorted by user then item."""
+        n = self.num_items
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+        newest = [row[::-1][: self.num_history] for row in rows]  # i_1, i_2, ... per user
+        if not newest or not sum(map(len, newest)):
+            return empty
+        user_of = np.repeat(np.arange(len(rows), dtype=np.int64), [len(r) for r in newest])
+        item_of = np.concatenate(newest)
+        weight_of = np.concatenate(
+            [self.decay ** np.arange(len(r), dtype=np.float64) for r in newest]
+        )  # 0**0 = 1
+        starts = self.indptr[item_of]
+        lengths = self.indptr[item_of + 1] - starts  # stored transitions of each scored history item
+        total = int(lengths.sum())
+        if not total:
+            return empty
+        # positions of every stored entry of those rows, in one vector: start of its row + rank in the row
+        positions = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+        keys = np.repeat(user_of, lengths) * n + self.indices[positions]  # (total,) user * n + item
+        # Summed in a dense (users * n) vector: bincount is linear in the transitions gathered, where sorting the
+        # keys is not (a long window gathers millions); only the touched entries are read back.
+        dense = np.bincount(
+            keys, weights=self.data[positions] * np.repeat(weight_of, lengths), minlength=len(rows) * n
+        )
+        touched = np.zeros(len(dense), dtype=bool)
+        touched[keys] = True
+        if self.exclude_history:
+            touched[np.concatenate([user * n + row for user, row in enumerate(rows)])] = False
+        flat = np.flatnonzero(touched)  # sorted by user, then item
+        users, items = np.divmod(flat, n)
+        return users, items, dense[flat]
+
     def batch_scores(self, histories: Sequence[Sequence[str]]) -> np.ndarray:
         """Scores of every item for each history (see the module docstring).
 
@@ -311,31 +344,9 @@ class TransitionPrior:
             TypeError, ValueError: A history that is not a list of known item ids.
         """
         rows = self._history_indices(histories)
-        batch, n = len(rows), self.num_items
-        users, items, weights = [], [], []
-        for user, row in enumerate(rows):
-            newest = row[::-1][: self.num_history]  # i_1, i_2, ...
-            users.append(np.full(len(newest), user, dtype=np.int64))
-            items.append(newest)
-            weights.append(self.decay ** np.arange(len(newest), dtype=np.float64))  # decay^(k-1); 0**0 = 1
-        out = np.zeros(batch * n, dtype=np.float64)
-        if batch:
-            user_of, item_of, weight_of = (np.concatenate(a) for a in (users, items, weights))
-            starts, stops = self.indptr[item_of], self.indptr[item_of + 1]
-            lengths = stops - starts  # stored transitions of each scored history item
-            total = int(lengths.sum())
-            if total:
-                # positions of every stored entry of those rows, in one vector: start of its row + rank in the row
-                first = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-                positions = first + np.arange(total)
-                flat = np.repeat(user_of, lengths) * n + self.indices[positions]
-                out += np.bincount(
-                    flat, weights=self.data[positions] * np.repeat(weight_of, lengths), minlength=batch * n
-                )
-        out = out.reshape(batch, n)
-        if self.exclude_history:
-            for user, row in enumerate(rows):
-                out[user, row] = 0.0
+        out = np.zeros((len(rows), self.num_items), dtype=np.float64)
+        users, items, values = self._sparse_scores(rows)
+        out[users, items] = values
         return out
 
     def scores(self, history: Sequence[str]) -> np.ndarray:
@@ -343,7 +354,7 @@ class TransitionPrior:
         return self.batch_scores([history])[0]
 
     def recommend(
-        self, histories: Sequence[Sequence[str]], k: int = 10, batch_size: int = 1024
+        self, histories: Sequence[Sequence[str]], k: int = 10, batch_size: int | None = None
     ) -> list[list[str]]:
         """The transition heuristic's top `k` items per history.
 
@@ -355,27 +366,30 @@ class TransitionPrior:
         Args:
             histories: Per user, item ids oldest first.
             k: Items per user.
-            batch_size: Histories scored at once (memory: `batch_size * num_items` floats).
+            batch_size: Histories scored at once (memory: `batch_size * num_items` floats; default: about 8M
+                floats).
 
         Returns:
             Per history, `k` item ids (fewer only if the catalogue minus the history is smaller), best first.
         """
         k = _check_int("k", k, 1)
+        if batch_size is None:
+            batch_size = max(1, 2**23 // self.num_items)
         batch_size = _check_int("batch_size", batch_size, 1)
         rows = self._history_indices(histories)
+        popular = self.popularity_order.tolist()
         ranked: list[list[str]] = []
-        for first in range(0, len(histories), batch_size):
-            scores = self.batch_scores(histories[first : first + batch_size])
-            users, items = np.nonzero(scores > 0)
-            values = _round_for_ties(scores[users, items])
-            order = np.lexsort((self.popularity_rank[items], -values, users))
+        for first in range(0, len(rows), batch_size):
+            chunk = rows[first : first + batch_size]
+            users, items, values = self._sparse_scores(chunk)
+            order = np.lexsort((self.popularity_rank[items], -_round_for_ties(values), users))
             users, items = users[order], items[order]
-            bounds = np.searchsorted(users, np.arange(scores.shape[0] + 1))
-            for user in range(scores.shape[0]):
+            bounds = np.searchsorted(users, np.arange(len(chunk) + 1))
+            for user, row in enumerate(chunk):
                 top = items[bounds[user] : min(bounds[user] + k, bounds[user + 1])].tolist()
                 if len(top) < k:
-                    skip = set(top) | (set(rows[first + user].tolist()) if self.exclude_history else set())
-                    for item in self.popularity_order.tolist():
+                    skip = set(top) | (set(row.tolist()) if self.exclude_history else set())
+                    for item in popular:
                         if len(top) == k:
                             break
                         if item not in skip:
