@@ -244,8 +244,11 @@ def _plan(
     prefix_level: Any,
     exclude_seen: bool,
     do_sample: bool,
+    prior: Any = None,
+    prior_weight: Any = 0.0,
 ) -> _Plan:
-    """Check `k`, `num_beams` and `prefix_level` against the catalogue and gather the tokenizer's SID lookups."""
+    """Check `k`, `num_beams`, `prefix_level` and the prior against the catalogue and gather the tokenizer's SID
+    lookups."""
     num_items, num_levels = int(tokenizer.num_items), int(tokenizer.num_levels)
     k = _check_int("k", k, 1)
     num_beams = _check_int("num_beams", num_beams, 1, optional=True)
@@ -269,6 +272,7 @@ def _plan(
             f"num_beams={num_beams} is smaller than k={k}; beam search returns at most num_beams."
         )
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sid_end_token_id
+    prior, prior_weight = _check_prior(prior, prior_weight)
     return _Plan(
         k=k,
         num_beams=num_beams,
@@ -283,6 +287,8 @@ def _plan(
             tuple(row): item for item, row in zip(tokenizer.item_ids, tokenizer.sid_codes.tolist())
         },
         token_to_code={int(t): c for level_ids in tokenizer.sid_token_ids for c, t in enumerate(level_ids)},
+        prior=prior,
+        prior_weight=prior_weight,
     )
 
 
@@ -448,8 +454,7 @@ def recommend(
             prior_weight=prior_weight,
         )
         return dict(zip(users, ranked))
-    plan = _plan(tokenizer, k, num_beams, prefix_level, exclude_seen, do_sample)
-    plan.prior, plan.prior_weight = _check_prior(prior, prior_weight)
+    plan = _plan(tokenizer, k, num_beams, prefix_level, exclude_seen, do_sample, prior, prior_weight)
     batch_size = _check_int("batch_size", batch_size, 1)
     max_history = _check_int("max_history", max_history, 1, optional=True)
     _check_model(model)
