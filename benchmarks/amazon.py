@@ -14,6 +14,9 @@ Usage:
     python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --generator.max_steps 3000
     python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --sids published:letter/Beauty
     python benchmarks/amazon.py --config benchmarks/configs/amazon_gpu.yaml --dataset toys   # on a GPU
+    # + the generator fused with the transition prior (settings from benchmarks/transition.py's validation grid)
+    python benchmarks/amazon.py --config benchmarks/configs/amazon_scientific.yaml --run_name prior-fusion \
+        --prior_weights "[0.3, 1.0, 3.0]" --prior_window 10 --prior_num_history 20 --prior_decay 0.5
 """
 
 from __future__ import annotations
