@@ -14,6 +14,9 @@ Usage:
     python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --generator.max_steps 3000
     python benchmarks/amazon.py --config benchmarks/configs/amazon_beauty.yaml --sids published:letter/Beauty
     python benchmarks/amazon.py --config benchmarks/configs/amazon_gpu.yaml --dataset toys   # on a GPU
+    # + the generator fused with the transition prior (settings from benchmarks/transition.py's validation grid)
+    python benchmarks/amazon.py --config benchmarks/configs/amazon_scientific.yaml --run_name prior-fusion \
+        --prior_weights "[0.3, 1.0, 3.0]" --prior_window 10 --prior_num_history 20 --prior_decay 0.5
 """
 
 from __future__ import annotations
@@ -91,6 +94,14 @@ class AmazonBenchConfig:
             one benchmark at a time on the 2-core machine; the JSON records the threads of every stage.
         sid: RQ-VAE settings (`--sid.codebook_sizes "[1024,512,256]"`).
         generator: Generator settings (`--generator.max_train_minutes 20`).
+        prior_weights: If set, also evaluate the trained generator fused with a `TransitionPrior`
+            (`recommend(prior=..., prior_weight=w)`) for each weight `w > 0`, choose the weight (0 = the generator
+            alone) by NDCG@10 on all validation users, and report test for the generator alone, the prior alone (the
+            transition heuristic, `benchmarks/transition.py`) and fused, with per-user hit ranks and the paired
+            per-user differences against the heuristic (`"prior_fusion"` in the JSON).
+        prior_window: The prior's `window` (choose it with `benchmarks/transition.py`, on validation).
+        prior_num_history: The prior's `num_history`.
+        prior_decay: The prior's `decay`.
     """
 
     dataset: str = "scientific"
@@ -109,10 +120,19 @@ class AmazonBenchConfig:
         default=None,
         metadata={"help": "Generator settings (GeneratorConfig keys); --generator.KEY VALUE sets one."},
     )
+    prior_weights: list[float] | None = None
+    prior_window: int = 3
+    prior_num_history: int = 5
+    prior_decay: float = 0.5
 
     def __post_init__(self) -> None:
         self.sid = section_from_mapping(SIDStageConfig, self.sid, "sid")
         self.generator = section_from_mapping(GeneratorConfig, self.generator, "generator")
+        if self.prior_weights is not None and any(w <= 0 for w in self.prior_weights):
+            raise ValueError(
+                f"prior_weights must be > 0 (the generator alone, weight 0, is always evaluated); got "
+                f"{self.prior_weights}."
+            )
 
 
 def _load(cfg: AmazonBenchConfig) -> Any:
@@ -146,6 +166,111 @@ def _features(cfg: AmazonBenchConfig, catalogue: Any, names: list[str]) -> dict[
         else:
             raise ValueError(f"Unknown feature {name!r}; use text, attributes or collab joined by '+'.")
     return out
+
+
+def _paired(ranks_a: list[int | None], ranks_b: list[int | None], k: int) -> dict[str, float]:
+    """Mean per-user difference `a - b` of Recall@k and NDCG@k, each with its standard error (paired over users)."""
+    out = {}
+    for name, value in (
+        (f"recall@{k}", lambda r: float(r is not None and r <= k)),
+        (f"ndcg@{k}", lambda r: 1.0 / np.log2(r + 1) if r is not None and r <= k else 0.0),
+    ):
+        diff = np.array([value(a) - value(b) for a, b in zip(ranks_a, ranks_b)])
+        out[name] = float(diff.mean())
+        out[f"{name}_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    return out
+
+
+def _prior_fusion(
+    cfg: AmazonBenchConfig, catalogue: Any, model_dir: Path, generator_validation: dict[str, Any]
+) -> dict[str, Any]:
+    """The generator alone, the transition prior alone and the two fused (weight chosen on all validation users)."""
+    from transformers import AutoModelForCausalLM
+
+    from hf_semtok import SemanticIDTokenizer, TransitionPrior, leave_one_out_split, recommend
+    from hf_semtok.evaluation import ranking_metrics
+
+    began = time.perf_counter()
+    gen = cfg.generator
+    ks, top = list(gen.ks), max(gen.ks)
+    key = f"ndcg@{top}"
+    train, valid, test = leave_one_out_split(catalogue.histories, max_history=gen.max_history)
+    users = sorted(test)
+    valid_examples, test_examples = [valid[u] for u in users], [test[u] for u in users]
+    tokenizer = SemanticIDTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    settings = {"window": cfg.prior_window, "num_history": cfg.prior_num_history, "decay": cfg.prior_decay}
+    items = list(catalogue.item_ids)
+    # Validation counts: the train part; test counts: every sequence without its test item (benchmarks/transition.py).
+    valid_prior = TransitionPrior.fit(train, item_ids=items, **settings)
+    test_sequences = {u: train[u] + ([valid[u][1]] if u in valid else []) for u in train}
+    test_prior = TransitionPrior.fit(test_sequences, item_ids=items, **settings)
+
+    def evaluate(prior: Any, weight: float, examples: list[Any]) -> tuple[dict[str, Any], list[int | None]]:
+        ranked = recommend(
+            model,
+            tokenizer,
+            [h for h, _ in examples],
+            k=top,
+            num_beams=gen.num_beams,
+            batch_size=gen.eval_batch_size,
+            max_history=gen.max_history,
+            progress=False,
+            prior=prior,
+            prior_weight=weight,
+        )
+        rankings = [[item for item, _ in r] for r in ranked]
+        targets = [t for _, t in examples]
+        ranks = [r.index(t) + 1 if t in r else None for r, t in zip(rankings, targets)]
+        return ranking_metrics(rankings, targets, ks, standard_errors=True), ranks
+
+    grid = []
+    if (
+        gen.valid_users is None and generator_validation
+    ):  # the pipeline's pass: all validation users, weight 0
+        grid.append({"prior_weight": 0.0, **generator_validation})
+    else:
+        grid.append({"prior_weight": 0.0, **evaluate(None, 0.0, valid_examples)[0]})
+    for weight in cfg.prior_weights:
+        point = {"prior_weight": weight, **evaluate(valid_prior, weight, valid_examples)[0]}
+        logger.info("prior_weight %s: validation %s %.4f", weight, key, point[key])
+        grid.append(point)
+    chosen = max(grid, key=lambda point: point[key])["prior_weight"]  # the first of equal points
+    generator, generator_ranks = evaluate(None, 0.0, test_examples)
+    fused, fused_ranks = (generator, generator_ranks)
+    if chosen > 0:
+        fused, fused_ranks = evaluate(test_prior, chosen, test_examples)
+    heuristic_rankings = test_prior.recommend([h for h, _ in test_examples], k=top)
+    targets = [t for _, t in test_examples]
+    heuristic = ranking_metrics(heuristic_rankings, targets, ks, standard_errors=True)
+    heuristic_ranks = [r.index(t) + 1 if t in r else None for r, t in zip(heuristic_rankings, targets)]
+    logger.info(
+        "prior fusion (weight %s): test %s generator %.4f, prior %.4f, fused %.4f",
+        chosen,
+        key,
+        generator[key],
+        heuristic[key],
+        fused[key],
+    )
+    return {
+        "prior_settings": settings,
+        "validation_grid": grid,
+        "chosen_prior_weight": chosen,
+        "selection": f"best validation {key} over prior_weight in [0] + prior_weights, all validation users",
+        "test": {"generator": generator, "prior": heuristic, "fused": fused},
+        "paired_vs_prior": {
+            "generator_minus_prior": _paired(generator_ranks, heuristic_ranks, top),
+            "fused_minus_prior": _paired(fused_ranks, heuristic_ranks, top),
+            "fused_minus_generator": _paired(fused_ranks, generator_ranks, top),
+        },
+        "per_user": {
+            "user_ids": users,
+            "generator_rank": generator_ranks,
+            "prior_rank": heuristic_ranks,
+            "fused_rank": fused_ranks,
+        },
+        "seconds": round(time.perf_counter() - began, 1),
+    }
 
 
 def _run_name(cfg: AmazonBenchConfig) -> str:
@@ -370,6 +495,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data": {"seconds": round(data_seconds, 1), "threads": torch.get_num_threads()},
         **result["stages"],
     }
+    if cfg.prior_weights:
+        result["prior_fusion"] = _prior_fusion(cfg, catalogue, out_dir / "model", result["validation"])
     result = {
         "dataset": cfg.dataset,
         "run_name": run_name,

@@ -28,6 +28,7 @@ BENCHMARKS = [
     "rqvae_convergence",
     "amazon",
     "sasrec",
+    "transition",
     "smollm2",
 ]
 

@@ -10,6 +10,8 @@ Layout (imports run one way, down):
   saved beside every tokenizer as remote code.
 - `lm/`: prompts, CPT/SFT corpora, extending an LM for SID tokens, Trainer stages, the from-scratch generator.
 - `generation.py`, `evaluation.py`: constrained decoding and `recommend()`; Recall/NDCG.
+- `transition_prior.py`: item-to-item transition counts, the training-free baseline and the prior `recommend()`
+  can fuse into beam search (`TransitionPriorLogitsProcessor` in `logits_process.py`).
 - `data/`: the catalogue, one reader per file format, the synthetic catalogue, item features.
 """
 
@@ -47,6 +49,7 @@ from hf_semtok.lm import (
     sid_lora_config,
     train_generator,
 )
+from hf_semtok.logits_process import TransitionPriorLogitsProcessor
 from hf_semtok.pipeline import run_pipeline
 from hf_semtok.prompts import history_prompt, target_text
 from hf_semtok.rqvae import (
@@ -65,6 +68,7 @@ from hf_semtok.sids import (
 from hf_semtok.small_models import build_causal_lm, train_base_tokenizer
 from hf_semtok.tokenizer import SemanticIDTokenizer, SIDTable
 from hf_semtok.tokenizer.library_hooks import register_hooks
+from hf_semtok.transition_prior import TransitionPrior
 
 # The self-contained tokenizer package calls back into the library only through these hooks.
 register_hooks(
@@ -113,6 +117,8 @@ __all__ = [
     "train_generator",
     # generation and evaluation
     "SIDLogitsProcessor",
+    "TransitionPrior",
+    "TransitionPriorLogitsProcessor",
     "recommend",
     "recall_at_k",
     "ndcg_at_k",

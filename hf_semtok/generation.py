@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from transformers.generation import utils as _generation_utils
 
-from hf_semtok.logits_process import DEAD_END_SCORE, SIDLogitsProcessor
+from hf_semtok.logits_process import DEAD_END_SCORE, SIDLogitsProcessor, TransitionPriorLogitsProcessor
 from hf_semtok.prompts import check_titles, history_prompt
+from hf_semtok.transition_prior import TransitionPrior
 
 __all__ = ["SIDLogitsProcessor", "recommend", "PrefillOnceLM", "DEAD_END_SCORE"]
 
@@ -197,6 +198,8 @@ class _Plan:
     pad: int
     codes_to_item: dict[tuple[int, ...], str]
     token_to_code: dict[int, int]
+    prior: TransitionPrior | None = None
+    prior_weight: float = 0.0
 
     @property
     def beam_search(self) -> bool:
@@ -245,8 +248,11 @@ def _plan(
     prefix_level: Any,
     exclude_seen: bool,
     do_sample: bool,
+    prior: Any = None,
+    prior_weight: Any = 0.0,
 ) -> _Plan:
-    """Check `k`, `num_beams` and `prefix_level` against the catalogue and gather the tokenizer's SID lookups."""
+    """Check `k`, `num_beams`, `prefix_level` and the prior against the catalogue and gather the tokenizer's SID
+    lookups."""
     num_items, num_levels = int(tokenizer.num_items), int(tokenizer.num_levels)
     k = _check_int("k", k, 1)
     num_beams = _check_int("num_beams", num_beams, 1, optional=True)
@@ -270,6 +276,7 @@ def _plan(
             f"num_beams={num_beams} is smaller than k={k}; beam search returns at most num_beams."
         )
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sid_end_token_id
+    prior, prior_weight = _check_prior(prior, prior_weight)
     return _Plan(
         k=k,
         num_beams=num_beams,
@@ -284,7 +291,29 @@ def _plan(
             tuple(row): item for item, row in zip(tokenizer.item_ids, tokenizer.sid_codes.tolist())
         },
         token_to_code={int(t): c for level_ids in tokenizer.sid_token_ids for c, t in enumerate(level_ids)},
+        prior=prior,
+        prior_weight=prior_weight,
     )
+
+
+def _check_prior(prior: Any, prior_weight: Any) -> tuple[TransitionPrior | None, float]:
+    """The prior and its weight, checked; `(None, 0.0)` when there is no prior or its weight is 0."""
+    if (
+        isinstance(prior_weight, bool)
+        or not isinstance(prior_weight, numbers.Real)
+        or not math.isfinite(prior_weight)
+    ):
+        raise TypeError(f"recommend(): `prior_weight` must be a finite number; got {prior_weight!r}.")
+    if prior_weight < 0:
+        raise ValueError(f"recommend(): `prior_weight` must be >= 0; got {prior_weight}.")
+    if prior is None:
+        return None, 0.0
+    if not isinstance(prior, TransitionPrior):
+        raise TypeError(
+            f"recommend(): `prior` must be a hf_semtok.TransitionPrior (TransitionPrior.fit(train_histories)); got "
+            f"{type(prior).__name__}."
+        )
+    return (prior, float(prior_weight)) if prior_weight > 0 else (None, 0.0)
 
 
 def _check_prompt_lengths(
@@ -337,6 +366,9 @@ def recommend(
     progress: bool = True,
     do_sample: bool = False,
     prefill_once: bool = True,
+    *,
+    prior: TransitionPrior | None = None,
+    prior_weight: float = 0.0,
 ) -> list[list[tuple[Any, ...]]] | dict[Any, list[tuple[Any, ...]]]:
     """Recommend the next items for each user by constrained beam search over Semantic IDs.
 
@@ -383,6 +415,13 @@ def recommend(
             instead of beam search.
         prefill_once: For beam search, wrap the model in `PrefillOnceLM` (the prompt's forward pass runs once
             instead of once per beam; same rankings). Ignored if the model is already wrapped.
+        prior: A [`~hf_semtok.TransitionPrior`] fused into decoding with `prior_weight` (keyword only): a
+            `TransitionPriorLogitsProcessor` after the SID constraint adds `prior_weight * log(eps + prior
+            probability of each code given the prefix)` at every level, so beam search ranks items by
+            `log p_LM(item) + prior_weight * log p_prior(item)` and the returned scores are those fused scores
+            (sampling and greedy search still report the LM's own scores). History items the prior does not know
+            add nothing. None (or `prior_weight=0`): no processor, the results of a call without a prior.
+        prior_weight: Weight of the prior (>= 0; keyword only).
 
     Returns:
         Per user, a list of `(item_id, score)` sorted by decreasing score (no duplicates), or with `prefix_level`,
@@ -416,9 +455,11 @@ def recommend(
             progress=progress,
             do_sample=do_sample,
             prefill_once=prefill_once,
+            prior=prior,
+            prior_weight=prior_weight,
         )
         return dict(zip(users, ranked))
-    plan = _plan(tokenizer, k, num_beams, prefix_level, exclude_seen, do_sample)
+    plan = _plan(tokenizer, k, num_beams, prefix_level, exclude_seen, do_sample, prior, prior_weight)
     batch_size = _check_int("batch_size", batch_size, 1)
     max_history = _check_int("max_history", max_history, 1, optional=True)
     _check_model(model)
@@ -462,14 +503,22 @@ def _recommend_batch(
     input_ids, attention_mask = _left_pad(ids, plan.pad)  # (batch, prompt_len)
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     prompt_len = input_ids.shape[1]
-    processor = SIDLogitsProcessor.from_tokenizer(
-        tokenizer,
-        mode="sid",
-        prompt_length=prompt_len,
-        num_levels_to_generate=plan.prefix_level,
-        eos_token_id=plan.eos,
-        layout="bare",  # the code tokens alone: a marked layout's <|sid_start|> ends the prompt
-    )
+    processors = [
+        SIDLogitsProcessor.from_tokenizer(
+            tokenizer,
+            mode="sid",
+            prompt_length=prompt_len,
+            num_levels_to_generate=plan.prefix_level,
+            eos_token_id=plan.eos,
+            layout="bare",  # the code tokens alone: a marked layout's <|sid_start|> ends the prompt
+        )
+    ]
+    if plan.prior is not None:  # after the constraint: it only moves the codes the constraint allows
+        processors.append(
+            TransitionPriorLogitsProcessor.from_tokenizer(
+                tokenizer, plan.prior, batch, prompt_len, weight=plan.prior_weight, layout="bare"
+            )
+        )
     decoding: dict[str, Any] = (
         {"num_beams": plan.num_beams, "length_penalty": 0.0, "early_stopping": True, "do_sample": False}
         if plan.beam_search
@@ -478,7 +527,7 @@ def _recommend_batch(
     out = generator.generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
-        logits_processor=[processor],
+        logits_processor=processors,
         max_new_tokens=plan.levels_out,
         num_return_sequences=plan.num_beams,
         output_scores=True,

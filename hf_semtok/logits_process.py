@@ -14,6 +14,7 @@ own cost is counted in microseconds (`benchmarks/scale.py` reports the constrain
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -24,8 +25,10 @@ from transformers import LogitsProcessor
 
 from hf_semtok.constants import SID_LAYOUTS
 from hf_semtok.prefix_index import MAX_TOKEN_ID, SIDPrefixIndex
+from hf_semtok.tokenizer.sid_checks import mixed_radix_keys
+from hf_semtok.transition_prior import TransitionPrior
 
-__all__ = ["DEAD_END_SCORE", "SIDLogitsProcessor", "SIDPrefixIndex"]
+__all__ = ["DEAD_END_SCORE", "SIDLogitsProcessor", "SIDPrefixIndex", "TransitionPriorLogitsProcessor"]
 
 logger = logging.getLogger(__name__)
 
@@ -579,3 +582,207 @@ class SIDLogitsProcessor(LogitsProcessor):
         dead_rows = torch.from_numpy(dead).to(out.device)
         out.masked_fill_(dead_rows[:, None], float("-inf"))
         out[:, self.eos_token_id].masked_fill_(dead_rows, DEAD_END_SCORE)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A collaborative prior fused into constrained decoding
+# --------------------------------------------------------------------------------------------------------------
+_PRIOR_SOURCE = "TransitionPriorLogitsProcessor"
+
+
+class TransitionPriorLogitsProcessor(LogitsProcessor):
+    """Adds a per-user prior over catalogue items to the SID code scores, level by level (shallow fusion).
+
+    Each input of the batch comes with prior mass over the catalogue's items (e.g.
+    [`~hf_semtok.TransitionPrior.batch_scores`] of its history). At SID level `l`, for a row whose codes so far are
+    the prefix `p`, each code `c` of the level gets
+
+        `weight * log(eps + m(p + c) / m(p))`
+
+    added to its score, where `m(q)` is the prior mass of the items whose SID starts with `q` (normalised per row,
+    so the term is the prior's probability of `c` given `p`; 0 when `m(p)` is 0). Over the `L` levels the terms
+    sum to about `weight * log(prior probability of the item)`, so beam search ranks items by
+    `log p_LM(item) + weight * log p_prior(item)` (shallow fusion, Gulcehre et al. 2015, arXiv 1503.03535), for any
+    causal LM. `eps` keeps items the prior never saw reachable: each level costs them at most
+    `weight * log(eps)`.
+
+    Put it after a [`SIDLogitsProcessor`] in the `logits_processor` list: that one masks invalid codes to `-inf`
+    (which stay `-inf` here), this one only moves the allowed ones. Forced tokens (the start marker, the end
+    marker, EOS) and rows whose written tokens are not SID codes of the right levels are left alone. Positions are
+    read from `input_ids` after `prompt_length` (the padded prompt length, left padding included), like
+    `SIDLogitsProcessor`'s `"sid"` mode: `layout="bare"` (the first generated token is the level-0 code, also what
+    `recommend()` uses after putting the marked layout's `<|sid_start|>` into the prompt) or `layout="marked"`
+    (`<|sid_start|>` first). The processor keeps no state between calls and returns a new tensor.
+
+    Rows: `generate()` expands each input to `num_beams` (or `num_return_sequences`) consecutive rows; the
+    processor maps row `r` to input `r // (rows / batch)`, so it needs only the batch's priors.
+
+    Cost: per step, two `searchsorted` calls over the `(n_items,)` sorted prefix keys for `(rows, codebook)` keys and
+    one gather of the inputs' cumulative masses (`(batch, n_items + 1)` float64, made once at construction).
+
+    Args:
+        prior_mass: `(batch, n_items)` non-negative prior mass of each catalogue item (column `j` = row `j` of
+            `sid_codes`) for each input of the batch.
+        sid_codes: `(n_items, L)` integer codes of the catalogue.
+        sid_token_ids: Per level, the token id of each code.
+        prompt_length: Padded prompt length (`input_ids.shape[1]` of the batch given to `generate()`).
+        weight: Weight of the prior's log-probability (0: the processor changes nothing).
+        eps: Added to each conditional probability before the log (> 0).
+        layout: `"bare"` or `"marked"`, see above.
+        sid_start_token_id: `<|sid_start|>` (needed with `layout="marked"`).
+
+    Raises:
+        TypeError, ValueError: Inconsistent arguments (the message names the field).
+    """
+
+    def __init__(
+        self,
+        prior_mass: np.ndarray | torch.Tensor,
+        sid_codes: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
+        sid_token_ids: Sequence[Sequence[int]],
+        prompt_length: int,
+        weight: float = 1.0,
+        eps: float = 1e-3,
+        layout: Literal["marked", "bare"] = "bare",
+        sid_start_token_id: int | None = None,
+    ) -> None:
+        self.index = SIDPrefixIndex(sid_codes, sid_token_ids, source=_PRIOR_SOURCE)
+        codes = np.asarray(
+            sid_codes.detach().cpu().numpy() if isinstance(sid_codes, torch.Tensor) else sid_codes,
+            dtype=np.int64,
+        )
+        mass = np.asarray(
+            prior_mass.detach().cpu().numpy() if isinstance(prior_mass, torch.Tensor) else prior_mass,
+            dtype=np.float64,
+        )
+        if mass.ndim != 2 or mass.shape[1] != codes.shape[0] or mass.shape[0] == 0:
+            raise ValueError(
+                f"{_PRIOR_SOURCE}: prior_mass must be (batch, n_items) = (batch, {codes.shape[0]}); got "
+                f"{mass.shape}. Give one row per input of the batch, columns in sid_codes' item order."
+            )
+        if not np.all(np.isfinite(mass)) or mass.min() < 0:
+            raise ValueError(f"{_PRIOR_SOURCE}: prior_mass must be finite and >= 0.")
+        for name, value, low in (("weight", weight, None), ("eps", eps, 0.0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+                raise TypeError(f"{_PRIOR_SOURCE}: {name} must be a finite number; got {value!r}.")
+            if low is not None and value <= low:
+                raise ValueError(f"{_PRIOR_SOURCE}: {name} must be > {low}; got {value}.")
+        if (
+            isinstance(prompt_length, bool)
+            or not isinstance(prompt_length, numbers.Integral)
+            or prompt_length < 0
+        ):
+            raise ValueError(f"{_PRIOR_SOURCE}: prompt_length must be an int >= 0; got {prompt_length!r}.")
+        if layout not in SID_LAYOUTS:
+            raise ValueError(f"{_PRIOR_SOURCE}: layout must be one of {list(SID_LAYOUTS)}; got {layout!r}.")
+        if layout == "marked":
+            if sid_start_token_id is None:
+                raise ValueError(f"{_PRIOR_SOURCE}: layout='marked' needs sid_start_token_id.")
+            sid_start_token_id = _check_token_id("sid_start_token_id", sid_start_token_id)
+        sizes = self.index.codebook_sizes
+        if math.prod(sizes) >= 2**62:
+            raise ValueError(
+                f"{_PRIOR_SOURCE}: codebook sizes {sizes} are too large to key whole SIDs in int64."
+            )
+        self.prompt_length = int(prompt_length)
+        self.weight, self.eps = float(weight), float(eps)
+        self.layout, self.sid_start_token_id = layout, sid_start_token_id
+        self.num_levels = self.index.num_levels
+        # Items in SID order: the items under any prefix are one run, and their mass a difference of cumulative sums.
+        order = np.lexsort(codes.T[::-1])
+        sorted_codes = codes[order]
+        # (L + 1) sorted key arrays: keys of each item's first l codes (l = 0: all zeros)
+        self._prefix_keys = [
+            mixed_radix_keys(sorted_codes[:, :lv], sizes[:lv]) for lv in range(self.num_levels + 1)
+        ]
+        self._cumulative = np.zeros((mass.shape[0], mass.shape[1] + 1))  # (batch, n_items + 1)
+        np.cumsum(mass[:, order], axis=1, out=self._cumulative[:, 1:])
+
+    @classmethod
+    def from_tokenizer(
+        cls,
+        tokenizer: Any,
+        prior: TransitionPrior,
+        histories: Sequence[Sequence[str]],
+        prompt_length: int,
+        weight: float = 1.0,
+        eps: float = 1e-3,
+        layout: Literal["marked", "bare"] | None = None,
+    ) -> TransitionPriorLogitsProcessor:
+        """The processor for a batch of histories, with the prior's scores mapped onto the tokenizer's items.
+
+        Args:
+            tokenizer: A `SemanticIDTokenizer` (its `item_ids`, `sid_codes`, `sid_token_ids`).
+            prior: A fitted [`~hf_semtok.TransitionPrior`]. Tokenizer items it does not know get no mass, and history
+                items it does not know add none.
+            histories: One history per input of the batch, item ids oldest first.
+            prompt_length: Padded prompt length of the batch.
+            weight: Weight of the prior.
+            eps: See the class docstring.
+            layout: Default: the tokenizer's `sid_layout`.
+
+        Returns:
+            A `TransitionPriorLogitsProcessor`.
+        """
+        if not isinstance(prior, TransitionPrior):
+            raise TypeError(f"{_PRIOR_SOURCE}: prior must be a TransitionPrior; got {type(prior).__name__}.")
+        known = [[item for item in history if item in prior.index] for history in histories]
+        scores = prior.batch_scores(known)  # (batch, prior items)
+        columns = np.asarray([prior.index.get(str(item), -1) for item in tokenizer.item_ids], dtype=np.int64)
+        mass = np.where(columns >= 0, scores[:, np.maximum(columns, 0)], 0.0)  # (batch, tokenizer items)
+        return cls(
+            mass,
+            tokenizer.sid_codes,
+            tokenizer.sid_token_ids,
+            prompt_length,
+            weight=weight,
+            eps=eps,
+            layout=layout or tokenizer.sid_layout,
+            sid_start_token_id=tokenizer.sid_start_token_id,
+        )
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """Add the prior's term to the scores of the current level's codes.
+
+        Args:
+            input_ids: `(rows, cur_len)` tokens so far (rows = batch x beams / return sequences).
+            scores: `(rows, vocab)` next-token scores.
+
+        Returns:
+            A new `(rows, vocab)` tensor (`scores` itself, unmodified, at steps with no code to score or weight 0).
+        """
+        rows, cur_len = input_ids.shape
+        batch = self._cumulative.shape[0]
+        if scores.shape[0] != rows or rows % batch:
+            raise ValueError(
+                f"{_PRIOR_SOURCE}: {rows} rows of input_ids and {scores.shape[0]} of scores for a batch of {batch}; "
+                "build the processor with one prior row per input given to generate()."
+            )
+        if cur_len < self.prompt_length:
+            raise ValueError(
+                f"{_PRIOR_SOURCE}: input_ids has {cur_len} tokens, fewer than prompt_length={self.prompt_length}."
+            )
+        first_code = self.prompt_length + (1 if self.layout == "marked" else 0)
+        level = cur_len - first_code  # codes written so far = the level of the next one
+        if self.weight == 0.0 or not 0 <= level < self.num_levels:
+            return scores
+        ids = input_ids.numpy() if input_ids.device.type == "cpu" else input_ids.cpu().numpy()
+        written_levels, written_codes = self.index.token_codes(ids[:, first_code:])  # (rows, level)
+        ok = (written_levels == np.arange(level)).all(axis=1)  # (rows,) codes of the right levels
+        if self.layout == "marked":
+            ok &= ids[:, self.prompt_length] == self.sid_start_token_id
+        size = self.index.codebook_sizes[level]
+        prefix = mixed_radix_keys(np.maximum(written_codes, 0), self.index.codebook_sizes[:level])  # (rows,)
+        children = prefix[:, None] * size + np.arange(size)  # (rows, size) keys of the prefix + each code
+        keys = self._prefix_keys[level + 1]
+        low, high = np.searchsorted(keys, children, "left"), np.searchsorted(keys, children, "right")
+        user = (np.arange(rows) // (rows // batch))[:, None]  # (rows, 1) input of each row
+        mass = np.maximum(self._cumulative[user, high] - self._cumulative[user, low], 0.0)  # (rows, size)
+        total = mass.sum(axis=1, keepdims=True)
+        conditional = np.divide(mass, total, out=np.zeros_like(mass), where=total > 0)
+        bonus = self.weight * np.log(self.eps + conditional)  # (rows, size)
+        bonus[~ok] = 0.0
+        columns = torch.as_tensor(self.index.code_token[level, :size], device=scores.device)
+        out = scores.clone()
+        out[:, columns] += torch.as_tensor(bonus, dtype=scores.dtype, device=scores.device)
+        return out

@@ -291,6 +291,20 @@ class SIDPrefixIndex:
         self.token_ids = np.asarray(all_ids, dtype=np.int64)
         self._sid_token_ids = [list(map(int, level_ids)) for level_ids in sid_token_ids]
 
+    def token_codes(self, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The SID level and code of each token id.
+
+        Args:
+            token_ids: Integer token ids >= 0, any shape.
+
+        Returns:
+            `(levels, codes)`, int64 arrays of `token_ids`' shape; both -1 for a token that is no SID code.
+        """
+        table = np.clip(
+            np.asarray(token_ids, dtype=np.int64), 0, len(self._token_level) - 1
+        )  # past: the -1 slot
+        return self._token_level[table], self._token_code[table]
+
     @property
     def nbytes(self) -> int:
         """Host memory of the index in bytes: prefix keys and packed children (token lookups count their own)."""

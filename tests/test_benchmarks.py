@@ -54,6 +54,7 @@ def test_run_all_rejects_unknown_names(capsys):
         "split_gap",
         "amazon",
         "sasrec",
+        "transition",
         "smollm2",
     ],
 )
