@@ -71,6 +71,11 @@ def _acquire(lock_path: Path) -> int | None:
         try:  # never through a link: the lock file is truncated and written
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as err:
+            if err.errno == errno.EISDIR:
+                raise LinkError(
+                    f"{lock_path} is a folder where a run keeps its lock file; remove it, or give the run another "
+                    "output_dir."
+                ) from None
             if err.errno == errno.ELOOP:
                 raise LinkError(
                     f"{lock_path} is a symbolic link; a run writes its lock file there and never through a link. "

@@ -66,6 +66,7 @@ from hf_semtok.small_models import (
     smollm2_gguf_path,
     train_base_tokenizer,
 )
+from hf_semtok.tokenizer.file_sets import check_can_save
 from hf_semtok.tokenizer.sid_table import SIDTable
 from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
 
@@ -503,6 +504,32 @@ def render_adapter_card(cfg: LMStageArguments, tokenizer: Any, facts: dict[str, 
     )
 
 
+#: The files of an LM stage's save that another save (or the user) is most likely to hold in a folder.
+_STAGE_FILES = (
+    "README.md",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "sid_table.json",
+)
+
+
+def _check_output_dir(cfg: LMStageArguments) -> None:
+    """Refuse at the start, not after training, an `output_dir` the stage's save would refuse at the end."""
+    _refuse_the_sid_folder(cfg)
+    check_can_save(
+        cfg.output_dir,
+        STAGE_FILE_SET_KIND,
+        _STAGE_FILES,
+        parts=[("tokenizer", None)],
+        overwrite=cfg.overwrite,
+    )
+
+
 def _refuse_the_sid_folder(cfg: LMStageArguments) -> None:
     """An LM stage never saves into the folder its SIDs came from (the RQ-VAE that cold start needs lives there)."""
     source = cfg.sid_table or cfg.tokenizer_name_or_path
@@ -578,6 +605,7 @@ def run_lm_stage(
     )
     if uses_base and cfg.base_model == SMOLLM2:
         smollm2_gguf_path()  # its packages, checked now rather than after the data is loaded
+    _check_output_dir(cfg)  # before any data is loaded or a checkpoint written
     with hold_output_dir(cfg.output_dir, what=f"{cfg.data} stage ({cfg.train_mode})"):
         return _run_lm_stage(cfg, tokenizer, catalogue, model, dataset)
 

@@ -200,7 +200,9 @@ class RQVAEModel(RQVAEPreTrainedModel):
         source = os.fspath(pretrained_model_name_or_path)
         _check_source(source)
         if os.path.isdir(source) and not kwargs.pop("_in_file_set", False):
-            check_regular_files(source, "RQ-VAE")
+            check_regular_files(
+                source, "RQ-VAE", ("config.json", "model.safetensors", "model.safetensors.index.json")
+            )
             # Let no save commit into the folder while loading (a load only reads: an interrupted save is an error).
             with open_file_set(source, RQVAE_FILE_SET_KIND):
                 return cls.from_pretrained(

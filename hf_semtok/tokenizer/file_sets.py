@@ -97,6 +97,7 @@ __all__ = [
     "FileSet",
     "FileSetError",
     "LinkError",
+    "check_can_save",
     "check_save_target",
     "current_umask",
     "manifest_name",
@@ -122,6 +123,10 @@ def check_save_target(directory: str | os.PathLike) -> Path:
         ValueError: `directory` is the filesystem root, an existing file, or a symlink to something that is not a
             folder.
     """
+    if not os.fspath(directory):
+        raise ValueError(
+            "The folder to save into is empty (''); pass a folder, e.g. './outputs/model' or '.'."
+        )
     path = Path(directory)
     try:
         os.lstat(path)
@@ -274,10 +279,17 @@ def _repair_of(
                 with open_folder(directory, f"{staging}/{parent}" if parent else staging, what="move") as fd:
                     staged = hash_regular(fd, base)
             except (FileNotFoundError, NotADirectoryError):
-                continue  # placed already
+                staged = None
             except LinkError as err:
                 return [], [], str(err)
-            if staged is None:
+            if staged is None:  # placed already: then the file in place must be the one the manifest records
+                try:
+                    with open_folder(directory, parent, what="move") as fd:
+                        in_place = hash_regular(fd, base)
+                except (FileNotFoundError, NotADirectoryError, LinkError):
+                    in_place = None
+                if in_place != (meta["size"], meta["sha256"]):
+                    return [], [], f"{rel} is neither staged in {staging} nor in place as that save wrote it"
                 continue
             if staged != (meta["size"], meta["sha256"]):
                 return [], [], f"{staging}/{rel} differs from what the manifest records"
@@ -330,11 +342,11 @@ def repair_plan(directory: str | os.PathLike) -> list[str]:
             f"complete the interrupted save {name}: move into place {_names(moves)}; delete (files of the version "
             f"it replaced, with the bytes that save recorded) {_names(deletes)}"
         )
+    pending_staging = {
+        d["pending"]["staging"] for d in read_manifests(directory).values() if d.get("pending")
+    }
     for leftover in _dead_leftovers(directory):
-        if not any(
-            d.get("pending", {}) and d["pending"]["staging"] == leftover
-            for d in read_manifests(directory).values()
-        ):
+        if leftover not in pending_staging:
             lines.append(f"remove {leftover}, left by a save that was killed before its commit point")
     return lines
 
@@ -528,6 +540,53 @@ def _plan(
     return obsolete, rewrites
 
 
+def check_can_save(
+    directory: str | os.PathLike,
+    kind: str,
+    names: Collection[str],
+    *,
+    prefix: str | None = None,
+    parts: Collection[PartKey] = (),
+    overwrite: bool = False,
+) -> None:
+    """Before long work whose result a save of `kind` will write into `directory`: refuse now, as the save would
+    later, when one of `names` is in the way (a file of another kind of save, or of no save, with `overwrite`
+    false; a folder; a path through a link). Reads only.
+
+    Args:
+        directory: The folder the save will go to (need not exist).
+        kind, prefix: The save's kind and prefix.
+        names: File names the save will write (relative to `directory`).
+        parts: Other parts (kind, prefix) the save will hold (e.g. the tokenizer saved inside an LM stage).
+        overwrite: As for [`save_file_set`].
+
+    Raises:
+        FileSetError, LinkError, ValueError: as the save would.
+    """
+    target = check_save_target(directory)
+    if not target.is_dir():
+        return
+    manifest = manifest_name(kind, prefix)
+    mine = {(kind, prefix), *parts}
+    owner_of = {
+        rel: (name, (part["kind"], part["prefix"]))
+        for name, data in read_manifests(target).items()
+        for part in data["parts"]
+        for rel in part["files"]
+    }
+    for rel in sorted(names):
+        if _check_destination(target, rel) is None or overwrite:
+            continue
+        owner = owner_of.get(rel)
+        if owner is not None and (owner[0] == manifest or owner[1] in mine):
+            continue
+        whose = f"written by {_describe(owner[1])} ({owner[0]})" if owner else "that no hf_semtok save wrote"
+        raise FileSetError(
+            f"Cannot save {_describe((kind, prefix))} into {target}: it would replace {rel!r}, {whose}. Save into "
+            "another folder (each save owns its file names), or pass overwrite=True to replace it."
+        )
+
+
 def _legacy_obsolete(
     target: Path, staging: Staging, new_names: set[str], claimed: set[str]
 ) -> dict[str, dict[str, Any]]:
@@ -552,6 +611,11 @@ def _commit(target: Path, staging: Staging, manifest: str, overwrite: bool) -> N
     with FolderLock(target) as lock:
         lock.exclusive()
         manifests = read_manifests(target)
+        if os.path.lexists(target / manifest) and manifest not in manifests:
+            raise FileSetError(
+                f"Cannot save into {target}: {manifest} is there but is not a regular file (a folder or a link), "
+                "so this save cannot record its files. Move it away, then save again."
+            )
         obsolete, rewrites = _plan(target, manifests, manifest, parts, staging, overwrite)
         data = new_manifest(
             staging.key, parts, {"staging": staging.path.name, "obsolete": dict(sorted(obsolete.items()))}

@@ -18,7 +18,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -200,32 +200,32 @@ def read_regular(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-def check_regular_files(folder: str | os.PathLike, what: str) -> None:
-    """Refuse a saved folder holding a FIFO, a device or a socket (or a link to one) where a file belongs: reading
-    one would hang or never end. Checks the folder's entries and those of its visible sub-folders.
+def check_regular_files(folder: str | os.PathLike, what: str, names: Iterable[str]) -> None:
+    """Refuse a saved folder where one of the files a load reads (`names`, relative to `folder`; a name ending in
+    `/` stands for every entry of that sub-folder) is a FIFO, a device or a socket, or a link to one: reading it
+    would hang or never end. Other entries of the folder (the user's own) are not looked at.
 
     Raises:
         ValueError: naming the entry.
     """
     folder = Path(folder)
-    todo = [(folder, 0)]
-    while todo:
-        current, depth = todo.pop()
+    paths = []
+    for name in names:
+        if name.endswith("/"):
+            sub = folder / name
+            if sub.is_dir() and not sub.is_symlink():
+                paths.extend(Path(e.path) for e in os.scandir(sub))
+        else:
+            paths.append(folder / name)
+    for path in paths:
         try:
-            entries = list(os.scandir(current))
+            st = os.stat(path)  # through a link: what a reader would open
         except OSError:
-            continue
-        for entry in entries:
-            try:
-                st = os.stat(entry.path)  # through a link: what a reader would open
-            except OSError:
-                continue  # a dangling link: the loader names a missing file itself
-            if stat.S_ISDIR(st.st_mode):
-                if depth < 1 and not entry.name.startswith(".") and not entry.is_symlink():
-                    todo.append((Path(entry.path), depth + 1))
-            elif not stat.S_ISREG(st.st_mode):
-                raise ValueError(
-                    f"{entry.path}: is a special file (a FIFO, a device or a socket{', through a link' if entry.is_symlink() else ''}), "
-                    f"not a regular file; a saved {what} holds only regular files, and reading this one would hang "
-                    "or never end. Remove it, or load a folder written by save_pretrained()."
-                )
+            continue  # missing or dangling: the loader names a missing file itself
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            link = ", through a link" if path.is_symlink() else ""
+            raise ValueError(
+                f"{path}: is a special file (a FIFO, a device or a socket{link}), not a regular file; a saved "
+                f"{what} holds only regular files, and reading this one would hang or never end. Remove it, or load "
+                "a folder written by save_pretrained()."
+            )

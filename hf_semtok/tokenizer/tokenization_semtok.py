@@ -106,6 +106,21 @@ def _legacy_tokenizer_files(filename_prefix: str | None) -> Any:
     return match
 
 
+#: Every file (or, ending in `/`, folder of files) a tokenizer load may read: checked as regular files first.
+_LOADED_FILES = (
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "additional_chat_templates/",
+    SID_TABLE_FILE,
+    SID_CODES_FILE,
+    RQVAE_CONFIG_FILE,
+    RQVAE_WEIGHTS_FILE,
+)
+
 #: Files whose JSON `from_pretrained` reads; named in the error when one is truncated or corrupt.
 _JSON_FILES = (TOKENIZER_CONFIG_FILE, "special_tokens_map.json", "added_tokens.json", TOKENIZER_FILE)
 
@@ -274,7 +289,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
                     f"{os.fspath(pretrained_model_name_or_path)}); check the subfolder name."
                 )
             check_files_are_files(folder, [TOKENIZER_CONFIG_FILE, *cls.vocab_files_names.values()])
-            check_regular_files(folder, "tokenizer")
+            check_regular_files(folder, "tokenizer", _LOADED_FILES)
         if not os.path.isdir(pretrained_model_name_or_path) or "_file_set" in kwargs:
             return cls._load_checked(pretrained_model_name_or_path, *args, **kwargs)
         # A local folder: load the files of the last tokenizer save, checked against its manifest, while no save
@@ -480,6 +495,10 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             ValueError: `save_directory` is a file or the filesystem root; a file's path in it goes through a
                 symlink (`file_sets.LinkError`); or (`file_sets.FileSetError`) a file would replace another save's.
         """
+        if filename_prefix is not None and not isinstance(filename_prefix, str):
+            raise TypeError(
+                f"filename_prefix must be a string or None; got {type(filename_prefix).__name__}."
+            )
         target = Path(save_directory)
         if target.is_file():
             raise ValueError(f"save_directory {str(target)!r} is a file; pass a directory.")

@@ -368,3 +368,51 @@ def test_damaged_manifests_and_targets_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="Choose a shorter path"):
         with save_file_set(tmp_path / ("x" * 300), "demo"):
             pass
+
+
+def test_the_users_special_files_beside_a_saved_tokenizer_do_not_block_its_load(tmp_path, sid_tokenizer):
+    project = tmp_path / "proj"
+    sid_tokenizer.save_pretrained(project)
+    (project / "logs").mkdir()
+    os.symlink("/dev/null", project / "logs" / "out.log")
+    os.mkfifo(project / "user_pipe")
+    assert SemanticIDTokenizer.from_pretrained(project).num_items == sid_tokenizer.num_items
+
+
+def test_the_repair_refuses_a_save_whose_files_are_neither_staged_nor_in_place(tmp_path, monkeypatch):
+    import errno
+
+    from hf_semtok.tokenizer import file_sets
+    from hf_semtok.tokenizer.file_sets import recover_file_sets, repair_plan
+
+    with save_file_set(tmp_path, "demo") as staging:
+        (staging / "a.txt").write_text("old a")
+        (staging / "b.txt").write_text("old b")
+    monkeypatch.setattr(file_sets, "_place", lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, "killed")))
+    with pytest.raises(OSError, match="killed"):
+        with save_file_set(tmp_path, "demo") as staging:
+            (staging / "a.txt").write_text("new a")
+            (staging / "b.txt").write_text("new b")
+    monkeypatch.undo()
+    pending = read_manifests(tmp_path)[manifest_name("demo")]["pending"]["staging"]
+    (tmp_path / pending / "b.txt").unlink()  # lost: b.txt is neither staged nor in place as the save wrote it
+    plan = repair_plan(tmp_path)
+    assert len(plan) == 1 and "leave" in plan[0] and "b.txt is neither staged in" in plan[0]
+    before = tree_snapshot(tmp_path)
+    assert recover_file_sets(tmp_path) == []
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_an_lm_stage_refuses_its_output_dir_before_training(tmp_path):
+    from hf_semtok.lm.stages import LMStageArguments, run_lm_stage
+
+    project = tmp_path / "project"
+    write(project, {"README.md": b"# mine\n"})
+    with pytest.raises(FileSetError, match="would replace 'README.md', that no hf_semtok save wrote"):
+        run_lm_stage(
+            LMStageArguments(output_dir=str(project), disable_tqdm=True, report_to="none", use_cpu=True)
+        )
+    assert sorted(os.listdir(project)) == ["README.md"]  # no checkpoint written
+    with pytest.raises(ValueError, match="folder to save into is empty"):
+        with save_file_set("", "demo"):
+            pass
