@@ -1367,8 +1367,10 @@ def run_command(cmd: Command, folder: Path, timeout: float) -> dict[str, Any]:
         err_type = head.rsplit(".", 1)[-1]
         named = any(f.lower() in message.lower() for f in frags)
         rec["error"], rec["message"] = err_type, message[:240]
-        ours = err_type in ("ValueError", "TypeError", "FileNotFoundError", "KeyError", "FileSetError",
-                            "FileExistsError", "NotADirectoryError")  # fmt: skip
+        ours = err_type in (
+            "ValueError", "TypeError", "FileNotFoundError", "KeyError", "FileSetError", "FileExistsError",
+            "NotADirectoryError", "ConfigTypeError", "LinkError", "OutputDirInUseError",
+        )  # our subclasses of ValueError / TypeError count as theirs  # fmt: skip
         rec["outcome"] = "clear" if ours and named else "unclear"
     else:
         rec["error"] = "exit status " + str(done.returncode)

@@ -439,6 +439,13 @@ def recommend(
     from tqdm.auto import tqdm
 
     _check_tokenizer(tokenizer)
+    for name, flag in (
+        ("exclude_seen", exclude_seen),
+        ("do_sample", do_sample),
+        ("prefill_once", prefill_once),
+    ):
+        if not isinstance(flag, bool):
+            raise TypeError(f"recommend(): {name} must be True or False; got {type(flag).__name__} {flag!r}.")
     if isinstance(histories, Mapping):
         users = list(histories)
         ranked = recommend(

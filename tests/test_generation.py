@@ -788,3 +788,12 @@ def test_recommend_with_no_users_returns_empty_and_titles_must_be_a_mapping(rec_
             recommend(model, tok, bad, k=3, progress=False)
     titled = recommend(model, tok, histories[:1], k=3, titles={i: "a title" for i in table}, progress=False)
     assert len(titled[0]) >= 1
+
+
+@pytest.mark.parametrize("flag", ["exclude_seen", "do_sample", "prefill_once"])
+def test_recommend_refuses_a_flag_that_is_not_a_bool(rec_setup, flag):
+    from hf_semtok.generation import recommend
+
+    tok, model = rec_setup[0], rec_setup[1]
+    with pytest.raises(TypeError, match=f"{flag} must be True or False; got str 'no'"):
+        recommend(model, tok, [["item01"]], **{flag: "no"})

@@ -171,3 +171,8 @@ def test_recover_directory_removes_a_dead_staging_folder(tmp_path):
     (target / ".hf_semtok_tmp-deadbeef" / "half").write_text("half")
     recover_directory(target)
     assert _own(target) == ["a"]
+
+
+def test_atomic_write_onto_a_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="it is a folder"):
+        write_text_atomic("x", tmp_path)

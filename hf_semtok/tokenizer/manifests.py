@@ -122,6 +122,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         write: Writes the new content to the binary handle it is given.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"Cannot write the file {str(path)!r}: it is a folder. Give a file path inside it.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".hf_semtok_write-", dir=path.parent)
     try:
