@@ -322,9 +322,31 @@ class SIDLogitsProcessor(LogitsProcessor):
             A new `(rows, vocab)` tensor on `scores`' device; `scores` is not modified.
 
         Raises:
+            TypeError: `scores` is not a floating-point tensor, or `input_ids` is not an integer tensor.
             ValueError: Shapes that do not match, fewer tokens than `prompt_length`, or scores narrower than the
                 token ids.
         """
+        if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
+            got = (
+                f"a tensor of dtype {scores.dtype}"
+                if isinstance(scores, torch.Tensor)
+                else type(scores).__name__
+            )
+            raise TypeError(
+                f"{_SOURCE}: scores must be a floating-point tensor (the model's logits or log-probs, e.g. "
+                f"torch.float32); got {got}. Cast them with scores.float()."
+            )
+        if (
+            not isinstance(input_ids, torch.Tensor)
+            or input_ids.is_floating_point()
+            or input_ids.dtype == torch.bool
+        ):
+            got = (
+                f"a tensor of dtype {input_ids.dtype}"
+                if isinstance(input_ids, torch.Tensor)
+                else type(input_ids).__name__
+            )
+            raise TypeError(f"{_SOURCE}: input_ids must be an integer tensor (torch.long); got {got}.")
         if input_ids.dim() != 2 or scores.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
             raise ValueError(
                 f"{_SOURCE}: input_ids {tuple(input_ids.shape)} and scores {tuple(scores.shape)} must be "

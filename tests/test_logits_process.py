@@ -213,3 +213,19 @@ def test_sid_path_refuses_tokens_below_and_above_the_sid_token_ids(lookup, monke
         assert bool((got[dead, eos] == DEAD_END_SCORE).all()), step
         empty = fast(ids[:0], scores[:0])
         assert empty.shape == (0, vocab)
+
+
+def test_scores_must_be_floating_point_and_input_ids_integer(sid_tokenizer):
+    proc = SIDLogitsProcessor.from_tokenizer(sid_tokenizer, prompt_length=1)
+    vocab = len(sid_tokenizer)
+    with pytest.raises(
+        TypeError,
+        match=r"scores must be a floating-point tensor .*dtype torch.int64. Cast them with scores.float\(\)",
+    ):
+        proc(torch.tensor([[1]]), torch.zeros(1, vocab, dtype=torch.long))
+    with pytest.raises(TypeError, match="got ndarray"):
+        proc(torch.tensor([[1]]), np.zeros((1, vocab), dtype=np.float32))
+    with pytest.raises(TypeError, match=r"input_ids must be an integer tensor .*torch.float32"):
+        proc(torch.tensor([[1.0]]), torch.zeros(1, vocab))
+    out = proc(torch.tensor([[1]]), torch.zeros(1, vocab))
+    assert out.shape == (1, vocab) and out.dtype == torch.float32

@@ -207,6 +207,38 @@ class SIDConstraint:
         return out
 
 
+def _one_row(input_ids: Any) -> list[int]:
+    """`input_ids` of a `prefix_allowed_tokens_fn` call as a list of ints: one row of integer token ids >= 0.
+
+    Raises:
+        TypeError: not a 1-D tensor, array, list or tuple of integers (floats, bools and strings are refused).
+        ValueError: a 2-D (or deeper) input, or a negative id.
+    """
+    hint = "prefix_allowed_tokens_fn takes one row of token ids (a 1-D tensor, array or list of ints)"
+    if isinstance(input_ids, torch.Tensor):
+        input_ids = input_ids.detach().cpu().numpy()
+    if isinstance(input_ids, np.ndarray):
+        if input_ids.ndim != 1:
+            raise ValueError(
+                f"{hint}; got a {input_ids.ndim}-D input of shape {tuple(input_ids.shape)} (pass input_ids[row])."
+            )
+        if input_ids.size and (input_ids.dtype == np.bool_ or not np.issubdtype(input_ids.dtype, np.integer)):
+            raise TypeError(f"{hint}; got dtype {input_ids.dtype}.")
+        row = input_ids.tolist()
+    elif isinstance(input_ids, (list, tuple)):
+        row = list(input_ids)
+    else:
+        raise TypeError(f"{hint}; got {type(input_ids).__name__} {str(input_ids)[:40]!r}.")
+    for t in row:
+        if isinstance(t, (list, tuple, np.ndarray, torch.Tensor)):
+            raise ValueError(f"{hint}; got a nested sequence (pass input_ids[row]).")
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (numbers.Integral, np.integer)):
+            raise TypeError(f"{hint}; got {type(t).__name__} {t!r} among the ids.")
+        if t < 0:
+            raise ValueError(f"{hint}; got the negative id {t} (token ids are >= 0).")
+    return [int(t) for t in row]
+
+
 def export_prefix_allowed_tokens_fn(
     tokenizer: Any,
     mode: Literal["sid", "free"] = "sid",
@@ -256,8 +288,6 @@ def export_prefix_allowed_tokens_fn(
     skip = int(prompt_length or 0)
 
     def prefix_allowed_tokens_fn(batch_id: int, input_ids: Any) -> list[int]:
-        if isinstance(input_ids, torch.Tensor):
-            input_ids = input_ids.tolist()
-        return constraint.allowed_token_ids(list(input_ids)[skip:])
+        return constraint.allowed_token_ids(_one_row(input_ids)[skip:])
 
     return prefix_allowed_tokens_fn

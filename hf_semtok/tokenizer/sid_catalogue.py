@@ -260,6 +260,10 @@ class SIDCatalogueMixin:
 
         Returns:
             Item ids in order of appearance (or a list of such lists for a batch).
+
+        Raises:
+            TypeError: input that is not text or integer token ids.
+            ValueError: a bad `on_invalid`, 3-D input, or a negative token id.
         """
         if on_invalid not in ON_INVALID:
             raise ValueError(f"on_invalid must be one of {ON_INVALID}; got {on_invalid!r}.")
@@ -269,6 +273,12 @@ class SIDCatalogueMixin:
         if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
             return [self._table.resolve(scan_sid_text(t), on_invalid) for t in x]
         ids = token_id_rows(x)
+        for row in [ids] if isinstance(ids, np.ndarray) else ids:
+            if row.size and int(row.min()) < 0:
+                raise ValueError(
+                    f"parse_items: token ids are >= 0; got {int(row.min())}. Pass the ids the model generated "
+                    "(drop padding markers such as -100 first)."
+                )
         if isinstance(ids, np.ndarray) and ids.ndim == 1:
             return self._table.resolve(self._sid_lookup.scan_ids(ids), on_invalid)
         return [self._table.resolve(self._sid_lookup.scan_ids(row), on_invalid) for row in ids]

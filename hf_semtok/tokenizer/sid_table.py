@@ -199,8 +199,18 @@ class SIDTable:
         return self.num_levels > self.num_semantic_levels
 
     def index_of(self, item_id: str) -> int:
-        """Row of `item_id` (KeyError if unknown)."""
-        return self.index[item_id]
+        """Row of `item_id`.
+
+        Raises:
+            KeyError: `item_id` is not in the table (the message names it).
+        """
+        try:
+            return self.index[item_id]
+        except KeyError:
+            raise KeyError(
+                f"Item {item_id!r} is not in the SID table ({len(self.item_ids)} items); check the id, or give it "
+                "a SID first with tokenizer.add_items."
+            ) from None
 
     def as_dict(self) -> dict[str, tuple[int, ...]]:
         """`{item_id: (code_0, ..., code_{L-1})}`."""
@@ -566,7 +576,22 @@ class SIDTable:
         return np.where(self.sorted_keys[pos] == keys, self.order[pos], -1)
 
     def row_of_sid(self, codes: Sequence[int]) -> int:
-        """Row of the item whose full SID is `codes`, -1 if none (codes assumed in range)."""
+        """Row of the item whose full SID is `codes`, -1 if none (or if a code is outside its codebook).
+
+        Raises:
+            TypeError: `codes` is not a sequence of integers.
+            ValueError: `codes` does not have one code per level.
+        """
+        if isinstance(codes, (str, bytes, Mapping)) or not isinstance(codes, (Sequence, np.ndarray)):
+            raise TypeError(f"A SID is a tuple of integer codes; got {type(codes).__name__} {codes!r}.")
+        codes = [as_int(c, f"Code {level} of the SID {tuple(codes)!r}") for level, c in enumerate(codes)]
+        if len(codes) != len(self.codebook_sizes):
+            raise ValueError(
+                f"A SID of this table has {len(self.codebook_sizes)} codes (one per level); got {len(codes)} in "
+                f"{tuple(codes)!r}. Pass the full SID (use rows_with_prefix for a prefix)."
+            )
+        if any(not 0 <= c < s for c, s in zip(codes, self.codebook_sizes)):
+            return -1  # no SID has an out-of-range code
         return int(self.rows_of_keys(self.keys_of(np.asarray([codes], dtype=np.int64)))[0])
 
     def rows_with_prefix(self, prefix: Sequence[int]) -> np.ndarray:

@@ -468,3 +468,24 @@ def test_serving_benchmark_writes_its_table(tmp_path):
     table = (tmp_path / "serving.md").read_text()
     assert "Command: `python benchmarks/serving.py --sizes 2000" in table and "Seed 0, 1 thread(s)" in table
     assert table.count("| 2,000 |") == 3
+
+
+def test_prefix_fn_refuses_input_that_is_not_one_row_of_ids(sid_tokenizer):
+    fn = export_prefix_allowed_tokens_fn(sid_tokenizer, prompt_length=0)
+    assert fn(0, torch.tensor([], dtype=torch.long)) == fn(0, []) == fn(0, np.zeros(0, dtype=np.int64))
+    with pytest.raises(
+        ValueError, match=r"one row of token ids .*2-D input of shape \(1, 2\) .*input_ids\[row\]"
+    ):
+        fn(0, torch.tensor([[1, 2]]))
+    with pytest.raises(ValueError, match="nested sequence"):
+        fn(0, [[1, 2]])
+    with pytest.raises(TypeError, match="got str 'abc'"):
+        fn(0, "abc")
+    with pytest.raises(TypeError, match="got float 1.5 among the ids"):
+        fn(0, [1.5])
+    with pytest.raises(TypeError, match="got bool True"):
+        fn(0, [True])
+    with pytest.raises(TypeError, match="dtype float32"):
+        fn(0, torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="negative id -1"):
+        fn(0, [-1])

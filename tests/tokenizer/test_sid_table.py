@@ -947,3 +947,25 @@ def test_item_ids_must_be_valid_unicode(tmp_path, surrogate):
     path.write_text(path.read_text().replace('"b"', f'"{escaped}"'))
     with pytest.raises(ValueError, match=r"sid_table.json: field 'item_ids'\[1\] is .* lone surrogate"):
         SIDTable.from_json(path)
+
+
+def test_row_of_sid_and_index_of_errors_name_the_fix(catalogue, index):
+    item, codes = next(iter(catalogue.items()))
+    assert index.row_of_sid(codes) == index.index_of(item) == 0
+    assert index.row_of_sid([SIZES[0], 0, 0]) == -1  # out-of-range code: no item
+    with pytest.raises(ValueError, match=r"has 3 codes .*got 1 .*rows_with_prefix"):
+        index.row_of_sid([0])
+    with pytest.raises(TypeError, match="integer"):
+        index.row_of_sid([0, 1.5, 0])
+    with pytest.raises(TypeError, match="tuple of integer codes"):
+        index.row_of_sid("0,1,2")
+    with pytest.raises(KeyError, match=r"'nope' is not in the SID table .*add_items"):
+        index.index_of("nope")
+
+
+def test_parse_items_refuses_negative_token_ids(sid_tokenizer):
+    with pytest.raises(ValueError, match=r"token ids are >= 0; got -1"):
+        sid_tokenizer.parse_items([-1, 5])
+    with pytest.raises(ValueError, match=r">= 0; got -100"):
+        sid_tokenizer.parse_items(torch.tensor([[3, 4], [-100, 5]]))
+    assert sid_tokenizer.parse_items([5]) == []
