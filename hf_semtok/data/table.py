@@ -254,6 +254,12 @@ def _read_items(
     if text_columns is None:
         text_columns = [c for c in DEFAULT_TEXT_FIELDS if c in source.names]
     text_columns, embedding_columns = list(text_columns), list(embedding_columns)
+    for option, names in (("embedding_columns", embedding_columns), ("text_columns", text_columns)):
+        if item_column in names:
+            raise ValueError(
+                f"{source.label}: {option} names {item_column!r}, the item id column (item_column); list the "
+                f"columns that hold the {'embeddings' if option == 'embedding_columns' else 'text'} instead."
+            )
     wanted = list(
         dict.fromkeys([item_column, *text_columns, *embedding_columns, *filter(None, (title, category))])
     )

@@ -316,22 +316,40 @@ def strings_by_item(item_ids: list[str], array: Any) -> dict[str, str]:
 
 
 def embedding_matrix(values: Any, label: str, column: str) -> np.ndarray:
-    """One embedding column (lists of floats, or strings of numbers) as a float32 matrix; empty rows are NaN."""
+    """One embedding column (lists of floats, or strings of numbers) as a float32 matrix; empty rows are NaN.
+
+    Raises:
+        TypeError: a row that is not a flat list of numbers (strings, booleans, nested lists, a bare number).
+        ValueError: rows of different sizes, an empty list, a value too large for float32 (or inf), or a row
+            only partly NaN.
+    """
     pa = import_pyarrow()
     kind = values.type
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+    out = None
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)) and (
+        pa.types.is_integer(kind.value_type) or pa.types.is_floating(kind.value_type)
+    ):
         lengths = pa.compute.list_value_length(values).to_numpy(zero_copy_only=False)  # NaN where null
         dims = set(np.unique(lengths[~np.isnan(lengths)]).astype(int).tolist()) if len(lengths) else set()
         if len(dims) == 1:
             present = ~np.isnan(lengths)
             out = np.full((len(values), dims.pop()), np.nan, dtype=np.float32)  # (n_items, dim)
             flat = pa.compute.list_flatten(values.filter(pa.array(present)))
-            out[present] = (
-                flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(int(present.sum()), -1)
-            )
-            return out
+            with np.errstate(over="ignore"):
+                out[present] = (
+                    flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(int(present.sum()), -1)
+                )
+    if out is None:
+        out = _embedding_rows(values.to_pylist(), label, column)
+    _check_embedding_values(out, label, column)
+    return out
+
+
+def _embedding_rows(values: list[Any], label: str, column: str) -> np.ndarray:
+    """The slow path of `embedding_matrix`: each row checked on its own."""
     rows: list[np.ndarray | None] = []
-    for value in values.to_pylist():
+    for value in values:
+        where = f"{label}: column {column!r}, row {len(rows) + 1}"
         if value is None or (isinstance(value, str) and not value.strip()):
             rows.append(None)
         elif isinstance(value, str):
@@ -339,11 +357,26 @@ def embedding_matrix(values: Any, label: str, column: str) -> np.ndarray:
                 rows.append(np.array(value.strip().strip("[]").replace(",", " ").split(), dtype=np.float32))
             except ValueError:
                 raise ValueError(
-                    f"{label}: column {column!r}, row {len(rows) + 1}: {value[:40]!r} is not a list of numbers; "
-                    "write '0.1 0.2 ...' or '[0.1, 0.2, ...]'."
+                    f"{where}: {value[:40]!r} is not a list of numbers; write '0.1 0.2 ...' or '[0.1, 0.2, ...]'."
                 ) from None
+        elif isinstance(value, (list, tuple, np.ndarray)):
+            bad = [
+                v
+                for v in value
+                if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number))
+            ]
+            if bad:
+                raise TypeError(
+                    f"{where}: an embedding is a flat list of numbers; it holds {type(bad[0]).__name__} "
+                    f"{str(bad[0])[:40]!r}. Store one list of floats per item."
+                )
+            with np.errstate(over="ignore"):
+                rows.append(np.asarray(value, dtype=np.float64).astype(np.float32))
         else:
-            rows.append(np.asarray(value, dtype=np.float32))
+            raise TypeError(
+                f"{where}: an embedding is a list of numbers; got {type(value).__name__} {str(value)[:40]!r}. "
+                "Store one list of floats per item (e.g. [0.1, 0.2, ...])."
+            )
     dims = {len(r) for r in rows if r is not None}
     if len(dims) != 1:
         raise ValueError(
@@ -355,3 +388,27 @@ def embedding_matrix(values: Any, label: str, column: str) -> np.ndarray:
         if row is not None:
             out[i] = row
     return out
+
+
+def _check_embedding_values(out: np.ndarray, label: str, column: str) -> None:
+    """Refuse 0-wide embeddings, values that are inf in float32 and rows only partly NaN (a missing row is all NaN)."""
+    if out.shape[1] == 0:
+        raise ValueError(
+            f"{label}: column {column!r} holds empty lists; an embedding needs at least one value (leave the value "
+            "empty, or null, for an item without one)."
+        )
+    inf = np.isinf(out).any(axis=1)
+    if inf.any():
+        row = int(np.flatnonzero(inf)[0]) + 1
+        raise ValueError(
+            f"{label}: column {column!r}, row {row}: a value is infinite or too large for float32 (|x| > 3.4e38); "
+            "embeddings must be finite (normalise or clip them)."
+        )
+    nan = np.isnan(out)
+    partial = nan.any(axis=1) & ~nan.all(axis=1)
+    if partial.any():
+        row = int(np.flatnonzero(partial)[0]) + 1
+        raise ValueError(
+            f"{label}: column {column!r}, row {row}: some values are NaN; fill them, or leave the whole value "
+            "empty (null) for an item without an embedding."
+        )

@@ -565,3 +565,32 @@ def test_options_of_the_wrong_type_name_the_option(tmp_path, option, value, erro
     inter, items = _csv_pair(tmp_path)
     with pytest.raises(error, match=fragment):
         load_table_catalogue(inter, items, **{option: value})
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (["a", "b"], TypeError, r"row 1: an embedding is a flat list of numbers; it holds str 'a'"),
+        ([True, False], TypeError, r"row 1: .* it holds bool 'True'"),
+        ([[1, 2]], TypeError, r"row 1: .* it holds list '\[1, 2\]'"),
+        (1.0, TypeError, r"row 1: an embedding is a list of numbers; got float '1.0'"),
+        ([1e300, 0.0], ValueError, r"row 1: a value is infinite or too large for float32"),
+        ([float("nan"), 0.0], ValueError, r"row 1: some values are NaN"),
+    ],
+)
+def test_bad_embedding_values_name_the_row_and_the_fix(tmp_path, value, error, message):
+    rows = [{"item_id": "a", "e": value}, {"item_id": "b", "e": value}]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    inter = pa.table({"user_id": ["u", "u"], "item_id": ["a", "b"]})
+    with pytest.raises(error, match=message):
+        load_table_catalogue(inter, path, embedding_columns=["e"])
+
+
+def test_empty_embedding_lists_and_the_id_column_as_embeddings_are_errors(tmp_path):
+    inter = pa.table({"user_id": ["u", "u"], "item_id": ["a", "b"]})
+    items = pa.table({"item_id": ["a", "b"], "e": pa.array([[], []], pa.list_(pa.float32()))})
+    with pytest.raises(ValueError, match=r"column 'e' holds empty lists; .*leave the value empty"):
+        load_table_catalogue(inter, items, embedding_columns=["e"])
+    with pytest.raises(ValueError, match=r"embedding_columns names 'item_id', the item id column"):
+        load_table_catalogue(inter, items, embedding_columns=["item_id"])
