@@ -69,6 +69,7 @@ from hf_semtok.data.table_columns import (
     IdCodes,
     TimestampParser,
     category_lists,
+    check_text_type,
     clean_strings,
     compose_table_text,
     compose_texts,
@@ -277,6 +278,8 @@ def _read_items(
         )
     ids = pa.concat_arrays(ids)
     values = {column: pa.chunked_array(parts).combine_chunks() for column, parts in chunks.items()}
+    for column in dict.fromkeys([*text_columns, *filter(None, (title, category))]):
+        check_text_type(values[column], f"{source.label}: column {column!r}")
     if len(pa.compute.unique(ids)) != len(ids):
         rows: dict[str, list[int]] = {}
         for row, item in enumerate(ids.to_pylist(), start=1):

@@ -214,6 +214,7 @@ def clean_strings(array: Any) -> Any:
     pa = import_pyarrow()
     pc = pa.compute
     kind = array.type
+    check_text_type(array)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         array = pc.binary_join(pc.cast(array, pa.list_(pa.string())), ", ")
     elif pa.types.is_floating(kind):
@@ -224,11 +225,41 @@ def clean_strings(array: Any) -> Any:
     return pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
 
 
+def check_text_type(
+    array: Any, where: str = "A text column (title, categories or a text_columns entry)"
+) -> None:
+    """TypeError for a column that cannot be read as text: objects (structs, maps), nested lists, binary."""
+    pa = import_pyarrow()
+    kind = array.type
+    inner = (
+        kind.value_type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+        else kind
+    )
+    ok = (
+        pa.types.is_string(inner)
+        or pa.types.is_large_string(inner)
+        or pa.types.is_integer(inner)
+        or pa.types.is_floating(inner)
+        or pa.types.is_boolean(inner)
+        or pa.types.is_null(inner)
+        or pa.types.is_temporal(inner)
+        or pa.types.is_decimal(inner)
+        or pa.types.is_dictionary(inner)
+    )
+    if not ok:
+        raise TypeError(
+            f"{where} holds values of type {kind}; it needs a "
+            "string (or a list of strings) per item. Flatten objects and nested lists into text first."
+        )
+
+
 def category_lists(array: Any) -> Any:
     """A category column (`"a > b"` strings or lists) as an Arrow list array of trimmed, non-empty names."""
     pa = import_pyarrow()
     pc = pa.compute
     kind = array.type
+    check_text_type(array)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         lists = pc.cast(array, pa.list_(pa.string()))
     else:

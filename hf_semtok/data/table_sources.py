@@ -181,6 +181,11 @@ class TableSource:
         if (
             "changed from" in message
         ):  # pyarrow.json: one column with numbers in some rows and strings in others
+            if "array" in message:  # a list column with a nested list or a plain value in some row
+                return ValueError(
+                    f"{self.label}: a column mixes lists and other values ({message}). Write a list column "
+                    '(categories, embeddings) as a flat list in every row, e.g. ["a", "b"] or [0.1, 0.2].'
+                )
             return ValueError(
                 f"{self.label}: a column mixes numbers and strings ({message}). Ids are strings: write every id "
                 'of a column the same way, all quoted ("42") or all numbers (42).'
@@ -487,6 +492,11 @@ def open_table(
             return {"csv": lambda: _csv_source(path, encoding), "json": lambda: _json_source(path)}.get(
                 kind, lambda: _parquet_source(path)
             )()
+        if os.path.exists(path):
+            raise ValueError(
+                f"The {role} file {str(path)!r} is not a regular file (a pipe, socket or device); write the table "
+                "to a .csv, .parquet or .jsonl file and pass that path."
+            )
         if kind is not None or str(source).startswith((".", "/", "~")) or len(str(source)) > 255:
             raise ValueError(f"The {role} file {str(path)!r} does not exist; check the path.")
         return _datasets_source(_hub_dataset(str(source), split), f"dataset {str(source)!r}", split)

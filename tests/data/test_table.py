@@ -594,3 +594,21 @@ def test_empty_embedding_lists_and_the_id_column_as_embeddings_are_errors(tmp_pa
         load_table_catalogue(inter, items, embedding_columns=["e"])
     with pytest.raises(ValueError, match=r"embedding_columns names 'item_id', the item id column"):
         load_table_catalogue(inter, items, embedding_columns=["item_id"])
+
+
+def test_object_titles_mixed_categories_and_fifos_are_clear_errors(tmp_path):
+    inter = pa.table({"user_id": ["u"], "item_id": ["A"]})
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"item_id": "A", "title": {"x": 1}}) + "\n")
+    with pytest.raises(TypeError, match=r"column 'title' holds values of type struct<x: int64>; .*string"):
+        load_table_catalogue(inter, items)
+    items.write_text(json.dumps({"item_id": "A", "categories": ["a", ["b"], 3]}) + "\n")
+    with pytest.raises(ValueError, match=r"a column mixes lists and other values .*a flat list in every row"):
+        load_table_catalogue(inter, items)
+    if sys.platform != "win32":
+        import os
+
+        fifo = tmp_path / "interactions.csv"
+        os.mkfifo(fifo)
+        with pytest.raises(ValueError, match=r"is not a regular file \(a pipe, socket or device\)"):
+            load_table_catalogue(str(fifo))
