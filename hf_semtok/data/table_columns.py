@@ -228,7 +228,7 @@ def clean_strings(array: Any) -> Any:
 def check_text_type(
     array: Any, where: str = "A text column (title, categories or a text_columns entry)"
 ) -> None:
-    """TypeError for a column that cannot be read as text: objects (structs, maps), nested lists, binary."""
+    """TypeError for a column that cannot be read as text: objects (structs, maps) or nested lists."""
     pa = import_pyarrow()
     kind = array.type
     inner = (
@@ -239,6 +239,8 @@ def check_text_type(
     ok = (
         pa.types.is_string(inner)
         or pa.types.is_large_string(inner)
+        or pa.types.is_binary(inner)
+        or pa.types.is_large_binary(inner)
         or pa.types.is_integer(inner)
         or pa.types.is_floating(inner)
         or pa.types.is_boolean(inner)
