@@ -604,6 +604,13 @@ def _repair(argv: Sequence[str]) -> int:
     except (ValueError, OSError) as err:
         sys.stderr.write(f"hf-semtok repair: {err}\n")
         return 1
+    left = [line for line in repair_plan(args.directory) if line.startswith("leave ")]
+    if left:
+        sys.stderr.write(
+            f"hf-semtok repair: {len(left)} interrupted save(s) could not be completed (see above) and were left as "
+            "they are; delete their manifests by hand, or save again.\n"
+        )
+        return 1
     sys.stdout.write("Done.\n")
     return 0
 

@@ -20,6 +20,8 @@ from transformers.trainer_utils import (
     sort_checkpoints,
 )
 
+from hf_semtok.tokenizer.safe_paths import read_regular
+
 __all__ = ["checkpoint_state", "is_finished", "last_complete_checkpoint"]
 
 logger = logging.getLogger(__name__)
@@ -29,10 +31,11 @@ def _read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any] | None:
     """The checkpoint's `trainer_state.json`, or `None` (with a warning) when it is missing or unreadable."""
     path = Path(checkpoint) / TRAINER_STATE_NAME
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        # Bounded and regular files only: a FIFO or a /dev/zero link planted there must not hang or fill memory.
+        state = json.loads(read_regular(path, 256 << 20, TRAINER_STATE_NAME).decode("utf-8"))
     except FileNotFoundError:
         reason = f"it has no {TRAINER_STATE_NAME} (the run was stopped while saving it)"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # JSON and UTF-8 errors are ValueErrors
         reason = f"its {TRAINER_STATE_NAME} cannot be read ({err}; the run was stopped while writing it)"
     else:
         if isinstance(state, dict) and isinstance(state.get("global_step"), int):

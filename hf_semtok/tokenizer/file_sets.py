@@ -123,6 +123,12 @@ def check_save_target(directory: str | os.PathLike) -> Path:
         ValueError: `directory` is the filesystem root, an existing file, or a symlink to something that is not a
             folder.
     """
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(
+            f"The folder to save into must be a path (str or os.PathLike); got {type(directory).__name__}."
+        )
+    if "\0" in os.fspath(directory):
+        raise ValueError(f"The folder to save into holds a NUL character: {os.fspath(directory)!r}.")
     if not os.fspath(directory):
         raise ValueError(
             "The folder to save into is empty (''); pass a folder, e.g. './outputs/model' or '.'."
@@ -133,7 +139,11 @@ def check_save_target(directory: str | os.PathLike) -> Path:
     except FileNotFoundError:
         pass
     except OSError as err:  # e.g. [Errno 36]: a name too long for the file system
-        raise ValueError(f"Cannot save into {str(path)!r}: {err.strerror}. Choose a shorter path.") from None
+        hint = {
+            errno.ENAMETOOLONG: "Choose a shorter path.",
+            errno.ENOTDIR: "A part of the path is a file, not a folder.",
+        }.get(err.errno, "Check the path.")
+        raise ValueError(f"Cannot save into {str(path)!r}: {err.strerror}. {hint}") from None
     if path.is_symlink():
         if not path.is_dir():
             raise ValueError(

@@ -502,6 +502,10 @@ class SIDTable:
         name = str(path)
         if os.path.isdir(path):
             raise ValueError(f"{name} is a folder; pass the path of its sid_table.json file.")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise ValueError(
+                f"{name} is not a regular file (a FIFO, a device or a socket); pass a sid_table.json file."
+            )
         if not os.path.isfile(
             path
         ):  # (open() raises OSError [Errno 36] for a name too long for the file system)

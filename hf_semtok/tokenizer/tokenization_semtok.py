@@ -499,6 +499,9 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             raise TypeError(
                 f"filename_prefix must be a string or None; got {type(filename_prefix).__name__}."
             )
+        if filename_prefix == "":
+            raise ValueError("filename_prefix must be a non-empty string, or None for no prefix; got ''.")
+        check_save_target(save_directory)  # the path's own faults first (empty, too long, a file on the way)
         target = Path(save_directory)
         if target.is_file():
             raise ValueError(f"save_directory {str(target)!r} is a file; pass a directory.")

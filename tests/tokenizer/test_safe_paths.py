@@ -416,3 +416,58 @@ def test_an_lm_stage_refuses_its_output_dir_before_training(tmp_path):
     with pytest.raises(ValueError, match="folder to save into is empty"):
         with save_file_set("", "demo"):
             pass
+
+
+def test_bad_save_paths_are_clear_errors(tmp_path, sid_tokenizer, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        ("", ValueError, "folder to save into is empty"),
+        (str(tmp_path / ("a" * 300)), ValueError, "Choose a shorter path"),
+        ("afile/sub", ValueError, "A part of the path is a file"),
+        (None, TypeError, "must be a path"),
+        ("a\0b", ValueError, "NUL character"),
+    ]
+    for path, error, message in cases:
+        with pytest.raises(error, match=message):
+            sid_tokenizer.save_pretrained(path)
+    with pytest.raises(ValueError, match="filename_prefix must be a non-empty string"):
+        sid_tokenizer.save_pretrained(tmp_path / "t", filename_prefix="")
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+def test_the_repair_command_fails_when_a_save_is_left_incomplete(tmp_path, monkeypatch):
+    import errno
+    import subprocess
+    import sys
+
+    from hf_semtok.tokenizer import file_sets
+
+    with save_file_set(tmp_path, "demo") as staging:
+        (staging / "a.txt").write_text("old")
+    monkeypatch.setattr(file_sets, "_place", lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, "killed")))
+    with pytest.raises(OSError, match="killed"):
+        with save_file_set(tmp_path, "demo") as staging:
+            (staging / "a.txt").write_text("new")
+    monkeypatch.undo()
+    staged = read_manifests(tmp_path)[manifest_name("demo")]["pending"]["staging"]
+    (tmp_path / staged / "a.txt").write_text("tampered")
+    program = Path(sys.executable).with_name("hf-semtok")
+    done = subprocess.run(
+        [str(program) if program.exists() else "hf-semtok", "repair", str(tmp_path), "--yes"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "Done." not in done.stdout and "could not be completed" in done.stderr
+
+
+def test_a_special_trainer_state_never_hangs_a_resume(tmp_path):
+    from hf_semtok.lm.checkpoints import last_complete_checkpoint
+
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    os.symlink("/dev/zero", checkpoint / "trainer_state.json")
+    assert last_complete_checkpoint(tmp_path) == (None, None)  # skipped with a warning, never read whole
+    (checkpoint / "trainer_state.json").unlink()
+    os.mkfifo(checkpoint / "trainer_state.json")
+    assert last_complete_checkpoint(tmp_path) == (None, None)
