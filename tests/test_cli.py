@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def runs(monkeypatch):
-    """Replace `run_demo` with a recorder of `(config, out)`; the real demo never runs."""
+def runs(monkeypatch, tmp_path):
+    """Replace `run_demo` with a recorder of `(config, out)`; the real demo never runs. Runs in a folder of its own,
+    so the demo's run lock on its default `outputs/demo` never meets another test's or a real demo's."""
+    monkeypatch.chdir(tmp_path)
     calls: list[tuple[DemoConfig, object]] = []
 
     def fake_run_demo(config=None, out=None):
