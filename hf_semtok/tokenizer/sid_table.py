@@ -18,6 +18,7 @@ library, numpy and its siblings (relatively).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -458,6 +459,25 @@ class SIDTable:
         Returns:
             The paths written (the JSON file, then the data file if any).
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"SIDTable.to_json: path must be a file path (str or os.PathLike); got {type(path).__name__}."
+            )
+        try:
+            return self._to_json(path, compact)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as err:
+            raise ValueError(
+                f"SIDTable.to_json: cannot write {os.fspath(path)!r} ({err.strerror}): a part of the path is a file, "
+                "or the path is a folder. Pass a file path such as out/sid_table.json."
+            ) from None
+        except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:
+                raise ValueError(
+                    f"SIDTable.to_json: the path {os.fspath(path)!r} is too long; choose a shorter one."
+                ) from None
+            raise
+
+    def _to_json(self, path: str | os.PathLike, compact: bool | None) -> tuple[str, ...]:
         if compact is None:
             compact = len(self) >= COMPACT_MIN_ITEMS
         if not compact:

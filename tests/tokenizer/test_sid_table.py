@@ -969,3 +969,17 @@ def test_parse_items_refuses_negative_token_ids(sid_tokenizer):
     with pytest.raises(ValueError, match=r">= 0; got -100"):
         sid_tokenizer.parse_items(torch.tensor([[3, 4], [-100, 5]]))
     assert sid_tokenizer.parse_items([5]) == []
+
+
+def test_to_json_onto_a_bad_path_is_a_clear_error(tmp_path):
+    table = SIDTable.from_mapping({"a": (0, 1), "b": (1, 0)}, codebook_sizes=[2, 2])
+    (tmp_path / "afile").write_text("x")
+    for path, message in [
+        (tmp_path / "afile" / "x.json", "a part of the path is a file"),
+        (tmp_path, "it is a folder"),
+        (tmp_path / ("a" * 300 + ".json"), "too long"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            table.to_json(path)
+    with pytest.raises(TypeError, match="must be a file path"):
+        table.to_json(None)
