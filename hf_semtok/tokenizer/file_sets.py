@@ -219,6 +219,21 @@ def _place(target: Path, staging_name: str, rel: str) -> None:
         os.unlink(name, dir_fd=src_fd)
 
 
+def _hash_below(directory: Path, folder: str, rel: str) -> tuple[int, str] | None:
+    """Size and SHA-256 of the regular file `folder/rel` below `directory`, walked without following links
+    (`None`: missing or not a regular file).
+
+    Raises:
+        LinkError: a folder on the way is a link.
+    """
+    parent, _, base = rel.rpartition("/")
+    try:
+        with open_folder(directory, "/".join(p for p in (folder, parent) if p), what="move") as fd:
+            return hash_regular(fd, base)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def _finish(directory: Path, name: str, data: dict[str, Any]) -> list[str]:
     """Finish the commit of the pending manifest `name`: staged files that match it into place, the obsolete files
     whose bytes still match deleted, `pending` dropped. Returns what was kept that the commit meant to delete."""
@@ -227,12 +242,7 @@ def _finish(directory: Path, name: str, data: dict[str, Any]) -> list[str]:
     kept = []
     for part in data["parts"]:
         for rel, meta in part["files"].items():
-            parent, _, base = rel.rpartition("/")
-            try:
-                with open_folder(directory, f"{staging}/{parent}" if parent else staging, what="move") as fd:
-                    staged = hash_regular(fd, base)
-            except (FileNotFoundError, NotADirectoryError):
-                staged = None
+            staged = _hash_below(directory, staging, rel)
             if staged is None:
                 continue  # placed already (or never staged: a file missing is reported at load)
             if staged != (meta["size"], meta["sha256"]):
@@ -284,19 +294,14 @@ def _repair_of(
     moves = []
     for part in data["parts"]:
         for rel, meta in part["files"].items():
-            parent, _, base = rel.rpartition("/")
             try:
-                with open_folder(directory, f"{staging}/{parent}" if parent else staging, what="move") as fd:
-                    staged = hash_regular(fd, base)
-            except (FileNotFoundError, NotADirectoryError):
-                staged = None
+                staged = _hash_below(directory, staging, rel)
             except LinkError as err:
                 return [], [], str(err)
             if staged is None:  # placed already: then the file in place must be the one the manifest records
                 try:
-                    with open_folder(directory, parent, what="move") as fd:
-                        in_place = hash_regular(fd, base)
-                except (FileNotFoundError, NotADirectoryError, LinkError):
+                    in_place = _hash_below(directory, "", rel)
+                except LinkError:
                     in_place = None
                 if in_place != (meta["size"], meta["sha256"]):
                     return [], [], f"{rel} is neither staged in {staging} nor in place as that save wrote it"
@@ -315,12 +320,10 @@ def _repair_of(
         for rel, meta in obsolete.items():
             if rel in named:
                 continue
-            parent, _, base = rel.rpartition("/")
             try:
-                with open_folder(directory, parent, what="delete") as fd:
-                    if hash_regular(fd, base) == (meta["size"], meta["sha256"]):
-                        deletes.append(rel)
-            except (FileNotFoundError, NotADirectoryError, LinkError):
+                if _hash_below(directory, "", rel) == (meta["size"], meta["sha256"]):
+                    deletes.append(rel)
+            except LinkError:
                 continue
     return moves, deletes, None
 
@@ -482,6 +485,50 @@ def _describe(key: PartKey) -> str:
     return f"a {key[0]!r} save" + (f" with prefix {key[1]!r}" if key[1] else "")
 
 
+def _owners(manifests: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, PartKey]]:
+    """`{file name: (manifest, part)}` of every file the folder's manifests name."""
+    return {
+        rel: (name, (part["kind"], part["prefix"]))
+        for name, data in manifests.items()
+        for part in data["parts"]
+        for rel in part["files"]
+    }
+
+
+def _check_owners(
+    target: Path,
+    key: PartKey,
+    manifest: str,
+    mine: Collection[PartKey],
+    owner_of: Mapping[str, tuple[str, PartKey]],
+    new_files: Mapping[str, Mapping[str, Any] | None],
+    legacy: Mapping[PartKey, LegacyFiles] = {},  # noqa: B006 - read only
+) -> None:
+    """One owner per file name: refuse to replace a file of `new_files` that another kind of save, or no save,
+    wrote. Files of these parts, identical bytes (`new_files[rel]`, when known) and a legacy kind's own names pass.
+
+    Raises:
+        FileSetError: naming the file, who wrote it, and `overwrite=True`.
+    """
+    for rel in sorted(new_files):
+        existing = _check_destination(target, rel)
+        if existing is None:
+            continue
+        owner = owner_of.get(rel)
+        if owner is not None and (owner[0] == manifest or owner[1] in mine):
+            continue
+        meta = new_files[rel]
+        if meta is not None and existing == (meta["size"], meta["sha256"]):
+            continue
+        if owner is None and any(legacy_match(legacy.get(k), rel) for k in mine):
+            continue  # a file of this kind saved by a release without manifests
+        whose = f"written by {_describe(owner[1])} ({owner[0]})" if owner else "that no hf_semtok save wrote"
+        raise FileSetError(
+            f"Cannot save {_describe(key)} into {target}: it would replace {rel!r}, {whose}. Save into another "
+            "folder (each save owns its file names), or pass overwrite=True to replace it."
+        )
+
+
 def _plan(
     target: Path,
     manifests: Mapping[str, Mapping[str, Any]],
@@ -501,31 +548,12 @@ def _plan(
         FileSetError: a file of this save would replace one written by another kind of save, or by no save, and
             `overwrite` is false.
     """
-    new_names = {rel for names in parts.values() for rel in names}
+    new_files = {rel: meta for names in parts.values() for rel, meta in names.items()}
+    new_names = set(new_files)
     mine = set(parts)
-    owner_of: dict[str, tuple[str, PartKey, Mapping[str, Any]]] = {}
-    for name, data in manifests.items():
-        for part in data["parts"]:
-            for rel, meta in part["files"].items():
-                owner_of[rel] = (name, (part["kind"], part["prefix"]), meta)
-    # One owner per file name: replace only files a save of these parts wrote (or identical bytes).
-    for rel in sorted(new_names):
-        existing = _check_destination(target, rel)
-        if existing is None or overwrite:
-            continue
-        owner = owner_of.get(rel)
-        if owner is not None and (owner[0] == manifest or owner[1] in mine):
-            continue
-        staged = next(meta for names in parts.values() for r, meta in names.items() if r == rel)
-        if existing == (staged["size"], staged["sha256"]):
-            continue
-        if owner is None and any(legacy_match(staging.legacy.get(key), rel) for key in mine):
-            continue  # a file of this kind saved by a release without manifests
-        whose = f"written by {_describe(owner[1])} ({owner[0]})" if owner else "that no hf_semtok save wrote"
-        raise FileSetError(
-            f"Cannot save {_describe(staging.key)} into {target}: it would replace {rel!r}, {whose}. Save into "
-            "another folder (each save owns its file names), or pass overwrite=True to replace it."
-        )
+    owner_of = _owners(manifests)
+    if not overwrite:
+        _check_owners(target, staging.key, manifest, mine, owner_of, new_files, staging.legacy)
     obsolete: dict[str, dict[str, Any]] = {}
     rewrites: dict[str, dict[str, Any] | None] = {}
     for name, data in manifests.items():
@@ -574,27 +602,11 @@ def check_can_save(
         FileSetError, LinkError, ValueError: as the save would.
     """
     target = check_save_target(directory)
-    if not target.is_dir():
+    if not target.is_dir() or overwrite:
         return
     manifest = manifest_name(kind, prefix)
-    mine = {(kind, prefix), *parts}
-    owner_of = {
-        rel: (name, (part["kind"], part["prefix"]))
-        for name, data in read_manifests(target).items()
-        for part in data["parts"]
-        for rel in part["files"]
-    }
-    for rel in sorted(names):
-        if _check_destination(target, rel) is None or overwrite:
-            continue
-        owner = owner_of.get(rel)
-        if owner is not None and (owner[0] == manifest or owner[1] in mine):
-            continue
-        whose = f"written by {_describe(owner[1])} ({owner[0]})" if owner else "that no hf_semtok save wrote"
-        raise FileSetError(
-            f"Cannot save {_describe((kind, prefix))} into {target}: it would replace {rel!r}, {whose}. Save into "
-            "another folder (each save owns its file names), or pass overwrite=True to replace it."
-        )
+    owners = _owners(read_manifests(target))
+    _check_owners(target, (kind, prefix), manifest, {(kind, prefix), *parts}, owners, dict.fromkeys(names))
 
 
 def _legacy_obsolete(
