@@ -30,6 +30,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from hf_semtok.demo import SCRATCH, DemoConfig, demo_overrides, run_demo
+from hf_semtok.io_utils import require_input_file
 from hf_semtok.run_lock import hold_output_dir
 from hf_semtok.small_models import SMOLLM2, smollm2_gguf_path
 
@@ -144,11 +145,7 @@ def read_yaml_config(path: str | Path, valid_keys: Iterable[str]) -> dict[str, A
             Every message names the file.
     """
     path = Path(path)
-    if not os.path.isfile(path):  # (pathlib's is_file raises for a name too long for the file system)
-        where = "is a folder" if os.path.isdir(path) else "does not exist"
-        raise ValueError(
-            f"Config file {str(path)!r} {where}; check the path given to --config (a .yaml file)."
-        )
+    require_input_file(path, "Config file", "check the path given to --config (a .yaml file)")
     try:
         with path.open(encoding="utf-8") as handle:
             values = load_yaml_text(handle.read())

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from transformers.generation import utils as _generation_utils
 
@@ -439,13 +440,11 @@ def recommend(
     from tqdm.auto import tqdm
 
     _check_tokenizer(tokenizer)
-    for name, flag in (
-        ("exclude_seen", exclude_seen),
-        ("do_sample", do_sample),
-        ("prefill_once", prefill_once),
-    ):
-        if not isinstance(flag, bool):
+    flags = {"exclude_seen": exclude_seen, "do_sample": do_sample, "prefill_once": prefill_once}
+    for name, flag in flags.items():
+        if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"recommend(): {name} must be True or False; got {type(flag).__name__} {flag!r}.")
+    exclude_seen, do_sample, prefill_once = (bool(flag) for flag in flags.values())
     if isinstance(histories, Mapping):
         users = list(histories)
         ranked = recommend(

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +39,7 @@ from hf_semtok.tokenizer.file_sets import (
 __all__ = [
     "FileSet",
     "FileSetError",
+    "require_input_file",
     "atomic_directory",
     "atomic_write",
     "check_save_target",
@@ -55,6 +57,36 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _current_umask = current_umask  # the name earlier releases used
+
+
+def require_input_file(path: str | os.PathLike, what: str, hint: str) -> Path:
+    """Check that `path` names a regular file the library can read, before anything opens it.
+
+    Args:
+        path: The file a user passed.
+        what: What the file is, for the message (e.g. `"Embedding file"`).
+        hint: How to fix it, appended to the message (e.g. `"name a .npy or .safetensors file"`).
+
+    Returns:
+        `path` as a `Path`.
+
+    Raises:
+        ValueError: The path does not exist, is a folder, is not a regular file (a pipe, socket or device: reading
+            one could block forever) or cannot be looked up (a name too long, a file where a folder should be).
+            The message names the path, says which, and ends with `hint`.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode  # follows links: a link to a regular file is a regular file
+    except FileNotFoundError:
+        where = "does not exist"
+    except OSError as error:  # ENAMETOOLONG, ENOTDIR, ELOOP, EACCES
+        where = f"cannot be looked up ({error.strerror})"
+    else:
+        if stat.S_ISREG(mode):
+            return path
+        where = "is a folder" if stat.S_ISDIR(mode) else "is not a regular file (a pipe, socket or device)"
+    raise ValueError(f"{what} {str(path)!r} {where}; {hint}.")
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:

@@ -797,3 +797,4 @@ def test_recommend_refuses_a_flag_that_is_not_a_bool(rec_setup, flag):
     tok, model = rec_setup[0], rec_setup[1]
     with pytest.raises(TypeError, match=f"{flag} must be True or False; got str 'no'"):
         recommend(model, tok, [["item01"]], **{flag: "no"})
+    assert recommend(model, tok, [["item01"]], k=2, **{flag: np.bool_(False)}, progress=False)[0]

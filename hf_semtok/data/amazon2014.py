@@ -9,7 +9,6 @@ as strings) for items and users. Published SIDs keyed by LC ids (= P5 id - 1) ar
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from hf_semtok.data.catalogue import (
     compose_item_text,
 )
 from hf_semtok.data.lcrec import load_lcrec_index
+from hf_semtok.io_utils import require_input_file
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,7 @@ def load_sequence_text(path: str | Path) -> dict[str, list[str]]:
         User id -> chronological item ids, in file order. Ids are kept as written.
     """
     path = Path(path)
-    if not os.path.isfile(path):  # (pathlib's is_file raises for a name too long for the file system)
-        where = "is a folder" if os.path.isdir(path) else "does not exist"
-        raise ValueError(f"Sequence file {str(path)!r} {where}; name the file (check the path).")
+    require_input_file(path, "Sequence file", "name the file (check the path)")
     histories: dict[str, list[str]] = {}
     with _open_text(path) as handle:
         for line_no, line in enumerate(handle, 1):

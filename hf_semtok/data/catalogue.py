@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from hf_semtok.io_utils import require_input_file
+
 logger = logging.getLogger(__name__)
 
 
@@ -217,10 +219,16 @@ def _json_line(line: str, path: Path, number: int) -> Any:
 
 
 def _find(directory: Path, stem: str) -> Path | None:
-    """Return `directory/stem` or `directory/stem.gz`, whichever exists."""
+    """Return `directory/stem` or `directory/stem.gz`, whichever exists (None if neither).
+
+    Raises:
+        ValueError: The name exists but is not a regular file (a folder, a pipe, a device): reading it could block.
+    """
     for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if os.path.isfile(candidate):  # (pathlib's is_file raises for a name too long for the file system)
-            return candidate
+        if os.path.lexists(candidate):
+            return require_input_file(
+                candidate, "Dataset file", "replace it with the regular file it should be"
+            )
     return None
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hf_semtok.io_utils import atomic_write
+from hf_semtok.io_utils import atomic_write, require_input_file
 
 if TYPE_CHECKING:
     from hf_semtok.data.catalogue import Catalogue
@@ -196,9 +195,7 @@ def load_embedding_file(
         A float32 array `(n_items, dim)`. NaN rows (missing modality) are kept; the RQ-VAE handles them.
     """
     path = Path(path)
-    if not os.path.isfile(path):  # (pathlib's is_file raises for a name too long for the file system)
-        where = "is a folder" if os.path.isdir(path) else "does not exist"
-        raise ValueError(f"Embedding file {str(path)!r} {where}; name a .npy or .safetensors file.")
+    require_input_file(path, "Embedding file", "name a .npy or .safetensors file")
     ids = None
     if path.suffix == ".npy":
         array = np.load(path, allow_pickle=False)

@@ -23,6 +23,7 @@ from hf_semtok.data.catalogue import (
     _sort_ids,
     compose_item_text,
 )
+from hf_semtok.io_utils import require_input_file
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,7 @@ def load_lcrec_index(path: str | Path, id_offset: int = 0) -> dict[str, tuple[in
         Item id (string) -> tuple of codes, one per level.
     """
     path = Path(path)
-    if not os.path.isfile(path):  # (pathlib's is_file raises for a name too long for the file system)
-        where = "is a folder" if os.path.isdir(path) else "does not exist"
-        raise ValueError(f"SID index file {str(path)!r} {where}; name the .index.json file.")
+    require_input_file(path, "SID index file", "name the .index.json file")
     raw = _read_json(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{str(path)!r} is not an LC-Rec index: expected a JSON object {{item: [tokens]}}.")

@@ -460,7 +460,19 @@ def train_with_resume(model: Any, tokenizer: Any, rows: list[dict[str, list[int]
     resumed_from = resume_point(cfg)[0]
     if resumed_from:
         logger.info("Resuming from %s", resumed_from)
-    trainer.train(resume_from_checkpoint=resumed_from)
+    try:
+        trainer.train(resume_from_checkpoint=resumed_from)
+    except RuntimeError as err:
+        if resumed_from and "size mismatch" in str(
+            err
+        ):  # torch's load_state_dict, on the checkpoint's weights
+            detail = str(err).strip().splitlines()[-1].strip()[:300]
+            raise ValueError(
+                f"Checkpoint {resumed_from} holds a model of another shape than this run builds ({detail}). "
+                "Resume with the model settings it was trained with (its run's recipe_config.yaml), or start "
+                "over: a new output_dir, or --resume_from_checkpoint false."
+            ) from err
+        raise
     return trainer, resumed_from
 
 

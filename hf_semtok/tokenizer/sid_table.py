@@ -397,7 +397,11 @@ class SIDTable:
                 f"{['format', 'version', *_V2_REQUIRED_FIELDS, *_OPTIONAL_FIELDS]} ({_FIX})."
             )
         data_file, num_items = data["data_file"], data["num_items"]
-        if not isinstance(data_file, str) or not data_file or os.path.basename(data_file) != data_file:
+        if (
+            not isinstance(data_file, str)
+            or data_file in ("", ".", "..")
+            or os.path.basename(data_file) != data_file
+        ):
             raise ValueError(
                 f"{source}: field 'data_file' must be a file name beside the JSON file (no folders), e.g. "
                 f"{SID_CODES_FILE!r}; got {data_file!r}."
@@ -413,8 +417,9 @@ class SIDTable:
         if _st_load is None:  # pragma: no cover - safetensors comes with transformers
             raise ImportError(f"Reading {path} needs the safetensors package (pip install safetensors).")
         if not os.path.isfile(path):
+            where = "is not a regular file" if os.path.lexists(path) else "does not exist"
             raise FileNotFoundError(
-                f"{source} names {data_file!r} (the codes and item ids) but {path} does not exist; copy it beside "
+                f"{source} names {data_file!r} (the codes and item ids) but {path} {where}; copy it beside "
                 f"the JSON file or {_FIX}."
             )
         try:

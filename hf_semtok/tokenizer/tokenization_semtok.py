@@ -123,6 +123,9 @@ _LOADED_FILES = (
 
 #: Files whose JSON `from_pretrained` reads; named in the error when one is truncated or corrupt.
 _JSON_FILES = (TOKENIZER_CONFIG_FILE, "special_tokens_map.json", "added_tokens.json", TOKENIZER_FILE)
+#: Keys transformers puts into `init_kwargs` while loading (where the files came from, and the special tokens it
+#: read back); a tokenizer built by `from_base` has none of them, so they are dropped to keep re-saves identical.
+_LOAD_ARTEFACTS = ("is_local", "local_files_only", "model_specific_special_tokens")
 
 
 class SemanticIDTokenizerConfig(PreTrainedConfig):
@@ -330,6 +333,8 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             "_add_sid_tokens"
         ):  # from_base extends a base: its missing special tokens are added
             check_config_tokens(config_path)
+        for key in _LOAD_ARTEFACTS:  # what transformers adds at load; a re-save writes the bytes it read
+            tokenizer.init_kwargs.pop(key, None)
         return tokenizer
 
     @staticmethod
@@ -416,8 +421,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             )
         tok.sid_layout = sid_layout
         tok.name_or_path = base.name_or_path
-        for key in ("is_local", "local_files_only", "name_or_path"):  # artefacts of the temporary directory
-            tok.init_kwargs.pop(key, None)
+        tok.init_kwargs.pop("name_or_path", None)  # the temporary directory
         logger.info(
             "Built SemanticIDTokenizer: %d items, codebook sizes %s, %d tokens (base %d).",
             table.codes.shape[0],

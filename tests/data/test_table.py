@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -524,7 +525,10 @@ def test_paths_too_long_or_folders_are_clear_errors(tmp_path):
         load_table_catalogue("a" * 300)
     with pytest.raises(ValueError, match=r"Embedding file .* is a folder; name a .npy or .safetensors file"):
         load_table_catalogue(ok, embedding_files={"text": tmp_path})
-    with pytest.raises(ValueError, match=r"Embedding file .* does not exist"):
+    os.mkfifo(tmp_path / "pipe.npy")  # reading a FIFO would block forever
+    with pytest.raises(ValueError, match=r"Embedding file .* is not a regular file \(a pipe"):
+        load_table_catalogue(ok, embedding_files={"text": tmp_path / "pipe.npy"})
+    with pytest.raises(ValueError, match=r"Embedding file .* cannot be looked up \(File name too long\)"):
         load_table_catalogue(ok, embedding_files={"text": long_name[:-4] + ".npy"})
 
 

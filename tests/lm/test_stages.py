@@ -138,6 +138,17 @@ def test_resume_from_last_checkpoint(tok, catalogue, tmp_path):
     assert second.global_step == 4 and (tmp_path / "checkpoint-4").is_dir()
 
 
+def test_resume_into_a_model_of_another_shape_says_so(tok, catalogue, tmp_path):
+    model, _ = _base_model(tok)
+    run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=2), tok, catalogue, model)
+    base_rows = _base_model(tok)[1]
+    wider = build_causal_lm(
+        base_rows, hidden_size=48, num_layers=1, num_heads=2, pad_token_id=tok.pad_token_id, seed=0
+    )
+    with pytest.raises(ValueError, match=r"checkpoint-2 holds a model of another shape.*recipe_config.yaml"):
+        run_lm_stage(_cfg(tmp_path, data="cpt", train_mode="full", max_steps=4), tok, catalogue, wider)
+
+
 def test_resume_skips_a_checkpoint_cut_short(tok, catalogue, tmp_path, caplog):
     """A run killed while saving leaves `checkpoint-N` without a readable trainer_state.json: resume from the one
     before, with a warning (a truncated state file used to crash the run with JSONDecodeError)."""

@@ -273,6 +273,14 @@ def test_two_saves_of_the_same_objects_are_byte_identical(tmp_path, sid_tokenize
     assert tree_snapshot(tmp_path / "a" / "stage_a") == tree_snapshot(tmp_path / "b" / "stage_b")
 
 
+def test_a_loaded_tokenizer_saves_the_bytes_it_was_loaded_from(tmp_path, sid_tokenizer):
+    from hf_semtok.tokenizer.tokenization_semtok import SemanticIDTokenizer
+
+    sid_tokenizer.save_pretrained(tmp_path / "first")
+    SemanticIDTokenizer.from_pretrained(tmp_path / "first").save_pretrained(tmp_path / "again")
+    assert tree_snapshot(tmp_path / "first") == tree_snapshot(tmp_path / "again")
+
+
 # ------------------------------------------------------------------------------------------------ concurrency
 def _writer(folder: str, seed: int, n: int, failures) -> None:
     rng = np.random.default_rng(seed)

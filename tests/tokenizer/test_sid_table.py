@@ -879,6 +879,12 @@ def _rewrite(path, **tensors):
             ValueError,
             r"field 'data_file' must be a file name",
         ),
+        (lambda d: _patch_meta(d, data_file="."), ValueError, r"field 'data_file' must be a file name"),
+        (
+            lambda d: (d / "sub").mkdir() or _patch_meta(d, data_file="sub"),
+            FileNotFoundError,
+            r"names 'sub' .* is not a regular file",
+        ),
         (
             lambda d: _patch_meta(d, item_ids=["a"]),
             ValueError,
