@@ -308,6 +308,11 @@ def _check_prior(prior: Any, prior_weight: Any) -> tuple[TransitionPrior | None,
     if prior_weight < 0:
         raise ValueError(f"recommend(): `prior_weight` must be >= 0; got {prior_weight}.")
     if prior is None:
+        if prior_weight > 0:
+            raise ValueError(
+                f"recommend(): `prior_weight={prior_weight}` has no prior to weigh; pass `prior=` (a "
+                "TransitionPrior), or leave prior_weight at 0."
+            )
         return None, 0.0
     if not isinstance(prior, TransitionPrior):
         raise TypeError(

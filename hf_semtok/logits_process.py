@@ -751,6 +751,12 @@ class TransitionPriorLogitsProcessor(LogitsProcessor):
         known = [[item for item in history if item in prior.index] for history in histories]
         scores = prior.batch_scores(known)  # (batch, prior items)
         columns = np.asarray([prior.index.get(str(item), -1) for item in tokenizer.item_ids], dtype=np.int64)
+        if columns.size and columns.max() < 0:
+            raise ValueError(
+                f"{_PRIOR_SOURCE}: the prior knows none of the tokenizer's {columns.size} items (e.g. "
+                f"{tokenizer.item_ids[0]!r}); fit it on this catalogue's histories (TransitionPrior.fit(histories, "
+                "item_ids=tokenizer.item_ids))."
+            )
         mass = np.where(columns >= 0, scores[:, np.maximum(columns, 0)], 0.0)  # (batch, tokenizer items)
         return cls(
             mass,

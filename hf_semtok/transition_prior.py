@@ -92,6 +92,16 @@ def _as_sequences(sequences: Any) -> list[Sequence[str]]:
     return out
 
 
+def _check_ids(ids: Sequence[Any], what: str) -> None:
+    """Item ids are strings, compared as written: `1` and `"1"` are never taken for one another."""
+    for position, item in enumerate(ids):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{_SOURCE}: {what}[{position}] is {type(item).__name__} {item!r}; item ids are strings (write "
+                f"{str(item)!r} if that is the item's id)."
+            )
+
+
 class TransitionPrior:
     """Item-to-item transition counts and the scores they give a history (see the module docstring).
 
@@ -127,7 +137,8 @@ class TransitionPrior:
         decay: float = 0.5,
         exclude_history: bool = True,
     ) -> None:
-        self.item_ids = [str(i) for i in item_ids]
+        self.item_ids = list(item_ids)
+        _check_ids(self.item_ids, "item_ids")
         self.index = {item: j for j, item in enumerate(self.item_ids)}
         if len(self.index) != len(self.item_ids) or not self.item_ids:
             raise ValueError(
@@ -197,16 +208,19 @@ class TransitionPrior:
         """
         window = _check_int("window", window, 1)
         seqs = _as_sequences(sequences)
+        for user, seq in enumerate(seqs):
+            _check_ids(seq, f"sequence {user}")
         if item_ids is None:
-            item_ids = list(dict.fromkeys(str(i) for seq in seqs for i in seq))
-        index = {str(item): j for j, item in enumerate(item_ids)}
+            item_ids = list(dict.fromkeys(i for seq in seqs for i in seq))
+        _check_ids(item_ids, "item_ids")
+        index = {item: j for j, item in enumerate(item_ids)}
         n = len(index)
         if n == 0:
             raise ValueError(f"{_SOURCE}.fit: no items; pass non-empty sequences or item_ids.")
         flat, owner = [], []
         for user, seq in enumerate(seqs):
             try:
-                flat.extend(index[str(i)] for i in seq)
+                flat.extend(index[i] for i in seq)
             except KeyError as err:
                 raise ValueError(
                     f"{_SOURCE}.fit: sequence {user} holds item {err.args[0]!r}, which is not in item_ids; add it "
@@ -217,7 +231,10 @@ class TransitionPrior:
         owners = np.asarray(owner, dtype=np.int64)
         popularity = np.bincount(flat_items, minlength=n).astype(np.int64)
         keys, weights = [], []
-        for distance in range(1, window + 1):
+        longest = max((len(seq) for seq in seqs), default=0)
+        for distance in range(
+            1, min(window, longest) + 1
+        ):  # no pair lies further apart than the longest sequence
             same = owners[:-distance] == owners[distance:]  # pairs inside one user's sequence
             keys.append(flat_items[:-distance][same] * n + flat_items[distance:][same])
             weights.append(np.full(int(same.sum()), 1.0 / distance))
@@ -287,10 +304,9 @@ class TransitionPrior:
                 raise TypeError(
                     f"{_SOURCE}: histories[{user}] must be a list of item ids; got {type(history).__name__}."
                 )
+            _check_ids(history, f"histories[{user}]")
             try:
-                out.append(
-                    np.fromiter((self.index[str(i)] for i in history), dtype=np.int64, count=len(history))
-                )
+                out.append(np.fromiter((self.index[i] for i in history), dtype=np.int64, count=len(history)))
             except KeyError as err:
                 raise ValueError(
                     f"{_SOURCE}: histories[{user}] holds item {err.args[0]!r}, unknown to the prior; fit it on a "

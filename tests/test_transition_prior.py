@@ -98,6 +98,19 @@ def test_bad_input_raises_the_documented_errors():
         TransitionPrior.fit(SEQUENCES, window=0)
     with pytest.raises(TypeError, match="list of item ids"):
         prior.scores("abc")
+    # item ids are strings, never converted: 1 and "1" are not one item
+    with pytest.raises(TypeError, match=r"sequence 0\[1\] is int 2; item ids are strings"):
+        TransitionPrior.fit([["1", 2]])
+    with pytest.raises(TypeError, match=r"item_ids\[0\] is int 1"):
+        TransitionPrior.fit([["1"]], item_ids=[1])
+    with pytest.raises(TypeError, match=r"histories\[0\]\[0\] is int 1"):
+        prior.scores([1])
+
+
+def test_a_huge_window_costs_what_the_longest_sequence_does():
+    """window=10**12 used to loop 10**12 times: no pair lies further apart than the longest sequence."""
+    huge = TransitionPrior.fit(SEQUENCES, window=10**12)
+    np.testing.assert_allclose(_dense(huge), _dense(TransitionPrior.fit(SEQUENCES, window=3)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -186,6 +199,11 @@ def test_weight_zero_is_the_same_as_no_prior(fusion):
         recommend(model, tok, histories, prior=prior, prior_weight=-1.0, progress=False)
     with pytest.raises(TypeError, match="TransitionPrior"):
         recommend(model, tok, histories, prior={"a": 1}, prior_weight=1.0, progress=False)
+    with pytest.raises(ValueError, match=r"prior_weight=2.0` has no prior to weigh"):
+        recommend(model, tok, histories, prior_weight=2.0, progress=False)
+    elsewhere = TransitionPrior.fit([["x", "y"], ["y", "z"]])  # another catalogue's prior
+    with pytest.raises(ValueError, match="the prior knows none of the tokenizer's 24 items"):
+        recommend(model, tok, histories, prior=elsewhere, prior_weight=1.0, progress=False)
 
 
 def test_generate_with_the_processor_yields_only_catalogue_items_under_left_padding(fusion):

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,7 @@ __all__ = [
     "Staging",
     "active_staging",
     "hold_staging",
-    "legacy_match",
     "listing",
-    "listing_top",
     "staging_in_use",
     "staging_is_dead",
 ]
@@ -151,18 +149,13 @@ class Staging:
     path: Path
     key: PartKey
     parts: dict[PartKey, set[str]] = field(default_factory=dict)
-    legacy: dict[PartKey, Callable[[str], bool] | Collection[str]] = field(default_factory=dict)
     committed: bool = False
 
-    def record(
-        self, key: PartKey, files: set[str], legacy_files: Callable[[str], bool] | Collection[str] | None
-    ) -> None:
+    def record(self, key: PartKey, files: set[str]) -> None:
         """File `files` (written by a nested save of `key`) under that part of this save."""
         for other in self.parts.values():
             other -= files  # the last save to write a file owns it
         self.parts.setdefault(key, set()).update(files)
-        if legacy_files is not None:
-            self.legacy.setdefault(key, legacy_files)
 
 
 _ACTIVE: dict[str, Staging] = {}
@@ -251,18 +244,3 @@ def listing(root: Path) -> dict[str, tuple[int, int, int]]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
             found[rel] = (st.st_ino, st.st_size, st.st_mtime_ns)
     return found
-
-
-def listing_top(directory: Path) -> list[str]:
-    """Names of the plain files directly in `directory` (legacy files are never in sub-folders)."""
-    with os.scandir(directory) as entries:
-        return sorted(e.name for e in entries if e.is_file(follow_symlinks=False))
-
-
-def legacy_match(legacy_files: Callable[[str], bool] | Collection[str] | None, name: str) -> bool:
-    """Whether `name` is one of the `legacy_files` (a collection of names or a predicate) a save may delete."""
-    if legacy_files is None:
-        return False
-    if callable(legacy_files):
-        return bool(legacy_files(name))
-    return name in legacy_files

@@ -29,8 +29,10 @@ exclusive lock only for its renames) and check every file against the manifest, 
 old set or the complete new set, never a mix. The manifest's commit id is a hash of its content, so two saves of
 the same files give byte-identical folders.
 
-A folder saved by an older release has no manifest: a save then replaces, and may delete, only the names its
-caller lists as its own (`legacy_files`). Saves nest: a save whose target is inside another save's staging folder
+A manifest is data, never an order: a save deletes an earlier version's files only among the names its kind can
+write ([`register_file_names`]) and only if their bytes are the recorded ones, so a manifest that came with a folder
+can narrow what is deleted, never widen it. Files that no manifest names (a folder saved without manifests
+included) are foreign: replaced only with `overwrite=True`, never deleted. Saves nest: a save whose target is inside another save's staging folder
 (e.g. the tokenizer saved within an LM stage's output) writes straight into it, and the outer manifest records the
 inner save's files as a *part* of its own kind, so a later save of that kind finds and replaces them.
 
@@ -52,6 +54,7 @@ import shutil
 import stat
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,9 +66,7 @@ from .file_locks import (
     Staging,
     active_staging,
     hold_staging,
-    legacy_match,
     listing,
-    listing_top,
     staging_in_use,
     staging_is_dead,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "open_file_set",
     "read_manifests",
     "recover_file_sets",
+    "register_file_names",
     "repair_plan",
     "save_file_set",
 ]
@@ -112,8 +114,35 @@ logger = logging.getLogger(__name__)
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
-#: What a save's nested or legacy file list may be: names, or a predicate on names.
+#: What the deprecated `legacy_files` argument was: names, or a predicate on names.
 LegacyFiles = Callable[[str], bool] | Collection[str]
+
+#: Kind -> (prefix -> predicate on relative names): the file names a save of that kind can write (see
+#: [`register_file_names`]). Kinds not registered may delete any name their previous manifest lists.
+_KIND_NAMES: dict[str, Callable[[str | None], Callable[[str], bool]]] = {}
+
+
+def register_file_names(kind: str, names_of: Callable[[str | None], Callable[[str], bool]]) -> None:
+    """Declare the file names a save of `kind` can write, given its prefix.
+
+    A save, or `hf-semtok repair`, deletes files of an earlier version of `kind` that it does not rewrite only
+    among these names, and only if their bytes are the ones the manifest records. So a manifest that came with a
+    folder (a clone, a download) can narrow what is deleted, never widen it to a user's `README.md` or `train.py`.
+
+    Args:
+        kind: The save's kind (`"tokenizer"`, ...).
+        names_of: Given the save's prefix (or `None`), a predicate on relative file names.
+    """
+    _KIND_NAMES[kind] = names_of
+
+
+def _may_delete(parts: Collection[PartKey], rel: str) -> bool:
+    """Whether one of `parts` (kind, prefix) can have written `rel` (see [`register_file_names`])."""
+    return any(kind not in _KIND_NAMES or _KIND_NAMES[kind](prefix)(rel) for kind, prefix in parts)
+
+
+def _part_keys(data: Mapping[str, Any]) -> list[PartKey]:
+    return [(part["kind"], part["prefix"]) for part in data["parts"]]
 
 
 def check_save_target(directory: str | os.PathLike) -> Path:
@@ -256,6 +285,9 @@ def _finish(directory: Path, name: str, data: dict[str, Any]) -> list[str]:
     for rel in obsolete:
         if rel in named:
             continue
+        if not _may_delete(_part_keys(data), rel):
+            kept.append(rel)  # not a name this kind writes: the manifest cannot order its deletion
+            continue
         meta = obsolete[rel] if isinstance(obsolete, dict) else None
         if meta is None or not remove_if_unchanged(directory, rel, meta):
             if os.path.lexists(directory / rel):
@@ -318,7 +350,7 @@ def _repair_of(
     deletes = []
     if isinstance(obsolete, dict):
         for rel, meta in obsolete.items():
-            if rel in named:
+            if rel in named or not _may_delete(_part_keys(data), rel):
                 continue
             try:
                 if _hash_below(directory, "", rel) == (meta["size"], meta["sha256"]):
@@ -502,10 +534,9 @@ def _check_owners(
     mine: Collection[PartKey],
     owner_of: Mapping[str, tuple[str, PartKey]],
     new_files: Mapping[str, Mapping[str, Any] | None],
-    legacy: Mapping[PartKey, LegacyFiles] = {},  # noqa: B006 - read only
 ) -> None:
     """One owner per file name: refuse to replace a file of `new_files` that another kind of save, or no save,
-    wrote. Files of these parts, identical bytes (`new_files[rel]`, when known) and a legacy kind's own names pass.
+    wrote. Files of these parts and identical bytes (`new_files[rel]`, when known) pass.
 
     Raises:
         FileSetError: naming the file, who wrote it, and `overwrite=True`.
@@ -520,9 +551,11 @@ def _check_owners(
         meta = new_files[rel]
         if meta is not None and existing == (meta["size"], meta["sha256"]):
             continue
-        if owner is None and any(legacy_match(legacy.get(k), rel) for k in mine):
-            continue  # a file of this kind saved by a release without manifests
-        whose = f"written by {_describe(owner[1])} ({owner[0]})" if owner else "that no hf_semtok save wrote"
+        whose = (
+            f"written by {_describe(owner[1])} ({owner[0]})"
+            if owner
+            else "that no hf_semtok save wrote (no manifest in the folder names it)"
+        )
         raise FileSetError(
             f"Cannot save {_describe(key)} into {target}: it would replace {rel!r}, {whose}. Save into another "
             "folder (each save owns its file names), or pass overwrite=True to replace it."
@@ -553,7 +586,7 @@ def _plan(
     mine = set(parts)
     owner_of = _owners(manifests)
     if not overwrite:
-        _check_owners(target, staging.key, manifest, mine, owner_of, new_files, staging.legacy)
+        _check_owners(target, staging.key, manifest, mine, owner_of, new_files)
     obsolete: dict[str, dict[str, Any]] = {}
     rewrites: dict[str, dict[str, Any] | None] = {}
     for name, data in manifests.items():
@@ -563,7 +596,13 @@ def _plan(
             key = (part["kind"], part["prefix"])
             if name == manifest or key in mine:
                 if data.get("pending") is None:  # an interrupted save's list is not ours to act on
-                    obsolete.update({r: m for r, m in part["files"].items() if r not in new_names})
+                    obsolete.update(
+                        {
+                            r: m
+                            for r, m in part["files"].items()
+                            if r not in new_names and _may_delete([key], r)
+                        }
+                    )
                 changed = True
                 continue
             files_left = {rel: meta for rel, meta in part["files"].items() if rel not in new_names}
@@ -571,10 +610,6 @@ def _plan(
             kept.append({**part, "files": files_left})
         if name != manifest and changed:
             rewrites[name] = {**data, "parts": kept} if any(p["files"] for p in kept) else None
-    if not any(
-        key in {(p["kind"], p["prefix"]) for d in manifests.values() for p in d["parts"]} for key in mine
-    ):
-        obsolete.update(_legacy_obsolete(target, staging, new_names, set(owner_of)))
     return obsolete, rewrites
 
 
@@ -607,23 +642,6 @@ def check_can_save(
     manifest = manifest_name(kind, prefix)
     owners = _owners(read_manifests(target))
     _check_owners(target, (kind, prefix), manifest, {(kind, prefix), *parts}, owners, dict.fromkeys(names))
-
-
-def _legacy_obsolete(
-    target: Path, staging: Staging, new_names: set[str], claimed: set[str]
-) -> dict[str, dict[str, Any]]:
-    """The files of a part saved before manifests existed that this save may delete (see `legacy_files`): named
-    by the part's `legacy_files`, not rewritten, claimed by no manifest; with their current hashes."""
-    obsolete = {}
-    with open_folder(target) as fd:
-        for legacy_files in staging.legacy.values():
-            for rel in listing_top(target):
-                if rel in new_names or rel in claimed or not legacy_match(legacy_files, rel):
-                    continue
-                found = hash_regular(fd, rel)
-                if found is not None:
-                    obsolete[rel] = {"size": found[0], "sha256": found[1]}
-    return obsolete
 
 
 def _commit(target: Path, staging: Staging, manifest: str, overwrite: bool) -> None:
@@ -663,20 +681,18 @@ def _commit(target: Path, staging: Staging, manifest: str, overwrite: bool) -> N
 
 
 @contextlib.contextmanager
-def _nested_save(
-    outer: Staging, target: Path, key: PartKey, legacy_files: LegacyFiles | None
-) -> Iterator[Path]:
+def _nested_save(outer: Staging, target: Path, key: PartKey) -> Iterator[Path]:
     """A save into `target` inside the staging folder of `outer`: written in place, recorded as a part of it."""
     target.mkdir(parents=True, exist_ok=True)
     before = listing(outer.path)
     yield target
     after = listing(outer.path)
     changed = {rel for rel, st in after.items() if before.get(rel) != st}
-    outer.record(key, changed, legacy_files)
+    outer.record(key, changed)
 
 
 @contextlib.contextmanager
-def _staged_save(target: Path, key: PartKey, legacy_files: LegacyFiles | None) -> Iterator[Staging]:
+def _staged_save(target: Path, key: PartKey) -> Iterator[Staging]:
     """A staging folder in `target` for the block, created and locked under the folder's lock (so no other save's
     clean-up can take it); removed (with `target`, if this save created it) when the block raises before the
     commit point."""
@@ -690,8 +706,6 @@ def _staged_save(target: Path, key: PartKey, legacy_files: LegacyFiles | None) -
         except BaseException:
             _remove_own_tree(staging.path)
             raise
-    if legacy_files is not None:
-        staging.legacy[key] = legacy_files
     with staging_in_use(staging, staging_fd):
         try:
             os.chmod(staging.path, 0o777 & ~current_umask())
@@ -741,9 +755,9 @@ def save_file_set(
             What is saved (`"tokenizer"`, `"rqvae"`, ...): names the manifest and scopes what the save may delete.
         prefix (`str`, *optional*):
             The file-name prefix of the save, when it has one: saves with different prefixes coexist.
-        legacy_files (`Callable[[str], bool]` or a collection of names, *optional*):
-            For a folder saved before manifests existed (no manifest of this kind): the names of its top-level
-            files this save may replace or delete. By default none are deleted.
+        legacy_files (*optional*):
+            Deprecated and ignored: files no manifest names are never deleted, and replaced only with
+            `overwrite=True`.
         overwrite (`bool`, *optional*, defaults to `False`):
             Replace files of the same name that another kind of save, or no save, wrote. By default such a save
             is refused with a `FileSetError`, so one save never silently replaces another's files.
@@ -758,14 +772,21 @@ def save_file_set(
         FileSetError: a manifest in `directory` is damaged, or a file would replace another save's (see
             `overwrite`).
     """
+    if legacy_files is not None:
+        warnings.warn(
+            "save_file_set(legacy_files=...) is deprecated and ignored: files no manifest names are never "
+            "deleted, and replaced only with overwrite=True.",
+            FutureWarning,
+            stacklevel=3,
+        )
     manifest = manifest_name(kind, prefix)
     target = check_save_target(directory)
     nested = active_staging(os.path.realpath(target))
     if nested is not None:
-        with _nested_save(nested[0], target, (kind, prefix), legacy_files) as path:
+        with _nested_save(nested[0], target, (kind, prefix)) as path:
             yield path
         return
-    with _staged_save(target, (kind, prefix), legacy_files) as staging:
+    with _staged_save(target, (kind, prefix)) as staging:
         yield staging.path
         _commit(target, staging, manifest, overwrite)
 

@@ -36,7 +36,14 @@ from .constants import (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
 )
-from .file_sets import FileSet, FileSetError, check_save_target, open_file_set, save_file_set
+from .file_sets import (
+    FileSet,
+    FileSetError,
+    check_save_target,
+    open_file_set,
+    register_file_names,
+    save_file_set,
+)
 from .library_hooks import get_hook
 from .safe_paths import check_regular_files
 from .sid_catalogue import SID_LAYOUT_KEY, SIDCatalogueMixin, check_sid_layout
@@ -84,26 +91,30 @@ _TOKENIZER_FILES = frozenset(
     | SOURCE_FILES
     | _LEGACY_SOURCE_FILES
 )
-#: The files of a tokenizer saved by a release without manifests that a save may delete when it does not rewrite
-#: them (e.g. an RQ-VAE the new tokenizer lacks): what SemanticIDTokenizer itself writes, not a base tokenizer's
-#: slow-tokenizer files. With a manifest, a save deletes exactly the files the previous manifest named.
-_OWN_LEGACY_FILES = _TOKENIZER_FILES - {"vocab.json", "vocab.txt", "merges.txt", "tokenizer.model"}
+#: The names a tokenizer save writes, so the only ones it may delete as obsolete (e.g. an RQ-VAE the new tokenizer
+#: lacks): what SemanticIDTokenizer itself writes, not a base tokenizer's slow-tokenizer files.
+_OWN_FILES = _TOKENIZER_FILES - {"vocab.json", "vocab.txt", "merges.txt", "tokenizer.model"}
 #: The kind of file set a tokenizer saves (`hf_semtok.tokenizer.file_sets`).
 FILE_SET_KIND = "tokenizer"
 
 
-def _legacy_tokenizer_files(filename_prefix: str | None) -> Any:
-    """Which top-level names of a folder without a tokenizer manifest a save with `filename_prefix` may delete."""
+def _tokenizer_file_names(filename_prefix: str | None) -> Any:
+    """Which relative names a tokenizer save with `filename_prefix` writes (`file_sets.register_file_names`)."""
     prefix = filename_prefix + "-" if filename_prefix else ""
 
     def match(name: str) -> bool:
+        if name.startswith("additional_chat_templates/") and name.endswith(".jinja") and name.count("/") == 1:
+            return not prefix
         if prefix:  # remote-code files are shared with an unprefixed tokenizer beside: never deleted here
             if not name.startswith(prefix):
                 return False
             name = name[len(prefix) :]
-        return name in _OWN_LEGACY_FILES or name.startswith("chat_template.")
+        return name in _OWN_FILES or name.startswith("chat_template.")
 
     return match
+
+
+register_file_names(FILE_SET_KIND, _tokenizer_file_names)
 
 
 #: Every file (or, ending in `/`, folder of files) a tokenizer load may read: checked as regular files first.
@@ -514,7 +525,6 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
             target,
             FILE_SET_KIND,
             prefix=filename_prefix or None,
-            legacy_files=_legacy_tokenizer_files(filename_prefix),
             overwrite=overwrite,
         ) as staging:
             saved = super().save_pretrained(

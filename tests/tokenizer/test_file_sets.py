@@ -5,6 +5,7 @@ own RQ-VAE. Kills at any instant are in tests/test_atomic_saves.py."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -313,22 +314,48 @@ def test_a_prefixed_tokenizer_save_keeps_the_unprefixed_one(tmp_path, sid_tokeni
     assert loaded.sid_table_dict() == a.sid_table_dict() and loaded.has_rqvae
 
 
-def test_a_tokenizer_saved_before_manifests_loads_and_is_replaced_safely(
+def test_a_tokenizer_saved_without_a_manifest_loads_and_is_foreign_to_a_save(
     tmp_path, rq_tokenizers, sid_tokenizer
 ):
+    """Files no manifest names are not this save's: refused without overwrite (the probe's `base.save_pretrained(d)`
+    then `tok.save_pretrained(d)`, which replaced and deleted them), and with overwrite replaced, never deleted."""
     _, a, _ = rq_tokenizers
     folder = tmp_path / "tok"
     a.save_pretrained(folder)
-    (folder / manifest_name("tokenizer")).unlink()  # as an older release saved it
+    (folder / manifest_name("tokenizer")).unlink()  # as an older release, or another tool, saved it
     put_foreign(folder)
     (folder / "README.md").write_text("the user's card")
     assert SemanticIDTokenizer.from_pretrained(folder).has_rqvae  # read as before
-    sid_tokenizer.save_pretrained(folder)  # carries no RQ-VAE: the old tokenizer's RQ-VAE files go
-    assert not (folder / RQVAE_WEIGHTS_FILE).exists() and not (folder / RQVAE_CONFIG_FILE).exists()
+    before = tree_hashes(tmp_path)
+    with pytest.raises(
+        FileSetError, match=r"would replace '.*', that no hf_semtok save wrote.*overwrite=True"
+    ):
+        sid_tokenizer.save_pretrained(folder)
+    assert tree_hashes(tmp_path) == before
+    sid_tokenizer.save_pretrained(folder, overwrite=True)  # carries no RQ-VAE: the old RQ-VAE files stay
+    assert (folder / RQVAE_WEIGHTS_FILE).exists() and (folder / RQVAE_CONFIG_FILE).exists()
     assert_foreign_intact(folder)
-    assert (folder / "README.md").read_text() == "the user's card"  # not a tokenizer file: kept
+    assert (folder / "README.md").read_text() == "the user's card"
     loaded = SemanticIDTokenizer.from_pretrained(folder)
     assert loaded.sid_table_dict() == sid_tokenizer.sid_table_dict() and not loaded.has_rqvae
+
+
+def test_a_planted_manifest_cannot_make_a_save_delete_what_its_kind_never_writes(tmp_path, sid_tokenizer):
+    """A tokenizer manifest that came with a folder and lists the user's README.md (with its real hash) among the
+    tokenizer's files: the next save must not delete it (a manifest narrows what is deleted, never widens it)."""
+    folder = tmp_path / "tok"
+    sid_tokenizer.save_pretrained(folder)
+    readme = folder / "README.md"
+    readme.write_text("the user's card")
+    path = folder / manifest_name("tokenizer")
+    data = json.loads(path.read_text())
+    data["parts"][0]["files"]["README.md"] = {
+        "size": readme.stat().st_size,
+        "sha256": hashlib.sha256(readme.read_bytes()).hexdigest(),
+    }
+    path.write_text(json.dumps(data))
+    sid_tokenizer.save_pretrained(folder)
+    assert readme.read_text() == "the user's card"
 
 
 def test_train_rqvae_output_dot_keeps_the_working_directory(tmp_path, monkeypatch):

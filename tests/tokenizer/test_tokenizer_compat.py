@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from transformers import AutoTokenizer
 
 from hf_semtok import SemanticIDTokenizer
+from hf_semtok.io_utils import FileSetError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tokenizer_7ad18f2"
 EXPECTED = json.loads((FIXTURE.parent / "tokenizer_7ad18f2.expected.json").read_text())
@@ -36,6 +38,10 @@ def test_resaving_an_old_tokenizer_replaces_its_files_and_keeps_foreign_ones(tmp
     shutil.copytree(FIXTURE, folder)
     (folder / "notes.txt").write_text("mine")
     tok = SemanticIDTokenizer.from_pretrained(folder)
-    tok.save_pretrained(folder)
+    with pytest.raises(
+        FileSetError, match="no hf_semtok save wrote.*overwrite=True"
+    ):  # no manifest: not ours
+        tok.save_pretrained(folder)
+    tok.save_pretrained(folder, overwrite=True)
     assert (folder / "notes.txt").read_text() == "mine"
     _check(SemanticIDTokenizer.from_pretrained(folder))
