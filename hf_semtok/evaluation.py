@@ -61,6 +61,28 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be a positive integer; got {k!r}.")
 
 
+def _check_ks(ks: Any) -> list[int]:
+    """The cut-offs, sorted and distinct: a non-empty collection of positive integers."""
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+        raise TypeError(
+            f"ks must be a list of positive integers (e.g. [5, 10]); got {type(ks).__name__} {ks!r}."
+        )
+    ks = list(ks)
+    if not ks:
+        raise ValueError("ks must hold at least one cut-off (e.g. [5, 10]); got an empty list.")
+    for k in ks:
+        _check_k(k)
+    return sorted({operator.index(k) for k in ks})
+
+
+def _check_target(target: Any) -> None:
+    if not isinstance(target, str):
+        raise TypeError(
+            f"target must be an item id (a string); got {type(target).__name__} {target!r}. Pass one held-out item "
+            "per user."
+        )
+
+
 def recall_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
     """Recall@K with one relevant item (= HitRate@K).
 
@@ -77,6 +99,7 @@ def recall_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
         ValueError: `k` is not a positive integer.
     """
     _check_k(k)
+    _check_target(target)
     return 1.0 if target in _item_ids(ranked)[:k] else 0.0
 
 
@@ -96,6 +119,7 @@ def ndcg_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
         ValueError: `k` is not a positive integer.
     """
     _check_k(k)
+    _check_target(target)
     ids = _item_ids(ranked)[:k]
     if target not in ids:
         return 0.0
@@ -122,7 +146,7 @@ def ranking_metrics(
     Returns:
         `{"recall@K": ..., "ndcg@K": ...}` for each K (+ the standard errors), plus `"num_examples"`.
     """
-    ks = sorted(set(ks))
+    ks = _check_ks(ks)
     if len(rankings) != len(targets):
         raise ValueError(
             f"Got {len(rankings)} rankings for {len(targets)} targets; pass one ranking per target."
@@ -219,9 +243,7 @@ def evaluate_recommender(
         `{"recall@K", "ndcg@K" for each K, "num_examples", "mean_num_results"}` (+ `"rankings"`).
     """
 
-    ks = sorted(set(ks))
-    for k in ks:
-        _check_k(k)
+    ks = _check_ks(ks)
     histories, targets = _split_examples(test_examples)
     if not histories:
         raise ValueError("test_examples is empty; pass at least one (history, target) pair.")
@@ -277,9 +299,7 @@ def popularity_baseline(
     Returns:
         `{"recall@K", "ndcg@K" for each K, "num_examples", "top_items"}` (`top_items`: the `max(ks)` most popular).
     """
-    ks = sorted(set(ks))
-    for k in ks:
-        _check_k(k)
+    ks = _check_ks(ks)
     histories_iter = train_histories.values() if isinstance(train_histories, Mapping) else train_histories
     counts: Counter[Any] = Counter()
     for history in histories_iter:

@@ -76,3 +76,17 @@ def test_popularity_baseline_bad_input():
         popularity_baseline({"u": []}, [(["a"], "b")])
     with pytest.raises(ValueError, match=r"\(history, target\) pair"):
         popularity_baseline({"u": ["a"]}, [("a",)])
+
+
+def test_targets_are_item_ids_and_ks_a_list_of_cut_offs():
+    """A None or list target used to score (recall of None in ["a", None] was 1.0; a list target a silent miss);
+    ks=() or ks=5 failed inside max() or iteration."""
+    with pytest.raises(TypeError, match="target must be an item id \\(a string\\); got NoneType None"):
+        recall_at_k(["a", None], None, 2)
+    with pytest.raises(TypeError, match="target must be an item id \\(a string\\); got list"):
+        popularity_baseline([["a", "b"]], [(["a"], ["b"])])
+    with pytest.raises(ValueError, match="ks must hold at least one cut-off"):
+        popularity_baseline([["a", "b"]], [(["a"], "b")], ks=())
+    with pytest.raises(TypeError, match="ks must be a list of positive integers .* got int 5"):
+        popularity_baseline([["a", "b"]], [(["a"], "b")], ks=5)
+    assert popularity_baseline([["a", "b"]], [(["a"], "b")], ks=[np.int64(1)])["recall@1"] == 0.0

@@ -200,8 +200,7 @@ class SIDCatalogueMixin:
 
     def items_to_text(self, item_ids: str | Iterable[str]) -> str:
         """The SID token string of items in the tokenizer's `sid_layout` (no separator between items)."""
-        if isinstance(item_ids, str):
-            item_ids = [item_ids]
+        item_ids = _item_list(item_ids, "items_to_text")
         table, marked = self._table, self.sid_layout == "marked"
         return "".join(table.sid_text(self._row(item), marked=marked) for item in item_ids)
 
@@ -217,9 +216,7 @@ class SIDCatalogueMixin:
     def encode_items(self, item_ids: str | Iterable[str]) -> list[int]:
         """Token ids of `items_to_text(item_ids)`: `[start, sid_0, ..., sid_{L-1}, end]` per item when the layout
         is marked, `[sid_0, ..., sid_{L-1}]` when it is bare (`tokens_per_item` ids per item)."""
-        if isinstance(item_ids, str):
-            item_ids = [item_ids]
-        rows = [self._row(i) for i in item_ids]
+        rows = [self._row(i) for i in _item_list(item_ids, "encode_items")]
         ids = self.codes_to_token_ids(self._table.codes[rows]) if rows else np.zeros((0, self.num_levels))
         if self.sid_layout == "bare":
             return np.asarray(ids, dtype=np.int64).reshape(-1).tolist()  # (n_items * L,)
@@ -337,6 +334,11 @@ class SIDCatalogueMixin:
         """
         add_items_to_table = get_hook("add_items_to_table")
         item_ids = check_item_ids(item_ids, "add_items")
+        blank = next((p for p, i in enumerate(item_ids) if i.isspace()), None)
+        if blank is not None:  # as the table readers refuse them
+            raise ValueError(
+                f"add_items: item_ids[{blank}] is {item_ids[blank]!r}, only whitespace; give a real id."
+            )
         known = [i for i in item_ids if i in self._table.index]
         if known:
             raise ValueError(f"add_items: {len(known)} item(s) already in the table, e.g. {known[:3]}.")
@@ -346,9 +348,12 @@ class SIDCatalogueMixin:
         if embeddings is not None:
             codes, distances = self._require_rqvae().encode(embeddings, return_distances=True)
             distances = _to_numpy(distances)
-        codes = as_code_matrix(codes, "add_items: codes")
+        given = "codes" if distances is None else "embeddings"
+        codes = as_code_matrix(codes, f"add_items: {given}")
         if codes.shape[0] != len(item_ids):
-            raise ValueError(f"add_items: codes must be (num_new_items, levels); got {tuple(codes.shape)}.")
+            raise ValueError(
+                f"add_items: {given} must have one row per new item ({len(item_ids)}); got {codes.shape[0]} rows."
+            )
         table = add_items_to_table(self._table, item_ids, codes, distances=distances)
         new_table = SIDTable.from_any(table)
         if new_table.codebook_sizes != self._table.codebook_sizes:
@@ -358,6 +363,11 @@ class SIDCatalogueMixin:
             )
         self._table = new_table
         return {i: self.item_to_sid(i) for i in item_ids}
+
+
+def _item_list(item_ids: Any, source: str) -> list[str]:
+    """One item id, or an ordered list of them (repeats allowed): never a set, a mapping or None."""
+    return [item_ids] if isinstance(item_ids, str) else check_item_ids(item_ids, source, unique=False)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
