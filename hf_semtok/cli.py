@@ -163,7 +163,10 @@ def read_yaml_config(path: str | Path, valid_keys: Iterable[str]) -> dict[str, A
     except yaml.YAMLError as err:
         raise ValueError(f"Config file {str(path)!r} is not valid YAML: {err}") from None
     if values is None:
-        return {}
+        raise ValueError(
+            f"Config file {str(path)!r} is empty; write the options as `key: value` lines (`--help` lists them), or "
+            "leave out --config to run with the defaults."
+        )
     if not isinstance(values, dict):
         raise ValueError(f"Config file {str(path)!r} must hold a mapping of keys to values at the top level.")
     valid = set(valid_keys)
@@ -171,6 +174,18 @@ def read_yaml_config(path: str | Path, valid_keys: Iterable[str]) -> dict[str, A
         if key not in valid:
             raise _unknown_key_error(str(key), valid, f"the config file {str(path)!r}")
     return values
+
+
+def _yaml_option(text: str, option: str) -> Any:
+    """A YAML value given on the command line (a list, a mapping); a clear error naming the option when it is not."""
+    try:
+        return load_yaml_text(text)
+    except (yaml.YAMLError, RecursionError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{option} {text[:80]!r} is not valid YAML ({reason}); write a list as `[1, 2]` and a mapping as "
+            "`{key: value}`, quoted for the shell."
+        ) from None
 
 
 def section_from_mapping(cls: type, value: Any, name: str) -> Any:
@@ -182,7 +197,7 @@ def section_from_mapping(cls: type, value: Any, name: str) -> Any:
     if isinstance(value, cls):
         return value
     if isinstance(value, str):
-        value = load_yaml_text(value)
+        value = _yaml_option(value, f"--{name}")
     if value is None:
         value = {}
     if not isinstance(value, dict):
@@ -215,7 +230,7 @@ def _split_dotted(
                 raise ValueError(f"--{section}.{key} needs a value: write `--{section}.{key} VALUE`.")
             value = args[i + 1]
             i += 1
-        sections.setdefault(section, {})[key] = load_yaml_text(value)
+        sections.setdefault(section, {})[key] = _yaml_option(value, f"--{section}.{key}")
         i += 1
     return rest, sections
 
@@ -249,7 +264,7 @@ def _normalise_argv(args: Sequence[str], hints: Mapping[str, Any]) -> list[str]:
         i += 1
         key = key.replace("-", "_")
         if key in hints and _is_list(hints[key]) and value.lstrip().startswith("["):
-            items = load_yaml_text(value)
+            items = _yaml_option(value, f"--{key}")
             out.extend([f"--{key}", *(str(item) for item in items)])
         else:
             out.extend([f"--{key}", value])
@@ -513,6 +528,11 @@ def parse_args_with_config(
                     f"--{name} is empty, which would write into the current folder; give a path such as "
                     f"--{name} outputs/my-run."
                 )
+        if isinstance(getattr(output, "output_dir", None), str):
+            _check_output_dir(output.output_dir)
+        seed = getattr(output, "seed", None)
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
+            raise ValueError(f"--seed {seed} is out of range; give an integer from 0 to 2**32 - 1 (e.g. 42).")
     return tuple(outputs)
 
 
@@ -553,7 +573,6 @@ def _demo(argv: Sequence[str]) -> int:
         prog="hf-semtok demo",
         description="End-to-end offline demo on a synthetic catalogue; options also as key=value.",
     )
-    _check_output_dir(cfg.output_dir)
     if cfg.base == SMOLLM2:
         smollm2_gguf_path()  # its packages, checked before the catalogue and the SIDs are built
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

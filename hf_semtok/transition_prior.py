@@ -43,6 +43,9 @@ TRANSITION_PRIOR_CONFIG_FILE = "transition_prior.json"
 TRANSITION_PRIOR_WEIGHTS_FILE = "transition_prior.safetensors"
 _FORMAT_VERSION = 1
 _SOURCE = "TransitionPrior"
+#: The largest prior file a load reads (a prior of 10M items is a few GB at most): a planted huge or sparse file is
+#: refused, never read into memory.
+_MAX_FILE_BYTES = 16 << 30
 # Scores are rounded to this many significant bits before ranking, so sums that are equal up to float rounding
 # (1/2 + 1/3 against 5/6) tie and the popularity rule decides, whatever the order of summation.
 _TIE_BITS = 40
@@ -442,25 +445,43 @@ class TransitionPrior:
             FileNotFoundError: A file is missing.
             ValueError: A file of another format version, or arrays that do not fit the item ids.
         """
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
+
+        from hf_semtok.tokenizer.safe_paths import read_regular
 
         folder = Path(directory)
         config_path, weights_path = (
             folder / TRANSITION_PRIOR_CONFIG_FILE,
             folder / TRANSITION_PRIOR_WEIGHTS_FILE,
         )
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{_SOURCE}.from_pretrained: {path} not found; save a prior there with prior.save_pretrained()."
-                )
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        if config.get("format_version") != _FORMAT_VERSION:
+        try:
+            raw = [read_regular(path, _MAX_FILE_BYTES, "prior file") for path in (config_path, weights_path)]
+        except FileNotFoundError as err:
+            raise FileNotFoundError(
+                f"{_SOURCE}.from_pretrained: {err.filename} not found; save a prior there with "
+                "prior.save_pretrained()."
+            ) from None
+        try:
+            config = json.loads(raw[0].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise ValueError(
-                f"{config_path}: format_version {config.get('format_version')!r}, this library reads "
+                f"{config_path}: not a prior's JSON file ({err}); save the prior again."
+            ) from None
+        if not isinstance(config, dict) or config.get("format_version") != _FORMAT_VERSION:
+            version = config.get("format_version") if isinstance(config, dict) else None
+            raise ValueError(
+                f"{config_path}: format_version {version!r}, this library reads "
                 f"{_FORMAT_VERSION}; refit and save the prior with this version."
             )
-        arrays = load_file(str(weights_path))
+        missing_keys = {"item_ids", "window", "num_history", "decay", "exclude_history"} - set(config)
+        if missing_keys:
+            raise ValueError(f"{config_path}: missing fields {sorted(missing_keys)}; save the prior again.")
+        try:
+            arrays = load(raw[1])
+        except Exception as err:  # safetensors raises its own error type for truncated or corrupt files
+            raise ValueError(
+                f"{weights_path}: not a readable safetensors file ({type(err).__name__}); save the prior again."
+            ) from None
         missing = {"indptr", "indices", "data", "popularity"} - set(arrays)
         if missing:
             raise ValueError(f"{weights_path}: missing tensors {sorted(missing)}; save the prior again.")

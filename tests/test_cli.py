@@ -399,3 +399,24 @@ def test_a_recipe_refuses_a_bad_yaml_value_as_typed(tmp_path):
     assert proc.returncode != 0
     assert "`train_mode: bogus` in the config file" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_config_a_bad_yaml_option_a_seed_out_of_range_or_a_file_as_output_dir_are_named(tmp_path):
+    """Probe 3: an empty --config ran the full default job without a word; a malformed YAML list gave a bare
+    yaml ParserError; seed 10**30 gave numpy's range error naming no option; an output_dir that is a file gave a
+    raw FileExistsError."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(
+        ValueError, match=r"Config file .*empty.yaml' is empty; write the options as `key: value`"
+    ):
+        parse_args_with_config(LMStageArguments, ["--config", str(empty)])
+    with pytest.raises(ValueError, match=r"--lora_target_modules .\[q_proj,. is not valid YAML"):
+        parse_args_with_config(
+            LMStageArguments, ["--output_dir", str(tmp_path), "--lora_target_modules", "[q_proj,"]
+        )
+    with pytest.raises(ValueError, match=r"--seed 1000000000000000000000000000000 is out of range"):
+        parse_args_with_config(LMStageArguments, ["--output_dir", str(tmp_path), "--seed", str(10**30)])
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match=r"--output_dir '.*a_file' is a file, not a folder"):
+        parse_args_with_config(LMStageArguments, ["--output_dir", str(tmp_path / "a_file")])

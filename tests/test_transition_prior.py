@@ -86,6 +86,27 @@ def test_save_and_load_round_trip_without_pickle(tmp_path):
         TransitionPrior.from_pretrained(tmp_path / "missing")
 
 
+def test_a_damaged_saved_prior_is_a_clear_error(tmp_path):
+    import os
+    import shutil
+
+    TransitionPrior.fit(SEQUENCES).save_pretrained(tmp_path / "good")
+    for name, damage, match in [
+        ("transition_prior.json", b'{"format_', r"transition_prior.json: not a prior's JSON file"),
+        ("transition_prior.safetensors", b"\x00" * 9, r"not a readable safetensors file"),
+        ("transition_prior.json", None, r"must be a regular file.*special file"),
+    ]:
+        folder = tmp_path / f"bad-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(tmp_path / "good", folder)
+        (folder / name).unlink()
+        if damage is None:
+            os.mkfifo(folder / name)  # reading a FIFO would block forever
+        else:
+            (folder / name).write_bytes(damage)
+        with pytest.raises(ValueError, match=match):
+            TransitionPrior.from_pretrained(folder)
+
+
 def test_bad_input_raises_the_documented_errors():
     prior = TransitionPrior.fit(SEQUENCES)
     with pytest.raises(ValueError, match="unknown to the prior"):

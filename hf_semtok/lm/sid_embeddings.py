@@ -128,6 +128,14 @@ def extend_model(
         `peft.LoraConfig(trainable_token_indices={"embed_tokens": ids})`.
     """
     _check_extend_arguments(init, noise_scale, codebook_scale, pad_to_multiple_of)
+    if not all(
+        callable(getattr(model, name, None))
+        for name in ("get_input_embeddings", "get_output_embeddings", "resize_token_embeddings")
+    ):
+        raise TypeError(
+            f"extend_model: model must be a transformers causal LM (e.g. AutoModelForCausalLM.from_pretrained(...)); "
+            f"got {type(model).__name__}."
+        )
     sid_ids = _sid_ids(tokenizer)
     codebooks = _rqvae_codebooks(tokenizer, rqvae) if init == "codebook" else None
     embeddings = model.get_input_embeddings()

@@ -32,3 +32,6 @@ RQVAE_WEIGHTS_FILE = "rqvae.safetensors"
 #: Largest codebook (codes per SID level) the library accepts: one SID token per code, so a larger codebook
 #: means a vocabulary of millions of tokens. Checked by `RQVAEConfig` and `SemanticIDTokenizer.from_base`.
 MAX_CODEBOOK_SIZE = 2**20
+#: Largest RQ-VAE file (config or weights) a tokenizer load reads: an RQ-VAE is a few MB, so a larger (or sparse)
+#: file planted beside a tokenizer is refused before it is read into memory.
+MAX_RQVAE_FILE_BYTES = 1 << 30

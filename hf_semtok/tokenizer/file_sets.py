@@ -691,16 +691,31 @@ def _nested_save(outer: Staging, target: Path, key: PartKey) -> Iterator[Path]:
     outer.record(key, changed)
 
 
+def _unwritable(target: Path, err: OSError) -> OSError:
+    """The error of a save that cannot create its folder or its staging folder: the same OSError type, saying so."""
+    return type(err)(
+        err.errno,
+        f"Cannot save into {target}: creating a folder there failed ({err.strerror}). Save into a folder on a "
+        "regular filesystem that you can write.",
+    )
+
+
 @contextlib.contextmanager
 def _staged_save(target: Path, key: PartKey) -> Iterator[Staging]:
     """A staging folder in `target` for the block, created and locked under the folder's lock (so no other save's
     clean-up can take it); removed (with `target`, if this save created it) when the block raises before the
     commit point."""
     created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _unwritable(target, err) from None
     with FolderLock(target) as lock:
         lock.exclusive()
-        staging = Staging(Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target)), key)
+        try:
+            staging = Staging(Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target)), key)
+        except OSError as err:
+            raise _unwritable(target, err) from None
         try:
             staging_fd = hold_staging(staging.path)
         except BaseException:

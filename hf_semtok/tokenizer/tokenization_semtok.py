@@ -27,6 +27,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedConfig, PreTrained
 
 # Relative on purpose: the remote-code copy of this file ships `constants.py` beside it.
 from .constants import (
+    MAX_RQVAE_FILE_BYTES,
     RQVAE_CONFIG_FILE,
     RQVAE_WEIGHTS_FILE,
     SID_END_TOKEN,
@@ -45,7 +46,7 @@ from .file_sets import (
     save_file_set,
 )
 from .library_hooks import get_hook
-from .safe_paths import check_regular_files
+from .safe_paths import check_regular_files, read_regular
 from .sid_catalogue import SID_LAYOUT_KEY, SIDCatalogueMixin, check_sid_layout
 from .sid_table import SID_CODES_FILE, SIDTable
 from .sid_tokens import SID_RE, SIDTokenLookup
@@ -583,11 +584,11 @@ def _in_set(path: str | None, file_set: FileSet) -> str | None:
 
 
 def _read_set_file(path: str, file_set: FileSet | None) -> bytes:
-    """The bytes of `path`, checked against the manifest of `file_set` when there is one."""
-    if file_set is None:
-        with open(path, "rb") as handle:
-            return handle.read()
-    return file_set.read_bytes(os.path.relpath(path, file_set.directory).replace(os.sep, "/"))
+    """The bytes of the RQ-VAE file `path` (a regular file of at most `MAX_RQVAE_FILE_BYTES`), checked against the
+    manifest of `file_set` when there is one."""
+    if file_set is not None:
+        path = str(file_set.path(os.path.relpath(path, file_set.directory).replace(os.sep, "/")))
+    return read_regular(path, MAX_RQVAE_FILE_BYTES, "RQ-VAE file")
 
 
 def _ignore_planted_keys(source: str, sid_table: Any, rqvae: Any, codebook_sizes: Any) -> tuple[Any, Any]:

@@ -99,6 +99,8 @@ def test_extend_model_bad_input(setup, tiny_lm):
     small = build_causal_lm(100, hidden_size=32, num_layers=1, num_heads=2)
     with pytest.raises(ValueError, match="base vocabulary has"):
         extend_model(small, tok)
+    with pytest.raises(TypeError, match="model must be a transformers causal LM .* got str"):
+        extend_model("model", tok)
     with pytest.raises(ValueError, match="call extend_model"):
         sid_lora_config(tiny_lm(base), tok)
 

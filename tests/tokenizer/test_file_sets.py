@@ -456,3 +456,23 @@ def test_a_hostile_sid_token_in_tokenizer_json_is_a_clear_error(tmp_path, sid_to
         ValueError, match=rf"{TOKENIZER_FILE}: added token '{token.replace('|', '[|]')}' names SID"
     ):
         SemanticIDTokenizer.from_pretrained(folder)
+
+
+def test_a_huge_sparse_rqvae_file_is_refused_before_it_is_read(tmp_path, rq_tokenizers):
+    """Probe 3: an 8 GiB sparse rqvae.safetensors (with or without a manifest naming it) was read whole."""
+    _, a, _ = rq_tokenizers
+    for with_manifest in (True, False):
+        folder = tmp_path / f"tok-{with_manifest}"
+        a.save_pretrained(folder)
+        if not with_manifest:
+            (folder / manifest_name("tokenizer")).unlink()
+        os.truncate(folder / RQVAE_WEIGHTS_FILE, 8 << 30)  # sparse: no disk used
+        with pytest.raises((ValueError, FileSetError), match=RQVAE_WEIGHTS_FILE):
+            SemanticIDTokenizer.from_pretrained(folder)
+
+
+def test_a_save_that_cannot_create_its_folder_says_where(tmp_path, sid_tokenizer):
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc")
+    with pytest.raises(OSError, match=r"Cannot save into /proc/.*creating a folder there failed"):
+        sid_tokenizer.save_pretrained("/proc/self")

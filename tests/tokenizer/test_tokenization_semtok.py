@@ -604,11 +604,15 @@ def test_item_methods_refuse_what_has_no_order_or_no_id(with_rqvae):
     assert tok.items_to_text(["i1", "i1"]) == tok.items_to_text("i1") * 2  # a history may repeat an item
     with pytest.raises(TypeError, match="items_to_text: item_ids must be a list .*a set has no order"):
         tok.items_to_text({"i1", "i2"})
-    with pytest.raises(TypeError, match="encode_items: item_ids must be a list of item id strings; got NoneType"):
+    with pytest.raises(
+        TypeError, match="encode_items: item_ids must be a list of item id strings; got NoneType"
+    ):
         tok.encode_items(None)
     with pytest.raises(ValueError, match=r"add_items: item_ids\[0\] is ' ', only whitespace"):
         tok.add_items([" "], emb[:1])
-    with pytest.raises(ValueError, match=r"add_items: embeddings must have one row per new item \(1\); got 3"):
+    with pytest.raises(
+        ValueError, match=r"add_items: embeddings must have one row per new item \(1\); got 3"
+    ):
         tok.add_items(["new"], emb[:3])
 
 
