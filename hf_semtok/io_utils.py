@@ -32,6 +32,7 @@ from hf_semtok.tokenizer.file_sets import (
     open_file_set,
     read_manifests,
     recover_file_sets,
+    register_file_names,
     repair_plan,
     save_file_set,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "read_manifests",
     "recover_directory",
     "recover_file_sets",
+    "register_file_names",
     "repair_plan",
     "save_file_set",
     "write_json_atomic",

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from hf_semtok.io_utils import save_file_set
+from hf_semtok.io_utils import register_file_names, save_file_set
 
 __all__ = ["TransitionPrior", "TRANSITION_PRIOR_CONFIG_FILE", "TRANSITION_PRIOR_WEIGHTS_FILE"]
 
@@ -43,6 +43,12 @@ TRANSITION_PRIOR_CONFIG_FILE = "transition_prior.json"
 TRANSITION_PRIOR_WEIGHTS_FILE = "transition_prior.safetensors"
 _FORMAT_VERSION = 1
 _SOURCE = "TransitionPrior"
+_FILE_SET_KIND = "transition_prior"
+# A prior's save writes these two names, so only these may be deleted as obsolete.
+register_file_names(
+    _FILE_SET_KIND,
+    lambda prefix: lambda name: name in (TRANSITION_PRIOR_CONFIG_FILE, TRANSITION_PRIOR_WEIGHTS_FILE),
+)
 #: The largest prior file a load reads (a prior of 10M items is a few GB at most): a planted huge or sparse file is
 #: refused, never read into memory.
 _MAX_FILE_BYTES = 16 << 30
@@ -425,7 +431,7 @@ class TransitionPrior:
         from safetensors.numpy import save_file
 
         config = {"format_version": _FORMAT_VERSION, **self.settings(), "item_ids": self.item_ids}
-        with save_file_set(save_directory, "transition_prior") as staging:
+        with save_file_set(save_directory, _FILE_SET_KIND) as staging:
             (staging / TRANSITION_PRIOR_CONFIG_FILE).write_text(json.dumps(config), encoding="utf-8")
             save_file(
                 {

@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from hf_semtok.constants import DEFAULT_SEED
-from hf_semtok.io_utils import open_file_set, save_file_set
+from hf_semtok.io_utils import open_file_set, register_file_names, save_file_set
 from hf_semtok.rqvae.configuration_rqvae import RQVAEConfig
 from hf_semtok.rqvae.inputs import (
     EmbeddingsInput,
@@ -60,6 +60,17 @@ logger = logging.getLogger(__name__)
 
 #: The kind of file set `RQVAEModel.save_pretrained` writes (`hf_semtok.io_utils.save_file_set`).
 RQVAE_FILE_SET_KIND = "rqvae"
+# What an RQ-VAE save writes (transformers' save_pretrained: the config and the weights, sharded or not): the only
+# names it may delete as obsolete, whatever a manifest found in the folder lists.
+register_file_names(
+    RQVAE_FILE_SET_KIND,
+    lambda prefix: (
+        lambda name: (
+            name in ("config.json", "model.safetensors", "model.safetensors.index.json")
+            or (name.startswith("model-") and name.endswith(".safetensors") and "/" not in name)
+        )
+    ),
+)
 
 
 @dataclass
