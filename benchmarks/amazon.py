@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,11 @@ def _load(cfg: AmazonBenchConfig) -> Any:
     return load_catalogue(info["loader"], folder, text_fields=cfg.text_fields)
 
 
-def _features(cfg: AmazonBenchConfig, catalogue: Any, names: list[str]) -> dict[str, np.ndarray]:
+def _features(
+    cfg: AmazonBenchConfig, catalogue: Any, names: list[str], train: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, np.ndarray]:
+    """The item features `names`, rows in `catalogue.item_ids` order; `collab` comes from the training histories
+    `train` (default: the train part of `leave_one_out_split(catalogue.histories)`)."""
     from hf_semtok.data import leave_one_out_split
     from hf_semtok.data.embeddings import embed_texts
     from hf_semtok.data.features import cooccurrence_features, multi_hot_features
@@ -161,7 +166,8 @@ def _features(cfg: AmazonBenchConfig, catalogue: Any, names: list[str]) -> dict[
         elif name == "attributes":
             out["attributes"] = multi_hot_features(catalogue.item_ids, catalogue.categories)
         elif name == "collab":
-            train, _, _ = leave_one_out_split(catalogue.histories)
+            if train is None:
+                train, _, _ = leave_one_out_split(catalogue.histories)
             out["collab"] = cooccurrence_features(catalogue.item_ids, train, seed=cfg.generator.seed)
         else:
             raise ValueError(f"Unknown feature {name!r}; use text, attributes or collab joined by '+'.")
@@ -188,7 +194,7 @@ def _prior_fusion(
     from transformers import AutoModelForCausalLM
 
     from hf_semtok import SemanticIDTokenizer, TransitionPrior, leave_one_out_split, recommend
-    from hf_semtok.evaluation import ranking_metrics
+    from hf_semtok.evaluation import hit_ranks, ranking_metrics
 
     began = time.perf_counter()
     gen = cfg.generator
@@ -221,8 +227,7 @@ def _prior_fusion(
         )
         rankings = [[item for item, _ in r] for r in ranked]
         targets = [t for _, t in examples]
-        ranks = [r.index(t) + 1 if t in r else None for r, t in zip(rankings, targets)]
-        return ranking_metrics(rankings, targets, ks, standard_errors=True), ranks
+        return ranking_metrics(rankings, targets, ks, standard_errors=True), hit_ranks(rankings, targets, top)
 
     grid = []
     if (
@@ -243,7 +248,7 @@ def _prior_fusion(
     heuristic_rankings = test_prior.recommend([h for h, _ in test_examples], k=top)
     targets = [t for _, t in test_examples]
     heuristic = ranking_metrics(heuristic_rankings, targets, ks, standard_errors=True)
-    heuristic_ranks = [r.index(t) + 1 if t in r else None for r, t in zip(heuristic_rankings, targets)]
+    heuristic_ranks = hit_ranks(heuristic_rankings, targets, top)
     logger.info(
         "prior fusion (weight %s): test %s generator %.4f, prior %.4f, fused %.4f",
         chosen,

@@ -40,7 +40,7 @@ from typing import Any
 
 from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data import leave_one_out_split, load_catalogue
-from hf_semtok.evaluation import ranking_metrics
+from hf_semtok.evaluation import hit_ranks, ranking_metrics
 from hf_semtok.io_utils import write_json_atomic, write_text_atomic
 from hf_semtok.transition_prior import TransitionPrior
 
@@ -88,11 +88,6 @@ class TransitionBenchConfig:
         for name in ("windows", "num_histories", "decays", "ks"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is empty; give at least one value.")
-
-
-def hit_ranks(rankings: list[list[str]], targets: list[str], k: int) -> list[int | None]:
-    """1-based rank of each target within its top `k`, or None when it is not there."""
-    return [r[:k].index(t) + 1 if t in r[:k] else None for r, t in zip(rankings, targets)]
 
 
 def popularity_rankings(prior: TransitionPrior, histories: list[list[str]], k: int) -> list[list[str]]:
