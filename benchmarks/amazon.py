@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,47 @@ class AmazonBenchConfig:
                 f"prior_weights must be > 0 (the generator alone, weight 0, is always evaluated); got "
                 f"{self.prior_weights}."
             )
+
+
+def parse_bench_args(cls: type, argv: list[str] | None, prog: str) -> tuple[Any, list[str]]:
+    """Turn on INFO logging and read the benchmark config `cls` from `--config` and the command line.
+
+    Args:
+        cls: The benchmark's config dataclass.
+        argv: The arguments (`None`: `sys.argv[1:]`).
+        prog: The script's name, for `--help`.
+
+    Returns:
+        `(config, argv)`: the arguments are kept for the result's `command`.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    (cfg,) = parse_args_with_config(cls, argv, prog=prog)
+    return cfg, argv
+
+
+def read_results(results_dir: Path, prefix: str) -> list[dict[str, Any]]:
+    """Every `<prefix>_*.json` result in `results_dir`, in `DATASETS` order (then file name order)."""
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob(f"{prefix}_*.json"))]
+    order = list(DATASETS)
+    return sorted(runs, key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else len(order))
+
+
+def write_result(
+    result: dict[str, Any],
+    results_dir: Path,
+    prefix: str,
+    run_name: str | None,
+    write_table: Callable[[Path], str],
+) -> Path:
+    """Write `result` as `<results_dir>/<prefix>_<dataset>[_<run_name>].json` (the dataset's main row has no run
+    name), regenerate the benchmark's table with `write_table(results_dir)` and print it; returns the JSON's path."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    suffix = f"_{run_name}" if run_name else ""
+    path = results_dir / f"{prefix}_{result['dataset']}{suffix}.json"
+    write_json_atomic(result, path, indent=2)
+    print(write_table(results_dir))
+    return path
 
 
 def _load(cfg: AmazonBenchConfig) -> Any:
@@ -459,9 +500,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run one benchmark and write its results; returns the result dict."""
     from hf_semtok.pipeline import run_pipeline
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    (cfg,) = parse_args_with_config(AmazonBenchConfig, argv, prog="amazon.py")
+    cfg, argv = parse_bench_args(AmazonBenchConfig, argv, "amazon.py")
     require_extra("bench", "benchmarks/amazon.py (its training curve plot)", ["matplotlib"])
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -52,10 +51,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data import history_windows, leave_one_out_split, load_catalogue
 from hf_semtok.evaluation import hit_ranks, popularity_baseline, ranking_metrics, subsample_examples
-from hf_semtok.io_utils import write_json_atomic, write_text_atomic
+from hf_semtok.io_utils import write_text_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("benchmarks.sasrec")
@@ -233,6 +231,21 @@ class SASRec(nn.Module):
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over every item (column `j` = item `j + 1`) from hidden states `(..., hidden_size)`."""
         return hidden @ self.item_embedding.weight[1:].T
+
+    def add_items(self, count: int, generator: torch.Generator | None = None) -> None:
+        """Append `count` item rows, drawn as at construction (normal, std 0.02) and never trained: what SASRec
+        gives items that arrive after training (cold start; `benchmarks/cold_start.py`). Rows keep their indices.
+
+        Args:
+            count: New items; they get indices `num_items + 1 ... num_items + count`.
+            generator: Seeded generator of the new rows.
+        """
+        old = self.item_embedding
+        new = nn.Embedding(old.num_embeddings + count, old.embedding_dim, padding_idx=0)
+        with torch.no_grad():
+            new.weight[: old.num_embeddings] = old.weight
+            new.weight[old.num_embeddings :].normal_(std=0.02, generator=generator)
+        self.item_embedding = new
 
 
 def _left_pad(rows: list[list[int]]) -> torch.Tensor:
@@ -537,9 +550,7 @@ def _with_se(m: dict[str, Any], key: str) -> str:
 
 def write_markdown(results_dir: Path) -> str:
     """Regenerate `sasrec.md` from every `sasrec_*.json` in `results_dir` and return its text."""
-    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("sasrec_*.json"))]
-    order = list(DATASETS)
-    runs.sort(key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else len(order))
+    runs = _AMAZON.read_results(results_dir, "sasrec")
     lines = [
         "# SASRec with full cross-entropy over all items",
         "",
@@ -574,9 +585,7 @@ def write_markdown(results_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train and evaluate SASRec on one dataset and write its results; returns the result dict."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    (cfg,) = parse_args_with_config(SASRecBenchConfig, argv, prog="sasrec.py")
+    cfg, argv = _AMAZON.parse_bench_args(SASRecBenchConfig, argv, "sasrec.py")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     began = time.perf_counter()
@@ -635,11 +644,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "total_seconds": round(time.perf_counter() - began, 1),
     }
     logger.info("test %s", metrics)
-    results_dir = REPO / cfg.results_dir
-    results_dir.mkdir(parents=True, exist_ok=True)
-    suffix = f"_{cfg.run_name}" if cfg.run_name else ""  # the dataset's main row has no run name
-    write_json_atomic(result, results_dir / f"sasrec_{cfg.dataset}{suffix}.json", indent=2)
-    print(write_markdown(results_dir))
+    _AMAZON.write_result(result, REPO / cfg.results_dir, "sasrec", cfg.run_name, write_markdown)
     return result
 
 

@@ -119,7 +119,9 @@ def run_pipeline(
         progress=progress,
     )
     generator = PrefillOnceLM(model)
-    valid_examples = subsample_examples([valid[u] for u in sorted(valid)], config.valid_users, config.seed + 2)
+    valid_examples = subsample_examples(
+        [valid[u] for u in sorted(valid)], config.valid_users, config.seed + 2
+    )
     valid_examples = order_by_history_length(valid_examples, config.max_history)
     began = time.perf_counter()
     validation: dict[str, Any] = {}

@@ -1,30 +1,21 @@
 """benchmarks/sasrec.py: SASRec with full cross-entropy, the baseline row beside TIGER and ours (tiny data in code)."""
 
-import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_cyclic_beauty_folder
+from conftest import load_benchmark, run_benchmark_command, write_cyclic_beauty_folder
+
+from hf_semtok.cli import parse_args_with_config
 
 ROOT = Path(__file__).resolve().parents[1]
 N_ITEMS, N_USERS, LENGTH = 40, 200, 8
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def sasrec():
-    return _load("sasrec")
+    return load_benchmark("sasrec")
 
 
 @pytest.fixture
@@ -37,15 +28,10 @@ def data_root(tmp_path):
 def test_documented_config_runs_as_typed_and_feeds_the_amazon_table(data_root, tmp_path):
     results = tmp_path / "results"
     command = ["benchmarks/sasrec.py", "--config", "benchmarks/configs/sasrec_beauty.yaml"]
-    done = subprocess.run(
-        [sys.executable, *command, "--data_root", str(data_root), "--results_dir", str(results)]
-        + ["--max_steps", "2", "--eval_every_steps", "1", "--progress", "false"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark_command(
+        command, "--data_root", str(data_root), "--results_dir", str(results), "--max_steps", "2",
+        "--eval_every_steps", "1", "--progress", "false",
+    )  # fmt: skip
     result = json.loads((results / "sasrec_beauty.json").read_text())
     assert result["command"].startswith("python " + " ".join(command))
     assert result["training"]["steps"] == 2 and len(result["curve"]) == 2
@@ -65,7 +51,7 @@ def test_documented_config_runs_as_typed_and_feeds_the_amazon_table(data_root, t
     assert result["config"]["max_len"] == 50 and result["tiger"]["recall@10"] == 0.0648
     assert "| beauty |" in (results / "sasrec.md").read_text()
     # benchmarks/amazon.py puts the row beside ours when sasrec_<dataset>.json sits beside its JSONs
-    amazon = _load("amazon")
+    amazon = load_benchmark("amazon")
     ours = {
         "dataset": "beauty",
         "run_name": "ours",
@@ -119,7 +105,7 @@ def test_a_short_training_learns_the_cycle_far_past_popularity(sasrec, data_root
 
 @pytest.mark.parametrize("dataset", ["beauty", "sports", "toys", "scientific"])
 def test_shipped_configs_train_to_convergence_under_an_epoch_cap(sasrec, dataset):
-    (cfg,) = sasrec.parse_args_with_config(
+    (cfg,) = parse_args_with_config(
         sasrec.SASRecBenchConfig, ["--config", f"benchmarks/configs/sasrec_{dataset}.yaml"]
     )
     assert (
