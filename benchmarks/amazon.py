@@ -153,11 +153,20 @@ def parse_bench_args(cls: type, argv: list[str] | None, prog: str) -> tuple[Any,
     return cfg, argv
 
 
-def read_results(results_dir: Path, prefix: str) -> list[dict[str, Any]]:
-    """Every `<prefix>_*.json` result in `results_dir`, in `DATASETS` order (then file name order)."""
+def write_table(results_dir: Path, prefix: str, render: Callable[[list[dict[str, Any]]], list[str]]) -> str:
+    """Regenerate `<results_dir>/<prefix>.md` from every `<prefix>_*.json` result there and return its text.
+
+    Args:
+        results_dir: The results folder.
+        prefix: The benchmark's file prefix (`sasrec`, `transition`, ...).
+        render: The results, in `DATASETS` order (then file name order) -> the table's lines.
+    """
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob(f"{prefix}_*.json"))]
     order = list(DATASETS)
-    return sorted(runs, key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else len(order))
+    runs.sort(key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else len(order))
+    text = "\n".join(render(runs)) + "\n"
+    write_text_atomic(text, results_dir / f"{prefix}.md")
+    return text
 
 
 def write_result(

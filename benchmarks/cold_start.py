@@ -66,7 +66,6 @@ from hf_semtok import TransitionPrior, recommend
 from hf_semtok.cli import load_yaml_text, parse_args_with_config
 from hf_semtok.data import leave_one_out_split
 from hf_semtok.evaluation import hit_ranks, ranking_metrics
-from hf_semtok.io_utils import write_text_atomic
 from hf_semtok.lm.generator import train_generator
 from hf_semtok.lm.sid_sequences import build_sid_tokenizer
 from hf_semtok.rqvae.sid_stage import train_sid_stage
@@ -427,7 +426,11 @@ def _facts_line(r: Mapping[str, Any]) -> str:
 
 def write_markdown(results_dir: Path) -> str:
     """Regenerate `cold_start.md` from every `cold_start_*.json` in `results_dir` and return its text."""
-    runs = _AMAZON.read_results(results_dir, "cold_start")
+    return _AMAZON.write_table(results_dir, "cold_start", _table_lines)
+
+
+def _table_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """The cold-start tables: one section per result, its rows, what stands behind them, its command."""
     lines = [
         "# Cold start: recommending items no training interaction holds",
         "",
@@ -457,9 +460,7 @@ def write_markdown(results_dir: Path) -> str:
             )
             lines.append(f"| {label} | {cells} | {diff} | {m['held_out_in_top@10']:.2f} |")
         lines += ["", _facts_line(r), "", f"Command: `{r['command']}`"]
-    text = "\n".join(lines) + "\n"
-    write_text_atomic(text, results_dir / "cold_start.md")
-    return text
+    return lines
 
 
 def load_configs(cfg: ColdStartConfig) -> tuple[Any, Any]:

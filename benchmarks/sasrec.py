@@ -53,7 +53,6 @@ from tqdm.auto import tqdm
 
 from hf_semtok.data import history_windows, leave_one_out_split, load_catalogue
 from hf_semtok.evaluation import hit_ranks, popularity_baseline, ranking_metrics, subsample_examples
-from hf_semtok.io_utils import write_text_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("benchmarks.sasrec")
@@ -550,7 +549,11 @@ def _with_se(m: dict[str, Any], key: str) -> str:
 
 def write_markdown(results_dir: Path) -> str:
     """Regenerate `sasrec.md` from every `sasrec_*.json` in `results_dir` and return its text."""
-    runs = _AMAZON.read_results(results_dir, "sasrec")
+    return _AMAZON.write_table(results_dir, "sasrec", _table_lines)
+
+
+def _table_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """The SASRec table: one row per result (dataset, and run name beside a main row), then the commands."""
     lines = [
         "# SASRec with full cross-entropy over all items",
         "",
@@ -578,9 +581,7 @@ def write_markdown(results_dir: Path) -> str:
             f"| {t['train_seconds'] / 60:.1f} | {r['total_seconds'] / 60:.1f} | {r['evaluation']['test_users']} |"
         )
     lines += ["", "Commands:", ""] + [f"- {r['dataset']}: `{r['command']}`" for r in runs]
-    text = "\n".join(lines) + "\n"
-    write_text_atomic(text, results_dir / "sasrec.md")
-    return text
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

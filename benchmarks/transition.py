@@ -40,7 +40,6 @@ from typing import Any
 
 from hf_semtok.data import leave_one_out_split, load_catalogue
 from hf_semtok.evaluation import hit_ranks, ranking_metrics
-from hf_semtok.io_utils import write_text_atomic
 from hf_semtok.transition_prior import TransitionPrior
 
 REPO = Path(__file__).resolve().parent.parent
@@ -185,7 +184,13 @@ def _fusion_lines(results_dir: Path) -> list[str]:
 
 def write_markdown(results_dir: Path) -> str:
     """Regenerate `transition.md` from every `transition_*.json` in `results_dir` and return its text."""
-    runs = _AMAZON.read_results(results_dir, "transition")
+    return _AMAZON.write_table(
+        results_dir, "transition", lambda runs: _table_lines(runs) + _fusion_lines(results_dir)
+    )
+
+
+def _table_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """The heuristic's table: one row per result."""
     ks = (
         sorted(runs[0]["config"]["ks"]) if runs else [5, 10]
     )  # the columns: every row of a table has the same ks
@@ -225,10 +230,7 @@ def write_markdown(results_dir: Path) -> str:
             f"| {len(r['validation_grid'])} | {r['total_seconds']:.0f} | {m['num_examples']} |"
         )
     lines += ["", "Commands:", ""] + [f"- {r['dataset']}: `{r['command']}`" for r in runs]
-    lines += _fusion_lines(results_dir)
-    text = "\n".join(lines) + "\n"
-    write_text_atomic(text, results_dir / "transition.md")
-    return text
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
