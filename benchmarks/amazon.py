@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,56 @@ class AmazonBenchConfig:
             )
 
 
+def parse_bench_args(cls: type, argv: list[str] | None, prog: str) -> tuple[Any, list[str]]:
+    """Turn on INFO logging and read the benchmark config `cls` from `--config` and the command line.
+
+    Args:
+        cls: The benchmark's config dataclass.
+        argv: The arguments (`None`: `sys.argv[1:]`).
+        prog: The script's name, for `--help`.
+
+    Returns:
+        `(config, argv)`: the arguments are kept for the result's `command`.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    (cfg,) = parse_args_with_config(cls, argv, prog=prog)
+    return cfg, argv
+
+
+def write_table(results_dir: Path, prefix: str, render: Callable[[list[dict[str, Any]]], list[str]]) -> str:
+    """Regenerate `<results_dir>/<prefix>.md` from every `<prefix>_*.json` result there and return its text.
+
+    Args:
+        results_dir: The results folder.
+        prefix: The benchmark's file prefix (`sasrec`, `transition`, ...).
+        render: The results, in `DATASETS` order (then file name order) -> the table's lines.
+    """
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob(f"{prefix}_*.json"))]
+    order = list(DATASETS)
+    runs.sort(key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else len(order))
+    text = "\n".join(render(runs)) + "\n"
+    write_text_atomic(text, results_dir / f"{prefix}.md")
+    return text
+
+
+def write_result(
+    result: dict[str, Any],
+    results_dir: Path,
+    prefix: str,
+    run_name: str | None,
+    write_table: Callable[[Path], str],
+) -> Path:
+    """Write `result` as `<results_dir>/<prefix>_<dataset>[_<run_name>].json` (the dataset's main row has no run
+    name), regenerate the benchmark's table with `write_table(results_dir)` and print it; returns the JSON's path."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    suffix = f"_{run_name}" if run_name else ""
+    path = results_dir / f"{prefix}_{result['dataset']}{suffix}.json"
+    write_json_atomic(result, path, indent=2)
+    print(write_table(results_dir))
+    return path
+
+
 def _load(cfg: AmazonBenchConfig) -> Any:
     from hf_semtok.data import load_catalogue
 
@@ -147,7 +198,11 @@ def _load(cfg: AmazonBenchConfig) -> Any:
     return load_catalogue(info["loader"], folder, text_fields=cfg.text_fields)
 
 
-def _features(cfg: AmazonBenchConfig, catalogue: Any, names: list[str]) -> dict[str, np.ndarray]:
+def _features(
+    cfg: AmazonBenchConfig, catalogue: Any, names: list[str], train: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, np.ndarray]:
+    """The item features `names`, rows in `catalogue.item_ids` order; `collab` comes from the training histories
+    `train` (default: the train part of `leave_one_out_split(catalogue.histories)`)."""
     from hf_semtok.data import leave_one_out_split
     from hf_semtok.data.embeddings import embed_texts
     from hf_semtok.data.features import cooccurrence_features, multi_hot_features
@@ -161,7 +216,8 @@ def _features(cfg: AmazonBenchConfig, catalogue: Any, names: list[str]) -> dict[
         elif name == "attributes":
             out["attributes"] = multi_hot_features(catalogue.item_ids, catalogue.categories)
         elif name == "collab":
-            train, _, _ = leave_one_out_split(catalogue.histories)
+            if train is None:
+                train, _, _ = leave_one_out_split(catalogue.histories)
             out["collab"] = cooccurrence_features(catalogue.item_ids, train, seed=cfg.generator.seed)
         else:
             raise ValueError(f"Unknown feature {name!r}; use text, attributes or collab joined by '+'.")
@@ -188,7 +244,7 @@ def _prior_fusion(
     from transformers import AutoModelForCausalLM
 
     from hf_semtok import SemanticIDTokenizer, TransitionPrior, leave_one_out_split, recommend
-    from hf_semtok.evaluation import ranking_metrics
+    from hf_semtok.evaluation import hit_ranks, ranking_metrics
 
     began = time.perf_counter()
     gen = cfg.generator
@@ -221,8 +277,7 @@ def _prior_fusion(
         )
         rankings = [[item for item, _ in r] for r in ranked]
         targets = [t for _, t in examples]
-        ranks = [r.index(t) + 1 if t in r else None for r, t in zip(rankings, targets)]
-        return ranking_metrics(rankings, targets, ks, standard_errors=True), ranks
+        return ranking_metrics(rankings, targets, ks, standard_errors=True), hit_ranks(rankings, targets, top)
 
     grid = []
     if (
@@ -243,7 +298,7 @@ def _prior_fusion(
     heuristic_rankings = test_prior.recommend([h for h, _ in test_examples], k=top)
     targets = [t for _, t in test_examples]
     heuristic = ranking_metrics(heuristic_rankings, targets, ks, standard_errors=True)
-    heuristic_ranks = [r.index(t) + 1 if t in r else None for r, t in zip(heuristic_rankings, targets)]
+    heuristic_ranks = hit_ranks(heuristic_rankings, targets, top)
     logger.info(
         "prior fusion (weight %s): test %s generator %.4f, prior %.4f, fused %.4f",
         chosen,
@@ -454,9 +509,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run one benchmark and write its results; returns the result dict."""
     from hf_semtok.pipeline import run_pipeline
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    (cfg,) = parse_args_with_config(AmazonBenchConfig, argv, prog="amazon.py")
+    cfg, argv = parse_bench_args(AmazonBenchConfig, argv, "amazon.py")
     require_extra("bench", "benchmarks/amazon.py (its training curve plot)", ["matplotlib"])
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

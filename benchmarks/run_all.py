@@ -29,6 +29,7 @@ BENCHMARKS = [
     "amazon",
     "sasrec",
     "transition",
+    "cold_start",
     "smollm2",
 ]
 

@@ -3,15 +3,22 @@
 SASRec (Kang & McAuley, ICDM 2018): an item embedding plus a learned positional embedding, causal self-attention
 blocks (`torch.nn.TransformerEncoderLayer`, pre-LN), and the next item scored against every item with the shared
 item embedding (`hidden @ item_embedding.T`). Trained on every position of each training history with
-cross-entropy over the whole catalogue (no negative sampling), AdamW, bounded by steps.
+cross-entropy over the whole catalogue (no negative sampling), AdamW.
+
+Trained to convergence: every `eval_every_steps` steps the model ranks a fixed validation subsample (`eval_users`,
+seeded; all validation users by default) and the curve records its Recall/NDCG. Training stops early once
+`patience` evaluation points in a row bring no new best validation NDCG@10, and is bounded in any case by
+`max_epochs` (and `max_steps` when set), never by wall time. At the end the weights of the best point are restored,
+and only then come the full validation and test passes; the JSON records the curve, the best step, why training
+stopped (`early_stop`, `max_epochs` or `max_steps`) and the epochs run.
 
 Same protocol as `benchmarks/amazon.py`: its datasets (`DATASETS`), `leave_one_out_split` of the same histories
 (training = all but the last two items; validation and test examples with the history cut to the most recent
 `max_len` items, the test history including the validation item), every validation and test user, Recall@5/10 and
 NDCG@5/10 through `hf_semtok.evaluation.ranking_metrics` with standard errors, seen items not excluded (as
 `evaluate_recommender`'s default, which the generator's evaluation uses), and the popularity baseline on the same
-test users. Ranking is exact over the full catalogue. With `select_best`, the weights kept are those of the best
-validation NDCG@10 point of the curve (validation only); test is read once, at the end.
+test users. Ranking is exact over the full catalogue. Test is read once, at the end. Per-user test ranks
+(`"per_user"`, as `benchmarks/transition.py` writes them) let anyone pair this row with another run.
 
 Writes `benchmarks/results/sasrec_<dataset>.json`, regenerates `benchmarks/results/sasrec.md` from every
 `sasrec_*.json` there, and `benchmarks/amazon.py` shows the row beside TIGER and ours in `amazon.md`.
@@ -20,6 +27,7 @@ Usage:
     python benchmarks/sasrec.py --config benchmarks/configs/sasrec_beauty.yaml
     python benchmarks/sasrec.py --config benchmarks/configs/sasrec_sports.yaml
     python benchmarks/sasrec.py --config benchmarks/configs/sasrec_toys.yaml
+    python benchmarks/sasrec.py --config benchmarks/configs/sasrec_scientific.yaml
     python benchmarks/sasrec.py --dataset scientific --max_steps 500   # a quick look
 """
 
@@ -27,12 +35,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +51,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data import history_windows, leave_one_out_split, load_catalogue
-from hf_semtok.evaluation import popularity_baseline, ranking_metrics
-from hf_semtok.io_utils import write_json_atomic, write_text_atomic
+from hf_semtok.evaluation import hit_ranks, popularity_baseline, ranking_metrics, subsample_examples
 
 REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("benchmarks.sasrec")
@@ -79,11 +85,14 @@ class SASRecBenchConfig:
         bucket_batches: Batches per length bucket: each run of `bucket_batches * batch_size` shuffled windows is
             sorted by length before it is cut into batches, so batches carry little padding (1: plain random
             batches).
-        max_steps: Optimizer steps; the run's only bound (never wall time).
-        eval_every_steps: Steps between two points of the validation curve (all validation users); `None` or 0: no
-            curve, only the final evaluation.
-        select_best: Keep the weights of the curve's best validation NDCG at the largest K (NDCG@10; validation
-            only) instead of the last.
+        max_epochs: Epoch cap: training stops after this many passes over the training windows at the latest.
+        max_steps: Optional step cap (`None`: the epoch cap alone bounds the run).
+        eval_every_steps: Steps between two points of the validation curve; `None` or 0: no curve, no early stop,
+            the last step's weights.
+        eval_users: Size of the curve's fixed validation subsample (seeded by `seed`; `None`: all validation users).
+        patience: Evaluation points in a row without a new best validation NDCG at the largest K (NDCG@10) after
+            which training stops early (`None` or 0: never; train to the cap). The best point's weights are
+            restored before the final validation and test passes in every case.
         eval_batch_size: Users per forward pass in evaluation.
         ks: Cut-offs of Recall@K / NDCG@K.
         seed: Seed of the weights, the dropout and the batch order.
@@ -105,9 +114,11 @@ class SASRecBenchConfig:
     weight_decay: float = 0.0
     batch_size: int = 128
     bucket_batches: int = 50
-    max_steps: int = 10000
+    max_epochs: float = 200.0
+    max_steps: int | None = None
     eval_every_steps: int | None = 1000
-    select_best: bool = True
+    eval_users: int | None = None
+    patience: int | None = 10
     eval_batch_size: int = 512
     ks: list[int] = field(default_factory=lambda: [5, 10])
     seed: int = 42
@@ -125,10 +136,21 @@ class SASRecBenchConfig:
             "num_heads",
             "ffn_size",
             "batch_size",
-            "max_steps",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.patience is not None and self.patience < 0:
+            raise ValueError(f"patience must be >= 0 or None, got {self.patience}.")
+        for name in ("max_steps", "eval_users"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}.")
+        if not self.max_epochs > 0:
+            raise ValueError(f"max_epochs must be > 0 (the cap of every run), got {self.max_epochs}.")
+        if self.patience and not self.eval_every_steps:
+            raise ValueError(
+                "patience counts points of the validation curve, which needs eval_every_steps > 0; set "
+                "eval_every_steps (e.g. one epoch of steps) or patience to 0."
+            )
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}; change one."
@@ -208,6 +230,21 @@ class SASRec(nn.Module):
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over every item (column `j` = item `j + 1`) from hidden states `(..., hidden_size)`."""
         return hidden @ self.item_embedding.weight[1:].T
+
+    def add_items(self, count: int, generator: torch.Generator | None = None) -> None:
+        """Append `count` item rows, drawn as at construction (normal, std 0.02) and never trained: what SASRec
+        gives items that arrive after training (cold start; `benchmarks/cold_start.py`). Rows keep their indices.
+
+        Args:
+            count: New items; they get indices `num_items + 1 ... num_items + count`.
+            generator: Seeded generator of the new rows.
+        """
+        old = self.item_embedding
+        new = nn.Embedding(old.num_embeddings + count, old.embedding_dim, padding_idx=0)
+        with torch.no_grad():
+            new.weight[: old.num_embeddings] = old.weight
+            new.weight[old.num_embeddings :].normal_(std=0.02, generator=generator)
+        self.item_embedding = new
 
 
 def _left_pad(rows: list[list[int]]) -> torch.Tensor:
@@ -291,12 +328,14 @@ def evaluate(
     index: dict[str, int],
     item_ids: list[str],
     cfg: SASRecBenchConfig,
-) -> dict[str, Any]:
-    """Recall@K / NDCG@K with standard errors (`hf_semtok.evaluation.ranking_metrics`) of full-catalogue ranking."""
+) -> tuple[dict[str, Any], list[list[str]]]:
+    """Recall@K / NDCG@K with standard errors (`hf_semtok.evaluation.ranking_metrics`) of full-catalogue ranking,
+    and the rankings (top `max(cfg.ks)` per example)."""
     rankings = rank_all_items(
         model, examples, index, item_ids, max(cfg.ks), cfg.eval_batch_size, progress=cfg.progress
     )
-    return ranking_metrics(rankings, [target for _, target in examples], cfg.ks, standard_errors=True)
+    metrics = ranking_metrics(rankings, [target for _, target in examples], cfg.ks, standard_errors=True)
+    return metrics, rankings
 
 
 def epoch_batches(
@@ -329,22 +368,85 @@ def epoch_batches(
     return [batches[i] for i in shuffled]
 
 
+def step_limit(cfg: SASRecBenchConfig, steps_per_epoch: int) -> tuple[int, str]:
+    """The run's bound in steps and which cap sets it: `max_epochs` of `steps_per_epoch`, or `max_steps` if fewer."""
+    by_epochs = max(1, math.ceil(cfg.max_epochs * steps_per_epoch))
+    if cfg.max_steps is not None and cfg.max_steps < by_epochs:
+        return cfg.max_steps, "max_steps"
+    return by_epochs, "max_epochs"
+
+
+class BestPoint:
+    """The best point of a validation curve so far, the weights measured there, and the points since (patience).
+
+    Args:
+        metric: The curve's key that is maximised (the first of equal points is kept).
+        patience: Points in a row without a new best after which `exhausted` is True (`None` or 0: never).
+    """
+
+    def __init__(self, metric: str, patience: int | None) -> None:
+        self.metric = metric
+        self.patience = patience
+        self.point: dict[str, Any] | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+        self.points_since = 0
+
+    def update(self, point: dict[str, Any], model: nn.Module) -> None:
+        """Take in a new point of the curve, measured on `model`'s current weights (copied if it is the best)."""
+        if self.point is None or point[self.metric] > self.point[self.metric]:
+            self.point, self.state, self.points_since = point, copy.deepcopy(model.state_dict()), 0
+        else:
+            self.points_since += 1
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether `patience` points in a row brought no new best."""
+        return bool(self.patience) and self.points_since >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best point's weights into `model` (nothing happens before the first point)."""
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
+def train_step(
+    model: SASRec,
+    optimizer: torch.optim.Optimizer,
+    windows: list[tuple[list[int], list[int]]],
+    batch: list[int],
+) -> float:
+    """One AdamW step of full cross-entropy over all items on the windows `batch`; returns the loss."""
+    model.train()
+    inputs = _left_pad([windows[i][0] for i in batch])  # (batch, length)
+    targets = _left_pad([windows[i][1] for i in batch])  # (batch, length), 0 = no target
+    hidden = model(inputs)
+    keep = targets > 0
+    loss = F.cross_entropy(model.scores(hidden[keep]), targets[keep] - 1)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def train_sasrec(
     model: SASRec,
     windows: list[tuple[list[int], list[int]]],
     cfg: SASRecBenchConfig,
-    validate: Any = None,
+    validate: Callable[[SASRec], dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train `model` for `cfg.max_steps` steps with full cross-entropy; keep the best validation point if asked.
+    """Train `model` until validation NDCG@10 stops rising (`cfg.patience`) or a cap; keep the best point's weights.
 
     Args:
-        model: The model (trained in place).
+        model: The model (trained in place; on return it holds the weights of the curve's best point, or the last
+            step's when there is no curve).
         windows: `(inputs, targets)` training windows (`training_windows`).
         cfg: Settings.
-        validate: `model -> metrics dict` on the validation users, called every `cfg.eval_every_steps` steps.
+        validate: `model -> metrics dict` on the validation users, called every `cfg.eval_every_steps` steps and
+            at the last step.
 
     Returns:
-        `(training facts, validation curve)`.
+        `(training facts, validation curve)`: the facts hold the steps run, the kept step, why training stopped
+        (`stop_reason`: `early_stop`, `max_epochs` or `max_steps`) and the epochs run.
     """
     if not windows:
         raise ValueError("No training pair: every training history has a single item; check the histories.")
@@ -354,62 +456,91 @@ def train_sasrec(
     steps_per_epoch = sum(
         math.ceil(min(span, len(windows) - begin) / cfg.batch_size) for begin in range(0, len(windows), span)
     )
+    limit, stop_reason = step_limit(cfg, steps_per_epoch)
+    every = cfg.eval_every_steps if validate is not None else None
+    best = BestPoint(f"ndcg@{max(cfg.ks)}", cfg.patience)
     curve: list[dict[str, Any]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     order: list[list[int]] = []
     losses: list[float] = []
     train_seconds = 0.0
     began = time.perf_counter()
-    bar = tqdm(total=cfg.max_steps, desc="sasrec", disable=not cfg.progress)
-    for step in range(1, cfg.max_steps + 1):
-        model.train()
+    bar = tqdm(total=limit, desc="sasrec", disable=not cfg.progress)
+    for step in range(1, limit + 1):
         if not order:
             order = epoch_batches([len(w[0]) for w in windows], cfg.batch_size, cfg.bucket_batches, generator)
-        batch = order.pop()
-        inputs = _left_pad([windows[i][0] for i in batch])
-        targets = _left_pad([windows[i][1] for i in batch])
-        hidden = model(inputs)
-        keep = targets > 0
-        loss = F.cross_entropy(model.scores(hidden[keep]), targets[keep] - 1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(train_step(model, optimizer, windows, order.pop()))
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        if (
-            validate is not None
-            and cfg.eval_every_steps
-            and (step % cfg.eval_every_steps == 0 or step == cfg.max_steps)
-        ):
-            train_seconds += time.perf_counter() - began
-            point = validate(model)
-            point = {"step": step, "train_seconds": round(train_seconds, 1), **point}
-            point["loss"] = float(np.mean(losses[-cfg.eval_every_steps :]))
-            curve.append(point)
-            logger.info("step %d: validation %s", step, point)
-            if cfg.select_best and (best is None or point[f"ndcg@{max(cfg.ks)}"] > best[0]):
-                best = (point[f"ndcg@{max(cfg.ks)}"], step, copy.deepcopy(model.state_dict()))
-            began = time.perf_counter()
+        if not every or (step % every and step != limit):
+            continue
+        train_seconds += time.perf_counter() - began
+        point = {"step": step, "train_seconds": round(train_seconds, 1), **validate(model)}
+        point["loss"] = float(np.mean(losses[-every:]))
+        curve.append(point)
+        best.update(point, model)
+        logger.info("step %d: validation %s", step, point)
+        if best.exhausted:
+            stop_reason = "early_stop"
+            break
+        began = time.perf_counter()
+    else:
+        train_seconds += time.perf_counter() - began
     bar.close()
-    train_seconds += time.perf_counter() - began
-    selected = cfg.max_steps
-    if best is not None:
-        _, selected, state = best
-        model.load_state_dict(state)
+    best.restore(model)
+    steps = len(losses)
     return {
-        "steps": cfg.max_steps,
-        "selected_step": selected,
-        "epochs": round(cfg.max_steps / steps_per_epoch, 2),
+        "steps": steps,
+        "selected_step": best.point["step"] if best.point else steps,
+        "stop_reason": stop_reason,
+        "stopped_early": stop_reason == "early_stop",
+        "step_limit": limit,
+        "epochs": round(steps / steps_per_epoch, 2),
         "steps_per_epoch": steps_per_epoch,
         "windows": len(windows),
         "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / cfg.max_steps, 4),
+        "seconds_per_step": round(train_seconds / steps, 4),
         "final_loss": float(np.mean(losses[-50:])),
         "threads": torch.get_num_threads(),
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }, curve
+
+
+def fit_sasrec(
+    cfg: SASRecBenchConfig,
+    train: dict[str, list[str]],
+    valid_examples: list[tuple[list[str], str]],
+    item_ids: list[str],
+) -> tuple[SASRec, dict[str, Any], list[dict[str, Any]]]:
+    """Build SASRec over `item_ids` and train it on `train`, its curve on a fixed subsample of `valid_examples`.
+
+    Args:
+        cfg: Settings (the model's sizes, training, `eval_users`, `seed`).
+        train: User -> training items (every item in `item_ids`).
+        valid_examples: `(history, target)` validation pairs, in a fixed order; the curve draws `cfg.eval_users`.
+        item_ids: The items the model scores (row `j + 1` of its embedding is `item_ids[j]`).
+
+    Returns:
+        `(model, training facts, curve)`; the model holds the best validation point's weights (`train_sasrec`).
+    """
+    torch.manual_seed(cfg.seed)
+    index = {item: j + 1 for j, item in enumerate(item_ids)}
+    windows = training_windows(train, index, cfg.max_len)
+    model = SASRec(
+        len(item_ids), cfg.max_len, cfg.hidden_size, cfg.num_blocks, cfg.num_heads, cfg.ffn_size, cfg.dropout
+    )
+    curve_examples = subsample_examples(valid_examples, cfg.eval_users, cfg.seed)
+    logger.info(
+        "%d items, %d training windows, the curve on %d validation users",
+        len(item_ids),
+        len(windows),
+        len(curve_examples),
+    )
+    training, curve = train_sasrec(
+        model, windows, cfg, validate=lambda m: evaluate(m, curve_examples, index, item_ids, cfg)[0]
+    )
+    training["curve_users"] = len(curve_examples)
+    return model, training, curve
 
 
 def _with_se(m: dict[str, Any], key: str) -> str:
@@ -418,21 +549,25 @@ def _with_se(m: dict[str, Any], key: str) -> str:
 
 def write_markdown(results_dir: Path) -> str:
     """Regenerate `sasrec.md` from every `sasrec_*.json` in `results_dir` and return its text."""
-    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("sasrec_*.json"))]
-    order = list(DATASETS)
-    runs.sort(key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else len(order))
+    return _AMAZON.write_table(results_dir, "sasrec", _table_lines)
+
+
+def _table_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """The SASRec table: one row per result (dataset, and run name beside a main row), then the commands."""
     lines = [
         "# SASRec with full cross-entropy over all items",
         "",
         "The baseline users would pick instead of generative retrieval: SASRec (Kang & McAuley 2018) trained with "
         "cross-entropy over the whole catalogue, on the splits, users and metrics of `benchmarks/amazon.py` "
         "(leave-one-out, full-catalogue ranking, seen items not excluded; history cut to the last 50 items). "
-        "Test and validation metrics are means over all users ± one standard error. Written by "
+        "Trained until validation NDCG@10 stops rising (`patience` evaluation points) or the epoch cap, then the best "
+        "point's weights are restored (steps (kept): steps run and the step kept; rows before early stopping were "
+        "bounded by steps alone). Test and validation metrics are means over all users ± one standard error. Written by "
         "`benchmarks/sasrec.py`; one JSON per row.",
         "",
         "| dataset | R@5 | N@5 | R@10 | N@10 | R@10 valid | N@10 valid | TIGER R@10 / N@10 | popularity R@10 / N@10 "
-        "| params | steps (kept) | epochs | threads | train min | total min | test users |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| params | steps (kept) | epochs | stopped by | threads | train min | total min | test users |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         m, v, t, p = r["metrics"], r["validation"], r["training"], r["popularity"]
@@ -442,23 +577,18 @@ def write_markdown(results_dir: Path) -> str:
             f"| {_with_se(m, 'recall@5')} | {_with_se(m, 'ndcg@5')} | {_with_se(m, 'recall@10')} "
             f"| {_with_se(m, 'ndcg@10')} | {_with_se(v, 'recall@10')} | {_with_se(v, 'ndcg@10')} | {tiger} "
             f"| {p['recall@10']:.4f} / {p['ndcg@10']:.4f} | {t['num_parameters'] / 1e6:.2f}M "
-            f"| {t['steps']} ({t['selected_step']}) | {t['epochs']} | {t['threads']} "
+            f"| {t['steps']} ({t['selected_step']}) | {t['epochs']} | {t.get('stop_reason', 'max_steps')} | {t['threads']} "
             f"| {t['train_seconds'] / 60:.1f} | {r['total_seconds'] / 60:.1f} | {r['evaluation']['test_users']} |"
         )
     lines += ["", "Commands:", ""] + [f"- {r['dataset']}: `{r['command']}`" for r in runs]
-    text = "\n".join(lines) + "\n"
-    write_text_atomic(text, results_dir / "sasrec.md")
-    return text
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train and evaluate SASRec on one dataset and write its results; returns the result dict."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    (cfg,) = parse_args_with_config(SASRecBenchConfig, argv, prog="sasrec.py")
+    cfg, argv = _AMAZON.parse_bench_args(SASRecBenchConfig, argv, "sasrec.py")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
     began = time.perf_counter()
     commit = _AMAZON._git_commit()  # the code this run imports, read at the start
     info = DATASETS[cfg.dataset]
@@ -473,27 +603,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise ValueError("No user has 3 or more items, so there is nothing to test; check the histories.")
     item_ids = list(catalogue.item_ids)
     index = {item: j + 1 for j, item in enumerate(item_ids)}
+    users = sorted(test)
     valid_examples = [valid[u] for u in sorted(valid)]
-    test_examples = [test[u] for u in sorted(test)]
-    windows = training_windows(train, index, cfg.max_len)
-    logger.info(
-        "%s: %d items, %d training windows, %d validation and %d test users",
-        cfg.dataset,
-        len(item_ids),
-        len(windows),
-        len(valid_examples),
-        len(test_examples),
-    )
-    model = SASRec(
-        len(item_ids), cfg.max_len, cfg.hidden_size, cfg.num_blocks, cfg.num_heads, cfg.ffn_size, cfg.dropout
-    )
+    test_examples = [test[u] for u in users]
+    logger.info("%s: %d validation and %d test users", cfg.dataset, len(valid_examples), len(test_examples))
     data_seconds = time.perf_counter() - began
-    training, curve = train_sasrec(
-        model, windows, cfg, validate=lambda m: evaluate(m, valid_examples, index, item_ids, cfg)
-    )
+    model, training, curve = fit_sasrec(cfg, train, valid_examples, item_ids)
     eval_began = time.perf_counter()
-    validation = evaluate(model, valid_examples, index, item_ids, cfg)
-    metrics = evaluate(model, test_examples, index, item_ids, cfg)
+    validation, _ = evaluate(model, valid_examples, index, item_ids, cfg)
+    metrics, rankings = evaluate(model, test_examples, index, item_ids, cfg)
+    targets = [target for _, target in test_examples]
     popularity = popularity_baseline(train, test_examples, ks=cfg.ks)
     popularity.pop("top_items", None)
     result = {
@@ -501,6 +620,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": "SASRec, full cross-entropy over all items",
         "metrics": metrics,
         "validation": validation,
+        "per_user": {"user_ids": users, "rank": hit_ranks(rankings, targets, max(cfg.ks))},
         "popularity": popularity,
         "tiger": info["tiger"],
         "training": training,
@@ -508,25 +628,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "evaluation": {
             "test_users": len(test_examples),
             "validation_users": len(valid_examples),
+            "curve_users": training["curve_users"],
             "ranking": "exact, full catalogue",
             "exclude_seen": False,
             "max_history": cfg.max_len,
             "eval_seconds": round(time.perf_counter() - eval_began, 1),
-            "selection": "best validation NDCG@10 of the curve" if cfg.select_best and curve else "last step",
+            "selection": "best validation NDCG@10 of the curve" if curve else "last step",
         },
         "data_seconds": round(data_seconds, 1),
         "config": dataclasses.asdict(cfg),
         "command": "python benchmarks/sasrec.py " + " ".join(argv),
         "git_commit": commit,
+        "seed": cfg.seed,
+        "num_threads": torch.get_num_threads(),
         "device": f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)",  # never moved to a GPU
         "total_seconds": round(time.perf_counter() - began, 1),
     }
     logger.info("test %s", metrics)
-    results_dir = REPO / cfg.results_dir
-    results_dir.mkdir(parents=True, exist_ok=True)
-    suffix = f"_{cfg.run_name}" if cfg.run_name else ""  # the dataset's main row has no run name
-    write_json_atomic(result, results_dir / f"sasrec_{cfg.dataset}{suffix}.json", indent=2)
-    print(write_markdown(results_dir))
+    _AMAZON.write_result(result, REPO / cfg.results_dir, "sasrec", cfg.run_name, write_markdown)
     return result
 
 

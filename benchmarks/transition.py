@@ -38,10 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hf_semtok.cli import parse_args_with_config
 from hf_semtok.data import leave_one_out_split, load_catalogue
-from hf_semtok.evaluation import ranking_metrics
-from hf_semtok.io_utils import write_json_atomic, write_text_atomic
+from hf_semtok.evaluation import hit_ranks, ranking_metrics
 from hf_semtok.transition_prior import TransitionPrior
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,11 +86,6 @@ class TransitionBenchConfig:
         for name in ("windows", "num_histories", "decays", "ks"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is empty; give at least one value.")
-
-
-def hit_ranks(rankings: list[list[str]], targets: list[str], k: int) -> list[int | None]:
-    """1-based rank of each target within its top `k`, or None when it is not there."""
-    return [r[:k].index(t) + 1 if t in r[:k] else None for r, t in zip(rankings, targets)]
 
 
 def popularity_rankings(prior: TransitionPrior, histories: list[list[str]], k: int) -> list[list[str]]:
@@ -191,9 +184,13 @@ def _fusion_lines(results_dir: Path) -> list[str]:
 
 def write_markdown(results_dir: Path) -> str:
     """Regenerate `transition.md` from every `transition_*.json` in `results_dir` and return its text."""
-    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("transition_*.json"))]
-    order = list(DATASETS)
-    runs.sort(key=lambda r: order.index(r["dataset"]) if r["dataset"] in order else len(order))
+    return _AMAZON.write_table(
+        results_dir, "transition", lambda runs: _table_lines(runs) + _fusion_lines(results_dir)
+    )
+
+
+def _table_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """The heuristic's table: one row per result."""
     ks = (
         sorted(runs[0]["config"]["ks"]) if runs else [5, 10]
     )  # the columns: every row of a table has the same ks
@@ -233,17 +230,12 @@ def write_markdown(results_dir: Path) -> str:
             f"| {len(r['validation_grid'])} | {r['total_seconds']:.0f} | {m['num_examples']} |"
         )
     lines += ["", "Commands:", ""] + [f"- {r['dataset']}: `{r['command']}`" for r in runs]
-    lines += _fusion_lines(results_dir)
-    text = "\n".join(lines) + "\n"
-    write_text_atomic(text, results_dir / "transition.md")
-    return text
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Choose the heuristic's settings on validation, evaluate on test, write the results; returns the result."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    (cfg,) = parse_args_with_config(TransitionBenchConfig, argv, prog="transition.py")
+    cfg, argv = _AMAZON.parse_bench_args(TransitionBenchConfig, argv, "transition.py")
     began = time.perf_counter()
     commit = _AMAZON._git_commit()
     info = DATASETS[cfg.dataset]
@@ -315,11 +307,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "total_seconds": round(time.perf_counter() - began, 1),
     }
     logger.info("test %s", metrics)
-    results_dir = REPO / cfg.results_dir
-    results_dir.mkdir(parents=True, exist_ok=True)
-    suffix = f"_{cfg.run_name}" if cfg.run_name else ""
-    write_json_atomic(result, results_dir / f"transition_{cfg.dataset}{suffix}.json", indent=2)
-    print(write_markdown(results_dir))
+    _AMAZON.write_result(result, REPO / cfg.results_dir, "transition", cfg.run_name, write_markdown)
     return result
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import random
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +34,8 @@ __all__ = [
     "popularity_baseline",
     "process_shard",
     "ranking_metrics",
+    "hit_ranks",
+    "subsample_examples",
 ]
 
 logger = logging.getLogger(__name__)
@@ -125,6 +128,49 @@ def ndcg_at_k(ranked: Sequence[Any], target: Any, k: int) -> float:
         return 0.0
     rank = ids.index(target) + 1
     return 1.0 / math.log2(rank + 1)
+
+
+def hit_ranks(rankings: Sequence[Sequence[Any]], targets: Sequence[Any], k: int) -> list[int | None]:
+    """The 1-based rank of each target within its top `k`, or None when it is not there.
+
+    Per-user ranks let anyone pair two rows on the same users (`recall@k` is the share of ranks that are not None,
+    `ndcg@k` the mean of `1 / log2(rank + 1)`).
+
+    Args:
+        rankings: Per user, the ranked items (ids or `(item_id, score, ...)` tuples), best first.
+        targets: Per user, the held-out item.
+        k: Cut-off.
+
+    Returns:
+        One rank or None per user, in the given order.
+    """
+    _check_k(k)
+    if len(rankings) != len(targets):
+        raise ValueError(
+            f"Got {len(rankings)} rankings for {len(targets)} targets; pass one ranking per target."
+        )
+    ranks: list[int | None] = []
+    for ranked, target in zip(rankings, targets):
+        top = _item_ids(ranked)[:k]
+        ranks.append(top.index(target) + 1 if target in top else None)
+    return ranks
+
+
+def subsample_examples(examples: Sequence[Any], users: int | None, seed: int) -> list[Any]:
+    """A fixed random subsample of `users` examples (all of them when `users` is None or not smaller).
+
+    Args:
+        examples: Per user, an example (e.g. a `(history, target)` pair).
+        users: Size of the subsample.
+        seed: Seed of the draw (the same seed draws the same users).
+
+    Returns:
+        The subsample, in draw order (or all examples, in their order).
+    """
+    examples = list(examples)
+    if users is not None and users < len(examples):
+        return random.Random(seed).sample(examples, users)
+    return examples
 
 
 def ranking_metrics(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from hf_semtok.data.catalogue import leave_one_out_split
-from hf_semtok.evaluation import popularity_baseline
+from hf_semtok.evaluation import popularity_baseline, subsample_examples
 from hf_semtok.generation import PrefillOnceLM
 from hf_semtok.lm.generator import GeneratorConfig, evaluate_with_standard_errors, train_generator
 from hf_semtok.lm.sid_sequences import build_sid_tokenizer, order_by_history_length
@@ -75,13 +74,6 @@ class PipelineResult:
         return dataclasses.asdict(self)
 
 
-def _subsample(examples: list[Any], users: int | None, seed: int) -> list[Any]:
-    """A fixed random subsample of `users` examples (`None`: all of them)."""
-    if users is not None and users < len(examples):
-        return random.Random(seed).sample(examples, users)
-    return examples
-
-
 # Long: the docstring; the body is ~64 lines, one stage after another (SIDs, training, validation, test).
 def run_pipeline(
     catalogue: Any,
@@ -127,14 +119,16 @@ def run_pipeline(
         progress=progress,
     )
     generator = PrefillOnceLM(model)
-    valid_examples = _subsample([valid[u] for u in sorted(valid)], config.valid_users, config.seed + 2)
+    valid_examples = subsample_examples(
+        [valid[u] for u in sorted(valid)], config.valid_users, config.seed + 2
+    )
     valid_examples = order_by_history_length(valid_examples, config.max_history)
     began = time.perf_counter()
     validation: dict[str, Any] = {}
     if valid_examples:
         validation = evaluate_with_standard_errors(generator, tokenizer, valid_examples, config, progress)
     valid_seconds = time.perf_counter() - began
-    test_examples = _subsample([test[u] for u in sorted(test)], config.test_users, config.seed + 1)
+    test_examples = subsample_examples([test[u] for u in sorted(test)], config.test_users, config.seed + 1)
     test_examples = order_by_history_length(test_examples, config.max_history)
     began = time.perf_counter()
     metrics = evaluate_with_standard_errors(generator, tokenizer, test_examples, config, progress)

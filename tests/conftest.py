@@ -98,11 +98,44 @@ def rqvae_tokenizer_pair(base_tokenizer, n_items: int):
     return emb, made[0], made[1]
 
 
-def write_cyclic_beauty_folder(root, n_users: int, n_items: int, length: int, stride: int):
-    """A P5-layout Beauty folder (`root/data/amazon-beauty/sequential_data.txt`) whose user `u` (1-based ids)
-    walks the items in a cycle from `u * stride`: the next item is always the last + 1, which a sequential model
-    learns and a popularity ranking (every item about equally frequent) cannot. Returns `root/data`."""
-    folder = root / "data" / "amazon-beauty"
+def load_benchmark(name: str):
+    """The module `benchmarks/<name>.py`, registered in `sys.modules` (its dataclasses look their module up there)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_benchmark_command(command: list[str], *overrides: str, timeout: int = 300) -> None:
+    """Run `python <command> <overrides>` from the repository root as a user types it; fail with its stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, *command, *overrides],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def write_cyclic_beauty_folder(
+    root, n_users: int, n_items: int, length: int, stride: int, folder_name: str = "amazon-beauty"
+):
+    """A P5-layout Beauty folder (`root/data/amazon-beauty/sequential_data.txt`, or `folder_name`) whose user `u`
+    (1-based ids) walks the items in a cycle from `u * stride`: the next item is always the last + 1, which a
+    sequential model learns and a popularity ranking (every item about equally frequent) cannot. Returns
+    `root/data`."""
+    folder = root / "data" / folder_name
     folder.mkdir(parents=True)
     lines = []
     for user in range(n_users):

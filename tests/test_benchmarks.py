@@ -55,6 +55,7 @@ def test_run_all_rejects_unknown_names(capsys):
         "amazon",
         "sasrec",
         "transition",
+        "cold_start",
         "smollm2",
     ],
 )

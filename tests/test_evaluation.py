@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from hf_semtok.evaluation import ndcg_at_k, popularity_baseline, ranking_metrics, recall_at_k
+from hf_semtok.evaluation import (
+    hit_ranks,
+    ndcg_at_k,
+    popularity_baseline,
+    ranking_metrics,
+    recall_at_k,
+    subsample_examples,
+)
 
 
 def test_recall_hand_computed():
@@ -90,3 +97,25 @@ def test_targets_are_item_ids_and_ks_a_list_of_cut_offs():
     with pytest.raises(TypeError, match="ks must be a list of positive integers .* got int 5"):
         popularity_baseline([["a", "b"]], [(["a"], "b")], ks=5)
     assert popularity_baseline([["a", "b"]], [(["a"], "b")], ks=[np.int64(1)])["recall@1"] == 0.0
+
+
+def test_hit_ranks_give_back_the_metrics():
+    rankings = [["a", "b", "c"], [("c", -0.1), ("a", -0.2)], ["b", "c", "a"], []]
+    targets = ["b", "a", "a", "a"]
+    ranks = hit_ranks(rankings, targets, k=2)
+    assert ranks == [2, 2, None, None]  # "a" is third for the third user: beyond k
+    metrics = ranking_metrics(rankings, targets, ks=[2])
+    assert metrics["recall@2"] == sum(r is not None for r in ranks) / 4
+    assert metrics["ndcg@2"] == pytest.approx(sum(1 / math.log2(r + 1) for r in ranks if r) / 4)
+    with pytest.raises(ValueError, match="one ranking per target"):
+        hit_ranks(rankings, targets[:2], k=2)
+    with pytest.raises(ValueError, match="positive integer"):
+        hit_ranks(rankings, targets, k=0)
+
+
+def test_subsample_examples_is_fixed_by_its_seed():
+    examples = list(range(50))
+    drawn = subsample_examples(examples, 10, seed=3)
+    assert drawn == subsample_examples(examples, 10, seed=3) and len(set(drawn)) == 10
+    assert set(drawn) <= set(examples) and drawn != subsample_examples(examples, 10, seed=4)
+    assert subsample_examples(examples, None, seed=3) == examples == subsample_examples(examples, 50, seed=3)

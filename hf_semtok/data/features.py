@@ -167,6 +167,9 @@ def cooccurrence_features(
     torch.manual_seed(seed)
     u, s, _ = torch.svd_lowrank(ppmi, q=min(dim, n - 1), niter=4)  # (n, dim), (dim,)
     out = (u * s.sqrt()).numpy().astype(np.float32)
+    # The randomised SVD leaves ~1e-6 in the rows of items that never co-occur; the RQ-VAE reads only an exactly
+    # all-zero row as "missing" (and would normalise the residue to a unit-norm random direction).
+    out[(row_sum == 0).numpy()] = 0.0
     if out.shape[1] < dim:
         out = np.pad(out, ((0, 0), (0, dim - out.shape[1])))
     return out

@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -45,7 +44,7 @@ from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from hf_semtok.constants import DEFAULT_SEED, SID_LAYOUTS
-from hf_semtok.evaluation import evaluate_recommender
+from hf_semtok.evaluation import evaluate_recommender, subsample_examples
 from hf_semtok.io_utils import save_file_set
 from hf_semtok.lm.corpus import lm_collator
 from hf_semtok.lm.sid_sequences import (
@@ -396,9 +395,7 @@ def train_generator(
         "Generator: %s, %.2fM parameters; %d training windows, %d tokens per epoch, %d steps planned",
         config.arch, n_params / 1e6, len(rows), n_tokens, planned,
     )  # fmt: skip
-    valid = list(valid_examples or [])
-    if config.eval_users is not None and len(valid) > config.eval_users:
-        valid = random.Random(config.seed).sample(valid, config.eval_users)
+    valid = subsample_examples(valid_examples or [], config.eval_users, config.seed)
     valid = order_by_history_length(valid, config.max_history)
     clock = _Clock(
         60.0 * config.max_train_minutes if config.max_train_minutes else None,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hf_semtok.data import leave_one_out_split
-from hf_semtok.data.features import build_cooccurrence_pairs
+from hf_semtok.data.features import build_cooccurrence_pairs, cooccurrence_features
 
 ITEMS = ["a", "b", "c", "d", "e"]
 
@@ -62,3 +62,17 @@ def test_training_histories_never_pair_test_targets():
     pairs = build_cooccurrence_pairs(train, window=5, item_ids=ITEMS)
     used = {ITEMS[i] for i in pairs.ravel().tolist()}
     assert test["u1"][1] not in used and "d" not in used
+
+
+def test_items_that_never_cooccur_get_an_exactly_zero_row():
+    """The RQ-VAE reads only an all-zero row as a missing modality (cold-start items, items absent from training);
+    the randomised SVD leaves ~1e-7 in those rows unless they are cleared."""
+    rng = np.random.default_rng(0)
+    items = [f"i{n}" for n in range(300)]
+    unseen = sorted(rng.choice(300, 15, replace=False).tolist())  # scattered through the catalogue
+    seen = [n for n in range(300) if n not in unseen]
+    histories = {f"u{k}": [items[j] for j in rng.choice(seen, size=8)] for k in range(400)}
+    features = cooccurrence_features(items, histories, dim=16)
+    assert features.shape == (300, 16)
+    assert not features[unseen].any()  # exactly zero
+    assert (np.linalg.norm(features[seen], axis=1) > 1e-3).all()
