@@ -30,6 +30,7 @@ BENCHMARKS = [
     "sasrec",
     "transition",
     "smollm2",
+    "plot_quality",  # last: draws the README's results table from the JSONs written above
 ]
 
 

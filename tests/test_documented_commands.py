@@ -44,6 +44,8 @@ SKIPPED: dict[str, str] = {
     "make lint": "ruff over the checkout (`.ci` runs it)",
     "make format": "rewrites files in the checkout",
     "make bench": BENCH,
+    "python benchmarks/plot_quality.py": "rewrites benchmarks/results/quality.*; run with --output_dir in a temporary"
+    " folder by tests/test_benchmark_plot_quality.py",
     "python benchmarks/": BENCH + "; the amazon ones also " + SHARED,
     "python recipes/train_rqvae.py --config recipes/configs/rqvae_scientific.yaml": SHARED,
     "python recipes/evaluate.py --config recipes/configs/evaluate_scientific.yaml": SHARED + "; " + GPU,

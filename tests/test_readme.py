@@ -26,7 +26,7 @@ def python_blocks(page: Path) -> list[str]:
 
 
 def test_readme_and_docs_python_blocks_run_in_order(tmp_path, monkeypatch):
-    assert len(python_blocks(README)) >= 3, "README.md should show the quick start, own-data and serving examples"
+    assert len(python_blocks(README)) >= 3, "README.md shows the quick start, own-data and serving examples"
     # The examples write relative paths (later blocks read what earlier ones saved).
     monkeypatch.chdir(tmp_path)
     for page in [README, *DOC_PAGES]:
@@ -40,7 +40,8 @@ def test_readme_and_docs_python_blocks_run_in_order(tmp_path, monkeypatch):
 def anchors(page: Path) -> set[str]:
     """GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens, repeats numbered."""
     found: set[str] = set()
-    for heading in re.findall(r"^#{1,6} +(.+?) *$", FENCE.sub("", page.read_text(encoding="utf-8")), flags=re.M):
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))  # a `# comment` in a code block is no heading
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, flags=re.M):
         slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").strip().lower()).replace(" ", "-")
         candidate, n = slug, 0
         while candidate in found:
