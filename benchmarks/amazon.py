@@ -103,6 +103,11 @@ class AmazonBenchConfig:
         prior_window: The prior's `window` (choose it with `benchmarks/transition.py`, on validation).
         prior_num_history: The prior's `num_history`.
         prior_decay: The prior's `decay`.
+        refit: With `prior_weights`: once the weight (and the generator's step count, with `select_best`) is
+            chosen on validation, train the generator again on every sequence without its test item (what the
+            heuristic's test counts hold: `benchmarks/transition.py`), for the kept number of steps, and report test
+            for it alone and fused at the chosen weight (`"prior_fusion"]["refit"]`). Nothing of it is chosen on
+            test.
     """
 
     dataset: str = "scientific"
@@ -125,10 +130,15 @@ class AmazonBenchConfig:
     prior_window: int = 3
     prior_num_history: int = 5
     prior_decay: float = 0.5
+    refit: bool = False
 
     def __post_init__(self) -> None:
         self.sid = section_from_mapping(SIDStageConfig, self.sid, "sid")
         self.generator = section_from_mapping(GeneratorConfig, self.generator, "generator")
+        if self.refit and not self.prior_weights:
+            raise ValueError(
+                "refit needs prior_weights: the refit model is tested at the weight they choose."
+            )
         if self.prior_weights is not None and any(w <= 0 for w in self.prior_weights):
             raise ValueError(
                 f"prior_weights must be > 0 (the generator alone, weight 0, is always evaluated); got "
@@ -238,7 +248,11 @@ def _paired(ranks_a: list[int | None], ranks_b: list[int | None], k: int) -> dic
 
 
 def _prior_fusion(
-    cfg: AmazonBenchConfig, catalogue: Any, model_dir: Path, generator_validation: dict[str, Any]
+    cfg: AmazonBenchConfig,
+    catalogue: Any,
+    model_dir: Path,
+    generator_validation: dict[str, Any],
+    kept_step: int | None = None,
 ) -> dict[str, Any]:
     """The generator alone, the transition prior alone and the two fused (weight chosen on all validation users)."""
     from transformers import AutoModelForCausalLM
@@ -262,9 +276,11 @@ def _prior_fusion(
     test_sequences = {u: train[u] + ([valid[u][1]] if u in valid else []) for u in train}
     test_prior = TransitionPrior.fit(test_sequences, item_ids=items, **settings)
 
-    def evaluate(prior: Any, weight: float, examples: list[Any]) -> tuple[dict[str, Any], list[int | None]]:
+    def evaluate(
+        prior: Any, weight: float, examples: list[Any], lm: Any = None
+    ) -> tuple[dict[str, Any], list[int | None]]:
         ranked = recommend(
-            model,
+            model if lm is None else lm,
             tokenizer,
             [h for h, _ in examples],
             k=top,
@@ -307,7 +323,22 @@ def _prior_fusion(
         heuristic[key],
         fused[key],
     )
+    refit = None
+    if cfg.refit:
+        refit = _refit(cfg, tokenizer, test_sequences, kept_step, chosen, test_prior, test_examples, evaluate)
+        refit["paired_vs_prior"] = {
+            "generator_minus_prior": _paired(refit["per_user"]["generator_rank"], heuristic_ranks, top),
+            "fused_minus_prior": _paired(refit["per_user"]["fused_rank"], heuristic_ranks, top),
+        }
+        logger.info(
+            "refit: test %s generator %.4f, fused %.4f (prior %.4f)",
+            key,
+            refit["test"]["generator"][key],
+            refit["test"]["fused"][key],
+            heuristic[key],
+        )
     return {
+        "refit": refit,
         "prior_settings": settings,
         "validation_grid": grid,
         "chosen_prior_weight": chosen,
@@ -324,6 +355,37 @@ def _prior_fusion(
             "prior_rank": heuristic_ranks,
             "fused_rank": fused_ranks,
         },
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+
+
+def _refit(
+    cfg: AmazonBenchConfig,
+    tokenizer: Any,
+    sequences: Mapping[str, list[str]],
+    steps: int | None,
+    weight: float,
+    prior: Any,
+    test_examples: list[Any],
+    evaluate: Callable[..., tuple[dict[str, Any], list[int | None]]],
+) -> dict[str, Any]:
+    """The generator trained again on `sequences` (every sequence without its test item) for `steps` steps, with
+    the settings chosen on validation, tested alone and fused with `prior` at `weight`."""
+    from hf_semtok.lm.generator import train_generator
+
+    began = time.perf_counter()
+    steps = steps or cfg.generator.max_steps
+    config = dataclasses.replace(cfg.generator, max_steps=steps, eval_every_steps=0, select_best=False)
+    model, training, _ = train_generator(tokenizer, sequences, config, progress=True)
+    generator, generator_ranks = evaluate(None, 0.0, test_examples, lm=model)
+    fused, fused_ranks = (
+        evaluate(prior, weight, test_examples, lm=model) if weight > 0 else (generator, generator_ranks)
+    )
+    return {
+        "training": {"steps": steps, "epochs": training.get("epochs"), "sequences": len(sequences)},
+        "selection": "steps and prior weight from the first run's validation; trained on train + validation items",
+        "test": {"generator": generator, "fused": fused},
+        "per_user": {"generator_rank": generator_ranks, "fused_rank": fused_ranks},
         "seconds": round(time.perf_counter() - began, 1),
     }
 
@@ -549,7 +611,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **result["stages"],
     }
     if cfg.prior_weights:
-        result["prior_fusion"] = _prior_fusion(cfg, catalogue, out_dir / "model", result["validation"])
+        result["prior_fusion"] = _prior_fusion(
+            cfg,
+            catalogue,
+            out_dir / "model",
+            result["validation"],
+            kept_step=result["training"].get("selected_step"),
+        )
     result = {
         "dataset": cfg.dataset,
         "run_name": run_name,

@@ -135,7 +135,16 @@ def test_amazon_prior_fusion_reports_generator_prior_and_fused_with_paired_diffe
         + ["--results_dir", str(results), "--sids", "published:sids_collisiongenrec/tiny"]
         + ["--generator.hidden_size", "32", "--generator.num_layers", "1", "--generator.num_heads", "2"]
         + ["--generator.max_steps", "4", "--generator.eval_every_steps", "0", "--num_threads", "1"]
-        + ["--prior_weights", "[0.5, 50.0]", "--prior_window", "1", "--prior_num_history", "1"],
+        + [
+            "--prior_weights",
+            "[0.5, 50.0]",
+            "--prior_window",
+            "1",
+            "--prior_num_history",
+            "1",
+            "--refit",
+            "true",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -159,5 +168,14 @@ def test_amazon_prior_fusion_reports_generator_prior_and_fused_with_paired_diffe
     paired = fusion["paired_vs_prior"]["generator_minus_prior"]
     gap = fusion["test"]["generator"]["ndcg@10"] - fusion["test"]["prior"]["ndcg@10"]
     assert paired["ndcg@10"] == pytest.approx(gap) and paired["ndcg@10_se"] >= 0.0
+    # --refit: the generator trained again on train + validation items for the kept steps, tested alone and fused
+    refit = fusion["refit"]
+    assert refit["training"]["steps"] == 4 and refit["training"]["sequences"] == 40
+    for row in ("generator", "fused"):
+        ranks = refit["per_user"][f"{row}_rank"]
+        assert refit["test"][row]["ndcg@10"] == pytest.approx(_ndcg(ranks, 10))
+    assert refit["paired_vs_prior"]["fused_minus_prior"]["ndcg@10"] == pytest.approx(
+        refit["test"]["fused"]["ndcg@10"] - fusion["test"]["prior"]["ndcg@10"]
+    )
     # transition.md shows the fusion row beside the heuristic's table
     assert "| scientific published-cgr-tiny |" in _load_transition().write_markdown(results)
