@@ -247,6 +247,33 @@ def _paired(ranks_a: list[int | None], ranks_b: list[int | None], k: int) -> dic
     return out
 
 
+def evaluate_ranks(
+    gen: GeneratorConfig, tokenizer: Any, model: Any, prior: Any, weight: float, examples: list[Any]
+) -> tuple[dict[str, Any], list[int | None]]:
+    """Test or validation metrics (with standard errors) and per-user hit ranks of `model` through `recommend()`,
+    fused with `prior` at `weight` (0: the generator alone)."""
+    from hf_semtok import recommend
+    from hf_semtok.evaluation import hit_ranks, ranking_metrics
+
+    ranked = recommend(
+        model,
+        tokenizer,
+        [h for h, _ in examples],
+        k=max(gen.ks),
+        num_beams=gen.num_beams,
+        batch_size=gen.eval_batch_size,
+        max_history=gen.max_history,
+        progress=False,
+        prior=prior,
+        prior_weight=weight,
+    )
+    rankings = [[item for item, _ in r] for r in ranked]
+    targets = [t for _, t in examples]
+    return ranking_metrics(rankings, targets, gen.ks, standard_errors=True), hit_ranks(
+        rankings, targets, max(gen.ks)
+    )
+
+
 def _prior_fusion(
     cfg: AmazonBenchConfig,
     catalogue: Any,
@@ -257,7 +284,7 @@ def _prior_fusion(
     """The generator alone, the transition prior alone and the two fused (weight chosen on all validation users)."""
     from transformers import AutoModelForCausalLM
 
-    from hf_semtok import SemanticIDTokenizer, TransitionPrior, leave_one_out_split, recommend
+    from hf_semtok import SemanticIDTokenizer, TransitionPrior, leave_one_out_split
     from hf_semtok.evaluation import hit_ranks, ranking_metrics
 
     began = time.perf_counter()
@@ -279,21 +306,7 @@ def _prior_fusion(
     def evaluate(
         prior: Any, weight: float, examples: list[Any], lm: Any = None
     ) -> tuple[dict[str, Any], list[int | None]]:
-        ranked = recommend(
-            model if lm is None else lm,
-            tokenizer,
-            [h for h, _ in examples],
-            k=top,
-            num_beams=gen.num_beams,
-            batch_size=gen.eval_batch_size,
-            max_history=gen.max_history,
-            progress=False,
-            prior=prior,
-            prior_weight=weight,
-        )
-        rankings = [[item for item, _ in r] for r in ranked]
-        targets = [t for _, t in examples]
-        return ranking_metrics(rankings, targets, ks, standard_errors=True), hit_ranks(rankings, targets, top)
+        return evaluate_ranks(gen, tokenizer, model if lm is None else lm, prior, weight, examples)
 
     grid = []
     if (
@@ -325,7 +338,9 @@ def _prior_fusion(
     )
     refit = None
     if cfg.refit:
-        refit = _refit(cfg, tokenizer, test_sequences, kept_step, chosen, test_prior, test_examples, evaluate)
+        refit = refit_generator(
+            cfg, tokenizer, test_sequences, kept_step, chosen, test_prior, test_examples, evaluate
+        )
         refit["paired_vs_prior"] = {
             "generator_minus_prior": _paired(refit["per_user"]["generator_rank"], heuristic_ranks, top),
             "fused_minus_prior": _paired(refit["per_user"]["fused_rank"], heuristic_ranks, top),
@@ -359,7 +374,7 @@ def _prior_fusion(
     }
 
 
-def _refit(
+def refit_generator(
     cfg: AmazonBenchConfig,
     tokenizer: Any,
     sequences: Mapping[str, list[str]],

@@ -177,5 +177,24 @@ def test_amazon_prior_fusion_reports_generator_prior_and_fused_with_paired_diffe
     assert refit["paired_vs_prior"]["fused_minus_prior"]["ndcg@10"] == pytest.approx(
         refit["test"]["fused"]["ndcg@10"] - fusion["test"]["prior"]["ndcg@10"]
     )
+    # benchmarks/refit.py: the same refit from the finished run's JSON, as documented
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/refit.py",
+            "--run",
+            str(results / "amazon_scientific_published-cgr-tiny.json"),
+        ]
+        + ["--results_dir", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = json.loads((results / "refit_scientific.json").read_text())
+    assert final["metrics"] == final["test"]["fused"] and final["training"]["steps"] == 4
+    assert final["test"]["fused"]["ndcg@10"] == pytest.approx(_ndcg(final["per_user"]["fused_rank"], 10))
+    assert "| scientific |" in (results / "refit.md").read_text()
     # transition.md shows the fusion row beside the heuristic's table
     assert "| scientific published-cgr-tiny |" in _load_transition().write_markdown(results)
