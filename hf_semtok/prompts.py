@@ -93,6 +93,12 @@ def _history_body(
 ) -> str:
     if isinstance(history, str):
         raise ValueError("history must be a sequence of item ids, not one string; wrap it in a list.")
+    if hasattr(history, "tolist") and not isinstance(history, str):  # a numpy array or pandas Series of ids
+        history = history.tolist()
+    if isinstance(history, (set, frozenset, Mapping)) or not isinstance(history, Sequence):
+        raise TypeError(
+            f"history must be a list of item ids, oldest first; got {type(history).__name__} (pass [] for none)."
+        )
     check_titles(titles)
     if max_history is not None:
         if max_history < 1:

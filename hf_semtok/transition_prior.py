@@ -49,9 +49,9 @@ register_file_names(
     _FILE_SET_KIND,
     lambda prefix: lambda name: name in (TRANSITION_PRIOR_CONFIG_FILE, TRANSITION_PRIOR_WEIGHTS_FILE),
 )
-#: The largest prior file a load reads (a prior of 10M items is a few GB at most): a planted huge or sparse file is
-#: refused, never read into memory.
-_MAX_FILE_BYTES = 16 << 30
+#: The largest settings file (with the item ids) a load reads: a 10M-item catalogue's ids take a few hundred MB, so a
+#: planted huge or sparse file is refused before it is read into memory. (The counts are memory-mapped.)
+_MAX_CONFIG_BYTES = 2 << 30
 # Scores are rounded to this many significant bits before ranking, so sums that are equal up to float rounding
 # (1/2 + 1/3 against 5/6) tie and the popularity rule decides, whatever the order of summation.
 _TIE_BITS = 40
@@ -103,6 +103,11 @@ def _as_sequences(sequences: Any) -> list[Sequence[str]]:
 
 def _check_ids(ids: Sequence[Any], what: str) -> None:
     """Item ids are strings, compared as written: `1` and `"1"` are never taken for one another."""
+    if isinstance(ids, (set, frozenset, str, bytes, Mapping)) or ids is None:
+        raise TypeError(
+            f"{_SOURCE}: {what} must be a list of item ids in order; got {type(ids).__name__} (a set has no order, "
+            "a string would be read as characters: pass a list)."
+        )
     for position, item in enumerate(ids):
         if not isinstance(item, str):
             raise TypeError(
@@ -177,6 +182,8 @@ class TransitionPrior:
         self.window = _check_int("window", window, 1)
         self.num_history = _check_int("num_history", num_history, 1)
         self.decay = _check_decay(decay)
+        if not isinstance(exclude_history, (bool, np.bool_)):
+            raise TypeError(f"{_SOURCE}: exclude_history must be True or False; got {exclude_history!r}.")
         self.exclude_history = bool(exclude_history)
         # The popularity order (most frequent first, then catalogue order) and each item's place in it.
         self.popularity_order = np.lexsort((np.arange(n), -self.popularity))
@@ -451,22 +458,22 @@ class TransitionPrior:
             FileNotFoundError: A file is missing.
             ValueError: A file of another format version, or arrays that do not fit the item ids.
         """
-        from safetensors.numpy import load
+        from safetensors.numpy import load_file
 
-        from hf_semtok.tokenizer.safe_paths import read_regular
+        from hf_semtok.tokenizer.safe_paths import check_regular_files, read_regular
 
         folder = Path(directory)
         config_path, weights_path = (
             folder / TRANSITION_PRIOR_CONFIG_FILE,
             folder / TRANSITION_PRIOR_WEIGHTS_FILE,
         )
-        try:
-            raw = [read_regular(path, _MAX_FILE_BYTES, "prior file") for path in (config_path, weights_path)]
-        except FileNotFoundError as err:
-            raise FileNotFoundError(
-                f"{_SOURCE}.from_pretrained: {err.filename} not found; save a prior there with "
-                "prior.save_pretrained()."
-            ) from None
+        for path in (config_path, weights_path):
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"{_SOURCE}.from_pretrained: {path} not found; save a prior there with prior.save_pretrained()."
+                )
+        check_regular_files(folder, "prior", [TRANSITION_PRIOR_WEIGHTS_FILE])
+        raw = [read_regular(config_path, _MAX_CONFIG_BYTES, "prior file")]
         try:
             config = json.loads(raw[0].decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
@@ -483,7 +490,7 @@ class TransitionPrior:
         if missing_keys:
             raise ValueError(f"{config_path}: missing fields {sorted(missing_keys)}; save the prior again.")
         try:
-            arrays = load(raw[1])
+            arrays = load_file(str(weights_path))  # memory-mapped: a huge or sparse file is not read whole
         except Exception as err:  # safetensors raises its own error type for truncated or corrupt files
             raise ValueError(
                 f"{weights_path}: not a readable safetensors file ({type(err).__name__}); save the prior again."

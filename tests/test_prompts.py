@@ -94,3 +94,10 @@ def test_titles_cannot_inject_items_or_instructions(tok):
     assert clean_item_text(tok, None) == ""
     with pytest.raises(TypeError, match="the title of 'i6' must be a string"):
         history_prompt(tok, ["i6"], titles={"i6": 1.5})
+
+
+def test_history_must_be_a_list_of_ids(sid_tokenizer):
+    from hf_semtok.prompts import history_prompt
+
+    with pytest.raises(TypeError, match="history must be a list of item ids, oldest first; got NoneType"):
+        history_prompt(sid_tokenizer, None)

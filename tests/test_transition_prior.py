@@ -95,12 +95,22 @@ def test_a_damaged_saved_prior_is_a_clear_error(tmp_path):
         ("transition_prior.json", b'{"format_', r"transition_prior.json: not a prior's JSON file"),
         ("transition_prior.safetensors", b"\x00" * 9, r"not a readable safetensors file"),
         ("transition_prior.json", None, r"must be a regular file.*special file"),
+        ("transition_prior.safetensors", None, r"is a special file \(a FIFO"),
+        (
+            "transition_prior.safetensors",
+            8 << 30,
+            r"not a readable safetensors file",
+        ),  # sparse: never read whole
+        ("transition_prior.json", 4 << 30, r"more than the .* bytes such a file can be"),
     ]:
         folder = tmp_path / f"bad-{len(list(tmp_path.iterdir()))}"
         shutil.copytree(tmp_path / "good", folder)
         (folder / name).unlink()
         if damage is None:
             os.mkfifo(folder / name)  # reading a FIFO would block forever
+        elif isinstance(damage, int):
+            (folder / name).touch()
+            os.truncate(folder / name, damage)
         else:
             (folder / name).write_bytes(damage)
         with pytest.raises(ValueError, match=match):
@@ -126,6 +136,10 @@ def test_bad_input_raises_the_documented_errors():
         TransitionPrior.fit([["1"]], item_ids=[1])
     with pytest.raises(TypeError, match=r"histories\[0\]\[0\] is int 1"):
         prior.scores([1])
+    with pytest.raises(TypeError, match="exclude_history must be True or False"):
+        TransitionPrior.fit(SEQUENCES, exclude_history="no")
+    with pytest.raises(TypeError, match="item_ids must be a list of item ids in order; got set"):
+        TransitionPrior.fit(SEQUENCES, item_ids={"a", "b", "c", "d"})
 
 
 def test_a_huge_window_costs_what_the_longest_sequence_does():

@@ -200,15 +200,21 @@ def read_regular(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-def check_regular_files(folder: str | os.PathLike, what: str, names: Iterable[str]) -> None:
+def check_regular_files(
+    folder: str | os.PathLike, what: str, names: Iterable[str], max_bytes: Mapping[str, int] | None = None
+) -> None:
     """Refuse a saved folder where one of the files a load reads (`names`, relative to `folder`; a name ending in
     `/` stands for every entry of that sub-folder) is a FIFO, a device or a socket, or a link to one: reading it
     would hang or never end. Other entries of the folder (the user's own) are not looked at.
+
+    With `max_bytes` (name -> the largest size that file can have), a larger one is refused before anything reads
+    it (a planted huge or sparse file would otherwise be read whole into memory).
 
     Raises:
         ValueError: naming the entry.
     """
     folder = Path(folder)
+    caps = dict(max_bytes or {})
     paths = []
     for name in names:
         if name.endswith("/"):
@@ -222,6 +228,12 @@ def check_regular_files(folder: str | os.PathLike, what: str, names: Iterable[st
             st = os.stat(path)  # through a link: what a reader would open
         except OSError:
             continue  # missing or dangling: the loader names a missing file itself
+        cap = caps.get(path.relative_to(folder).as_posix())
+        if cap is not None and stat.S_ISREG(st.st_mode) and st.st_size > cap:
+            raise ValueError(
+                f"{path}: is {st.st_size:,} bytes, more than the {cap:,} bytes a saved {what}'s file of that name "
+                "can be; it was not written by save_pretrained(). Replace it with the file a save wrote."
+            )
         if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
             link = ", through a link" if path.is_symlink() else ""
             raise ValueError(

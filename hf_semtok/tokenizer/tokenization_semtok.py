@@ -48,9 +48,10 @@ from .file_sets import (
 from .library_hooks import get_hook
 from .safe_paths import check_regular_files, read_regular
 from .sid_catalogue import SID_LAYOUT_KEY, SIDCatalogueMixin, check_sid_layout
-from .sid_table import SID_CODES_FILE, SIDTable
+from .sid_table import MAX_SID_TABLE_JSON_BYTES, SID_CODES_FILE, SIDTable
 from .sid_tokens import SID_RE, SIDTokenLookup
 from .tokenizer_files import (
+    MAX_JSON_BYTES,
     check_byte_level,
     check_config_tokens,
     check_files_are_files,
@@ -119,6 +120,23 @@ register_file_names(FILE_SET_KIND, _tokenizer_file_names)
 
 
 #: Every file (or, ending in `/`, folder of files) a tokenizer load may read: checked as regular files first.
+#: The largest size of each file a tokenizer load reads whole, checked before transformers opens any of them.
+_SIZE_CAPS = {
+    **dict.fromkeys(
+        (
+            TOKENIZER_CONFIG_FILE,
+            TOKENIZER_FILE,
+            "special_tokens_map.json",
+            "added_tokens.json",
+            "chat_template.json",
+        ),
+        MAX_JSON_BYTES,
+    ),
+    "chat_template.jinja": MAX_JSON_BYTES,
+    SID_TABLE_FILE: MAX_SID_TABLE_JSON_BYTES,
+    RQVAE_CONFIG_FILE: MAX_RQVAE_FILE_BYTES,
+    RQVAE_WEIGHTS_FILE: MAX_RQVAE_FILE_BYTES,
+}
 _LOADED_FILES = (
     TOKENIZER_CONFIG_FILE,
     TOKENIZER_FILE,
@@ -304,7 +322,7 @@ class SemanticIDTokenizer(SIDCatalogueMixin, PreTrainedTokenizerFast):
                     f"{os.fspath(pretrained_model_name_or_path)}); check the subfolder name."
                 )
             check_files_are_files(folder, [TOKENIZER_CONFIG_FILE, *cls.vocab_files_names.values()])
-            check_regular_files(folder, "tokenizer", _LOADED_FILES)
+            check_regular_files(folder, "tokenizer", _LOADED_FILES, _SIZE_CAPS)
         if not os.path.isdir(pretrained_model_name_or_path) or "_file_set" in kwargs:
             return cls._load_checked(pretrained_model_name_or_path, *args, **kwargs)
         # A local folder: load the files of the last tokenizer save, checked against its manifest, while no save

@@ -471,6 +471,15 @@ def test_a_huge_sparse_rqvae_file_is_refused_before_it_is_read(tmp_path, rq_toke
             SemanticIDTokenizer.from_pretrained(folder)
 
 
+@pytest.mark.parametrize("name", [TOKENIZER_FILE, SID_TABLE_FILE])
+def test_a_huge_sparse_tokenizer_file_is_refused_before_transformers_reads_it(tmp_path, sid_tokenizer, name):
+    """Probe 4: an 8 GiB sparse tokenizer.json was read whole by transformers before the size check ran."""
+    sid_tokenizer.save_pretrained(tmp_path / "tok")
+    os.truncate(tmp_path / "tok" / name, 8 << 30)
+    with pytest.raises(ValueError, match=f"{name}: is 8,589,934,592 bytes, more than"):
+        SemanticIDTokenizer.from_pretrained(tmp_path / "tok")
+
+
 def test_a_save_that_cannot_create_its_folder_says_where(tmp_path, sid_tokenizer):
     if not os.path.isdir("/proc/self"):
         pytest.skip("needs /proc")
