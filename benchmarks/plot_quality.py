@@ -4,6 +4,8 @@ Reads only result JSONs that the benchmarks already wrote (nothing is trained or
 - `transition_<dataset>.json` (`benchmarks/transition.py`): the transition heuristic, the popularity baseline and
   TIGER's published row;
 - `sasrec_<dataset>.json` (`benchmarks/sasrec.py`), where present;
+- `amazon_<dataset>_prior-fusion.json` and `refit_<dataset>.json` (`benchmarks/amazon.py --prior_weights`,
+  `benchmarks/refit.py`), where present: ours fused with the prior, and ours final;
 - `amazon_<dataset>_<run_name>.json` (`benchmarks/amazon.py`), `run_name` read from
   `benchmarks/configs/amazon_<dataset>.yaml`: our generator alone.
 
@@ -23,7 +25,16 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = ["beauty", "sports", "toys", "scientific"]
-ROWS = ["popularity", "transition heuristic", "SASRec (capped)", "TIGER (published)", "ours"]
+ROWS = [
+    "popularity",
+    "transition heuristic",
+    "SASRec (capped)",
+    "SASRec (converged)",
+    "TIGER (published)",
+    "ours",
+    "ours, fused with the prior",
+    "ours, final",
+]
 METRICS = ["recall@10", "ndcg@10"]
 
 
@@ -49,7 +60,10 @@ def collect(results_dir: Path, configs_dir: Path) -> dict[str, dict[str, dict]]:
         sasrec_file = results_dir / f"sasrec_{dataset}.json"
         if sasrec_file.is_file():
             sasrec = json.loads(sasrec_file.read_text())
-            rows["SASRec (capped)"] = _metrics(sasrec["metrics"], sasrec_file.name)
+            converged = sasrec.get("stop_reason") in ("early_stop", "max_epochs")  # not stopped by a step cap
+            rows["SASRec (converged)" if converged else "SASRec (capped)"] = _metrics(
+                sasrec["metrics"], sasrec_file.name
+            )
         if transition.get("tiger"):
             source = f"TIGER, Table 1 (in {transition_file.name})"
             rows["TIGER (published)"] = _metrics(transition["tiger"], source)
@@ -57,6 +71,13 @@ def collect(results_dir: Path, configs_dir: Path) -> dict[str, dict[str, dict]]:
         ours_file = results_dir / f"amazon_{dataset}_{run_name}.json"
         if ours_file.is_file():
             rows["ours"] = _metrics(json.loads(ours_file.read_text())["metrics"], ours_file.name)
+        fusion_file = results_dir / f"amazon_{dataset}_prior-fusion.json"  # benchmarks/amazon.py --prior_weights
+        if fusion_file.is_file():
+            fused = json.loads(fusion_file.read_text())["prior_fusion"]["test"]["fused"]
+            rows["ours, fused with the prior"] = _metrics(fused, fusion_file.name)
+        final_file = results_dir / f"refit_{dataset}.json"  # benchmarks/refit.py
+        if final_file.is_file():
+            rows["ours, final"] = _metrics(json.loads(final_file.read_text())["metrics"], final_file.name)
         table[dataset] = rows
     return table
 

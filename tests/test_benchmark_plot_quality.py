@@ -14,8 +14,11 @@ ROWS = {
     "popularity": "popularity",
     "transition heuristic (training-free)": "transition heuristic",
     "SASRec, capped": "SASRec (capped)",
+    "SASRec, converged": "SASRec (converged)",
     "TIGER (published, Table 1)": "TIGER (published)",
     "ours, the generator alone": "ours",
+    "ours, fused with the prior": "ours, fused with the prior",
+    "ours, final": "ours, final",
 }
 DATASETS = ["beauty", "sports", "toys", "scientific"]
 
