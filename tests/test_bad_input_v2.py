@@ -242,9 +242,13 @@ def tok() -> SemanticIDTokenizer:
 def test_item_lookups_refuse_non_string_ids(tok, item):
     with pytest.raises(TypeError, match=r"Item ids are strings; got"):
         tok.item_to_sid(item)
-    with pytest.raises(TypeError, match=r"Item ids are strings; got"):
+    with pytest.raises(
+        TypeError, match=r"items_to_text: item_ids must hold strings \(ids are never converted\)"
+    ):
         tok.items_to_text([item])
-    with pytest.raises(TypeError, match=r"Item ids are strings; got"):
+    with pytest.raises(
+        TypeError, match=r"encode_items: item_ids must hold strings \(ids are never converted\)"
+    ):
         tok.encode_items([item])
     with pytest.raises(TypeError, match=r"Item ids are strings; got"):
         tok.sid_table.rows_of_items([item])
