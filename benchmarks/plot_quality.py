@@ -71,7 +71,9 @@ def collect(results_dir: Path, configs_dir: Path) -> dict[str, dict[str, dict]]:
         ours_file = results_dir / f"amazon_{dataset}_{run_name}.json"
         if ours_file.is_file():
             rows["ours"] = _metrics(json.loads(ours_file.read_text())["metrics"], ours_file.name)
-        fusion_file = results_dir / f"amazon_{dataset}_prior-fusion.json"  # benchmarks/amazon.py --prior_weights
+        fusion_file = (
+            results_dir / f"amazon_{dataset}_prior-fusion.json"
+        )  # benchmarks/amazon.py --prior_weights
         if fusion_file.is_file():
             fused = json.loads(fusion_file.read_text())["prior_fusion"]["test"]["fused"]
             rows["ours, fused with the prior"] = _metrics(fused, fusion_file.name)
